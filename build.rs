@@ -1,0 +1,23 @@
+//! Compiles the protobuf contract without a system `protoc`: `protox` parses the files in pure
+//! Rust, `tonic-prost-build` generates the code, and the file descriptor set is kept for gRPC
+//! reflection.
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/suppression/v1/suppression.proto"];
+    println!("cargo:rerun-if-changed=proto");
+
+    let fds = protox::compile(protos, ["proto"])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("suppression_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

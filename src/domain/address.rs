@@ -1,0 +1,319 @@
+//! Email addresses as the service keys them.
+//!
+//! Normalization, so that one mailbox has one key and a suppression cannot be dodged by
+//! spelling the same address differently:
+//! - surrounding whitespace is trimmed;
+//! - the domain is lowercased and converted to its ASCII (IDNA/punycode) form, so
+//!   `bücher.example` and `xn--bcher-kva.example` are the same domain;
+//! - the local part is lowercased. RFC 5321 lets a server treat `Jane` and `jane` as different
+//!   mailboxes, but no mainstream provider does, and the cost of the two mistakes is not equal:
+//!   mailing a suppressed address again damages the sender's reputation, while conflating two
+//!   mailboxes that differ only in case is a risk no real system is known to run into.
+//!
+//! Validation follows RFC 5321/5322 for the parts that matter to delivery: one `@`, a dot-atom
+//! local part of at most 64 octets (UTF-8 allowed, as RFC 6531 does), a domain of at most
+//! 253 octets in ASCII form made of valid labels of at most 63 octets, at least two labels, and
+//! a whole address of at most 254 octets.
+
+use std::fmt;
+
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+
+/// Longest address accepted, in octets (RFC 5321 path limit less the angle brackets).
+pub const MAX_ADDRESS_LEN: usize = 254;
+/// Longest local part, in octets (RFC 5321 4.5.3.1.1).
+pub const MAX_LOCAL_LEN: usize = 64;
+/// Longest domain, in octets of its ASCII form (RFC 1035 less the root dot).
+pub const MAX_DOMAIN_LEN: usize = 253;
+
+/// A normalized, validated email address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EmailAddress {
+    /// The whole normalized address: `local@domain`.
+    normalized: String,
+    /// Byte offset of the `@` in `normalized`, so both halves are free to get.
+    at: usize,
+}
+
+/// Why a string is not an acceptable email address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("address is empty")]
+    Empty,
+    #[error("address is longer than {MAX_ADDRESS_LEN} octets")]
+    TooLong,
+    #[error("address has no '@'")]
+    MissingAt,
+    #[error("address has more than one '@' (quoted local parts are not supported)")]
+    MultipleAt,
+    #[error("local part (before '@') is empty")]
+    EmptyLocal,
+    #[error("local part is longer than {MAX_LOCAL_LEN} octets")]
+    LocalTooLong,
+    #[error("local part contains the character {0:?}, which is not allowed unquoted")]
+    LocalBadChar(char),
+    #[error("local part has a leading, trailing or doubled '.'")]
+    LocalBadDot,
+    #[error("domain (after '@') is empty")]
+    EmptyDomain,
+    #[error("address literals such as [192.0.2.1] are not supported")]
+    DomainLiteral,
+    #[error("domain is not a valid internet domain name")]
+    DomainInvalid,
+    #[error("domain is longer than {MAX_DOMAIN_LEN} octets")]
+    DomainTooLong,
+    #[error("domain has a label longer than 63 octets")]
+    DomainLabelTooLong,
+    #[error("domain needs at least two labels (e.g. example.com)")]
+    DomainSingleLabel,
+    #[error("domain ends in an all-numeric label")]
+    DomainNumericTld,
+}
+
+impl EmailAddress {
+    /// Normalizes and validates `input`.
+    pub fn parse(input: &str) -> Result<EmailAddress, AddressError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        // Cheap guard before any work: anything this long cannot normalize to 254 octets
+        // (IDNA may lengthen a domain, never shorten it by more than its case mapping).
+        if s.len() > MAX_ADDRESS_LEN * 4 {
+            return Err(AddressError::TooLong);
+        }
+        let at = s.rfind('@').ok_or(AddressError::MissingAt)?;
+        let (local, domain) = (&s[..at], &s[at + 1..]);
+        if local.contains('@') {
+            return Err(AddressError::MultipleAt);
+        }
+        let local = normalize_local(local)?;
+        let domain = normalize_domain(domain)?;
+        let mut normalized = String::with_capacity(local.len() + 1 + domain.len());
+        normalized.push_str(&local);
+        normalized.push('@');
+        normalized.push_str(&domain);
+        if normalized.len() > MAX_ADDRESS_LEN {
+            return Err(AddressError::TooLong);
+        }
+        Ok(EmailAddress {
+            at: local.len(),
+            normalized,
+        })
+    }
+
+    /// The normalized address.
+    pub fn as_str(&self) -> &str {
+        &self.normalized
+    }
+
+    /// The normalized local part (before the `@`).
+    pub fn local_part(&self) -> &str {
+        &self.normalized[..self.at]
+    }
+
+    /// The normalized ASCII domain (after the `@`).
+    pub fn domain(&self) -> &str {
+        &self.normalized[self.at + 1..]
+    }
+
+    /// Rebuilds an address that was normalized before (read back from storage).
+    /// Falls back to a full parse if the text is not in normal form.
+    pub fn from_normalized(s: &str) -> Result<EmailAddress, AddressError> {
+        EmailAddress::parse(s)
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.normalized)
+    }
+}
+
+impl AsRef<str> for EmailAddress {
+    fn as_ref(&self) -> &str {
+        &self.normalized
+    }
+}
+
+/// `atext` of RFC 5322 plus UTF-8 (RFC 6531).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~".contains(c)
+        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+}
+
+fn normalize_local(local: &str) -> Result<String, AddressError> {
+    if local.is_empty() {
+        return Err(AddressError::EmptyLocal);
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(AddressError::LocalBadDot);
+    }
+    if let Some(c) = local.chars().find(|&c| c != '.' && !is_atext(c)) {
+        return Err(AddressError::LocalBadChar(c));
+    }
+    let lowered = if local.is_ascii() {
+        local.to_ascii_lowercase()
+    } else {
+        local.to_lowercase()
+    };
+    if lowered.len() > MAX_LOCAL_LEN {
+        return Err(AddressError::LocalTooLong);
+    }
+    Ok(lowered)
+}
+
+fn normalize_domain(domain: &str) -> Result<String, AddressError> {
+    if domain.is_empty() {
+        return Err(AddressError::EmptyDomain);
+    }
+    if domain.starts_with('[') {
+        return Err(AddressError::DomainLiteral);
+    }
+    // A single trailing root dot names the same domain.
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    let ascii = Uts46::new()
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+            DnsLength::Ignore,
+        )
+        .map_err(|_| AddressError::DomainInvalid)?;
+    if ascii.len() > MAX_DOMAIN_LEN {
+        return Err(AddressError::DomainTooLong);
+    }
+    let mut labels = 0usize;
+    let mut last = "";
+    for label in ascii.split('.') {
+        if label.is_empty() {
+            return Err(AddressError::DomainInvalid);
+        }
+        if label.len() > 63 {
+            return Err(AddressError::DomainLabelTooLong);
+        }
+        labels += 1;
+        last = label;
+    }
+    if labels < 2 {
+        return Err(AddressError::DomainSingleLabel);
+    }
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AddressError::DomainNumericTld);
+    }
+    Ok(ascii.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalizes_case_whitespace_and_idna() {
+        let a = EmailAddress::parse("  Jane.Smith@Bücher.Example ").unwrap();
+        assert_eq!(a.as_str(), "jane.smith@xn--bcher-kva.example");
+        assert_eq!(a.local_part(), "jane.smith");
+        assert_eq!(a.domain(), "xn--bcher-kva.example");
+        let b = EmailAddress::parse("jane.smith@xn--bcher-kva.example").unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn trailing_root_dot_names_the_same_domain() {
+        assert_eq!(
+            EmailAddress::parse("a@example.com.").unwrap().as_str(),
+            "a@example.com"
+        );
+    }
+
+    #[test]
+    fn utf8_local_parts_are_lowercased() {
+        assert_eq!(
+            EmailAddress::parse("ÜSER@example.com").unwrap().as_str(),
+            "üser@example.com"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_addresses_with_a_reason() {
+        let cases: &[(&str, AddressError)] = &[
+            ("", AddressError::Empty),
+            ("   ", AddressError::Empty),
+            ("plainaddress", AddressError::MissingAt),
+            ("a@b@example.com", AddressError::MultipleAt),
+            ("@example.com", AddressError::EmptyLocal),
+            ("jane@", AddressError::EmptyDomain),
+            (".jane@example.com", AddressError::LocalBadDot),
+            ("jane.@example.com", AddressError::LocalBadDot),
+            ("ja..ne@example.com", AddressError::LocalBadDot),
+            ("ja ne@example.com", AddressError::LocalBadChar(' ')),
+            ("ja\"ne@example.com", AddressError::LocalBadChar('"')),
+            ("jane@[192.0.2.1]", AddressError::DomainLiteral),
+            ("jane@localhost", AddressError::DomainSingleLabel),
+            ("jane@example..com", AddressError::DomainInvalid),
+            ("jane@-example.com", AddressError::DomainInvalid),
+            ("jane@exa_mple.com", AddressError::DomainInvalid),
+            ("jane@192.168.0.1", AddressError::DomainNumericTld),
+        ];
+        for (input, want) in cases {
+            assert_eq!(EmailAddress::parse(input).as_ref(), Err(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn enforces_rfc_5321_lengths() {
+        let local64 = "a".repeat(64);
+        assert!(EmailAddress::parse(&format!("{local64}@example.com")).is_ok());
+        assert_eq!(
+            EmailAddress::parse(&format!("a{local64}@example.com")),
+            Err(AddressError::LocalTooLong)
+        );
+        let label63 = "b".repeat(63);
+        assert!(EmailAddress::parse(&format!("a@{label63}.com")).is_ok());
+        assert_eq!(
+            EmailAddress::parse(&format!("a@{label63}b.com")),
+            Err(AddressError::DomainLabelTooLong)
+        );
+        // 64 + 1 + 189 = 254 octets: the longest accepted.
+        let domain189 = format!(
+            "{}.{}.{}.com",
+            "c".repeat(60),
+            "d".repeat(60),
+            "e".repeat(63)
+        );
+        assert_eq!(domain189.len(), 189);
+        assert!(EmailAddress::parse(&format!("{local64}@{domain189}")).is_ok());
+        assert_eq!(
+            EmailAddress::parse(&format!("{local64}@x{domain189}")),
+            Err(AddressError::TooLong)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,300}") {
+            let _ = EmailAddress::parse(&s);
+        }
+
+        #[test]
+        fn normalization_is_idempotent(s in "\\PC{0,80}@\\PC{0,80}") {
+            if let Ok(a) = EmailAddress::parse(&s) {
+                let again = EmailAddress::parse(a.as_str()).expect("a normalized address parses");
+                prop_assert_eq!(&again, &a);
+                prop_assert!(a.as_str().len() <= MAX_ADDRESS_LEN);
+            }
+        }
+
+        #[test]
+        fn case_and_padding_do_not_change_the_key(
+            local in "[a-zA-Z0-9._%+-]{1,20}",
+            domain in "[a-zA-Z0-9]{1,20}\\.[a-zA-Z]{2,6}",
+        ) {
+            let plain = EmailAddress::parse(&format!("{local}@{domain}"));
+            let shouted = EmailAddress::parse(&format!("  {}@{} ", local.to_uppercase(), domain.to_uppercase()));
+            prop_assert_eq!(plain, shouted);
+        }
+    }
+}

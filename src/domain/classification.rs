@@ -1,0 +1,120 @@
+//! What a send result was, as the reporter labelled it and as the service judged it.
+//!
+//! These types are shared by the classifier (which decides), the policy (which acts on the
+//! decision) and the store (which records it). They know nothing of the wire or the disk.
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome as the reporting system (ESP, MTA, webhook) labelled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReportedOutcome {
+    /// The message was accepted by the receiving server.
+    Delivered,
+    /// The reporter calls it a permanent failure.
+    HardBounce,
+    /// The reporter calls it a temporary failure.
+    SoftBounce,
+    /// The reporter calls it a rejection because of the sender, the message or a policy.
+    Block,
+    /// The recipient marked the message as spam (feedback loop).
+    Complaint,
+    /// "It bounced; you decide": the reporter does not classify.
+    Bounce,
+}
+
+/// The service's own judgement of a send result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BounceType {
+    /// Permanent, the address itself is bad: suppress now.
+    Hard,
+    /// Temporary: counts toward escalation.
+    Soft,
+    /// Rejected because of the sender, the message or a policy: never suppresses the recipient.
+    Block,
+    /// A spam complaint: suppress now.
+    Complaint,
+    /// Accepted by the receiving server.
+    Delivered,
+}
+
+/// Why a send result turned out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BounceReason {
+    /// Nothing went wrong (delivered).
+    None,
+    /// The mailbox does not exist.
+    MailboxNotFound,
+    /// The domain does not exist, has no MX, or publishes a null MX.
+    DomainNotFound,
+    /// The address is syntactically invalid.
+    InvalidAddress,
+    /// The mailbox exists but is disabled, suspended, expired or inactive.
+    MailboxDisabled,
+    /// The recipient refuses mail (group restrictions, not authorized to receive, moved).
+    RecipientRejected,
+    /// The mailbox is over quota.
+    MailboxFull,
+    /// The message exceeds a size limit.
+    MessageTooLarge,
+    /// Too fast, too many connections or recipients, deferred for volume.
+    RateLimited,
+    /// Greylisting, timeouts, busy servers, expiry after retries, DNS temporary failure.
+    TemporaryFailure,
+    /// The sending IP or domain is blocked (reputation, blocklists, PTR).
+    SenderBlocked,
+    /// The content was rejected (spam, virus, content policy).
+    ContentRejected,
+    /// SPF, DKIM, DMARC or sender verification failed.
+    AuthenticationFailed,
+    /// The recipient complained.
+    Complaint,
+    /// Suppressed by an operator.
+    Manual,
+    /// Suppressed after repeated soft bounces.
+    RepeatedSoftBounce,
+    /// No evidence either way.
+    Unknown,
+}
+
+impl BounceReason {
+    /// True for reasons that say the address itself is bad (as opposed to the sender, the
+    /// message or a passing condition). Such suppressions may later be corrected by replacement.
+    pub fn is_address_level(self) -> bool {
+        matches!(
+            self,
+            BounceReason::MailboxNotFound
+                | BounceReason::DomainNotFound
+                | BounceReason::InvalidAddress
+                | BounceReason::MailboxDisabled
+        )
+    }
+}
+
+/// The classifier's verdict on one send result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Classification {
+    /// The service's outcome type.
+    pub bounce_type: BounceType,
+    /// The reason behind it.
+    pub reason: BounceReason,
+    /// Id of the rule that decided, recorded on the event so decisions can be audited.
+    pub rule_id: String,
+    /// How sure the deciding rule is, 0.0 to 1.0.
+    pub confidence: f32,
+    /// True when the reporter's label implies a different outcome type.
+    pub disagrees_with_reporter: bool,
+}
+
+/// Everything the classifier looks at for one send result.
+#[derive(Debug, Clone, Copy)]
+pub struct SmtpEvidence<'a> {
+    /// The reporter's label.
+    pub reported: ReportedOutcome,
+    /// Raw SMTP response or diagnostic text; may be empty. May hold a reply code, an enhanced
+    /// status code, `smtp;` prefixes and multi-line `550-` continuations.
+    pub smtp_response: &'a str,
+    /// Enhanced status code given separately by the reporter (`5.1.1`), if any.
+    pub enhanced_status: Option<&'a str>,
+    /// Which ESP/MTA reported it (free text, e.g. "ses", "postfix"); may be empty.
+    pub provider: &'a str,
+}

@@ -1,0 +1,21 @@
+//! Validated domain types. Nothing here knows the wire format or the storage engine.
+
+mod address;
+mod classification;
+mod label;
+mod record;
+mod tenant;
+mod time;
+
+pub use address::{AddressError, EmailAddress, MAX_ADDRESS_LEN};
+pub use classification::{BounceReason, BounceType, Classification, ReportedOutcome, SmtpEvidence};
+pub use label::{
+    parse_label, parse_note, parse_smtp_response, LabelError, MAX_LABEL_CHARS, MAX_NOTE_CHARS,
+    MAX_SMTP_RESPONSE_BYTES,
+};
+pub use record::{
+    AddressRecord, HistoryEntry, RecordedEvent, SendReport, StateChange, StateChangeKind,
+    Suppression,
+};
+pub use tenant::{Tenant, TenantError};
+pub use time::Timestamp;

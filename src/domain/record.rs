@@ -1,0 +1,178 @@
+//! Send results, suppressions and history: the records the service keeps.
+
+use serde::{Deserialize, Serialize};
+
+use super::{BounceReason, BounceType, Classification, EmailAddress, ReportedOutcome, Timestamp};
+
+/// A validated send result, as reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendReport {
+    /// Idempotency key within the tenant.
+    pub event_id: String,
+    /// The normalized recipient.
+    pub address: EmailAddress,
+    /// The reporter's label.
+    pub outcome: ReportedOutcome,
+    /// Raw SMTP response (≤ 4 KiB).
+    pub smtp_response: String,
+    /// Enhanced status code given separately, if any.
+    pub enhanced_status: Option<String>,
+    /// Where the contact was acquired.
+    pub source: String,
+    /// Campaign of the message.
+    pub campaign: String,
+    /// Audience segment of the message.
+    pub segment: String,
+    /// The ESP or MTA that reported it.
+    pub provider: String,
+    /// When it happened (defaults to when it was received).
+    pub occurred_at: Timestamp,
+}
+
+/// A send result as stored: the report, the service's verdict and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Idempotency key within the tenant.
+    pub event_id: String,
+    /// The normalized recipient.
+    pub address: String,
+    /// The reporter's label.
+    pub outcome: ReportedOutcome,
+    /// Raw SMTP response.
+    pub smtp_response: String,
+    /// Enhanced status code given separately, if any.
+    pub enhanced_status: Option<String>,
+    /// Where the contact was acquired.
+    pub source: String,
+    /// Campaign of the message.
+    pub campaign: String,
+    /// Audience segment of the message.
+    pub segment: String,
+    /// The ESP or MTA that reported it.
+    pub provider: String,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// When the service recorded it.
+    pub recorded_at: Timestamp,
+    /// The service's classification.
+    pub classification: Classification,
+    /// Version of the rule set that classified it, so a rule change can be re-applied.
+    pub rules_version: u32,
+}
+
+impl RecordedEvent {
+    /// Builds the stored form of a validated report.
+    pub fn new(
+        report: SendReport,
+        classification: Classification,
+        rules_version: u32,
+        recorded_at: Timestamp,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            event_id: report.event_id,
+            address: report.address.as_str().to_string(),
+            outcome: report.outcome,
+            smtp_response: report.smtp_response,
+            enhanced_status: report.enhanced_status,
+            source: report.source,
+            campaign: report.campaign,
+            segment: report.segment,
+            provider: report.provider,
+            occurred_at: report.occurred_at,
+            recorded_at,
+            classification,
+            rules_version,
+        }
+    }
+
+    /// True for the events listed by `ListBounces`: everything but deliveries.
+    pub fn is_bounce(&self) -> bool {
+        self.classification.bounce_type != BounceType::Delivered
+    }
+}
+
+/// Why an address is suppressed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// The reason.
+    pub reason: BounceReason,
+    /// The outcome type of the deciding event; `None` for manual suppressions.
+    pub bounce_type: Option<BounceType>,
+    /// When the address became suppressed.
+    pub since: Timestamp,
+    /// Source of the deciding event, or of the manual request.
+    pub source: String,
+    /// SMTP response of the deciding event, or the operator's note.
+    pub smtp_response: String,
+    /// Event id of the deciding event; empty for manual suppressions.
+    pub event_id: String,
+    /// Rule that classified the deciding event; empty for manual suppressions.
+    pub rule_id: String,
+}
+
+/// The state the service keeps for one address of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AddressRecord {
+    /// Set while the address is suppressed.
+    pub suppression: Option<Suppression>,
+    /// Times of soft bounces since the last delivery, oldest first, pruned to the window.
+    pub soft_bounces: Vec<Timestamp>,
+    /// Time of the latest delivery, if any.
+    pub last_delivered: Option<Timestamp>,
+}
+
+impl AddressRecord {
+    /// True while the address must not be mailed.
+    pub fn is_suppressed(&self) -> bool {
+        self.suppression.is_some()
+    }
+}
+
+/// What happened to an address's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateChangeKind {
+    /// Suppressed by a hard bounce or complaint.
+    Suppressed,
+    /// Suppressed after repeated soft bounces.
+    Escalated,
+    /// Suppressed by an operator.
+    ManuallySuppressed,
+    /// Lifted by `Reactivate`.
+    Reactivated,
+}
+
+/// A change of an address's state, kept in its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// What happened.
+    pub kind: StateChangeKind,
+    /// Reason of the suppression set or lifted.
+    pub reason: BounceReason,
+    /// Who: the caller identity for operator actions, "system" for the service's own.
+    pub actor: String,
+    /// The justification or note, or what triggered it.
+    pub note: String,
+    /// Event that triggered it, if any.
+    pub event_id: String,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+/// One entry of an address's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HistoryEntry {
+    /// A send result reported for the address.
+    SendResult(RecordedEvent),
+    /// A change of its state.
+    StateChange(StateChange),
+}
+
+impl HistoryEntry {
+    /// When the entry happened.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            HistoryEntry::SendResult(e) => e.occurred_at,
+            HistoryEntry::StateChange(c) => c.at,
+        }
+    }
+}

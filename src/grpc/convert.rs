@@ -1,0 +1,335 @@
+//! Proto <-> domain conversion. Validation of wire input happens here, at the edge, and yields
+//! field-named violations.
+
+use super::error::FieldViolation;
+use super::proto as pb;
+use crate::domain::{
+    parse_label, parse_smtp_response, AddressRecord, BounceReason, BounceType, Classification,
+    EmailAddress, HistoryEntry, RecordedEvent, ReportedOutcome, SendReport, StateChange,
+    StateChangeKind, Suppression, Tenant, Timestamp,
+};
+use crate::policy::EscalationPolicy;
+
+/// Parses the tenant field.
+pub fn tenant(raw: &str) -> Result<Tenant, FieldViolation> {
+    Tenant::parse(raw).map_err(|e| FieldViolation::new("tenant", e))
+}
+
+/// Parses an address field.
+pub fn address(field: &str, raw: &str) -> Result<EmailAddress, FieldViolation> {
+    EmailAddress::parse(raw).map_err(|e| FieldViolation::new(field, e))
+}
+
+/// Proto timestamp -> domain.
+pub fn timestamp(ts: &prost_types::Timestamp) -> Timestamp {
+    Timestamp::from_parts(ts.seconds, ts.nanos)
+}
+
+/// Domain timestamp -> proto.
+pub fn proto_timestamp(ts: Timestamp) -> prost_types::Timestamp {
+    let (seconds, nanos) = ts.to_parts();
+    prost_types::Timestamp { seconds, nanos }
+}
+
+/// Validates a timestamp field: nanos in range, within years 0001..9999 as protobuf requires.
+fn checked_timestamp(
+    field: &str,
+    ts: &prost_types::Timestamp,
+) -> Result<Timestamp, FieldViolation> {
+    const MIN: i64 = -62_135_596_800;
+    const MAX: i64 = 253_402_300_799;
+    if !(0..1_000_000_000).contains(&ts.nanos) || ts.seconds < MIN || ts.seconds > MAX {
+        return Err(FieldViolation::new(field, "is not a valid timestamp"));
+    }
+    Ok(timestamp(ts))
+}
+
+/// Optional timestamp field.
+pub fn optional_timestamp(
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<Option<Timestamp>, FieldViolation> {
+    ts.map(|t| checked_timestamp(field, t)).transpose()
+}
+
+/// Reporter label from the wire.
+pub fn outcome(field: &str, raw: i32) -> Result<ReportedOutcome, FieldViolation> {
+    match pb::Outcome::try_from(raw) {
+        Ok(pb::Outcome::Delivered) => Ok(ReportedOutcome::Delivered),
+        Ok(pb::Outcome::HardBounce) => Ok(ReportedOutcome::HardBounce),
+        Ok(pb::Outcome::SoftBounce) => Ok(ReportedOutcome::SoftBounce),
+        Ok(pb::Outcome::Block) => Ok(ReportedOutcome::Block),
+        Ok(pb::Outcome::Complaint) => Ok(ReportedOutcome::Complaint),
+        Ok(pb::Outcome::Bounce) => Ok(ReportedOutcome::Bounce),
+        Ok(pb::Outcome::Unspecified) => Err(FieldViolation::new(field, "is required")),
+        Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
+    }
+}
+
+/// Domain label -> wire.
+pub fn proto_outcome(o: ReportedOutcome) -> pb::Outcome {
+    match o {
+        ReportedOutcome::Delivered => pb::Outcome::Delivered,
+        ReportedOutcome::HardBounce => pb::Outcome::HardBounce,
+        ReportedOutcome::SoftBounce => pb::Outcome::SoftBounce,
+        ReportedOutcome::Block => pb::Outcome::Block,
+        ReportedOutcome::Complaint => pb::Outcome::Complaint,
+        ReportedOutcome::Bounce => pb::Outcome::Bounce,
+    }
+}
+
+/// Domain type -> wire.
+pub fn proto_type(t: BounceType) -> pb::OutcomeType {
+    match t {
+        BounceType::Hard => pb::OutcomeType::Hard,
+        BounceType::Soft => pb::OutcomeType::Soft,
+        BounceType::Block => pb::OutcomeType::Block,
+        BounceType::Complaint => pb::OutcomeType::Complaint,
+        BounceType::Delivered => pb::OutcomeType::Delivered,
+    }
+}
+
+/// Outcome type from the wire.
+pub fn bounce_type(field: &str, raw: i32) -> Result<BounceType, FieldViolation> {
+    match pb::OutcomeType::try_from(raw) {
+        Ok(pb::OutcomeType::Hard) => Ok(BounceType::Hard),
+        Ok(pb::OutcomeType::Soft) => Ok(BounceType::Soft),
+        Ok(pb::OutcomeType::Block) => Ok(BounceType::Block),
+        Ok(pb::OutcomeType::Complaint) => Ok(BounceType::Complaint),
+        Ok(pb::OutcomeType::Delivered) => Ok(BounceType::Delivered),
+        Ok(pb::OutcomeType::Unspecified) => {
+            Err(FieldViolation::new(field, "must not be unspecified"))
+        }
+        Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
+    }
+}
+
+/// Domain reason -> wire.
+pub fn proto_reason(r: BounceReason) -> pb::BounceReason {
+    use pb::BounceReason as P;
+    match r {
+        BounceReason::None => P::Unspecified,
+        BounceReason::MailboxNotFound => P::MailboxNotFound,
+        BounceReason::DomainNotFound => P::DomainNotFound,
+        BounceReason::InvalidAddress => P::InvalidAddress,
+        BounceReason::MailboxDisabled => P::MailboxDisabled,
+        BounceReason::RecipientRejected => P::RecipientRejected,
+        BounceReason::MailboxFull => P::MailboxFull,
+        BounceReason::MessageTooLarge => P::MessageTooLarge,
+        BounceReason::RateLimited => P::RateLimited,
+        BounceReason::TemporaryFailure => P::TemporaryFailure,
+        BounceReason::SenderBlocked => P::SenderBlocked,
+        BounceReason::ContentRejected => P::ContentRejected,
+        BounceReason::AuthenticationFailed => P::AuthenticationFailed,
+        BounceReason::Complaint => P::Complaint,
+        BounceReason::Manual => P::Manual,
+        BounceReason::RepeatedSoftBounce => P::RepeatedSoftBounce,
+        BounceReason::Unknown => P::Unknown,
+    }
+}
+
+/// Reason from the wire; `default` when unspecified.
+pub fn reason(
+    field: &str,
+    raw: i32,
+    default: BounceReason,
+) -> Result<BounceReason, FieldViolation> {
+    use pb::BounceReason as P;
+    let p =
+        P::try_from(raw).map_err(|_| FieldViolation::new(field, format!("unknown value {raw}")))?;
+    Ok(match p {
+        P::Unspecified => default,
+        P::MailboxNotFound => BounceReason::MailboxNotFound,
+        P::DomainNotFound => BounceReason::DomainNotFound,
+        P::InvalidAddress => BounceReason::InvalidAddress,
+        P::MailboxDisabled => BounceReason::MailboxDisabled,
+        P::RecipientRejected => BounceReason::RecipientRejected,
+        P::MailboxFull => BounceReason::MailboxFull,
+        P::MessageTooLarge => BounceReason::MessageTooLarge,
+        P::RateLimited => BounceReason::RateLimited,
+        P::TemporaryFailure => BounceReason::TemporaryFailure,
+        P::SenderBlocked => BounceReason::SenderBlocked,
+        P::ContentRejected => BounceReason::ContentRejected,
+        P::AuthenticationFailed => BounceReason::AuthenticationFailed,
+        P::Complaint => BounceReason::Complaint,
+        P::Manual => BounceReason::Manual,
+        P::RepeatedSoftBounce => BounceReason::RepeatedSoftBounce,
+        P::Unknown => BounceReason::Unknown,
+    })
+}
+
+/// Validates one send result; `prefix` names it in errors (`result`, `results[3]`).
+pub fn send_report(
+    prefix: &str,
+    r: pb::SendResult,
+    now: Timestamp,
+) -> Result<SendReport, FieldViolation> {
+    let f = |name: &str| format!("{prefix}.{name}");
+    let event_id =
+        parse_label(&r.event_id, true).map_err(|e| FieldViolation::new(f("event_id"), e))?;
+    let address = address(&f("address"), &r.address)?;
+    let outcome = outcome(&f("outcome"), r.outcome)?;
+    let smtp_response = parse_smtp_response(&r.smtp_response)
+        .map_err(|e| FieldViolation::new(f("smtp_response"), e))?;
+    let enhanced_status = match r.enhanced_status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) if is_enhanced_status(s) => Some(s.to_string()),
+        Some(_) => {
+            return Err(FieldViolation::new(
+                f("enhanced_status"),
+                "must look like class.subject.detail, e.g. 5.1.1",
+            ))
+        }
+    };
+    let label =
+        |name: &str, v: &str| parse_label(v, false).map_err(|e| FieldViolation::new(f(name), e));
+    let occurred_at = optional_timestamp(&f("occurred_at"), r.occurred_at.as_ref())?.unwrap_or(now);
+    Ok(SendReport {
+        event_id,
+        address,
+        outcome,
+        smtp_response,
+        enhanced_status,
+        source: label("source", &r.source)?,
+        campaign: label("campaign", &r.campaign)?,
+        segment: label("segment", &r.segment)?,
+        provider: label("provider", &r.provider)?,
+        occurred_at,
+    })
+}
+
+/// `2.0.0`..`5.999.999` as RFC 3463 writes them.
+fn is_enhanced_status(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..]
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Domain classification -> wire.
+pub fn proto_classification(c: &Classification) -> pb::Classification {
+    pb::Classification {
+        outcome_type: proto_type(c.bounce_type) as i32,
+        reason: proto_reason(c.reason) as i32,
+        rule_id: c.rule_id.clone(),
+        disagrees_with_reporter: c.disagrees_with_reporter,
+        confidence: c.confidence,
+    }
+}
+
+/// Domain suppression -> wire.
+pub fn proto_suppression(s: &Suppression) -> pb::Suppression {
+    pb::Suppression {
+        reason: proto_reason(s.reason) as i32,
+        outcome_type: s
+            .bounce_type
+            .map_or(pb::OutcomeType::Unspecified, proto_type) as i32,
+        since: Some(proto_timestamp(s.since)),
+        source: s.source.clone(),
+        smtp_response: s.smtp_response.clone(),
+        event_id: s.event_id.clone(),
+        rule_id: s.rule_id.clone(),
+    }
+}
+
+/// The status of a valid address given its record.
+pub fn address_status(
+    address: &EmailAddress,
+    given: &str,
+    record: Option<&AddressRecord>,
+    policy: &EscalationPolicy,
+    now: Timestamp,
+) -> pb::AddressStatus {
+    let suppression = record.and_then(|r| r.suppression.as_ref());
+    pb::AddressStatus {
+        address: address.as_str().to_string(),
+        state: if suppression.is_some() {
+            pb::AddressState::Suppressed
+        } else {
+            pb::AddressState::Allowed
+        } as i32,
+        suppression: suppression.map(proto_suppression),
+        recent_soft_bounces: record.map_or(0, |r| policy.recent_soft_bounces(r, now)),
+        error: String::new(),
+        given_address: given.to_string(),
+    }
+}
+
+/// The status slot of an invalid address in a batch.
+pub fn invalid_status(given: &str, error: &str) -> pb::AddressStatus {
+    pb::AddressStatus {
+        address: String::new(),
+        state: pb::AddressState::Invalid as i32,
+        suppression: None,
+        recent_soft_bounces: 0,
+        error: error.to_string(),
+        given_address: given.to_string(),
+    }
+}
+
+/// A recorded event -> wire.
+pub fn proto_recorded(e: &RecordedEvent) -> pb::RecordedResult {
+    pb::RecordedResult {
+        event_id: e.event_id.clone(),
+        address: e.address.clone(),
+        result: Some(pb::SendResult {
+            event_id: e.event_id.clone(),
+            address: e.address.clone(),
+            outcome: proto_outcome(e.outcome) as i32,
+            smtp_response: e.smtp_response.clone(),
+            enhanced_status: e.enhanced_status.clone(),
+            source: e.source.clone(),
+            campaign: e.campaign.clone(),
+            segment: e.segment.clone(),
+            provider: e.provider.clone(),
+            occurred_at: Some(proto_timestamp(e.occurred_at)),
+        }),
+        classification: Some(proto_classification(&e.classification)),
+        recorded_at: Some(proto_timestamp(e.recorded_at)),
+    }
+}
+
+fn proto_change(c: &StateChange) -> pb::StateChange {
+    let kind = match c.kind {
+        StateChangeKind::Suppressed => pb::StateChangeKind::Suppressed,
+        StateChangeKind::Escalated => pb::StateChangeKind::Escalated,
+        StateChangeKind::ManuallySuppressed => pb::StateChangeKind::ManuallySuppressed,
+        StateChangeKind::Reactivated => pb::StateChangeKind::Reactivated,
+    };
+    pb::StateChange {
+        kind: kind as i32,
+        reason: proto_reason(c.reason) as i32,
+        actor: c.actor.clone(),
+        note: c.note.clone(),
+        event_id: c.event_id.clone(),
+    }
+}
+
+/// A history entry -> wire.
+pub fn proto_history(h: &HistoryEntry) -> pb::HistoryEntry {
+    let entry = match h {
+        HistoryEntry::SendResult(e) => pb::history_entry::Entry::SendResult(proto_recorded(e)),
+        HistoryEntry::StateChange(c) => pb::history_entry::Entry::StateChange(proto_change(c)),
+    };
+    pb::HistoryEntry {
+        at: Some(proto_timestamp(h.at())),
+        entry: Some(entry),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_status_shape() {
+        for ok in ["5.1.1", "4.7.0", "5.7.26", "2.0.0", "5.100.999"] {
+            assert!(is_enhanced_status(ok), "{ok}");
+        }
+        for bad in ["", "5.1", "6.1.1", "5.1.1.1", "x.1.1", "5..1", "5.1.1000"] {
+            assert!(!is_enhanced_status(bad), "{bad}");
+        }
+    }
+}

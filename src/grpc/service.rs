@@ -1,0 +1,705 @@
+//! `suppression.v1.SuppressionService`: the RPC handlers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::convert;
+use super::error::{FieldViolation, ServiceError};
+use super::paging::PageTokens;
+use super::proto as pb;
+use super::proto::suppression_service_server::SuppressionService;
+use crate::classify::{Classifier, RULES_VERSION};
+use crate::domain::{
+    parse_label, parse_note, BounceReason, Classification, EmailAddress, RecordedEvent, SendReport,
+    SmtpEvidence, Tenant, Timestamp,
+};
+use crate::policy::EscalationPolicy;
+use crate::store::{AddressWrite, BounceQuery, Decision, SuppressionStore, WriteOutcome};
+
+/// Metadata key naming the caller, recorded as the actor of operator actions.
+pub const CALLER_ID_HEADER: &str = "x-caller-id";
+/// Actor recorded when a call names no caller.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most addresses in a batch call, results or contacts in one stream message.
+    pub max_batch: usize,
+    /// Default page size of listings.
+    pub default_page_size: usize,
+    /// Largest page size of listings (larger requests are reduced to it).
+    pub max_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch: 10_000,
+            default_page_size: 100,
+            max_page_size: 1_000,
+        }
+    }
+}
+
+/// Shared state of the suppression service. Cheap to clone.
+#[derive(Clone)]
+pub struct SuppressionApi {
+    /// Where everything is kept.
+    store: Arc<dyn SuppressionStore>,
+    /// Decides what each send result was.
+    classifier: Arc<Classifier>,
+    /// Decides what a result does to an address.
+    policy: EscalationPolicy,
+    /// Per-request limits.
+    limits: Limits,
+    /// Signs and checks page tokens.
+    tokens: PageTokens,
+}
+
+impl SuppressionApi {
+    /// The service over `store`.
+    pub fn new(
+        store: Arc<dyn SuppressionStore>,
+        classifier: Arc<Classifier>,
+        policy: EscalationPolicy,
+        limits: Limits,
+    ) -> Self {
+        let tokens = PageTokens::new(store.token_secret());
+        SuppressionApi {
+            store,
+            classifier,
+            policy,
+            limits,
+            tokens,
+        }
+    }
+
+    fn check_batch(&self, field: &str, n: usize) -> Result<(), ServiceError> {
+        if n > self.limits.max_batch {
+            return Err(FieldViolation::new(
+                field,
+                format!(
+                    "has {n} items; at most {} are allowed per message",
+                    self.limits.max_batch
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn page_size(&self, requested: u32) -> usize {
+        match requested as usize {
+            0 => self.limits.default_page_size,
+            n => n.min(self.limits.max_page_size),
+        }
+    }
+
+    /// Classifies a validated report and builds the store write that records it.
+    fn event_write(
+        &self,
+        tenant: &Tenant,
+        report: SendReport,
+        now: Timestamp,
+    ) -> (AddressWrite, Classification) {
+        let classification = self.classifier.classify(&SmtpEvidence {
+            reported: report.outcome,
+            smtp_response: &report.smtp_response,
+            enhanced_status: report.enhanced_status.as_deref(),
+            provider: &report.provider,
+        });
+        let address = report.address.clone();
+        let event = RecordedEvent::new(report, classification.clone(), RULES_VERSION, now);
+        let policy = self.policy;
+        let for_policy = event.clone();
+        let write = AddressWrite {
+            tenant: tenant.clone(),
+            address,
+            event: Some(event),
+            decide: Box::new(move |current| {
+                let t = policy.apply_event(current, &for_policy);
+                Decision::Apply {
+                    record: t.record,
+                    changes: t.changes,
+                }
+            }),
+        };
+        (write, classification)
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(CALLER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_label(v, true).ok())
+        .unwrap_or_else(|| ANONYMOUS.to_string())
+}
+
+fn record_span(tenant: &Tenant, items: usize) {
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.as_str());
+    span.record("items", items);
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// What the import guard needs to remember across the messages of one stream.
+struct ImportStream {
+    tenant: Option<Tenant>,
+    /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
+    /// about 1 in 10^26 for a million addresses).
+    seen: HashSet<u128>,
+    batch_index: u64,
+}
+
+#[tonic::async_trait]
+impl SuppressionService for SuppressionApi {
+    async fn report_send_result(
+        &self,
+        request: Request<pb::ReportSendResultRequest>,
+    ) -> Result<Response<pb::ReportSendResultResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        record_span(&tenant, 1);
+        let result = req
+            .result
+            .ok_or_else(|| ServiceError::from(FieldViolation::new("result", "is required")))?;
+        let now = Timestamp::now();
+        let report = convert::send_report("result", result, now).map_err(ServiceError::from)?;
+        let address = report.address.clone();
+        let (write, classification) = self.event_write(&tenant, report, now);
+        let outcome = self.single_write(write).await?;
+        let (classification, record, duplicate) = match outcome {
+            WriteOutcome::Applied { record, .. } => (classification, Some(record), false),
+            WriteOutcome::Unchanged { record } => (classification, record, false),
+            WriteOutcome::Duplicate { original, record } => (original.classification, record, true),
+            other => return Err(unexpected(other).into()),
+        };
+        let status = convert::address_status(
+            &address,
+            &address.to_string(),
+            record.as_ref(),
+            &self.policy,
+            now,
+        );
+        Ok(Response::new(pb::ReportSendResultResponse {
+            classification: Some(convert::proto_classification(&classification)),
+            status: Some(status),
+            duplicate,
+        }))
+    }
+
+    type CheckImportStream = ReceiverStream<Result<pb::CheckImportResponse, Status>>;
+
+    async fn report_send_results(
+        &self,
+        request: Request<Streaming<pb::ReportSendResultsRequest>>,
+    ) -> Result<Response<pb::ReportSendResultsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut summary = pb::ReportSendResultsResponse::default();
+        let mut index: u64 = 0;
+        let mut items_total = 0usize;
+        while let Some(message) = stream.next().await {
+            let message = message?;
+            let n = message.results.len();
+            self.check_batch("results", n)?;
+            items_total += n;
+            let now = Timestamp::now();
+            let tenant = match convert::tenant(&message.tenant) {
+                Ok(t) => t,
+                Err(v) => {
+                    for r in &message.results {
+                        summary.rejections.push(pb::ItemRejection {
+                            index,
+                            event_id: r.event_id.clone(),
+                            error: v.description.clone(),
+                            field: v.field.clone(),
+                        });
+                        index += 1;
+                    }
+                    continue;
+                }
+            };
+            record_span(&tenant, items_total);
+            let mut writes = Vec::with_capacity(n);
+            for (i, result) in message.results.into_iter().enumerate() {
+                let event_id = result.event_id.clone();
+                match convert::send_report(&format!("results[{i}]"), result, now) {
+                    Ok(report) => writes.push(self.event_write(&tenant, report, now).0),
+                    Err(v) => summary.rejections.push(pb::ItemRejection {
+                        index: index + i as u64,
+                        event_id,
+                        error: v.description,
+                        field: v.field,
+                    }),
+                }
+            }
+            index += n as u64;
+            let outcomes = self.store.write(writes).await.map_err(ServiceError::from)?;
+            for outcome in outcomes {
+                match outcome {
+                    WriteOutcome::Applied {
+                        previous, record, ..
+                    } => {
+                        summary.accepted += 1;
+                        let was = previous.as_ref().is_some_and(|r| r.is_suppressed());
+                        if !was && record.is_suppressed() {
+                            summary.newly_suppressed += 1;
+                        }
+                    }
+                    WriteOutcome::Unchanged { .. } => summary.accepted += 1,
+                    WriteOutcome::Duplicate { .. } => summary.duplicates += 1,
+                    WriteOutcome::Refused { reason, .. } => {
+                        return Err(ServiceError::Internal(reason).into())
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            accepted = summary.accepted,
+            duplicates = summary.duplicates,
+            rejected = summary.rejections.len(),
+            "send results ingested"
+        );
+        Ok(Response::new(summary))
+    }
+
+    async fn get_suppression_status(
+        &self,
+        request: Request<pb::GetSuppressionStatusRequest>,
+    ) -> Result<Response<pb::GetSuppressionStatusResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        record_span(&tenant, 1);
+        let address = convert::address("address", &req.address).map_err(ServiceError::from)?;
+        let record = self
+            .store
+            .get_record(&tenant, &address)
+            .map_err(ServiceError::from)?;
+        let status = convert::address_status(
+            &address,
+            &req.address,
+            record.as_ref(),
+            &self.policy,
+            Timestamp::now(),
+        );
+        Ok(Response::new(pb::GetSuppressionStatusResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn batch_get_suppression_status(
+        &self,
+        request: Request<pb::BatchGetSuppressionStatusRequest>,
+    ) -> Result<Response<pb::BatchGetSuppressionStatusResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        record_span(&tenant, req.addresses.len());
+        self.check_batch("addresses", req.addresses.len())?;
+        let store = self.store.clone();
+        let policy = self.policy;
+        let statuses = blocking(move || {
+            let now = Timestamp::now();
+            let mut out = Vec::with_capacity(req.addresses.len());
+            for given in &req.addresses {
+                match EmailAddress::parse(given) {
+                    Ok(address) => {
+                        let record = store.get_record(&tenant, &address)?;
+                        out.push(convert::address_status(
+                            &address,
+                            given,
+                            record.as_ref(),
+                            &policy,
+                            now,
+                        ));
+                    }
+                    Err(e) => out.push(convert::invalid_status(given, &e.to_string())),
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(pb::BatchGetSuppressionStatusResponse {
+            statuses,
+        }))
+    }
+
+    async fn check_import(
+        &self,
+        request: Request<Streaming<pb::CheckImportRequest>>,
+    ) -> Result<Response<Self::CheckImportStream>, Status> {
+        let mut inbound = request.into_inner();
+        // A small queue: when the client reads slowly, we stop reading its requests.
+        let (tx, rx) = mpsc::channel(4);
+        let api = self.clone();
+        tokio::spawn(
+            async move {
+                let mut state = ImportStream {
+                    tenant: None,
+                    seen: HashSet::new(),
+                    batch_index: 0,
+                };
+                let mut screened = 0usize;
+                while let Some(message) = inbound.next().await {
+                    let message = match message {
+                        Ok(m) => m,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    };
+                    screened += message.contacts.len();
+                    let api2 = api.clone();
+                    let result = blocking(move || {
+                        let mut state = state;
+                        let response = api2.screen_contacts(&mut state, message)?;
+                        Ok((state, response))
+                    })
+                    .await;
+                    match result {
+                        Ok((next_state, response)) => {
+                            state = next_state;
+                            if tx.send(Ok(response)).await.is_err() {
+                                return; // the client went away
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    }
+                }
+                tracing::info!(screened, "import stream screened");
+            }
+            .in_current_span(),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_bounces(
+        &self,
+        request: Request<pb::ListBouncesRequest>,
+    ) -> Result<Response<pb::ListBouncesResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        let source = parse_label(&req.source, false)
+            .map_err(|e| ServiceError::from(FieldViolation::new("source", e)))?;
+        let campaign = parse_label(&req.campaign, false)
+            .map_err(|e| ServiceError::from(FieldViolation::new("campaign", e)))?;
+        let mut types = req
+            .outcome_types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| convert::bounce_type(&format!("outcome_types[{i}]"), t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ServiceError::from)?;
+        types.sort_by_key(|t| convert::proto_type(*t) as i32);
+        types.dedup();
+        let start = convert::optional_timestamp("start_time", req.start_time.as_ref())
+            .map_err(ServiceError::from)?;
+        let end = convert::optional_timestamp("end_time", req.end_time.as_ref())
+            .map_err(ServiceError::from)?;
+        if let (Some(s), Some(e)) = (start, end) {
+            if s >= e {
+                return Err(ServiceError::from(FieldViolation::new(
+                    "end_time",
+                    "must be after start_time",
+                ))
+                .into());
+            }
+        }
+        let query = BounceQuery {
+            source: (!source.is_empty()).then_some(source),
+            types,
+            campaign: (!campaign.is_empty()).then_some(campaign),
+            start,
+            end,
+        };
+        // The token is bound to the tenant and to every filter, so it cannot be replayed
+        // against another listing.
+        let scope = format!("ListBounces|{tenant}|{query:?}");
+        let cursor = self
+            .tokens
+            .check(&scope, &req.page_token)
+            .map_err(ServiceError::from)?;
+        let limit = self.page_size(req.page_size);
+        record_span(&tenant, limit);
+        let store = self.store.clone();
+        let page =
+            blocking(move || Ok(store.list_bounces(&tenant, &query, cursor.as_deref(), limit)?))
+                .await?;
+        Ok(Response::new(pb::ListBouncesResponse {
+            bounces: page.items.iter().map(convert::proto_recorded).collect(),
+            next_page_token: page
+                .next
+                .map(|c| self.tokens.issue(&scope, &c))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn suppress(
+        &self,
+        request: Request<pb::SuppressRequest>,
+    ) -> Result<Response<pb::SuppressResponse>, Status> {
+        let actor = caller(&request);
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        record_span(&tenant, 1);
+        let address = convert::address("address", &req.address).map_err(ServiceError::from)?;
+        let reason = convert::reason("reason", req.reason, BounceReason::Manual)
+            .map_err(ServiceError::from)?;
+        let note = parse_note(&req.note, false)
+            .map_err(|e| ServiceError::from(FieldViolation::new("note", e)))?;
+        let source = parse_label(&req.source, false)
+            .map_err(|e| ServiceError::from(FieldViolation::new("source", e)))?;
+        let source = if source.is_empty() {
+            "manual".to_string()
+        } else {
+            source
+        };
+        let policy = self.policy;
+        let now = Timestamp::now();
+        let write = AddressWrite {
+            tenant: tenant.clone(),
+            address: address.clone(),
+            event: None,
+            decide: Box::new(move |current| {
+                match policy.suppress_manually(current, reason, &source, &note, &actor, now) {
+                    Some(t) => Decision::Apply {
+                        record: t.record,
+                        changes: t.changes,
+                    },
+                    None => Decision::Unchanged,
+                }
+            }),
+        };
+        let outcome = self.single_write(write).await?;
+        let (record, already) = match outcome {
+            WriteOutcome::Applied { record, .. } => (Some(record), false),
+            WriteOutcome::Unchanged { record } => (record, true),
+            other => return Err(unexpected(other).into()),
+        };
+        Ok(Response::new(pb::SuppressResponse {
+            status: Some(convert::address_status(
+                &address,
+                &req.address,
+                record.as_ref(),
+                &self.policy,
+                now,
+            )),
+            already_suppressed: already,
+        }))
+    }
+
+    async fn reactivate(
+        &self,
+        request: Request<pb::ReactivateRequest>,
+    ) -> Result<Response<pb::ReactivateResponse>, Status> {
+        let actor = caller(&request);
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        record_span(&tenant, 1);
+        let address = convert::address("address", &req.address).map_err(ServiceError::from)?;
+        let justification = parse_note(&req.justification, true)
+            .map_err(|e| ServiceError::from(FieldViolation::new("justification", e)))?;
+        let policy = self.policy;
+        let now = Timestamp::now();
+        let write = AddressWrite {
+            tenant: tenant.clone(),
+            address: address.clone(),
+            event: None,
+            decide: Box::new(move |current| {
+                match policy.reactivate(current, &actor, &justification, now) {
+                    Ok((t, _lifted)) => Decision::Apply {
+                        record: t.record,
+                        changes: t.changes,
+                    },
+                    Err(e) => Decision::Refuse(e.to_string()),
+                }
+            }),
+        };
+        match self.single_write(write).await? {
+            WriteOutcome::Applied {
+                previous, record, ..
+            } => {
+                let lifted = previous.and_then(|p| p.suppression);
+                Ok(Response::new(pb::ReactivateResponse {
+                    status: Some(convert::address_status(
+                        &address,
+                        &req.address,
+                        Some(&record),
+                        &self.policy,
+                        now,
+                    )),
+                    lifted: lifted.as_ref().map(convert::proto_suppression),
+                }))
+            }
+            WriteOutcome::Refused { .. } => Err(ServiceError::NotFound(format!(
+                "{} is not suppressed for tenant {tenant}",
+                address
+            ))
+            .into()),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn get_address_history(
+        &self,
+        request: Request<pb::GetAddressHistoryRequest>,
+    ) -> Result<Response<pb::GetAddressHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(ServiceError::from)?;
+        let address = convert::address("address", &req.address).map_err(ServiceError::from)?;
+        let scope = format!("GetAddressHistory|{tenant}|{address}");
+        let cursor = self
+            .tokens
+            .check(&scope, &req.page_token)
+            .map_err(ServiceError::from)?;
+        let limit = self.page_size(req.page_size);
+        record_span(&tenant, limit);
+        let store = self.store.clone();
+        let addr = address.clone();
+        let page =
+            blocking(move || Ok(store.history(&tenant, &addr, cursor.as_deref(), limit)?)).await?;
+        Ok(Response::new(pb::GetAddressHistoryResponse {
+            address: address.as_str().to_string(),
+            entries: page.items.iter().map(convert::proto_history).collect(),
+            next_page_token: page
+                .next
+                .map(|c| self.tokens.issue(&scope, &c))
+                .unwrap_or_default(),
+        }))
+    }
+}
+
+fn unexpected(outcome: WriteOutcome) -> ServiceError {
+    ServiceError::Internal(format!("unexpected store outcome: {outcome:?}"))
+}
+
+impl SuppressionApi {
+    async fn single_write(&self, write: AddressWrite) -> Result<WriteOutcome, ServiceError> {
+        self.store
+            .write(vec![write])
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Internal("store returned no outcome".into()))
+    }
+
+    /// Screens one message of an import stream. Runs on a blocking thread.
+    fn screen_contacts(
+        &self,
+        state: &mut ImportStream,
+        message: pb::CheckImportRequest,
+    ) -> Result<pb::CheckImportResponse, ServiceError> {
+        let tenant = convert::tenant(&message.tenant)?;
+        match &state.tenant {
+            None => state.tenant = Some(tenant.clone()),
+            Some(t) if *t != tenant => {
+                return Err(FieldViolation::new(
+                    "tenant",
+                    format!("changed from {t} to {tenant} within one stream"),
+                )
+                .into())
+            }
+            Some(_) => {}
+        }
+        self.check_batch("contacts", message.contacts.len())?;
+
+        enum Slot {
+            Invalid(String),
+            Duplicate(EmailAddress),
+            Check(EmailAddress),
+        }
+        let slots: Vec<Slot> = message
+            .contacts
+            .iter()
+            .map(|c| match EmailAddress::parse(&c.address) {
+                Err(e) => Slot::Invalid(e.to_string()),
+                Ok(a) => {
+                    let h = xxhash_rust::xxh3::xxh3_128(a.as_str().as_bytes());
+                    if state.seen.insert(h) {
+                        Slot::Check(a)
+                    } else {
+                        Slot::Duplicate(a)
+                    }
+                }
+            })
+            .collect();
+        let lookups: Vec<Option<&EmailAddress>> = slots
+            .iter()
+            .map(|s| match s {
+                Slot::Check(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let suppressions = self.store.suppressions(&tenant, &lookups)?;
+
+        let verdicts = message
+            .contacts
+            .into_iter()
+            .zip(slots)
+            .zip(suppressions)
+            .map(|((contact, slot), suppression)| {
+                let (normalized, decision, detail, suppression) = match slot {
+                    Slot::Invalid(e) => (String::new(), pb::ImportDecision::BlockInvalid, e, None),
+                    Slot::Duplicate(a) => (
+                        a.as_str().to_string(),
+                        pb::ImportDecision::Duplicate,
+                        "address appeared earlier in this import".to_string(),
+                        None,
+                    ),
+                    Slot::Check(a) => match suppression {
+                        Some(s) => {
+                            let detail = format!(
+                                "suppressed since {} ({:?})",
+                                s.since.to_rfc3339(),
+                                s.reason
+                            );
+                            (
+                                a.as_str().to_string(),
+                                pb::ImportDecision::BlockSuppressed,
+                                detail,
+                                Some(convert::proto_suppression(&s)),
+                            )
+                        }
+                        None => (
+                            a.as_str().to_string(),
+                            pb::ImportDecision::Allow,
+                            String::new(),
+                            None,
+                        ),
+                    },
+                };
+                pb::ImportVerdict {
+                    external_id: contact.external_id,
+                    address: contact.address,
+                    normalized_address: normalized,
+                    decision: decision as i32,
+                    detail,
+                    suppression,
+                }
+            })
+            .collect();
+        let batch_index = state.batch_index;
+        state.batch_index += 1;
+        Ok(pb::CheckImportResponse {
+            verdicts,
+            batch_index,
+        })
+    }
+}

@@ -1,0 +1,25 @@
+//! suppressd: email suppression lists as a gRPC service.
+//!
+//! Internal services report every send result; senders ask whether an address may be mailed;
+//! CRM sync jobs stream whole contact lists through the import guard so that addresses that
+//! hard-bounced, complained or were suppressed never come back.
+//!
+//! Modules, from the inside out:
+//! - [`domain`]: validated types (email addresses, tenants, events, suppressions). No I/O.
+//! - [`classify`]: SMTP response -> outcome type and reason. Pure functions.
+//! - [`policy`]: what a classified event does to an address's state.
+//! - [`store`]: durable storage behind the [`store::SuppressionStore`] trait; the only module
+//!   that knows the storage engine (sled).
+//! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
+//!   become gRPC status codes. The only module that knows tonic.
+//! - [`config`], [`telemetry`], [`startup`]: command line, logging, and the one start-up path
+//!   shared by `main` and the tests.
+
+pub mod classify;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod policy;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,178 @@
+//! The one start-up path, shared by `main` and the tests: open the store, bind the listener,
+//! serve until told to stop, then drain and close the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::classify::Classifier;
+use crate::config::ServeSettings;
+use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
+use crate::grpc::proto::FILE_DESCRIPTOR_SET;
+use crate::grpc::{Limits, SuppressionApi};
+use crate::policy::EscalationPolicy;
+use crate::store::{SledStore, SledStoreOptions, SuppressionStore};
+
+/// Full name of the service, as health checks name it.
+pub const SERVICE_NAME: &str = "suppression.v1.SuppressionService";
+
+/// A built server: store open, listener bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: Arc<SledStore>,
+    api: SuppressionApi,
+    max_message_bytes: usize,
+}
+
+impl Application {
+    /// Opens the store and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
+        let options = SledStoreOptions {
+            path: settings.data_dir.clone(),
+            cache_capacity: settings.cache_mb * 1024 * 1024,
+        };
+        let store = tokio::task::spawn_blocking(move || SledStore::open(options))
+            .await
+            .context("store opening task failed")?
+            .with_context(|| {
+                format!("cannot open data directory {}", settings.data_dir.display())
+            })?;
+        let store = Arc::new(store);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let policy = EscalationPolicy {
+            soft_bounce_threshold: settings.soft_bounce_threshold,
+            soft_bounce_window: Duration::from_secs(
+                u64::from(settings.soft_bounce_window_days) * 86_400,
+            ),
+        };
+        let limits = Limits {
+            max_batch: settings.max_batch as usize,
+            ..Limits::default()
+        };
+        let api = SuppressionApi::new(store.clone(), Arc::new(Classifier::new()), policy, limits);
+        tracing::info!(
+            %addr,
+            data_dir = %settings.data_dir.display(),
+            suppressed = store.suppressed_count(),
+            "store open"
+        );
+        Ok(Application {
+            listener,
+            addr,
+            store,
+            api,
+            max_message_bytes: settings.max_message_bytes,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves; then reports NOT_SERVING, drains in-flight calls,
+    /// flushes and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+            .await;
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the reflection service")?;
+
+        let suppression = SuppressionServiceServer::new(self.api)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024));
+
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let drain_health = health.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight calls");
+            drain_health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            drain_health
+                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+        };
+
+        Server::builder()
+            .initial_connection_window_size(4 * 1024 * 1024)
+            .initial_stream_window_size(2 * 1024 * 1024)
+            .trace_fn(|req| {
+                tracing::info_span!(
+                    "rpc",
+                    method = %req.uri().path(),
+                    tenant = tracing::field::Empty,
+                    items = tracing::field::Empty,
+                )
+            })
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(suppression)
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await
+            .context("server failed")?;
+
+        let store = self.store;
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .context("store closing task failed")?
+            .context("cannot close the store")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,79 @@
+//! The key layout of the sled store. One tree; the first byte names the record kind, and
+//! components are separated by 0x00, which no tenant, address, source or event id contains
+//! (all are validated before they get here).
+//!
+//! ```text
+//! E tenant 0 event_id                              -> RecordedEvent
+//! A tenant 0 address                               -> AddressRecord
+//! H tenant 0 address 0 inv(ts) seq                 -> StoredHistory (event id or state change)
+//! S tenant 0 source 0 inv(ts) seq                  -> event id   (bounces by source)
+//! B tenant 0 inv(ts) seq                           -> event id   (all bounces)
+//! ```
+//! `inv(ts)` is the timestamp mapped to big-endian bytes that sort newest first; `seq` is a
+//! store-wide unique id that orders entries of the same instant.
+
+use crate::domain::Timestamp;
+
+pub const EVENT: u8 = b'E';
+pub const ADDRESS: u8 = b'A';
+pub const HISTORY: u8 = b'H';
+pub const BY_SOURCE: u8 = b'S';
+pub const BOUNCES: u8 = b'B';
+const SEP: u8 = 0;
+
+/// Key prefix: kind byte, then components each followed by the separator.
+pub fn prefix(kind: u8, parts: &[&str]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut k = Vec::with_capacity(len + 16);
+    k.push(kind);
+    for p in parts {
+        k.extend_from_slice(p.as_bytes());
+        k.push(SEP);
+    }
+    k
+}
+
+/// A key whose last component is a string with no trailing separator.
+pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
+    let mut k = prefix(kind, parts);
+    k.extend_from_slice(last.as_bytes());
+    k
+}
+
+/// Timestamp bytes that sort newest first.
+pub fn inv_ts(ts: Timestamp) -> [u8; 8] {
+    let ordered = (ts.micros() as u64) ^ (1u64 << 63);
+    (!ordered).to_be_bytes()
+}
+
+/// Inverse of [`inv_ts`].
+#[cfg(test)]
+pub fn ts_from_inv(bytes: [u8; 8]) -> Timestamp {
+    let ordered = !u64::from_be_bytes(bytes);
+    Timestamp((ordered ^ (1u64 << 63)) as i64)
+}
+
+/// A time-ordered key: prefix, inverted time, sequence.
+pub fn timed(prefix: &[u8], ts: Timestamp, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 16);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&inv_ts(ts));
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverted_timestamps_sort_newest_first_and_round_trip() {
+        let times = [i64::MIN, -5, 0, 1, 1_700_000_000_000_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(inv_ts(Timestamp(w[0])) > inv_ts(Timestamp(w[1])));
+        }
+        for t in times {
+            assert_eq!(ts_from_inv(inv_ts(Timestamp(t))), Timestamp(t));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Durable storage of events, address states and history. The only module that knows the
+//! storage engine; the key layout is private to each engine.
+//!
+//! Writes go through [`SuppressionStore::write`]: each [`AddressWrite`] is a read-modify-write
+//! of one address (plus, for send results, the event and its indexes) that is applied
+//! atomically, and the returned future resolves only once every write in it is durable on disk.
+//! Concurrent callers share one flush (group commit).
+
+mod filter;
+mod keys;
+mod sled_store;
+
+use std::{future::Future, pin::Pin};
+
+use crate::domain::{
+    AddressRecord, BounceType, EmailAddress, HistoryEntry, RecordedEvent, StateChange, Suppression,
+    Tenant, Timestamp,
+};
+
+pub use sled_store::{SledStore, SledStoreOptions};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory is held by another process.
+    #[error("data directory {0} is in use by another suppressd process")]
+    Locked(String),
+    /// The engine failed.
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record under key {key}: {cause}")]
+    Corrupt { key: String, cause: String },
+    /// The store is shutting down and takes no more writes.
+    #[error("store is closed")]
+    Closed,
+    /// A page cursor that this store did not produce.
+    #[error("invalid page cursor")]
+    BadCursor,
+}
+
+/// What a write decides, given the address's current record.
+pub enum Decision {
+    /// Store `record` and append `changes` to the history.
+    Apply {
+        record: AddressRecord,
+        changes: Vec<StateChange>,
+    },
+    /// Change nothing (but still record the event, if the write carries one).
+    Unchanged,
+    /// Refuse the write; nothing is stored.
+    Refuse(String),
+}
+
+/// The decision function of a write, run by the store on the address's current record, with
+/// no other write to the same address in between.
+pub type Decide = Box<dyn FnOnce(Option<&AddressRecord>) -> Decision + Send>;
+
+/// One atomic change to one address.
+pub struct AddressWrite {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The address whose record `decide` may change.
+    pub address: EmailAddress,
+    /// A send result to record, idempotently on its event id.
+    pub event: Option<RecordedEvent>,
+    /// Decides the address's next record.
+    pub decide: Decide,
+}
+
+/// What became of one write.
+#[derive(Debug, Clone)]
+pub enum WriteOutcome {
+    /// Stored. `previous` is the record before, `record` the record after.
+    Applied {
+        previous: Option<AddressRecord>,
+        record: AddressRecord,
+        changes: Vec<StateChange>,
+    },
+    /// The decision changed nothing (the event, if any, was recorded).
+    Unchanged { record: Option<AddressRecord> },
+    /// The event id was already recorded; nothing changed.
+    Duplicate {
+        original: RecordedEvent,
+        record: Option<AddressRecord>,
+    },
+    /// The decision refused the write; nothing changed.
+    Refused {
+        record: Option<AddressRecord>,
+        reason: String,
+    },
+}
+
+/// Filters of a bounce listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BounceQuery {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only these types (empty: every type but delivered).
+    pub types: Vec<BounceType>,
+    /// Only this campaign.
+    pub campaign: Option<String>,
+    /// Only events at or after this time.
+    pub start: Option<Timestamp>,
+    /// Only events before this time.
+    pub end: Option<Timestamp>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, in listing order.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page. Opaque to callers.
+    pub next: Option<Vec<u8>>,
+}
+
+/// A boxed future returned by the store's asynchronous calls.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+/// The storage contract every engine implements. Reads are blocking but short (point reads);
+/// scans (`list_bounces`, `history`) should be called off the async workers.
+pub trait SuppressionStore: Send + Sync + 'static {
+    /// Applies the writes, each atomically and in order; resolves once all are durable.
+    fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>>;
+
+    /// The record of one address.
+    fn get_record(
+        &self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressRecord>, StoreError>;
+
+    /// The suppressions of many addresses, in order (`None`: not suppressed or not given).
+    /// Answers the common case (not suppressed) from memory, exactly.
+    fn suppressions(
+        &self,
+        tenant: &Tenant,
+        addresses: &[Option<&EmailAddress>],
+    ) -> Result<Vec<Option<Suppression>>, StoreError>;
+
+    /// A recorded event by its id.
+    fn get_event(
+        &self,
+        tenant: &Tenant,
+        event_id: &str,
+    ) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// Bounce events, newest first, starting after `cursor`.
+    fn list_bounces(
+        &self,
+        tenant: &Tenant,
+        query: &BounceQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<RecordedEvent>, StoreError>;
+
+    /// An address's history, newest first, starting after `cursor`.
+    fn history(
+        &self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<HistoryEntry>, StoreError>;
+
+    /// A secret kept with the data, for signing page tokens so they survive restarts.
+    fn token_secret(&self) -> [u8; 32];
+
+    /// Number of suppressed addresses across all tenants (from memory).
+    fn suppressed_count(&self) -> u64;
+
+    /// Stops taking writes, waits for the pending ones and flushes. Idempotent.
+    fn close(&self) -> Result<(), StoreError>;
+}
