@@ -98,10 +98,16 @@ impl Application {
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
 
+        // Both reflection versions: grpcurl and other tools still ask v1alpha first.
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
+            .context("cannot build the reflection service")?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
             .context("cannot build the reflection service")?;
 
         let suppression = SuppressionServiceServer::new(self.api)
@@ -134,6 +140,7 @@ impl Application {
             })
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(suppression)
             .serve_with_incoming_shutdown(incoming, signal)
             .await

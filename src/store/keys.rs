@@ -5,12 +5,12 @@
 //! ```text
 //! E tenant 0 event_id                              -> RecordedEvent
 //! A tenant 0 address                               -> AddressRecord
-//! H tenant 0 address 0 inv(ts) seq                 -> StoredHistory (event id or state change)
-//! S tenant 0 source 0 inv(ts) seq                  -> event id   (bounces by source)
-//! B tenant 0 inv(ts) seq                           -> event id   (all bounces)
+//! H tenant 0 address 0 inv(ts) inv(seq)                -> StoredHistory (event id or state change)
+//! S tenant 0 source 0 inv(ts) inv(seq)              -> event id   (bounces by source)
+//! B tenant 0 inv(ts) inv(seq)               -> event id   (all bounces)
 //! ```
 //! `inv(ts)` is the timestamp mapped to big-endian bytes that sort newest first; `seq` is a
-//! store-wide unique id that orders entries of the same instant.
+//! store-wide unique id that orders entries of the same instant, newest first.
 
 use crate::domain::Timestamp;
 
@@ -53,12 +53,13 @@ pub fn ts_from_inv(bytes: [u8; 8]) -> Timestamp {
     Timestamp((ordered ^ (1u64 << 63)) as i64)
 }
 
-/// A time-ordered key: prefix, inverted time, sequence.
+/// A time-ordered key: prefix, inverted time, inverted sequence (so that of two entries of the
+/// same instant the later-written one comes first).
 pub fn timed(prefix: &[u8], ts: Timestamp, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 16);
     k.extend_from_slice(prefix);
     k.extend_from_slice(&inv_ts(ts));
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&(!seq).to_be_bytes());
     k
 }
 

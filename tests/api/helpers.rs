@@ -1,0 +1,146 @@
+//! Starts the real server on 127.0.0.1:0 with a fresh data directory, and gives a client.
+
+use std::path::PathBuf;
+
+use suppressd::config::ServeSettings;
+use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
+use suppressd::grpc::proto::{self as pb, Outcome};
+use suppressd::startup::Application;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub type Client = SuppressionServiceClient<Channel>;
+
+/// A running server and a client connected to it.
+pub struct TestApp {
+    pub addr: String,
+    pub client: Client,
+    pub data_dir: PathBuf,
+    /// Keeps the temporary directory alive; `None` when the caller owns the directory.
+    _dir: Option<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A server with default settings on a new data directory.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server on a new data directory, with settings adjusted by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("data");
+    let mut app = start(path, tweak).await;
+    app._dir = Some(dir);
+    app
+}
+
+async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
+    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir.clone());
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("server builds");
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = SuppressionServiceClient::connect(addr.clone())
+        .await
+        .expect("client connects")
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    TestApp {
+        addr,
+        client,
+        data_dir,
+        _dir: None,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits until its store is closed.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let dir = self._dir.take();
+        let mut app = start(self.data_dir.clone(), |_| {}).await;
+        app._dir = dir;
+        app
+    }
+
+    pub async fn report(
+        &mut self,
+        tenant: &str,
+        result: pb::SendResult,
+    ) -> pb::ReportSendResultResponse {
+        self.client
+            .report_send_result(pb::ReportSendResultRequest {
+                tenant: tenant.into(),
+                result: Some(result),
+            })
+            .await
+            .expect("report succeeds")
+            .into_inner()
+    }
+
+    pub async fn status(&mut self, tenant: &str, address: &str) -> pb::AddressStatus {
+        self.client
+            .get_suppression_status(pb::GetSuppressionStatusRequest {
+                tenant: tenant.into(),
+                address: address.into(),
+            })
+            .await
+            .expect("status succeeds")
+            .into_inner()
+            .status
+            .expect("status present")
+    }
+
+    pub async fn state(&mut self, tenant: &str, address: &str) -> pb::AddressState {
+        self.status(tenant, address).await.state()
+    }
+}
+
+/// A send result with the given label and SMTP text.
+pub fn result(event_id: &str, address: &str, outcome: Outcome, smtp: &str) -> pb::SendResult {
+    pb::SendResult {
+        event_id: event_id.into(),
+        address: address.into(),
+        outcome: outcome as i32,
+        smtp_response: smtp.into(),
+        source: "test-source".into(),
+        ..Default::default()
+    }
+}
+
+pub const USER_UNKNOWN: &str =
+    "550-5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos";
+pub const MAILBOX_FULL: &str = "452-4.2.2 The email account that you tried to reach is over quota.";
+pub const GMAIL_UNSOLICITED: &str = "550-5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.";
+
+/// Asserts a gRPC error's code and that its message names `field`.
+pub fn assert_invalid(err: &tonic::Status, field: &str) {
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains(field),
+        "message {:?} should name {field}",
+        err.message()
+    );
+}

@@ -1,0 +1,195 @@
+//! The import guard: CRM syncs stream contacts through it before re-importing them.
+
+use suppressd::grpc::proto::{self as pb, BounceReason, ImportDecision, Outcome};
+use tokio_stream::StreamExt;
+
+use crate::helpers::*;
+
+fn contact(address: &str, external_id: &str) -> pb::ImportContact {
+    pb::ImportContact {
+        address: address.into(),
+        external_id: external_id.into(),
+        source: "crm-sync".into(),
+    }
+}
+
+#[tokio::test]
+async fn one_stream_with_suppressed_invalid_duplicate_and_clean_contacts_keeps_order() {
+    let mut app = spawn_app().await;
+    app.report(
+        "acme",
+        result(
+            "h",
+            "bounced@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    app.report(
+        "acme",
+        result("c", "angry@example.com", Outcome::Complaint, ""),
+    )
+    .await;
+
+    let first = pb::CheckImportRequest {
+        tenant: "acme".into(),
+        contacts: vec![
+            contact("clean@example.com", "crm-1"),
+            contact("Bounced@Example.com", "crm-2"),
+            contact("not an address", "crm-3"),
+            contact("CLEAN@example.com", "crm-4"),
+        ],
+    };
+    let second = pb::CheckImportRequest {
+        tenant: "acme".into(),
+        contacts: vec![
+            contact("angry@example.com", "crm-5"),
+            contact("bounced@example.com", "crm-6"),
+            contact("fresh@example.com", "crm-7"),
+        ],
+    };
+    let mut responses = app
+        .client
+        .check_import(tokio_stream::iter(vec![first, second]))
+        .await
+        .unwrap()
+        .into_inner();
+    let r1 = responses.next().await.unwrap().unwrap();
+    let r2 = responses.next().await.unwrap().unwrap();
+    assert!(responses.next().await.is_none());
+    assert_eq!((r1.batch_index, r2.batch_index), (0, 1));
+
+    let decisions = |r: &pb::CheckImportResponse| -> Vec<(String, ImportDecision)> {
+        r.verdicts
+            .iter()
+            .map(|v| (v.external_id.clone(), v.decision()))
+            .collect()
+    };
+    assert_eq!(
+        decisions(&r1),
+        vec![
+            ("crm-1".into(), ImportDecision::Allow),
+            ("crm-2".into(), ImportDecision::BlockSuppressed),
+            ("crm-3".into(), ImportDecision::BlockInvalid),
+            ("crm-4".into(), ImportDecision::Duplicate),
+        ]
+    );
+    // A duplicate of a suppressed address seen earlier is still reported as a duplicate: the
+    // earlier verdict already blocked it.
+    assert_eq!(
+        decisions(&r2),
+        vec![
+            ("crm-5".into(), ImportDecision::BlockSuppressed),
+            ("crm-6".into(), ImportDecision::Duplicate),
+            ("crm-7".into(), ImportDecision::Allow),
+        ]
+    );
+    let blocked = &r1.verdicts[1];
+    assert_eq!(blocked.address, "Bounced@Example.com");
+    assert_eq!(blocked.normalized_address, "bounced@example.com");
+    let s = blocked.suppression.as_ref().unwrap();
+    assert_eq!(s.reason(), BounceReason::MailboxNotFound);
+    assert!(s.since.is_some());
+    assert!(!blocked.detail.is_empty());
+    assert!(
+        !r1.verdicts[2].detail.is_empty(),
+        "invalid verdicts say what is wrong"
+    );
+    assert_eq!(
+        r2.verdicts[0].suppression.as_ref().unwrap().reason(),
+        BounceReason::Complaint
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_contact_stream_is_screened_exactly() {
+    let mut app = spawn_app().await;
+    // Suppress every 10th address of the list.
+    let suppressed: Vec<pb::SendResult> = (0..100_000)
+        .step_by(10)
+        .map(|i| {
+            result(
+                &format!("e{i}"),
+                &format!("user{i}@list.example"),
+                Outcome::HardBounce,
+                USER_UNKNOWN,
+            )
+        })
+        .collect();
+    let summary = app
+        .client
+        .report_send_results(tokio_stream::iter(
+            suppressed
+                .chunks(1000)
+                .map(|c| pb::ReportSendResultsRequest {
+                    tenant: "big".into(),
+                    results: c.to_vec(),
+                })
+                .collect::<Vec<_>>(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.accepted, 10_000);
+
+    let requests: Vec<pb::CheckImportRequest> = (0..100)
+        .map(|b| pb::CheckImportRequest {
+            tenant: "big".into(),
+            contacts: (b * 1000..(b + 1) * 1000)
+                .map(|i| contact(&format!("User{i}@List.example"), &i.to_string()))
+                .collect(),
+        })
+        .collect();
+    let mut responses = app
+        .client
+        .check_import(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut allowed, mut blocked, mut seen) = (0, 0, 0usize);
+    while let Some(r) = responses.next().await {
+        let r = r.unwrap();
+        for v in r.verdicts {
+            let i: usize = v.external_id.parse().unwrap();
+            assert_eq!(i, seen, "verdicts arrive in contact order");
+            seen += 1;
+            match v.decision() {
+                ImportDecision::Allow => {
+                    assert_ne!(i % 10, 0, "{i} is suppressed");
+                    allowed += 1;
+                }
+                ImportDecision::BlockSuppressed => {
+                    assert_eq!(i % 10, 0, "{i} is clean");
+                    blocked += 1;
+                }
+                other => panic!("unexpected {other:?} for {i}"),
+            }
+        }
+    }
+    assert_eq!((seen, allowed, blocked), (100_000, 90_000, 10_000));
+}
+
+#[tokio::test]
+async fn changing_tenant_within_a_stream_is_refused() {
+    let mut app = spawn_app().await;
+    let requests = vec![
+        pb::CheckImportRequest {
+            tenant: "acme".into(),
+            contacts: vec![contact("a@example.com", "1")],
+        },
+        pb::CheckImportRequest {
+            tenant: "globex".into(),
+            contacts: vec![contact("b@example.com", "2")],
+        },
+    ];
+    let mut responses = app
+        .client
+        .check_import(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(responses.next().await.unwrap().is_ok());
+    let err = responses.next().await.unwrap().unwrap_err();
+    assert_invalid(&err, "tenant");
+}

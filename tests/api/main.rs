@@ -1,0 +1,12 @@
+//! Black-box tests: the real server on 127.0.0.1:0, a fresh data directory per test, and the
+//! client generated from the proto.
+
+mod helpers;
+
+mod history_and_manual;
+mod import;
+mod limits;
+mod list_bounces;
+mod operations;
+mod reporting;
+mod status;

@@ -1,0 +1,249 @@
+//! Running the service: health, reflection, restarts, one process per data directory, the
+//! binary's health check and graceful shutdown.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use suppressd::grpc::proto::{self as pb, AddressState, Outcome};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+use tonic_reflection::pb::v1::{
+    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+    server_reflection_response::MessageResponse, ServerReflectionRequest,
+};
+
+use crate::helpers::*;
+
+async fn channel(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(addr.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_reports_serving_for_the_service() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(channel(&app.addr).await);
+    for service in ["", "suppression.v1.SuppressionService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_suppression_service() {
+    let app = spawn_app().await;
+    let mut client = ServerReflectionClient::new(channel(&app.addr).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"suppression.v1.SuppressionService"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_tokens() {
+    let mut app = spawn_app().await;
+    app.report(
+        "acme",
+        result("h1", "gone@example.com", Outcome::HardBounce, USER_UNKNOWN),
+    )
+    .await;
+    for i in 0..3 {
+        app.report(
+            "acme",
+            result(
+                &format!("b{i}"),
+                &format!("b{i}@example.com"),
+                Outcome::HardBounce,
+                USER_UNKNOWN,
+            ),
+        )
+        .await;
+    }
+    app.client
+        .suppress(pb::SuppressRequest {
+            tenant: "acme".into(),
+            address: "manual@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page = app
+        .client
+        .list_bounces(pb::ListBouncesRequest {
+            tenant: "acme".into(),
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut app = app.restart().await;
+    assert_eq!(
+        app.state("acme", "gone@example.com").await,
+        AddressState::Suppressed
+    );
+    assert_eq!(
+        app.state("acme", "manual@example.com").await,
+        AddressState::Suppressed
+    );
+    let replay = app
+        .report(
+            "acme",
+            result("h1", "gone@example.com", Outcome::HardBounce, USER_UNKNOWN),
+        )
+        .await;
+    assert!(replay.duplicate, "the event id is remembered");
+    let history = app
+        .client
+        .get_address_history(pb::GetAddressHistoryRequest {
+            tenant: "acme".into(),
+            address: "gone@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.entries.len(), 2, "send result and suppression");
+    // The import guard's in-memory index is rebuilt from disk.
+    let mut verdicts = app
+        .client
+        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+            tenant: "acme".into(),
+            contacts: vec![pb::ImportContact {
+                address: "b1@example.com".into(),
+                ..Default::default()
+            }],
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let v = verdicts.message().await.unwrap().unwrap();
+    assert_eq!(
+        v.verdicts[0].decision(),
+        pb::ImportDecision::BlockSuppressed
+    );
+    // A page token issued before the restart still works.
+    let next = app
+        .client
+        .list_bounces(pb::ListBouncesRequest {
+            tenant: "acme".into(),
+            page_size: 2,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.bounces.len(), 2);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_fails_clearly() {
+    let app = spawn_app().await;
+    let settings = suppressd::config::ServeSettings::local(
+        "127.0.0.1:0".parse().unwrap(),
+        app.data_dir.clone(),
+    );
+    let err = match suppressd::startup::Application::build(settings).await {
+        Ok(_) => panic!("a second store opened the same data directory"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("in use by another suppressd process"), "{err}");
+}
+
+fn wait_until_serving(addr: &str) {
+    for _ in 0..100 {
+        let ok = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+            .args(["healthcheck", "--addr", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("server at {addr} never became healthy");
+}
+
+#[test]
+fn the_binary_serves_answers_its_healthcheck_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let addr = format!("http://{listen}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .arg("serve")
+        .env("SUPPRESSD_LISTEN", &listen)
+        .env("SUPPRESSD_DATA_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_serving(&addr);
+
+    // A second process on the same data directory refuses to start, and says why.
+    let second = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SUPPRESSD_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+
+    let down = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["healthcheck", "--addr", &addr, "--timeout-secs", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        !down.status.success(),
+        "healthcheck fails once the server is gone"
+    );
+}

@@ -1,0 +1,79 @@
+//! "May I send to this address?"
+
+use suppressd::grpc::proto::{self as pb, AddressState, Outcome};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_unknown_address_is_allowed_and_normalized() {
+    let mut app = spawn_app().await;
+    let status = app.status("", "  New.Person@Bücher.Example ").await;
+    assert_eq!(status.state(), AddressState::Allowed);
+    assert_eq!(status.address, "new.person@xn--bcher-kva.example");
+    assert!(status.suppression.is_none());
+}
+
+#[tokio::test]
+async fn lookups_match_any_spelling_of_a_suppressed_address() {
+    let mut app = spawn_app().await;
+    app.report(
+        "",
+        result(
+            "e",
+            "jane@bücher.example",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    for spelling in [
+        "JANE@BÜCHER.EXAMPLE",
+        "jane@xn--bcher-kva.example",
+        " jane@bücher.example.",
+    ] {
+        assert_eq!(
+            app.state("", spelling).await,
+            AddressState::Suppressed,
+            "{spelling}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batch_lookup_answers_in_request_order_with_invalid_slots() {
+    let mut app = spawn_app().await;
+    app.report(
+        "",
+        result("e", "bad@example.com", Outcome::HardBounce, USER_UNKNOWN),
+    )
+    .await;
+    let addresses = vec![
+        "ok@example.com".to_string(),
+        "no-at-sign".to_string(),
+        "BAD@example.com".to_string(),
+        "".to_string(),
+    ];
+    let statuses = app
+        .client
+        .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+            tenant: String::new(),
+            addresses: addresses.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .statuses;
+    let states: Vec<_> = statuses.iter().map(|s| s.state()).collect();
+    assert_eq!(
+        states,
+        vec![
+            AddressState::Allowed,
+            AddressState::Invalid,
+            AddressState::Suppressed,
+            AddressState::Invalid
+        ]
+    );
+    let given: Vec<_> = statuses.iter().map(|s| s.given_address.clone()).collect();
+    assert_eq!(given, addresses);
+    assert!(statuses[1].error.contains('@'), "{}", statuses[1].error);
+}
