@@ -192,7 +192,7 @@ impl SuppressionService for SuppressionApi {
         };
         let status = convert::address_status(
             &address,
-            &address.to_string(),
+            address.as_str(),
             record.as_ref(),
             &self.policy,
             now,
