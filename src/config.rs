@@ -69,6 +69,43 @@ pub struct ServeSettings {
     /// Page cache of the embedded database, in MiB.
     #[arg(long, env = "SUPPRESSD_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
+
+    /// Confidence (0..1) a replacement needs, and a suggestion needs to appear in import verdicts.
+    #[arg(long, env = "SUPPRESSD_CORRECTION_THRESHOLD", default_value_t = 0.9, value_parser = unit_interval)]
+    pub correction_threshold: f32,
+
+    /// Hard-bounce rate (0..1) from which a source, campaign or segment is watched.
+    #[arg(long, env = "SUPPRESSD_HARD_BOUNCE_WATCH_RATE", default_value_t = 0.02, value_parser = unit_interval_f64)]
+    pub hard_bounce_watch_rate: f64,
+
+    /// Hard-bounce rate (0..1) from which it is paused.
+    #[arg(long, env = "SUPPRESSD_HARD_BOUNCE_PAUSE_RATE", default_value_t = 0.05, value_parser = unit_interval_f64)]
+    pub hard_bounce_pause_rate: f64,
+
+    /// Complaint rate (0..1) from which it is watched.
+    #[arg(long, env = "SUPPRESSD_COMPLAINT_WATCH_RATE", default_value_t = 0.001, value_parser = unit_interval_f64)]
+    pub complaint_watch_rate: f64,
+
+    /// Complaint rate (0..1) from which it is paused.
+    #[arg(long, env = "SUPPRESSD_COMPLAINT_PAUSE_RATE", default_value_t = 0.003, value_parser = unit_interval_f64)]
+    pub complaint_pause_rate: f64,
+
+    /// Fewest results in the window for a verdict other than healthy.
+    #[arg(long, env = "SUPPRESSD_HEALTH_MIN_SAMPLE", default_value_t = 100)]
+    pub health_min_sample: u64,
+}
+
+fn unit_interval_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0 and 1".into())
+    }
+}
+
+fn unit_interval(s: &str) -> Result<f32, String> {
+    unit_interval_f64(s).map(|v| v as f32)
 }
 
 impl ServeSettings {
@@ -82,6 +119,12 @@ impl ServeSettings {
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
             cache_mb: 256,
+            correction_threshold: 0.9,
+            hard_bounce_watch_rate: 0.02,
+            hard_bounce_pause_rate: 0.05,
+            complaint_watch_rate: 0.001,
+            complaint_pause_rate: 0.003,
+            health_min_sample: 100,
         }
     }
 }

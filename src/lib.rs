@@ -10,6 +10,7 @@
 //! - [`policy`]: what a classified event does to an address's state.
 //! - [`store`]: durable storage behind the [`store::SuppressionStore`] trait; the only module
 //!   that knows the storage engine (sled).
+//! - [`monitor`]: bounce-rate windows over the counters, and the health-verdict watcher.
 //! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
 //!   become gRPC status codes. The only module that knows tonic.
 //! - [`config`], [`telemetry`], [`startup`]: command line, logging, and the one start-up path
@@ -19,7 +20,9 @@ pub mod classify;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod monitor;
 pub mod policy;
 pub mod startup;
 pub mod store;
+pub mod suggest;
 pub mod telemetry;

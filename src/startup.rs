@@ -16,7 +16,8 @@ use crate::classify::Classifier;
 use crate::config::ServeSettings;
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
-use crate::grpc::{Limits, SuppressionApi};
+use crate::grpc::{ApiSettings, Limits, SuppressionApi};
+use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
 use crate::store::{SledStore, SledStoreOptions, SuppressionStore};
 
@@ -50,17 +51,28 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let policy = EscalationPolicy {
-            soft_bounce_threshold: settings.soft_bounce_threshold,
-            soft_bounce_window: Duration::from_secs(
-                u64::from(settings.soft_bounce_window_days) * 86_400,
-            ),
+        let api_settings = ApiSettings {
+            policy: EscalationPolicy {
+                soft_bounce_threshold: settings.soft_bounce_threshold,
+                soft_bounce_window: Duration::from_secs(
+                    u64::from(settings.soft_bounce_window_days) * 86_400,
+                ),
+            },
+            limits: Limits {
+                max_batch: settings.max_batch as usize,
+                ..Limits::default()
+            },
+            health: HealthThresholds {
+                hard_watch: settings.hard_bounce_watch_rate,
+                hard_pause: settings.hard_bounce_pause_rate,
+                complaint_watch: settings.complaint_watch_rate,
+                complaint_pause: settings.complaint_pause_rate,
+                min_sample: settings.health_min_sample,
+            },
+            correction_threshold: settings.correction_threshold,
         };
-        let limits = Limits {
-            max_batch: settings.max_batch as usize,
-            ..Limits::default()
-        };
-        let api = SuppressionApi::new(store.clone(), Arc::new(Classifier::new()), policy, limits);
+        let store_handle: Arc<dyn SuppressionStore> = store.clone();
+        let api = SuppressionApi::new(store_handle, Arc::new(Classifier::new()), api_settings);
         tracing::info!(
             %addr,
             data_dir = %settings.data_dir.display(),
@@ -110,6 +122,7 @@ impl Application {
             .build_v1alpha()
             .context("cannot build the reflection service")?;
 
+        let api = self.api.clone();
         let suppression = SuppressionServiceServer::new(self.api)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024));
@@ -146,6 +159,8 @@ impl Application {
             .await
             .context("server failed")?;
 
+        api.shutdown().await;
+        drop(api);
         let store = self.store;
         tokio::task::spawn_blocking(move || store.close())
             .await

@@ -4,6 +4,7 @@ mod address;
 mod classification;
 mod label;
 mod record;
+mod stats;
 mod tenant;
 mod time;
 
@@ -14,8 +15,9 @@ pub use label::{
     MAX_SMTP_RESPONSE_BYTES,
 };
 pub use record::{
-    AddressRecord, HistoryEntry, RecordedEvent, SendReport, StateChange, StateChangeKind,
-    Suppression,
+    AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport, StateChange,
+    StateChangeKind, Suppression,
 };
+pub use stats::{Dimension, OutcomeCounts};
 pub use tenant::{Tenant, TenantError};
 pub use time::Timestamp;

@@ -110,6 +110,32 @@ pub struct Suppression {
     pub rule_id: String,
 }
 
+/// What backs a replacement of a bad address by a corrected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EvidenceKind {
+    /// A trusted CRM record was corrected by a person.
+    CrmCorrection,
+    /// The company's known email pattern applied to the contact's name.
+    CompanyPattern,
+    /// The contact confirmed a replacement address.
+    VerifiedReplacement,
+    /// An obvious typo in the domain was fixed.
+    TypoFix,
+}
+
+/// A corrected address that replaced a bad one, until its first delivery validates it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replacement {
+    /// The bad address it replaces.
+    pub replaces: String,
+    /// The evidence behind the replacement.
+    pub evidence: EvidenceKind,
+    /// The caller's confidence, 0.0 to 1.0.
+    pub confidence: f32,
+    /// When the replacement was made.
+    pub at: Timestamp,
+}
+
 /// The state the service keeps for one address of one tenant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AddressRecord {
@@ -119,6 +145,13 @@ pub struct AddressRecord {
     pub soft_bounces: Vec<Timestamp>,
     /// Time of the latest delivery, if any.
     pub last_delivered: Option<Timestamp>,
+    /// For a suppressed bad address: the corrected address that replaced it.
+    pub replaced_by: Option<String>,
+    /// For a suppressed bad address: a correction was attempted without enough confidence, so
+    /// the contact needs enrichment before any outreach.
+    pub needs_enrichment: bool,
+    /// For a replacement address: set until its first delivery validates it.
+    pub pending_validation: Option<Replacement>,
 }
 
 impl AddressRecord {
@@ -139,6 +172,14 @@ pub enum StateChangeKind {
     ManuallySuppressed,
     /// Lifted by `Reactivate`.
     Reactivated,
+    /// A corrected address replaced this (still suppressed) one.
+    Replaced,
+    /// A correction was refused for low confidence: the contact needs enrichment.
+    MarkedForEnrichment,
+    /// This address was set as the replacement of a bad one; it awaits validation.
+    ReplacementPending,
+    /// A first delivery validated this replacement address.
+    Validated,
 }
 
 /// A change of an address's state, kept in its history.

@@ -5,9 +5,11 @@ use super::error::FieldViolation;
 use super::proto as pb;
 use crate::domain::{
     parse_label, parse_smtp_response, AddressRecord, BounceReason, BounceType, Classification,
-    EmailAddress, HistoryEntry, RecordedEvent, ReportedOutcome, SendReport, StateChange,
-    StateChangeKind, Suppression, Tenant, Timestamp,
+    Dimension, EmailAddress, EvidenceKind, HistoryEntry, OutcomeCounts, RecordedEvent,
+    ReportedOutcome, SendReport, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
 };
+use crate::monitor::WindowCounts;
+use crate::policy::health::{Health, HealthVerdict};
 use crate::policy::EscalationPolicy;
 
 /// Parses the tenant field.
@@ -254,6 +256,15 @@ pub fn address_status(
         recent_soft_bounces: record.map_or(0, |r| policy.recent_soft_bounces(r, now)),
         error: String::new(),
         given_address: given.to_string(),
+        pending_validation: record.is_some_and(|r| r.pending_validation.is_some()),
+        replaces: record
+            .and_then(|r| r.pending_validation.as_ref())
+            .map(|p| p.replaces.clone())
+            .unwrap_or_default(),
+        replaced_by: record
+            .and_then(|r| r.replaced_by.clone())
+            .unwrap_or_default(),
+        needs_enrichment: record.is_some_and(|r| r.needs_enrichment),
     }
 }
 
@@ -263,9 +274,9 @@ pub fn invalid_status(given: &str, error: &str) -> pb::AddressStatus {
         address: String::new(),
         state: pb::AddressState::Invalid as i32,
         suppression: None,
-        recent_soft_bounces: 0,
         error: error.to_string(),
         given_address: given.to_string(),
+        ..pb::AddressStatus::default()
     }
 }
 
@@ -297,6 +308,10 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::Escalated => pb::StateChangeKind::Escalated,
         StateChangeKind::ManuallySuppressed => pb::StateChangeKind::ManuallySuppressed,
         StateChangeKind::Reactivated => pb::StateChangeKind::Reactivated,
+        StateChangeKind::Replaced => pb::StateChangeKind::Replaced,
+        StateChangeKind::MarkedForEnrichment => pb::StateChangeKind::MarkedForEnrichment,
+        StateChangeKind::ReplacementPending => pb::StateChangeKind::ReplacementPending,
+        StateChangeKind::Validated => pb::StateChangeKind::Validated,
     };
     pb::StateChange {
         kind: kind as i32,
@@ -316,6 +331,89 @@ pub fn proto_history(h: &HistoryEntry) -> pb::HistoryEntry {
     pb::HistoryEntry {
         at: Some(proto_timestamp(h.at())),
         entry: Some(entry),
+    }
+}
+
+/// Evidence kind from the wire.
+pub fn evidence(field: &str, raw: i32) -> Result<EvidenceKind, FieldViolation> {
+    match pb::EvidenceKind::try_from(raw) {
+        Ok(pb::EvidenceKind::CrmCorrection) => Ok(EvidenceKind::CrmCorrection),
+        Ok(pb::EvidenceKind::CompanyPattern) => Ok(EvidenceKind::CompanyPattern),
+        Ok(pb::EvidenceKind::VerifiedReplacement) => Ok(EvidenceKind::VerifiedReplacement),
+        Ok(pb::EvidenceKind::TypoFix) => Ok(EvidenceKind::TypoFix),
+        Ok(pb::EvidenceKind::Unspecified) => Err(FieldViolation::new(field, "is required")),
+        Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
+    }
+}
+
+/// Domain evidence kind -> wire.
+pub fn proto_evidence(e: EvidenceKind) -> pb::EvidenceKind {
+    match e {
+        EvidenceKind::CrmCorrection => pb::EvidenceKind::CrmCorrection,
+        EvidenceKind::CompanyPattern => pb::EvidenceKind::CompanyPattern,
+        EvidenceKind::VerifiedReplacement => pb::EvidenceKind::VerifiedReplacement,
+        EvidenceKind::TypoFix => pb::EvidenceKind::TypoFix,
+    }
+}
+
+/// Dimension from the wire; `None` for unspecified.
+pub fn dimension(field: &str, raw: i32) -> Result<Option<Dimension>, FieldViolation> {
+    match pb::StatsDimension::try_from(raw) {
+        Ok(pb::StatsDimension::Source) => Ok(Some(Dimension::Source)),
+        Ok(pb::StatsDimension::Campaign) => Ok(Some(Dimension::Campaign)),
+        Ok(pb::StatsDimension::Segment) => Ok(Some(Dimension::Segment)),
+        Ok(pb::StatsDimension::Unspecified) => Ok(None),
+        Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
+    }
+}
+
+/// Domain dimension -> wire.
+pub fn proto_dimension(d: Dimension) -> pb::StatsDimension {
+    match d {
+        Dimension::Source => pb::StatsDimension::Source,
+        Dimension::Campaign => pb::StatsDimension::Campaign,
+        Dimension::Segment => pb::StatsDimension::Segment,
+    }
+}
+
+/// Counts -> wire.
+pub fn proto_counts(c: &OutcomeCounts) -> pb::OutcomeCounts {
+    pb::OutcomeCounts {
+        sent: c.sent,
+        delivered: c.delivered,
+        hard_bounces: c.hard,
+        soft_bounces: c.soft,
+        blocks: c.block,
+        complaints: c.complaint,
+    }
+}
+
+/// A window's totals -> wire.
+pub fn proto_window(w: &WindowCounts) -> pb::WindowStats {
+    pb::WindowStats {
+        start_time: Some(proto_timestamp(w.start)),
+        end_time: Some(proto_timestamp(w.end)),
+        counts: Some(proto_counts(&w.total)),
+        hard_bounce_rate: w.total.hard_bounce_rate(),
+        complaint_rate: w.total.complaint_rate(),
+    }
+}
+
+/// Health -> wire.
+pub fn proto_health(h: Health) -> pb::SourceHealth {
+    match h {
+        Health::Healthy => pb::SourceHealth::Healthy,
+        Health::Watch => pb::SourceHealth::Watch,
+        Health::Pause => pb::SourceHealth::Pause,
+    }
+}
+
+/// A verdict -> wire.
+pub fn proto_verdict(v: &HealthVerdict) -> pb::HealthVerdict {
+    pb::HealthVerdict {
+        health: proto_health(v.health) as i32,
+        reason: v.reason.clone(),
+        sample_too_small: v.sample_too_small,
     }
 }
 

@@ -2,11 +2,13 @@
 //! module that knows tonic.
 
 mod convert;
+mod correction;
 pub mod error;
+mod monitoring;
 mod paging;
 mod service;
 
-pub use service::{Limits, SuppressionApi, ANONYMOUS, CALLER_ID_HEADER};
+pub use service::{ApiSettings, Limits, SuppressionApi, ANONYMOUS, CALLER_ID_HEADER};
 
 /// Code generated from `proto/suppression/v1/suppression.proto`.
 pub mod proto {

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::convert;
+use super::correction::{proto_suggestion, SuggestionCache};
 use super::error::{FieldViolation, ServiceError};
 use super::paging::PageTokens;
 use super::proto as pb;
@@ -18,6 +19,8 @@ use crate::domain::{
     parse_label, parse_note, BounceReason, Classification, EmailAddress, RecordedEvent, SendReport,
     SmtpEvidence, Tenant, Timestamp,
 };
+use crate::monitor::HealthMonitor;
+use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
 use crate::store::{AddressWrite, BounceQuery, Decision, SuppressionStore, WriteOutcome};
 
@@ -47,40 +50,75 @@ impl Default for Limits {
     }
 }
 
+/// The service's tunable rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// Soft-bounce escalation.
+    pub policy: EscalationPolicy,
+    /// Per-request limits.
+    pub limits: Limits,
+    /// Health-verdict thresholds of sources, campaigns and segments.
+    pub health: HealthThresholds,
+    /// Confidence a replacement needs, and a suggestion needs to be shown in import verdicts.
+    pub correction_threshold: f32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            policy: EscalationPolicy::default(),
+            limits: Limits::default(),
+            health: HealthThresholds::default(),
+            correction_threshold: 0.9,
+        }
+    }
+}
+
 /// Shared state of the suppression service. Cheap to clone.
 #[derive(Clone)]
 pub struct SuppressionApi {
     /// Where everything is kept.
-    store: Arc<dyn SuppressionStore>,
+    pub(super) store: Arc<dyn SuppressionStore>,
     /// Decides what each send result was.
     classifier: Arc<Classifier>,
     /// Decides what a result does to an address.
-    policy: EscalationPolicy,
+    pub(super) policy: EscalationPolicy,
     /// Per-request limits.
-    limits: Limits,
+    pub(super) limits: Limits,
+    /// Confidence a replacement needs.
+    pub(super) correction_threshold: f32,
     /// Signs and checks page tokens.
-    tokens: PageTokens,
+    pub(super) tokens: PageTokens,
+    /// Watches bounce rates and announces verdict changes.
+    pub(super) monitor: Arc<HealthMonitor>,
 }
 
 impl SuppressionApi {
-    /// The service over `store`.
+    /// The service over `store`. Starts the health monitor on the current runtime.
     pub fn new(
         store: Arc<dyn SuppressionStore>,
         classifier: Arc<Classifier>,
-        policy: EscalationPolicy,
-        limits: Limits,
+        settings: ApiSettings,
     ) -> Self {
         let tokens = PageTokens::new(store.token_secret());
+        let monitor = HealthMonitor::spawn(store.clone(), settings.health);
         SuppressionApi {
             store,
             classifier,
-            policy,
-            limits,
+            policy: settings.policy,
+            limits: settings.limits,
+            correction_threshold: settings.correction_threshold,
             tokens,
+            monitor,
         }
     }
 
-    fn check_batch(&self, field: &str, n: usize) -> Result<(), ServiceError> {
+    /// Stops background work (the health watcher) so the store can close.
+    pub async fn shutdown(&self) {
+        self.monitor.stop().await;
+    }
+
+    pub(super) fn check_batch(&self, field: &str, n: usize) -> Result<(), ServiceError> {
         if n > self.limits.max_batch {
             return Err(FieldViolation::new(
                 field,
@@ -94,7 +132,7 @@ impl SuppressionApi {
         Ok(())
     }
 
-    fn page_size(&self, requested: u32) -> usize {
+    pub(super) fn page_size(&self, requested: u32) -> usize {
         match requested as usize {
             0 => self.limits.default_page_size,
             n => n.min(self.limits.max_page_size),
@@ -134,7 +172,7 @@ impl SuppressionApi {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> String {
+pub(super) fn caller<T>(request: &Request<T>) -> String {
     request
         .metadata()
         .get(CALLER_ID_HEADER)
@@ -143,14 +181,14 @@ fn caller<T>(request: &Request<T>) -> String {
         .unwrap_or_else(|| ANONYMOUS.to_string())
 }
 
-fn record_span(tenant: &Tenant, items: usize) {
+pub(super) fn record_span(tenant: &Tenant, items: usize) {
     let span = tracing::Span::current();
     span.record("tenant", tenant.as_str());
     span.record("items", items);
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(f)
@@ -161,6 +199,8 @@ async fn blocking<T: Send + 'static>(
 /// What the import guard needs to remember across the messages of one stream.
 struct ImportStream {
     tenant: Option<Tenant>,
+    /// Known-good domains and domain patterns, read once per stream.
+    suggestions: SuggestionCache,
     /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
     /// about 1 in 10^26 for a million addresses).
     seen: HashSet<u128>,
@@ -205,6 +245,58 @@ impl SuppressionService for SuppressionApi {
     }
 
     type CheckImportStream = ReceiverStream<Result<pb::CheckImportResponse, Status>>;
+    type WatchSourceHealthStream = ReceiverStream<Result<pb::WatchSourceHealthResponse, Status>>;
+
+    async fn replace_address(
+        &self,
+        request: Request<pb::ReplaceAddressRequest>,
+    ) -> Result<Response<pb::ReplaceAddressResponse>, Status> {
+        let actor = caller(&request);
+        Ok(Response::new(
+            self.replace(actor, request.into_inner()).await?,
+        ))
+    }
+
+    async fn suggest_corrections(
+        &self,
+        request: Request<pb::SuggestCorrectionsRequest>,
+    ) -> Result<Response<pb::SuggestCorrectionsResponse>, Status> {
+        Ok(Response::new(self.suggest(request.into_inner()).await?))
+    }
+
+    async fn list_suppressions(
+        &self,
+        request: Request<pb::ListSuppressionsRequest>,
+    ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        Ok(Response::new(
+            self.suppressions_page(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_source_stats(
+        &self,
+        request: Request<pb::GetSourceStatsRequest>,
+    ) -> Result<Response<pb::GetSourceStatsResponse>, Status> {
+        Ok(Response::new(
+            self.source_stats(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_source_stats(
+        &self,
+        request: Request<pb::ListSourceStatsRequest>,
+    ) -> Result<Response<pb::ListSourceStatsResponse>, Status> {
+        Ok(Response::new(
+            self.ranked_source_stats(request.into_inner()).await?,
+        ))
+    }
+
+    async fn watch_source_health(
+        &self,
+        request: Request<pb::WatchSourceHealthRequest>,
+    ) -> Result<Response<Self::WatchSourceHealthStream>, Status> {
+        Ok(Response::new(self.watch_health(request.into_inner())?))
+    }
 
     async fn report_send_results(
         &self,
@@ -351,6 +443,7 @@ impl SuppressionService for SuppressionApi {
             async move {
                 let mut state = ImportStream {
                     tenant: None,
+                    suggestions: SuggestionCache::default(),
                     seen: HashSet::new(),
                     batch_index: 0,
                 };
@@ -587,7 +680,7 @@ impl SuppressionService for SuppressionApi {
     }
 }
 
-fn unexpected(outcome: WriteOutcome) -> ServiceError {
+pub(super) fn unexpected(outcome: WriteOutcome) -> ServiceError {
     ServiceError::Internal(format!("unexpected store outcome: {outcome:?}"))
 }
 
@@ -598,6 +691,30 @@ impl SuppressionApi {
             .await?
             .pop()
             .ok_or_else(|| ServiceError::Internal("store returned no outcome".into()))
+    }
+
+    /// The best correction of an invalid or suppressed contact, if it reaches the threshold.
+    fn best_suggestion(
+        &self,
+        tenant: &Tenant,
+        raw: &str,
+        contact: &pb::ImportContact,
+        state: &mut ImportStream,
+    ) -> Result<Option<pb::CorrectionSuggestion>, ServiceError> {
+        let given = parse_label(&contact.given_name, false).ok();
+        let family = parse_label(&contact.family_name, false).ok();
+        let found = self.suggestions(
+            tenant,
+            raw,
+            given.as_deref(),
+            family.as_deref(),
+            &mut state.suggestions,
+        )?;
+        Ok(found
+            .candidates
+            .first()
+            .filter(|s| s.confidence >= self.correction_threshold)
+            .map(proto_suggestion))
     }
 
     /// Screens one message of an import stream. Runs on a blocking thread.
@@ -647,54 +764,65 @@ impl SuppressionApi {
                 _ => None,
             })
             .collect();
-        let suppressions = self.store.suppressions(&tenant, &lookups)?;
+        let suppressed = self.store.suppressed_records(&tenant, &lookups)?;
 
-        let verdicts = message
-            .contacts
-            .into_iter()
-            .zip(slots)
-            .zip(suppressions)
-            .map(|((contact, slot), suppression)| {
-                let (normalized, decision, detail, suppression) = match slot {
-                    Slot::Invalid(e) => (String::new(), pb::ImportDecision::BlockInvalid, e, None),
-                    Slot::Duplicate(a) => (
-                        a.as_str().to_string(),
-                        pb::ImportDecision::Duplicate,
-                        "address appeared earlier in this import".to_string(),
-                        None,
-                    ),
-                    Slot::Check(a) => match suppression {
-                        Some(s) => {
-                            let detail = format!(
-                                "suppressed since {} ({:?})",
-                                s.since.to_rfc3339(),
-                                s.reason
-                            );
-                            (
-                                a.as_str().to_string(),
-                                pb::ImportDecision::BlockSuppressed,
-                                detail,
-                                Some(convert::proto_suppression(&s)),
-                            )
-                        }
-                        None => (
-                            a.as_str().to_string(),
-                            pb::ImportDecision::Allow,
-                            String::new(),
-                            None,
-                        ),
-                    },
-                };
-                pb::ImportVerdict {
-                    external_id: contact.external_id,
-                    address: contact.address,
-                    normalized_address: normalized,
-                    decision: decision as i32,
-                    detail,
-                    suppression,
+        let mut verdicts = Vec::with_capacity(slots.len());
+        for ((mut contact, slot), record) in message.contacts.into_iter().zip(slots).zip(suppressed)
+        {
+            let mut verdict = pb::ImportVerdict {
+                external_id: std::mem::take(&mut contact.external_id),
+                ..pb::ImportVerdict::default()
+            };
+            match slot {
+                Slot::Invalid(e) => {
+                    verdict.decision = pb::ImportDecision::BlockInvalid as i32;
+                    verdict.detail = e;
+                    verdict.suggestion =
+                        self.best_suggestion(&tenant, &contact.address, &contact, state)?;
                 }
-            })
-            .collect();
+                Slot::Duplicate(a) => {
+                    verdict.normalized_address = a.as_str().to_string();
+                    verdict.decision = pb::ImportDecision::Duplicate as i32;
+                    verdict.detail = "address appeared earlier in this import".to_string();
+                }
+                Slot::Check(a) => {
+                    verdict.normalized_address = a.as_str().to_string();
+                    match record.and_then(|r| r.suppression.clone().map(|s| (r, s))) {
+                        None => verdict.decision = pb::ImportDecision::Allow as i32,
+                        Some((r, s)) => {
+                            verdict.suppression = Some(convert::proto_suppression(&s));
+                            if let Some(replacement) = r.replaced_by {
+                                verdict.decision = pb::ImportDecision::Replace as i32;
+                                verdict.detail = format!(
+                                    "suppressed since {} ({:?}); replaced by {replacement}",
+                                    s.since.to_rfc3339(),
+                                    s.reason
+                                );
+                                verdict.replacement_address = replacement;
+                            } else {
+                                verdict.decision = pb::ImportDecision::BlockSuppressed as i32;
+                                verdict.detail = format!(
+                                    "suppressed since {} ({:?}){}",
+                                    s.since.to_rfc3339(),
+                                    s.reason,
+                                    if r.needs_enrichment {
+                                        "; needs enrichment"
+                                    } else {
+                                        ""
+                                    }
+                                );
+                                if s.reason.is_address_level() {
+                                    verdict.suggestion =
+                                        self.best_suggestion(&tenant, a.as_str(), &contact, state)?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            verdict.address = contact.address;
+            verdicts.push(verdict);
+        }
         let batch_index = state.batch_index;
         state.batch_index += 1;
         Ok(pb::CheckImportResponse {

@@ -5,6 +5,12 @@
 //!   suppress with reason "repeated soft bounce". A delivery resets the count.
 //! - Blocks (sender, content or policy rejections) never change the address's state.
 //! - Nothing lifts a suppression but [`EscalationPolicy::reactivate`].
+//! - A bad address may be *replaced* by a corrected one only with high confidence; the bad one
+//!   stays suppressed, the new one awaits validation by its first delivery ([`correction`]).
+//! - Bounce and complaint rates of a source give a health verdict ([`health`]).
+
+pub mod correction;
+pub mod health;
 
 use std::time::Duration;
 
@@ -68,6 +74,16 @@ impl EscalationPolicy {
                 // that happened before it.
                 record.soft_bounces.retain(|&t| t > at);
                 record.last_delivered = Some(record.last_delivered.map_or(at, |d| d.max(at)));
+                if let Some(pending) = record.pending_validation.take() {
+                    changes.push(StateChange {
+                        kind: StateChangeKind::Validated,
+                        reason: BounceReason::None,
+                        actor: SYSTEM_ACTOR.to_string(),
+                        note: format!("first delivery since it replaced {}", pending.replaces),
+                        event_id: event.event_id.clone(),
+                        at,
+                    });
+                }
             }
             BounceType::Soft => {
                 let delivered_after = record.last_delivered.is_some_and(|d| d >= at);

@@ -19,6 +19,12 @@ pub const ADDRESS: u8 = b'A';
 pub const HISTORY: u8 = b'H';
 pub const BY_SOURCE: u8 = b'S';
 pub const BOUNCES: u8 = b'B';
+pub const SUPPRESSED: u8 = b'X';
+pub const GOOD_ADDRESS: u8 = b'G';
+pub const GOOD_DOMAIN: u8 = b'K';
+pub const HOURLY: u8 = b'C';
+pub const DAILY: u8 = b'D';
+pub const VALUES: u8 = b'V';
 const SEP: u8 = 0;
 
 /// Key prefix: kind byte, then components each followed by the separator.
@@ -37,6 +43,29 @@ pub fn prefix(kind: u8, parts: &[&str]) -> Vec<u8> {
 pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
     let mut k = prefix(kind, parts);
     k.extend_from_slice(last.as_bytes());
+    k
+}
+
+/// An i64 as big-endian bytes that sort in numeric order.
+pub fn ordered_i64(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1u64 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`ordered_i64`].
+pub fn i64_from_ordered(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1u64 << 63)) as i64
+}
+
+/// Prefix of a dimension value's counters or value-index entry:
+/// `kind tenant 0 dim value 0`.
+pub fn dimension_prefix(kind: u8, tenant: &str, dim: u8, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + value.len() + 12);
+    k.push(kind);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(SEP);
+    k.push(dim);
+    k.extend_from_slice(value.as_bytes());
+    k.push(SEP);
     k
 }
 

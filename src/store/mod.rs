@@ -9,12 +9,16 @@
 mod filter;
 mod keys;
 mod sled_store;
+mod sled_writer;
 
+use std::sync::Arc;
 use std::{future::Future, pin::Pin};
 
+use tokio::sync::broadcast;
+
 use crate::domain::{
-    AddressRecord, BounceType, EmailAddress, HistoryEntry, RecordedEvent, StateChange, Suppression,
-    Tenant, Timestamp,
+    AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent,
+    StateChange, Tenant, Timestamp,
 };
 
 pub use sled_store::{SledStore, SledStoreOptions};
@@ -66,6 +70,99 @@ pub struct AddressWrite {
     pub event: Option<RecordedEvent>,
     /// Decides the address's next record.
     pub decide: Decide,
+}
+
+/// The decision function of a write that changes two addresses at once (a replacement).
+pub type DecidePair =
+    Box<dyn FnOnce(Option<&AddressRecord>, Option<&AddressRecord>) -> PairDecision + Send>;
+
+/// What a two-address write decides.
+pub enum PairDecision {
+    /// Store the given records (`None`: leave that address as it is), with their history.
+    Apply {
+        first: Option<(AddressRecord, Vec<StateChange>)>,
+        second: Option<(AddressRecord, Vec<StateChange>)>,
+    },
+    /// Refuse; nothing is stored.
+    Refuse(String),
+}
+
+/// One atomic change to two addresses of one tenant.
+pub struct PairWrite {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The first address.
+    pub first: EmailAddress,
+    /// The second address (must differ from the first).
+    pub second: EmailAddress,
+    /// Decides both addresses' next records.
+    pub decide: DecidePair,
+}
+
+/// What became of a two-address write: both records as they are afterwards.
+#[derive(Debug, Clone)]
+pub struct PairOutcome {
+    /// The first address's record afterwards.
+    pub first: Option<AddressRecord>,
+    /// The second address's record afterwards.
+    pub second: Option<AddressRecord>,
+    /// Set when the decision refused the write.
+    pub refused: Option<String>,
+}
+
+/// Time granularity of counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// One-hour buckets.
+    Hourly,
+    /// One-day buckets (UTC days).
+    Daily,
+}
+
+impl Granularity {
+    /// Bucket width in microseconds.
+    pub fn micros(self) -> i64 {
+        match self {
+            Granularity::Hourly => 3_600_000_000,
+            Granularity::Daily => 86_400_000_000,
+        }
+    }
+
+    /// The bucket holding `t`.
+    pub fn bucket(self, t: Timestamp) -> i64 {
+        t.micros().div_euclid(self.micros())
+    }
+
+    /// The start of bucket `b`.
+    pub fn start(self, b: i64) -> Timestamp {
+        Timestamp(b.saturating_mul(self.micros()))
+    }
+}
+
+/// A dimension value whose counters changed in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterTouch {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The dimension.
+    pub dimension: Dimension,
+    /// The value.
+    pub value: String,
+}
+
+/// Filters of a suppression listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SuppressionQuery {
+    /// Only these reasons (empty: every reason).
+    pub reasons: Vec<crate::domain::BounceReason>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only suppressions since at or after this time.
+    pub start: Option<Timestamp>,
+    /// Only suppressions since before this time.
+    pub end: Option<Timestamp>,
+    /// Only addresses that do / do not need enrichment.
+    pub needs_enrichment: Option<bool>,
 }
 
 /// What became of one write.
@@ -131,13 +228,62 @@ pub trait SuppressionStore: Send + Sync + 'static {
         address: &EmailAddress,
     ) -> Result<Option<AddressRecord>, StoreError>;
 
-    /// The suppressions of many addresses, in order (`None`: not suppressed or not given).
-    /// Answers the common case (not suppressed) from memory, exactly.
-    fn suppressions(
+    /// Applies a two-address write atomically; resolves once it is durable.
+    fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome>;
+
+    /// The records of the suppressed ones among many addresses, in order (`None`: not
+    /// suppressed or not given). Answers the common case (not suppressed) from memory, exactly.
+    fn suppressed_records(
         &self,
         tenant: &Tenant,
         addresses: &[Option<&EmailAddress>],
-    ) -> Result<Vec<Option<Suppression>>, StoreError>;
+    ) -> Result<Vec<Option<AddressRecord>>, StoreError>;
+
+    /// Suppressed addresses with their records, newest suppression first, after `cursor`.
+    fn list_suppressions(
+        &self,
+        tenant: &Tenant,
+        query: &SuppressionQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(String, AddressRecord)>, StoreError>;
+
+    /// Domains of the tenant with delivered addresses, with how many, most first.
+    fn known_good_domains(
+        &self,
+        tenant: &Tenant,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Local parts of delivered addresses at `domain`, up to `limit`.
+    fn known_good_locals(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Counters of a dimension value, bucket by bucket, for buckets `from..to` (only buckets
+    /// with counts are returned, oldest first).
+    fn counters(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+        value: &str,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, OutcomeCounts)>, StoreError>;
+
+    /// Every value of a dimension that has counters, in key order.
+    fn dimension_values(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Notifications of dimension values whose counters changed, one message per commit.
+    fn subscribe_counters(&self) -> broadcast::Receiver<Arc<Vec<CounterTouch>>>;
 
     /// A recorded event by its id.
     fn get_event(

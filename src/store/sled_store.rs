@@ -1,39 +1,30 @@
-//! The embedded default store, on sled 0.34.
-//!
-//! All writes go through one writer thread. It takes every write that is waiting, applies them
-//! in order (each write's keys in one atomic `apply_batch`), flushes once, and only then
-//! answers the callers: group commit, so many concurrent writers share one fsync. Batches are
-//! kept to about a thousand keys, because larger ones make sled 0.34 hold memory per key for the
-//! life of the process.
+//! The embedded default store, on sled 0.34: opening, reads, and the handle that passes writes
+//! to the writer thread (see `sled_writer`).
 
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::filter::{key_hash, SuppressedFilter};
 use super::keys;
+use super::sled_writer::{writer_loop, Job};
 use super::{
-    AddressWrite, BounceQuery, Decision, Page, StoreError, StoreFuture, SuppressionStore,
-    WriteOutcome,
+    AddressWrite, BounceQuery, CounterTouch, Granularity, Page, PairOutcome, PairWrite, StoreError,
+    StoreFuture, SuppressionQuery, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceType, EmailAddress, HistoryEntry, RecordedEvent, StateChange, Suppression,
-    Tenant, Timestamp,
+    AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent,
+    StateChange, Tenant,
 };
 
 /// Version of the on-disk layout, checked at open.
 const SCHEMA_VERSION: u8 = 1;
 /// Version byte in front of every encoded value.
 const RECORD_VERSION: u8 = 1;
-/// Most keys in one sled batch (see the module docs).
-const MAX_BATCH_KEYS: usize = 1000;
-/// Most writes taken into one group commit.
-const MAX_GROUP_WRITES: usize = 4096;
 /// Most index entries one listing page may scan before returning a short page with a cursor.
 const MIN_SCAN_BUDGET: usize = 20_000;
 
@@ -48,21 +39,22 @@ pub struct SledStoreOptions {
 
 /// A history entry as stored: send results point at their event record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum StoredHistory {
+pub(super) enum StoredHistory {
     Event(String),
     Change(StateChange),
 }
 
-struct WriteJob {
-    writes: Vec<AddressWrite>,
-    reply: oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
-}
-
-struct Shared {
-    db: sled::Db,
-    tree: sled::Tree,
-    filter: SuppressedFilter,
+/// State shared by the handle and the writer thread.
+pub(super) struct Shared {
+    pub(super) db: sled::Db,
+    /// The one tree holding every record (see `keys`).
+    pub(super) tree: sled::Tree,
+    /// Exact in-memory index of suppressed addresses.
+    pub(super) filter: SuppressedFilter,
+    /// Key for page tokens, kept with the data.
     token_secret: [u8; 32],
+    /// Dimension values whose counters changed, per commit.
+    pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     path: PathBuf,
 }
 
@@ -71,7 +63,7 @@ struct Shared {
 pub struct SledStore {
     shared: Arc<Shared>,
     /// Sender side of the writer thread's queue; `None` once closed.
-    writer: Arc<Mutex<Option<mpsc::Sender<WriteJob>>>>,
+    writer: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
     /// The writer thread, joined on close.
     writer_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -84,11 +76,11 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
-fn engine(e: sled::Error) -> StoreError {
+pub(super) fn engine(e: sled::Error) -> StoreError {
     StoreError::Engine(e.to_string())
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let out = vec![RECORD_VERSION];
     // Encoding into a Vec cannot fail for these plain data types.
     match postcard::to_extend(value, out) {
@@ -97,7 +89,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     }
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |cause: String| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         cause,
@@ -162,14 +154,16 @@ impl SledStore {
         let filter = SuppressedFilter::default();
         load_filter(&tree, &filter)?;
 
+        let (touches, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             db,
             tree,
             filter,
             token_secret,
+            touches,
             path: options.path.clone(),
         });
-        let (tx, rx) = mpsc::channel::<WriteJob>(1024);
+        let (tx, rx) = mpsc::channel::<Job>(1024);
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("suppressd-writer".into())
@@ -188,252 +182,25 @@ impl SledStore {
     }
 }
 
+/// Loads the suppressed index from the `X` keys, which name tenant and address without
+/// needing the records decoded.
 fn load_filter(tree: &sled::Tree, filter: &SuppressedFilter) -> Result<(), StoreError> {
     let mut hashes = Vec::new();
-    for item in tree.scan_prefix([keys::ADDRESS]) {
-        let (k, v) = item.map_err(engine)?;
-        let record: AddressRecord = decode(&k, &v)?;
-        if record.is_suppressed() {
-            let rest = &k[1..];
-            let sep = rest
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    cause: "address key without separator".into(),
-                })?;
-            let tenant = std::str::from_utf8(&rest[..sep]).unwrap_or_default();
-            let address = std::str::from_utf8(&rest[sep + 1..]).unwrap_or_default();
-            hashes.push(key_hash(tenant, address));
-        }
+    for item in tree.scan_prefix([keys::SUPPRESSED]) {
+        let (k, _) = item.map_err(engine)?;
+        let rest = &k[1..];
+        let corrupt = || StoreError::Corrupt {
+            key: String::from_utf8_lossy(&k).into_owned(),
+            cause: "malformed suppressed-index key".into(),
+        };
+        let sep = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
+        let tenant = std::str::from_utf8(&rest[..sep]).map_err(|_| corrupt())?;
+        let address = rest.get(sep + 1 + 8..).ok_or_else(corrupt)?;
+        let address = std::str::from_utf8(address).map_err(|_| corrupt())?;
+        hashes.push(key_hash(tenant, address));
     }
     filter.extend(hashes);
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The writer thread
-// ---------------------------------------------------------------------------------------------
-
-fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteJob>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut total = first.writes.len();
-        let mut jobs = vec![first];
-        while total < MAX_GROUP_WRITES {
-            match rx.try_recv() {
-                Ok(job) => {
-                    total += job.writes.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let mut group = Group::new(&shared);
-        let mut per_job = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let outcomes: Vec<WriteOutcome> =
-                job.writes.into_iter().map(|w| group.add(w)).collect();
-            per_job.push(outcomes);
-            replies.push(job.reply);
-        }
-        let committed = group.commit();
-        for (reply, outcomes) in replies.into_iter().zip(per_job) {
-            let answer = match &committed {
-                Ok(()) => Ok(outcomes),
-                Err(e) => Err(StoreError::Engine(e.to_string())),
-            };
-            // A caller that went away no longer needs the answer; its writes are durable anyway.
-            let _ = reply.send(answer);
-        }
-    }
-    if let Err(e) = shared.db.flush() {
-        tracing::error!(error = %e, "final flush failed");
-    }
-}
-
-/// The writes of one group commit, with an overlay of what they changed so far so that later
-/// writes in the group see earlier ones.
-struct Group<'a> {
-    shared: &'a Shared,
-    batches: Vec<sled::Batch>,
-    current: sled::Batch,
-    current_keys: usize,
-    records: HashMap<Vec<u8>, Option<AddressRecord>>,
-    events: HashMap<Vec<u8>, RecordedEvent>,
-    /// Filter changes to apply once the batches are durable: (hash, now suppressed).
-    filter_changes: Vec<(u64, bool)>,
-    error: Option<StoreError>,
-}
-
-impl<'a> Group<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        Group {
-            shared,
-            batches: Vec::new(),
-            current: sled::Batch::default(),
-            current_keys: 0,
-            records: HashMap::new(),
-            events: HashMap::new(),
-            filter_changes: Vec::new(),
-            error: None,
-        }
-    }
-
-    fn record(&mut self, key: &[u8]) -> Result<Option<AddressRecord>, StoreError> {
-        if let Some(r) = self.records.get(key) {
-            return Ok(r.clone());
-        }
-        match self.shared.tree.get(key).map_err(engine)? {
-            Some(v) => Ok(Some(decode(key, &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn event(&self, key: &[u8]) -> Result<Option<RecordedEvent>, StoreError> {
-        if let Some(e) = self.events.get(key) {
-            return Ok(Some(e.clone()));
-        }
-        match self.shared.tree.get(key).map_err(engine)? {
-            Some(v) => Ok(Some(decode(key, &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.current.insert(key, value);
-        self.current_keys += 1;
-    }
-
-    /// Closes the current batch if it is big enough; called only between writes, so that the
-    /// keys of one write always share a batch.
-    fn maybe_cut(&mut self) {
-        if self.current_keys >= MAX_BATCH_KEYS - 16 {
-            self.batches.push(std::mem::take(&mut self.current));
-            self.current_keys = 0;
-        }
-    }
-
-    fn add(&mut self, write: AddressWrite) -> WriteOutcome {
-        match self.try_add(write) {
-            Ok(outcome) => {
-                self.maybe_cut();
-                outcome
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "write failed");
-                let reason = e.to_string();
-                self.error.get_or_insert(e);
-                WriteOutcome::Refused {
-                    record: None,
-                    reason,
-                }
-            }
-        }
-    }
-
-    fn try_add(&mut self, write: AddressWrite) -> Result<WriteOutcome, StoreError> {
-        let tenant = write.tenant.as_str();
-        let address = write.address.as_str();
-        let record_key = keys::exact(keys::ADDRESS, &[tenant], address);
-        let previous = self.record(&record_key)?;
-
-        let mut history_entries: Vec<(Timestamp, StoredHistory)> = Vec::new();
-        if let Some(event) = &write.event {
-            let event_key = keys::exact(keys::EVENT, &[tenant], &event.event_id);
-            if let Some(original) = self.event(&event_key)? {
-                return Ok(WriteOutcome::Duplicate {
-                    original,
-                    record: previous,
-                });
-            }
-        }
-
-        let decision = (write.decide)(previous.as_ref());
-        if let Decision::Refuse(reason) = decision {
-            return Ok(WriteOutcome::Refused {
-                record: previous,
-                reason,
-            });
-        }
-
-        if let Some(event) = write.event {
-            let event_key = keys::exact(keys::EVENT, &[tenant], &event.event_id);
-            let seq = self.shared.db.generate_id().map_err(engine)?;
-            if event.is_bounce() {
-                let by_source = keys::prefix(keys::BY_SOURCE, &[tenant, &event.source]);
-                self.put(
-                    keys::timed(&by_source, event.occurred_at, seq),
-                    event.event_id.as_bytes().to_vec(),
-                );
-                let all = keys::prefix(keys::BOUNCES, &[tenant]);
-                self.put(
-                    keys::timed(&all, event.occurred_at, seq),
-                    event.event_id.as_bytes().to_vec(),
-                );
-            }
-            history_entries.push((
-                event.occurred_at,
-                StoredHistory::Event(event.event_id.clone()),
-            ));
-            self.put(event_key.clone(), encode(&event));
-            self.events.insert(event_key, event);
-        }
-
-        let outcome = match decision {
-            Decision::Apply { record, changes } => {
-                for c in &changes {
-                    history_entries.push((c.at, StoredHistory::Change(c.clone())));
-                }
-                self.put(record_key.clone(), encode(&record));
-                let was = previous.as_ref().is_some_and(AddressRecord::is_suppressed);
-                let now = record.is_suppressed();
-                if was != now {
-                    self.filter_changes.push((key_hash(tenant, address), now));
-                }
-                self.records.insert(record_key, Some(record.clone()));
-                WriteOutcome::Applied {
-                    previous,
-                    record,
-                    changes,
-                }
-            }
-            Decision::Unchanged | Decision::Refuse(_) => {
-                WriteOutcome::Unchanged { record: previous }
-            }
-        };
-
-        let history_prefix = keys::prefix(keys::HISTORY, &[tenant, address]);
-        for (at, entry) in history_entries {
-            let seq = self.shared.db.generate_id().map_err(engine)?;
-            self.put(keys::timed(&history_prefix, at, seq), encode(&entry));
-        }
-        Ok(outcome)
-    }
-
-    fn commit(mut self) -> Result<(), StoreError> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        if self.current_keys > 0 {
-            self.batches.push(std::mem::take(&mut self.current));
-        }
-        if self.batches.is_empty() {
-            return Ok(());
-        }
-        for batch in self.batches.drain(..) {
-            self.shared.tree.apply_batch(batch).map_err(engine)?;
-        }
-        self.shared.db.flush().map_err(engine)?;
-        for (hash, suppressed) in self.filter_changes.drain(..) {
-            if suppressed {
-                self.shared.filter.insert(hash);
-            } else {
-                self.shared.filter.remove(hash);
-            }
-        }
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,6 +208,13 @@ impl<'a> Group<'a> {
 // ---------------------------------------------------------------------------------------------
 
 impl SledStore {
+    fn sender(&self) -> Option<mpsc::Sender<Job>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn get_decoded<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.shared.tree.get(key).map_err(engine)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
@@ -457,11 +231,27 @@ impl SledStore {
         upper: Option<Vec<u8>>,
         cursor: Option<&[u8]>,
         limit: usize,
+        resolve: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        if cursor.is_some_and(|c| c.len() != prefix.len() + 16) {
+            return Err(StoreError::BadCursor);
+        }
+        self.scan_keys(prefix, lower, upper, cursor, limit, resolve)
+    }
+
+    /// Like `scan_page`, for keys of any length after the prefix.
+    fn scan_keys<T>(
+        &self,
+        prefix: &[u8],
+        lower: Option<Vec<u8>>,
+        upper: Option<Vec<u8>>,
+        cursor: Option<&[u8]>,
+        limit: usize,
         mut resolve: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
     ) -> Result<Page<T>, StoreError> {
         let start = match cursor {
             Some(c) => {
-                if !c.starts_with(prefix) || c.len() != prefix.len() + 16 {
+                if !c.starts_with(prefix) || c.len() <= prefix.len() {
                     return Err(StoreError::BadCursor);
                 }
                 Bound::Excluded(c.to_vec())
@@ -508,11 +298,7 @@ impl SledStore {
 
 impl SuppressionStore for SledStore {
     fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>> {
-        let sender = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let sender = self.sender();
         Box::pin(async move {
             if writes.is_empty() {
                 return Ok(Vec::new());
@@ -520,7 +306,20 @@ impl SuppressionStore for SledStore {
             let sender = sender.ok_or(StoreError::Closed)?;
             let (reply, answer) = oneshot::channel();
             sender
-                .send(WriteJob { writes, reply })
+                .send(Job::Writes { writes, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Pair { write, reply })
                 .await
                 .map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
@@ -539,11 +338,11 @@ impl SuppressionStore for SledStore {
         ))
     }
 
-    fn suppressions(
+    fn suppressed_records(
         &self,
         tenant: &Tenant,
         addresses: &[Option<&EmailAddress>],
-    ) -> Result<Vec<Option<Suppression>>, StoreError> {
+    ) -> Result<Vec<Option<AddressRecord>>, StoreError> {
         let hashes: Vec<Option<u64>> = addresses
             .iter()
             .map(|a| a.map(|a| key_hash(tenant.as_str(), a.as_str())))
@@ -552,12 +351,144 @@ impl SuppressionStore for SledStore {
         let mut out = Vec::with_capacity(addresses.len());
         for (address, maybe) in addresses.iter().zip(maybe) {
             let found = match (address, maybe) {
-                (Some(a), true) => self.get_record(tenant, a)?.and_then(|r| r.suppression),
+                (Some(a), true) => self
+                    .get_record(tenant, a)?
+                    .filter(AddressRecord::is_suppressed),
                 _ => None,
             };
             out.push(found);
         }
         Ok(out)
+    }
+
+    fn list_suppressions(
+        &self,
+        tenant: &Tenant,
+        query: &SuppressionQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(String, AddressRecord)>, StoreError> {
+        let t = tenant.as_str();
+        let prefix = keys::prefix(keys::SUPPRESSED, &[t]);
+        // Keys end in the address, so bounds use the time part alone: 0xff sorts after any
+        // address byte (addresses are UTF-8, which never contains 0xff).
+        let lower = query.end.map(|end| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&keys::inv_ts(end));
+            k.push(0xff);
+            k
+        });
+        let upper = query.start.map(|start| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&keys::inv_ts(start));
+            k.push(0xff);
+            k
+        });
+        self.scan_keys(&prefix, lower, upper, cursor, limit, |k, _v| {
+            let Some(address) = k
+                .get(prefix.len() + 8..)
+                .and_then(|a| std::str::from_utf8(a).ok())
+            else {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    cause: "malformed suppressed-index key".into(),
+                });
+            };
+            let record_key = keys::exact(keys::ADDRESS, &[t], address);
+            let Some(record) = self.get_decoded::<AddressRecord>(&record_key)? else {
+                return Ok(None);
+            };
+            let Some(s) = &record.suppression else {
+                return Ok(None);
+            };
+            let keep = (query.reasons.is_empty() || query.reasons.contains(&s.reason))
+                && query.source.as_ref().is_none_or(|src| *src == s.source)
+                && query
+                    .needs_enrichment
+                    .is_none_or(|n| n == record.needs_enrichment);
+            Ok(keep.then(|| (address.to_string(), record)))
+        })
+    }
+
+    fn known_good_domains(
+        &self,
+        tenant: &Tenant,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = keys::prefix(keys::GOOD_DOMAIN, &[tenant.as_str()]);
+        let mut out = Vec::new();
+        for item in self.shared.tree.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(engine)?;
+            let domain = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let count: u64 = decode(&k, &v)?;
+            out.push((domain, count));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn known_good_locals(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::prefix(keys::GOOD_ADDRESS, &[tenant.as_str(), domain]);
+        let mut out = Vec::new();
+        for item in self.shared.tree.scan_prefix(&prefix).keys().take(limit) {
+            let k = item.map_err(engine)?;
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    fn counters(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+        value: &str,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, OutcomeCounts)>, StoreError> {
+        let kind = match granularity {
+            Granularity::Hourly => keys::HOURLY,
+            Granularity::Daily => keys::DAILY,
+        };
+        let prefix = keys::dimension_prefix(kind, tenant.as_str(), dimension.code(), value);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&keys::ordered_i64(from));
+        let mut end = prefix.clone();
+        end.extend_from_slice(&keys::ordered_i64(to));
+        let mut out = Vec::new();
+        for item in self.shared.tree.range(start..end) {
+            let (k, v) = item.map_err(engine)?;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k[prefix.len()..prefix.len() + 8]);
+            out.push((keys::i64_from_ordered(b), decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn dimension_values(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut prefix = keys::prefix(keys::VALUES, &[tenant.as_str()]);
+        prefix.push(dimension.code());
+        let mut out = Vec::new();
+        for item in self.shared.tree.scan_prefix(&prefix).keys() {
+            let k = item.map_err(engine)?;
+            let value = &k[prefix.len()..k.len().saturating_sub(1)];
+            out.push(String::from_utf8_lossy(value).into_owned());
+        }
+        Ok(out)
+    }
+
+    fn subscribe_counters(&self) -> broadcast::Receiver<Arc<Vec<CounterTouch>>> {
+        self.shared.touches.subscribe()
     }
 
     fn get_event(

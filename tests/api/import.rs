@@ -10,6 +10,7 @@ fn contact(address: &str, external_id: &str) -> pb::ImportContact {
         address: address.into(),
         external_id: external_id.into(),
         source: "crm-sync".into(),
+        ..Default::default()
     }
 }
 

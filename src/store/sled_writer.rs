@@ -1,0 +1,512 @@
+//! The writer thread of the sled store: group commit.
+//!
+//! It takes every job that is waiting, applies the writes in order (each write's keys, with the
+//! counter updates of its batch, in one atomic `apply_batch`), flushes once, and only then
+//! answers the callers, so concurrent writers share one fsync. Batches are kept to well under a
+//! thousand keys, because larger ones make sled 0.34 hold memory per key for the life of the
+//! process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::filter::key_hash;
+use super::keys;
+use super::sled_store::{decode, encode, engine, Shared, StoredHistory};
+use super::{
+    AddressWrite, CounterTouch, Decision, Granularity, PairDecision, PairOutcome, PairWrite,
+    StoreError, WriteOutcome,
+};
+use crate::domain::{
+    AddressRecord, BounceType, Dimension, EmailAddress, OutcomeCounts, RecordedEvent, StateChange,
+    Tenant, Timestamp,
+};
+
+/// Keys after which a batch is closed (between writes). Each write adds a handful of keys and
+/// the batch's counter updates a few more, so batches stay well under a thousand keys.
+const BATCH_CUT_KEYS: usize = 600;
+/// Most writes taken into one group commit.
+const MAX_GROUP_WRITES: usize = 4096;
+
+/// A unit of work for the writer thread.
+pub enum Job {
+    /// Single-address writes.
+    Writes {
+        writes: Vec<AddressWrite>,
+        reply: oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
+    },
+    /// A two-address write.
+    Pair {
+        write: PairWrite,
+        reply: oneshot::Sender<Result<PairOutcome, StoreError>>,
+    },
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        match self {
+            Job::Writes { writes, .. } => writes.len(),
+            Job::Pair { .. } => 1,
+        }
+    }
+}
+
+enum Answer {
+    Writes(
+        oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
+        Vec<WriteOutcome>,
+    ),
+    Pair(
+        oneshot::Sender<Result<PairOutcome, StoreError>>,
+        PairOutcome,
+    ),
+}
+
+/// Runs until every sender is dropped, then flushes.
+pub fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut total = first.len();
+        let mut jobs = vec![first];
+        while total < MAX_GROUP_WRITES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    total += job.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut group = Group::new(&shared);
+        let answers: Vec<Answer> = jobs
+            .into_iter()
+            .map(|job| match job {
+                Job::Writes { writes, reply } => {
+                    let outcomes = writes.into_iter().map(|w| group.add(w)).collect();
+                    Answer::Writes(reply, outcomes)
+                }
+                Job::Pair { write, reply } => {
+                    let outcome = group.add_pair(write);
+                    Answer::Pair(reply, outcome)
+                }
+            })
+            .collect();
+        let committed = group.commit();
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "group commit failed");
+        }
+        for answer in answers {
+            let failed = || StoreError::Engine("commit failed; see the server log".into());
+            // A caller that went away no longer needs the answer.
+            match answer {
+                Answer::Writes(reply, outcomes) => {
+                    let _ = reply.send(committed.as_ref().map(|_| outcomes).map_err(|_| failed()));
+                }
+                Answer::Pair(reply, outcome) => {
+                    let _ = reply.send(committed.as_ref().map(|_| outcome).map_err(|_| failed()));
+                }
+            }
+        }
+    }
+    if let Err(e) = shared.db.flush() {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+/// The writes of one group commit, with overlays of what they changed so far so that later
+/// writes in the group see earlier ones.
+struct Group<'a> {
+    shared: &'a Shared,
+    batches: Vec<sled::Batch>,
+    current: sled::Batch,
+    current_keys: usize,
+    records: HashMap<Vec<u8>, Option<AddressRecord>>,
+    events: HashMap<Vec<u8>, RecordedEvent>,
+    /// Counter increments of the current batch, by counter key.
+    counter_deltas: HashMap<Vec<u8>, OutcomeCounts>,
+    /// Counter values written so far in this group, by counter key.
+    counter_values: HashMap<Vec<u8>, OutcomeCounts>,
+    /// Keys written this group that need writing once only (value index, known-good entries),
+    /// with the count of known-good addresses per domain key.
+    written_once: HashSet<Vec<u8>>,
+    domain_counts: HashMap<Vec<u8>, u64>,
+    /// Filter changes to apply once the batches are durable: (hash, now suppressed).
+    filter_changes: Vec<(u64, bool)>,
+    touched: HashSet<CounterTouch>,
+    error: Option<StoreError>,
+}
+
+impl<'a> Group<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Group {
+            shared,
+            batches: Vec::new(),
+            current: sled::Batch::default(),
+            current_keys: 0,
+            records: HashMap::new(),
+            events: HashMap::new(),
+            counter_deltas: HashMap::new(),
+            counter_values: HashMap::new(),
+            written_once: HashSet::new(),
+            domain_counts: HashMap::new(),
+            filter_changes: Vec::new(),
+            touched: HashSet::new(),
+            error: None,
+        }
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.shared.tree.get(key).map_err(engine)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn record(&self, key: &[u8]) -> Result<Option<AddressRecord>, StoreError> {
+        match self.records.get(key) {
+            Some(r) => Ok(r.clone()),
+            None => self.get(key),
+        }
+    }
+
+    fn event(&self, key: &[u8]) -> Result<Option<RecordedEvent>, StoreError> {
+        match self.events.get(key) {
+            Some(e) => Ok(Some(e.clone())),
+            None => self.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.current.insert(key, value);
+        self.current_keys += 1;
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.current.remove(key);
+        self.current_keys += 1;
+    }
+
+    /// Writes the current batch's counter updates into it.
+    fn flush_counters(&mut self) -> Result<(), StoreError> {
+        for (key, delta) in std::mem::take(&mut self.counter_deltas) {
+            let mut value = match self.counter_values.get(&key) {
+                Some(v) => *v,
+                None => self.get::<OutcomeCounts>(&key)?.unwrap_or_default(),
+            };
+            value.add(&delta);
+            self.put(key.clone(), encode(&value));
+            self.counter_values.insert(key, value);
+        }
+        Ok(())
+    }
+
+    /// Closes the current batch if it is big enough; called only between writes, so that the
+    /// keys of one write always share a batch with its counter updates.
+    fn maybe_cut(&mut self) -> Result<(), StoreError> {
+        if self.current_keys >= BATCH_CUT_KEYS {
+            self.flush_counters()?;
+            self.batches.push(std::mem::take(&mut self.current));
+            self.current_keys = 0;
+        }
+        Ok(())
+    }
+
+    fn fail<T>(&mut self, e: StoreError, fallback: T) -> T {
+        tracing::error!(error = %e, "write failed");
+        self.error.get_or_insert(e);
+        fallback
+    }
+
+    fn add(&mut self, write: AddressWrite) -> WriteOutcome {
+        let result = self
+            .try_add(write)
+            .and_then(|o| self.maybe_cut().map(|_| o));
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let reason = e.to_string();
+                self.fail(
+                    e,
+                    WriteOutcome::Refused {
+                        record: None,
+                        reason,
+                    },
+                )
+            }
+        }
+    }
+
+    fn add_pair(&mut self, write: PairWrite) -> PairOutcome {
+        let result = self
+            .try_add_pair(write)
+            .and_then(|o| self.maybe_cut().map(|_| o));
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let reason = e.to_string();
+                self.fail(
+                    e,
+                    PairOutcome {
+                        first: None,
+                        second: None,
+                        refused: Some(reason),
+                    },
+                )
+            }
+        }
+    }
+
+    /// Stores an address's new record with its history and index changes.
+    fn set_record(
+        &mut self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        previous: Option<&AddressRecord>,
+        record: &AddressRecord,
+        changes: &[StateChange],
+    ) -> Result<(), StoreError> {
+        let (t, a) = (tenant.as_str(), address.as_str());
+        let record_key = keys::exact(keys::ADDRESS, &[t], a);
+        self.put(record_key.clone(), encode(record));
+        let before = previous.and_then(|p| p.suppression.as_ref());
+        let after = record.suppression.as_ref();
+        if before.map(|s| s.since) != after.map(|s| s.since) {
+            let prefix = keys::prefix(keys::SUPPRESSED, &[t]);
+            if let Some(old) = before {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&keys::inv_ts(old.since));
+                k.extend_from_slice(a.as_bytes());
+                self.remove(k);
+            }
+            if let Some(new) = after {
+                let mut k = prefix;
+                k.extend_from_slice(&keys::inv_ts(new.since));
+                k.extend_from_slice(a.as_bytes());
+                self.put(k, Vec::new());
+            }
+        }
+        if before.is_some() != after.is_some() {
+            self.filter_changes.push((key_hash(t, a), after.is_some()));
+        }
+        self.records.insert(record_key, Some(record.clone()));
+        for c in changes {
+            self.add_history(tenant, address, c.at, &StoredHistory::Change(c.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn add_history(
+        &mut self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        at: Timestamp,
+        entry: &StoredHistory,
+    ) -> Result<(), StoreError> {
+        let prefix = keys::prefix(keys::HISTORY, &[tenant.as_str(), address.as_str()]);
+        let seq = self.shared.db.generate_id().map_err(engine)?;
+        self.put(keys::timed(&prefix, at, seq), encode(entry));
+        Ok(())
+    }
+
+    /// Counts the event per dimension value and hour/day, and remembers delivered addresses.
+    fn count_event(
+        &mut self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        event: &RecordedEvent,
+    ) -> Result<(), StoreError> {
+        let t = tenant.as_str();
+        let one = OutcomeCounts::one(event.classification.bounce_type);
+        for (dimension, value) in [
+            (Dimension::Source, &event.source),
+            (Dimension::Campaign, &event.campaign),
+            (Dimension::Segment, &event.segment),
+        ] {
+            if value.is_empty() {
+                continue;
+            }
+            for (kind, granularity) in [
+                (keys::HOURLY, Granularity::Hourly),
+                (keys::DAILY, Granularity::Daily),
+            ] {
+                let mut key = keys::dimension_prefix(kind, t, dimension.code(), value);
+                key.extend_from_slice(&keys::ordered_i64(granularity.bucket(event.occurred_at)));
+                self.counter_deltas.entry(key).or_default().add(&one);
+            }
+            let value_key = keys::dimension_prefix(keys::VALUES, t, dimension.code(), value);
+            if self.written_once.insert(value_key.clone()) {
+                self.put(value_key, Vec::new());
+            }
+            self.touched.insert(CounterTouch {
+                tenant: tenant.clone(),
+                dimension,
+                value: value.clone(),
+            });
+        }
+        if event.classification.bounce_type == BounceType::Delivered {
+            let good = keys::exact(
+                keys::GOOD_ADDRESS,
+                &[t, address.domain()],
+                address.local_part(),
+            );
+            let known = self.written_once.contains(&good)
+                || self.shared.tree.contains_key(&good).map_err(engine)?;
+            if !known {
+                self.written_once.insert(good.clone());
+                self.put(good, Vec::new());
+                let domain_key = keys::exact(keys::GOOD_DOMAIN, &[t], address.domain());
+                let count = match self.domain_counts.get(&domain_key) {
+                    Some(c) => *c,
+                    None => self.get::<u64>(&domain_key)?.unwrap_or(0),
+                } + 1;
+                self.domain_counts.insert(domain_key.clone(), count);
+                self.put(domain_key, encode(&count));
+            }
+        }
+        Ok(())
+    }
+
+    fn try_add(&mut self, write: AddressWrite) -> Result<WriteOutcome, StoreError> {
+        let tenant = &write.tenant;
+        let address = &write.address;
+        let record_key = keys::exact(keys::ADDRESS, &[tenant.as_str()], address.as_str());
+        let previous = self.record(&record_key)?;
+
+        if let Some(event) = &write.event {
+            let event_key = keys::exact(keys::EVENT, &[tenant.as_str()], &event.event_id);
+            if let Some(original) = self.event(&event_key)? {
+                return Ok(WriteOutcome::Duplicate {
+                    original,
+                    record: previous,
+                });
+            }
+        }
+
+        let decision = (write.decide)(previous.as_ref());
+        if let Decision::Refuse(reason) = decision {
+            return Ok(WriteOutcome::Refused {
+                record: previous,
+                reason,
+            });
+        }
+
+        if let Some(event) = write.event {
+            let t = tenant.as_str();
+            let event_key = keys::exact(keys::EVENT, &[t], &event.event_id);
+            let seq = self.shared.db.generate_id().map_err(engine)?;
+            if event.is_bounce() {
+                let by_source = keys::prefix(keys::BY_SOURCE, &[t, &event.source]);
+                self.put(
+                    keys::timed(&by_source, event.occurred_at, seq),
+                    event.event_id.as_bytes().to_vec(),
+                );
+                let all = keys::prefix(keys::BOUNCES, &[t]);
+                self.put(
+                    keys::timed(&all, event.occurred_at, seq),
+                    event.event_id.as_bytes().to_vec(),
+                );
+            }
+            self.count_event(tenant, address, &event)?;
+            self.add_history(
+                tenant,
+                address,
+                event.occurred_at,
+                &StoredHistory::Event(event.event_id.clone()),
+            )?;
+            self.put(event_key.clone(), encode(&event));
+            self.events.insert(event_key, event);
+        }
+
+        Ok(match decision {
+            Decision::Apply { record, changes } => {
+                self.set_record(tenant, address, previous.as_ref(), &record, &changes)?;
+                WriteOutcome::Applied {
+                    previous,
+                    record,
+                    changes,
+                }
+            }
+            Decision::Unchanged | Decision::Refuse(_) => {
+                WriteOutcome::Unchanged { record: previous }
+            }
+        })
+    }
+
+    fn try_add_pair(&mut self, write: PairWrite) -> Result<PairOutcome, StoreError> {
+        let t = write.tenant.as_str();
+        let first_key = keys::exact(keys::ADDRESS, &[t], write.first.as_str());
+        let second_key = keys::exact(keys::ADDRESS, &[t], write.second.as_str());
+        let first = self.record(&first_key)?;
+        let second = self.record(&second_key)?;
+        match (write.decide)(first.as_ref(), second.as_ref()) {
+            PairDecision::Refuse(reason) => Ok(PairOutcome {
+                first,
+                second,
+                refused: Some(reason),
+            }),
+            PairDecision::Apply {
+                first: new_first,
+                second: new_second,
+            } => {
+                let mut out = PairOutcome {
+                    first: first.clone(),
+                    second: second.clone(),
+                    refused: None,
+                };
+                if let Some((record, changes)) = new_first {
+                    self.set_record(
+                        &write.tenant,
+                        &write.first,
+                        first.as_ref(),
+                        &record,
+                        &changes,
+                    )?;
+                    out.first = Some(record);
+                }
+                if let Some((record, changes)) = new_second {
+                    self.set_record(
+                        &write.tenant,
+                        &write.second,
+                        second.as_ref(),
+                        &record,
+                        &changes,
+                    )?;
+                    out.second = Some(record);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.flush_counters()?;
+        if self.current_keys > 0 {
+            self.batches.push(std::mem::take(&mut self.current));
+        }
+        if self.batches.is_empty() {
+            return Ok(());
+        }
+        for batch in self.batches.drain(..) {
+            self.shared.tree.apply_batch(batch).map_err(engine)?;
+        }
+        self.shared.db.flush().map_err(engine)?;
+        for (hash, suppressed) in self.filter_changes.drain(..) {
+            if suppressed {
+                self.shared.filter.insert(hash);
+            } else {
+                self.shared.filter.remove(hash);
+            }
+        }
+        if !self.touched.is_empty() {
+            // Nobody listening is fine.
+            let _ = self
+                .shared
+                .touches
+                .send(Arc::new(self.touched.drain().collect()));
+        }
+        Ok(())
+    }
+}
