@@ -66,6 +66,10 @@ pub struct ServeSettings {
     #[arg(long, env = "SUPPRESSD_SOFT_BOUNCE_WINDOW_DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub soft_bounce_window_days: u32,
 
+    /// Where to serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464); off when not set.
+    #[arg(long, env = "SUPPRESSD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Page cache of the embedded database, in MiB.
     #[arg(long, env = "SUPPRESSD_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
@@ -119,6 +123,7 @@ impl ServeSettings {
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
             cache_mb: 256,
+            metrics_listen: None,
             correction_threshold: 0.9,
             hard_bounce_watch_rate: 0.02,
             hard_bounce_pause_rate: 0.05,

@@ -36,6 +36,9 @@ pub struct Application {
 impl Application {
     /// Opens the store and binds the listener (port 0 picks a free port).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
+        if let Some(addr) = settings.metrics_listen {
+            crate::telemetry::serve_metrics(addr)?;
+        }
         let options = SledStoreOptions {
             path: settings.data_dir.clone(),
             cache_capacity: settings.cache_mb * 1024 * 1024,

@@ -16,8 +16,8 @@ use super::proto as pb;
 use super::proto::suppression_service_server::SuppressionService;
 use crate::classify::{Classifier, RULES_VERSION};
 use crate::domain::{
-    parse_label, parse_note, BounceReason, Classification, EmailAddress, RecordedEvent, SendReport,
-    SmtpEvidence, Tenant, Timestamp,
+    parse_label, parse_note, BounceReason, Classification, EmailAddress, RecordedEvent,
+    ReportedOutcome, SendReport, SmtpEvidence, Tenant, Timestamp,
 };
 use crate::monitor::HealthMonitor;
 use crate::policy::health::HealthThresholds;
@@ -145,7 +145,7 @@ impl SuppressionApi {
         tenant: &Tenant,
         report: SendReport,
         now: Timestamp,
-    ) -> (AddressWrite, Classification) {
+    ) -> (AddressWrite, ResultMeta) {
         let classification = self.classifier.classify(&SmtpEvidence {
             reported: report.outcome,
             smtp_response: &report.smtp_response,
@@ -153,7 +153,12 @@ impl SuppressionApi {
             provider: &report.provider,
         });
         let address = report.address.clone();
-        let event = RecordedEvent::new(report, classification.clone(), RULES_VERSION, now);
+        let meta = ResultMeta {
+            classification: classification.clone(),
+            reported: report.outcome,
+            provider: report.provider.clone(),
+        };
+        let event = RecordedEvent::new(report, classification, RULES_VERSION, now);
         let policy = self.policy;
         let for_policy = event.clone();
         let write = AddressWrite {
@@ -168,7 +173,63 @@ impl SuppressionApi {
                 }
             }),
         };
-        (write, classification)
+        (write, meta)
+    }
+}
+
+/// What metrics need to know of a send result besides its write outcome.
+struct ResultMeta {
+    classification: Classification,
+    reported: ReportedOutcome,
+    provider: String,
+}
+
+/// Counts a recorded send result: by type and reason, disagreements with the reporter, and
+/// the suppressions it caused.
+fn observe(outcome: &WriteOutcome, meta: &ResultMeta) {
+    let changes = match outcome {
+        WriteOutcome::Applied { changes, .. } => changes.as_slice(),
+        WriteOutcome::Unchanged { .. } => &[],
+        WriteOutcome::Duplicate { .. } => {
+            metrics::counter!("suppressd_duplicate_send_results_total").increment(1);
+            return;
+        }
+        WriteOutcome::Refused { .. } => return,
+    };
+    let c = &meta.classification;
+    metrics::counter!(
+        "suppressd_send_results_total",
+        "type" => format!("{:?}", c.bounce_type),
+        "reason" => format!("{:?}", c.reason)
+    )
+    .increment(1);
+    if c.disagrees_with_reporter {
+        let provider = if meta.provider.is_empty() {
+            "unknown".to_string()
+        } else {
+            meta.provider.to_ascii_lowercase()
+        };
+        metrics::counter!(
+            "suppressd_classification_disagreements_total",
+            "provider" => provider,
+            "reported" => format!("{:?}", meta.reported),
+            "classified" => format!("{:?}", c.bounce_type)
+        )
+        .increment(1);
+    }
+    observe_changes(changes);
+}
+
+/// Counts the suppressions among state changes.
+pub(super) fn observe_changes(changes: &[crate::domain::StateChange]) {
+    use crate::domain::StateChangeKind as K;
+    for ch in changes {
+        if matches!(
+            ch.kind,
+            K::Suppressed | K::Escalated | K::ManuallySuppressed
+        ) {
+            metrics::counter!("suppressd_suppressions_total", "reason" => format!("{:?}", ch.reason)).increment(1);
+        }
     }
 }
 
@@ -222,8 +283,10 @@ impl SuppressionService for SuppressionApi {
         let now = Timestamp::now();
         let report = convert::send_report("result", result, now).map_err(ServiceError::from)?;
         let address = report.address.clone();
-        let (write, classification) = self.event_write(&tenant, report, now);
+        let (write, meta) = self.event_write(&tenant, report, now);
         let outcome = self.single_write(write).await?;
+        observe(&outcome, &meta);
+        let classification = meta.classification;
         let (classification, record, duplicate) = match outcome {
             WriteOutcome::Applied { record, .. } => (classification, Some(record), false),
             WriteOutcome::Unchanged { record } => (classification, record, false),
@@ -329,10 +392,15 @@ impl SuppressionService for SuppressionApi {
             };
             record_span(&tenant, items_total);
             let mut writes = Vec::with_capacity(n);
+            let mut metas = Vec::with_capacity(n);
             for (i, result) in message.results.into_iter().enumerate() {
                 let event_id = result.event_id.clone();
                 match convert::send_report(&format!("results[{i}]"), result, now) {
-                    Ok(report) => writes.push(self.event_write(&tenant, report, now).0),
+                    Ok(report) => {
+                        let (write, meta) = self.event_write(&tenant, report, now);
+                        writes.push(write);
+                        metas.push(meta);
+                    }
                     Err(v) => summary.rejections.push(pb::ItemRejection {
                         index: index + i as u64,
                         event_id,
@@ -343,7 +411,8 @@ impl SuppressionService for SuppressionApi {
             }
             index += n as u64;
             let outcomes = self.store.write(writes).await.map_err(ServiceError::from)?;
-            for outcome in outcomes {
+            for (outcome, meta) in outcomes.into_iter().zip(&metas) {
+                observe(&outcome, meta);
                 match outcome {
                     WriteOutcome::Applied {
                         previous, record, ..
@@ -583,7 +652,12 @@ impl SuppressionService for SuppressionApi {
         };
         let outcome = self.single_write(write).await?;
         let (record, already) = match outcome {
-            WriteOutcome::Applied { record, .. } => (Some(record), false),
+            WriteOutcome::Applied {
+                record, changes, ..
+            } => {
+                observe_changes(&changes);
+                (Some(record), false)
+            }
             WriteOutcome::Unchanged { record } => (record, true),
             other => return Err(unexpected(other).into()),
         };
@@ -822,6 +896,16 @@ impl SuppressionApi {
             }
             verdict.address = contact.address;
             verdicts.push(verdict);
+        }
+        let mut by_decision = [0u64; 6];
+        for v in &verdicts {
+            by_decision[v.decision.clamp(0, 5) as usize] += 1;
+        }
+        for (decision, n) in by_decision.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            let name = pb::ImportDecision::try_from(decision as i32)
+                .map(|d| d.as_str_name())
+                .unwrap_or("IMPORT_DECISION_UNSPECIFIED");
+            metrics::counter!("suppressd_import_verdicts_total", "decision" => name).increment(n);
         }
         let batch_index = state.batch_index;
         state.batch_index += 1;

@@ -77,6 +77,8 @@ pub fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
+        metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
         let mut group = Group::new(&shared);
         let answers: Vec<Answer> = jobs
             .into_iter()
@@ -92,6 +94,9 @@ pub fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
             })
             .collect();
         let committed = group.commit();
+        metrics::histogram!("suppressd_group_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!("suppressd_suppressed_addresses").set(shared.filter.len() as f64);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "group commit failed");
         }

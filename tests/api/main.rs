@@ -3,10 +3,12 @@
 
 mod helpers;
 
+mod correction;
 mod history_and_manual;
 mod import;
 mod limits;
 mod list_bounces;
+mod monitoring;
 mod operations;
 mod reporting;
 mod status;

@@ -202,17 +202,36 @@ fn the_binary_serves_answers_its_healthcheck_and_exits_cleanly_on_sigterm() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
     let listen = format!("127.0.0.1:{port}");
     let addr = format!("http://{listen}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_suppressd"))
         .arg("serve")
         .env("SUPPRESSD_LISTEN", &listen)
         .env("SUPPRESSD_DATA_DIR", dir.path())
+        .env(
+            "SUPPRESSD_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_until_serving(&addr);
+
+    // Prometheus metrics are served over HTTP.
+    {
+        use std::io::{Read, Write};
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
 
     // A second process on the same data directory refuses to start, and says why.
     let second = Command::new(env!("CARGO_BIN_EXE_suppressd"))
