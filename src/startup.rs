@@ -14,6 +14,7 @@ use tonic_health::ServingStatus;
 
 use crate::classify::Classifier;
 use crate::config::ServeSettings;
+use crate::grpc::proto::suppression_admin_service_server::SuppressionAdminServiceServer;
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::{ApiSettings, Limits, SuppressionApi};
@@ -23,6 +24,8 @@ use crate::store::{SledStore, SledStoreOptions, SuppressionStore};
 
 /// Full name of the service, as health checks name it.
 pub const SERVICE_NAME: &str = "suppression.v1.SuppressionService";
+/// Full name of the admin service.
+pub const ADMIN_SERVICE_NAME: &str = "suppression.v1.SuppressionAdminService";
 
 /// A built server: store open, listener bound, not yet serving.
 pub struct Application {
@@ -108,10 +111,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_service_status("", ServingStatus::Serving).await;
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-            .await;
+        for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
 
         // Both reflection versions: grpcurl and other tools still ask v1alpha first.
         let reflection = tonic_reflection::server::Builder::configure()
@@ -126,6 +130,8 @@ impl Application {
             .context("cannot build the reflection service")?;
 
         let api = self.api.clone();
+        let admin = SuppressionAdminServiceServer::new(self.api.clone())
+            .max_decoding_message_size(self.max_message_bytes);
         let suppression = SuppressionServiceServer::new(self.api)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024));
@@ -135,12 +141,11 @@ impl Application {
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight calls");
-            drain_health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            drain_health
-                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-                .await;
+            for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
+                drain_health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
         };
 
         Server::builder()
@@ -158,6 +163,7 @@ impl Application {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(suppression)
+            .add_service(admin)
             .serve_with_incoming_shutdown(incoming, signal)
             .await
             .context("server failed")?;

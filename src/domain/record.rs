@@ -180,6 +180,8 @@ pub enum StateChangeKind {
     ReplacementPending,
     /// A first delivery validated this replacement address.
     Validated,
+    /// Newer classification rules lifted the suppression or moved it to another event.
+    Reclassified,
 }
 
 /// A change of an address's state, kept in its history.

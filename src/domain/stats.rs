@@ -87,6 +87,16 @@ impl OutcomeCounts {
         self.complaint += other.complaint;
     }
 
+    /// Takes `other` from these counts (never below zero).
+    pub fn subtract(&mut self, other: &OutcomeCounts) {
+        self.sent = self.sent.saturating_sub(other.sent);
+        self.delivered = self.delivered.saturating_sub(other.delivered);
+        self.hard = self.hard.saturating_sub(other.hard);
+        self.soft = self.soft.saturating_sub(other.soft);
+        self.block = self.block.saturating_sub(other.block);
+        self.complaint = self.complaint.saturating_sub(other.complaint);
+    }
+
     /// Hard bounces per result sent (0 when nothing was sent).
     pub fn hard_bounce_rate(&self) -> f64 {
         ratio(self.hard, self.sent)

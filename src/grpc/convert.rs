@@ -312,6 +312,7 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::MarkedForEnrichment => pb::StateChangeKind::MarkedForEnrichment,
         StateChangeKind::ReplacementPending => pb::StateChangeKind::ReplacementPending,
         StateChangeKind::Validated => pb::StateChangeKind::Validated,
+        StateChangeKind::Reclassified => pb::StateChangeKind::Reclassified,
     };
     pb::StateChange {
         kind: kind as i32,

@@ -1,6 +1,7 @@
 //! The gRPC surface: tonic services, proto <-> domain conversion and error mapping. The only
 //! module that knows tonic.
 
+mod classification;
 mod convert;
 mod correction;
 pub mod error;

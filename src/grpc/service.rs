@@ -80,7 +80,7 @@ pub struct SuppressionApi {
     /// Where everything is kept.
     pub(super) store: Arc<dyn SuppressionStore>,
     /// Decides what each send result was.
-    classifier: Arc<Classifier>,
+    pub(super) classifier: Arc<Classifier>,
     /// Decides what a result does to an address.
     pub(super) policy: EscalationPolicy,
     /// Per-request limits.
@@ -165,6 +165,7 @@ impl SuppressionApi {
             tenant: tenant.clone(),
             address,
             event: Some(event),
+            reclassified: Vec::new(),
             decide: Box::new(move |current| {
                 let t = policy.apply_event(current, &for_policy);
                 Decision::Apply {
@@ -352,6 +353,13 @@ impl SuppressionService for SuppressionApi {
         Ok(Response::new(
             self.ranked_source_stats(request.into_inner()).await?,
         ))
+    }
+
+    async fn classify_smtp_response(
+        &self,
+        request: Request<pb::ClassifySmtpResponseRequest>,
+    ) -> Result<Response<pb::ClassifySmtpResponseResponse>, Status> {
+        Ok(Response::new(self.classify_one(request.into_inner())?))
     }
 
     async fn watch_source_health(
@@ -640,6 +648,7 @@ impl SuppressionService for SuppressionApi {
             tenant: tenant.clone(),
             address: address.clone(),
             event: None,
+            reclassified: Vec::new(),
             decide: Box::new(move |current| {
                 match policy.suppress_manually(current, reason, &source, &note, &actor, now) {
                     Some(t) => Decision::Apply {
@@ -690,6 +699,7 @@ impl SuppressionService for SuppressionApi {
             tenant: tenant.clone(),
             address: address.clone(),
             event: None,
+            reclassified: Vec::new(),
             decide: Box::new(move |current| {
                 match policy.reactivate(current, &actor, &justification, now) {
                     Ok((t, _lifted)) => Decision::Apply {

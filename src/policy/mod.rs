@@ -11,6 +11,7 @@
 
 pub mod correction;
 pub mod health;
+pub mod reclassify;
 
 use std::time::Duration;
 

@@ -68,6 +68,9 @@ pub struct AddressWrite {
     pub address: EmailAddress,
     /// A send result to record, idempotently on its event id.
     pub event: Option<RecordedEvent>,
+    /// Recorded send results of this address to store again with a new classification (their
+    /// counters move from the old outcome type to the new one).
+    pub reclassified: Vec<RecordedEvent>,
     /// Decides the address's next record.
     pub decide: Decide,
 }

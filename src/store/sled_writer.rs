@@ -127,8 +127,8 @@ struct Group<'a> {
     current_keys: usize,
     records: HashMap<Vec<u8>, Option<AddressRecord>>,
     events: HashMap<Vec<u8>, RecordedEvent>,
-    /// Counter increments of the current batch, by counter key.
-    counter_deltas: HashMap<Vec<u8>, OutcomeCounts>,
+    /// Counter changes of the current batch, by counter key: (added, taken away).
+    counter_deltas: HashMap<Vec<u8>, (OutcomeCounts, OutcomeCounts)>,
     /// Counter values written so far in this group, by counter key.
     counter_values: HashMap<Vec<u8>, OutcomeCounts>,
     /// Keys written this group that need writing once only (value index, known-good entries),
@@ -193,12 +193,13 @@ impl<'a> Group<'a> {
 
     /// Writes the current batch's counter updates into it.
     fn flush_counters(&mut self) -> Result<(), StoreError> {
-        for (key, delta) in std::mem::take(&mut self.counter_deltas) {
+        for (key, (plus, minus)) in std::mem::take(&mut self.counter_deltas) {
             let mut value = match self.counter_values.get(&key) {
                 Some(v) => *v,
                 None => self.get::<OutcomeCounts>(&key)?.unwrap_or_default(),
             };
-            value.add(&delta);
+            value.add(&plus);
+            value.subtract(&minus);
             self.put(key.clone(), encode(&value));
             self.counter_values.insert(key, value);
         }
@@ -313,13 +314,8 @@ impl<'a> Group<'a> {
         Ok(())
     }
 
-    /// Counts the event per dimension value and hour/day, and remembers delivered addresses.
-    fn count_event(
-        &mut self,
-        tenant: &Tenant,
-        address: &EmailAddress,
-        event: &RecordedEvent,
-    ) -> Result<(), StoreError> {
+    /// Adds (or, with `remove`, takes away) one event in its counters.
+    fn adjust_counters(&mut self, tenant: &Tenant, event: &RecordedEvent, remove: bool) {
         let t = tenant.as_str();
         let one = OutcomeCounts::one(event.classification.bounce_type);
         for (dimension, value) in [
@@ -336,7 +332,12 @@ impl<'a> Group<'a> {
             ] {
                 let mut key = keys::dimension_prefix(kind, t, dimension.code(), value);
                 key.extend_from_slice(&keys::ordered_i64(granularity.bucket(event.occurred_at)));
-                self.counter_deltas.entry(key).or_default().add(&one);
+                let (plus, minus) = self.counter_deltas.entry(key).or_default();
+                if remove {
+                    minus.add(&one);
+                } else {
+                    plus.add(&one);
+                }
             }
             let value_key = keys::dimension_prefix(keys::VALUES, t, dimension.code(), value);
             if self.written_once.insert(value_key.clone()) {
@@ -348,6 +349,17 @@ impl<'a> Group<'a> {
                 value: value.clone(),
             });
         }
+    }
+
+    /// Counts the event per dimension value and hour/day, and remembers delivered addresses.
+    fn count_event(
+        &mut self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        event: &RecordedEvent,
+    ) -> Result<(), StoreError> {
+        let t = tenant.as_str();
+        self.adjust_counters(tenant, event, false);
         if event.classification.bounce_type == BounceType::Delivered {
             let good = keys::exact(
                 keys::GOOD_ADDRESS,
@@ -393,6 +405,16 @@ impl<'a> Group<'a> {
                 record: previous,
                 reason,
             });
+        }
+
+        for updated in write.reclassified {
+            let key = keys::exact(keys::EVENT, &[tenant.as_str()], &updated.event_id);
+            if let Some(old) = self.event(&key)? {
+                self.adjust_counters(tenant, &old, true);
+                self.adjust_counters(tenant, &updated, false);
+                self.put(key.clone(), encode(&updated));
+                self.events.insert(key, updated);
+            }
         }
 
         if let Some(event) = write.event {

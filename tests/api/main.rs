@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod classification;
 mod correction;
 mod history_and_manual;
 mod import;
