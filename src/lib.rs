@@ -13,12 +13,14 @@
 //! - [`monitor`]: bounce-rate windows over the counters, and the health-verdict watcher.
 //! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
 //!   become gRPC status codes. The only module that knows tonic.
+//! - [`fasthash`]: hash containers for keys that are hashes already.
 //! - [`config`], [`telemetry`], [`startup`]: command line, logging, and the one start-up path
 //!   shared by `main` and the tests.
 
 pub mod classify;
 pub mod config;
 pub mod domain;
+pub mod fasthash;
 pub mod grpc;
 pub mod monitor;
 pub mod policy;

@@ -107,6 +107,11 @@ impl EmailAddress {
         &self.normalized
     }
 
+    /// The normalized address, by value.
+    pub fn into_string(self) -> String {
+        self.normalized
+    }
+
     /// The normalized local part (before the `@`).
     pub fn local_part(&self) -> &str {
         &self.normalized[..self.at]

@@ -19,6 +19,7 @@ use crate::domain::{
     parse_label, parse_note, BounceReason, Classification, EmailAddress, RecordedEvent,
     ReportedOutcome, SendReport, SmtpEvidence, Tenant, Timestamp,
 };
+use crate::fasthash::PassThrough;
 use crate::monitor::HealthMonitor;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
@@ -265,7 +266,9 @@ struct ImportStream {
     suggestions: SuggestionCache,
     /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
     /// about 1 in 10^26 for a million addresses).
-    seen: HashSet<u128>,
+    seen: HashSet<u128, PassThrough>,
+    /// ALLOW verdicts carry only the decision.
+    compact_allow: bool,
     batch_index: u64,
 }
 
@@ -521,7 +524,8 @@ impl SuppressionService for SuppressionApi {
                 let mut state = ImportStream {
                     tenant: None,
                     suggestions: SuggestionCache::default(),
-                    seen: HashSet::new(),
+                    seen: HashSet::default(),
+                    compact_allow: false,
                     batch_index: 0,
                 };
                 let mut screened = 0usize;
@@ -809,7 +813,10 @@ impl SuppressionApi {
     ) -> Result<pb::CheckImportResponse, ServiceError> {
         let tenant = convert::tenant(&message.tenant)?;
         match &state.tenant {
-            None => state.tenant = Some(tenant.clone()),
+            None => {
+                state.tenant = Some(tenant.clone());
+                state.compact_allow = message.compact_allow;
+            }
             Some(t) if *t != tenant => {
                 return Err(FieldViolation::new(
                     "tenant",
@@ -853,6 +860,13 @@ impl SuppressionApi {
         let mut verdicts = Vec::with_capacity(slots.len());
         for ((mut contact, slot), record) in message.contacts.into_iter().zip(slots).zip(suppressed)
         {
+            if state.compact_allow && record.is_none() && matches!(slot, Slot::Check(_)) {
+                verdicts.push(pb::ImportVerdict {
+                    decision: pb::ImportDecision::Allow as i32,
+                    ..pb::ImportVerdict::default()
+                });
+                continue;
+            }
             let mut verdict = pb::ImportVerdict {
                 external_id: std::mem::take(&mut contact.external_id),
                 ..pb::ImportVerdict::default()
@@ -865,12 +879,12 @@ impl SuppressionApi {
                         self.best_suggestion(&tenant, &contact.address, &contact, state)?;
                 }
                 Slot::Duplicate(a) => {
-                    verdict.normalized_address = a.as_str().to_string();
+                    verdict.normalized_address = a.into_string();
                     verdict.decision = pb::ImportDecision::Duplicate as i32;
                     verdict.detail = "address appeared earlier in this import".to_string();
                 }
                 Slot::Check(a) => {
-                    verdict.normalized_address = a.as_str().to_string();
+                    let normalized = a.as_str().to_string();
                     match record.and_then(|r| r.suppression.clone().map(|s| (r, s))) {
                         None => verdict.decision = pb::ImportDecision::Allow as i32,
                         Some((r, s)) => {
@@ -902,6 +916,7 @@ impl SuppressionApi {
                             }
                         }
                     }
+                    verdict.normalized_address = normalized;
                 }
             }
             verdict.address = contact.address;

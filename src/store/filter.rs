@@ -11,6 +11,8 @@ use std::sync::RwLock;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::fasthash::PassThrough;
+
 /// Hash of a tenant and a normalized address.
 pub fn key_hash(tenant: &str, address: &str) -> u64 {
     let mut buf = [0u8; 320];
@@ -33,7 +35,7 @@ pub fn key_hash(tenant: &str, address: &str) -> u64 {
 #[derive(Debug, Default)]
 pub struct SuppressedFilter {
     /// hash -> number of suppressed addresses with that hash.
-    counts: RwLock<HashMap<u64, u32>>,
+    counts: RwLock<HashMap<u64, u32, PassThrough>>,
     /// Number of suppressed addresses (sum of the counts), kept for metrics.
     total: AtomicU64,
 }

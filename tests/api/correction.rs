@@ -221,6 +221,7 @@ async fn the_whole_decision_tree_after_a_hard_bounce() {
     let mut verdicts = app
         .client
         .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+            compact_allow: false,
             tenant: String::new(),
             contacts: vec![pb::ImportContact {
                 address: "JNAE@company.com".into(),
@@ -398,6 +399,7 @@ async fn import_verdicts_carry_the_best_suggestion() {
     let mut responses = app
         .client
         .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+            compact_allow: false,
             tenant: String::new(),
             contacts: vec![
                 pb::ImportContact {

@@ -156,6 +156,7 @@ async fn nothing_but_reactivate_lifts_a_suppression() {
     let mut stream = app
         .client
         .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+            compact_allow: false,
             tenant: String::new(),
             contacts: vec![pb::ImportContact {
                 address: "stay@example.com".into(),

@@ -41,6 +41,7 @@ async fn one_stream_with_suppressed_invalid_duplicate_and_clean_contacts_keeps_o
             contact("not an address", "crm-3"),
             contact("CLEAN@example.com", "crm-4"),
         ],
+        ..Default::default()
     };
     let second = pb::CheckImportRequest {
         tenant: "acme".into(),
@@ -49,6 +50,7 @@ async fn one_stream_with_suppressed_invalid_duplicate_and_clean_contacts_keeps_o
             contact("bounced@example.com", "crm-6"),
             contact("fresh@example.com", "crm-7"),
         ],
+        ..Default::default()
     };
     let mut responses = app
         .client
@@ -140,6 +142,7 @@ async fn a_hundred_thousand_contact_stream_is_screened_exactly() {
             contacts: (b * 1000..(b + 1) * 1000)
                 .map(|i| contact(&format!("User{i}@List.example"), &i.to_string()))
                 .collect(),
+            ..Default::default()
         })
         .collect();
     let mut responses = app
@@ -178,10 +181,12 @@ async fn changing_tenant_within_a_stream_is_refused() {
         pb::CheckImportRequest {
             tenant: "acme".into(),
             contacts: vec![contact("a@example.com", "1")],
+            ..Default::default()
         },
         pb::CheckImportRequest {
             tenant: "globex".into(),
             contacts: vec![contact("b@example.com", "2")],
+            ..Default::default()
         },
     ];
     let mut responses = app
@@ -193,4 +198,47 @@ async fn changing_tenant_within_a_stream_is_refused() {
     assert!(responses.next().await.unwrap().is_ok());
     let err = responses.next().await.unwrap().unwrap_err();
     assert_invalid(&err, "tenant");
+}
+
+#[tokio::test]
+async fn compact_streams_send_bare_allow_verdicts_and_full_blocks() {
+    let mut app = spawn_app().await;
+    app.report(
+        "",
+        result(
+            "h",
+            "bounced@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    let request = pb::CheckImportRequest {
+        tenant: String::new(),
+        contacts: vec![
+            contact("clean@example.com", "1"),
+            contact("bounced@example.com", "2"),
+            contact("broken", "3"),
+        ],
+        compact_allow: true,
+    };
+    let mut responses = app
+        .client
+        .check_import(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let verdicts = responses.next().await.unwrap().unwrap().verdicts;
+    assert_eq!(
+        verdicts[0],
+        pb::ImportVerdict {
+            decision: ImportDecision::Allow as i32,
+            ..Default::default()
+        }
+    );
+    assert_eq!(verdicts[1].decision(), ImportDecision::BlockSuppressed);
+    assert_eq!(verdicts[1].external_id, "2");
+    assert_eq!(verdicts[1].normalized_address, "bounced@example.com");
+    assert_eq!(verdicts[2].decision(), ImportDecision::BlockInvalid);
+    assert_eq!(verdicts[2].external_id, "3");
 }

@@ -169,6 +169,7 @@ async fn batches_over_the_limit_are_refused_with_the_limit_in_the_message() {
         .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
             tenant: String::new(),
             contacts,
+            ..Default::default()
         }]))
         .await
         .unwrap()

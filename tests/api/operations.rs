@@ -135,6 +135,7 @@ async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_t
     let mut verdicts = app
         .client
         .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+            compact_allow: false,
             tenant: "acme".into(),
             contacts: vec![pb::ImportContact {
                 address: "b1@example.com".into(),
