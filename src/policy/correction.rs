@@ -30,6 +30,8 @@ pub enum ReplaceRefusal {
 
 /// What a replacement request does.
 #[derive(Debug, Clone, PartialEq)]
+// One value per write, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum ReplaceDecision {
     /// Replace: the new records of both addresses.
     Replace {

@@ -44,6 +44,8 @@ pub enum StoreError {
 }
 
 /// What a write decides, given the address's current record.
+// One value per write, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     /// Store `record` and append `changes` to the history.
     Apply {
@@ -80,6 +82,8 @@ pub type DecidePair =
     Box<dyn FnOnce(Option<&AddressRecord>, Option<&AddressRecord>) -> PairDecision + Send>;
 
 /// What a two-address write decides.
+// One value per write, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum PairDecision {
     /// Store the given records (`None`: leave that address as it is), with their history.
     Apply {

@@ -52,6 +52,8 @@ impl Job {
     }
 }
 
+// One value per write, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     Writes(
         oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
