@@ -14,6 +14,7 @@ use tonic_health::ServingStatus;
 
 use crate::classify::Classifier;
 use crate::config::ServeSettings;
+use crate::grpc::error::oversize_is_resource_exhausted;
 use crate::grpc::proto::suppression_admin_service_server::SuppressionAdminServiceServer;
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
@@ -149,6 +150,9 @@ impl Application {
         };
 
         Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                oversize_is_resource_exhausted,
+            ))
             .initial_connection_window_size(4 * 1024 * 1024)
             .initial_stream_window_size(2 * 1024 * 1024)
             .trace_fn(|req| {

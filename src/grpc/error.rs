@@ -1,5 +1,6 @@
 //! The one place where service errors become gRPC status codes.
 
+use tonic::codegen::http;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -85,4 +86,31 @@ impl From<ServiceError> for Status {
             }
         }
     }
+}
+
+/// gRPC says an over-size message is RESOURCE_EXHAUSTED; the transport reports it as
+/// OUT_OF_RANGE. Applied to statuses read from request streams.
+pub fn inbound_error(status: Status) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("message length too large") {
+        Status::resource_exhausted(status.message().to_string())
+    } else {
+        status
+    }
+}
+
+/// The same for unary calls, whose decoding fails before a handler runs: rewrites the
+/// trailers-only response.
+pub fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+    if out_of_range && too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }

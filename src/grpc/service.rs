@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::convert;
 use super::correction::{proto_suggestion, SuggestionCache};
-use super::error::{FieldViolation, ServiceError};
+use super::error::{inbound_error, FieldViolation, ServiceError};
 use super::paging::PageTokens;
 use super::proto as pb;
 use super::proto::suppression_service_server::SuppressionService;
@@ -381,7 +381,7 @@ impl SuppressionService for SuppressionApi {
         let mut index: u64 = 0;
         let mut items_total = 0usize;
         while let Some(message) = stream.next().await {
-            let message = message?;
+            let message = message.map_err(inbound_error)?;
             let n = message.results.len();
             self.check_batch("results", n)?;
             items_total += n;
@@ -533,7 +533,7 @@ impl SuppressionService for SuppressionApi {
                     let message = match message {
                         Ok(m) => m,
                         Err(status) => {
-                            let _ = tx.send(Err(status)).await;
+                            let _ = tx.send(Err(inbound_error(status))).await;
                             return;
                         }
                     };
