@@ -161,6 +161,7 @@ impl Application {
                     method = %req.uri().path(),
                     tenant = tracing::field::Empty,
                     items = tracing::field::Empty,
+                    outcome = tracing::field::Empty,
                 )
             })
             .add_service(health_service)

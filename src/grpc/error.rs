@@ -56,6 +56,15 @@ impl From<FieldViolation> for ServiceError {
 
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
+        let status = to_status(err);
+        tracing::Span::current().record("outcome", tracing::field::debug(status.code()));
+        tracing::debug!(code = ?status.code(), message = status.message(), "call failed");
+        status
+    }
+}
+
+fn to_status(err: ServiceError) -> Status {
+    {
         match err {
             ServiceError::InvalidArgument(v) => {
                 let mut details = ErrorDetails::new();

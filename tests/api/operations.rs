@@ -267,3 +267,108 @@ fn the_binary_serves_answers_its_healthcheck_and_exits_cleanly_on_sigterm() {
         "healthcheck fails once the server is gone"
     );
 }
+
+/// Starts the binary on a free port; returns the child and the address.
+fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["serve", "--listen", &listen])
+        .env("SUPPRESSD_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("http://{listen}");
+    wait_until_serving(&addr);
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..3 {
+        let (mut server, addr) = tokio::task::spawn_blocking({
+            let path = dir.path().to_path_buf();
+            move || start_binary(&path)
+        })
+        .await
+        .unwrap();
+        let mut client = Client::connect(addr).await.unwrap();
+        // Kill the server without warning while batches are in flight.
+        let pid = server.id();
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150 + 100 * round)).await;
+            Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+        });
+        for batch in 0.. {
+            let results: Vec<_> = (0..200)
+                .map(|i| {
+                    let id = format!("r{round}-b{batch}-{i}");
+                    result(
+                        &id,
+                        &format!("{id}@crash.example"),
+                        Outcome::HardBounce,
+                        USER_UNKNOWN,
+                    )
+                })
+                .collect();
+            let ids: Vec<String> = results.iter().map(|r| r.address.clone()).collect();
+            let sent = client
+                .report_send_results(tokio_stream::iter(vec![pb::ReportSendResultsRequest {
+                    tenant: String::new(),
+                    results,
+                }]))
+                .await;
+            match sent {
+                Ok(summary) => {
+                    assert_eq!(summary.into_inner().accepted, 200);
+                    acknowledged.extend(ids);
+                }
+                Err(_) => break, // the server is gone
+            }
+            assert!(batch < 100_000, "the server was never killed");
+        }
+        killer.await.unwrap();
+        server.wait().unwrap();
+    }
+    assert!(!acknowledged.is_empty());
+    eprintln!("{} acknowledged results across 3 kills", acknowledged.len());
+
+    let (mut server, addr) = tokio::task::spawn_blocking({
+        let path = dir.path().to_path_buf();
+        move || start_binary(&path)
+    })
+    .await
+    .unwrap();
+    let mut client = Client::connect(addr).await.unwrap();
+    for chunk in acknowledged.chunks(5000) {
+        let statuses = client
+            .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+                tenant: String::new(),
+                addresses: chunk.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .statuses;
+        for s in statuses {
+            assert_eq!(
+                s.state(),
+                AddressState::Suppressed,
+                "{} was acknowledged but lost",
+                s.given_address
+            );
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
