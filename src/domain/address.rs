@@ -74,6 +74,25 @@ impl EmailAddress {
     /// Normalizes and validates `input`.
     pub fn parse(input: &str) -> Result<EmailAddress, AddressError> {
         let s = input.trim();
+        // Most addresses are plain ASCII: normalize those in one pass and one allocation.
+        // Anything unusual (UTF-8, punycode labels, errors) takes the full path, which also
+        // words the errors.
+        if let Some(address) = parse_plain_ascii(s) {
+            return Ok(address);
+        }
+        parse_full(s)
+    }
+
+    /// Rebuilds an address that was normalized before (read back from storage).
+    /// Falls back to a full parse if the text is not in normal form.
+    pub fn from_normalized(s: &str) -> Result<EmailAddress, AddressError> {
+        EmailAddress::parse(s)
+    }
+}
+
+/// The full normalization: IDNA for the domain, Unicode lowercasing, worded errors.
+fn parse_full(s: &str) -> Result<EmailAddress, AddressError> {
+    {
         if s.is_empty() {
             return Err(AddressError::Empty);
         }
@@ -101,7 +120,96 @@ impl EmailAddress {
             normalized,
         })
     }
+}
 
+/// Bytes allowed unquoted in a local part (RFC 5322 `atext` and `.`), ASCII only.
+const LOCAL_ASCII: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'/'
+                    | b'='
+                    | b'?'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'{'
+                    | b'|'
+                    | b'}'
+                    | b'~'
+                    | b'.'
+            );
+        c += 1;
+    }
+    t
+};
+
+/// The fast path of [`EmailAddress::parse`] for plain ASCII addresses with no punycode labels;
+/// `None` hands the input to the full path. Gives exactly what the full path gives.
+fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MAX_ADDRESS_LEN + 1 || !s.is_ascii() {
+        return None;
+    }
+    let at = b.iter().position(|&c| c == b'@')?;
+    let (local, rest) = (&b[..at], &b[at + 1..]);
+    if local.is_empty() || local.len() > MAX_LOCAL_LEN || rest.contains(&b'@') {
+        return None;
+    }
+    if local[0] == b'.' || local[local.len() - 1] == b'.' || local.windows(2).any(|w| w == b"..") {
+        return None;
+    }
+    if !local.iter().all(|&c| LOCAL_ASCII[c as usize]) {
+        return None;
+    }
+    let domain = rest.strip_suffix(b".").unwrap_or(rest);
+    if domain.is_empty() || domain.len() > MAX_DOMAIN_LEN {
+        return None;
+    }
+    let mut labels = 0;
+    let mut last: &[u8] = &[];
+    for label in domain.split(|&c| c == b'.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label[0] != b'-'
+            && label[label.len() - 1] != b'-'
+            && label
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--"));
+        if !ok {
+            return None;
+        }
+        labels += 1;
+        last = label;
+    }
+    if labels < 2 || last.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let len = local.len() + 1 + domain.len();
+    if len > MAX_ADDRESS_LEN {
+        return None;
+    }
+    let mut normalized = String::with_capacity(len);
+    for &c in local.iter().chain(b"@").chain(domain) {
+        normalized.push(c.to_ascii_lowercase() as char);
+    }
+    Some(EmailAddress { normalized, at })
+}
+
+impl EmailAddress {
     /// The normalized address.
     pub fn as_str(&self) -> &str {
         &self.normalized
@@ -120,12 +228,6 @@ impl EmailAddress {
     /// The normalized ASCII domain (after the `@`).
     pub fn domain(&self) -> &str {
         &self.normalized[self.at + 1..]
-    }
-
-    /// Rebuilds an address that was normalized before (read back from storage).
-    /// Falls back to a full parse if the text is not in normal form.
-    pub fn from_normalized(s: &str) -> Result<EmailAddress, AddressError> {
-        EmailAddress::parse(s)
     }
 }
 
@@ -308,6 +410,16 @@ mod tests {
                 let again = EmailAddress::parse(a.as_str()).expect("a normalized address parses");
                 prop_assert_eq!(&again, &a);
                 prop_assert!(a.as_str().len() <= MAX_ADDRESS_LEN);
+            }
+        }
+
+        #[test]
+        fn the_ascii_fast_path_agrees_with_the_full_path(
+            s in "[a-zA-Z0-9._%+@-]{0,30}(@[a-zA-Z0-9.-]{0,30})?\\.?",
+        ) {
+            let full = parse_full(s.trim());
+            if let Some(fast) = parse_plain_ascii(s.trim()) {
+                prop_assert_eq!(Ok(fast), full);
             }
         }
 

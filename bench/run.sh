@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# The suppressd benchmark, end to end, in one command (see bench/README.md):
+#
+#   bench/run.sh              N = 1,000,000 suppressed addresses, 1M-contact import, 1M-event ingest
+#   bench/run.sh 2000000      another N
+#   bench/run.sh --quick      smoke run: N = 100,000, 100,000 contacts and events, 2 s per loop
+#   bench/run.sh --big        also the 10M-address phase (storage, RSS, start-up); slow
+#
+# It builds the release binaries, installs PostgreSQL with apt-get if it is missing, starts a
+# throw-away PostgreSQL cluster, the bare tonic echo baseline and suppressd on loopback, runs
+# the measurements, prints one table and writes it to bench/results/<timestamp>.json. Every
+# process it started is stopped and every temporary directory removed on exit (BENCH_KEEP=1
+# keeps the work directory for inspection).
+#
+# Environment: CARGO_TARGET_DIR (default target/), BENCH_BIG_N (default 10,000,000),
+# BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS.
+set -euo pipefail
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+
+N=""
+BIG=0
+QUICK=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --big) BIG=1 ;;
+        --quick) QUICK=1 ;;
+        --n) shift; N="$1" ;;
+        -h | --help) usage; exit 0 ;;
+        [0-9]*) N="$1" ;;
+        *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+N="${N//[,_]/}"
+if [ "$QUICK" = 1 ]; then
+    N="${N:-100000}"
+    CONTACTS="${BENCH_CONTACTS:-100000}"
+    EVENTS="${BENCH_EVENTS:-100000}"
+    SECS="${BENCH_SECS:-2}"
+    MODE="quick"
+else
+    N="${N:-1000000}"
+    CONTACTS="${BENCH_CONTACTS:-1000000}"
+    EVENTS="${BENCH_EVENTS:-1000000}"
+    SECS="${BENCH_SECS:-5}"
+    MODE="full"
+fi
+BIG_N="${BENCH_BIG_N:-10000000}"
+[ "$BIG" = 1 ] && MODE="$MODE+big"
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+UPTIME_START="$(uptime)"
+echo "== suppressd bench ($MODE, N=$N) at $STARTED; load: $UPTIME_START"
+
+echo "== build (cargo build --release)"
+cargo build --release -p suppressd -p suppressd-bench
+BIN="$TARGET/release/suppressd"
+BENCH="$TARGET/release/suppressd-bench"
+
+echo "== PostgreSQL"
+pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+PGBIN="$(pg_bindir)"
+if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends postgresql
+    PGBIN="$(pg_bindir)"
+fi
+# initdb refuses to run as root: as root, the cluster belongs to the postgres user.
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+WORK="$(mktemp -d /tmp/suppressd-bench.XXXXXX)"
+chmod 755 "$WORK"
+SPID=""
+EPID=""
+PG_UP=0
+
+stop_pid() { # pid: SIGTERM, then wait for it
+    local pid="$1"
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+stop_pg() {
+    if [ "$PG_UP" = 1 ]; then
+        as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
+        PG_UP=0
+    fi
+}
+cleanup() {
+    stop_pid "$SPID"
+    stop_pid "$EPID"
+    stop_pg
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PGPORT="$("$BENCH" free-port)"
+mkdir -p "$WORK/pg"
+chown postgres: "$WORK/pg" 2>/dev/null || true
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
+# fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
+# The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
+# autovacuum in the middle of a measurement (the harness vacuums after loading).
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
+    "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+     -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
+     -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
+PG_UP=1
+PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
+echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
+
+start_suppressd() { # data-dir log
+    SPORT="$("$BENCH" free-port)"
+    "$BIN" serve --listen "127.0.0.1:$SPORT" --data-dir "$1" >"$2" 2>&1 &
+    SPID=$!
+    for _ in $(seq 1 1200); do
+        if "$BIN" healthcheck --addr "http://127.0.0.1:$SPORT" >/dev/null 2>&1; then
+            echo "suppressd (pid $SPID) SERVING on 127.0.0.1:$SPORT, data in $1"
+            return 0
+        fi
+        kill -0 "$SPID" 2>/dev/null || { cat "$2" >&2; echo "suppressd exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "suppressd did not answer SERVING within 120 s" >&2
+    exit 1
+}
+
+EPORT="$("$BENCH" free-port)"
+"$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
+EPID=$!
+
+start_suppressd "$WORK/data" "$WORK/suppressd.log"
+
+echo "== measurements (N=$N, $CONTACTS contacts, $EVENTS events, ${SECS}s loops)"
+"$BENCH" run \
+    --addr "http://127.0.0.1:$SPORT" \
+    --echo-addr "http://127.0.0.1:$EPORT" \
+    --pg "$PG_DSN" \
+    --server-pid "$SPID" \
+    --data-dir "$WORK/data" \
+    --n "$N" \
+    --contacts "$CONTACTS" \
+    --ingest-events "$EVENTS" \
+    --secs "$SECS" \
+    --out "$WORK/main.json"
+stop_pid "$SPID"
+SPID=""
+
+INPUTS=(--in "$WORK/main.json")
+if [ "$BIG" = 1 ]; then
+    # Nothing else runs during the big phase.
+    stop_pid "$EPID"
+    EPID=""
+    stop_pg
+    echo "== big phase: $BIG_N addresses"
+    start_suppressd "$WORK/big" "$WORK/suppressd-big.log"
+    "$BENCH" run \
+        --addr "http://127.0.0.1:$SPORT" \
+        --server-pid "$SPID" \
+        --data-dir "$WORK/big" \
+        --n "$BIG_N" \
+        --phases load,storage \
+        --prefix big. \
+        --out "$WORK/big.json"
+    stop_pid "$SPID"
+    SPID=""
+    echo "== start-up on the $BIG_N-address data directory"
+    "$BENCH" startup \
+        --suppressd "$BIN" \
+        --data-dir "$WORK/big" \
+        --n "$BIG_N" \
+        --contacts "$CONTACTS" \
+        --log "$WORK/suppressd-startup.log" \
+        --out "$WORK/startup.json"
+    INPUTS+=(--in "$WORK/big.json" --in "$WORK/startup.json")
+fi
+
+mkdir -p "$ROOT/bench/results"
+OUT="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
+GIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT="$GIT (with uncommitted changes)"
+echo
+"$BENCH" report "${INPUTS[@]}" \
+    --note "started=$STARTED" \
+    --note "mode=$MODE, N=$N, big N=$([ "$BIG" = 1 ] && echo "$BIG_N" || echo 'not run')" \
+    --note "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); client and servers share these cores" \
+    --note "git=$GIT" \
+    --note "load.start=$UPTIME_START" \
+    --note "load.end=$(uptime)" \
+    --out "$OUT"

@@ -1,0 +1,698 @@
+//! The measured phases, in the order `run` performs them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use suppressd::grpc::proto as pb;
+use tonic::transport::Channel;
+
+use crate::data::{self, DataSet, ImportPlan, LIST_SOURCE, TENANT};
+use crate::driver::{closed_loop, Metrics};
+use crate::sys::{self, RssSampler};
+use crate::{echo, pg, svc};
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Every phase, in order.
+pub const ALL_PHASES: &str = "load,storage,pgload,import,status,batch,bounces,ingest,unary";
+
+/// Options of `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// suppressd's address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// The echo baseline's address; without it the echo is not measured.
+    #[arg(long)]
+    pub echo_addr: Option<String>,
+    /// PostgreSQL connection string; without it PostgreSQL is not measured.
+    #[arg(long)]
+    pub pg: Option<String>,
+    /// Process id of the suppressd server (for its memory); 0 = unknown.
+    #[arg(long, default_value_t = 0)]
+    pub server_pid: u32,
+    /// The server's data directory (for its size on disk).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Suppressed addresses in the data set.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub n: u64,
+    /// Bounces of the listed source (default: min(100,000, n/10)).
+    #[arg(long)]
+    pub list_n: Option<u64>,
+    /// Contacts in the CheckImport stream.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub contacts: u64,
+    /// Events of the mixed-outcome ingest.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub ingest_events: u64,
+    /// Event id prefix of the mixed-outcome ingest (another one re-runs it on the same store).
+    #[arg(long, default_value = "ev")]
+    pub ingest_prefix: String,
+    /// Seconds each closed-loop measurement runs.
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+    /// Connections (HTTP/2 channels) for the concurrent unary and batch calls.
+    #[arg(long, default_value_t = 8)]
+    pub channels: usize,
+    /// Concurrent ReportSendResults streams that load the data set.
+    #[arg(long, default_value_t = 4)]
+    pub load_streams: usize,
+    /// Results per stream message when loading the data set.
+    #[arg(long, default_value_t = 5_000)]
+    pub load_batch: usize,
+    /// Comma-separated phases to run, of: load, storage, pgload, import, status, batch,
+    /// bounces, ingest, unary.
+    #[arg(long, default_value = ALL_PHASES)]
+    pub phases: String,
+    /// Prefix of every metric name (e.g. "big.").
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Where to write the measurements (JSON); rewritten after every phase.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl RunArgs {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+}
+
+/// Splits `0..n` into `k` contiguous ranges.
+fn ranges(n: u64, k: usize) -> Vec<std::ops::Range<u64>> {
+    let k = k.max(1) as u64;
+    (0..k).map(|j| n * j / k..n * (j + 1) / k).collect()
+}
+
+fn per_s(items: u64, d: Duration) -> f64 {
+    items as f64 / d.as_secs_f64()
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut m = Metrics::new(&args.prefix);
+    let list_n = args.list_n.unwrap_or((args.n / 10).min(100_000));
+    let ds = DataSet::new(args.n, list_n);
+    m.note("n", json!(args.n));
+    m.note("list_n", json!(list_n));
+    m.note("contacts", json!(args.contacts));
+    m.note("ingest_events", json!(args.ingest_events));
+    m.note("secs", json!(args.secs));
+    m.note("channels", json!(args.channels));
+    m.note("load_streams", json!(args.load_streams));
+    m.note("load_batch", json!(args.load_batch));
+    let chans = svc::channels(&args.addr, args.channels).await?;
+    for phase in args
+        .phases
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        m.load_at(phase);
+        let started = Instant::now();
+        match phase {
+            "load" => load(&mut m, &args, &ds, &chans).await,
+            "storage" => storage(&mut m, &args).await,
+            "pgload" => pg_load(&mut m, &args, &ds).await,
+            "import" => import(&mut m, &args, &ds, &chans).await,
+            "status" => status(&mut m, &args, &ds, &chans).await,
+            "batch" => batch(&mut m, &args, &ds, &chans).await,
+            "bounces" => bounces(&mut m, &ds, &chans).await,
+            "ingest" => ingest(&mut m, &args, &ds, &chans).await,
+            "unary" => unary(&mut m, &args, &ds, &chans).await,
+            other => bail!("unknown phase {other:?} (phases: {ALL_PHASES})"),
+        }
+        .with_context(|| format!("phase {phase}"))?;
+        m.note(
+            &format!("phase_secs.{phase}"),
+            json!(started.elapsed().as_secs_f64()),
+        );
+        m.save(&args.out)?;
+    }
+    m.note("load.end", json!(sys::loadavg()));
+    m.save(&args.out)
+}
+
+/// Loads the data set: `n` hard bounces through ReportSendResults, several streams at once.
+async fn load(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let ds = *ds;
+    let streams: Vec<_> = ranges(ds.n, args.load_streams)
+        .into_iter()
+        .map(|r| {
+            svc::Batcher::new(
+                r.map(move |i| (ds.tenant(i), ds.load_result(i))),
+                args.load_batch,
+            )
+        })
+        .collect();
+    let sampler = RssSampler::start(args.server_pid);
+    let (sum, elapsed) = svc::ingest(chans, streams).await?;
+    let peak = sampler.stop(args.server_pid).await;
+    eprintln!("  load summary: {sum:?}");
+    if sum.rejected > 0 || sum.accepted + sum.duplicates != ds.n {
+        bail!("the load was not fully accepted: {sum:?}");
+    }
+    if sum.newly_suppressed != ds.n {
+        eprintln!(
+            "  warning: {} of {} addresses newly suppressed (data directory not fresh?)",
+            sum.newly_suppressed, ds.n
+        );
+    }
+    m.set("load.events", ds.n as f64);
+    m.set("load.secs", elapsed.as_secs_f64());
+    m.set("load.per_s", per_s(ds.n, elapsed));
+    m.set("load.peak_rss_mib", peak as f64 / 1024.0);
+    Ok(())
+}
+
+/// Size on disk and memory of the server once the data set is in.
+async fn storage(m: &mut Metrics, args: &RunArgs) -> anyhow::Result<()> {
+    // Let background flushing settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Some(dir) = &args.data_dir {
+        let du = sys::du_bytes(dir);
+        m.set("storage.du_mib", du as f64 / MIB);
+        m.set("storage.bytes_per_addr", du as f64 / args.n.max(1) as f64);
+    }
+    if args.server_pid != 0 {
+        m.set(
+            "storage.rss_mib",
+            sys::rss_kib(args.server_pid) as f64 / 1024.0,
+        );
+        m.set(
+            "storage.hwm_mib",
+            sys::hwm_kib(args.server_pid) as f64 / 1024.0,
+        );
+    }
+    Ok(())
+}
+
+async fn pg_load(m: &mut Metrics, args: &RunArgs, ds: &DataSet) -> anyhow::Result<()> {
+    let Some(dsn) = &args.pg else {
+        eprintln!("  (no --pg: skipped)");
+        return Ok(());
+    };
+    let elapsed = pg::load(dsn, ds).await?;
+    m.set("pg.load.secs", elapsed.as_secs_f64());
+    Ok(())
+}
+
+fn check_counts(
+    what: &str,
+    got: data::ImportCounts,
+    want: data::ImportCounts,
+) -> anyhow::Result<()> {
+    if got != want {
+        bail!("{what}: verdicts {got:?}, expected {want:?}");
+    }
+    Ok(())
+}
+
+/// CheckImport at batch 100, 1,000 and 10,000 on one stream, then 4 streams at 1,000; then
+/// the PostgreSQL screens.
+async fn import(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let plan = data::import_plan(ds, args.contacts);
+    eprintln!("  plan: {:?}", plan.expected);
+    let requests = svc::import_requests(&plan.contacts, 1000, false);
+    let (counts, elapsed) = svc::check_import(&chans[0], requests).await?;
+    check_counts("warm-up", counts, plan.expected)?;
+    eprintln!("  warm-up: {:.0}/s", per_s(args.contacts, elapsed));
+
+    // One stream: full verdicts at three batch sizes, then compact ALLOW verdicts.
+    let mut peak_all = 0u64;
+    for (b, compact) in [
+        (100usize, false),
+        (1_000, false),
+        (10_000, false),
+        (1_000, true),
+    ] {
+        let key = if compact {
+            format!("import.compact.b{b}")
+        } else {
+            format!("import.b{b}")
+        };
+        let requests = svc::import_requests(&plan.contacts, b, compact);
+        let sampler = RssSampler::start(args.server_pid);
+        let (counts, elapsed) = svc::check_import(&chans[0], requests).await?;
+        let peak = sampler.stop(args.server_pid).await;
+        peak_all = peak_all.max(peak);
+        check_counts(&key, counts, plan.expected)?;
+        m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));
+        m.set(&format!("{key}.peak_rss_mib"), peak as f64 / 1024.0);
+    }
+    m.set("import.peak_rss_mib", peak_all as f64 / 1024.0);
+    if args.server_pid != 0 {
+        m.set(
+            "import.hwm_mib",
+            sys::hwm_kib(args.server_pid) as f64 / 1024.0,
+        );
+    }
+
+    // Four streams at once, a quarter of the contacts each (as the PostgreSQL baseline uses
+    // four clients), full and compact verdicts.
+    for compact in [false, true] {
+        let mut tasks = Vec::new();
+        let start = Instant::now();
+        for (k, r) in ranges(plan.contacts.len() as u64, 4)
+            .into_iter()
+            .enumerate()
+        {
+            let requests = svc::import_requests(
+                &plan.contacts[r.start as usize..r.end as usize],
+                1000,
+                compact,
+            );
+            let ch = chans[k % chans.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                svc::check_import(&ch, requests).await
+            }));
+        }
+        let mut suppressed = 0;
+        for t in tasks {
+            suppressed += t.await.context("import task panicked")??.0.suppressed;
+        }
+        let elapsed = start.elapsed();
+        if suppressed != plan.expected.suppressed {
+            bail!(
+                "4 streams: {suppressed} suppressed, expected {}",
+                plan.expected.suppressed
+            );
+        }
+        let key = if compact {
+            "import.x4.compact.b1000"
+        } else {
+            "import.x4.b1000"
+        };
+        m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));
+    }
+
+    if let Some(dsn) = &args.pg {
+        pg_screens(m, dsn, &plan).await?;
+    }
+    Ok(())
+}
+
+async fn pg_screens(m: &mut Metrics, dsn: &str, plan: &ImportPlan) -> anyhow::Result<()> {
+    let mut best = 0f64;
+    for (name, how) in [("any", pg::Screen::Any), ("join", pg::Screen::Join)] {
+        // One untimed pass to warm the caches, as suppressd had.
+        pg::screen(dsn, plan, how, 4, 1000).await?;
+        let (found, addresses, elapsed) = pg::screen(dsn, plan, how, 4, 1000).await?;
+        if found != plan.expected.suppressed {
+            bail!(
+                "PostgreSQL {name}: {found} suppressed, expected {}",
+                plan.expected.suppressed
+            );
+        }
+        let rate = per_s(addresses, elapsed);
+        best = best.max(rate);
+        m.set(&format!("pg.import.{name}.per_s"), rate);
+    }
+    m.set("pg.import.best.per_s", best);
+    Ok(())
+}
+
+/// GetSuppressionStatus at concurrency 1, 16, 256, beside the echo and PostgreSQL at the same
+/// concurrency, interleaved so that the three see the same machine.
+async fn status(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+    let clients: Arc<Vec<svc::Client>> = Arc::new(chans.iter().map(svc::client).collect());
+
+    // Sanity: the pool's suppressed tenth answers SUPPRESSED.
+    let mut c = clients[0].clone();
+    let mut suppressed = 0;
+    for a in pool.iter().take(1000) {
+        let r = c
+            .get_suppression_status(pb::GetSuppressionStatusRequest {
+                tenant: TENANT.to_string(),
+                address: a.clone(),
+            })
+            .await?
+            .into_inner();
+        if r.status
+            .is_some_and(|s| s.state == pb::AddressState::Suppressed as i32)
+        {
+            suppressed += 1;
+        }
+    }
+    eprintln!("  {suppressed} of the first 1,000 pool addresses are suppressed");
+    if suppressed == 0 {
+        bail!("no address of the status pool is suppressed: is the data set loaded?");
+    }
+
+    let echo_clients = match &args.echo_addr {
+        Some(addr) => {
+            let chs = svc::channels(addr, args.channels).await?;
+            Some(Arc::new(chs.iter().map(echo::client).collect::<Vec<_>>()))
+        }
+        None => None,
+    };
+
+    // Warm-up, untimed.
+    status_loop(clients.clone(), pool.clone(), 16, Duration::from_secs(1)).await?;
+
+    for c in [1usize, 16, 256] {
+        let r = status_loop(clients.clone(), pool.clone(), c, args.duration()).await?;
+        m.set_loop(&format!("status.c{c}"), &r, false);
+        if let Some(ec) = &echo_clients {
+            let (ec, pool) = (ec.clone(), pool.clone());
+            let k = c.min(ec.len());
+            let r = closed_loop(c, args.duration(), move |task, seq| {
+                let mut cl = ec[task % k].clone();
+                let address = pool[(seq as usize * c + task) % pool.len()].clone();
+                async move {
+                    cl.echo(echo::proto::EchoRequest {
+                        tenant: TENANT.to_string(),
+                        address,
+                    })
+                    .await?;
+                    Ok(1)
+                }
+            })
+            .await?;
+            m.set_loop(&format!("echo.c{c}"), &r, false);
+        }
+        if let Some(dsn) = &args.pg {
+            let r = pg::status(dsn, pool.clone(), c, args.duration()).await?;
+            m.set_loop(&format!("pg.status.c{c}"), &r, false);
+        }
+    }
+    Ok(())
+}
+
+async fn status_loop(
+    clients: Arc<Vec<svc::Client>>,
+    pool: Arc<Vec<String>>,
+    c: usize,
+    duration: Duration,
+) -> anyhow::Result<crate::driver::LoopResult> {
+    let k = c.min(clients.len());
+    closed_loop(c, duration, move |task, seq| {
+        let mut cl = clients[task % k].clone();
+        let address = pool[(seq as usize * c + task) % pool.len()].clone();
+        async move {
+            let r = cl
+                .get_suppression_status(pb::GetSuppressionStatusRequest {
+                    tenant: TENANT.to_string(),
+                    address,
+                })
+                .await?;
+            if r.into_inner().status.is_none() {
+                bail!("GetSuppressionStatus answered without a status");
+            }
+            Ok(1)
+        }
+    })
+    .await
+}
+
+/// BatchGetSuppressionStatus, 1,000 addresses a call, 4 callers.
+async fn batch(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+    let clients: Arc<Vec<svc::Client>> = Arc::new(chans.iter().map(svc::client).collect());
+    const CALLERS: usize = 4;
+    const BATCH: usize = 1000;
+    let r = closed_loop(CALLERS, args.duration(), move |task, seq| {
+        let mut cl = clients[task % clients.len()].clone();
+        let start = (seq as usize * CALLERS + task) * BATCH;
+        let addresses: Vec<String> = (0..BATCH)
+            .map(|j| pool[(start + j) % pool.len()].clone())
+            .collect();
+        async move {
+            let r = cl
+                .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+                    tenant: TENANT.to_string(),
+                    addresses,
+                })
+                .await?
+                .into_inner();
+            if r.statuses.len() != BATCH {
+                bail!(
+                    "BatchGetSuppressionStatus answered {} statuses",
+                    r.statuses.len()
+                );
+            }
+            Ok(BATCH as u64)
+        }
+    })
+    .await?;
+    m.set_loop("batch.b1000", &r, true);
+    Ok(())
+}
+
+/// Pages through the bounces of one source at page size 1,000.
+async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Result<()> {
+    let (events, pages, elapsed) = svc::list_bounces(&chans[0], TENANT, LIST_SOURCE, 1000).await?;
+    if events != ds.list_n {
+        bail!(
+            "ListBounces gave {events} bounces of {LIST_SOURCE}, expected {}",
+            ds.list_n
+        );
+    }
+    m.set("bounces.events", events as f64);
+    m.set("bounces.pages", pages as f64);
+    m.set("bounces.secs", elapsed.as_secs_f64());
+    m.set("bounces.per_s", per_s(events, elapsed));
+    Ok(())
+}
+
+/// Durable batched ingest of mixed outcomes: 4 ReportSendResults streams, 1,000 a message,
+/// then PostgreSQL's batched inserts of the same events.
+async fn ingest(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let events = args.ingest_events;
+    let d = *ds;
+    let prefix = args.ingest_prefix.as_str();
+    // Built before the clock starts, as the PostgreSQL batches are.
+    let streams: Vec<Vec<pb::ReportSendResultsRequest>> = ranges(events, 4)
+        .into_iter()
+        .map(|r| {
+            svc::Batcher::new(
+                r.map(move |k| {
+                    let (idx, result) = d.mixed_result(prefix, data::INGEST_BASE, k);
+                    (d.tenant(idx), result)
+                }),
+                1000,
+            )
+            .collect()
+        })
+        .collect();
+    let sampler = RssSampler::start(args.server_pid);
+    let (sum, elapsed) =
+        svc::ingest(chans, streams.into_iter().map(Vec::into_iter).collect()).await?;
+    let peak = sampler.stop(args.server_pid).await;
+    eprintln!("  ingest summary: {sum:?}");
+    if sum.rejected > 0 || sum.accepted + sum.duplicates != events {
+        bail!("the ingest was not fully accepted: {sum:?}");
+    }
+    m.set("ingest.events", events as f64);
+    m.set("ingest.secs", elapsed.as_secs_f64());
+    m.set("ingest.per_s", per_s(events, elapsed));
+    m.set("ingest.newly_suppressed", sum.newly_suppressed as f64);
+    m.set("ingest.peak_rss_mib", peak as f64 / 1024.0);
+
+    if let Some(dsn) = &args.pg {
+        let mut best = 0f64;
+        for (name, how) in [
+            ("events_only", pg::Ingest::EventsOnly),
+            ("with_state", pg::Ingest::WithState),
+        ] {
+            let (rows, elapsed) = pg::ingest(dsn, ds, prefix, events, how, 4, 1000).await?;
+            let rate = per_s(rows, elapsed);
+            best = best.max(rate);
+            m.set(&format!("pg.ingest.{name}.per_s"), rate);
+        }
+        m.set("pg.ingest.best.per_s", best);
+    }
+    Ok(())
+}
+
+/// Unary ReportSendResult from 64 callers.
+async fn unary(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let clients: Arc<Vec<svc::Client>> = Arc::new(chans.iter().map(svc::client).collect());
+    let d = *ds;
+    const CALLERS: usize = 64;
+    let r = closed_loop(CALLERS, args.duration(), move |task, seq| {
+        let mut cl = clients[task % clients.len()].clone();
+        let (idx, result) = d.mixed_result("u", data::UNARY_BASE, ((task as u64) << 32) | seq);
+        let tenant = d.tenant(idx).to_string();
+        async move {
+            let r = cl
+                .report_send_result(pb::ReportSendResultRequest {
+                    tenant,
+                    result: Some(result),
+                })
+                .await?
+                .into_inner();
+            if r.duplicate {
+                bail!("unary report answered duplicate for a new event id");
+            }
+            Ok(1)
+        }
+    })
+    .await?;
+    m.set_loop("unary.c64", &r, false);
+    Ok(())
+}
+
+/// Options of `startup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartupArgs {
+    /// The suppressd binary.
+    #[arg(long)]
+    pub suppressd: PathBuf,
+    /// An existing data directory (no server may be running on it).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Suppressed addresses in it (for the CheckImport sanity check).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub n: u64,
+    /// Contacts to screen once started (0: none).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub contacts: u64,
+    /// Where the server's output goes.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Prefix of every metric name.
+    #[arg(long, default_value = "big.")]
+    pub prefix: String,
+    /// Where to write the measurements (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+async fn serving(addr: &str) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(addr.to_string()) else {
+        return false;
+    };
+    let Ok(ch) = endpoint
+        .connect_timeout(Duration::from_millis(200))
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: suppressd::startup::SERVICE_NAME.to_string(),
+        })
+        .await
+        .is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+}
+
+/// Starts suppressd on an existing data directory, times process start -> health SERVING,
+/// reads its memory, screens a contact list against it, and stops it with SIGTERM.
+pub async fn startup(args: StartupArgs) -> anyhow::Result<()> {
+    let mut m = Metrics::new(&args.prefix);
+    m.load_at("startup");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(&args.log)?;
+    let start = Instant::now();
+    let mut child = tokio::process::Command::new(&args.suppressd)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", args.suppressd.display()))?;
+    let pid = child.id().context("server exited at once")?;
+    let mut peak = 0u64;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "suppressd exited during start-up ({status}); see {}",
+                args.log.display()
+            );
+        }
+        peak = peak.max(sys::rss_kib(pid));
+        if serving(&addr).await {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(3600) {
+            bail!("suppressd did not answer SERVING within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    m.set("startup.secs", secs);
+    m.set("startup.rss_mib", sys::rss_kib(pid) as f64 / 1024.0);
+    m.set(
+        "startup.hwm_mib",
+        (sys::hwm_kib(pid).max(peak)) as f64 / 1024.0,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    m.set("startup.rss_settled_mib", sys::rss_kib(pid) as f64 / 1024.0);
+
+    if args.contacts > 0 {
+        let ds = DataSet::new(args.n, (args.n / 10).min(100_000));
+        let plan = data::import_plan(&ds, args.contacts);
+        let ch = svc::channel(&addr).await?;
+        let sampler = RssSampler::start(pid);
+        for (key, compact) in [("import.b1000", false), ("import.compact.b1000", true)] {
+            let requests = svc::import_requests(&plan.contacts, 1000, compact);
+            let (counts, elapsed) = svc::check_import(&ch, requests).await?;
+            check_counts(key, counts, plan.expected)?;
+            m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));
+        }
+        let peak = sampler.stop(pid).await;
+        m.set("import.peak_rss_mib", peak as f64 / 1024.0);
+    }
+
+    let stop = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    if !killed.success() {
+        bail!("cannot send SIGTERM to {pid}");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(600), child.wait())
+        .await
+        .context("suppressd did not stop within 10 minutes of SIGTERM")??;
+    m.set("shutdown.secs", stop.elapsed().as_secs_f64());
+    if !status.success() {
+        eprintln!("  warning: suppressd exited with {status}");
+    }
+    m.save(&args.out)
+}

@@ -1,0 +1,521 @@
+//! The one table: every measurement beside its baselines, ratios and target.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::{json, Map, Value};
+
+use crate::driver::fmt_num;
+
+/// Options of `report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Measurement files written by `run` and `startup` (missing files are skipped).
+    #[arg(long = "in", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Extra facts for the header, as key=value (machine, git revision, load...).
+    #[arg(long = "note")]
+    pub notes: Vec<String>,
+    /// Where to write the results JSON.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+struct Data {
+    metrics: Map<String, Value>,
+    meta: Map<String, Value>,
+}
+
+impl Data {
+    fn get(&self, key: &str) -> Option<f64> {
+        self.metrics.get(key).and_then(Value::as_f64)
+    }
+}
+
+#[derive(Default)]
+struct Row {
+    name: String,
+    value: String,
+    latency: String,
+    tonic: String,
+    x_tonic: String,
+    pg: String,
+    x_pg: String,
+    target: String,
+    result: String,
+}
+
+impl Row {
+    fn cells(&self) -> [&str; 9] {
+        [
+            &self.name,
+            &self.value,
+            &self.latency,
+            &self.tonic,
+            &self.x_tonic,
+            &self.pg,
+            &self.x_pg,
+            &self.target,
+            &self.result,
+        ]
+    }
+}
+
+const HEADER: [&str; 9] = [
+    "measurement",
+    "suppressd",
+    "p50 / p99",
+    "bare tonic",
+    "x tonic",
+    "PostgreSQL",
+    "x PG",
+    "target",
+    "result",
+];
+
+fn rate(v: Option<f64>) -> String {
+    v.map(|v| format!("{}/s", fmt_num(v))).unwrap_or_default()
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map(|v| format!("{} MiB", fmt_num(v))).unwrap_or_default()
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> (String, Option<f64>) {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => {
+            let r = a / b;
+            (format!("{r:.2}"), Some(r))
+        }
+        _ => (String::new(), None),
+    }
+}
+
+fn latency(d: &Data, key: &str) -> String {
+    match (
+        d.get(&format!("{key}.p50_us")),
+        d.get(&format!("{key}.p99_us")),
+    ) {
+        (Some(p50), Some(p99)) => format!("{:.2} / {:.2} ms", p50 / 1000.0, p99 / 1000.0),
+        _ => String::new(),
+    }
+}
+
+fn verdict(checks: &[Option<bool>]) -> String {
+    if checks.iter().any(Option::is_none) {
+        "not run".into()
+    } else if checks.iter().all(|c| *c == Some(true)) {
+        "PASS".into()
+    } else {
+        "MISS".into()
+    }
+}
+
+fn section(title: &str) -> Row {
+    Row {
+        name: title.to_string(),
+        ..Row::default()
+    }
+}
+
+fn rows(d: &Data) -> Vec<Row> {
+    let n = d.meta.get("n").and_then(Value::as_f64).unwrap_or(0.0);
+    let contacts = d
+        .meta
+        .get("contacts")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let events = d
+        .meta
+        .get("ingest_events")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let list_n = d.meta.get("list_n").and_then(Value::as_f64).unwrap_or(0.0);
+    let big_n = d.meta.get("big.n").and_then(Value::as_f64);
+    let mut out = Vec::new();
+
+    out.push(section(&format!(
+        "Data set: {} suppressed addresses (~90 % tenant bench), loaded as hard bounces",
+        fmt_num(n)
+    )));
+    out.push(Row {
+        name: "  load: ReportSendResults, 4 streams x 5,000".into(),
+        value: rate(d.get("load.per_s")),
+        pg: d
+            .get("pg.load.secs")
+            .map(|s| format!("COPY {s:.1} s"))
+            .unwrap_or_default(),
+        ..Row::default()
+    });
+
+    // 1. CheckImport
+    out.push(section(&format!(
+        "1. CheckImport, one stream of {} contacts (10 % suppressed, 1 % invalid, 2 % repeats); PG = best of ANY/JOIN, 4 clients x 1,000",
+        fmt_num(contacts)
+    )));
+    let pg_best = d.get("pg.import.best.per_s");
+    for b in [100, 1000, 10000] {
+        let v = d.get(&format!("import.b{b}.per_s"));
+        let (x, r) = ratio(v, pg_best);
+        let mut row = Row {
+            name: format!("  addresses/s at batch {}", fmt_num(b as f64)),
+            value: rate(v),
+            pg: rate(pg_best),
+            x_pg: x,
+            ..Row::default()
+        };
+        if b == 1000 {
+            row.target = ">= 2,000,000/s and >= 2x PG".into();
+            row.result = verdict(&[v.map(|v| v >= 2_000_000.0), r.map(|r| r >= 2.0)]);
+        }
+        out.push(row);
+    }
+    let v = d.get("import.compact.b1000.per_s");
+    let (x, r) = ratio(v, pg_best);
+    out.push(Row {
+        name: "  addresses/s at batch 1,000, compact_allow".into(),
+        value: rate(v),
+        pg: rate(pg_best),
+        x_pg: x,
+        target: ">= 2,000,000/s and >= 2x PG".into(),
+        result: verdict(&[v.map(|v| v >= 2_000_000.0), r.map(|r| r >= 2.0)]),
+        ..Row::default()
+    });
+    for (key, name) in [
+        (
+            "import.x4.b1000.per_s",
+            "  4 streams at once, batch 1,000 (info)",
+        ),
+        (
+            "import.x4.compact.b1000.per_s",
+            "  4 streams at once, batch 1,000, compact_allow (info)",
+        ),
+    ] {
+        let v = d.get(key);
+        out.push(Row {
+            name: name.into(),
+            value: rate(v),
+            pg: rate(pg_best),
+            x_pg: ratio(v, pg_best).0,
+            ..Row::default()
+        });
+    }
+    out.push(Row {
+        name: "  server peak RSS during CheckImport".into(),
+        value: mib(d.get("import.peak_rss_mib")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  PG: WHERE address = ANY($1)".into(),
+        pg: rate(d.get("pg.import.any.per_s")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  PG: unnest($1) JOIN suppressions".into(),
+        pg: rate(d.get("pg.import.join.per_s")),
+        ..Row::default()
+    });
+
+    // 2. Status
+    out.push(section(
+        "2. GetSuppressionStatus unary, requests/s over 8 connections (10 % suppressed); PG = prepared single-row SELECT",
+    ));
+    for c in [1, 16, 256] {
+        let v = d.get(&format!("status.c{c}.per_s"));
+        let e = d.get(&format!("echo.c{c}.per_s"));
+        let p = d.get(&format!("pg.status.c{c}.per_s"));
+        let (xt, rt) = ratio(v, e);
+        let mut row = Row {
+            name: format!("  concurrency {c}"),
+            value: rate(v),
+            latency: latency(d, &format!("status.c{c}")),
+            tonic: rate(e),
+            x_tonic: xt,
+            pg: rate(p),
+            x_pg: ratio(v, p).0,
+            ..Row::default()
+        };
+        if c == 256 {
+            row.target = ">= 0.80x bare tonic".into();
+            row.result = verdict(&[rt.map(|r| r >= 0.8)]);
+        }
+        out.push(row);
+        let echo_lat = latency(d, &format!("echo.c{c}"));
+        let pg_lat = latency(d, &format!("pg.status.c{c}"));
+        if !echo_lat.is_empty() || !pg_lat.is_empty() {
+            out.push(Row {
+                name: format!("    latency of the baselines at {c}"),
+                tonic: echo_lat,
+                pg: pg_lat,
+                ..Row::default()
+            });
+        }
+    }
+
+    // 3. Batch status
+    out.push(section(
+        "3. BatchGetSuppressionStatus, 1,000 addresses a call, 4 callers; PG = best import screen",
+    ));
+    let v = d.get("batch.b1000.per_s");
+    out.push(Row {
+        name: "  addresses/s (latency per call)".into(),
+        value: rate(v),
+        latency: latency(d, "batch.b1000"),
+        pg: rate(pg_best),
+        x_pg: ratio(v, pg_best).0,
+        ..Row::default()
+    });
+
+    // 4. Ingest
+    out.push(section(&format!(
+        "4. Durable ingest of {} mixed events (70 % hard 5.1.1, 12 % soft, 5 % block, 10 % delivered, 3 % complaint)",
+        fmt_num(events)
+    )));
+    let v = d.get("ingest.per_s");
+    let p = d.get("pg.ingest.best.per_s");
+    let (x, r) = ratio(v, p);
+    out.push(Row {
+        name: "  ReportSendResults, 4 streams x 1,000, events/s".into(),
+        value: rate(v),
+        pg: rate(p),
+        x_pg: x,
+        target: ">= 50,000/s and >= 3x PG".into(),
+        result: verdict(&[v.map(|v| v >= 50_000.0), r.map(|r| r >= 3.0)]),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  PG: INSERT events ... ON CONFLICT DO NOTHING, 4 x 1,000".into(),
+        pg: rate(d.get("pg.ingest.events_only.per_s")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  PG: same + INSERT suppressions in one statement".into(),
+        pg: rate(d.get("pg.ingest.with_state.per_s")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  ReportSendResult unary, concurrency 64, events/s".into(),
+        value: rate(d.get("unary.c64.per_s")),
+        latency: latency(d, "unary.c64"),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  server peak RSS during the ingest".into(),
+        value: mib(d.get("ingest.peak_rss_mib")),
+        ..Row::default()
+    });
+
+    // 5. ListBounces
+    out.push(section(&format!(
+        "5. ListBounces: all {} bounces of one source, page size 1,000",
+        fmt_num(list_n)
+    )));
+    out.push(Row {
+        name: "  time to page through (bounces/s)".into(),
+        value: match (d.get("bounces.secs"), d.get("bounces.per_s")) {
+            (Some(s), Some(r)) => format!("{s:.2} s ({}/s)", fmt_num(r)),
+            _ => String::new(),
+        },
+        ..Row::default()
+    });
+
+    // 6. Storage
+    out.push(section("6. Storage and memory"));
+    out.push(Row {
+        name: format!("  disk per suppressed address, {} loaded", fmt_num(n)),
+        value: d
+            .get("storage.bytes_per_addr")
+            .map(|b| format!("{} B", fmt_num(b)))
+            .unwrap_or_default(),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  server RSS after loading {}", fmt_num(n)),
+        value: mib(d.get("storage.rss_mib")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  server peak RSS (VmHWM) while loading {}", fmt_num(n)),
+        value: mib(d.get("storage.hwm_mib")),
+        ..Row::default()
+    });
+    let big = big_n.map(fmt_num).unwrap_or_else(|| "10M".into());
+    out.push(Row {
+        name: format!("  load {big} (--big): events/s"),
+        value: rate(d.get("big.load.per_s")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  disk per suppressed address, {big} loaded"),
+        value: d
+            .get("big.storage.bytes_per_addr")
+            .map(|b| format!("{} B", fmt_num(b)))
+            .unwrap_or_default(),
+        ..Row::default()
+    });
+    let rss_loaded = d.get("big.storage.rss_mib");
+    let rss_restart = d.get("big.startup.rss_settled_mib");
+    out.push(Row {
+        name: format!("  server RSS after loading {big}"),
+        value: mib(rss_loaded),
+        target: "<= 2 GiB".into(),
+        result: verdict(&[rss_loaded.map(|v| v <= 2048.0)]),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  server peak RSS (VmHWM) while loading {big}"),
+        value: mib(d.get("big.storage.hwm_mib")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  start-up on the {big} data dir (start -> SERVING)"),
+        value: d
+            .get("big.startup.secs")
+            .map(|s| format!("{s:.2} s"))
+            .unwrap_or_default(),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  server RSS after restart on {big}"),
+        value: mib(rss_restart),
+        target: "<= 2 GiB".into(),
+        result: verdict(&[rss_restart.map(|v| v <= 2048.0)]),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  CheckImport batch 1,000 on the {big} store"),
+        value: rate(d.get("big.import.b1000.per_s")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  CheckImport batch 1,000, compact_allow, on the {big} store"),
+        value: rate(d.get("big.import.compact.b1000.per_s")),
+        ..Row::default()
+    });
+    out
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut widths = HEADER.map(str::len);
+    for r in rows
+        .iter()
+        .filter(|r| !r.value.is_empty() || r.name.starts_with(' '))
+    {
+        for (w, c) in widths.iter_mut().zip(r.cells()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 9]| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                s.push_str(" | ");
+            }
+            let pad = w.saturating_sub(c.chars().count());
+            if i == 0 || i == 7 || i == 8 {
+                s.push_str(c);
+                s.push_str(&" ".repeat(pad));
+            } else {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let total: usize = widths.iter().sum::<usize>() + 3 * (widths.len() - 1);
+    let mut out = String::new();
+    out.push_str(&line(HEADER));
+    out.push('\n');
+    out.push_str(&"-".repeat(total));
+    out.push('\n');
+    for r in rows {
+        let is_section = !r.name.starts_with(' ');
+        if is_section {
+            out.push_str(&r.name);
+        } else {
+            out.push_str(&line(r.cells()));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let mut data = Data {
+        metrics: Map::new(),
+        meta: Map::new(),
+    };
+    for path in &args.inputs {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            eprintln!("(no {}: skipped)", path.display());
+            continue;
+        };
+        let doc: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        for (section, target) in [("metrics", &mut data.metrics), ("meta", &mut data.meta)] {
+            if let Some(Value::Object(o)) = doc.get(section) {
+                target.extend(o.clone());
+            }
+        }
+    }
+    for note in &args.notes {
+        let (k, v) = note.split_once('=').unwrap_or((note.as_str(), ""));
+        data.meta.insert(k.to_string(), json!(v));
+    }
+
+    let rows = rows(&data);
+    let mut header = String::new();
+    for key in [
+        "started",
+        "mode",
+        "machine",
+        "git",
+        "load.start",
+        "load.end",
+    ] {
+        if let Some(v) = data.meta.get(key).and_then(Value::as_str) {
+            header.push_str(&format!("{key}: {v}\n"));
+        }
+    }
+    let loads: Vec<String> = data
+        .meta
+        .iter()
+        .filter(|(k, _)| k.contains("load.") && *k != "load.start" && *k != "load.end")
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k} {v}")))
+        .collect();
+    if !loads.is_empty() {
+        header.push_str(&format!(
+            "load average (1 5 15 min) per phase: {}\n",
+            loads.join("; ")
+        ));
+    }
+    let table = format!("{header}\n{}", render(&rows));
+    println!("{table}");
+
+    let json_rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let c = r.cells();
+            let mut o = Map::new();
+            for (h, v) in HEADER.iter().zip(c) {
+                if !v.is_empty() {
+                    o.insert(h.to_string(), json!(v));
+                }
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let doc = json!({
+        "meta": data.meta,
+        "metrics": data.metrics,
+        "rows": json_rows,
+        "table": table,
+    });
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!("results written to {}", args.out.display());
+    Ok(())
+}
