@@ -6,6 +6,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
+COPY bench ./bench
+COPY tests ./tests
 RUN cargo build --release --locked --bin suppressd
 
 # Run: a slim image, an unprivileged user, the data on a volume.
