@@ -22,6 +22,9 @@ const KNOWN_DOMAINS: usize = 500;
 pub(super) struct SuggestionCache {
     known_domains: Option<Vec<String>>,
     patterns: HashMap<String, Option<DomainPattern>>,
+    /// Typo fixes by domain. Without names only domain typos can be suggested, and those keep
+    /// the local part, so one computation serves every contact at the domain.
+    typos: HashMap<String, Vec<Suggestion>>,
 }
 
 /// Outcome of a suggestion lookup.
@@ -135,19 +138,47 @@ impl SuppressionApi {
             cache.known_domains = Some(domains.into_iter().map(|(d, _)| d).collect());
         }
         let pattern = self.domain_pattern(tenant, address.domain(), cache)?;
+        let given = given.filter(|g| !g.trim().is_empty());
+        let family = family.filter(|f| !f.trim().is_empty());
         let known: Vec<&str> = cache
             .known_domains
             .iter()
             .flatten()
             .map(String::as_str)
             .collect();
-        candidates.extend(suggest::suggest(&SuggestInput {
+        let input = SuggestInput {
             address: address.as_str(),
-            given_name: given.filter(|g| !g.trim().is_empty()),
-            family_name: family.filter(|f| !f.trim().is_empty()),
+            given_name: given,
+            family_name: family,
             known_good_domains: &known,
             domain_pattern: pattern.as_ref(),
-        }));
+        };
+        if given.is_none() && family.is_none() {
+            let domain = address.domain();
+            let typos = match cache.typos.get(domain) {
+                Some(t) => t.clone(),
+                None => {
+                    // Stored with the domain only; the local part is put back below.
+                    let found: Vec<Suggestion> = suggest::suggest(&input)
+                        .into_iter()
+                        .filter(|s| s.evidence == suggest::EvidenceKind::TypoFix)
+                        .filter_map(|mut s| {
+                            let fixed = s.address.rsplit_once('@')?.1.to_string();
+                            s.address = fixed;
+                            Some(s)
+                        })
+                        .collect();
+                    cache.typos.insert(domain.to_string(), found.clone());
+                    found
+                }
+            };
+            candidates.extend(typos.into_iter().map(|mut s| {
+                s.address = format!("{}@{}", address.local_part(), s.address);
+                s
+            }));
+        } else {
+            candidates.extend(suggest::suggest(&input));
+        }
         // Keep valid, distinct candidates that are not the address itself and not suppressed.
         let mut seen = std::collections::HashSet::new();
         let parsed: Vec<(Suggestion, EmailAddress)> = candidates
