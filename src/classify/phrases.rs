@@ -135,7 +135,7 @@ pub(crate) struct PhraseMatcher {
     /// under the first 3 bytes of that word, sorted by key.
     prefixed: Vec<(u32, Filed)>,
     /// Bit `two(first byte, second byte)` set when some prefix phrase word starts so.
-    prefixed_filter: [u64; 16],
+    prefixed_filter: Box<[u64; 1024]>,
     /// Bloom filter of the anchor words (bit `bloom_bit(hash)`): most words of a text are no
     /// anchor and are turned away here without touching the table.
     bloom: [u64; 128],
@@ -240,10 +240,10 @@ fn bloom_bit(h: u64) -> usize {
     (h >> 40) as usize & 8191
 }
 
-/// Bit of a word's first two bytes in the prefix-phrase filter (1024 bits).
-#[inline]
+/// Bit of a word's first two bytes in the prefix-phrase filter (65536 bits, exact).
+#[inline(always)]
 fn two(a: u8, b: u8) -> usize {
-    (a as usize * 31 + b as usize) & 1023
+    a as usize | (b as usize) << 8
 }
 
 /// Key of a prefix phrase's word: its first 3 bytes.
@@ -343,7 +343,7 @@ impl PhraseMatcher {
             }
         }
         prefixed.sort_by_key(|x| (x.0, x.1.phrase));
-        let mut prefixed_filter = [0u64; 16];
+        let mut prefixed_filter = Box::new([0u64; 1024]);
         for &(k, _) in &prefixed {
             let t = two(k as u8, (k >> 8) as u8);
             prefixed_filter[t >> 6] |= 1 << (t & 63);
@@ -420,14 +420,13 @@ impl PhraseMatcher {
 
     /// The phrases filed under the word `b[s..e]`.
     #[inline(always)]
-    fn lookup(&self, b: &[u8], s: usize, e: usize) -> &[Filed] {
+    fn lookup(&self, b: &[u8], s: usize, e: usize, hd: u64) -> &[Filed] {
         let len = e - s;
-        let second = if len > 1 { b[s + 1] } else { 0 };
-        let sb = start_bit(b[s], second, len);
+        // the head is zero-padded: its second byte is 0 for a one-byte word
+        let sb = start_bit(hd as u8, (hd >> 8) as u8, len);
         if self.first[sb >> 6] & (1 << (sb & 63)) == 0 {
             return &[];
         }
-        let hd = head(b, s, e);
         let full = hash(hd, len);
         let bit = bloom_bit(full);
         if self.bloom[bit >> 6] & (1 << (bit & 63)) == 0 {
@@ -552,11 +551,12 @@ impl PhraseMatcher {
     /// Looks up the word `b[s..e]` and checks the phrases filed under it.
     #[inline]
     fn word(&self, b: &[u8], s: usize, e: usize, hit: &mut impl FnMut(usize)) {
-        for f in self.lookup(b, s, e) {
+        let hd = head(b, s, e);
+        for f in self.lookup(b, s, e, hd) {
             self.check(b, s, *f, hit);
         }
         if e - s >= 3 {
-            let t = two(b[s], b[s + 1]);
+            let t = two(hd as u8, (hd >> 8) as u8);
             if self.prefixed_filter[t >> 6] & (1 << (t & 63)) != 0 {
                 let k = key3(&b[s..]);
                 let from = self.prefixed.partition_point(|x| x.0 < k);

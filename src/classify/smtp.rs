@@ -76,6 +76,70 @@ pub(crate) fn strip_type_prefix(text: &str) -> &str {
     }
 }
 
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+#[inline(always)]
+const fn splat(x: u8) -> u64 {
+    0x0101_0101_0101_0101 * x as u64
+}
+
+/// The top bit of every byte of `v` that equals `c` (exact: no false positives).
+#[inline(always)]
+fn eq_mask(v: u64, c: u8) -> u64 {
+    let x = v ^ splat(c);
+    !(((x & LOW7) + LOW7) | x) & HIGH
+}
+
+/// Calls `f(i)` in ascending order for every `i` whose byte `mask8` marks (it gets eight
+/// bytes read little-endian and returns the top bit of each marked byte; bytes past the end
+/// read as 0 and are never reported), until `f` returns true. Eight bytes at a time, so that
+/// texts are scanned without a branch per byte.
+#[inline(always)]
+fn scan_bytes(b: &[u8], mask8: impl Fn(u64) -> u64, mut f: impl FnMut(usize) -> bool) {
+    let mut base = 0;
+    while base < b.len() {
+        let (v, valid) = match b.get(base..base + 8) {
+            Some(ch) => (u64::from_le_bytes(ch.try_into().unwrap_or([0; 8])), HIGH),
+            None => {
+                let mut k = [0u8; 8];
+                let n = b.len() - base;
+                k[..n].copy_from_slice(&b[base..]);
+                (u64::from_le_bytes(k), HIGH & ((1u64 << (8 * n)) - 1))
+            }
+        };
+        let mut m = mask8(v) & valid;
+        while m != 0 {
+            if f(base + (m.trailing_zeros() / 8) as usize) {
+                return;
+            }
+            m &= m - 1;
+        }
+        base += 8;
+    }
+}
+
+/// The first `j >= i` where `b[j]` is not printable ASCII other than space (or `b.len()`).
+#[inline]
+fn skip_visible(b: &[u8], mut i: usize) -> usize {
+    while let Some(ch) = b.get(i..i + 8) {
+        let v = u64::from_le_bytes(ch.try_into().unwrap_or([0; 8]));
+        let low = v & LOW7;
+        // per byte (no carries cross bytes): low + 0x5f has its top bit set iff low >= 0x21,
+        // low + 0x01 iff low >= 0x7f; the byte itself has it set iff it is not ASCII
+        let good = (low + splat(0x5f)) & !(low + splat(0x01)) & !v & HIGH;
+        let bad = !good & HIGH;
+        if bad != 0 {
+            return i + (bad.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] > b' ' && b[i] < 0x7f {
+        i += 1;
+    }
+    i
+}
+
 #[inline]
 fn is_digit(b: Option<&u8>) -> bool {
     matches!(b, Some(c) if c.is_ascii_digit())
@@ -157,20 +221,24 @@ fn read_num(b: &[u8], i: usize) -> Option<(u16, usize)> {
 /// (`2.1.5`, `250 2.1.5 ...`), elsewhere it is more likely a version number.
 fn find_enhanced(s: &str) -> Option<(EnhancedStatus, usize)> {
     let b = s.as_bytes();
-    let mut from = 0;
-    // `str::find` on a char skips ahead a word at a time
-    while let Some(k) = s[from..].find('.') {
-        let i = from + k;
-        from = i + 1;
-        if i >= 1 && matches!(b[i - 1], b'2' | b'4' | b'5') {
-            if let Some((e, _)) = enhanced_at(b, i - 1) {
-                if e.0 != 2 || i <= 5 {
-                    return Some((e, i - 1));
+    let mut found = None;
+    // the dots, eight bytes at a time
+    scan_bytes(
+        b,
+        |v| eq_mask(v, b'.'),
+        |i| {
+            if i >= 1 && matches!(b[i - 1], b'2' | b'4' | b'5') {
+                if let Some((e, _)) = enhanced_at(b, i - 1) {
+                    if e.0 != 2 || i <= 5 {
+                        found = Some((e, i - 1));
+                        return true;
+                    }
                 }
             }
-        }
-    }
-    None
+            false
+        },
+    );
+    found
 }
 
 /// The basic reply code: the one the text starts with, else the failure code right before the
@@ -199,11 +267,11 @@ fn find_reply_code(s: &str, status_at: Option<usize>) -> Option<u16> {
         }
         i
     };
-    // the earliest code after a marker
+    // the earliest code after a marker; only the bytes ':', '<', 'e' and 'E' are looked at
     let mut after_marker: Option<u16> = None;
-    for i in 0..b.len() {
+    let marks = |v: u64| eq_mask(v, b':') | eq_mask(v, b'<') | eq_mask(v | splat(0x20), b'e');
+    scan_bytes(b, marks, |i| {
         match b[i] {
-            _ if after_marker.is_some() => break,
             b':' => {
                 let j = skip_spaces(i + 1);
                 // "said: 550", "ERROR_CODE :550" - but not "2001:db8:550:..." (an IPv6 address)
@@ -220,7 +288,8 @@ fn find_reply_code(s: &str, status_at: Option<usize>) -> Option<u16> {
             }
             _ => {}
         }
-    }
+        after_marker.is_some()
+    });
     after_marker
 }
 
@@ -374,9 +443,7 @@ fn normalize_body(s: &str, out: &mut String, strip_codes: bool, fast_path: bool)
             // non-ASCII byte or continuation marker, in one go
             let run_start = i;
             loop {
-                while i < b.len() && b[i] > b' ' && b[i] < 0x7f {
-                    i += 1;
-                }
+                i = skip_visible(b, i);
                 // a single space between two words stays inside the run
                 if i + 1 < b.len()
                     && b[i] == b' '
@@ -452,11 +519,20 @@ fn is_plain(b: &[u8]) -> bool {
     }
     if code_like {
         // a word starting with 2-5: only a reply code with '-' or a status code spoils it
-        for i in 1..b.len() {
-            if b[i - 1] == b' ' && (b'2'..=b'5').contains(&b[i]) && continuation_len(b, i).is_some()
-            {
-                return false;
-            }
+        let mut spoilt = false;
+        scan_bytes(
+            b,
+            |v| eq_mask(v, b' '),
+            |sp| {
+                let i = sp + 1;
+                spoilt = i < b.len()
+                    && (b'2'..=b'5').contains(&b[i])
+                    && continuation_len(b, i).is_some();
+                spoilt
+            },
+        );
+        if spoilt {
+            return false;
         }
     }
     true
