@@ -219,49 +219,43 @@ impl<'a> Group<'a> {
         Ok(())
     }
 
-    fn fail<T>(&mut self, e: StoreError, fallback: T) -> T {
-        tracing::error!(error = %e, "write failed");
-        self.error.get_or_insert(e);
-        fallback
+    /// Runs one write; on a storage error, remembers it (the whole group then fails) and
+    /// answers `fallback` for this write.
+    fn guarded<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+        fallback: impl FnOnce(String) -> T,
+    ) -> T {
+        match write(self).and_then(|o| self.maybe_cut().map(|_| o)) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "write failed");
+                let reason = e.to_string();
+                self.error.get_or_insert(e);
+                fallback(reason)
+            }
+        }
     }
 
     fn add(&mut self, write: AddressWrite) -> WriteOutcome {
-        let result = self
-            .try_add(write)
-            .and_then(|o| self.maybe_cut().map(|_| o));
-        match result {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                let reason = e.to_string();
-                self.fail(
-                    e,
-                    WriteOutcome::Refused {
-                        record: None,
-                        reason,
-                    },
-                )
-            }
-        }
+        self.guarded(
+            |g| g.try_add(write),
+            |reason| WriteOutcome::Refused {
+                record: None,
+                reason,
+            },
+        )
     }
 
     fn add_pair(&mut self, write: PairWrite) -> PairOutcome {
-        let result = self
-            .try_add_pair(write)
-            .and_then(|o| self.maybe_cut().map(|_| o));
-        match result {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                let reason = e.to_string();
-                self.fail(
-                    e,
-                    PairOutcome {
-                        first: None,
-                        second: None,
-                        refused: Some(reason),
-                    },
-                )
-            }
-        }
+        self.guarded(
+            |g| g.try_add_pair(write),
+            |reason| PairOutcome {
+                first: None,
+                second: None,
+                refused: Some(reason),
+            },
+        )
     }
 
     /// Stores an address's new record with its history and index changes.

@@ -264,23 +264,10 @@ fn resembles_names(local: &str, given: &str, family: &str) -> bool {
     if core.is_empty() || core.len() > 64 {
         return false;
     }
-    [
-        LocalPattern::FirstDotLast,
-        LocalPattern::FirstLast,
-        LocalPattern::FLast,
-        LocalPattern::FirstL,
-        LocalPattern::First,
-        LocalPattern::Last,
-        LocalPattern::FirstUnderscoreLast,
-        LocalPattern::FirstDashLast,
-        LocalPattern::LastDotFirst,
-        LocalPattern::LastFirst,
-        LocalPattern::FDotLast,
-        LocalPattern::LastF,
-    ]
-    .iter()
-    .filter_map(|p| p.apply(given, family))
-    .any(|spelling| strsim::normalized_damerau_levenshtein(&core, &spelling) >= 0.5)
+    pattern::ALL
+        .iter()
+        .filter_map(|p| p.apply(given, family))
+        .any(|spelling| strsim::normalized_damerau_levenshtein(&core, &spelling) >= 0.5)
 }
 
 /// Lower bound of the Wilson score interval for `k` successes out of `n`, with z = 1 (a
