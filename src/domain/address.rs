@@ -82,12 +82,6 @@ impl EmailAddress {
         }
         parse_full(s)
     }
-
-    /// Rebuilds an address that was normalized before (read back from storage).
-    /// Falls back to a full parse if the text is not in normal form.
-    pub fn from_normalized(s: &str) -> Result<EmailAddress, AddressError> {
-        EmailAddress::parse(s)
-    }
 }
 
 /// The full normalization: IDNA for the domain, Unicode lowercasing, worded errors.

@@ -175,11 +175,6 @@ impl SledStore {
             writer_thread: Arc::new(Mutex::new(Some(handle))),
         })
     }
-
-    /// Bytes the data directory takes on disk, as sled counts them.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.shared.db.size_on_disk().map_err(engine)
-    }
 }
 
 /// Loads the suppressed index from the `X` keys, which name tenant and address without
