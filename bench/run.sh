@@ -5,6 +5,7 @@
 #   bench/run.sh 2000000      another N
 #   bench/run.sh --quick      smoke run: N = 100,000, 100,000 contacts and events, 2 s per loop
 #   bench/run.sh --big        also the 10M-address phase (storage, RSS, start-up); slow
+#   bench/run.sh --big-only   only the 10M-address phase
 #
 # It builds the release binaries, installs PostgreSQL with apt-get if it is missing, starts a
 # throw-away PostgreSQL cluster, the bare tonic echo baseline and suppressd on loopback, runs
@@ -16,14 +17,16 @@
 # BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 N=""
 BIG=0
+MAIN=1
 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --big) BIG=1 ;;
+        --big-only) BIG=1; MAIN=0 ;;
         --quick) QUICK=1 ;;
         --n) shift; N="$1" ;;
         -h | --help) usage; exit 0 ;;
@@ -48,6 +51,7 @@ else
 fi
 BIG_N="${BENCH_BIG_N:-10000000}"
 [ "$BIG" = 1 ] && MODE="$MODE+big"
+[ "$MAIN" = 0 ] && MODE="big only"
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -60,11 +64,14 @@ echo "== build (cargo build --release)"
 cargo build --release -p suppressd -p suppressd-bench
 BIN="$TARGET/release/suppressd"
 BENCH="$TARGET/release/suppressd-bench"
+# The revision that was built (others may commit while the run goes on).
+GIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT="$GIT (with uncommitted changes)"
 
-echo "== PostgreSQL"
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 PGBIN="$(pg_bindir)"
-if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
+if [ "$MAIN" = 1 ] && { [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; }; then
+    echo "== installing PostgreSQL (apt-get)"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update
@@ -111,21 +118,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PGPORT="$("$BENCH" free-port)"
-mkdir -p "$WORK/pg"
-chown postgres: "$WORK/pg" 2>/dev/null || true
-as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
-# fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
-# The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
-# autovacuum in the middle of a measurement (the harness vacuums after loading).
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
-    "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
-     -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
-     -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
-PG_UP=1
-PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
-echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
-
 start_suppressd() { # data-dir log
     SPORT="$("$BENCH" free-port)"
     "$BIN" serve --listen "127.0.0.1:$SPORT" --data-dir "$1" >"$2" 2>&1 &
@@ -142,33 +134,53 @@ start_suppressd() { # data-dir log
     exit 1
 }
 
-EPORT="$("$BENCH" free-port)"
-"$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
-EPID=$!
+INPUTS=()
+if [ "$MAIN" = 1 ]; then
+    echo "== PostgreSQL"
+    PGPORT="$("$BENCH" free-port)"
+    mkdir -p "$WORK/pg"
+    chown postgres: "$WORK/pg" 2>/dev/null || true
+    as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
+    # fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
+    # The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
+    # autovacuum in the middle of a measurement (the harness vacuums after loading).
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
+        "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+         -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
+         -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
+    PG_UP=1
+    PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
+    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
 
-start_suppressd "$WORK/data" "$WORK/suppressd.log"
+    EPORT="$("$BENCH" free-port)"
+    "$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
+    EPID=$!
 
-echo "== measurements (N=$N, $CONTACTS contacts, $EVENTS events, ${SECS}s loops)"
-"$BENCH" run \
-    --addr "http://127.0.0.1:$SPORT" \
-    --echo-addr "http://127.0.0.1:$EPORT" \
-    --pg "$PG_DSN" \
-    --server-pid "$SPID" \
-    --data-dir "$WORK/data" \
-    --n "$N" \
-    --contacts "$CONTACTS" \
-    --ingest-events "$EVENTS" \
-    --secs "$SECS" \
-    --out "$WORK/main.json"
-stop_pid "$SPID"
-SPID=""
+    start_suppressd "$WORK/data" "$WORK/suppressd.log"
 
-INPUTS=(--in "$WORK/main.json")
-if [ "$BIG" = 1 ]; then
+    echo "== measurements (N=$N, $CONTACTS contacts, $EVENTS events, ${SECS}s loops)"
+    "$BENCH" run \
+        --addr "http://127.0.0.1:$SPORT" \
+        --echo-addr "http://127.0.0.1:$EPORT" \
+        --pg "$PG_DSN" \
+        --server-pid "$SPID" \
+        --data-dir "$WORK/data" \
+        --n "$N" \
+        --contacts "$CONTACTS" \
+        --ingest-events "$EVENTS" \
+        --secs "$SECS" \
+        --out "$WORK/main.json"
+    stop_pid "$SPID"
+    SPID=""
     # Nothing else runs during the big phase.
     stop_pid "$EPID"
     EPID=""
     stop_pg
+    rm -rf "$WORK/data"
+    INPUTS+=(--in "$WORK/main.json")
+fi
+
+if [ "$BIG" = 1 ]; then
     echo "== big phase: $BIG_N addresses"
     start_suppressd "$WORK/big" "$WORK/suppressd-big.log"
     "$BENCH" run \
@@ -194,12 +206,10 @@ fi
 
 mkdir -p "$ROOT/bench/results"
 OUT="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
-GIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT="$GIT (with uncommitted changes)"
 echo
 "$BENCH" report "${INPUTS[@]}" \
     --note "started=$STARTED" \
-    --note "mode=$MODE, N=$N, big N=$([ "$BIG" = 1 ] && echo "$BIG_N" || echo 'not run')" \
+    --note "mode=$MODE, N=$([ "$MAIN" = 1 ] && echo "$N" || echo 'not run'), big N=$([ "$BIG" = 1 ] && echo "$BIG_N" || echo 'not run')" \
     --note "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); client and servers share these cores" \
     --note "git=$GIT" \
     --note "load.start=$UPTIME_START" \

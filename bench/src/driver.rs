@@ -135,11 +135,11 @@ impl Metrics {
         self.meta.insert(format!("{}{key}", self.prefix), value);
     }
 
-    /// Records the load average under `meta.load.<phase>`.
+    /// Records the load average under `meta.loadavg.<phase>`.
     pub fn load_at(&mut self, phase: &str) {
         let load = crate::sys::loadavg();
         eprintln!("== {phase} (load {load})");
-        self.note(&format!("load.{phase}"), json!(load));
+        self.note(&format!("loadavg.{phase}"), json!(load));
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
@@ -152,7 +152,7 @@ impl Metrics {
 /// A number with thousands separators (integers) or three significant decimals.
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
-        return "-".into();
+        return "N".into();
     }
     if v.abs() >= 100.0 || v.fract() == 0.0 {
         let s = format!("{:.0}", v.abs());

@@ -131,7 +131,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         m.save(&args.out)?;
     }
-    m.note("load.end", json!(sys::loadavg()));
+    m.note("loadavg.end", json!(sys::loadavg()));
     m.save(&args.out)
 }
 

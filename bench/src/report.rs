@@ -119,18 +119,22 @@ fn section(title: &str) -> Row {
 }
 
 fn rows(d: &Data) -> Vec<Row> {
-    let n = d.meta.get("n").and_then(Value::as_f64).unwrap_or(0.0);
+    let n = d.meta.get("n").and_then(Value::as_f64).unwrap_or(f64::NAN);
     let contacts = d
         .meta
         .get("contacts")
         .and_then(Value::as_f64)
-        .unwrap_or(0.0);
+        .unwrap_or(f64::NAN);
     let events = d
         .meta
         .get("ingest_events")
         .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let list_n = d.meta.get("list_n").and_then(Value::as_f64).unwrap_or(0.0);
+        .unwrap_or(f64::NAN);
+    let list_n = d
+        .meta
+        .get("list_n")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::NAN);
     let big_n = d.meta.get("big.n").and_then(Value::as_f64);
     let mut out = Vec::new();
 
@@ -480,8 +484,10 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let loads: Vec<String> = data
         .meta
         .iter()
-        .filter(|(k, _)| k.contains("load.") && *k != "load.start" && *k != "load.end")
-        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k} {v}")))
+        .filter_map(|(k, v)| {
+            let phase = k.replace("loadavg.", "");
+            (phase != *k).then(|| v.as_str().map(|v| format!("{phase} {v}")))?
+        })
         .collect();
     if !loads.is_empty() {
         header.push_str(&format!(
