@@ -134,13 +134,7 @@ impl SuppressionApi {
         req: pb::ReclassifyRequest,
     ) -> Result<pb::ReclassifyResponse, ServiceError> {
         let tenant = convert::tenant(&req.tenant)?;
-        let start = convert::optional_timestamp("start_time", req.start_time.as_ref())?;
-        let end = convert::optional_timestamp("end_time", req.end_time.as_ref())?;
-        if let (Some(s), Some(e)) = (start, end) {
-            if s >= e {
-                return Err(FieldViolation::new("end_time", "must be after start_time").into());
-            }
-        }
+        let (start, end) = convert::time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
         let max_listed = match req.max_listed {
             0 => 100,
             n => n.min(10_000) as usize,

@@ -54,6 +54,22 @@ pub fn optional_timestamp(
     ts.map(|t| checked_timestamp(field, t)).transpose()
 }
 
+/// The `start_time`/`end_time` pair of a request: each optional, and when both are given the
+/// end must be after the start.
+pub fn time_range(
+    start: Option<&prost_types::Timestamp>,
+    end: Option<&prost_types::Timestamp>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), FieldViolation> {
+    let start = optional_timestamp("start_time", start)?;
+    let end = optional_timestamp("end_time", end)?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s >= e {
+            return Err(FieldViolation::new("end_time", "must be after start_time"));
+        }
+    }
+    Ok((start, end))
+}
+
 /// Reporter label from the wire.
 pub fn outcome(field: &str, raw: i32) -> Result<ReportedOutcome, FieldViolation> {
     match pb::Outcome::try_from(raw) {

@@ -381,13 +381,7 @@ impl SuppressionApi {
         reasons.dedup();
         let source =
             parse_label(&req.source, false).map_err(|e| FieldViolation::new("source", e))?;
-        let start = convert::optional_timestamp("start_time", req.start_time.as_ref())?;
-        let end = convert::optional_timestamp("end_time", req.end_time.as_ref())?;
-        if let (Some(s), Some(e)) = (start, end) {
-            if s >= e {
-                return Err(FieldViolation::new("end_time", "must be after start_time").into());
-            }
-        }
+        let (start, end) = convert::time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
         let query = SuppressionQuery {
             reasons,
             source: (!source.is_empty()).then_some(source),

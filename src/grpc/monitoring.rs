@@ -45,13 +45,8 @@ fn resolve_window(
     end: Option<&prost_types::Timestamp>,
     now: Timestamp,
 ) -> Result<Window, FieldViolation> {
-    let start = convert::optional_timestamp("start_time", start)?;
-    let end = convert::optional_timestamp("end_time", end)?;
-    match (start, end) {
+    match convert::time_range(start, end)? {
         (Some(start), Some(end)) => {
-            if start >= end {
-                return Err(FieldViolation::new("end_time", "must be after start_time"));
-            }
             let len = Duration::from_micros((end.micros() - start.micros()) as u64);
             if len > MAX_RANGE {
                 return Err(FieldViolation::new(

@@ -584,19 +584,8 @@ impl SuppressionService for SuppressionApi {
             .map_err(ServiceError::from)?;
         types.sort_by_key(|t| convert::proto_type(*t) as i32);
         types.dedup();
-        let start = convert::optional_timestamp("start_time", req.start_time.as_ref())
+        let (start, end) = convert::time_range(req.start_time.as_ref(), req.end_time.as_ref())
             .map_err(ServiceError::from)?;
-        let end = convert::optional_timestamp("end_time", req.end_time.as_ref())
-            .map_err(ServiceError::from)?;
-        if let (Some(s), Some(e)) = (start, end) {
-            if s >= e {
-                return Err(ServiceError::from(FieldViolation::new(
-                    "end_time",
-                    "must be after start_time",
-                ))
-                .into());
-            }
-        }
         let query = BounceQuery {
             source: (!source.is_empty()).then_some(source),
             types,
