@@ -82,6 +82,17 @@ pub fn ts_from_inv(bytes: [u8; 8]) -> Timestamp {
     Timestamp((ordered ^ (1u64 << 63)) as i64)
 }
 
+/// The key just after every entry of instant `ts` under `prefix` (whatever follows the time
+/// part: a sequence number, or an address, which as UTF-8 never holds 0xff). A scan starting
+/// after it skips instant `ts`; one ending at it includes it.
+pub fn after_instant(prefix: &[u8], ts: Timestamp) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 16);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&inv_ts(ts));
+    k.extend_from_slice(&[0xff; 8]);
+    k
+}
+
 /// A time-ordered key: prefix, inverted time, inverted sequence (so that of two entries of the
 /// same instant the later-written one comes first).
 pub fn timed(prefix: &[u8], ts: Timestamp, seq: u64) -> Vec<u8> {

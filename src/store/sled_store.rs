@@ -365,20 +365,9 @@ impl SuppressionStore for SledStore {
     ) -> Result<Page<(String, AddressRecord)>, StoreError> {
         let t = tenant.as_str();
         let prefix = keys::prefix(keys::SUPPRESSED, &[t]);
-        // Keys end in the address, so bounds use the time part alone: 0xff sorts after any
-        // address byte (addresses are UTF-8, which never contains 0xff).
-        let lower = query.end.map(|end| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&keys::inv_ts(end));
-            k.push(0xff);
-            k
-        });
-        let upper = query.start.map(|start| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&keys::inv_ts(start));
-            k.push(0xff);
-            k
-        });
+        // Newest first: the scan starts at `end` (exclusive) and stops after `start`.
+        let lower = query.end.map(|end| keys::after_instant(&prefix, end));
+        let upper = query.start.map(|start| keys::after_instant(&prefix, start));
         self.scan_keys(&prefix, lower, upper, cursor, limit, |k, _v| {
             let Some(address) = k
                 .get(prefix.len() + 8..)
@@ -507,18 +496,8 @@ impl SuppressionStore for SledStore {
             None => keys::prefix(keys::BOUNCES, &[t]),
         };
         // Newest first: the scan starts at `end` (exclusive) and stops after `start`.
-        let lower = query.end.map(|end| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&keys::inv_ts(end));
-            k.extend_from_slice(&[0xff; 8]);
-            k
-        });
-        let upper = query.start.map(|start| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&keys::inv_ts(start));
-            k.extend_from_slice(&[0xff; 8]);
-            k
-        });
+        let lower = query.end.map(|end| keys::after_instant(&prefix, end));
+        let upper = query.start.map(|start| keys::after_instant(&prefix, start));
         self.scan_page(&prefix, lower, upper, cursor, limit, |_k, v| {
             let event_id = std::str::from_utf8(v).map_err(|e| StoreError::Corrupt {
                 key: "bounce index".into(),
