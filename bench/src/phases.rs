@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 
 use crate::data::{self, DataSet, ImportPlan, LIST_SOURCE, TENANT};
 use crate::driver::{closed_loop, Metrics};
+use crate::svc::Verdicts;
 use crate::sys::{self, RssSampler};
 use crate::{echo, pg, svc};
 
@@ -225,25 +226,24 @@ async fn import(
 ) -> anyhow::Result<()> {
     let plan = data::import_plan(ds, args.contacts);
     eprintln!("  plan: {:?}", plan.expected);
-    let requests = svc::import_requests(&plan.contacts, 1000, false);
+    let requests = svc::import_requests(&plan.contacts, 1000, Verdicts::Full);
     let (counts, elapsed) = svc::check_import(&chans[0], requests).await?;
     check_counts("warm-up", counts, plan.expected)?;
     eprintln!("  warm-up: {:.0}/s", per_s(args.contacts, elapsed));
 
-    // One stream: full verdicts at three batch sizes, then compact ALLOW verdicts.
+    // One stream: full verdicts at three batch sizes, then compact ALLOW verdicts, then bare
+    // address lines with packed decisions.
     let mut peak_all = 0u64;
-    for (b, compact) in [
-        (100usize, false),
-        (1_000, false),
-        (10_000, false),
-        (1_000, true),
+    for (b, format) in [
+        (100usize, Verdicts::Full),
+        (1_000, Verdicts::Full),
+        (10_000, Verdicts::Full),
+        (1_000, Verdicts::Compact),
+        (1_000, Verdicts::Packed),
+        (10_000, Verdicts::Packed),
     ] {
-        let key = if compact {
-            format!("import.compact.b{b}")
-        } else {
-            format!("import.b{b}")
-        };
-        let requests = svc::import_requests(&plan.contacts, b, compact);
+        let key = format!("import.{}b{b}", format.key());
+        let requests = svc::import_requests(&plan.contacts, b, format);
         let sampler = RssSampler::start(args.server_pid);
         let (counts, elapsed) = svc::check_import(&chans[0], requests).await?;
         let peak = sampler.stop(args.server_pid).await;
@@ -261,8 +261,8 @@ async fn import(
     }
 
     // Four streams at once, a quarter of the contacts each (as the PostgreSQL baseline uses
-    // four clients), full and compact verdicts.
-    for compact in [false, true] {
+    // four clients), in each verdict format.
+    for format in [Verdicts::Full, Verdicts::Compact, Verdicts::Packed] {
         let mut tasks = Vec::new();
         let start = Instant::now();
         for (k, r) in ranges(plan.contacts.len() as u64, 4)
@@ -272,7 +272,7 @@ async fn import(
             let requests = svc::import_requests(
                 &plan.contacts[r.start as usize..r.end as usize],
                 1000,
-                compact,
+                format,
             );
             let ch = chans[k % chans.len()].clone();
             tasks.push(tokio::spawn(async move {
@@ -290,11 +290,7 @@ async fn import(
                 plan.expected.suppressed
             );
         }
-        let key = if compact {
-            "import.x4.compact.b1000"
-        } else {
-            "import.x4.b1000"
-        };
+        let key = format!("import.x4.{}b1000", format.key());
         m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));
     }
 
@@ -669,8 +665,9 @@ pub async fn startup(args: StartupArgs) -> anyhow::Result<()> {
         let plan = data::import_plan(&ds, args.contacts);
         let ch = svc::channel(&addr).await?;
         let sampler = RssSampler::start(pid);
-        for (key, compact) in [("import.b1000", false), ("import.compact.b1000", true)] {
-            let requests = svc::import_requests(&plan.contacts, 1000, compact);
+        for format in [Verdicts::Full, Verdicts::Compact, Verdicts::Packed] {
+            let key = &format!("import.{}b1000", format.key());
+            let requests = svc::import_requests(&plan.contacts, 1000, format);
             let (counts, elapsed) = svc::check_import(&ch, requests).await?;
             check_counts(key, counts, plan.expected)?;
             m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));

@@ -174,18 +174,33 @@ fn rows(d: &Data) -> Vec<Row> {
         }
         out.push(row);
     }
-    let v = d.get("import.compact.b1000.per_s");
-    let (x, r) = ratio(v, pg_best);
-    out.push(Row {
-        name: "  addresses/s at batch 1,000, compact_allow".into(),
-        value: rate(v),
-        pg: rate(pg_best),
-        x_pg: x,
-        target: ">= 2,000,000/s and >= 2x PG".into(),
-        result: verdict(&[v.map(|v| v >= 2_000_000.0), r.map(|r| r >= 2.0)]),
-        ..Row::default()
-    });
     for (key, name) in [
+        (
+            "import.compact.b1000.per_s",
+            "  addresses/s at batch 1,000, compact_allow",
+        ),
+        (
+            "import.packed.b1000.per_s",
+            "  addresses/s at batch 1,000, address_lines + packed_decisions",
+        ),
+    ] {
+        let v = d.get(key);
+        let (x, r) = ratio(v, pg_best);
+        out.push(Row {
+            name: name.into(),
+            value: rate(v),
+            pg: rate(pg_best),
+            x_pg: x,
+            target: ">= 2,000,000/s and >= 2x PG".into(),
+            result: verdict(&[v.map(|v| v >= 2_000_000.0), r.map(|r| r >= 2.0)]),
+            ..Row::default()
+        });
+    }
+    for (key, name) in [
+        (
+            "import.packed.b10000.per_s",
+            "  addresses/s at batch 10,000, address_lines + packed_decisions (info)",
+        ),
         (
             "import.x4.b1000.per_s",
             "  4 streams at once, batch 1,000 (info)",
@@ -193,6 +208,10 @@ fn rows(d: &Data) -> Vec<Row> {
         (
             "import.x4.compact.b1000.per_s",
             "  4 streams at once, batch 1,000, compact_allow (info)",
+        ),
+        (
+            "import.x4.packed.b1000.per_s",
+            "  4 streams at once, batch 1,000, packed (info)",
         ),
     ] {
         let v = d.get(key);
@@ -394,6 +413,11 @@ fn rows(d: &Data) -> Vec<Row> {
     out.push(Row {
         name: format!("  CheckImport batch 1,000, compact_allow, on the {big} store"),
         value: rate(d.get("big.import.compact.b1000.per_s")),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: format!("  CheckImport batch 1,000, packed, on the {big} store"),
+        value: rate(d.get("big.import.packed.b1000.per_s")),
         ..Row::default()
     });
     out

@@ -163,16 +163,54 @@ where
 pub fn import_requests(
     contacts: &[pb::ImportContact],
     batch: usize,
-    compact: bool,
+    format: Verdicts,
 ) -> Vec<pb::CheckImportRequest> {
     contacts
         .chunks(batch)
-        .map(|c| pb::CheckImportRequest {
-            tenant: crate::data::TENANT.to_string(),
-            contacts: c.to_vec(),
-            compact_allow: compact,
+        .map(|c| match format {
+            Verdicts::Full | Verdicts::Compact => pb::CheckImportRequest {
+                tenant: crate::data::TENANT.to_string(),
+                contacts: c.to_vec(),
+                compact_allow: format == Verdicts::Compact,
+                ..Default::default()
+            },
+            Verdicts::Packed => {
+                let mut lines = String::with_capacity(c.iter().map(|c| c.address.len() + 1).sum());
+                for contact in c {
+                    lines.push_str(&contact.address);
+                    lines.push('\n');
+                }
+                pb::CheckImportRequest {
+                    tenant: crate::data::TENANT.to_string(),
+                    address_lines: lines,
+                    packed_decisions: true,
+                    ..Default::default()
+                }
+            }
         })
         .collect()
+}
+
+/// How a CheckImport stream asks for its verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdicts {
+    /// Envelope contacts, a complete verdict each.
+    Full,
+    /// Envelope contacts, `compact_allow`.
+    Compact,
+    /// Bare `address_lines`, `packed_decisions`.
+    Packed,
+}
+
+impl Verdicts {
+    /// The metric key infix of this format.
+    pub fn key(self) -> &'static str {
+        match self {
+            Verdicts::Full => "",
+            Verdicts::Compact => "compact.",
+            Verdicts::Packed => "packed.",
+        }
+    }
 }
 
 /// Streams `requests` through CheckImport as fast as flow control allows, reading verdicts as
@@ -198,13 +236,18 @@ pub async fn check_import(
             );
         }
         messages += 1;
-        for v in &m.verdicts {
-            match pb::ImportDecision::try_from(v.decision) {
+        let decisions: Box<dyn Iterator<Item = i32>> = if m.decisions.is_empty() {
+            Box::new(m.verdicts.iter().map(|v| v.decision))
+        } else {
+            Box::new(m.decisions.iter().map(|&d| i32::from(d)))
+        };
+        for decision in decisions {
+            match pb::ImportDecision::try_from(decision) {
                 Ok(pb::ImportDecision::Allow) => counts.allow += 1,
                 Ok(pb::ImportDecision::BlockSuppressed) => counts.suppressed += 1,
                 Ok(pb::ImportDecision::BlockInvalid) => counts.invalid += 1,
                 Ok(pb::ImportDecision::Duplicate) => counts.duplicate += 1,
-                _ => bail!("CheckImport answered decision {}", v.decision),
+                _ => bail!("CheckImport answered decision {decision}"),
             }
         }
     }

@@ -5,6 +5,7 @@ mod classification;
 mod convert;
 mod correction;
 pub mod error;
+mod import;
 mod monitoring;
 mod paging;
 mod service;

@@ -1,16 +1,13 @@
 //! `suppression.v1.SuppressionService`: the RPC handlers.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
 
 use super::convert;
-use super::correction::{proto_suggestion, SuggestionCache};
 use super::error::{inbound_error, FieldViolation, ServiceError};
+use super::import;
 use super::paging::PageTokens;
 use super::proto as pb;
 use super::proto::suppression_service_server::SuppressionService;
@@ -19,7 +16,6 @@ use crate::domain::{
     parse_label, parse_note, BounceReason, Classification, EmailAddress, RecordedEvent,
     ReportedOutcome, SendReport, SmtpEvidence, Tenant, Timestamp,
 };
-use crate::fasthash::PassThrough;
 use crate::monitor::HealthMonitor;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
@@ -259,19 +255,6 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
 }
 
-/// What the import guard needs to remember across the messages of one stream.
-struct ImportStream {
-    tenant: Option<Tenant>,
-    /// Known-good domains and domain patterns, read once per stream.
-    suggestions: SuggestionCache,
-    /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
-    /// about 1 in 10^26 for a million addresses).
-    seen: HashSet<u128, PassThrough>,
-    /// ALLOW verdicts carry only the decision.
-    compact_allow: bool,
-    batch_index: u64,
-}
-
 #[tonic::async_trait]
 impl SuppressionService for SuppressionApi {
     async fn report_send_result(
@@ -311,7 +294,7 @@ impl SuppressionService for SuppressionApi {
         }))
     }
 
-    type CheckImportStream = ReceiverStream<Result<pb::CheckImportResponse, Status>>;
+    type CheckImportStream = import::VerdictStream;
     type WatchSourceHealthStream = ReceiverStream<Result<pb::WatchSourceHealthResponse, Status>>;
 
     async fn replace_address(
@@ -515,54 +498,10 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<Streaming<pb::CheckImportRequest>>,
     ) -> Result<Response<Self::CheckImportStream>, Status> {
-        let mut inbound = request.into_inner();
-        // A small queue: when the client reads slowly, we stop reading its requests.
-        let (tx, rx) = mpsc::channel(4);
-        let api = self.clone();
-        tokio::spawn(
-            async move {
-                let mut state = ImportStream {
-                    tenant: None,
-                    suggestions: SuggestionCache::default(),
-                    seen: HashSet::default(),
-                    compact_allow: false,
-                    batch_index: 0,
-                };
-                let mut screened = 0usize;
-                while let Some(message) = inbound.next().await {
-                    let message = match message {
-                        Ok(m) => m,
-                        Err(status) => {
-                            let _ = tx.send(Err(inbound_error(status))).await;
-                            return;
-                        }
-                    };
-                    screened += message.contacts.len();
-                    let api2 = api.clone();
-                    let result = blocking(move || {
-                        let mut state = state;
-                        let response = api2.screen_contacts(&mut state, message)?;
-                        Ok((state, response))
-                    })
-                    .await;
-                    match result {
-                        Ok((next_state, response)) => {
-                            state = next_state;
-                            if tx.send(Ok(response)).await.is_err() {
-                                return; // the client went away
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into())).await;
-                            return;
-                        }
-                    }
-                }
-                tracing::info!(screened, "import stream screened");
-            }
-            .in_current_span(),
-        );
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(import::check_import(
+            self.clone(),
+            request.into_inner(),
+        )))
     }
 
     async fn list_bounces(
@@ -768,164 +707,5 @@ impl SuppressionApi {
             .await?
             .pop()
             .ok_or_else(|| ServiceError::Internal("store returned no outcome".into()))
-    }
-
-    /// The best correction of an invalid or suppressed contact, if it reaches the threshold.
-    fn best_suggestion(
-        &self,
-        tenant: &Tenant,
-        raw: &str,
-        contact: &pb::ImportContact,
-        state: &mut ImportStream,
-    ) -> Result<Option<pb::CorrectionSuggestion>, ServiceError> {
-        let given = parse_label(&contact.given_name, false).ok();
-        let family = parse_label(&contact.family_name, false).ok();
-        let found = self.suggestions(
-            tenant,
-            raw,
-            given.as_deref(),
-            family.as_deref(),
-            &mut state.suggestions,
-        )?;
-        Ok(found
-            .candidates
-            .first()
-            .filter(|s| s.confidence >= self.correction_threshold)
-            .map(proto_suggestion))
-    }
-
-    /// Screens one message of an import stream. Runs on a blocking thread.
-    fn screen_contacts(
-        &self,
-        state: &mut ImportStream,
-        message: pb::CheckImportRequest,
-    ) -> Result<pb::CheckImportResponse, ServiceError> {
-        let tenant = convert::tenant(&message.tenant)?;
-        match &state.tenant {
-            None => {
-                state.tenant = Some(tenant.clone());
-                state.compact_allow = message.compact_allow;
-            }
-            Some(t) if *t != tenant => {
-                return Err(FieldViolation::new(
-                    "tenant",
-                    format!("changed from {t} to {tenant} within one stream"),
-                )
-                .into())
-            }
-            Some(_) => {}
-        }
-        self.check_batch("contacts", message.contacts.len())?;
-
-        enum Slot {
-            Invalid(String),
-            Duplicate(EmailAddress),
-            Check(EmailAddress),
-        }
-        let slots: Vec<Slot> = message
-            .contacts
-            .iter()
-            .map(|c| match EmailAddress::parse(&c.address) {
-                Err(e) => Slot::Invalid(e.to_string()),
-                Ok(a) => {
-                    let h = xxhash_rust::xxh3::xxh3_128(a.as_str().as_bytes());
-                    if state.seen.insert(h) {
-                        Slot::Check(a)
-                    } else {
-                        Slot::Duplicate(a)
-                    }
-                }
-            })
-            .collect();
-        let lookups: Vec<Option<&EmailAddress>> = slots
-            .iter()
-            .map(|s| match s {
-                Slot::Check(a) => Some(a),
-                _ => None,
-            })
-            .collect();
-        let suppressed = self.store.suppressed_records(&tenant, &lookups)?;
-
-        let mut verdicts = Vec::with_capacity(slots.len());
-        for ((mut contact, slot), record) in message.contacts.into_iter().zip(slots).zip(suppressed)
-        {
-            if state.compact_allow && record.is_none() && matches!(slot, Slot::Check(_)) {
-                verdicts.push(pb::ImportVerdict {
-                    decision: pb::ImportDecision::Allow as i32,
-                    ..pb::ImportVerdict::default()
-                });
-                continue;
-            }
-            let mut verdict = pb::ImportVerdict {
-                external_id: std::mem::take(&mut contact.external_id),
-                ..pb::ImportVerdict::default()
-            };
-            match slot {
-                Slot::Invalid(e) => {
-                    verdict.decision = pb::ImportDecision::BlockInvalid as i32;
-                    verdict.detail = e;
-                    verdict.suggestion =
-                        self.best_suggestion(&tenant, &contact.address, &contact, state)?;
-                }
-                Slot::Duplicate(a) => {
-                    verdict.normalized_address = a.into_string();
-                    verdict.decision = pb::ImportDecision::Duplicate as i32;
-                    verdict.detail = "address appeared earlier in this import".to_string();
-                }
-                Slot::Check(a) => {
-                    let normalized = a.as_str().to_string();
-                    match record.and_then(|r| r.suppression.clone().map(|s| (r, s))) {
-                        None => verdict.decision = pb::ImportDecision::Allow as i32,
-                        Some((r, s)) => {
-                            verdict.suppression = Some(convert::proto_suppression(&s));
-                            if let Some(replacement) = r.replaced_by {
-                                verdict.decision = pb::ImportDecision::Replace as i32;
-                                verdict.detail = format!(
-                                    "suppressed since {} ({:?}); replaced by {replacement}",
-                                    s.since.to_rfc3339(),
-                                    s.reason
-                                );
-                                verdict.replacement_address = replacement;
-                            } else {
-                                verdict.decision = pb::ImportDecision::BlockSuppressed as i32;
-                                verdict.detail = format!(
-                                    "suppressed since {} ({:?}){}",
-                                    s.since.to_rfc3339(),
-                                    s.reason,
-                                    if r.needs_enrichment {
-                                        "; needs enrichment"
-                                    } else {
-                                        ""
-                                    }
-                                );
-                                if s.reason.is_address_level() {
-                                    verdict.suggestion =
-                                        self.best_suggestion(&tenant, a.as_str(), &contact, state)?;
-                                }
-                            }
-                        }
-                    }
-                    verdict.normalized_address = normalized;
-                }
-            }
-            verdict.address = contact.address;
-            verdicts.push(verdict);
-        }
-        let mut by_decision = [0u64; 6];
-        for v in &verdicts {
-            by_decision[v.decision.clamp(0, 5) as usize] += 1;
-        }
-        for (decision, n) in by_decision.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-            let name = pb::ImportDecision::try_from(decision as i32)
-                .map(|d| d.as_str_name())
-                .unwrap_or("IMPORT_DECISION_UNSPECIFIED");
-            metrics::counter!("suppressd_import_verdicts_total", "decision" => name).increment(n);
-        }
-        let batch_index = state.batch_index;
-        state.batch_index += 1;
-        Ok(pb::CheckImportResponse {
-            verdicts,
-            batch_index,
-        })
     }
 }

@@ -228,6 +228,7 @@ async fn the_whole_decision_tree_after_a_hard_bounce() {
                 external_id: "crm-9".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         }]))
         .await
         .unwrap()
@@ -418,6 +419,7 @@ async fn import_verdicts_carry_the_best_suggestion() {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         }]))
         .await
         .unwrap()

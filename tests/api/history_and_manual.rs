@@ -162,6 +162,7 @@ async fn nothing_but_reactivate_lifts_a_suppression() {
                 address: "stay@example.com".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         }]))
         .await
         .unwrap()

@@ -221,6 +221,7 @@ async fn compact_streams_send_bare_allow_verdicts_and_full_blocks() {
             contact("broken", "3"),
         ],
         compact_allow: true,
+        ..Default::default()
     };
     let mut responses = app
         .client
@@ -241,4 +242,139 @@ async fn compact_streams_send_bare_allow_verdicts_and_full_blocks() {
     assert_eq!(verdicts[1].normalized_address, "bounced@example.com");
     assert_eq!(verdicts[2].decision(), ImportDecision::BlockInvalid);
     assert_eq!(verdicts[2].external_id, "3");
+}
+
+#[tokio::test]
+async fn packed_streams_answer_one_byte_per_contact_and_detail_only_the_blocked() {
+    let mut app = spawn_app().await;
+    app.report(
+        "acme",
+        result(
+            "h",
+            "bounced@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    let first = pb::CheckImportRequest {
+        tenant: "acme".into(),
+        // Envelope contacts first, then bare lines; positions run on across both.
+        contacts: vec![contact("Bounced@Example.com", "crm-1")],
+        address_lines:
+            "clean@example.com\r\nnot an address\n\nCLEAN@example.com\nother@example.org\n".into(),
+        packed_decisions: true,
+        ..Default::default()
+    };
+    let second = pb::CheckImportRequest {
+        tenant: "acme".into(),
+        // No final newline; a repeat of the first message and a suppressed address.
+        address_lines: "other@example.org\nfresh@example.net\nbounced@example.com".into(),
+        ..Default::default()
+    };
+    let mut responses = app
+        .client
+        .check_import(tokio_stream::iter(vec![first, second]))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let one = responses.message().await.unwrap().unwrap();
+    assert_eq!(one.batch_index, 0);
+    let decisions: Vec<ImportDecision> = one
+        .decisions
+        .iter()
+        .map(|&d| ImportDecision::try_from(d as i32).unwrap())
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ImportDecision::BlockSuppressed,
+            ImportDecision::Allow,
+            ImportDecision::BlockInvalid,
+            ImportDecision::BlockInvalid,
+            ImportDecision::Duplicate,
+            ImportDecision::Allow,
+        ]
+    );
+    // Complete verdicts only for what is not allowed, in position order.
+    let detailed: Vec<(u32, ImportDecision)> = one
+        .verdicts
+        .iter()
+        .map(|v| (v.position, v.decision()))
+        .collect();
+    assert_eq!(
+        detailed,
+        [
+            (0, ImportDecision::BlockSuppressed),
+            (2, ImportDecision::BlockInvalid),
+            (3, ImportDecision::BlockInvalid),
+            (4, ImportDecision::Duplicate),
+        ]
+    );
+    let suppressed = &one.verdicts[0];
+    assert_eq!(suppressed.external_id, "crm-1");
+    assert_eq!(suppressed.normalized_address, "bounced@example.com");
+    assert_eq!(
+        suppressed.suppression.as_ref().unwrap().reason(),
+        BounceReason::MailboxNotFound
+    );
+    assert_eq!(one.verdicts[1].address, "not an address");
+    assert!(!one.verdicts[1].detail.is_empty());
+    assert_eq!(
+        one.verdicts[2].address, "",
+        "an empty line is an empty address"
+    );
+    assert_eq!(one.verdicts[3].normalized_address, "clean@example.com");
+
+    // The format chosen by the first message holds for the whole stream.
+    let two = responses.message().await.unwrap().unwrap();
+    assert_eq!(two.batch_index, 1);
+    assert_eq!(
+        two.decisions,
+        [
+            ImportDecision::Duplicate as u8,
+            ImportDecision::Allow as u8,
+            ImportDecision::Duplicate as u8,
+        ]
+    );
+    assert_eq!(
+        two.verdicts.iter().map(|v| v.position).collect::<Vec<_>>(),
+        [0, 2]
+    );
+    assert!(responses.message().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn address_lines_get_full_verdicts_without_packing() {
+    let mut app = spawn_app().await;
+    app.report(
+        "",
+        result(
+            "h",
+            "bounced@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    let request = pb::CheckImportRequest {
+        address_lines: "ok@example.com\nbounced@example.com\n".into(),
+        ..Default::default()
+    };
+    let mut responses = app
+        .client
+        .check_import(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    assert!(response.decisions.is_empty(), "packing was not asked for");
+    let verdicts = response.verdicts;
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[0].decision(), ImportDecision::Allow);
+    assert_eq!(verdicts[0].address, "ok@example.com");
+    assert_eq!(verdicts[0].normalized_address, "ok@example.com");
+    assert_eq!(verdicts[1].decision(), ImportDecision::BlockSuppressed);
+    assert_eq!(verdicts[1].position, 1);
 }

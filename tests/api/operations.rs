@@ -141,6 +141,7 @@ async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_t
                 address: "b1@example.com".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         }]))
         .await
         .unwrap()
