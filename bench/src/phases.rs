@@ -65,7 +65,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5_000)]
     pub load_batch: usize,
     /// Comma-separated phases to run, of: load, storage, pgload, import, status, batch,
-    /// bounces, ingest, unary.
+    /// bounces, ingest, unary; also import-packed (only the packed CheckImport stream, three
+    /// times: for profiling the server).
     #[arg(long, default_value = ALL_PHASES)]
     pub phases: String,
     /// Prefix of every metric name (e.g. "big.").
@@ -118,6 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "storage" => storage(&mut m, &args).await,
             "pgload" => pg_load(&mut m, &args, &ds).await,
             "import" => import(&mut m, &args, &ds, &chans).await,
+            "import-packed" => import_packed(&mut m, &args, &ds, &chans).await,
             "status" => status(&mut m, &args, &ds, &chans).await,
             "batch" => batch(&mut m, &args, &ds, &chans).await,
             "bounces" => bounces(&mut m, &ds, &chans).await,
@@ -212,6 +214,26 @@ fn check_counts(
 ) -> anyhow::Result<()> {
     if got != want {
         bail!("{what}: verdicts {got:?}, expected {want:?}");
+    }
+    Ok(())
+}
+
+/// Only the packed CheckImport stream at batch 1,000, three times in a row.
+async fn import_packed(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let plan = data::import_plan(ds, args.contacts);
+    for round in 0..3 {
+        let requests = svc::import_requests(&plan.contacts, 1000, Verdicts::Packed);
+        let (counts, elapsed) = svc::check_import(&chans[0], requests).await?;
+        check_counts("import-packed", counts, plan.expected)?;
+        m.set(
+            &format!("import.packed.b1000.round{round}.per_s"),
+            per_s(args.contacts, elapsed),
+        );
     }
     Ok(())
 }

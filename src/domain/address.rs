@@ -196,10 +196,12 @@ fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
     if len > MAX_ADDRESS_LEN {
         return None;
     }
+    // Both halves are ASCII (checked above), so slicing `s` at these offsets is sound.
     let mut normalized = String::with_capacity(len);
-    for &c in local.iter().chain(b"@").chain(domain) {
-        normalized.push(c.to_ascii_lowercase() as char);
-    }
+    normalized.push_str(&s[..at]);
+    normalized.push('@');
+    normalized.push_str(&s[at + 1..at + 1 + domain.len()]);
+    normalized.make_ascii_lowercase();
     Some(EmailAddress { normalized, at })
 }
 

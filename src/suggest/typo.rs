@@ -346,6 +346,13 @@ fn evaluate(domain: &str, candidate: &str, source: Source) -> Option<Scored> {
     } else {
         (domain, candidate)
     };
+    // Cheap lower bounds of the edit distance first: most candidates end here, before the
+    // quadratic comparison.
+    if typed.chars().count().abs_diff(meant.chars().count()) > allowed
+        || letter_count_bound(typed, meant) > allowed
+    {
+        return None;
+    }
     let edits = strsim::damerau_levenshtein(typed, meant);
     if edits == 0 || edits > allowed {
         return None;
@@ -385,6 +392,25 @@ fn evaluate(domain: &str, candidate: &str, source: Source) -> Option<Scored> {
 fn clean_domain(d: &str) -> Option<String> {
     let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
     (!d.is_empty() && d.len() <= 253 && d.is_ascii() && d.contains('.')).then_some(d)
+}
+
+/// A lower bound of the Damerau-Levenshtein distance of two strings from their letter counts:
+/// a substitution changes two counts by one, an insertion or deletion one count, and a
+/// transposition none, so at least half the total count difference (rounded up) is needed.
+/// ASCII only (anything else gets the trivial bound 0).
+fn letter_count_bound(a: &str, b: &str) -> usize {
+    if !a.is_ascii() || !b.is_ascii() {
+        return 0;
+    }
+    let mut counts = [0i16; 256];
+    for &c in a.as_bytes() {
+        counts[c as usize] += 1;
+    }
+    for &c in b.as_bytes() {
+        counts[c as usize] -= 1;
+    }
+    let total: usize = counts.iter().map(|&n| n.unsigned_abs() as usize).sum();
+    total.div_ceil(2)
 }
 
 /// Plausible corrections of `domain` (the part after `@`), best first. Empty when the domain is
@@ -469,6 +495,30 @@ pub(super) fn domain_fixes(domain: &str, known_good: &[&str]) -> Vec<DomainFix> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // The pre-filter may only reject what the full comparison would reject too.
+        #[test]
+        fn letter_counts_never_overstate_the_edit_distance(
+            a in "[a-z0-9.-]{0,20}",
+            b in "[a-z0-9.-]{0,20}",
+        ) {
+            prop_assert!(letter_count_bound(&a, &b) <= strsim::damerau_levenshtein(&a, &b));
+        }
+    }
+
+    #[test]
+    fn letter_counts_bound_typical_slips() {
+        assert_eq!(letter_count_bound("gmial.com", "gmail.com"), 0, "a swap");
+        assert_eq!(
+            letter_count_bound("gmal.com", "gmail.com"),
+            1,
+            "a dropped letter"
+        );
+        assert_eq!(letter_count_bound("acmebank.de", "outlook.com"), 7);
+        assert_eq!(letter_count_bound("bücher.de", "bucher.de"), 0, "not ASCII");
+    }
 
     #[test]
     fn keyboard_neighbours() {
