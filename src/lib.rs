@@ -9,7 +9,7 @@
 //! - [`classify`]: SMTP response -> outcome type and reason. Pure functions.
 //! - [`policy`]: what a classified event does to an address's state.
 //! - [`store`]: durable storage behind the [`store::SuppressionStore`] trait; the only module
-//!   that knows the storage engine (sled).
+//!   that knows the storage engines (sled by default, redb with `--engine redb`).
 //! - [`monitor`]: bounce-rate windows over the counters, and the health-verdict watcher.
 //! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
 //!   become gRPC status codes. The only module that knows tonic.

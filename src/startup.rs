@@ -21,7 +21,7 @@ use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::{ApiSettings, Limits, SuppressionApi};
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
-use crate::store::{SledStore, SledStoreOptions, SuppressionStore};
+use crate::store::{StoreOptions, SuppressionStore};
 
 /// Full name of the service, as health checks name it.
 pub const SERVICE_NAME: &str = "suppression.v1.SuppressionService";
@@ -32,7 +32,7 @@ pub const ADMIN_SERVICE_NAME: &str = "suppression.v1.SuppressionAdminService";
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    store: Arc<SledStore>,
+    store: Arc<dyn SuppressionStore>,
     api: SuppressionApi,
     max_message_bytes: usize,
 }
@@ -43,17 +43,17 @@ impl Application {
         if let Some(addr) = settings.metrics_listen {
             crate::telemetry::serve_metrics(addr)?;
         }
-        let options = SledStoreOptions {
+        let options = StoreOptions {
+            engine: settings.engine.into(),
             path: settings.data_dir.clone(),
-            cache_capacity: settings.cache_mb * 1024 * 1024,
+            cache_bytes: settings.cache_mb * 1024 * 1024,
         };
-        let store = tokio::task::spawn_blocking(move || SledStore::open(options))
+        let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await
             .context("store opening task failed")?
             .with_context(|| {
                 format!("cannot open data directory {}", settings.data_dir.display())
             })?;
-        let store = Arc::new(store);
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -78,11 +78,11 @@ impl Application {
             },
             correction_threshold: settings.correction_threshold,
         };
-        let store_handle: Arc<dyn SuppressionStore> = store.clone();
-        let api = SuppressionApi::new(store_handle, Arc::new(Classifier::new()), api_settings);
+        let api = SuppressionApi::new(store.clone(), Arc::new(Classifier::new()), api_settings);
         tracing::info!(
             %addr,
             data_dir = %settings.data_dir.display(),
+            engine = ?settings.engine,
             suppressed = store.suppressed_count(),
             "store open"
         );

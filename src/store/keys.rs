@@ -1,4 +1,5 @@
-//! The key layout of the sled store. One tree; the first byte names the record kind, and
+//! The key layout of the store, the same on every engine. One ordered key space (a sled tree,
+//! a redb table); the first byte names the record kind, and
 //! components are separated by 0x00, which no tenant, address, source or event id contains
 //! (all are validated before they get here).
 //!

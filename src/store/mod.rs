@@ -1,16 +1,24 @@
 //! Durable storage of events, address states and history. The only module that knows the
-//! storage engine; the key layout is private to each engine.
+//! storage engines: sled (the default) and redb, chosen with [`Engine`] at [`open`]. Both sit
+//! under one shared implementation (`kv_store`, `writer`) over a small key-value interface
+//! (`kv`); the key layout (`keys`) and record encoding are private to this module.
 //!
 //! Writes go through [`SuppressionStore::write`]: each [`AddressWrite`] is a read-modify-write
 //! of one address (plus, for send results, the event and its indexes) that is applied
 //! atomically, and the returned future resolves only once every write in it is durable on disk.
 //! Concurrent callers share one flush (group commit).
 
+#[cfg(test)]
+mod contract_tests;
 mod filter;
 mod keys;
-mod sled_store;
-mod sled_writer;
+mod kv;
+mod kv_store;
+mod redb_engine;
+mod sled_engine;
+mod writer;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::{future::Future, pin::Pin};
 
@@ -21,7 +29,74 @@ use crate::domain::{
     StateChange, Tenant, Timestamp,
 };
 
-pub use sled_store::{SledStore, SledStoreOptions};
+use kv_store::KvStore;
+
+/// Name of the redb database file inside the data directory.
+const REDB_FILE: &str = "suppressd.redb";
+
+/// The storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// sled 0.34 (the default).
+    #[default]
+    Sled,
+    /// redb 2.
+    Redb,
+}
+
+impl Engine {
+    /// The engine's name, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sled => "sled",
+            Engine::Redb => "redb",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sled" => Ok(Engine::Sled),
+            "redb" => Ok(Engine::Redb),
+            other => Err(format!("unknown storage engine {other:?} (sled or redb)")),
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The engine.
+    pub engine: Engine,
+    /// The data directory (created if missing).
+    pub path: PathBuf,
+    /// The engine's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+/// Opens (or creates) the store in `options.path` with the chosen engine, loads the in-memory
+/// suppressed index and starts the writer thread. A data directory that holds the other
+/// engine's data is refused with [`StoreError::OtherEngine`].
+pub fn open(options: StoreOptions) -> Result<Arc<dyn SuppressionStore>, StoreError> {
+    Ok(match options.engine {
+        Engine::Sled => Arc::new(open_sled(&options)?),
+        Engine::Redb => Arc::new(open_redb(&options)?),
+    })
+}
+
+fn open_sled(options: &StoreOptions) -> Result<KvStore<sled_engine::SledEngine>, StoreError> {
+    let engine = sled_engine::SledEngine::open(&options.path, options.cache_bytes)?;
+    KvStore::start(engine, &options.path)
+}
+
+fn open_redb(options: &StoreOptions) -> Result<KvStore<redb_engine::RedbEngine>, StoreError> {
+    let cache = usize::try_from(options.cache_bytes).unwrap_or(usize::MAX);
+    let engine = redb_engine::RedbEngine::open(&options.path, cache)?;
+    KvStore::start(engine, &options.path)
+}
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +104,13 @@ pub enum StoreError {
     /// The data directory is held by another process.
     #[error("data directory {0} is in use by another suppressd process")]
     Locked(String),
+    /// The data directory holds another engine's data.
+    #[error("data directory {path} holds {found} data; start with --engine {found} (asked for {wanted})")]
+    OtherEngine {
+        path: String,
+        found: &'static str,
+        wanted: &'static str,
+    },
     /// The engine failed.
     #[error("storage engine error: {0}")]
     Engine(String),

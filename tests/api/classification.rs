@@ -1,7 +1,5 @@
 //! Classification through the API, and re-applying newer rules to stored events.
 
-use std::sync::Arc;
-
 use suppressd::domain::{
     BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome, Tenant,
     Timestamp,
@@ -11,7 +9,7 @@ use suppressd::grpc::proto::{
     self as pb, history_entry::Entry, AddressState, OutcomeType, ReclassifyEffect, StateChangeKind,
 };
 use suppressd::policy::EscalationPolicy;
-use suppressd::store::{AddressWrite, Decision, SledStore, SledStoreOptions, SuppressionStore};
+use suppressd::store::{AddressWrite, Decision, StoreOptions, SuppressionStore};
 
 use crate::helpers::*;
 
@@ -69,7 +67,7 @@ async fn classify_smtp_response_stores_nothing() {
 
 /// Records `text` for `address` as an older rule set judged it.
 async fn record_legacy(
-    store: &SledStore,
+    store: &dyn SuppressionStore,
     id: &str,
     address: &str,
     text: &str,
@@ -125,16 +123,15 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
     {
-        let store = Arc::new(
-            SledStore::open(SledStoreOptions {
-                path: path.clone(),
-                cache_capacity: 16 << 20,
-            })
-            .unwrap(),
-        );
+        let store = suppressd::store::open(StoreOptions {
+            engine: test_engine().into(),
+            path: path.clone(),
+            cache_bytes: 16 << 20,
+        })
+        .unwrap();
         // Older rules called Gmail's spam block a hard bounce, and missed a "user unknown".
         record_legacy(
-            &store,
+            &*store,
             "e1",
             "wronged@gmail.com",
             GMAIL_UNSOLICITED,
@@ -144,7 +141,7 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
         )
         .await;
         record_legacy(
-            &store,
+            &*store,
             "e2",
             "missed@example.com",
             USER_UNKNOWN,
@@ -154,7 +151,7 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
         )
         .await;
         record_legacy(
-            &store,
+            &*store,
             "e3",
             "twice@gmail.com",
             GMAIL_UNSOLICITED,
@@ -164,7 +161,7 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
         )
         .await;
         record_legacy(
-            &store,
+            &*store,
             "e4",
             "twice@gmail.com",
             USER_UNKNOWN,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use suppressd::config::ServeSettings;
+use suppressd::config::{ServeSettings, StorageEngine};
 use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
 use suppressd::grpc::proto::{self as pb, Outcome};
 use suppressd::startup::Application;
@@ -24,6 +24,31 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The storage engine the tests run against: `SUPPRESSD_TEST_ENGINE` (sled or redb), sled when
+/// not set.
+pub fn test_engine() -> StorageEngine {
+    match std::env::var("SUPPRESSD_TEST_ENGINE").as_deref() {
+        Err(_) | Ok("") | Ok("sled") => StorageEngine::Sled,
+        Ok("redb") => StorageEngine::Redb,
+        Ok(other) => panic!("SUPPRESSD_TEST_ENGINE={other:?}: expected sled or redb"),
+    }
+}
+
+/// The engine's name, as `--engine` and `SUPPRESSD_ENGINE` spell it.
+pub fn test_engine_name() -> &'static str {
+    match test_engine() {
+        StorageEngine::Sled => "sled",
+        StorageEngine::Redb => "redb",
+    }
+}
+
+/// Settings for a test server on 127.0.0.1:0 with data in `data_dir`, on the tests' engine.
+pub fn test_settings(data_dir: PathBuf) -> ServeSettings {
+    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir);
+    settings.engine = test_engine();
+    settings
+}
+
 /// A server with default settings on a new data directory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -39,7 +64,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
 }
 
 async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
-    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir.clone());
+    let mut settings = test_settings(data_dir.clone());
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("server builds");
     let addr = format!("http://127.0.0.1:{}", app.port());

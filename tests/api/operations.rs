@@ -169,10 +169,7 @@ async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_t
 #[tokio::test]
 async fn a_second_server_on_the_same_data_directory_fails_clearly() {
     let app = spawn_app().await;
-    let settings = suppressd::config::ServeSettings::local(
-        "127.0.0.1:0".parse().unwrap(),
-        app.data_dir.clone(),
-    );
+    let settings = test_settings(app.data_dir.clone());
     let err = match suppressd::startup::Application::build(settings).await {
         Ok(_) => panic!("a second store opened the same data directory"),
         Err(e) => format!("{e:#}"),
@@ -214,6 +211,7 @@ fn the_binary_serves_answers_its_healthcheck_and_exits_cleanly_on_sigterm() {
         .arg("serve")
         .env("SUPPRESSD_LISTEN", &listen)
         .env("SUPPRESSD_DATA_DIR", dir.path())
+        .env("SUPPRESSD_ENGINE", test_engine_name())
         .env(
             "SUPPRESSD_METRICS_LISTEN",
             format!("127.0.0.1:{metrics_port}"),
@@ -239,6 +237,7 @@ fn the_binary_serves_answers_its_healthcheck_and_exits_cleanly_on_sigterm() {
     let second = Command::new(env!("CARGO_BIN_EXE_suppressd"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("SUPPRESSD_DATA_DIR", dir.path())
+        .env("SUPPRESSD_ENGINE", test_engine_name())
         .output()
         .unwrap();
     assert!(!second.status.success());
@@ -279,6 +278,7 @@ fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_suppressd"))
         .args(["serve", "--listen", &listen])
         .env("SUPPRESSD_DATA_DIR", data_dir)
+        .env("SUPPRESSD_ENGINE", test_engine_name())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

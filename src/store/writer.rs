@@ -1,10 +1,11 @@
-//! The writer thread of the sled store: group commit.
+//! The writer thread: group commit, the same for every engine.
 //!
-//! It takes every job that is waiting, applies the writes in order (each write's keys, with the
-//! counter updates of its batch, in one atomic `apply_batch`), flushes once, and only then
-//! answers the callers, so concurrent writers share one fsync. Batches are kept to well under a
-//! thousand keys, because larger ones make sled 0.34 hold memory per key for the life of the
-//! process.
+//! It takes every job that is waiting and runs them in one engine write transaction: each write
+//! reads the address's current record, runs its `decide` step, and puts its keys (record,
+//! event, indexes, history) with the counter updates in the same atomic unit. The transaction is
+//! made durable once (one fsync), and only then are the callers answered, so concurrent writers
+//! share one commit. An engine may split a transaction into several atomic units between writes
+//! (sled does, see `sled_engine`); nothing is answered before all of them are durable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::filter::key_hash;
 use super::keys;
-use super::sled_store::{decode, encode, engine, Shared, StoredHistory};
+use super::kv::{KvEngine, KvTxn};
+use super::kv_store::{decode, encode, Shared, StoredHistory};
 use super::{
     AddressWrite, CounterTouch, Decision, Granularity, PairDecision, PairOutcome, PairWrite,
     StoreError, WriteOutcome,
@@ -23,9 +25,6 @@ use crate::domain::{
     Tenant, Timestamp,
 };
 
-/// Keys after which a batch is closed (between writes). Each write adds a handful of keys and
-/// the batch's counter updates a few more, so batches stay well under a thousand keys.
-const BATCH_CUT_KEYS: usize = 600;
 /// Most writes taken into one group commit.
 const MAX_GROUP_WRITES: usize = 4096;
 
@@ -66,7 +65,7 @@ enum Answer {
 }
 
 /// Runs until every sender is dropped, then flushes.
-pub fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
+pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
         let mut total = first.len();
         let mut jobs = vec![first];
@@ -81,21 +80,39 @@ pub fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
         }
         let started = std::time::Instant::now();
         metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
-        let mut group = Group::new(&shared);
-        let answers: Vec<Answer> = jobs
-            .into_iter()
-            .map(|job| match job {
-                Job::Writes { writes, reply } => {
-                    let outcomes = writes.into_iter().map(|w| group.add(w)).collect();
-                    Answer::Writes(reply, outcomes)
+        let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
+        let committed = shared.engine.transact(|txn| {
+            let mut group = Group::new(txn);
+            for job in jobs {
+                answers.push(match job {
+                    Job::Writes { writes, reply } => {
+                        let outcomes = writes.into_iter().map(|w| group.add(w)).collect();
+                        Answer::Writes(reply, outcomes)
+                    }
+                    Job::Pair { write, reply } => {
+                        let outcome = group.add_pair(write);
+                        Answer::Pair(reply, outcome)
+                    }
+                });
+            }
+            group.finish()
+        });
+        // Only now that the writes are durable does the in-memory state follow them.
+        if let Ok(effects) = &committed {
+            for &(hash, suppressed) in &effects.filter_changes {
+                if suppressed {
+                    shared.filter.insert(hash);
+                } else {
+                    shared.filter.remove(hash);
                 }
-                Job::Pair { write, reply } => {
-                    let outcome = group.add_pair(write);
-                    Answer::Pair(reply, outcome)
-                }
-            })
-            .collect();
-        let committed = group.commit();
+            }
+            if !effects.touched.is_empty() {
+                // Nobody listening is fine.
+                let _ = shared
+                    .touches
+                    .send(Arc::new(effects.touched.iter().cloned().collect()));
+            }
+        }
         metrics::histogram!("suppressd_group_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!("suppressd_suppressed_addresses").set(shared.filter.len() as f64);
@@ -115,21 +132,26 @@ pub fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
-    if let Err(e) = shared.db.flush() {
+    if let Err(e) = shared.engine.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
 }
 
+/// What a committed group changes outside the engine.
+struct Effects {
+    /// Filter changes: (hash, now suppressed), in write order.
+    filter_changes: Vec<(u64, bool)>,
+    /// Dimension values whose counters changed.
+    touched: HashSet<CounterTouch>,
+}
+
 /// The writes of one group commit, with overlays of what they changed so far so that later
-/// writes in the group see earlier ones.
-struct Group<'a> {
-    shared: &'a Shared,
-    batches: Vec<sled::Batch>,
-    current: sled::Batch,
-    current_keys: usize,
+/// writes in the group see earlier ones (engines need not show a transaction its own writes).
+struct Group<'t> {
+    txn: &'t mut dyn KvTxn,
     records: HashMap<Vec<u8>, Option<AddressRecord>>,
     events: HashMap<Vec<u8>, RecordedEvent>,
-    /// Counter changes of the current batch, by counter key: (added, taken away).
+    /// Counter changes of the current atomic unit, by counter key: (added, taken away).
     counter_deltas: HashMap<Vec<u8>, (OutcomeCounts, OutcomeCounts)>,
     /// Counter values written so far in this group, by counter key.
     counter_values: HashMap<Vec<u8>, OutcomeCounts>,
@@ -137,63 +159,58 @@ struct Group<'a> {
     /// with the count of known-good addresses per domain key.
     written_once: HashSet<Vec<u8>>,
     domain_counts: HashMap<Vec<u8>, u64>,
-    /// Filter changes to apply once the batches are durable: (hash, now suppressed).
-    filter_changes: Vec<(u64, bool)>,
-    touched: HashSet<CounterTouch>,
+    effects: Effects,
     error: Option<StoreError>,
 }
 
-impl<'a> Group<'a> {
-    fn new(shared: &'a Shared) -> Self {
+impl<'t> Group<'t> {
+    fn new(txn: &'t mut dyn KvTxn) -> Self {
         Group {
-            shared,
-            batches: Vec::new(),
-            current: sled::Batch::default(),
-            current_keys: 0,
+            txn,
             records: HashMap::new(),
             events: HashMap::new(),
             counter_deltas: HashMap::new(),
             counter_values: HashMap::new(),
             written_once: HashSet::new(),
             domain_counts: HashMap::new(),
-            filter_changes: Vec::new(),
-            touched: HashSet::new(),
+            effects: Effects {
+                filter_changes: Vec::new(),
+                touched: HashSet::new(),
+            },
             error: None,
         }
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.shared.tree.get(key).map_err(engine)? {
+    fn get<T: serde::de::DeserializeOwned>(&mut self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.txn.get(key)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
             None => Ok(None),
         }
     }
 
-    fn record(&self, key: &[u8]) -> Result<Option<AddressRecord>, StoreError> {
+    fn record(&mut self, key: &[u8]) -> Result<Option<AddressRecord>, StoreError> {
         match self.records.get(key) {
             Some(r) => Ok(r.clone()),
             None => self.get(key),
         }
     }
 
-    fn event(&self, key: &[u8]) -> Result<Option<RecordedEvent>, StoreError> {
+    fn event(&mut self, key: &[u8]) -> Result<Option<RecordedEvent>, StoreError> {
         match self.events.get(key) {
             Some(e) => Ok(Some(e.clone())),
             None => self.get(key),
         }
     }
 
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.current.insert(key, value);
-        self.current_keys += 1;
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.txn.put(key, value)
     }
 
-    fn remove(&mut self, key: Vec<u8>) {
-        self.current.remove(key);
-        self.current_keys += 1;
+    fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
+        self.txn.remove(key)
     }
 
-    /// Writes the current batch's counter updates into it.
+    /// Writes the current atomic unit's counter updates into it.
     fn flush_counters(&mut self) -> Result<(), StoreError> {
         for (key, (plus, minus)) in std::mem::take(&mut self.counter_deltas) {
             let mut value = match self.counter_values.get(&key) {
@@ -202,19 +219,18 @@ impl<'a> Group<'a> {
             };
             value.add(&plus);
             value.subtract(&minus);
-            self.put(key.clone(), encode(&value));
+            self.put(key.clone(), encode(&value))?;
             self.counter_values.insert(key, value);
         }
         Ok(())
     }
 
-    /// Closes the current batch if it is big enough; called only between writes, so that the
-    /// keys of one write always share a batch with its counter updates.
+    /// Closes the current atomic unit if the engine asks for it; called only between writes,
+    /// so that the keys of one write always share a unit with its counter updates.
     fn maybe_cut(&mut self) -> Result<(), StoreError> {
-        if self.current_keys >= BATCH_CUT_KEYS {
+        if self.txn.wants_cut() {
             self.flush_counters()?;
-            self.batches.push(std::mem::take(&mut self.current));
-            self.current_keys = 0;
+            self.txn.cut();
         }
         Ok(())
     }
@@ -269,7 +285,7 @@ impl<'a> Group<'a> {
     ) -> Result<(), StoreError> {
         let (t, a) = (tenant.as_str(), address.as_str());
         let record_key = keys::exact(keys::ADDRESS, &[t], a);
-        self.put(record_key.clone(), encode(record));
+        self.put(record_key.clone(), encode(record))?;
         let before = previous.and_then(|p| p.suppression.as_ref());
         let after = record.suppression.as_ref();
         if before.map(|s| s.since) != after.map(|s| s.since) {
@@ -278,17 +294,19 @@ impl<'a> Group<'a> {
                 let mut k = prefix.clone();
                 k.extend_from_slice(&keys::inv_ts(old.since));
                 k.extend_from_slice(a.as_bytes());
-                self.remove(k);
+                self.remove(k)?;
             }
             if let Some(new) = after {
                 let mut k = prefix;
                 k.extend_from_slice(&keys::inv_ts(new.since));
                 k.extend_from_slice(a.as_bytes());
-                self.put(k, Vec::new());
+                self.put(k, Vec::new())?;
             }
         }
         if before.is_some() != after.is_some() {
-            self.filter_changes.push((key_hash(t, a), after.is_some()));
+            self.effects
+                .filter_changes
+                .push((key_hash(t, a), after.is_some()));
         }
         self.records.insert(record_key, Some(record.clone()));
         for c in changes {
@@ -305,13 +323,18 @@ impl<'a> Group<'a> {
         entry: &StoredHistory,
     ) -> Result<(), StoreError> {
         let prefix = keys::prefix(keys::HISTORY, &[tenant.as_str(), address.as_str()]);
-        let seq = self.shared.db.generate_id().map_err(engine)?;
-        self.put(keys::timed(&prefix, at, seq), encode(entry));
+        let seq = self.txn.next_seq()?;
+        self.put(keys::timed(&prefix, at, seq), encode(entry))?;
         Ok(())
     }
 
     /// Adds (or, with `remove`, takes away) one event in its counters.
-    fn adjust_counters(&mut self, tenant: &Tenant, event: &RecordedEvent, remove: bool) {
+    fn adjust_counters(
+        &mut self,
+        tenant: &Tenant,
+        event: &RecordedEvent,
+        remove: bool,
+    ) -> Result<(), StoreError> {
         let t = tenant.as_str();
         let one = OutcomeCounts::one(event.classification.bounce_type);
         for (dimension, value) in [
@@ -337,14 +360,15 @@ impl<'a> Group<'a> {
             }
             let value_key = keys::dimension_prefix(keys::VALUES, t, dimension.code(), value);
             if self.written_once.insert(value_key.clone()) {
-                self.put(value_key, Vec::new());
+                self.put(value_key, Vec::new())?;
             }
-            self.touched.insert(CounterTouch {
+            self.effects.touched.insert(CounterTouch {
                 tenant: tenant.clone(),
                 dimension,
                 value: value.clone(),
             });
         }
+        Ok(())
     }
 
     /// Counts the event per dimension value and hour/day, and remembers delivered addresses.
@@ -355,25 +379,24 @@ impl<'a> Group<'a> {
         event: &RecordedEvent,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
-        self.adjust_counters(tenant, event, false);
+        self.adjust_counters(tenant, event, false)?;
         if event.classification.bounce_type == BounceType::Delivered {
             let good = keys::exact(
                 keys::GOOD_ADDRESS,
                 &[t, address.domain()],
                 address.local_part(),
             );
-            let known = self.written_once.contains(&good)
-                || self.shared.tree.contains_key(&good).map_err(engine)?;
+            let known = self.written_once.contains(&good) || self.txn.contains(&good)?;
             if !known {
                 self.written_once.insert(good.clone());
-                self.put(good, Vec::new());
+                self.put(good, Vec::new())?;
                 let domain_key = keys::exact(keys::GOOD_DOMAIN, &[t], address.domain());
                 let count = match self.domain_counts.get(&domain_key) {
                     Some(c) => *c,
                     None => self.get::<u64>(&domain_key)?.unwrap_or(0),
                 } + 1;
                 self.domain_counts.insert(domain_key.clone(), count);
-                self.put(domain_key, encode(&count));
+                self.put(domain_key, encode(&count))?;
             }
         }
         Ok(())
@@ -406,9 +429,9 @@ impl<'a> Group<'a> {
         for updated in write.reclassified {
             let key = keys::exact(keys::EVENT, &[tenant.as_str()], &updated.event_id);
             if let Some(old) = self.event(&key)? {
-                self.adjust_counters(tenant, &old, true);
-                self.adjust_counters(tenant, &updated, false);
-                self.put(key.clone(), encode(&updated));
+                self.adjust_counters(tenant, &old, true)?;
+                self.adjust_counters(tenant, &updated, false)?;
+                self.put(key.clone(), encode(&updated))?;
                 self.events.insert(key, updated);
             }
         }
@@ -416,18 +439,18 @@ impl<'a> Group<'a> {
         if let Some(event) = write.event {
             let t = tenant.as_str();
             let event_key = keys::exact(keys::EVENT, &[t], &event.event_id);
-            let seq = self.shared.db.generate_id().map_err(engine)?;
+            let seq = self.txn.next_seq()?;
             if event.is_bounce() {
                 let by_source = keys::prefix(keys::BY_SOURCE, &[t, &event.source]);
                 self.put(
                     keys::timed(&by_source, event.occurred_at, seq),
                     event.event_id.as_bytes().to_vec(),
-                );
+                )?;
                 let all = keys::prefix(keys::BOUNCES, &[t]);
                 self.put(
                     keys::timed(&all, event.occurred_at, seq),
                     event.event_id.as_bytes().to_vec(),
-                );
+                )?;
             }
             self.count_event(tenant, address, &event)?;
             self.add_history(
@@ -436,7 +459,7 @@ impl<'a> Group<'a> {
                 event.occurred_at,
                 &StoredHistory::Event(event.event_id.clone()),
             )?;
-            self.put(event_key.clone(), encode(&event));
+            self.put(event_key.clone(), encode(&event))?;
             self.events.insert(event_key, event);
         }
 
@@ -501,35 +524,12 @@ impl<'a> Group<'a> {
         }
     }
 
-    fn commit(mut self) -> Result<(), StoreError> {
+    /// Ends the group: fails it if any write failed, else writes the last counter updates.
+    fn finish(mut self) -> Result<Effects, StoreError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         self.flush_counters()?;
-        if self.current_keys > 0 {
-            self.batches.push(std::mem::take(&mut self.current));
-        }
-        if self.batches.is_empty() {
-            return Ok(());
-        }
-        for batch in self.batches.drain(..) {
-            self.shared.tree.apply_batch(batch).map_err(engine)?;
-        }
-        self.shared.db.flush().map_err(engine)?;
-        for (hash, suppressed) in self.filter_changes.drain(..) {
-            if suppressed {
-                self.shared.filter.insert(hash);
-            } else {
-                self.shared.filter.remove(hash);
-            }
-        }
-        if !self.touched.is_empty() {
-            // Nobody listening is fine.
-            let _ = self
-                .shared
-                .touches
-                .send(Arc::new(self.touched.drain().collect()));
-        }
-        Ok(())
+        Ok(self.effects)
     }
 }

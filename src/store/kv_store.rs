@@ -1,8 +1,9 @@
-//! The embedded default store, on sled 0.34: opening, reads, and the handle that passes writes
-//! to the writer thread (see `sled_writer`).
+//! The store over any [`KvEngine`]: opening (schema check, token secret, the in-memory
+//! suppressed index), reads, and the handle that passes writes to the writer thread (see
+//! `writer`). The engines themselves live in `sled_engine` and `redb_engine`.
 
 use std::ops::Bound;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -11,7 +12,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::filter::{key_hash, SuppressedFilter};
 use super::keys;
-use super::sled_writer::{writer_loop, Job};
+use super::kv::KvEngine;
+use super::writer::{writer_loop, Job};
 use super::{
     AddressWrite, BounceQuery, CounterTouch, Granularity, Page, PairOutcome, PairWrite, StoreError,
     StoreFuture, SuppressionQuery, SuppressionStore, WriteOutcome,
@@ -28,15 +30,6 @@ const RECORD_VERSION: u8 = 1;
 /// Most index entries one listing page may scan before returning a short page with a cursor.
 const MIN_SCAN_BUDGET: usize = 20_000;
 
-/// How to open the sled store.
-#[derive(Debug, Clone)]
-pub struct SledStoreOptions {
-    /// The data directory.
-    pub path: PathBuf,
-    /// sled's page cache, in bytes.
-    pub cache_capacity: u64,
-}
-
 /// A history entry as stored: send results point at their event record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) enum StoredHistory {
@@ -45,10 +38,8 @@ pub(super) enum StoredHistory {
 }
 
 /// State shared by the handle and the writer thread.
-pub(super) struct Shared {
-    pub(super) db: sled::Db,
-    /// The one tree holding every record (see `keys`).
-    pub(super) tree: sled::Tree,
+pub(super) struct Shared<E> {
+    pub(super) engine: E,
     /// Exact in-memory index of suppressed addresses.
     pub(super) filter: SuppressedFilter,
     /// Key for page tokens, kept with the data.
@@ -58,26 +49,31 @@ pub(super) struct Shared {
     path: PathBuf,
 }
 
-/// The sled-backed store. Cheap to clone.
-#[derive(Clone)]
-pub struct SledStore {
-    shared: Arc<Shared>,
+/// The store over engine `E`. Cheap to clone.
+pub struct KvStore<E> {
+    shared: Arc<Shared<E>>,
     /// Sender side of the writer thread's queue; `None` once closed.
     writer: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
     /// The writer thread, joined on close.
     writer_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-impl std::fmt::Debug for SledStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledStore")
-            .field("path", &self.shared.path)
-            .finish()
+impl<E> Clone for KvStore<E> {
+    fn clone(&self) -> Self {
+        KvStore {
+            shared: self.shared.clone(),
+            writer: self.writer.clone(),
+            writer_thread: self.writer_thread.clone(),
+        }
     }
 }
 
-pub(super) fn engine(e: sled::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+impl<E> std::fmt::Debug for KvStore<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvStore")
+            .field("path", &self.shared.path)
+            .finish()
+    }
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -103,40 +99,35 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     }
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in `options.path`, loads the in-memory suppressed index and
-    /// starts the writer thread.
-    pub fn open(options: SledStoreOptions) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(&options.path).map_err(|e| {
-            StoreError::Engine(format!("cannot create {}: {e}", options.path.display()))
-        })?;
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(options.cache_capacity)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked(options.path.display().to_string())
-                }
-                other => engine(other),
-            })?;
-        match db.get(b"schema_version").map_err(engine)? {
-            None => {
-                db.insert(b"schema_version", &[SCHEMA_VERSION])
-                    .map_err(engine)?;
-            }
-            Some(v) if v.as_ref() == [SCHEMA_VERSION] => {}
+/// Visits every committed entry whose key starts with `prefix`, in key order.
+pub(super) fn scan_prefix<E: KvEngine>(
+    engine: &E,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    engine.scan(Bound::Included(prefix), Bound::Unbounded, &mut |k, v| {
+        if !k.starts_with(prefix) {
+            return Ok(false);
+        }
+        visit(k, v)?;
+        Ok(true)
+    })
+}
+
+impl<E: KvEngine> KvStore<E> {
+    /// Takes an opened engine: checks the schema version, loads or creates the token secret,
+    /// loads the in-memory suppressed index and starts the writer thread.
+    pub(super) fn start(engine: E, path: &Path) -> Result<KvStore<E>, StoreError> {
+        match engine.meta_get("schema_version")? {
+            None => engine.meta_put("schema_version", &[SCHEMA_VERSION])?,
+            Some(v) if v == [SCHEMA_VERSION] => {}
             Some(v) => {
                 return Err(StoreError::Engine(format!(
-                    "data directory has schema version {:?}, this build reads {SCHEMA_VERSION}",
-                    v.as_ref()
+                    "data directory has schema version {v:?}, this build reads {SCHEMA_VERSION}"
                 )))
             }
         }
-        let token_secret = match db.get(b"token_secret").map_err(engine)? {
+        let token_secret = match engine.meta_get("token_secret")? {
             Some(v) if v.len() == 32 => {
                 let mut s = [0u8; 32];
                 s.copy_from_slice(&v);
@@ -144,24 +135,21 @@ impl SledStore {
             }
             _ => {
                 let s: [u8; 32] = rand::random();
-                db.insert(b"token_secret", &s).map_err(engine)?;
+                engine.meta_put("token_secret", &s)?;
                 s
             }
         };
-        db.flush().map_err(engine)?;
-        let tree = db.open_tree("suppression.v1").map_err(engine)?;
 
         let filter = SuppressedFilter::default();
-        load_filter(&tree, &filter)?;
+        load_filter(&engine, &filter)?;
 
         let (touches, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
-            db,
-            tree,
+            engine,
             filter,
             token_secret,
             touches,
-            path: options.path.clone(),
+            path: path.to_path_buf(),
         });
         let (tx, rx) = mpsc::channel::<Job>(1024);
         let writer_shared = shared.clone();
@@ -169,7 +157,7 @@ impl SledStore {
             .name("suppressd-writer".into())
             .spawn(move || writer_loop(writer_shared, rx))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
-        Ok(SledStore {
+        Ok(KvStore {
             shared,
             writer: Arc::new(Mutex::new(Some(tx))),
             writer_thread: Arc::new(Mutex::new(Some(handle))),
@@ -179,13 +167,12 @@ impl SledStore {
 
 /// Loads the suppressed index from the `X` keys, which name tenant and address without
 /// needing the records decoded.
-fn load_filter(tree: &sled::Tree, filter: &SuppressedFilter) -> Result<(), StoreError> {
+fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(), StoreError> {
     let mut hashes = Vec::new();
-    for item in tree.scan_prefix([keys::SUPPRESSED]) {
-        let (k, _) = item.map_err(engine)?;
+    scan_prefix(engine, &[keys::SUPPRESSED], |k, _| {
         let rest = &k[1..];
         let corrupt = || StoreError::Corrupt {
-            key: String::from_utf8_lossy(&k).into_owned(),
+            key: String::from_utf8_lossy(k).into_owned(),
             cause: "malformed suppressed-index key".into(),
         };
         let sep = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
@@ -193,7 +180,8 @@ fn load_filter(tree: &sled::Tree, filter: &SuppressedFilter) -> Result<(), Store
         let address = rest.get(sep + 1 + 8..).ok_or_else(corrupt)?;
         let address = std::str::from_utf8(address).map_err(|_| corrupt())?;
         hashes.push(key_hash(tenant, address));
-    }
+        Ok(())
+    })?;
     filter.extend(hashes);
     Ok(())
 }
@@ -202,7 +190,7 @@ fn load_filter(tree: &sled::Tree, filter: &SuppressedFilter) -> Result<(), Store
 // Reads
 // ---------------------------------------------------------------------------------------------
 
-impl SledStore {
+impl<E: KvEngine> KvStore<E> {
     fn sender(&self) -> Option<mpsc::Sender<Job>> {
         self.writer
             .lock()
@@ -211,7 +199,7 @@ impl SledStore {
     }
 
     fn get_decoded<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.shared.tree.get(key).map_err(engine)? {
+        match self.shared.engine.get(key)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
             None => Ok(None),
         }
@@ -269,21 +257,25 @@ impl SledStore {
         let mut last_key: Option<Vec<u8>> = None;
         let mut scanned = 0usize;
         let mut exhausted = true;
-        for item in self.shared.tree.range::<Vec<u8>, _>((start, end)) {
-            let (k, v) = item.map_err(engine)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            scanned += 1;
-            last_key = Some(k.to_vec());
-            if let Some(t) = resolve(&k, &v)? {
-                items.push(t);
-            }
-            if items.len() >= limit || scanned >= budget {
-                exhausted = false;
-                break;
-            }
-        }
+        self.shared.engine.scan(
+            start.as_ref().map(|b| b.as_slice()),
+            end.as_ref().map(|b| b.as_slice()),
+            &mut |k, v| {
+                if !k.starts_with(prefix) {
+                    return Ok(false);
+                }
+                scanned += 1;
+                last_key = Some(k.to_vec());
+                if let Some(t) = resolve(k, v)? {
+                    items.push(t);
+                }
+                if items.len() >= limit || scanned >= budget {
+                    exhausted = false;
+                    return Ok(false);
+                }
+                Ok(true)
+            },
+        )?;
         let next = if exhausted { None } else { last_key };
         // A full page that ended exactly at the last entry still gets a cursor; the next page is
         // then empty, which callers handle like any last page.
@@ -291,7 +283,7 @@ impl SledStore {
     }
 }
 
-impl SuppressionStore for SledStore {
+impl<E: KvEngine> SuppressionStore for KvStore<E> {
     fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>> {
         let sender = self.sender();
         Box::pin(async move {
@@ -401,12 +393,12 @@ impl SuppressionStore for SledStore {
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = keys::prefix(keys::GOOD_DOMAIN, &[tenant.as_str()]);
         let mut out = Vec::new();
-        for item in self.shared.tree.scan_prefix(&prefix) {
-            let (k, v) = item.map_err(engine)?;
+        scan_prefix(&self.shared.engine, &prefix, |k, v| {
             let domain = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let count: u64 = decode(&k, &v)?;
+            let count: u64 = decode(k, v)?;
             out.push((domain, count));
-        }
+            Ok(())
+        })?;
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out.truncate(limit);
         Ok(out)
@@ -420,10 +412,18 @@ impl SuppressionStore for SledStore {
     ) -> Result<Vec<String>, StoreError> {
         let prefix = keys::prefix(keys::GOOD_ADDRESS, &[tenant.as_str(), domain]);
         let mut out = Vec::new();
-        for item in self.shared.tree.scan_prefix(&prefix).keys().take(limit) {
-            let k = item.map_err(engine)?;
-            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        if limit == 0 {
+            return Ok(out);
         }
+        self.shared
+            .engine
+            .scan(Bound::Included(&prefix), Bound::Unbounded, &mut |k, _| {
+                if !k.starts_with(&prefix) {
+                    return Ok(false);
+                }
+                out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+                Ok(out.len() < limit)
+            })?;
         Ok(out)
     }
 
@@ -446,12 +446,22 @@ impl SuppressionStore for SledStore {
         let mut end = prefix.clone();
         end.extend_from_slice(&keys::ordered_i64(to));
         let mut out = Vec::new();
-        for item in self.shared.tree.range(start..end) {
-            let (k, v) = item.map_err(engine)?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&k[prefix.len()..prefix.len() + 8]);
-            out.push((keys::i64_from_ordered(b), decode(&k, &v)?));
-        }
+        self.shared.engine.scan(
+            Bound::Included(&start),
+            Bound::Excluded(&end),
+            &mut |k, v| {
+                let Some(bucket) = k.get(prefix.len()..prefix.len() + 8) else {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        cause: "malformed counter key".into(),
+                    });
+                };
+                let mut b = [0u8; 8];
+                b.copy_from_slice(bucket);
+                out.push((keys::i64_from_ordered(b), decode(k, v)?));
+                Ok(true)
+            },
+        )?;
         Ok(out)
     }
 
@@ -463,11 +473,11 @@ impl SuppressionStore for SledStore {
         let mut prefix = keys::prefix(keys::VALUES, &[tenant.as_str()]);
         prefix.push(dimension.code());
         let mut out = Vec::new();
-        for item in self.shared.tree.scan_prefix(&prefix).keys() {
-            let k = item.map_err(engine)?;
-            let value = &k[prefix.len()..k.len().saturating_sub(1)];
+        scan_prefix(&self.shared.engine, &prefix, |k, _| {
+            let value = &k[prefix.len()..k.len().saturating_sub(1).max(prefix.len())];
             out.push(String::from_utf8_lossy(value).into_owned());
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -556,7 +566,7 @@ impl SuppressionStore for SledStore {
                 .join()
                 .map_err(|_| StoreError::Engine("writer thread panicked".into()))?;
         }
-        self.shared.db.flush().map_err(engine)?;
+        self.shared.engine.flush()?;
         Ok(())
     }
 }

@@ -1,0 +1,475 @@
+//! The storage contract, run against every engine: each write atomic, event ids idempotent,
+//! everything acknowledged still there after a reopen, the suppressed index exact after a
+//! reopen, one process per data directory, and no engine opening the other's data.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    open, AddressWrite, BounceQuery, Decision, Engine, Granularity, StoreError, StoreOptions,
+    SuppressionStore, WriteOutcome,
+};
+use crate::domain::{
+    AddressRecord, BounceReason, BounceType, Classification, Dimension, EmailAddress, HistoryEntry,
+    RecordedEvent, ReportedOutcome, StateChangeKind, Tenant, Timestamp,
+};
+use crate::policy::EscalationPolicy;
+
+/// 2026-01-01T10:00:00Z, in microseconds.
+const T0: i64 = 1_767_261_600_000_000;
+
+fn open_at(engine: Engine, path: &Path) -> Result<Arc<dyn SuppressionStore>, StoreError> {
+    open(StoreOptions {
+        engine,
+        path: path.to_path_buf(),
+        cache_bytes: 16 << 20,
+    })
+}
+
+fn tenant(t: &str) -> Tenant {
+    Tenant::parse(t).unwrap()
+}
+
+fn address(a: &str) -> EmailAddress {
+    EmailAddress::parse(a).unwrap()
+}
+
+fn hard_bounce(id: &str, to: &str, at: i64) -> RecordedEvent {
+    RecordedEvent {
+        event_id: id.into(),
+        address: to.into(),
+        outcome: ReportedOutcome::Bounce,
+        smtp_response: "550 5.1.1 user unknown".into(),
+        enhanced_status: None,
+        source: "signup-form".into(),
+        campaign: "spring".into(),
+        segment: String::new(),
+        provider: "test".into(),
+        occurred_at: Timestamp(at),
+        recorded_at: Timestamp(at),
+        classification: Classification {
+            bounce_type: BounceType::Hard,
+            reason: BounceReason::MailboxNotFound,
+            rule_id: "test.rule".into(),
+            confidence: 1.0,
+            disagrees_with_reporter: false,
+        },
+        rules_version: 1,
+    }
+}
+
+/// A send result applied by the escalation policy.
+fn event_write(t: &str, event: RecordedEvent) -> AddressWrite {
+    let for_policy = event.clone();
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(&event.address),
+        event: Some(event),
+        reclassified: Vec::new(),
+        decide: Box::new(move |current| {
+            let next = EscalationPolicy::default().apply_event(current, &for_policy);
+            Decision::Apply {
+                record: next.record,
+                changes: next.changes,
+            }
+        }),
+    }
+}
+
+/// A send result whose decision refuses it.
+fn refused_write(t: &str, event: RecordedEvent) -> AddressWrite {
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(&event.address),
+        event: Some(event),
+        reclassified: Vec::new(),
+        decide: Box::new(|_| Decision::Refuse("no".into())),
+    }
+}
+
+/// Lifts the suppression of `a` at time `at`.
+fn lift(t: &str, a: &str, at: i64) -> AddressWrite {
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(a),
+        event: None,
+        reclassified: Vec::new(),
+        decide: Box::new(move |current| {
+            match EscalationPolicy::default().reactivate(current, "ops", "asked", Timestamp(at)) {
+                Ok((next, _)) => Decision::Apply {
+                    record: next.record,
+                    changes: next.changes,
+                },
+                Err(e) => Decision::Refuse(e.to_string()),
+            }
+        }),
+    }
+}
+
+fn hard_count(store: &dyn SuppressionStore, t: &str, at: i64) -> u64 {
+    let bucket = Granularity::Hourly.bucket(Timestamp(at));
+    store
+        .counters(
+            &tenant(t),
+            Dimension::Source,
+            "signup-form",
+            Granularity::Hourly,
+            bucket,
+            bucket + 1,
+        )
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c.hard)
+        .sum()
+}
+
+fn history(store: &dyn SuppressionStore, t: &str, a: &str) -> Vec<HistoryEntry> {
+    store
+        .history(&tenant(t), &address(a), None, 100)
+        .unwrap()
+        .items
+}
+
+fn bounce_ids(store: &dyn SuppressionStore, t: &str) -> Vec<String> {
+    store
+        .list_bounces(&tenant(t), &BounceQuery::default(), None, 1000)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+fn suppressed(store: &dyn SuppressionStore, t: &str, a: &str) -> bool {
+    store
+        .get_record(&tenant(t), &address(a))
+        .unwrap()
+        .as_ref()
+        .is_some_and(AddressRecord::is_suppressed)
+}
+
+async fn each_write_is_atomic_and_refused_writes_store_nothing(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    let outcomes = store
+        .write(vec![
+            event_write("acme", hard_bounce("e1", "a@example.com", T0)),
+            refused_write("acme", hard_bounce("e2", "b@example.com", T0)),
+            event_write("acme", hard_bounce("e3", "c@example.com", T0)),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], WriteOutcome::Applied { .. }));
+    assert!(matches!(outcomes[1], WriteOutcome::Refused { .. }));
+    assert!(matches!(outcomes[2], WriteOutcome::Applied { .. }));
+
+    // The applied writes: event, record, suppressed index, history, bounce index, counters.
+    for (id, a) in [("e1", "a@example.com"), ("e3", "c@example.com")] {
+        assert!(store.get_event(&tenant("acme"), id).unwrap().is_some());
+        assert!(suppressed(&*store, "acme", a));
+        assert_eq!(
+            history(&*store, "acme", a).len(),
+            2,
+            "send result and change"
+        );
+    }
+    let mut ids = bounce_ids(&*store, "acme");
+    ids.sort();
+    assert_eq!(ids, ["e1", "e3"]);
+    assert_eq!(hard_count(&*store, "acme", T0), 2);
+    assert_eq!(store.suppressed_count(), 2);
+    assert_eq!(
+        store
+            .dimension_values(&tenant("acme"), Dimension::Campaign)
+            .unwrap(),
+        ["spring"]
+    );
+
+    // The refused one left no trace.
+    assert!(store.get_event(&tenant("acme"), "e2").unwrap().is_none());
+    assert!(store
+        .get_record(&tenant("acme"), &address("b@example.com"))
+        .unwrap()
+        .is_none());
+    assert!(history(&*store, "acme", "b@example.com").is_empty());
+    store.close().unwrap();
+}
+
+async fn event_ids_are_idempotent(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    // Twice in one group commit, then again in a later one, then in another tenant.
+    let outcomes = store
+        .write(vec![
+            event_write("acme", hard_bounce("e1", "a@example.com", T0)),
+            event_write("acme", hard_bounce("e1", "a@example.com", T0)),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], WriteOutcome::Applied { .. }));
+    assert!(matches!(outcomes[1], WriteOutcome::Duplicate { .. }));
+    let again = store
+        .write(vec![event_write(
+            "acme",
+            hard_bounce("e1", "other@example.com", T0),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(again[0], WriteOutcome::Duplicate { .. }));
+    let elsewhere = store
+        .write(vec![event_write(
+            "globex",
+            hard_bounce("e1", "a@example.com", T0),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere[0], WriteOutcome::Applied { .. }));
+
+    assert_eq!(hard_count(&*store, "acme", T0), 1);
+    assert_eq!(bounce_ids(&*store, "acme"), ["e1"]);
+    assert_eq!(history(&*store, "acme", "a@example.com").len(), 2);
+    assert!(store
+        .get_record(&tenant("acme"), &address("other@example.com"))
+        .unwrap()
+        .is_none());
+    store.close().unwrap();
+}
+
+async fn everything_acknowledged_survives_a_reopen(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret;
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        secret = store.token_secret();
+        for i in 0..50 {
+            store
+                .write(vec![event_write(
+                    "acme",
+                    hard_bounce(&format!("e{i}"), &format!("u{i}@example.com"), T0 + i),
+                )])
+                .await
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = open_at(engine, dir.path()).unwrap();
+    assert_eq!(store.token_secret(), secret, "page tokens survive restarts");
+    assert_eq!(bounce_ids(&*store, "acme").len(), 50);
+    assert_eq!(hard_count(&*store, "acme", T0), 50);
+    assert!(suppressed(&*store, "acme", "u7@example.com"));
+    let replay = store
+        .write(vec![event_write(
+            "acme",
+            hard_bounce("e7", "u7@example.com", T0 + 7),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(replay[0], WriteOutcome::Duplicate { .. }));
+
+    // Entries written after the reopen at the same instant as older ones sort newest first and
+    // overwrite nothing: the sequence numbers go on where they stopped.
+    let lifted = store.write(vec![lift("acme", "u0@example.com", T0)]).await;
+    assert!(matches!(lifted.unwrap()[0], WriteOutcome::Applied { .. }));
+    let entries = history(&*store, "acme", "u0@example.com");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(
+        matches!(&entries[0], HistoryEntry::StateChange(c) if c.kind == StateChangeKind::Reactivated),
+        "{entries:?}"
+    );
+    store.close().unwrap();
+    drop(store);
+
+    let store = open_at(engine, dir.path()).unwrap();
+    assert!(!suppressed(&*store, "acme", "u0@example.com"));
+    assert_eq!(history(&*store, "acme", "u0@example.com").len(), 3);
+    store.close().unwrap();
+}
+
+async fn the_suppressed_index_is_exact_after_a_reopen(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 300;
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        let writes = (0..n)
+            .map(|i| {
+                event_write(
+                    "acme",
+                    hard_bounce(&format!("e{i}"), &format!("s{i}@x.com"), T0),
+                )
+            })
+            .collect();
+        store.write(writes).await.unwrap();
+        // Lift every third one.
+        let lifts = (0..n)
+            .filter(|i| i % 3 == 0)
+            .map(|i| lift("acme", &format!("s{i}@x.com"), T0 + 1))
+            .collect();
+        store.write(lifts).await.unwrap();
+        store.close().unwrap();
+    }
+    let store = open_at(engine, dir.path()).unwrap();
+    assert_eq!(store.suppressed_count(), 200);
+    let asked: Vec<EmailAddress> = (0..n + 50)
+        .map(|i| address(&format!("s{i}@x.com")))
+        .collect();
+    let refs: Vec<Option<&EmailAddress>> = asked.iter().map(Some).collect();
+    let found = store.suppressed_records(&tenant("acme"), &refs).unwrap();
+    for (i, f) in found.iter().enumerate() {
+        assert_eq!(f.is_some(), i < n && i % 3 != 0, "s{i}@x.com");
+    }
+    // The same addresses of another tenant are not suppressed.
+    let other = store.suppressed_records(&tenant("globex"), &refs).unwrap();
+    assert!(other.iter().all(Option::is_none));
+    store.close().unwrap();
+}
+
+async fn a_second_open_of_the_same_directory_is_refused(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    match open_at(engine, dir.path()) {
+        Err(StoreError::Locked(path)) => assert!(path.contains(&*dir.path().to_string_lossy())),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("the data directory was opened twice"),
+    }
+    store.close().unwrap();
+}
+
+async fn the_other_engine_refuses_the_directory(engine: Engine) {
+    let other = match engine {
+        Engine::Sled => Engine::Redb,
+        Engine::Redb => Engine::Sled,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store
+            .write(vec![event_write(
+                "acme",
+                hard_bounce("e1", "a@example.com", T0),
+            )])
+            .await
+            .unwrap();
+        store.close().unwrap();
+    }
+    match open_at(other, dir.path()) {
+        Err(e @ StoreError::OtherEngine { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains(engine.name()), "{message}");
+        }
+        Err(e) => panic!("expected OtherEngine, got {e}"),
+        Ok(_) => panic!("{} opened {} data", other.name(), engine.name()),
+    }
+    // The data is untouched.
+    let store = open_at(engine, dir.path()).unwrap();
+    assert!(suppressed(&*store, "acme", "a@example.com"));
+    store.close().unwrap();
+}
+
+async fn inverted_or_empty_ranges_answer_nothing(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    store
+        .write(vec![event_write(
+            "acme",
+            hard_bounce("e1", "a@example.com", T0),
+        )])
+        .await
+        .unwrap();
+    let query = BounceQuery {
+        start: Some(Timestamp(T0 + 10)),
+        end: Some(Timestamp(T0 - 10)),
+        ..BounceQuery::default()
+    };
+    let page = store
+        .list_bounces(&tenant("acme"), &query, None, 10)
+        .unwrap();
+    assert!(page.items.is_empty());
+    let bucket = Granularity::Daily.bucket(Timestamp(T0));
+    let counters = store
+        .counters(
+            &tenant("acme"),
+            Dimension::Source,
+            "signup-form",
+            Granularity::Daily,
+            bucket + 1,
+            bucket - 1,
+        )
+        .unwrap();
+    assert!(counters.is_empty());
+    assert!(store
+        .known_good_locals(&tenant("acme"), "example.com", 0)
+        .unwrap()
+        .is_empty());
+    store.close().unwrap();
+}
+
+/// Writes keep being acknowledged while many callers write at once, and every acknowledged
+/// one is there after a reopen (group commit over several groups).
+async fn concurrent_writers_share_commits_and_lose_nothing(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in 0..10 {
+                    let writes = (0..20)
+                        .map(|i| {
+                            let id = format!("w{w}-b{b}-{i}");
+                            event_write("acme", hard_bounce(&id, &format!("{id}@x.com"), T0))
+                        })
+                        .collect();
+                    let out = store.write(writes).await.unwrap();
+                    assert!(out
+                        .iter()
+                        .all(|o| matches!(o, WriteOutcome::Applied { .. })));
+                }
+            }));
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = open_at(engine, dir.path()).unwrap();
+    assert_eq!(store.suppressed_count(), 8 * 10 * 20);
+    assert_eq!(hard_count(&*store, "acme", T0), 8 * 10 * 20);
+    store.close().unwrap();
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::Sled).await
+                }
+            )*
+        }
+        mod on_redb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::Redb).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    each_write_is_atomic_and_refused_writes_store_nothing,
+    event_ids_are_idempotent,
+    everything_acknowledged_survives_a_reopen,
+    the_suppressed_index_is_exact_after_a_reopen,
+    a_second_open_of_the_same_directory_is_refused,
+    the_other_engine_refuses_the_directory,
+    inverted_or_empty_ranges_answer_nothing,
+    concurrent_writers_share_commits_and_lose_nothing,
+);

@@ -1,0 +1,82 @@
+//! The small ordered key-value interface that each storage engine implements. Everything above
+//! it (key layout, record encoding, the decide step of writes, indexes, counters, history, the
+//! in-memory suppressed index, group commit) is shared by every engine (`kv_store`, `writer`).
+
+use std::ops::Bound;
+
+use super::StoreError;
+
+/// Visits one entry of a scan; returns `false` to stop the scan.
+pub(super) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>;
+
+/// An engine: committed reads, ordered scans, and durable atomic write transactions.
+pub(super) trait KvEngine: Send + Sync + 'static {
+    /// The committed value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Visits the committed entries with keys between `start` and `end`, in ascending key order,
+    /// until `visit` returns `false`.
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Runs `work` on a write transaction. If `work` succeeds and wrote anything, the writes are
+    /// made durable before this returns (one commit and one fsync per call). If `work` fails,
+    /// nothing it wrote is stored.
+    fn transact<T>(
+        &self,
+        work: impl FnOnce(&mut dyn KvTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+
+    /// A value of the engine's own metadata (schema version, token secret).
+    fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores a metadata value durably.
+    fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes everything written durable (called on close).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// A write transaction, seen by one group commit.
+pub(super) trait KvTxn {
+    /// The value under `key`. Engines may answer from the committed state only: callers keep
+    /// their own overlay of what they wrote in this transaction and never read it back.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Whether `key` has a value (with the same caveat as `get`).
+    fn contains(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Stores `value` under `key`.
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Removes `key`.
+    fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError>;
+
+    /// A store-wide unique, increasing number (orders entries of the same instant).
+    fn next_seq(&mut self) -> Result<u64, StoreError>;
+
+    /// Whether the engine wants the current atomic unit closed. Asked only between two writes,
+    /// after the caller has written everything that must be atomic with what came before.
+    fn wants_cut(&self) -> bool {
+        false
+    }
+
+    /// Closes the current atomic unit (see `wants_cut`).
+    fn cut(&mut self) {}
+}
+
+/// Whether the range from `start` to `end` holds no key at all (some engines refuse such ranges).
+pub(super) fn empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        _ => false,
+    }
+}

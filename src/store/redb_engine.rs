@@ -1,0 +1,214 @@
+//! The redb engine (`--engine redb`): one database file in the data directory with one table of
+//! records (same key layout as every engine, see `keys`) and one table of metadata.
+//!
+//! A group commit is one redb write transaction with `Durability::Immediate`: atomic as a whole
+//! and durable (fsynced) when `commit` returns. The sequence counter lives in the metadata table
+//! and is written in the same transaction as the entries that use it.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
+
+use super::kv::{empty_range, KvEngine, KvTxn, Visit};
+use super::sled_engine::holds_sled_data;
+use super::{StoreError, REDB_FILE};
+
+/// Every record, under the keys of `keys`.
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("suppression.v1");
+/// Schema version, token secret, sequence counter.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Name of the sequence counter in `META` (the last number handed out, big-endian).
+const SEQ: &str = "seq";
+
+/// The redb engine.
+pub(super) struct RedbEngine {
+    db: Database,
+    /// The last sequence number committed.
+    seq: AtomicU64,
+}
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+impl RedbEngine {
+    /// Opens (or creates) the database file in directory `path`.
+    pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<RedbEngine, StoreError> {
+        if holds_sled_data(path) {
+            return Err(StoreError::OtherEngine {
+                path: path.display().to_string(),
+                found: "sled",
+                wanted: "redb",
+            });
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", path.display())))?;
+        let file = path.join(REDB_FILE);
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .set_repair_callback(|session| {
+                tracing::info!(
+                    progress = session.progress(),
+                    "repairing the database after an unclean shutdown"
+                );
+            })
+            .create(&file)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => StoreError::Engine(format!("cannot open {}: {other}", file.display())),
+            })?;
+        // Both tables exist from the first open on, so readers never meet a missing table.
+        let wtx = db.begin_write().map_err(engine)?;
+        let seq = {
+            wtx.open_table(DATA).map_err(engine)?;
+            let meta = wtx.open_table(META).map_err(engine)?;
+            let seq = meta.get(SEQ).map_err(engine)?.map(|v| v.value().to_vec());
+            match seq {
+                None => 0,
+                Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                    StoreError::Corrupt {
+                        key: SEQ.into(),
+                        cause: "sequence counter is not 8 bytes".into(),
+                    }
+                })?),
+            }
+        };
+        wtx.commit().map_err(engine)?;
+        Ok(RedbEngine {
+            db,
+            seq: AtomicU64::new(seq),
+        })
+    }
+}
+
+impl KvEngine for RedbEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let rtx = self.db.begin_read().map_err(engine)?;
+        let table = rtx.open_table(DATA).map_err(engine)?;
+        let value = table.get(key).map_err(engine)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        if empty_range(start, end) {
+            return Ok(());
+        }
+        let rtx = self.db.begin_read().map_err(engine)?;
+        let table = rtx.open_table(DATA).map_err(engine)?;
+        for item in table.range::<&[u8]>((start, end)).map_err(engine)? {
+            let (k, v) = item.map_err(engine)?;
+            if !visit(k.value(), v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn transact<T>(
+        &self,
+        work: impl FnOnce(&mut dyn KvTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut wtx = self.db.begin_write().map_err(engine)?;
+        wtx.set_durability(Durability::Immediate);
+        let seq_before = self.seq.load(Ordering::Relaxed);
+        let done = match wtx.open_table(DATA) {
+            Ok(table) => {
+                let mut txn = RedbTxn {
+                    table,
+                    seq: seq_before,
+                    wrote: false,
+                };
+                work(&mut txn).map(|out| (out, txn.seq, txn.wrote))
+            }
+            Err(e) => Err(engine(e)),
+        };
+        match done {
+            Err(e) => {
+                // Nothing of this transaction is stored.
+                if let Err(abort) = wtx.abort() {
+                    tracing::error!(error = %abort, "cannot abort a write transaction");
+                }
+                Err(e)
+            }
+            Ok((out, _, false)) => {
+                wtx.abort().map_err(engine)?;
+                Ok(out)
+            }
+            Ok((out, seq, true)) => {
+                if seq != seq_before {
+                    let mut meta = wtx.open_table(META).map_err(engine)?;
+                    meta.insert(SEQ, &seq.to_be_bytes()[..]).map_err(engine)?;
+                }
+                wtx.commit().map_err(engine)?;
+                self.seq.store(seq, Ordering::Relaxed);
+                Ok(out)
+            }
+        }
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rtx = self.db.begin_read().map_err(engine)?;
+        let table = rtx.open_table(META).map_err(engine)?;
+        let value = table.get(name).map_err(engine)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut wtx = self.db.begin_write().map_err(engine)?;
+        wtx.set_durability(Durability::Immediate);
+        {
+            let mut table = wtx.open_table(META).map_err(engine)?;
+            table.insert(name, value).map_err(engine)?;
+        }
+        wtx.commit().map_err(engine)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every commit is durable already.
+        Ok(())
+    }
+}
+
+/// A group commit on redb: the data table of one write transaction.
+struct RedbTxn<'t> {
+    table: redb::Table<'t, &'static [u8], &'static [u8]>,
+    /// The last sequence number handed out.
+    seq: u64,
+    /// Whether anything was written.
+    wrote: bool,
+}
+
+impl KvTxn for RedbTxn<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self.table.get(key).map_err(engine)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.wrote = true;
+        self.table
+            .insert(key.as_slice(), value.as_slice())
+            .map_err(engine)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
+        self.wrote = true;
+        self.table.remove(key.as_slice()).map_err(engine)?;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> Result<u64, StoreError> {
+        self.seq += 1;
+        Ok(self.seq)
+    }
+}

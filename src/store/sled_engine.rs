@@ -1,0 +1,169 @@
+//! The default engine, sled 0.34: one tree holding every record (see `keys`), metadata in the
+//! default tree.
+//!
+//! A group commit is applied as several `apply_batch` calls, each cut between two writes, then
+//! flushed once. Batches are kept to well under a thousand keys, because larger ones make sled
+//! 0.34 hold memory per key for the life of the process.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use super::kv::{empty_range, KvEngine, KvTxn, Visit};
+use super::{StoreError, REDB_FILE};
+
+/// Keys after which a batch is closed (between writes). Each write adds a handful of keys and
+/// the batch's counter updates a few more, so batches stay well under a thousand keys.
+const BATCH_CUT_KEYS: usize = 600;
+/// Name of the tree holding the records.
+const TREE: &str = "suppression.v1";
+
+/// The sled engine.
+pub(super) struct SledEngine {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn engine(e: sled::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+/// Whether `dir` holds a sled database.
+pub(super) fn holds_sled_data(dir: &Path) -> bool {
+    dir.join("conf").is_file() && dir.join("db").is_file()
+}
+
+impl SledEngine {
+    /// Opens (or creates) the database in `path`.
+    pub(super) fn open(path: &Path, cache_capacity: u64) -> Result<SledEngine, StoreError> {
+        if path.join(REDB_FILE).exists() {
+            return Err(StoreError::OtherEngine {
+                path: path.display().to_string(),
+                found: "redb",
+                wanted: "sled",
+            });
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", path.display())))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => engine(other),
+            })?;
+        let tree = db.open_tree(TREE).map_err(engine)?;
+        Ok(SledEngine { db, tree })
+    }
+}
+
+impl KvEngine for SledEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key).map_err(engine)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        if empty_range(start, end) {
+            return Ok(());
+        }
+        for item in self.tree.range::<&[u8], _>((start, end)) {
+            let (k, v) = item.map_err(engine)?;
+            if !visit(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn transact<T>(
+        &self,
+        work: impl FnOnce(&mut dyn KvTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut txn = SledTxn {
+            engine: self,
+            batches: Vec::new(),
+            current: sled::Batch::default(),
+            current_keys: 0,
+        };
+        let out = work(&mut txn)?;
+        txn.cut();
+        if txn.batches.is_empty() {
+            return Ok(out);
+        }
+        for batch in txn.batches {
+            self.tree.apply_batch(batch).map_err(engine)?;
+        }
+        self.db.flush().map_err(engine)?;
+        Ok(out)
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(name).map_err(engine)?.map(|v| v.to_vec()))
+    }
+
+    fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db.insert(name, value).map_err(engine)?;
+        self.db.flush().map_err(engine)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(engine)?;
+        Ok(())
+    }
+}
+
+/// A group commit on sled: batches of under a thousand keys, applied and flushed at the end.
+struct SledTxn<'a> {
+    engine: &'a SledEngine,
+    batches: Vec<sled::Batch>,
+    current: sled::Batch,
+    current_keys: usize,
+}
+
+impl KvTxn for SledTxn<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine.get(key)
+    }
+
+    fn contains(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+        self.engine.tree.contains_key(key).map_err(engine)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.current.insert(key, value);
+        self.current_keys += 1;
+        Ok(())
+    }
+
+    fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
+        self.current.remove(key);
+        self.current_keys += 1;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> Result<u64, StoreError> {
+        self.engine.db.generate_id().map_err(engine)
+    }
+
+    fn wants_cut(&self) -> bool {
+        self.current_keys >= BATCH_CUT_KEYS
+    }
+
+    fn cut(&mut self) {
+        if self.current_keys > 0 {
+            self.batches.push(std::mem::take(&mut self.current));
+            self.current_keys = 0;
+        }
+    }
+}
