@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use suppressd::classify::Classifier;
-use suppressd::domain::{ReportedOutcome, SmtpEvidence};
+use suppressd::domain::{EmailAddress, ReportedOutcome, SmtpEvidence};
 
 const CORPUS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -32,6 +32,36 @@ fn main() {
             _ => true,
         })
         .collect();
+    if let Some(kind) = mode.strip_prefix("addr-") {
+        // the address mix of benches/normalize.rs, or only its plain ASCII part
+        let domains = [
+            "gmail.com",
+            "Example.COM",
+            "company.co.uk",
+            "bücher.example",
+            "mail.ru",
+            "xn--bcher-kva.example",
+        ];
+        let all: Vec<String> = (0..600)
+            .map(|i| match i % 50 {
+                0 => format!("broken-{i}-at-example.com"),
+                1 => format!("Jane.Doe+{i}@{}", domains[3]),
+                _ => format!("  User.{i}_Name@{} ", domains[i % domains.len()]),
+            })
+            .filter(|a| kind != "ascii" || (a.is_ascii() && !a.contains("xn--")))
+            .collect();
+        for _ in 0..passes {
+            for a in &all {
+                let _ = black_box(EmailAddress::parse(black_box(a)));
+            }
+        }
+        eprintln!(
+            "{} addresses, {} normalizations",
+            all.len(),
+            all.len() * passes
+        );
+        return;
+    }
     let classifier = Classifier::new();
     if mode == "dump" {
         dump(&classifier, &rows);
