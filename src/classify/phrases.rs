@@ -465,7 +465,6 @@ impl PhraseMatcher {
     /// [`PhraseMatcher::find`] over `padded[..n]`, a text followed by `PADDING` zero bytes.
     #[inline]
     pub(crate) fn find_padded(&self, padded: &str, n: usize, mut hit: impl FnMut(usize)) {
-        let text = &padded[..n];
         let b = padded.as_bytes();
         let mut high = 0u8;
         // words are found 64 bytes at a time from a bit mask of letters and digits, which
@@ -509,7 +508,7 @@ impl PhraseMatcher {
         }
         let mut run = |set: &Option<(AhoCorasick, Vec<u32>)>| {
             if let Some((ac, ids)) = set {
-                for m in ac.find_overlapping_iter(text) {
+                for m in ac.find_overlapping_iter(&padded[..n]) {
                     let p = ids[m.pattern().as_usize()] as usize;
                     if self.bounded(b, n, p, m.start(), m.end()) {
                         hit(p);
@@ -535,17 +534,17 @@ impl PhraseMatcher {
                 self.check(b, n, s, *f, hit);
             }
         }
-        if len >= 3 {
-            let t = two(hd as u8, (hd >> 8) as u8);
-            if self.prefixed_filter[t >> 6] & (1 << (t & 63)) != 0 {
-                let k = key3(&b[s..]);
-                let from = self.prefixed.partition_point(|x| x.0 < k);
-                for &(pk, f) in &self.prefixed[from..] {
-                    if pk != k {
-                        break;
-                    }
-                    self.check(b, n, s, f, hit);
+        // prefix keys are three letters or digits: a shorter word (its head is zero-padded)
+        // never matches one
+        let t = two(hd as u8, (hd >> 8) as u8);
+        if self.prefixed_filter[t >> 6] & (1 << (t & 63)) != 0 {
+            let k = (hd & 0xff_ffff) as u32;
+            let from = self.prefixed.partition_point(|x| x.0 < k);
+            for &(pk, f) in &self.prefixed[from..] {
+                if pk != k {
+                    break;
                 }
+                self.check(b, n, s, f, hit);
             }
         }
     }
