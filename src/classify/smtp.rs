@@ -59,6 +59,10 @@ pub(crate) fn strip_type_prefix(text: &str) -> &str {
     let mut s = text.trim_start();
     loop {
         let b = s.as_bytes();
+        // both kinds of prefix start with a letter; most texts start with a reply code
+        if !b.first().is_some_and(u8::is_ascii_alphabetic) {
+            return s;
+        }
         if b.len() >= 16 && b[..16].eq_ignore_ascii_case(b"diagnostic-code:") {
             s = s[16..].trim_start();
             continue;
@@ -146,7 +150,7 @@ fn is_digit(b: Option<&u8>) -> bool {
 }
 
 /// A 3-digit reply code `[2-5]dd` at `i` that is not part of a longer number or word.
-#[inline]
+#[inline(always)]
 fn code_at(b: &[u8], i: usize) -> Option<u16> {
     if i + 3 > b.len() {
         return None;
