@@ -363,7 +363,7 @@ fn rows(d: &Data) -> Vec<Row> {
         ..Row::default()
     });
     out.push(Row {
-        name: format!("  start-up on that data dir after the ingest (--startup)"),
+        name: "  start-up on that data dir after the ingest (--startup)".into(),
         value: d
             .get("startup.secs")
             .map(|s| format!("{s:.2} s"))

@@ -48,6 +48,10 @@ const RULES_TOML: &str = include_str!("rules.toml");
 /// 4096 bytes anyway).
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
+/// What follows a normalised text for the phrase matcher (`phrases::PADDING` zero bytes).
+const PADDING: &str = "\0\0\0\0\0\0\0\0";
+const _: () = assert!(PADDING.len() == phrases::PADDING);
+
 /// The compiled classification rules. Build once, share behind an `Arc`.
 pub struct Classifier {
     rules: RuleSet,
@@ -213,26 +217,44 @@ impl Classifier {
     fn match_text<'r>(&'r self, body: &str, ctx: &Ctx<'_>) -> Option<Decision<'r>> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
-                smtp::normalize_stripped_into(body, &mut buf);
-                let d = self.match_normalized(&buf, ctx);
+                let d = self.match_body(body, &mut buf, ctx);
                 if buf.capacity() > 64 * 1024 {
                     *buf = String::with_capacity(1024);
                 }
                 d
             }
-            Err(_) => {
-                let mut buf = String::new();
-                smtp::normalize_stripped_into(body, &mut buf);
-                self.match_normalized(&buf, ctx)
-            }
+            Err(_) => self.match_body(body, &mut String::new(), ctx),
         })
     }
 
-    fn match_normalized<'r>(&'r self, norm: &str, ctx: &Ctx<'_>) -> Option<Decision<'r>> {
+    /// Normalises `body` into `buf` (followed by the padding the phrase matcher reads) and
+    /// runs the text rules over it.
+    #[inline]
+    fn match_body<'r>(
+        &'r self,
+        body: &str,
+        buf: &mut String,
+        ctx: &Ctx<'_>,
+    ) -> Option<Decision<'r>> {
+        smtp::normalize_stripped_into(body, buf);
+        let n = buf.len();
+        buf.push_str(PADDING);
+        self.match_normalized(buf, n, ctx)
+    }
+
+    /// The text rules over `padded[..n]`, a normalised text followed by the phrase matcher's
+    /// padding.
+    fn match_normalized<'r>(
+        &'r self,
+        padded: &str,
+        n: usize,
+        ctx: &Ctx<'_>,
+    ) -> Option<Decision<'r>> {
         let rs = &self.rules;
+        let norm = &padded[..n];
         let mut hits: Bits<PAT_WORDS> = Bits::EMPTY;
         let mut cand: Bits<RULE_WORDS> = rs.always;
-        rs.matcher.find(norm, |p| {
+        rs.matcher.find_padded(padded, n, |p| {
             hits.set(p);
             let (a, b) = (
                 rs.pat_rule_start[p] as usize,

@@ -59,6 +59,10 @@ pub(crate) fn strip_type_prefix(text: &str) -> &str {
     let mut s = text.trim_start();
     loop {
         let b = s.as_bytes();
+        // both kinds of prefix start with a letter; most texts start with a reply code
+        if !b.first().is_some_and(u8::is_ascii_alphabetic) {
+            return s;
+        }
         if b.len() >= 16 && b[..16].eq_ignore_ascii_case(b"diagnostic-code:") {
             s = s[16..].trim_start();
             continue;
@@ -146,7 +150,7 @@ fn is_digit(b: Option<&u8>) -> bool {
 }
 
 /// A 3-digit reply code `[2-5]dd` at `i` that is not part of a longer number or word.
-#[inline]
+#[inline(always)]
 fn code_at(b: &[u8], i: usize) -> Option<u16> {
     if i + 3 > b.len() {
         return None;
@@ -291,6 +295,16 @@ fn find_reply_code(s: &str, status_at: Option<usize>) -> Option<u16> {
         after_marker.is_some()
     });
     after_marker
+}
+
+/// `c.is_whitespace() || c.is_control()` for a non-ASCII `c`, without the table look-ups:
+/// the C1 controls, NEL, no-break space and the Unicode spaces.
+#[inline]
+fn is_blank_non_ascii(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x80..=0xa0 | 0x1680 | 0x2000..=0x200a | 0x2028 | 0x2029 | 0x202f | 0x205f | 0x3000
+    )
 }
 
 /// True for a non-ASCII character that normalisation leaves alone: lower-case or caseless
@@ -467,7 +481,7 @@ fn normalize_body(s: &str, out: &mut String, strip_codes: bool, fast_path: bool)
             while i < b.len() && b[i] >= 0x80 {
                 let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
                 let len = ch.len_utf8();
-                if ch.is_whitespace() || ch.is_control() {
+                if is_blank_non_ascii(ch) {
                     out.push_str(&s[run_start..i]);
                     pending_space = true;
                     token_start = true;
@@ -504,19 +518,21 @@ fn is_plain(b: &[u8]) -> bool {
     if b.is_empty() || b[0] == b' ' {
         return false;
     }
-    // no loop-carried state but the flags: the compiler can vectorise these loops
-    let mut bad = false;
-    let mut code_like = false;
-    for &c in b {
-        bad |= !(b' '..0x7f).contains(&c);
-    }
-    for (&x, &y) in b.iter().zip(&b[1..]) {
-        bad |= (x == b' ') & (y == b' ');
-        code_like |= (x == b' ') & (b'2'..=b'5').contains(&y);
-    }
+    // each byte with its successor; the bulk in one loop the compiler vectorises, the last
+    // 1-32 bytes in a fixed-size copy (padded with letters) so that no byte is looked at
+    // one at a time
+    let bulk = (b.len() - 1) & !31;
+    let (bad, mut code_like) = plain_flags(&b[..bulk], &b[1..bulk + 1]);
     if bad {
         return false;
     }
+    let mut tail = [b'a'; 33];
+    tail[..b.len() - bulk].copy_from_slice(&b[bulk..]);
+    let (tail_bad, tail_code) = plain_flags(&tail[..32], &tail[1..]);
+    if tail_bad {
+        return false;
+    }
+    code_like |= tail_code;
     if code_like {
         // a word starting with 2-5: only a reply code with '-' or a status code spoils it
         let mut spoilt = false;
@@ -536,6 +552,19 @@ fn is_plain(b: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// For bytes `x` and their successors `y`: (some byte is not printable ASCII or two spaces
+/// follow each other, some space is followed by 2-5). No loop-carried state but the flags:
+/// the compiler vectorises it.
+#[inline(always)]
+fn plain_flags(x: &[u8], y: &[u8]) -> (bool, bool) {
+    let (mut bad, mut code) = (false, false);
+    for (&c, &d) in x.iter().zip(y) {
+        bad |= !(b' '..0x7f).contains(&c) | ((c == b' ') & (d == b' '));
+        code |= (c == b' ') & (b'2'..=b'5').contains(&d);
+    }
+    (bad, code)
 }
 
 /// The simple reference for [`is_plain`].
@@ -642,6 +671,18 @@ mod tests {
         assert_eq!(parse_status("nonsense"), None);
         assert_eq!(parse_status("5.1"), None);
         assert_eq!(parse_status("5.1.1000"), None);
+    }
+
+    #[test]
+    fn blank_non_ascii_agrees_with_the_standard_library() {
+        for c in (0x80..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(
+                is_blank_non_ascii(c),
+                c.is_whitespace() || c.is_control(),
+                "{:x}",
+                c as u32
+            );
+        }
     }
 
     #[test]

@@ -162,11 +162,16 @@ fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
     if local.is_empty() || local.len() > MAX_LOCAL_LEN || rest.contains(&b'@') {
         return None;
     }
-    if local[0] == b'.' || local[local.len() - 1] == b'.' || local.windows(2).any(|w| w == b"..") {
+    if local[0] == b'.' || local[local.len() - 1] == b'.' {
         return None;
     }
-    if !local.iter().all(|&c| LOCAL_ASCII[c as usize]) {
-        return None;
+    // allowed bytes and no ".." in one pass
+    let mut prev = 0u8;
+    for &c in local {
+        if !LOCAL_ASCII[c as usize] || (c == b'.' && prev == b'.') {
+            return None;
+        }
+        prev = c;
     }
     let domain = rest.strip_suffix(b".").unwrap_or(rest);
     if domain.is_empty() || domain.len() > MAX_DOMAIN_LEN {
@@ -196,7 +201,7 @@ fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
     if len > MAX_ADDRESS_LEN {
         return None;
     }
-    // Both halves are ASCII (checked above), so slicing `s` at these offsets is sound.
+    // All ASCII (checked above): the byte offsets are character boundaries.
     let mut normalized = String::with_capacity(len);
     normalized.push_str(&s[..at]);
     normalized.push('@');
