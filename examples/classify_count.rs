@@ -9,23 +9,17 @@ use std::hint::black_box;
 use suppressd::classify::Classifier;
 use suppressd::domain::{EmailAddress, ReportedOutcome, SmtpEvidence};
 
-const CORPUS: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/sisimai-diagnostics.tsv"
-));
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+
+use workload::{address_mix, classify_row, corpus_rows};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("all", |s| s.as_str());
     let passes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let rows: Vec<(&str, Option<&str>)> = CORPUS
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[3], (!f[2].is_empty()).then_some(f[2]))
-        })
+    let rows: Vec<(&str, Option<&str>)> = corpus_rows()
+        .into_iter()
         .filter(|(t, _)| match mode {
             "ascii" => t.is_ascii(),
             "nonascii" => !t.is_ascii(),
@@ -34,20 +28,8 @@ fn main() {
         .collect();
     if let Some(kind) = mode.strip_prefix("addr-") {
         // the address mix of benches/normalize.rs, or only its plain ASCII part
-        let domains = [
-            "gmail.com",
-            "Example.COM",
-            "company.co.uk",
-            "bücher.example",
-            "mail.ru",
-            "xn--bcher-kva.example",
-        ];
-        let all: Vec<String> = (0..600)
-            .map(|i| match i % 50 {
-                0 => format!("broken-{i}-at-example.com"),
-                1 => format!("Jane.Doe+{i}@{}", domains[3]),
-                _ => format!("  User.{i}_Name@{} ", domains[i % domains.len()]),
-            })
+        let all: Vec<String> = address_mix(600)
+            .into_iter()
             .filter(|a| kind != "ascii" || (a.is_ascii() && !a.contains("xn--")))
             .collect();
         for _ in 0..passes {
@@ -81,14 +63,8 @@ fn main() {
         for _ in 0..passes {
             let t = std::time::Instant::now();
             for _ in 0..20 {
-                for &(text, status) in &rows {
-                    let ev = SmtpEvidence {
-                        reported: ReportedOutcome::Bounce,
-                        smtp_response: black_box(text),
-                        enhanced_status: status,
-                        provider: "",
-                    };
-                    black_box(classifier.classify(&ev));
+                for &row in &rows {
+                    classify_row(&classifier, row);
                 }
             }
             best = best.min(t.elapsed().as_secs_f64() / (20 * rows.len()) as f64);
@@ -98,14 +74,8 @@ fn main() {
     }
     let mut n = 0usize;
     for _ in 0..passes {
-        for &(text, status) in &rows {
-            let ev = SmtpEvidence {
-                reported: ReportedOutcome::Bounce,
-                smtp_response: black_box(text),
-                enhanced_status: status,
-                provider: "",
-            };
-            black_box(classifier.classify(&ev));
+        for &row in &rows {
+            classify_row(&classifier, row);
             n += 1;
         }
     }
