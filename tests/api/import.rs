@@ -5,6 +5,22 @@ use tokio_stream::StreamExt;
 
 use crate::helpers::*;
 
+/// A fresh server where `bounced@example.com` hard-bounced in `tenant`.
+async fn app_with_a_hard_bounce(tenant: &str) -> TestApp {
+    let mut app = spawn_app().await;
+    app.report(
+        tenant,
+        result(
+            "h",
+            "bounced@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    app
+}
+
 fn contact(address: &str, external_id: &str) -> pb::ImportContact {
     pb::ImportContact {
         address: address.into(),
@@ -16,17 +32,7 @@ fn contact(address: &str, external_id: &str) -> pb::ImportContact {
 
 #[tokio::test]
 async fn one_stream_with_suppressed_invalid_duplicate_and_clean_contacts_keeps_order() {
-    let mut app = spawn_app().await;
-    app.report(
-        "acme",
-        result(
-            "h",
-            "bounced@example.com",
-            Outcome::HardBounce,
-            USER_UNKNOWN,
-        ),
-    )
-    .await;
+    let mut app = app_with_a_hard_bounce("acme").await;
     app.report(
         "acme",
         result("c", "angry@example.com", Outcome::Complaint, ""),
@@ -202,17 +208,7 @@ async fn changing_tenant_within_a_stream_is_refused() {
 
 #[tokio::test]
 async fn compact_streams_send_bare_allow_verdicts_and_full_blocks() {
-    let mut app = spawn_app().await;
-    app.report(
-        "",
-        result(
-            "h",
-            "bounced@example.com",
-            Outcome::HardBounce,
-            USER_UNKNOWN,
-        ),
-    )
-    .await;
+    let mut app = app_with_a_hard_bounce("").await;
     let request = pb::CheckImportRequest {
         tenant: String::new(),
         contacts: vec![
@@ -246,17 +242,7 @@ async fn compact_streams_send_bare_allow_verdicts_and_full_blocks() {
 
 #[tokio::test]
 async fn packed_streams_answer_one_byte_per_contact_and_detail_only_the_blocked() {
-    let mut app = spawn_app().await;
-    app.report(
-        "acme",
-        result(
-            "h",
-            "bounced@example.com",
-            Outcome::HardBounce,
-            USER_UNKNOWN,
-        ),
-    )
-    .await;
+    let mut app = app_with_a_hard_bounce("acme").await;
     let first = pb::CheckImportRequest {
         tenant: "acme".into(),
         // Envelope contacts first, then bare lines; positions run on across both.
@@ -347,17 +333,7 @@ async fn packed_streams_answer_one_byte_per_contact_and_detail_only_the_blocked(
 
 #[tokio::test]
 async fn address_lines_get_full_verdicts_without_packing() {
-    let mut app = spawn_app().await;
-    app.report(
-        "",
-        result(
-            "h",
-            "bounced@example.com",
-            Outcome::HardBounce,
-            USER_UNKNOWN,
-        ),
-    )
-    .await;
+    let mut app = app_with_a_hard_bounce("").await;
     let request = pb::CheckImportRequest {
         address_lines: "ok@example.com\nbounced@example.com\n".into(),
         ..Default::default()
