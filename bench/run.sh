@@ -6,6 +6,8 @@
 #   bench/run.sh --quick      smoke run: N = 100,000, 100,000 contacts and events, 2 s per loop
 #   bench/run.sh --big        also the 10M-address phase (storage, RSS, start-up); slow
 #   bench/run.sh --big-only   only the 10M-address phase
+#   bench/run.sh --engine redb  the server on another storage engine (default sled)
+#   bench/run.sh --startup    also time a restart on the main data directory (after its phases)
 #
 # It builds the release binaries, installs PostgreSQL with apt-get if it is missing, starts a
 # throw-away PostgreSQL cluster, the bare tonic echo baseline and suppressd on loopback, runs
@@ -14,21 +16,26 @@
 # keeps the work directory for inspection).
 #
 # Environment: CARGO_TARGET_DIR (default target/), BENCH_BIG_N (default 10,000,000),
-# BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS.
+# BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS, BENCH_PHASES (phases of
+# the main run, comma-separated; PostgreSQL runs only with pgload, the echo only with status).
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 N=""
 BIG=0
 MAIN=1
 QUICK=0
+ENGINE="${SUPPRESSD_ENGINE:-sled}"
+STARTUP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --big) BIG=1 ;;
         --big-only) BIG=1; MAIN=0 ;;
         --quick) QUICK=1 ;;
         --n) shift; N="$1" ;;
+        --engine) shift; ENGINE="$1" ;;
+        --startup) STARTUP=1 ;;
         -h | --help) usage; exit 0 ;;
         [0-9]*) N="$1" ;;
         *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -50,6 +57,11 @@ else
     MODE="full"
 fi
 BIG_N="${BENCH_BIG_N:-10000000}"
+case "$ENGINE" in sled | redb) ;; *) echo "run.sh: unknown engine $ENGINE (sled or redb)" >&2; exit 2 ;; esac
+# Every suppressd this script starts, directly or through the harness, uses this engine.
+export SUPPRESSD_ENGINE="$ENGINE"
+PHASES="${BENCH_PHASES:-}"
+has_phase() { [ -z "$PHASES" ] || [[ ",$PHASES," == *",$1,"* ]]; }
 [ "$BIG" = 1 ] && MODE="$MODE+big"
 [ "$MAIN" = 0 ] && MODE="big only"
 
@@ -58,7 +70,7 @@ cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 UPTIME_START="$(uptime)"
-echo "== suppressd bench ($MODE, N=$N) at $STARTED; load: $UPTIME_START"
+echo "== suppressd bench ($MODE, N=$N, engine $ENGINE) at $STARTED; load: $UPTIME_START"
 
 echo "== build (cargo build --release)"
 cargo build --release -p suppressd -p suppressd-bench
@@ -70,7 +82,7 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT="$GIT (with uncommitted chan
 
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 PGBIN="$(pg_bindir)"
-if [ "$MAIN" = 1 ] && { [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; }; then
+if [ "$MAIN" = 1 ] && has_phase pgload && { [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; }; then
     echo "== installing PostgreSQL (apt-get)"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -136,33 +148,41 @@ start_suppressd() { # data-dir log
 
 INPUTS=()
 if [ "$MAIN" = 1 ]; then
-    echo "== PostgreSQL"
-    PGPORT="$("$BENCH" free-port)"
-    mkdir -p "$WORK/pg"
-    chown postgres: "$WORK/pg" 2>/dev/null || true
-    as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
-    # fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
-    # The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
-    # autovacuum in the middle of a measurement (the harness vacuums after loading).
-    as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
-        "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
-         -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
-         -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
-    PG_UP=1
-    PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
-    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
-
-    EPORT="$("$BENCH" free-port)"
-    "$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
-    EPID=$!
+    PG_ARGS=()
+    ECHO_ARGS=()
+    if has_phase pgload; then
+        echo "== PostgreSQL"
+        PGPORT="$("$BENCH" free-port)"
+        mkdir -p "$WORK/pg"
+        chown postgres: "$WORK/pg" 2>/dev/null || true
+        as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
+        # fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
+        # The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
+        # autovacuum in the middle of a measurement (the harness vacuums after loading).
+        as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
+            "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+             -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
+             -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
+        PG_UP=1
+        PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
+        echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
+        PG_ARGS=(--pg "$PG_DSN")
+    fi
+    if has_phase status; then
+        EPORT="$("$BENCH" free-port)"
+        "$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
+        EPID=$!
+        ECHO_ARGS=(--echo-addr "http://127.0.0.1:$EPORT")
+    fi
 
     start_suppressd "$WORK/data" "$WORK/suppressd.log"
 
     echo "== measurements (N=$N, $CONTACTS contacts, $EVENTS events, ${SECS}s loops)"
     "$BENCH" run \
         --addr "http://127.0.0.1:$SPORT" \
-        --echo-addr "http://127.0.0.1:$EPORT" \
-        --pg "$PG_DSN" \
+        "${ECHO_ARGS[@]}" \
+        "${PG_ARGS[@]}" \
+        ${PHASES:+--phases "$PHASES"} \
         --server-pid "$SPID" \
         --data-dir "$WORK/data" \
         --n "$N" \
@@ -176,8 +196,20 @@ if [ "$MAIN" = 1 ]; then
     stop_pid "$EPID"
     EPID=""
     stop_pg
-    rm -rf "$WORK/data"
     INPUTS+=(--in "$WORK/main.json")
+    if [ "$STARTUP" = 1 ]; then
+        echo "== start-up on the main data directory"
+        "$BENCH" startup \
+            --suppressd "$BIN" \
+            --data-dir "$WORK/data" \
+            --n "$N" \
+            --contacts 0 \
+            --prefix "" \
+            --log "$WORK/suppressd-startup-main.log" \
+            --out "$WORK/startup-main.json"
+        INPUTS+=(--in "$WORK/startup-main.json")
+    fi
+    rm -rf "$WORK/data"
 fi
 
 if [ "$BIG" = 1 ]; then
@@ -209,7 +241,8 @@ OUT="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
 echo
 "$BENCH" report "${INPUTS[@]}" \
     --note "started=$STARTED" \
-    --note "mode=$MODE, N=$([ "$MAIN" = 1 ] && echo "$N" || echo 'not run'), big N=$([ "$BIG" = 1 ] && echo "$BIG_N" || echo 'not run')" \
+    --note "engine=$ENGINE" \
+    --note "mode=$MODE${PHASES:+, phases $PHASES}, N=$([ "$MAIN" = 1 ] && echo "$N" || echo 'not run'), big N=$([ "$BIG" = 1 ] && echo "$BIG_N" || echo 'not run')" \
     --note "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); client and servers share these cores" \
     --note "git=$GIT" \
     --note "load.start=$UPTIME_START" \

@@ -343,6 +343,19 @@ fn rows(d: &Data) -> Vec<Row> {
         value: mib(d.get("storage.hwm_mib")),
         ..Row::default()
     });
+    out.push(Row {
+        name: "  start-up on that data dir after the ingest (--startup)".into(),
+        value: d
+            .get("startup.secs")
+            .map(|s| format!("{s:.2} s"))
+            .unwrap_or_default(),
+        ..Row::default()
+    });
+    out.push(Row {
+        name: "  server RSS 2 s after that start-up".into(),
+        value: mib(d.get("startup.rss_settled_mib")),
+        ..Row::default()
+    });
     let big = big_n.map(fmt_num).unwrap_or_else(|| "10M".into());
     out.push(Row {
         name: format!("  load {big} (--big): events/s"),
@@ -471,6 +484,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut header = String::new();
     for key in [
         "started",
+        "engine",
         "mode",
         "machine",
         "git",
