@@ -13,6 +13,8 @@ use tonic_reflection::pb::v1::{
     server_reflection_response::MessageResponse, ServerReflectionRequest,
 };
 
+use suppressd::config::StorageEngine;
+
 use crate::helpers::*;
 
 async fn channel(addr: &str) -> tonic::transport::Channel {
@@ -175,6 +177,35 @@ async fn a_second_server_on_the_same_data_directory_fails_clearly() {
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("in use by another suppressd process"), "{err}");
+}
+
+#[tokio::test]
+async fn a_data_directory_of_the_other_engine_is_refused_not_emptied() {
+    let mut app = spawn_app().await;
+    app.report(
+        "acme",
+        result("h1", "gone@example.com", Outcome::HardBounce, USER_UNKNOWN),
+    )
+    .await;
+    app.stop().await;
+    let mut settings = test_settings(app.data_dir.clone());
+    settings.engine = match test_engine() {
+        StorageEngine::Sled => StorageEngine::Redb,
+        StorageEngine::Redb => StorageEngine::Sled,
+    };
+    let err = match suppressd::startup::Application::build(settings).await {
+        Ok(_) => panic!("the other engine opened the data directory"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains(&format!("holds {} data", test_engine_name())),
+        "{err}"
+    );
+    let mut app = app.restart().await;
+    assert_eq!(
+        app.state("acme", "gone@example.com").await,
+        AddressState::Suppressed
+    );
 }
 
 fn wait_until_serving(addr: &str) {
