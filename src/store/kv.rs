@@ -14,6 +14,12 @@ pub(super) trait KvEngine: Send + Sync + 'static {
     /// The committed value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// The committed values under several keys, in order. Engines with a per-read cost (such as
+    /// a read transaction) override it to pay that cost once per call.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Visits the committed entries with keys between `start` and `end`, in ascending key order,
     /// until `visit` returns `false`.
     fn scan(

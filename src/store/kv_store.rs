@@ -335,15 +335,26 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             .map(|a| a.map(|a| key_hash(tenant.as_str(), a.as_str())))
             .collect();
         let maybe = self.shared.filter.may_contain_many(&hashes);
-        let mut out = Vec::with_capacity(addresses.len());
-        for (address, maybe) in addresses.iter().zip(maybe) {
-            let found = match (address, maybe) {
-                (Some(a), true) => self
-                    .get_record(tenant, a)?
-                    .filter(AddressRecord::is_suppressed),
+        // Only the addresses the filter cannot rule out are read, all in one engine call.
+        let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = addresses
+            .iter()
+            .zip(maybe)
+            .enumerate()
+            .filter_map(|(i, (address, maybe))| match (address, maybe) {
+                (Some(a), true) => Some((
+                    i,
+                    keys::exact(keys::ADDRESS, &[tenant.as_str()], a.as_str()),
+                )),
                 _ => None,
-            };
-            out.push(found);
+            })
+            .unzip();
+        let values = self.shared.engine.get_many(&record_keys)?;
+        let mut out: Vec<Option<AddressRecord>> = vec![None; addresses.len()];
+        for ((i, key), value) in positions.into_iter().zip(&record_keys).zip(values) {
+            if let Some(v) = value {
+                let record: AddressRecord = decode(key, &v)?;
+                out[i] = Some(record).filter(AddressRecord::is_suppressed);
+            }
         }
         Ok(out)
     }

@@ -93,6 +93,20 @@ impl KvEngine for RedbEngine {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rtx = self.db.begin_read().map_err(engine)?;
+        let table = rtx.open_table(DATA).map_err(engine)?;
+        keys.iter()
+            .map(|k| {
+                let value = table.get(k.as_slice()).map_err(engine)?;
+                Ok(value.map(|v| v.value().to_vec()))
+            })
+            .collect()
+    }
+
     fn scan(
         &self,
         start: Bound<&[u8]>,
