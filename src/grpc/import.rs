@@ -158,23 +158,25 @@ impl SuppressionApi {
             }
             Some(_) => {}
         }
-        let n = message.contacts.len() + lines(&message.address_lines).count();
         let field = if message.address_lines.is_empty() {
             "contacts"
         } else {
             "address_lines"
         };
+        let items: Vec<Item> = message
+            .contacts
+            .into_iter()
+            .map(|c| Item {
+                contact: Some(c),
+                line: "",
+            })
+            .chain(lines(&message.address_lines).map(|line| Item {
+                contact: None,
+                line,
+            }))
+            .collect();
+        let n = items.len();
         self.check_batch(field, n)?;
-
-        let mut items: Vec<Item> = Vec::with_capacity(n);
-        items.extend(message.contacts.into_iter().map(|c| Item {
-            contact: Some(c),
-            line: "",
-        }));
-        items.extend(lines(&message.address_lines).map(|line| Item {
-            contact: None,
-            line,
-        }));
 
         let slots: Vec<Slot> = items
             .iter()

@@ -47,6 +47,11 @@ pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
     k
 }
 
+/// The key of an address's record.
+pub fn record(tenant: &str, address: &str) -> Vec<u8> {
+    exact(ADDRESS, &[tenant], address)
+}
+
 /// An i64 as big-endian bytes that sort in numeric order.
 pub fn ordered_i64(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1u64 << 63)).to_be_bytes()

@@ -318,11 +318,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         tenant: &Tenant,
         address: &EmailAddress,
     ) -> Result<Option<AddressRecord>, StoreError> {
-        self.get_decoded(&keys::exact(
-            keys::ADDRESS,
-            &[tenant.as_str()],
-            address.as_str(),
-        ))
+        self.get_decoded(&keys::record(tenant.as_str(), address.as_str()))
     }
 
     fn suppressed_records(
@@ -341,10 +337,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             .zip(maybe)
             .enumerate()
             .filter_map(|(i, (address, maybe))| match (address, maybe) {
-                (Some(a), true) => Some((
-                    i,
-                    keys::exact(keys::ADDRESS, &[tenant.as_str()], a.as_str()),
-                )),
+                (Some(a), true) => Some((i, keys::record(tenant.as_str(), a.as_str()))),
                 _ => None,
             })
             .unzip();
@@ -381,7 +374,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                     cause: "malformed suppressed-index key".into(),
                 });
             };
-            let record_key = keys::exact(keys::ADDRESS, &[t], address);
+            let record_key = keys::record(t, address);
             let Some(record) = self.get_decoded::<AddressRecord>(&record_key)? else {
                 return Ok(None);
             };

@@ -284,7 +284,7 @@ impl<'t> Group<'t> {
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
         let (t, a) = (tenant.as_str(), address.as_str());
-        let record_key = keys::exact(keys::ADDRESS, &[t], a);
+        let record_key = keys::record(t, a);
         self.put(record_key.clone(), encode(record))?;
         let before = previous.and_then(|p| p.suppression.as_ref());
         let after = record.suppression.as_ref();
@@ -405,7 +405,7 @@ impl<'t> Group<'t> {
     fn try_add(&mut self, write: AddressWrite) -> Result<WriteOutcome, StoreError> {
         let tenant = &write.tenant;
         let address = &write.address;
-        let record_key = keys::exact(keys::ADDRESS, &[tenant.as_str()], address.as_str());
+        let record_key = keys::record(tenant.as_str(), address.as_str());
         let previous = self.record(&record_key)?;
 
         if let Some(event) = &write.event {
@@ -480,8 +480,8 @@ impl<'t> Group<'t> {
 
     fn try_add_pair(&mut self, write: PairWrite) -> Result<PairOutcome, StoreError> {
         let t = write.tenant.as_str();
-        let first_key = keys::exact(keys::ADDRESS, &[t], write.first.as_str());
-        let second_key = keys::exact(keys::ADDRESS, &[t], write.second.as_str());
+        let first_key = keys::record(t, write.first.as_str());
+        let second_key = keys::record(t, write.second.as_str());
         let first = self.record(&first_key)?;
         let second = self.record(&second_key)?;
         match (write.decide)(first.as_ref(), second.as_ref()) {

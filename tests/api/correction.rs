@@ -219,8 +219,7 @@ async fn the_whole_decision_tree_after_a_hard_bounce() {
 
     // The import guard tells the CRM to fix its record.
     let mut verdicts = app
-        .client
-        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+        .check_import(vec![pb::CheckImportRequest {
             compact_allow: false,
             tenant: String::new(),
             contacts: vec![pb::ImportContact {
@@ -229,10 +228,8 @@ async fn the_whole_decision_tree_after_a_hard_bounce() {
                 ..Default::default()
             }],
             ..Default::default()
-        }]))
-        .await
-        .unwrap()
-        .into_inner();
+        }])
+        .await;
     let v = verdicts.next().await.unwrap().unwrap().verdicts.remove(0);
     assert_eq!(v.decision(), ImportDecision::Replace);
     assert_eq!(v.replacement_address, "jane.smith@company.com");
@@ -398,8 +395,7 @@ async fn import_verdicts_carry_the_best_suggestion() {
     )
     .await;
     let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+        .check_import(vec![pb::CheckImportRequest {
             compact_allow: false,
             tenant: String::new(),
             contacts: vec![
@@ -420,10 +416,8 @@ async fn import_verdicts_carry_the_best_suggestion() {
                 },
             ],
             ..Default::default()
-        }]))
-        .await
-        .unwrap()
-        .into_inner();
+        }])
+        .await;
     let verdicts = responses.next().await.unwrap().unwrap().verdicts;
     assert_eq!(verdicts[0].decision(), ImportDecision::BlockInvalid);
     assert_eq!(

@@ -125,6 +125,18 @@ impl TestApp {
             .into_inner()
     }
 
+    /// Opens a CheckImport stream sending `requests`; the verdicts come back on the result.
+    pub async fn check_import(
+        &mut self,
+        requests: Vec<pb::CheckImportRequest>,
+    ) -> tonic::Streaming<pb::CheckImportResponse> {
+        self.client
+            .check_import(tokio_stream::iter(requests))
+            .await
+            .expect("import stream opens")
+            .into_inner()
+    }
+
     pub async fn status(&mut self, tenant: &str, address: &str) -> pb::AddressStatus {
         self.client
             .get_suppression_status(pb::GetSuppressionStatusRequest {

@@ -154,8 +154,7 @@ async fn nothing_but_reactivate_lifts_a_suppression() {
         .await
         .unwrap();
     let mut stream = app
-        .client
-        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+        .check_import(vec![pb::CheckImportRequest {
             compact_allow: false,
             tenant: String::new(),
             contacts: vec![pb::ImportContact {
@@ -163,10 +162,8 @@ async fn nothing_but_reactivate_lifts_a_suppression() {
                 ..Default::default()
             }],
             ..Default::default()
-        }]))
-        .await
-        .unwrap()
-        .into_inner();
+        }])
+        .await;
     while stream.message().await.unwrap().is_some() {}
     let app = app.restart().await;
     let mut app = app;

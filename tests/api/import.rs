@@ -58,12 +58,7 @@ async fn one_stream_with_suppressed_invalid_duplicate_and_clean_contacts_keeps_o
         ],
         ..Default::default()
     };
-    let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(vec![first, second]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = app.check_import(vec![first, second]).await;
     let r1 = responses.next().await.unwrap().unwrap();
     let r2 = responses.next().await.unwrap().unwrap();
     assert!(responses.next().await.is_none());
@@ -151,12 +146,7 @@ async fn a_hundred_thousand_contact_stream_is_screened_exactly() {
             ..Default::default()
         })
         .collect();
-    let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = app.check_import(requests).await;
     let (mut allowed, mut blocked, mut seen) = (0, 0, 0usize);
     while let Some(r) = responses.next().await {
         let r = r.unwrap();
@@ -195,12 +185,7 @@ async fn changing_tenant_within_a_stream_is_refused() {
             ..Default::default()
         },
     ];
-    let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = app.check_import(requests).await;
     assert!(responses.next().await.unwrap().is_ok());
     let err = responses.next().await.unwrap().unwrap_err();
     assert_invalid(&err, "tenant");
@@ -219,12 +204,7 @@ async fn compact_streams_send_bare_allow_verdicts_and_full_blocks() {
         compact_allow: true,
         ..Default::default()
     };
-    let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = app.check_import(vec![request]).await;
     let verdicts = responses.next().await.unwrap().unwrap().verdicts;
     assert_eq!(
         verdicts[0],
@@ -258,12 +238,7 @@ async fn packed_streams_answer_one_byte_per_contact_and_detail_only_the_blocked(
         address_lines: "other@example.org\nfresh@example.net\nbounced@example.com".into(),
         ..Default::default()
     };
-    let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(vec![first, second]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = app.check_import(vec![first, second]).await;
 
     let one = responses.message().await.unwrap().unwrap();
     assert_eq!(one.batch_index, 0);
@@ -338,12 +313,7 @@ async fn address_lines_get_full_verdicts_without_packing() {
         address_lines: "ok@example.com\nbounced@example.com\n".into(),
         ..Default::default()
     };
-    let mut responses = app
-        .client
-        .check_import(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = app.check_import(vec![request]).await;
     let response = responses.message().await.unwrap().unwrap();
     assert!(response.decisions.is_empty(), "packing was not asked for");
     let verdicts = response.verdicts;

@@ -165,32 +165,26 @@ async fn batches_over_the_limit_are_refused_with_the_limit_in_the_message() {
         })
         .collect();
     let mut stream = app
-        .client
-        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+        .check_import(vec![pb::CheckImportRequest {
             tenant: String::new(),
             contacts,
             ..Default::default()
-        }]))
-        .await
-        .unwrap()
-        .into_inner();
+        }])
+        .await;
     let err = stream.message().await.unwrap_err();
     assert_invalid(&err, "contacts");
 
     // Bare address lines count toward the same limit, together with the contacts.
     let mut stream = app
-        .client
-        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+        .check_import(vec![pb::CheckImportRequest {
             contacts: vec![pb::ImportContact {
                 address: "first@example.com".into(),
                 ..Default::default()
             }],
             address_lines: (0..10).map(|i| format!("u{i}@example.com\n")).collect(),
             ..Default::default()
-        }]))
-        .await
-        .unwrap()
-        .into_inner();
+        }])
+        .await;
     let err = stream.message().await.unwrap_err();
     assert_invalid(&err, "address_lines");
 }

@@ -135,8 +135,7 @@ async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_t
     assert_eq!(history.entries.len(), 2, "send result and suppression");
     // The import guard's in-memory index is rebuilt from disk.
     let mut verdicts = app
-        .client
-        .check_import(tokio_stream::iter(vec![pb::CheckImportRequest {
+        .check_import(vec![pb::CheckImportRequest {
             compact_allow: false,
             tenant: "acme".into(),
             contacts: vec![pb::ImportContact {
@@ -144,10 +143,8 @@ async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_t
                 ..Default::default()
             }],
             ..Default::default()
-        }]))
-        .await
-        .unwrap()
-        .into_inner();
+        }])
+        .await;
     let v = verdicts.message().await.unwrap().unwrap();
     assert_eq!(
         v.verdicts[0].decision(),
