@@ -33,7 +33,9 @@ mod tests;
 use std::cell::RefCell;
 use std::fmt;
 
-use crate::domain::{BounceReason, BounceType, Classification, ReportedOutcome, SmtpEvidence};
+use crate::domain::{
+    BounceReason, BounceType, Classification, ReportedOutcome, RuleId, SmtpEvidence,
+};
 use rules::{Bits, Outcome, RuleSet, PAT_WORDS, RULE_WORDS};
 pub use smtp::{parse_reply, parse_status, EnhancedStatus, ParsedReply};
 
@@ -55,6 +57,31 @@ const _: () = assert!(PADDING.len() == phrases::PADDING);
 /// The compiled classification rules. Build once, share behind an `Arc`.
 pub struct Classifier {
     rules: RuleSet,
+    /// Ids of the decisions the reporter's label makes, in `ReportedOutcome` order.
+    label_ids: LabelIds,
+}
+
+/// The `label.*` rule ids, built once so that a verdict by label allocates nothing.
+struct LabelIds {
+    delivered: RuleId,
+    complaint: RuleId,
+    hard: RuleId,
+    soft: RuleId,
+    block: RuleId,
+    bounce: RuleId,
+}
+
+impl LabelIds {
+    fn new() -> Self {
+        LabelIds {
+            delivered: "label.delivered".into(),
+            complaint: "label.complaint".into(),
+            hard: "label.hard".into(),
+            soft: "label.soft".into(),
+            block: "label.block".into(),
+            bounce: "label.bounce".into(),
+        }
+    }
 }
 
 impl fmt::Debug for Classifier {
@@ -93,7 +120,7 @@ struct Decision<'r> {
     kind: BounceType,
     reason: BounceReason,
     confidence: f32,
-    id: &'r str,
+    id: &'r RuleId,
     source: Source,
     /// The deciding rule says the failure is permanent even with a 4xx reply.
     permanent: bool,
@@ -113,7 +140,10 @@ impl Classifier {
     /// Only if the built-in rule file is broken, which the unit tests guard against.
     pub fn new() -> Self {
         match rules::compile(RULES_TOML) {
-            Ok(rules) => Classifier { rules },
+            Ok(rules) => Classifier {
+                rules,
+                label_ids: LabelIds::new(),
+            },
             Err(e) => panic!("built-in classification rules are broken: {e}"),
         }
     }
@@ -124,7 +154,7 @@ impl Classifier {
         Classification {
             bounce_type: d.kind,
             reason: d.reason,
-            rule_id: d.id.to_string(),
+            rule_id: d.id.clone(),
             confidence: d.confidence,
             disagrees_with_reporter: label_type(ev.reported).is_some_and(|t| t != d.kind),
         }
@@ -137,7 +167,7 @@ impl Classifier {
             .enhanced_status
             .and_then(|s| parse_status(truncate(s, 64)));
         if !has_text && field_status.is_none() {
-            return label_decision(ev.reported);
+            return self.label_decision(ev.reported);
         }
         let body = smtp::strip_type_prefix(text);
         let reply = if has_text {
@@ -169,7 +199,7 @@ impl Classifier {
         if d.is_none() {
             d = parsed.code.and_then(|c| self.code_fallback(c, ev.reported));
         }
-        let mut d = d.unwrap_or_else(|| label_decision(ev.reported));
+        let mut d = d.unwrap_or_else(|| self.label_decision(ev.reported));
 
         // a temporary reply cannot make a recipient Hard, unless the rule or the status says
         // the failure is permanent whatever the class
@@ -187,7 +217,7 @@ impl Classifier {
                 && matches!(d.source, Source::Text | Source::Status)
                 && !matches!(d.kind, BounceType::Delivered | BounceType::Complaint);
             if !clearly_failure {
-                return label_decision(ev.reported);
+                return self.label_decision(ev.reported);
             }
         }
         d
@@ -369,6 +399,33 @@ impl Classifier {
             permanent: false,
         })
     }
+
+    /// The decision the reporter's label makes on its own.
+    fn label_decision(&self, l: ReportedOutcome) -> Decision<'_> {
+        let ids = &self.label_ids;
+        let (kind, reason, id) = match l {
+            ReportedOutcome::Delivered => {
+                (BounceType::Delivered, BounceReason::None, &ids.delivered)
+            }
+            ReportedOutcome::Complaint => (
+                BounceType::Complaint,
+                BounceReason::Complaint,
+                &ids.complaint,
+            ),
+            ReportedOutcome::HardBounce => (BounceType::Hard, BounceReason::Unknown, &ids.hard),
+            ReportedOutcome::SoftBounce => (BounceType::Soft, BounceReason::Unknown, &ids.soft),
+            ReportedOutcome::Block => (BounceType::Block, BounceReason::Unknown, &ids.block),
+            ReportedOutcome::Bounce => (BounceType::Soft, BounceReason::Unknown, &ids.bounce),
+        };
+        Decision {
+            kind,
+            reason,
+            confidence: 0.5,
+            id,
+            source: Source::Label,
+            permanent: false,
+        }
+    }
 }
 
 /// The outcome a reporter's label implies (`Bounce` implies none).
@@ -380,31 +437,6 @@ fn label_type(l: ReportedOutcome) -> Option<BounceType> {
         ReportedOutcome::Block => Some(BounceType::Block),
         ReportedOutcome::Complaint => Some(BounceType::Complaint),
         ReportedOutcome::Bounce => None,
-    }
-}
-
-fn label_decision(l: ReportedOutcome) -> Decision<'static> {
-    let (kind, reason, id) = match l {
-        ReportedOutcome::Delivered => {
-            (BounceType::Delivered, BounceReason::None, "label.delivered")
-        }
-        ReportedOutcome::Complaint => (
-            BounceType::Complaint,
-            BounceReason::Complaint,
-            "label.complaint",
-        ),
-        ReportedOutcome::HardBounce => (BounceType::Hard, BounceReason::Unknown, "label.hard"),
-        ReportedOutcome::SoftBounce => (BounceType::Soft, BounceReason::Unknown, "label.soft"),
-        ReportedOutcome::Block => (BounceType::Block, BounceReason::Unknown, "label.block"),
-        ReportedOutcome::Bounce => (BounceType::Soft, BounceReason::Unknown, "label.bounce"),
-    };
-    Decision {
-        kind,
-        reason,
-        confidence: 0.5,
-        id,
-        source: Source::Label,
-        permanent: false,
     }
 }
 

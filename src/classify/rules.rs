@@ -12,7 +12,7 @@ use regex::Regex;
 
 use super::phrases::PhraseMatcher;
 use super::smtp::{normalize_phrase, parse_status, EnhancedStatus};
-use crate::domain::{BounceReason, BounceType};
+use crate::domain::{BounceReason, BounceType, RuleId};
 
 /// Most phrases the engine takes (64 × `PAT_WORDS`).
 pub(crate) const PAT_WORDS: usize = 32;
@@ -410,7 +410,7 @@ pub(crate) struct PatMeta {
 /// A text rule.
 #[derive(Debug)]
 pub(crate) struct TextRule {
-    pub id: String,
+    pub id: RuleId,
     pub kind: BounceType,
     pub reason: BounceReason,
     pub confidence: f32,
@@ -433,7 +433,7 @@ pub(crate) struct TextRule {
 /// A status-code or reply-code fallback entry.
 #[derive(Debug)]
 pub(crate) struct FallbackRule {
-    pub id: String,
+    pub id: RuleId,
     pub status: Option<StatusPat>,
     pub code: Option<CodePat>,
     pub outcome: Outcome,
@@ -737,7 +737,7 @@ pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
                     return Err(format!("rules.toml: rule id '{id}' used twice"));
                 }
                 rules.push(TextRule {
-                    id,
+                    id: id.into(),
                     kind,
                     reason,
                     confidence,
@@ -774,7 +774,7 @@ pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
                     return Err(format!("rules.toml: id '{id}' used twice"));
                 }
                 let mut r = FallbackRule {
-                    id,
+                    id: id.into(),
                     status: None,
                     code: None,
                     outcome,

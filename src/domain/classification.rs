@@ -3,7 +3,11 @@
 //! These types are shared by the classifier (which decides), the policy (which acts on the
 //! decision) and the store (which records it). They know nothing of the wire or the disk.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The outcome as the reporting system (ESP, MTA, webhook) labelled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,11 +102,92 @@ pub struct Classification {
     /// The reason behind it.
     pub reason: BounceReason,
     /// Id of the rule that decided, recorded on the event so decisions can be audited.
-    pub rule_id: String,
+    pub rule_id: RuleId,
     /// How sure the deciding rule is, 0.0 to 1.0.
     pub confidence: f32,
     /// True when the reporter's label implies a different outcome type.
     pub disagrees_with_reporter: bool,
+}
+
+/// The id of a classification rule (`gmail.user_unknown`, `status.5.1.1`, `label.hard`).
+///
+/// Shared, not copied: the classifier hands out the ids of its compiled rules with a reference
+/// count, so a verdict costs no allocation. Stored and sent as a plain string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(Arc<str>);
+
+impl RuleId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for RuleId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for RuleId {
+    fn from(s: &str) -> Self {
+        RuleId(Arc::from(s))
+    }
+}
+
+impl From<String> for RuleId {
+    fn from(s: String) -> Self {
+        RuleId(Arc::from(s))
+    }
+}
+
+impl From<&RuleId> for String {
+    fn from(id: &RuleId) -> Self {
+        id.as_str().to_owned()
+    }
+}
+
+impl PartialEq<str> for RuleId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for RuleId {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(RuleId::from)
+    }
 }
 
 /// Everything the classifier looks at for one send result.

@@ -9,7 +9,9 @@ mod tenant;
 mod time;
 
 pub use address::{AddressError, EmailAddress, MAX_ADDRESS_LEN};
-pub use classification::{BounceReason, BounceType, Classification, ReportedOutcome, SmtpEvidence};
+pub use classification::{
+    BounceReason, BounceType, Classification, ReportedOutcome, RuleId, SmtpEvidence,
+};
 pub use label::{
     parse_label, parse_note, parse_smtp_response, LabelError, MAX_LABEL_CHARS, MAX_NOTE_CHARS,
     MAX_SMTP_RESPONSE_BYTES,

@@ -231,7 +231,7 @@ pub fn proto_classification(c: &Classification) -> pb::Classification {
     pb::Classification {
         outcome_type: proto_type(c.bounce_type) as i32,
         reason: proto_reason(c.reason) as i32,
-        rule_id: c.rule_id.clone(),
+        rule_id: c.rule_id.to_string(),
         disagrees_with_reporter: c.disagrees_with_reporter,
         confidence: c.confidence,
     }

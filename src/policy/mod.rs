@@ -226,7 +226,7 @@ fn suppression_from(event: &RecordedEvent, reason: BounceReason) -> Suppression 
         source: event.source.clone(),
         smtp_response: event.smtp_response.clone(),
         event_id: event.event_id.clone(),
-        rule_id: event.classification.rule_id.clone(),
+        rule_id: event.classification.rule_id.to_string(),
     }
 }
 

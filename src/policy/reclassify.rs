@@ -77,7 +77,7 @@ pub fn reclassify_address(
         source: e.source.clone(),
         smtp_response: e.smtp_response.clone(),
         event_id: e.event_id.clone(),
-        rule_id: e.classification.rule_id.clone(),
+        rule_id: e.classification.rule_id.to_string(),
     };
     let change = |kind, reason, note: String, event_id: &str| StateChange {
         kind,
@@ -185,7 +185,7 @@ mod tests {
             classification: Classification {
                 bounce_type: t,
                 reason,
-                rule_id: format!("rule-{id}"),
+                rule_id: format!("rule-{id}").into(),
                 confidence: 0.9,
                 disagrees_with_reporter: false,
             },
