@@ -5,6 +5,7 @@
 //! and durable (fsynced) when `commit` returns. The sequence counter lives in the metadata table
 //! and is written in the same transaction as the entries that use it.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,9 +140,13 @@ impl KvEngine for RedbEngine {
                 let mut txn = RedbTxn {
                     table,
                     seq: seq_before,
-                    wrote: false,
+                    writes: BTreeMap::new(),
                 };
-                work(&mut txn).map(|out| (out, txn.seq, txn.wrote))
+                work(&mut txn).and_then(|out| {
+                    let wrote = !txn.writes.is_empty();
+                    txn.apply()?;
+                    Ok((out, txn.seq, wrote))
+                })
             }
             Err(e) => Err(engine(e)),
         };
@@ -193,12 +198,35 @@ impl KvEngine for RedbEngine {
 }
 
 /// A group commit on redb: the data table of one write transaction.
+///
+/// Writes are collected and applied in key order at the end: a group's keys land all over the
+/// tree (records, history, event ids), and inserting them sorted touches each page once and in
+/// order instead of jumping between pages for every key.
 struct RedbTxn<'t> {
     table: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// The last sequence number handed out.
     seq: u64,
-    /// Whether anything was written.
-    wrote: bool,
+    /// What the group writes: a value, or `None` to remove the key. The last write of a key wins.
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl RedbTxn<'_> {
+    /// Applies the collected writes to the table, in key order.
+    fn apply(&mut self) -> Result<(), StoreError> {
+        for (key, value) in std::mem::take(&mut self.writes) {
+            match value {
+                Some(v) => {
+                    self.table
+                        .insert(key.as_slice(), v.as_slice())
+                        .map_err(engine)?;
+                }
+                None => {
+                    self.table.remove(key.as_slice()).map_err(engine)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl KvTxn for RedbTxn<'_> {
@@ -208,16 +236,12 @@ impl KvTxn for RedbTxn<'_> {
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
-        self.wrote = true;
-        self.table
-            .insert(key.as_slice(), value.as_slice())
-            .map_err(engine)?;
+        self.writes.insert(key, Some(value));
         Ok(())
     }
 
     fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
-        self.wrote = true;
-        self.table.remove(key.as_slice()).map_err(engine)?;
+        self.writes.insert(key, None);
         Ok(())
     }
 
