@@ -27,6 +27,21 @@ fn open_at(engine: Engine, path: &Path) -> Result<Arc<dyn SuppressionStore>, Sto
     })
 }
 
+/// Opens a directory that a store of this process used and closed. sled lets go of its file
+/// lock from background threads a moment after its last handle is dropped, so a refusal as
+/// locked is retried for a few seconds.
+fn reopen_at(engine: Engine, path: &Path) -> Arc<dyn SuppressionStore> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open_at(engine, path) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 fn tenant(t: &str) -> Tenant {
     Tenant::parse(t).unwrap()
 }
@@ -253,7 +268,7 @@ async fn everything_acknowledged_survives_a_reopen(engine: Engine) {
         }
         store.close().unwrap();
     }
-    let store = open_at(engine, dir.path()).unwrap();
+    let store = reopen_at(engine, dir.path());
     assert_eq!(store.token_secret(), secret, "page tokens survive restarts");
     assert_eq!(bounce_ids(&*store, "acme").len(), 50);
     assert_eq!(hard_count(&*store, "acme", T0), 50);
@@ -280,7 +295,7 @@ async fn everything_acknowledged_survives_a_reopen(engine: Engine) {
     store.close().unwrap();
     drop(store);
 
-    let store = open_at(engine, dir.path()).unwrap();
+    let store = reopen_at(engine, dir.path());
     assert!(!suppressed(&*store, "acme", "u0@example.com"));
     assert_eq!(history(&*store, "acme", "u0@example.com").len(), 3);
     store.close().unwrap();
@@ -308,7 +323,7 @@ async fn the_suppressed_index_is_exact_after_a_reopen(engine: Engine) {
         store.write(lifts).await.unwrap();
         store.close().unwrap();
     }
-    let store = open_at(engine, dir.path()).unwrap();
+    let store = reopen_at(engine, dir.path());
     assert_eq!(store.suppressed_count(), 200);
     let asked: Vec<EmailAddress> = (0..n + 50)
         .map(|i| address(&format!("s{i}@x.com")))
@@ -361,7 +376,7 @@ async fn the_other_engine_refuses_the_directory(engine: Engine) {
         Ok(_) => panic!("{} opened {} data", other.name(), engine.name()),
     }
     // The data is untouched.
-    let store = open_at(engine, dir.path()).unwrap();
+    let store = reopen_at(engine, dir.path());
     assert!(suppressed(&*store, "acme", "a@example.com"));
     store.close().unwrap();
 }
@@ -436,7 +451,7 @@ async fn concurrent_writers_share_commits_and_lose_nothing(engine: Engine) {
         }
         store.close().unwrap();
     }
-    let store = open_at(engine, dir.path()).unwrap();
+    let store = reopen_at(engine, dir.path());
     assert_eq!(store.suppressed_count(), 8 * 10 * 20);
     assert_eq!(hard_count(&*store, "acme", T0), 8 * 10 * 20);
     store.close().unwrap();
