@@ -5,8 +5,8 @@
 //! suppressed; a present hash is confirmed against the store (two suppressed addresses may
 //! share a hash, hence the count, so lifting one never hides the other).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -81,5 +81,71 @@ impl SuppressedFilter {
     /// Number of suppressed addresses.
     pub fn len(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// A superset of the (tenant, address) hashes that have a record, so that a status lookup of an
+/// address the service has never heard of (most lookups) answers without reading the store.
+///
+/// Records are never deleted, so hashes are only ever added. Until the start-up load is
+/// complete, every address may have a record.
+#[derive(Debug, Default)]
+pub struct KnownFilter {
+    hashes: RwLock<HashSet<u64, PassThrough>>,
+    /// Whether every record written before start-up has been loaded.
+    complete: AtomicBool,
+}
+
+impl KnownFilter {
+    /// Adds the hashes of addresses that have a record.
+    pub fn extend(&self, hashes: &[u64]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let mut set = self.hashes.write().unwrap_or_else(|e| e.into_inner());
+        set.extend(hashes.iter().copied());
+    }
+
+    /// Marks the start-up load done: from now on an absent hash proves there is no record.
+    pub fn mark_complete(&self) {
+        self.complete.store(true, Ordering::Release);
+    }
+
+    /// Whether the start-up load is done.
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    /// May the address with this hash have a record? `false` is exact.
+    pub fn may_exist(&self, hash: u64) -> bool {
+        if !self.complete.load(Ordering::Acquire) {
+            return true;
+        }
+        let set = self.hashes.read().unwrap_or_else(|e| e.into_inner());
+        set.contains(&hash)
+    }
+
+    /// Number of hashes held.
+    pub fn len(&self) -> usize {
+        self.hashes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_filter_says_maybe_until_loaded_then_is_exact_for_absent_hashes() {
+        let known = KnownFilter::default();
+        let a = key_hash("acme", "a@example.com");
+        let b = key_hash("acme", "b@example.com");
+        assert!(known.may_exist(a) && known.may_exist(b));
+        known.extend(&[a]);
+        known.mark_complete();
+        assert!(known.may_exist(a));
+        assert!(!known.may_exist(b));
+        assert!(!known.may_exist(key_hash("globex", "a@example.com")));
+        assert_eq!(known.len(), 1);
     }
 }

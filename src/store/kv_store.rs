@@ -4,13 +4,14 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::filter::{key_hash, SuppressedFilter};
+use super::filter::{key_hash, KnownFilter, SuppressedFilter};
 use super::keys;
 use super::kv::KvEngine;
 use super::writer::{writer_loop, Job};
@@ -42,6 +43,10 @@ pub(super) struct Shared<E> {
     pub(super) engine: E,
     /// Exact in-memory index of suppressed addresses.
     pub(super) filter: SuppressedFilter,
+    /// Superset of the addresses that have a record (loaded in the background at start-up).
+    pub(super) known: KnownFilter,
+    /// Set on close: the background load stops.
+    closing: AtomicBool,
     /// Key for page tokens, kept with the data.
     token_secret: [u8; 32],
     /// Dimension values whose counters changed, per commit.
@@ -56,6 +61,8 @@ pub struct KvStore<E> {
     writer: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
     /// The writer thread, joined on close.
     writer_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The start-up load of the known-address index, joined on close.
+    loader_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl<E> Clone for KvStore<E> {
@@ -64,6 +71,7 @@ impl<E> Clone for KvStore<E> {
             shared: self.shared.clone(),
             writer: self.writer.clone(),
             writer_thread: self.writer_thread.clone(),
+            loader_thread: self.loader_thread.clone(),
         }
     }
 }
@@ -147,6 +155,8 @@ impl<E: KvEngine> KvStore<E> {
         let shared = Arc::new(Shared {
             engine,
             filter,
+            known: KnownFilter::default(),
+            closing: AtomicBool::new(false),
             token_secret,
             touches,
             path: path.to_path_buf(),
@@ -157,10 +167,16 @@ impl<E: KvEngine> KvStore<E> {
             .name("suppressd-writer".into())
             .spawn(move || writer_loop(writer_shared, rx))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
+        let loader_shared = shared.clone();
+        let loader = std::thread::Builder::new()
+            .name("suppressd-known".into())
+            .spawn(move || load_known(&loader_shared))
+            .map_err(|e| StoreError::Engine(format!("cannot start the index load: {e}")))?;
         Ok(KvStore {
             shared,
             writer: Arc::new(Mutex::new(Some(tx))),
             writer_thread: Arc::new(Mutex::new(Some(handle))),
+            loader_thread: Arc::new(Mutex::new(Some(loader))),
         })
     }
 }
@@ -184,6 +200,55 @@ fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(),
     })?;
     filter.extend(hashes);
     Ok(())
+}
+
+/// Loads the known-address index from the record keys (`A tenant 0 address`), in the
+/// background: until it is complete, status lookups read the store for every address. The
+/// writer adds the addresses of new records meanwhile, so nothing is missed.
+fn load_known<E: KvEngine>(shared: &Shared<E>) {
+    let started = std::time::Instant::now();
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let prefix = [keys::ADDRESS];
+    let loaded = shared
+        .engine
+        .scan(Bound::Included(&prefix), Bound::Unbounded, &mut |k, _| {
+            if !k.starts_with(&prefix) || shared.closing.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let rest = &k[1..];
+            // a malformed key stops the load: the index stays incomplete and rules nothing out
+            let sep = rest
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    cause: "malformed record key".into(),
+                })?;
+            let tenant = String::from_utf8_lossy(&rest[..sep]);
+            let address = String::from_utf8_lossy(&rest[sep + 1..]);
+            chunk.push(key_hash(&tenant, &address));
+            if chunk.len() == chunk.capacity() {
+                shared.known.extend(&chunk);
+                chunk.clear();
+            }
+            Ok(true)
+        });
+    shared.known.extend(&chunk);
+    match loaded {
+        Ok(()) if !shared.closing.load(Ordering::Relaxed) => {
+            shared.known.mark_complete();
+            tracing::info!(
+                addresses = shared.known.len(),
+                secs = started.elapsed().as_secs_f64(),
+                "known-address index loaded"
+            );
+        }
+        Ok(()) => {}
+        Err(e) => tracing::error!(
+            error = %e,
+            "cannot load the known-address index; status lookups read the store"
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +383,14 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         tenant: &Tenant,
         address: &EmailAddress,
     ) -> Result<Option<AddressRecord>, StoreError> {
+        // most lookups are of addresses the service has never heard of: no read for those
+        if !self
+            .shared
+            .known
+            .may_exist(key_hash(tenant.as_str(), address.as_str()))
+        {
+            return Ok(None);
+        }
         self.get_decoded(&keys::record(tenant.as_str(), address.as_str()))
     }
 
@@ -557,7 +630,22 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         self.shared.filter.len()
     }
 
+    fn indexes_loaded(&self) -> bool {
+        self.shared.known.is_complete()
+    }
+
     fn close(&self) -> Result<(), StoreError> {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        if let Some(handle) = self
+            .loader_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            handle
+                .join()
+                .map_err(|_| StoreError::Engine("index load thread panicked".into()))?;
+        }
         // Dropping the sender lets the writer drain its queue, flush and stop.
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = self

@@ -405,6 +405,10 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// Number of suppressed addresses across all tenants (from memory).
     fn suppressed_count(&self) -> u64;
 
+    /// Whether the in-memory indexes loaded in the background at start-up are complete (until
+    /// then, reads they would spare go to the engine: slower, never different).
+    fn indexes_loaded(&self) -> bool;
+
     /// Stops taking writes, waits for the pending ones and flushes. Idempotent.
     fn close(&self) -> Result<(), StoreError>;
 }

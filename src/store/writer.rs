@@ -99,6 +99,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         });
         // Only now that the writes are durable does the in-memory state follow them.
         if let Ok(effects) = &committed {
+            shared.known.extend(&effects.new_records);
             for &(hash, suppressed) in &effects.filter_changes {
                 if suppressed {
                     shared.filter.insert(hash);
@@ -141,6 +142,8 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
 struct Effects {
     /// Filter changes: (hash, now suppressed), in write order.
     filter_changes: Vec<(u64, bool)>,
+    /// Hashes of the addresses whose first record this group wrote.
+    new_records: Vec<u64>,
     /// Dimension values whose counters changed.
     touched: HashSet<CounterTouch>,
 }
@@ -175,6 +178,7 @@ impl<'t> Group<'t> {
             domain_counts: HashMap::new(),
             effects: Effects {
                 filter_changes: Vec::new(),
+                new_records: Vec::new(),
                 touched: HashSet::new(),
             },
             error: None,
@@ -286,6 +290,9 @@ impl<'t> Group<'t> {
         let (t, a) = (tenant.as_str(), address.as_str());
         let record_key = keys::record(t, a);
         self.put(record_key.clone(), encode(record))?;
+        if previous.is_none() {
+            self.effects.new_records.push(key_hash(t, a));
+        }
         let before = previous.and_then(|p| p.suppression.as_ref());
         let after = record.suppression.as_ref();
         if before.map(|s| s.since) != after.map(|s| s.since) {
