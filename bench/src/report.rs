@@ -154,73 +154,62 @@ fn rows(d: &Data) -> Vec<Row> {
 
     // 1. CheckImport
     out.push(section(&format!(
-        "1. CheckImport, one stream of {} contacts (10 % suppressed, 1 % invalid, 2 % repeats); PG = best of ANY/JOIN, 4 clients x 1,000",
+        "1. CheckImport of {} contacts (10 % suppressed, 1 % invalid, 2 % repeats), one stream or four sharing them; PG = best of ANY/JOIN, 4 clients x 1,000",
         fmt_num(contacts)
     )));
     let pg_best = d.get("pg.import.best.per_s");
-    for b in [100, 1000, 10000] {
-        let v = d.get(&format!("import.b{b}.per_s"));
-        let (x, r) = ratio(v, pg_best);
-        let mut row = Row {
-            name: format!("  addresses/s at batch {}", fmt_num(b as f64)),
-            value: rate(v),
-            pg: rate(pg_best),
-            x_pg: x,
-            ..Row::default()
-        };
-        if b == 1000 {
-            row.target = ">= 2,000,000/s and >= 2x PG".into();
-            row.result = verdict(&[v.map(|v| v >= 2_000_000.0), r.map(|r| r >= 2.0)]);
-        }
-        out.push(row);
-    }
-    for (key, name) in [
-        (
-            "import.compact.b1000.per_s",
-            "  addresses/s at batch 1,000, compact_allow",
-        ),
-        (
-            "import.packed.b1000.per_s",
-            "  addresses/s at batch 1,000, address_lines + packed_decisions",
-        ),
-    ] {
+    // One stream is one client; the PostgreSQL baseline has four. The targets are judged at the
+    // same concurrency: four streams against four PostgreSQL clients.
+    let info = |key: &str, name: &str| {
         let v = d.get(key);
-        let (x, r) = ratio(v, pg_best);
-        out.push(Row {
-            name: name.into(),
-            value: rate(v),
-            pg: rate(pg_best),
-            x_pg: x,
-            target: ">= 2,000,000/s and >= 2x PG".into(),
-            result: verdict(&[v.map(|v| v >= 2_000_000.0), r.map(|r| r >= 2.0)]),
-            ..Row::default()
-        });
-    }
-    for (key, name) in [
-        (
-            "import.packed.b10000.per_s",
-            "  addresses/s at batch 10,000, address_lines + packed_decisions (info)",
-        ),
-        (
-            "import.x4.b1000.per_s",
-            "  4 streams at once, batch 1,000 (info)",
-        ),
-        (
-            "import.x4.compact.b1000.per_s",
-            "  4 streams at once, batch 1,000, compact_allow (info)",
-        ),
-        (
-            "import.x4.packed.b1000.per_s",
-            "  4 streams at once, batch 1,000, packed (info)",
-        ),
-    ] {
-        let v = d.get(key);
-        out.push(Row {
+        Row {
             name: name.into(),
             value: rate(v),
             pg: rate(pg_best),
             x_pg: ratio(v, pg_best).0,
             ..Row::default()
+        }
+    };
+    for (key, name) in [
+        ("import.b100.per_s", "  1 stream, batch 100 (info)"),
+        ("import.b1000.per_s", "  1 stream, batch 1,000 (info)"),
+        ("import.b10000.per_s", "  1 stream, batch 10,000 (info)"),
+        (
+            "import.compact.b1000.per_s",
+            "  1 stream, batch 1,000, compact_allow (info)",
+        ),
+        (
+            "import.packed.b1000.per_s",
+            "  1 stream, batch 1,000, address_lines + packed_decisions (info)",
+        ),
+        (
+            "import.packed.b10000.per_s",
+            "  1 stream, batch 10,000, address_lines + packed_decisions (info)",
+        ),
+    ] {
+        out.push(info(key, name));
+    }
+    for (key, name) in [
+        ("import.x4.b1000.per_s", "  4 streams at once, batch 1,000"),
+        (
+            "import.x4.compact.b1000.per_s",
+            "  4 streams at once, batch 1,000, compact_allow",
+        ),
+        (
+            "import.x4.packed.b1000.per_s",
+            "  4 streams at once, batch 1,000, address_lines + packed_decisions",
+        ),
+    ] {
+        let v = d.get(key);
+        let r = ratio(v, pg_best).1;
+        out.push(Row {
+            target: ">= 2,000,000/s; >= 2x PG".into(),
+            result: format!(
+                "{}; {}",
+                verdict(&[v.map(|v| v >= 2_000_000.0)]),
+                verdict(&[r.map(|r| r >= 2.0)])
+            ),
+            ..info(key, name)
         });
     }
     out.push(Row {
