@@ -15,7 +15,7 @@ use suppressd::domain::EmailAddress;
 #[path = "workload/mod.rs"]
 mod workload;
 
-use workload::{address_mix, classify_row, corpus_rows};
+use workload::{address_mix, address_mix_ascii, classify_row, corpus_rows};
 
 fn bench(c: &mut Criterion) {
     let classifier = Classifier::new();
@@ -32,17 +32,25 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // what one reported send result costs before storage: its address and its response
-    let addresses = address_mix(rows.len());
+    // with the stress mix of addresses (a third internationalized) and with plain ASCII ones
     let mut group = c.benchmark_group("normalize_and_classify");
     group.throughput(Throughput::Elements(rows.len() as u64));
-    group.bench_function("sisimai_corpus", |b| {
-        b.iter(|| {
-            for (&row, address) in rows.iter().zip(&addresses) {
-                let _ = black_box(EmailAddress::parse(black_box(address)));
-                classify_row(&classifier, row);
-            }
-        })
-    });
+    for (name, addresses) in [
+        ("sisimai_corpus", address_mix(rows.len())),
+        (
+            "sisimai_corpus_ascii_addresses",
+            address_mix_ascii(rows.len()),
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for (&row, address) in rows.iter().zip(&addresses) {
+                    let _ = black_box(EmailAddress::parse(black_box(address)));
+                    classify_row(&classifier, row);
+                }
+            })
+        });
+    }
     group.finish();
 
     c.bench_function("classify/compile_rules", |b| b.iter(Classifier::new));

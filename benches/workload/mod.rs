@@ -48,6 +48,26 @@ pub fn address_mix(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// `n` recipient addresses as most lists hold them: the mix of [`address_mix`] without the
+/// internationalized domains (plain ASCII, mixed case, surrounding blanks, one in 50 invalid).
+pub fn address_mix_ascii(n: usize) -> Vec<String> {
+    let domains = [
+        "gmail.com",
+        "Example.COM",
+        "company.co.uk",
+        "mail.ru",
+        "yahoo.fr",
+        "outlook.com",
+    ];
+    (0..n)
+        .map(|i| match i % 50 {
+            0 => format!("broken-{i}-at-example.com"),
+            1 => format!("Jane.Doe+{i}@{}", domains[i % domains.len()]),
+            _ => format!("  User.{i}_Name@{} ", domains[i % domains.len()]),
+        })
+        .collect()
+}
+
 /// Classifies one corpus row as a bounce the reporter did not label further.
 pub fn classify_row(classifier: &Classifier, (text, status): (&str, Option<&str>)) {
     let ev = SmtpEvidence {
