@@ -1,5 +1,6 @@
 //! `suppression.v1.SuppressionService`: the RPC handlers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
@@ -19,7 +20,9 @@ use crate::domain::{
 use crate::monitor::HealthMonitor;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
-use crate::store::{AddressWrite, BounceQuery, Decision, SuppressionStore, WriteOutcome};
+use crate::store::{
+    AddressWrite, BounceQuery, Decision, StoreError, SuppressionStore, WriteOutcome,
+};
 
 /// Metadata key naming the caller, recorded as the actor of operator actions.
 pub const CALLER_ID_HEADER: &str = "x-caller-id";
@@ -184,6 +187,39 @@ struct ResultMeta {
 
 /// Counts a recorded send result: by type and reason, disagreements with the reporter, and
 /// the suppressions it caused.
+/// How many messages of one `ReportSendResults` stream may wait for their commit while the next
+/// ones are read and queued.
+const MAX_QUEUED_MESSAGES: usize = 4;
+
+/// Adds the outcomes of one committed message to its stream's summary.
+fn tally(
+    summary: &mut pb::ReportSendResultsResponse,
+    outcomes: Result<Vec<WriteOutcome>, StoreError>,
+    metas: &[ResultMeta],
+) -> Result<(), Status> {
+    let outcomes = outcomes.map_err(ServiceError::from)?;
+    for (outcome, meta) in outcomes.into_iter().zip(metas) {
+        observe(&outcome, meta);
+        match outcome {
+            WriteOutcome::Applied {
+                previous, record, ..
+            } => {
+                summary.accepted += 1;
+                let was = previous.as_ref().is_some_and(|r| r.is_suppressed());
+                if !was && record.is_suppressed() {
+                    summary.newly_suppressed += 1;
+                }
+            }
+            WriteOutcome::Unchanged { .. } => summary.accepted += 1,
+            WriteOutcome::Duplicate { .. } => summary.duplicates += 1,
+            WriteOutcome::Refused { reason, .. } => {
+                return Err(ServiceError::Internal(reason).into());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn observe(outcome: &WriteOutcome, meta: &ResultMeta) {
     let changes = match outcome {
         WriteOutcome::Applied { changes, .. } => changes.as_slice(),
@@ -363,6 +399,7 @@ impl SuppressionService for SuppressionApi {
         let mut summary = pb::ReportSendResultsResponse::default();
         let mut index: u64 = 0;
         let mut items_total = 0usize;
+        let mut in_flight = VecDeque::new();
         while let Some(message) = stream.next().await {
             let message = message.map_err(inbound_error)?;
             let n = message.results.len();
@@ -404,26 +441,22 @@ impl SuppressionService for SuppressionApi {
                 }
             }
             index += n as u64;
-            let outcomes = self.store.write(writes).await.map_err(ServiceError::from)?;
-            for (outcome, meta) in outcomes.into_iter().zip(&metas) {
-                observe(&outcome, meta);
-                match outcome {
-                    WriteOutcome::Applied {
-                        previous, record, ..
-                    } => {
-                        summary.accepted += 1;
-                        let was = previous.as_ref().is_some_and(|r| r.is_suppressed());
-                        if !was && record.is_suppressed() {
-                            summary.newly_suppressed += 1;
-                        }
-                    }
-                    WriteOutcome::Unchanged { .. } => summary.accepted += 1,
-                    WriteOutcome::Duplicate { .. } => summary.duplicates += 1,
-                    WriteOutcome::Refused { reason, .. } => {
-                        return Err(ServiceError::Internal(reason).into())
-                    }
+            // queued in message order; the next message is read and queued while this one
+            // is committed, so the writer's next group is waiting when it finishes
+            let outcomes = self
+                .store
+                .submit(writes)
+                .await
+                .map_err(ServiceError::from)?;
+            in_flight.push_back((outcomes, metas));
+            if in_flight.len() > MAX_QUEUED_MESSAGES {
+                if let Some((outcomes, metas)) = in_flight.pop_front() {
+                    tally(&mut summary, outcomes.await, &metas)?;
                 }
             }
+        }
+        while let Some((outcomes, metas)) = in_flight.pop_front() {
+            tally(&mut summary, outcomes.await, &metas)?;
         }
         tracing::info!(
             accepted = summary.accepted,

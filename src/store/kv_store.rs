@@ -350,10 +350,16 @@ impl<E: KvEngine> KvStore<E> {
 
 impl<E: KvEngine> SuppressionStore for KvStore<E> {
     fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>> {
+        let queued = self.submit(writes);
+        Box::pin(async move { queued.await?.await })
+    }
+
+    fn submit(&self, writes: Vec<AddressWrite>) -> StoreFuture<StoreFuture<Vec<WriteOutcome>>> {
         let sender = self.sender();
         Box::pin(async move {
             if writes.is_empty() {
-                return Ok(Vec::new());
+                let done: StoreFuture<Vec<WriteOutcome>> = Box::pin(async { Ok(Vec::new()) });
+                return Ok(done);
             }
             let sender = sender.ok_or(StoreError::Closed)?;
             let (reply, answer) = oneshot::channel();
@@ -361,7 +367,9 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 .send(Job::Writes { writes, reply })
                 .await
                 .map_err(|_| StoreError::Closed)?;
-            answer.await.map_err(|_| StoreError::Closed)?
+            let outcomes: StoreFuture<Vec<WriteOutcome>> =
+                Box::pin(async move { answer.await.map_err(|_| StoreError::Closed)? });
+            Ok(outcomes)
         })
     }
 

@@ -310,6 +310,11 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// Applies the writes, each atomically and in order; resolves once all are durable.
     fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>>;
 
+    /// Queues the writes and resolves once they are queued, to the future of their outcomes
+    /// (as `write` gives them). Writes queued by one caller are applied in the order queued, so
+    /// a caller can queue its next batch while an earlier one is being committed.
+    fn submit(&self, writes: Vec<AddressWrite>) -> StoreFuture<StoreFuture<Vec<WriteOutcome>>>;
+
     /// The record of one address.
     fn get_record(
         &self,

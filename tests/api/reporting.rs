@@ -262,6 +262,58 @@ async fn bulk_ingestion_accepts_good_items_and_lists_bad_ones_by_index() {
 }
 
 #[tokio::test]
+async fn a_streams_messages_are_applied_in_the_order_sent() {
+    // More messages than the server queues ahead of their commits; every message replays the
+    // same event id with its own source, so only the first message's version may be stored.
+    let mut app = spawn_app().await;
+    let messages: Vec<pb::ReportSendResultsRequest> = (0..12)
+        .map(|k| pb::ReportSendResultsRequest {
+            tenant: "acme".into(),
+            results: vec![
+                pb::SendResult {
+                    source: format!("message-{k}"),
+                    ..result(
+                        "same",
+                        "order@example.com",
+                        Outcome::HardBounce,
+                        USER_UNKNOWN,
+                    )
+                },
+                result(
+                    &format!("other-{k}"),
+                    &format!("other-{k}@example.com"),
+                    Outcome::HardBounce,
+                    USER_UNKNOWN,
+                ),
+            ],
+        })
+        .collect();
+    let summary = app
+        .client
+        .report_send_results(tokio_stream::iter(messages))
+        .await
+        .expect("stream accepted")
+        .into_inner();
+    assert_eq!(summary.accepted, 13);
+    assert_eq!(summary.duplicates, 11);
+    assert_eq!(summary.newly_suppressed, 13);
+    let suppression = app
+        .status("acme", "order@example.com")
+        .await
+        .suppression
+        .expect("suppressed");
+    assert_eq!(suppression.source, "message-0");
+    for k in 0..12 {
+        let address = format!("other-{k}@example.com");
+        assert_eq!(
+            app.state("acme", &address).await,
+            AddressState::Suppressed,
+            "{address}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn tenants_never_see_each_others_data() {
     let mut app = spawn_app().await;
     app.report(
