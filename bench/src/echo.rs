@@ -19,12 +19,45 @@ pub mod proto {
 
 use proto::echo_client::EchoClient;
 use proto::echo_server::{Echo, EchoServer};
-use proto::{EchoRequest, EchoResponse};
+use proto::{EchoLinesRequest, EchoLinesResponse, EchoRequest, EchoResponse};
 
 struct EchoService;
 
+type LinesStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<EchoLinesResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Echo for EchoService {
+    type EchoLinesStream = LinesStream;
+
+    async fn echo_lines(
+        &self,
+        request: Request<tonic::Streaming<EchoLinesRequest>>,
+    ) -> Result<Response<Self::EchoLinesStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut batch_index = 0u64;
+            loop {
+                let answer = match inbound.message().await {
+                    Ok(Some(message)) => Ok(EchoLinesResponse {
+                        batch_index,
+                        decisions: vec![0; message.address_lines.lines().count()],
+                    }),
+                    Ok(None) => break,
+                    Err(status) => Err(status),
+                };
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    break;
+                }
+                batch_index += 1;
+            }
+        });
+        let outbound: LinesStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        Ok(Response::new(outbound))
+    }
+
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         let r = request.into_inner();
         Ok(Response::new(EchoResponse {
@@ -53,4 +86,25 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
 /// A client of the echo on `ch`.
 pub fn client(ch: &Channel) -> EchoClient<Channel> {
     EchoClient::new(ch.clone())
+}
+
+/// Streams `requests` through the lines echo on `ch` and waits for every answer: the lines
+/// answered and the time taken.
+pub async fn echo_lines(
+    ch: &Channel,
+    requests: Vec<EchoLinesRequest>,
+) -> anyhow::Result<(u64, std::time::Duration)> {
+    let mut c = client(ch)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let start = std::time::Instant::now();
+    let mut responses = c
+        .echo_lines(tokio_stream::iter(requests))
+        .await?
+        .into_inner();
+    let mut lines = 0u64;
+    while let Some(m) = responses.message().await? {
+        lines += m.decisions.len() as u64;
+    }
+    Ok((lines, start.elapsed()))
 }

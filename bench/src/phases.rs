@@ -316,9 +316,54 @@ async fn import(
         m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));
     }
 
+    if let Some(addr) = &args.echo_addr {
+        echo_screens(m, addr, &plan).await?;
+    }
     if let Some(dsn) = &args.pg {
         pg_screens(m, dsn, &plan).await?;
     }
+    Ok(())
+}
+
+/// The transport ceiling of packed screening: the packed messages of the plan through the echo
+/// server's lines stream (one zero byte back per line, nothing looked up), on one stream and on
+/// four at once.
+async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow::Result<()> {
+    let chans = svc::channels(addr, 4).await?;
+    let lines_of = |contacts: &[pb::ImportContact]| -> Vec<echo::proto::EchoLinesRequest> {
+        svc::import_requests(contacts, 1000, Verdicts::Packed)
+            .into_iter()
+            .map(|r| echo::proto::EchoLinesRequest {
+                tenant: r.tenant,
+                address_lines: r.address_lines,
+            })
+            .collect()
+    };
+    let total = plan.contacts.len() as u64;
+    let (lines, elapsed) = echo::echo_lines(&chans[0], lines_of(&plan.contacts)).await?;
+    if lines != total {
+        bail!("echo lines: {lines} answered of {total}");
+    }
+    m.set("echo.import.packed.b1000.per_s", per_s(total, elapsed));
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, r) in ranges(total, 4).into_iter().enumerate() {
+        let requests = lines_of(&plan.contacts[r.start as usize..r.end as usize]);
+        let ch = chans[k].clone();
+        tasks.push(tokio::spawn(async move {
+            echo::echo_lines(&ch, requests).await
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.context("echo task panicked")??.0;
+    }
+    let elapsed = start.elapsed();
+    if answered != total {
+        bail!("echo lines, 4 streams: {answered} answered of {total}");
+    }
+    m.set("echo.import.x4.packed.b1000.per_s", per_s(total, elapsed));
     Ok(())
 }
 
