@@ -39,13 +39,7 @@ pub fn address_mix(n: usize) -> Vec<String> {
         "mail.ru",
         "xn--bcher-kva.example",
     ];
-    (0..n)
-        .map(|i| match i % 50 {
-            0 => format!("broken-{i}-at-example.com"),
-            1 => format!("Jane.Doe+{i}@{}", domains[3]),
-            _ => format!("  User.{i}_Name@{} ", domains[i % domains.len()]),
-        })
-        .collect()
+    mix(n, &domains, Some(domains[3]))
 }
 
 /// `n` recipient addresses as most lists hold them: the mix of [`address_mix`] without the
@@ -59,11 +53,20 @@ pub fn address_mix_ascii(n: usize) -> Vec<String> {
         "yahoo.fr",
         "outlook.com",
     ];
+    mix(n, &domains, None)
+}
+
+/// One address in 50 invalid, one in 50 `Jane.Doe+i@` at `plus_domain` (or the rotating
+/// domain), the rest padded mixed-case addresses over `domains` in turn.
+fn mix(n: usize, domains: &[&str], plus_domain: Option<&str>) -> Vec<String> {
     (0..n)
-        .map(|i| match i % 50 {
-            0 => format!("broken-{i}-at-example.com"),
-            1 => format!("Jane.Doe+{i}@{}", domains[i % domains.len()]),
-            _ => format!("  User.{i}_Name@{} ", domains[i % domains.len()]),
+        .map(|i| {
+            let domain = domains[i % domains.len()];
+            match i % 50 {
+                0 => format!("broken-{i}-at-example.com"),
+                1 => format!("Jane.Doe+{i}@{}", plus_domain.unwrap_or(domain)),
+                _ => format!("  User.{i}_Name@{domain} "),
+            }
         })
         .collect()
 }

@@ -202,6 +202,17 @@ fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(),
     Ok(())
 }
 
+/// Waits for the thread in `slot`, if it is still there (a second close finds it gone).
+fn join(slot: &Mutex<Option<JoinHandle<()>>>, what: &str) -> Result<(), StoreError> {
+    let handle = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match handle {
+        Some(handle) => handle
+            .join()
+            .map_err(|_| StoreError::Engine(format!("{what} thread panicked"))),
+        None => Ok(()),
+    }
+}
+
 /// Loads the known-address index from the record keys (`A tenant 0 address`), in the
 /// background: until it is complete, status lookups read the store for every address. The
 /// writer adds the addresses of new records meanwhile, so nothing is missed.
@@ -644,28 +655,10 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
 
     fn close(&self) -> Result<(), StoreError> {
         self.shared.closing.store(true, Ordering::Relaxed);
-        if let Some(handle) = self
-            .loader_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            handle
-                .join()
-                .map_err(|_| StoreError::Engine("index load thread panicked".into()))?;
-        }
+        join(&self.loader_thread, "index load")?;
         // Dropping the sender lets the writer drain its queue, flush and stop.
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = self
-            .writer_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            handle
-                .join()
-                .map_err(|_| StoreError::Engine("writer thread panicked".into()))?;
-        }
+        join(&self.writer_thread, "writer")?;
         self.shared.engine.flush()?;
         Ok(())
     }
