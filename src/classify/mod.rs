@@ -57,7 +57,7 @@ const _: () = assert!(PADDING.len() == phrases::PADDING);
 /// The compiled classification rules. Build once, share behind an `Arc`.
 pub struct Classifier {
     rules: RuleSet,
-    /// Ids of the decisions the reporter's label makes, in `ReportedOutcome` order.
+    /// Ids of the decisions the reporter's label makes on its own.
     label_ids: LabelIds,
 }
 

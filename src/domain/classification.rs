@@ -142,27 +142,9 @@ impl From<String> for RuleId {
     }
 }
 
-impl From<&RuleId> for String {
-    fn from(id: &RuleId) -> Self {
-        id.as_str().to_owned()
-    }
-}
-
-impl PartialEq<str> for RuleId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for RuleId {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for RuleId {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
     }
 }
 

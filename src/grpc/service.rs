@@ -185,8 +185,6 @@ struct ResultMeta {
     provider: String,
 }
 
-/// Counts a recorded send result: by type and reason, disagreements with the reporter, and
-/// the suppressions it caused.
 /// How many messages of one `ReportSendResults` stream may wait for their commit while the next
 /// ones are read and queued.
 const MAX_QUEUED_MESSAGES: usize = 4;
@@ -220,6 +218,8 @@ fn tally(
     Ok(())
 }
 
+/// Counts a recorded send result: by type and reason, disagreements with the reporter, and
+/// the suppressions it caused.
 fn observe(outcome: &WriteOutcome, meta: &ResultMeta) {
     let changes = match outcome {
         WriteOutcome::Applied { changes, .. } => changes.as_slice(),

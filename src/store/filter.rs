@@ -118,7 +118,7 @@ impl KnownFilter {
 
     /// May the address with this hash have a record? `false` is exact.
     pub fn may_exist(&self, hash: u64) -> bool {
-        if !self.complete.load(Ordering::Acquire) {
+        if !self.is_complete() {
             return true;
         }
         let set = self.hashes.read().unwrap_or_else(|e| e.into_inner());

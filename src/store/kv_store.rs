@@ -186,20 +186,31 @@ impl<E: KvEngine> KvStore<E> {
 fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(), StoreError> {
     let mut hashes = Vec::new();
     scan_prefix(engine, &[keys::SUPPRESSED], |k, _| {
-        let rest = &k[1..];
-        let corrupt = || StoreError::Corrupt {
-            key: String::from_utf8_lossy(k).into_owned(),
-            cause: "malformed suppressed-index key".into(),
-        };
-        let sep = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
-        let tenant = std::str::from_utf8(&rest[..sep]).map_err(|_| corrupt())?;
-        let address = rest.get(sep + 1 + 8..).ok_or_else(corrupt)?;
-        let address = std::str::from_utf8(address).map_err(|_| corrupt())?;
+        // `X tenant 0 inv(since) address`
+        let (tenant, address) = tenant_and_address(k, 8, "malformed suppressed-index key")?;
         hashes.push(key_hash(tenant, address));
         Ok(())
     })?;
     filter.extend(hashes);
     Ok(())
+}
+
+/// The tenant and the address of a key `kind tenant 0 <skip bytes> address`.
+fn tenant_and_address<'k>(
+    k: &'k [u8],
+    skip: usize,
+    what: &str,
+) -> Result<(&'k str, &'k str), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        cause: what.into(),
+    };
+    let rest = k.get(1..).ok_or_else(corrupt)?;
+    let sep = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
+    let tenant = std::str::from_utf8(&rest[..sep]).map_err(|_| corrupt())?;
+    let address = rest.get(sep + 1 + skip..).ok_or_else(corrupt)?;
+    let address = std::str::from_utf8(address).map_err(|_| corrupt())?;
+    Ok((tenant, address))
 }
 
 /// Waits for the thread in `slot`, if it is still there (a second close finds it gone).
@@ -213,40 +224,29 @@ fn join(slot: &Mutex<Option<JoinHandle<()>>>, what: &str) -> Result<(), StoreErr
     }
 }
 
-/// Loads the known-address index from the record keys (`A tenant 0 address`), in the
+/// Loads the known-address index from the record keys, in the
 /// background: until it is complete, status lookups read the store for every address. The
 /// writer adds the addresses of new records meanwhile, so nothing is missed.
 fn load_known<E: KvEngine>(shared: &Shared<E>) {
     let started = std::time::Instant::now();
     let mut chunk = Vec::with_capacity(64 * 1024);
-    let prefix = [keys::ADDRESS];
-    let loaded = shared
-        .engine
-        .scan(Bound::Included(&prefix), Bound::Unbounded, &mut |k, _| {
-            if !k.starts_with(&prefix) || shared.closing.load(Ordering::Relaxed) {
-                return Ok(false);
-            }
-            let rest = &k[1..];
-            // a malformed key stops the load: the index stays incomplete and rules nothing out
-            let sep = rest
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    cause: "malformed record key".into(),
-                })?;
-            let tenant = String::from_utf8_lossy(&rest[..sep]);
-            let address = String::from_utf8_lossy(&rest[sep + 1..]);
-            chunk.push(key_hash(&tenant, &address));
-            if chunk.len() == chunk.capacity() {
-                shared.known.extend(&chunk);
-                chunk.clear();
-            }
-            Ok(true)
-        });
+    let loaded = scan_prefix(&shared.engine, &[keys::ADDRESS], |k, _| {
+        if shared.closing.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        // `A tenant 0 address`; a malformed key stops the load: the index stays incomplete
+        // and rules nothing out
+        let (tenant, address) = tenant_and_address(k, 0, "malformed record key")?;
+        chunk.push(key_hash(tenant, address));
+        if chunk.len() == chunk.capacity() {
+            shared.known.extend(&chunk);
+            chunk.clear();
+        }
+        Ok(())
+    });
     shared.known.extend(&chunk);
     match loaded {
-        Ok(()) if !shared.closing.load(Ordering::Relaxed) => {
+        Ok(()) => {
             shared.known.mark_complete();
             tracing::info!(
                 addresses = shared.known.len(),
@@ -254,7 +254,7 @@ fn load_known<E: KvEngine>(shared: &Shared<E>) {
                 "known-address index loaded"
             );
         }
-        Ok(()) => {}
+        Err(StoreError::Closed) => {}
         Err(e) => tracing::error!(
             error = %e,
             "cannot load the known-address index; status lookups read the store"

@@ -200,8 +200,8 @@ impl KvEngine for RedbEngine {
 /// A group commit on redb: the data table of one write transaction.
 ///
 /// Writes are collected and applied in key order at the end: a group's keys land all over the
-/// tree (records, history, event ids), and inserting them sorted touches each page once and in
-/// order instead of jumping between pages for every key.
+/// tree (records, history, event ids), and sorted inserts let neighbouring keys share page
+/// visits (redb alone: 22 against 16 µs per key for 13,000 random keys, `examples/redb_inserts`).
 struct RedbTxn<'t> {
     table: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// The last sequence number handed out.

@@ -291,10 +291,11 @@ impl<'t> Group<'t> {
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
         let (t, a) = (tenant.as_str(), address.as_str());
+        let hash = key_hash(t, a);
         let record_key = keys::record(t, a);
         self.put(record_key.clone(), encode(record))?;
         if previous.is_none() {
-            self.effects.new_records.push(key_hash(t, a));
+            self.effects.new_records.push(hash);
         }
         let before = previous.and_then(|p| p.suppression.as_ref());
         let after = record.suppression.as_ref();
@@ -314,9 +315,7 @@ impl<'t> Group<'t> {
             }
         }
         if before.is_some() != after.is_some() {
-            self.effects
-                .filter_changes
-                .push((key_hash(t, a), after.is_some()));
+            self.effects.filter_changes.push((hash, after.is_some()));
         }
         self.records.insert(record_key, Some(record.clone()));
         for c in changes {
