@@ -16,6 +16,7 @@
 //! a whole address of at most 254 octets.
 
 use std::fmt;
+use std::ops::Range;
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
@@ -81,6 +82,22 @@ impl EmailAddress {
             return Ok(address);
         }
         parse_full(s)
+    }
+
+    /// Normalizes and validates `input` as [`EmailAddress::parse`] does, but appends the
+    /// normalized address to `out` and gives its range there: screening a batch of plain ASCII
+    /// addresses this way allocates nothing per address. On error `out` is unchanged.
+    pub fn normalize_into(input: &str, out: &mut String) -> Result<Range<usize>, AddressError> {
+        let s = input.trim();
+        let start = out.len();
+        match plain_ascii(s) {
+            Some((_, len)) => {
+                out.push_str(&s[..len]);
+                out[start..].make_ascii_lowercase();
+            }
+            None => out.push_str(parse_full(s)?.as_str()),
+        }
+        Ok(start..out.len())
     }
 }
 
@@ -153,6 +170,16 @@ const LOCAL_ASCII: [bool; 128] = {
 /// The fast path of [`EmailAddress::parse`] for plain ASCII addresses with no punycode labels;
 /// `None` hands the input to the full path. Gives exactly what the full path gives.
 fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
+    let (at, len) = plain_ascii(s)?;
+    let mut normalized = s[..len].to_string();
+    normalized.make_ascii_lowercase();
+    Some(EmailAddress { normalized, at })
+}
+
+/// Checks that `s` is a plain ASCII address with no punycode labels that normalizes to its
+/// first `len` bytes lowercased (only a trailing root dot is dropped); gives the offset of the
+/// `@` and `len`. `None`: the full path must decide.
+fn plain_ascii(s: &str) -> Option<(usize, usize)> {
     let b = s.as_bytes();
     if b.is_empty() || b.len() > MAX_ADDRESS_LEN + 1 || !s.is_ascii() {
         return None;
@@ -198,16 +225,7 @@ fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
         return None;
     }
     let len = local.len() + 1 + domain.len();
-    if len > MAX_ADDRESS_LEN {
-        return None;
-    }
-    // All ASCII (checked above): the byte offsets are character boundaries.
-    let mut normalized = String::with_capacity(len);
-    normalized.push_str(&s[..at]);
-    normalized.push('@');
-    normalized.push_str(&s[at + 1..at + 1 + domain.len()]);
-    normalized.make_ascii_lowercase();
-    Some(EmailAddress { normalized, at })
+    (len <= MAX_ADDRESS_LEN).then_some((at, len))
 }
 
 impl EmailAddress {
@@ -421,6 +439,25 @@ mod tests {
             let full = parse_full(s.trim());
             if let Some(fast) = parse_plain_ascii(s.trim()) {
                 prop_assert_eq!(Ok(fast), full);
+            }
+        }
+
+        #[test]
+        fn normalizing_into_a_buffer_agrees_with_parse(
+            s in "[ a-zA-Z0-9._%+@ü-]{0,30}(@[a-zA-Zü0-9.-]{0,30})?\\.?",
+        ) {
+            let mut out = String::from("before;");
+            let got = EmailAddress::normalize_into(&s, &mut out);
+            match EmailAddress::parse(&s) {
+                Ok(a) => {
+                    let range = got.expect("parse accepted it");
+                    prop_assert_eq!(&out[range.clone()], a.as_str());
+                    prop_assert_eq!(range.end, out.len());
+                }
+                Err(e) => {
+                    prop_assert_eq!(got, Err(e));
+                    prop_assert_eq!(out.as_str(), "before;");
+                }
             }
         }
 

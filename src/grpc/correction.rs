@@ -1,7 +1,7 @@
 //! Correction RPCs: ReplaceAddress, SuggestCorrections, ListSuppressions, and the suggestion
 //! lookups the import guard shares with them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::convert;
 use super::error::{FieldViolation, ServiceError};
@@ -180,20 +180,25 @@ impl SuppressionApi {
             candidates.extend(suggest::suggest(&input));
         }
         // Keep valid, distinct candidates that are not the address itself and not suppressed.
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let parsed: Vec<(Suggestion, EmailAddress)> = candidates
             .into_iter()
             .filter_map(|s| EmailAddress::parse(&s.address).ok().map(|a| (s, a)))
             .filter(|(_, a)| original.as_ref() != Some(a))
             .filter(|(_, a)| seen.insert(a.as_str().to_string()))
             .collect();
-        let lookups: Vec<Option<&EmailAddress>> = parsed.iter().map(|(_, a)| Some(a)).collect();
-        let suppressed = self.store.suppressed_records(tenant, &lookups)?;
+        let lookups: Vec<&str> = parsed.iter().map(|(_, a)| a.as_str()).collect();
+        let suppressed: HashSet<usize> = self
+            .store
+            .suppressed_records(tenant, &lookups)?
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
         let mut candidates: Vec<Suggestion> = parsed
             .into_iter()
-            .zip(suppressed)
-            .filter(|(_, s)| s.is_none())
-            .map(|((mut s, a), _)| {
+            .enumerate()
+            .filter(|(i, _)| !suppressed.contains(i))
+            .map(|(_, (mut s, a))| {
                 s.address = a.as_str().to_string();
                 s
             })

@@ -6,6 +6,7 @@
 //! with it from message to message.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
@@ -17,7 +18,7 @@ use super::correction::{proto_suggestion, SuggestionCache};
 use super::error::{inbound_error, FieldViolation, ServiceError};
 use super::proto as pb;
 use super::service::{blocking, SuppressionApi};
-use crate::domain::{parse_label, AddressRecord, EmailAddress, Tenant};
+use crate::domain::{parse_label, AddressError, AddressRecord, EmailAddress, Tenant};
 use crate::fasthash::PassThrough;
 
 /// The response stream of `CheckImport`.
@@ -48,27 +49,22 @@ struct ImportStream {
     batch_index: u64,
 }
 
-/// One contact of a request message, from either of its two forms.
-struct Item<'a> {
-    /// The contact with its envelope, or `None` for a line of `address_lines`.
-    contact: Option<pb::ImportContact>,
-    /// The line, when the contact came from `address_lines`.
-    line: &'a str,
+/// What a complete verdict is made from, besides the contact's slot and record.
+struct Given<'a> {
+    /// The address as the caller gave it.
+    address: &'a str,
+    /// Its normalized form; empty when it is invalid.
+    normalized: &'a str,
+    /// Given and family name, for contacts with an envelope.
+    names: Option<(&'a str, &'a str)>,
 }
 
-impl Item<'_> {
-    fn address(&self) -> &str {
-        self.contact
-            .as_ref()
-            .map_or(self.line, |c| c.address.as_str())
-    }
-}
-
-/// What the first pass found out about a contact.
+/// What the first pass found out about a contact. The ranges locate its normalized address in
+/// the message's arena of normalized addresses.
 enum Slot {
-    Invalid(String),
-    Duplicate(EmailAddress),
-    Check(EmailAddress),
+    Invalid(AddressError),
+    Duplicate(Range<usize>),
+    Check(Range<usize>),
 }
 
 /// The lines of `address_lines`: split on "\n", a "\r" before it dropped, a final newline
@@ -163,51 +159,57 @@ impl SuppressionApi {
         } else {
             "address_lines"
         };
-        let items: Vec<Item> = message
-            .contacts
-            .into_iter()
-            .map(|c| Item {
-                contact: Some(c),
-                line: "",
-            })
-            .chain(lines(&message.address_lines).map(|line| Item {
-                contact: None,
-                line,
-            }))
-            .collect();
-        let n = items.len();
+        // Positions 0.. are the envelope contacts, then the lines of `address_lines`.
+        let mut contacts = message.contacts;
+        let text = message.address_lines;
+        let lines: Vec<&str> = lines(&text).collect();
+        let n = contacts.len() + lines.len();
         self.check_batch(field, n)?;
 
-        let slots: Vec<Slot> = items
+        // First pass: normalize every address into one arena (no allocation per address),
+        // and tell first sightings from repeats.
+        let mut arena = String::with_capacity(
+            text.len() + contacts.iter().map(|c| c.address.len()).sum::<usize>(),
+        );
+        let slots: Vec<Slot> = contacts
             .iter()
-            .map(|item| match EmailAddress::parse(item.address()) {
-                Err(e) => Slot::Invalid(e.to_string()),
-                Ok(a) => {
-                    let h = xxhash_rust::xxh3::xxh3_128(a.as_str().as_bytes());
+            .map(|c| c.address.as_str())
+            .chain(lines.iter().copied())
+            .map(|raw| match EmailAddress::normalize_into(raw, &mut arena) {
+                Err(e) => Slot::Invalid(e),
+                Ok(range) => {
+                    let h = xxhash_rust::xxh3::xxh3_128(arena[range.clone()].as_bytes());
                     if state.seen.insert(h) {
-                        Slot::Check(a)
+                        Slot::Check(range)
                     } else {
-                        Slot::Duplicate(a)
+                        Slot::Duplicate(range)
                     }
                 }
             })
             .collect();
-        let lookups: Vec<Option<&EmailAddress>> = slots
+        let (lookup_positions, lookups): (Vec<usize>, Vec<&str>) = slots
             .iter()
-            .map(|s| match s {
-                Slot::Check(a) => Some(a),
+            .enumerate()
+            .filter_map(|(position, slot)| match slot {
+                Slot::Check(range) => Some((position, &arena[range.clone()])),
                 _ => None,
             })
-            .collect();
-        let suppressed = self.store.suppressed_records(&tenant, &lookups)?;
+            .unzip();
+        let mut suppressed = self
+            .store
+            .suppressed_records(&tenant, &lookups)?
+            .into_iter()
+            .map(|(k, record)| (lookup_positions[k], record))
+            .peekable();
 
         let packed = state.format == VerdictFormat::Packed;
         let mut decisions = Vec::with_capacity(if packed { n } else { 0 });
         let mut verdicts = Vec::with_capacity(if packed { n / 8 } else { n });
         let mut by_decision = [0u64; 6];
-        for (position, ((item, slot), record)) in
-            items.into_iter().zip(slots).zip(suppressed).enumerate()
-        {
+        for (position, slot) in slots.iter().enumerate() {
+            let record = suppressed
+                .next_if(|(p, _)| *p == position)
+                .map(|(_, record)| record);
             let allow = record.is_none() && matches!(slot, Slot::Check(_));
             if allow && state.format != VerdictFormat::Full {
                 by_decision[pb::ImportDecision::Allow as usize] += 1;
@@ -222,7 +224,23 @@ impl SuppressionApi {
                 }
                 continue;
             }
-            let verdict = self.verdict(&tenant, state, item, position, slot, record)?;
+            let contact = contacts.get_mut(position).map(std::mem::take);
+            let line = lines.get(position.wrapping_sub(contacts.len())).copied();
+            let given = Given {
+                address: contact.as_ref().map_or(line.unwrap_or(""), |c| &c.address),
+                normalized: match slot {
+                    Slot::Check(r) | Slot::Duplicate(r) => &arena[r.clone()],
+                    Slot::Invalid(_) => "",
+                },
+                names: contact
+                    .as_ref()
+                    .map(|c| (c.given_name.as_str(), c.family_name.as_str())),
+            };
+            let mut verdict = self.verdict(&tenant, state, &given, slot, record)?;
+            verdict.position = position as u32;
+            if let Some(c) = contact {
+                verdict.external_id = c.external_id;
+            }
             by_decision[verdict.decision.clamp(0, 5) as usize] += 1;
             if packed {
                 decisions.push(verdict.decision as u8);
@@ -248,78 +266,60 @@ impl SuppressionApi {
         ))
     }
 
-    /// The complete verdict of one contact.
+    /// The complete verdict of one contact (its position and external id left to the caller).
     fn verdict(
         &self,
         tenant: &Tenant,
         state: &mut ImportStream,
-        item: Item,
-        position: usize,
-        slot: Slot,
+        given: &Given,
+        slot: &Slot,
         record: Option<AddressRecord>,
     ) -> Result<pb::ImportVerdict, ServiceError> {
-        let (address, external_id, names) = match item.contact {
-            Some(c) => (
-                c.address,
-                c.external_id,
-                Some((c.given_name, c.family_name)),
-            ),
-            None => (item.line.to_string(), String::new(), None),
-        };
         let mut verdict = pb::ImportVerdict {
-            external_id,
-            position: position as u32,
+            address: given.address.to_string(),
+            normalized_address: given.normalized.to_string(),
             ..pb::ImportVerdict::default()
         };
         match slot {
             Slot::Invalid(e) => {
                 verdict.decision = pb::ImportDecision::BlockInvalid as i32;
-                verdict.detail = e;
+                verdict.detail = e.to_string();
                 verdict.suggestion =
-                    self.best_suggestion(tenant, &address, names.as_ref(), state)?;
+                    self.best_suggestion(tenant, given.address, given.names, state)?;
             }
-            Slot::Duplicate(a) => {
-                verdict.normalized_address = a.into_string();
+            Slot::Duplicate(_) => {
                 verdict.decision = pb::ImportDecision::Duplicate as i32;
                 verdict.detail = "address appeared earlier in this import".to_string();
             }
-            Slot::Check(a) => {
-                match record.and_then(|r| r.suppression.clone().map(|s| (r, s))) {
-                    None => verdict.decision = pb::ImportDecision::Allow as i32,
-                    Some((r, s)) => {
-                        verdict.suppression = Some(convert::proto_suppression(&s));
-                        let since = s.since.to_rfc3339();
-                        if let Some(replacement) = r.replaced_by {
-                            verdict.decision = pb::ImportDecision::Replace as i32;
-                            verdict.detail = format!(
-                                "suppressed since {since} ({:?}); replaced by {replacement}",
-                                s.reason
-                            );
-                            verdict.replacement_address = replacement;
+            Slot::Check(_) => match record.and_then(|r| r.suppression.clone().map(|s| (r, s))) {
+                None => verdict.decision = pb::ImportDecision::Allow as i32,
+                Some((r, s)) => {
+                    verdict.suppression = Some(convert::proto_suppression(&s));
+                    let since = s.since.to_rfc3339();
+                    if let Some(replacement) = r.replaced_by {
+                        verdict.decision = pb::ImportDecision::Replace as i32;
+                        verdict.detail = format!(
+                            "suppressed since {since} ({:?}); replaced by {replacement}",
+                            s.reason
+                        );
+                        verdict.replacement_address = replacement;
+                    } else {
+                        verdict.decision = pb::ImportDecision::BlockSuppressed as i32;
+                        let enrichment = if r.needs_enrichment {
+                            "; needs enrichment"
                         } else {
-                            verdict.decision = pb::ImportDecision::BlockSuppressed as i32;
-                            let enrichment = if r.needs_enrichment {
-                                "; needs enrichment"
-                            } else {
-                                ""
-                            };
-                            verdict.detail =
-                                format!("suppressed since {since} ({:?}){enrichment}", s.reason);
-                            if s.reason.is_address_level() {
-                                verdict.suggestion = self.best_suggestion(
-                                    tenant,
-                                    a.as_str(),
-                                    names.as_ref(),
-                                    state,
-                                )?;
-                            }
+                            ""
+                        };
+                        verdict.detail =
+                            format!("suppressed since {since} ({:?}){enrichment}", s.reason);
+                        if s.reason.is_address_level() {
+                            verdict.suggestion =
+                                self.best_suggestion(tenant, given.normalized, given.names, state)?;
                         }
                     }
                 }
-                verdict.normalized_address = a.into_string();
-            }
+            },
         }
-        verdict.address = address;
         Ok(verdict)
     }
 
@@ -328,7 +328,7 @@ impl SuppressionApi {
         &self,
         tenant: &Tenant,
         raw: &str,
-        names: Option<&(String, String)>,
+        names: Option<(&str, &str)>,
         state: &mut ImportStream,
     ) -> Result<Option<pb::CorrectionSuggestion>, ServiceError> {
         let name = |n: &str| parse_label(n, false).ok().filter(|n| !n.is_empty());

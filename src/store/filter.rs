@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -28,6 +28,16 @@ pub fn key_hash(tenant: &str, address: &str) -> u64 {
         v.push(0);
         v.extend_from_slice(address.as_bytes());
         xxh3_64(&v)
+    }
+}
+
+/// A read view of a [`SuppressedFilter`]; writers wait while it is held, so hold it briefly.
+pub struct FilterReader<'a>(RwLockReadGuard<'a, HashMap<u64, u32, PassThrough>>);
+
+impl FilterReader<'_> {
+    /// May the address with this hash be suppressed? `false` is exact.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.0.contains_key(&hash)
     }
 }
 
@@ -69,13 +79,9 @@ impl SuppressedFilter {
         }
     }
 
-    /// For each hash: may the address be suppressed? `false` is exact.
-    pub fn may_contain_many(&self, hashes: &[Option<u64>]) -> Vec<bool> {
-        let m = self.counts.read().unwrap_or_else(|e| e.into_inner());
-        hashes
-            .iter()
-            .map(|h| h.is_some_and(|h| m.contains_key(&h)))
-            .collect()
+    /// A read view for many lookups under one lock.
+    pub fn reader(&self) -> FilterReader<'_> {
+        FilterReader(self.counts.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Number of suppressed addresses.

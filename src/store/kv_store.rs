@@ -416,29 +416,27 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
     fn suppressed_records(
         &self,
         tenant: &Tenant,
-        addresses: &[Option<&EmailAddress>],
-    ) -> Result<Vec<Option<AddressRecord>>, StoreError> {
-        let hashes: Vec<Option<u64>> = addresses
-            .iter()
-            .map(|a| a.map(|a| key_hash(tenant.as_str(), a.as_str())))
-            .collect();
-        let maybe = self.shared.filter.may_contain_many(&hashes);
+        addresses: &[&str],
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        let t = tenant.as_str();
         // Only the addresses the filter cannot rule out are read, all in one engine call.
-        let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = addresses
-            .iter()
-            .zip(maybe)
-            .enumerate()
-            .filter_map(|(i, (address, maybe))| match (address, maybe) {
-                (Some(a), true) => Some((i, keys::record(tenant.as_str(), a.as_str()))),
-                _ => None,
-            })
-            .unzip();
+        let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = {
+            let filter = self.shared.filter.reader();
+            addresses
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| filter.may_contain(key_hash(t, a)))
+                .map(|(i, a)| (i, keys::record(t, a)))
+                .unzip()
+        };
         let values = self.shared.engine.get_many(&record_keys)?;
-        let mut out: Vec<Option<AddressRecord>> = vec![None; addresses.len()];
+        let mut out = Vec::with_capacity(values.len());
         for ((i, key), value) in positions.into_iter().zip(&record_keys).zip(values) {
             if let Some(v) = value {
                 let record: AddressRecord = decode(key, &v)?;
-                out[i] = Some(record).filter(AddressRecord::is_suppressed);
+                if record.is_suppressed() {
+                    out.push((i, record));
+                }
             }
         }
         Ok(out)

@@ -325,13 +325,14 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// Applies a two-address write atomically; resolves once it is durable.
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome>;
 
-    /// The records of the suppressed ones among many addresses, in order (`None`: not
-    /// suppressed or not given). Answers the common case (not suppressed) from memory, exactly.
+    /// The suppressed ones among many normalized addresses (as [`EmailAddress::as_str`] gives
+    /// them), as (index in `addresses`, record) in index order. Answers the common case (not
+    /// suppressed) from memory, exactly, and allocates nothing for it.
     fn suppressed_records(
         &self,
         tenant: &Tenant,
-        addresses: &[Option<&EmailAddress>],
-    ) -> Result<Vec<Option<AddressRecord>>, StoreError>;
+        addresses: &[&str],
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError>;
 
     /// Suppressed addresses with their records, newest suppression first, after `cursor`.
     fn list_suppressions(
