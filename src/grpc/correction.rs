@@ -10,7 +10,7 @@ use super::service::{blocking, record_span, SuppressionApi};
 use crate::domain::{parse_label, parse_note, EmailAddress, EvidenceKind, Tenant, Timestamp};
 use crate::policy::correction::{decide_replacement, ReplaceDecision, ReplaceRequest};
 use crate::store::{PairDecision, PairWrite, SuppressionQuery};
-use crate::suggest::{self, DomainPattern, KnownAddress, SuggestInput, Suggestion};
+use crate::suggest::{self, DomainPattern, KnownAddress, KnownDomains, SuggestInput, Suggestion};
 
 /// Most delivered local parts read to infer a domain's pattern.
 const PATTERN_SAMPLE: usize = 5_000;
@@ -20,7 +20,7 @@ const KNOWN_DOMAINS: usize = 500;
 /// What suggestion lookups remember within one call or one import stream.
 #[derive(Default)]
 pub(super) struct SuggestionCache {
-    known_domains: Option<Vec<String>>,
+    known_domains: Option<KnownDomains>,
     patterns: HashMap<String, Option<DomainPattern>>,
     /// Typo fixes by domain. Without names only domain typos can be suggested, and those keep
     /// the local part, so one computation serves every contact at the domain.
@@ -133,24 +133,22 @@ impl SuppressionApi {
                 }
             },
         };
-        if cache.known_domains.is_none() {
-            let domains = self.store.known_good_domains(tenant, KNOWN_DOMAINS)?;
-            cache.known_domains = Some(domains.into_iter().map(|(d, _)| d).collect());
-        }
         let pattern = self.domain_pattern(tenant, address.domain(), cache)?;
+        let known = match &mut cache.known_domains {
+            Some(known) => known,
+            none => {
+                let domains = self.store.known_good_domains(tenant, KNOWN_DOMAINS)?;
+                let domains: Vec<&str> = domains.iter().map(|(d, _)| d.as_str()).collect();
+                none.insert(KnownDomains::new(&domains))
+            }
+        };
         let given = given.filter(|g| !g.trim().is_empty());
         let family = family.filter(|f| !f.trim().is_empty());
-        let known: Vec<&str> = cache
-            .known_domains
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
         let input = SuggestInput {
             address: address.as_str(),
             given_name: given,
             family_name: family,
-            known_good_domains: &known,
+            known_good_domains: known,
             domain_pattern: pattern.as_ref(),
         };
         if given.is_none() && family.is_none() {

@@ -59,6 +59,8 @@ mod pattern;
 mod providers;
 mod typo;
 
+pub use typo::KnownDomains;
+
 /// What kind of evidence backs a suggestion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvidenceKind {
@@ -166,8 +168,8 @@ pub struct SuggestInput<'a> {
     pub given_name: Option<&'a str>,
     /// The contact's family name, when known.
     pub family_name: Option<&'a str>,
-    /// The tenant's own domains with deliveries.
-    pub known_good_domains: &'a [&'a str],
+    /// The tenant's own domains with deliveries, prepared once for many requests.
+    pub known_good_domains: &'a KnownDomains,
     /// The inferred pattern of the address's domain, if any.
     pub domain_pattern: Option<&'a DomainPattern>,
 }

@@ -4,7 +4,7 @@
 use super::*;
 use proptest::prelude::*;
 
-fn input<'a>(address: &'a str, known_good: &'a [&'a str]) -> SuggestInput<'a> {
+fn input<'a>(address: &'a str, known_good: &'a KnownDomains) -> SuggestInput<'a> {
     SuggestInput {
         address,
         given_name: None,
@@ -15,7 +15,9 @@ fn input<'a>(address: &'a str, known_good: &'a [&'a str]) -> SuggestInput<'a> {
 }
 
 fn top(address: &str) -> Option<Suggestion> {
-    suggest(&input(address, &[])).into_iter().next()
+    suggest(&input(address, &KnownDomains::default()))
+        .into_iter()
+        .next()
 }
 
 /// Asserts the best suggestion for `typed` is `expected`, a typo fix with at least `min`
@@ -87,7 +89,7 @@ fn suffix_typos() {
     }
     // The tenant's own domain with a .ogr typo.
     let known = ["charity.org"];
-    let s = suggest(&input("jane@charity.ogr", &known));
+    let s = suggest(&input("jane@charity.ogr", &KnownDomains::new(&known)));
     assert_eq!(s[0].address, "jane@charity.org");
     assert!(s[0].confidence >= 0.9);
 }
@@ -131,18 +133,25 @@ fn correct_addresses_get_no_suggestion() {
         "bob@mail.company.com",
         "bob@university.edu",
     ] {
-        assert_eq!(suggest(&input(addr, &[])), vec![], "{addr}");
+        assert_eq!(
+            suggest(&input(addr, &KnownDomains::default())),
+            vec![],
+            "{addr}"
+        );
     }
     // The tenant's own domain is never corrected, even when one edit from a provider.
     let known = ["hotmall.com"];
-    assert_eq!(suggest(&input("bob@hotmall.com", &known)), vec![]);
+    assert_eq!(
+        suggest(&input("bob@hotmall.com", &KnownDomains::new(&known))),
+        vec![]
+    );
 }
 
 #[test]
 fn typo_fix_never_touches_the_local_part() {
     for addr in ["jnae@gmal.com", "a.b+c@hotmial.co.uk", "x@gmail.con"] {
         let (local, _) = addr.rsplit_once('@').unwrap();
-        for s in suggest(&input(addr, &[])) {
+        for s in suggest(&input(addr, &KnownDomains::default())) {
             assert!(s.address.starts_with(&format!("{local}@")), "{s:?}");
         }
     }
@@ -214,7 +223,7 @@ fn pattern_inference_from_local_parts_alone() {
         address: "jnae@company.com",
         given_name: Some("Jane"),
         family_name: Some("Smith"),
-        known_good_domains: &["company.com"],
+        known_good_domains: &KnownDomains::new(&["company.com"]),
         domain_pattern: Some(&p),
     });
     assert_eq!(s[0].address, "jane.smith@company.com");
@@ -228,7 +237,7 @@ fn company_pattern_suggestion() {
         address: "jnae@company.com",
         given_name: Some("Jane"),
         family_name: Some("Smith"),
-        known_good_domains: &["company.com"],
+        known_good_domains: &KnownDomains::new(&["company.com"]),
         domain_pattern: Some(&p),
     });
     assert_eq!(s.len(), 1, "{s:?}");
@@ -252,7 +261,7 @@ fn small_samples_give_lower_confidence() {
         address: "jnae@company.com",
         given_name: Some("Jane"),
         family_name: Some("Smith"),
-        known_good_domains: &[],
+        known_good_domains: &KnownDomains::new(&[]),
         domain_pattern: Some(&weak),
     });
     assert_eq!(s[0].address, "jane.smith@company.com");
@@ -270,7 +279,7 @@ fn pattern_needs_names_and_never_returns_the_input() {
         address: "jnae@company.com",
         given_name: None,
         family_name: None,
-        known_good_domains: &[],
+        known_good_domains: &KnownDomains::new(&[]),
         domain_pattern: Some(&p),
     };
     assert_eq!(suggest(&base), vec![]);
@@ -310,7 +319,7 @@ fn unrelated_local_part_lowers_pattern_confidence() {
         address: "sales.team@company.com",
         given_name: Some("Jane"),
         family_name: Some("Smith"),
-        known_good_domains: &[],
+        known_good_domains: &KnownDomains::new(&[]),
         domain_pattern: Some(&p),
     });
     assert_eq!(s[0].address, "jane.smith@company.com");
@@ -335,7 +344,7 @@ fn accents_are_folded() {
         address: "jose.mueller@company.com",
         given_name: Some("José"),
         family_name: Some("Müller"),
-        known_good_domains: &[],
+        known_good_domains: &KnownDomains::new(&[]),
         domain_pattern: Some(&p),
     });
     assert_eq!(s[0].address, "jose.muller@company.com");
@@ -377,7 +386,7 @@ fn both_kinds_rank_together() {
         address: "jnae@acmecrop.com",
         given_name: Some("Jane"),
         family_name: Some("Smith"),
-        known_good_domains: &["acmecorp.com"],
+        known_good_domains: &KnownDomains::new(&["acmecorp.com"]),
         domain_pattern: Some(&p),
     });
     assert_eq!(s.len(), 2, "{s:?}");
@@ -390,7 +399,7 @@ fn both_kinds_rank_together() {
 fn one_entry_per_address() {
     // A known-good domain that is also popular, listed twice, in two spellings.
     let known = ["gmail.com", "gmail.com", "GMAIL.COM."];
-    let s = suggest(&input("jane@gmal.com", &known));
+    let s = suggest(&input("jane@gmal.com", &KnownDomains::new(&known)));
     assert_eq!(s.len(), 1, "{s:?}");
     assert_eq!(s[0].address, "jane@gmail.com");
     assert!(s[0].explanation.contains("popular"));
@@ -404,7 +413,7 @@ fn one_entry_per_address() {
         address: "jane@acme.con",
         given_name: Some("Jane"),
         family_name: None,
-        known_good_domains: &["acme.com"],
+        known_good_domains: &KnownDomains::new(&["acme.com"]),
         domain_pattern: Some(&p),
     });
     assert_eq!(s.len(), 1, "{s:?}");
@@ -422,7 +431,7 @@ fn garbage_input() {
         "a@.",
         "a@b@gmal.com",
     ] {
-        let s = suggest(&input(addr, &[]));
+        let s = suggest(&input(addr, &KnownDomains::default()));
         assert!(s.iter().all(|s| s.address != addr), "{addr}: {s:?}");
     }
     assert_eq!(top("a@b@gmal.com").unwrap().address, "a@b@gmail.com");
@@ -462,7 +471,7 @@ proptest! {
             address: &address,
             given_name: given.as_deref(),
             family_name: family.as_deref(),
-            known_good_domains: &known,
+            known_good_domains: &KnownDomains::new(&known),
             domain_pattern: pattern.as_ref(),
         };
         let out = suggest(&req);

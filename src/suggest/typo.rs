@@ -8,6 +8,9 @@
 //!   hand makes often cost less: a QWERTY neighbour for the right key, two swapped letters, a
 //!   doubled or dropped double letter, a dropped dot.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use super::providers::{is_major, is_popular, split_suffix, suffix_typo, POPULAR};
 
 /// Costs of the weighted distance, in hundredths of an edit (integers keep it deterministic).
@@ -297,13 +300,119 @@ struct Scored {
     source: Source,
 }
 
+/// A domain split into its name and public suffix once (both ASCII, so lengths count
+/// characters).
+#[derive(Debug, Clone)]
+struct Split {
+    domain: String,
+    /// Byte length of the name; the suffix starts after the dot that follows it (if any).
+    name_len: usize,
+    suffix_start: usize,
+}
+
+impl Split {
+    fn new(domain: String) -> Split {
+        debug_assert!(domain.is_ascii());
+        let (name, suffix) = split_suffix(&domain);
+        let (name_len, suffix_start) = (name.len(), domain.len() - suffix.len());
+        Split {
+            domain,
+            name_len,
+            suffix_start,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.domain[..self.name_len]
+    }
+
+    fn suffix(&self) -> &str {
+        &self.domain[self.suffix_start..]
+    }
+}
+
+/// A candidate a typo may have meant.
+#[derive(Debug, Clone)]
+struct Candidate {
+    split: Split,
+    source: Source,
+}
+
+/// The domains a mistyped domain may have meant: the popular mail domains and a tenant's
+/// domains with deliveries, cleaned and split once. Checking the many domains of an import
+/// against them then costs no preparation per domain.
+#[derive(Debug, Clone, Default)]
+pub struct KnownDomains {
+    /// The tenant's domains (cleaned), without the popular ones and without repeats.
+    known: Vec<Candidate>,
+    /// The same domains, to tell a listed domain at once.
+    listed: HashSet<String>,
+}
+
+impl KnownDomains {
+    /// Prepares the tenant's domains with deliveries; anything that cannot be a mail domain is
+    /// ignored.
+    pub fn new(known_good: &[&str]) -> KnownDomains {
+        let mut out = KnownDomains::default();
+        for d in known_good.iter().filter_map(|d| clean_domain(d)) {
+            if !is_popular(&d) && out.listed.insert(d.clone()) {
+                out.known.push(Candidate {
+                    split: Split::new(d),
+                    source: Source::KnownGood,
+                });
+            }
+        }
+        out
+    }
+
+    /// Popular or known-good.
+    fn is_listed(&self, domain: &str) -> bool {
+        is_popular(domain) || self.listed.contains(domain)
+    }
+
+    /// Every candidate: the popular domains, then the tenant's.
+    fn candidates(&self) -> impl Iterator<Item = &Candidate> {
+        popular_candidates().iter().chain(&self.known)
+    }
+}
+
+/// The popular domains as candidates, prepared once.
+fn popular_candidates() -> &'static [Candidate] {
+    static POPULAR_CANDIDATES: OnceLock<Vec<Candidate>> = OnceLock::new();
+    POPULAR_CANDIDATES.get_or_init(|| {
+        POPULAR
+            .iter()
+            .map(|d| Candidate {
+                split: Split::new(d.to_string()),
+                source: Source::Popular,
+            })
+            .collect()
+    })
+}
+
+/// The typed domain, split, with the suffix its suffix is a known typo of (if any).
+struct Typed {
+    split: Split,
+    fixed_suffix: Option<&'static str>,
+}
+
 /// Evaluates one candidate against the typed domain; `None` when it is not a plausible typo.
-fn evaluate(domain: &str, candidate: &str, source: Source) -> Option<Scored> {
-    let (dn, ds) = split_suffix(domain);
-    let (cn, cs) = split_suffix(candidate);
-    let len = cn.chars().count();
+fn evaluate(typed_domain: &Typed, c: &Candidate) -> Option<Scored> {
+    let (typed_domain, fixed_suffix) = (&typed_domain.split, typed_domain.fixed_suffix);
+    let (domain, dn, ds) = (
+        typed_domain.domain.as_str(),
+        typed_domain.name(),
+        typed_domain.suffix(),
+    );
+    let (candidate, cn, cs, source) = (
+        c.split.domain.as_str(),
+        c.split.name(),
+        c.split.suffix(),
+        c.source,
+    );
+    // ASCII (checked by the callers): lengths count characters.
+    let len = cn.len();
     let allowed = max_edits(len);
-    let fixed_suffix = suffix_typo(ds);
     let scored = |route, slips, raw: f32, detail| Scored {
         domain: candidate.to_string(),
         slips,
@@ -348,9 +457,7 @@ fn evaluate(domain: &str, candidate: &str, source: Source) -> Option<Scored> {
     };
     // Cheap lower bounds of the edit distance first: most candidates end here, before the
     // quadratic comparison.
-    if typed.chars().count().abs_diff(meant.chars().count()) > allowed
-        || letter_count_bound(typed, meant) > allowed
-    {
+    if typed.len().abs_diff(meant.len()) > allowed || letter_count_bound(typed, meant) > allowed {
         return None;
     }
     let edits = strsim::damerau_levenshtein(typed, meant);
@@ -402,27 +509,30 @@ fn letter_count_bound(a: &str, b: &str) -> usize {
     if !a.is_ascii() || !b.is_ascii() {
         return 0;
     }
-    let mut counts = [0i16; 256];
+    let mut counts = [0i16; 128];
     for &c in a.as_bytes() {
         counts[c as usize] += 1;
     }
     for &c in b.as_bytes() {
         counts[c as usize] -= 1;
     }
-    let total: usize = counts.iter().map(|&n| n.unsigned_abs() as usize).sum();
+    // Sum each letter's difference once, clearing it as it is counted.
+    let mut total = 0usize;
+    for &c in a.as_bytes().iter().chain(b.as_bytes()) {
+        total += counts[c as usize].unsigned_abs() as usize;
+        counts[c as usize] = 0;
+    }
     total.div_ceil(2)
 }
 
 /// Plausible corrections of `domain` (the part after `@`), best first. Empty when the domain is
 /// itself popular or known-good, or nothing is close enough.
-pub(super) fn domain_fixes(domain: &str, known_good: &[&str]) -> Vec<DomainFix> {
+pub(super) fn domain_fixes(domain: &str, known: &KnownDomains) -> Vec<DomainFix> {
     let typed = domain.to_ascii_lowercase();
     if typed.is_empty() || typed.len() > 253 || !typed.is_ascii() {
         return Vec::new();
     }
-    let known: Vec<String> = known_good.iter().filter_map(|d| clean_domain(d)).collect();
-    let is_listed = |d: &str| is_popular(d) || known.iter().any(|k| k == d);
-    if is_listed(&typed) {
+    if known.is_listed(&typed) {
         return Vec::new();
     }
     // `gmail.com.`: a trailing dot some mail systems reject.
@@ -430,27 +540,25 @@ pub(super) fn domain_fixes(domain: &str, known_good: &[&str]) -> Vec<DomainFix> 
     if domain.is_empty() {
         return Vec::new();
     }
-    if domain != typed && is_listed(&domain) {
+    if domain != typed && known.is_listed(&domain) {
         return vec![DomainFix {
             explanation: format!("domain {typed} has a trailing dot; {domain} is known"),
             domain,
             confidence: 0.95,
         }];
     }
-    let mut candidates: Vec<(&str, Source)> =
-        POPULAR.iter().map(|d| (*d, Source::Popular)).collect();
-    for k in &known {
-        if !candidates.iter().any(|(c, _)| c == k) {
-            candidates.push((k.as_str(), Source::KnownGood));
-        }
-    }
-
-    let dlen = domain.chars().count();
-    let mut scored: Vec<Scored> = candidates
-        .iter()
-        .filter(|(c, _)| c.len().abs_diff(dlen) <= 4)
-        .filter_map(|(c, s)| evaluate(&domain, c, *s))
+    let split = Split::new(domain);
+    let typed = Typed {
+        fixed_suffix: suffix_typo(split.suffix()),
+        split,
+    };
+    let dlen = typed.split.domain.len();
+    let mut scored: Vec<Scored> = known
+        .candidates()
+        .filter(|c| c.split.domain.len().abs_diff(dlen) <= 4)
+        .filter_map(|c| evaluate(&typed, c))
         .collect();
+    let domain = typed.split.domain;
     // A known suffix typo of the same name (.con -> .com) outranks every other reading of the
     // suffix (.con -> .cn, .co): drop those.
     if scored.iter().any(|s| s.route == Route::KnownSuffixTypo) {
@@ -583,15 +691,18 @@ mod tests {
 
     #[test]
     fn short_names_only_take_suffix_fixes() {
-        assert!(domain_fixes("qqq.com", &[]).is_empty());
-        assert!(domain_fixes("gm.com", &[]).is_empty());
-        assert_eq!(domain_fixes("qq.con", &[])[0].domain, "qq.com");
+        assert!(domain_fixes("qqq.com", &KnownDomains::new(&[])).is_empty());
+        assert!(domain_fixes("gm.com", &KnownDomains::new(&[])).is_empty());
+        assert_eq!(
+            domain_fixes("qq.con", &KnownDomains::new(&[]))[0].domain,
+            "qq.com"
+        );
     }
 
     #[test]
     fn ambiguous_readings_lower_confidence() {
         let known = ["northwind.com", "northwinds.com"];
-        let fixes = domain_fixes("northwindd.com", &known);
+        let fixes = domain_fixes("northwindd.com", &KnownDomains::new(&known));
         assert_eq!(fixes.len(), 2, "{fixes:?}");
         assert!(fixes.iter().all(|f| f.confidence < 0.6), "{fixes:?}");
     }
@@ -599,7 +710,7 @@ mod tests {
     #[test]
     fn suffix_slips_outside_the_table() {
         // A doubled letter in the suffix is a slip...
-        let fixes = domain_fixes("hotmail.frr", &[]);
+        let fixes = domain_fixes("hotmail.frr", &KnownDomains::new(&[]));
         assert_eq!(fixes[0].domain, "hotmail.fr");
         assert!(
             fixes[0].confidence > 0.7 && fixes[0].confidence < 0.9,
@@ -614,20 +725,23 @@ mod tests {
             "live.cn",
             "hotmail.fe",
         ] {
-            assert!(domain_fixes(real, &[]).is_empty(), "{real}");
+            assert!(domain_fixes(real, &KnownDomains::default()).is_empty(), "{real}");
         }
-        assert!(domain_fixes("charity.org", &["charity.org.uk"]).is_empty());
+        assert!(domain_fixes("charity.org", &KnownDomains::new(&["charity.org.uk"])).is_empty());
     }
 
     #[test]
     fn known_good_domains_are_candidates_and_never_corrected() {
         let known = ["acmecorp.com"];
-        let fixes = domain_fixes("acmecrop.com", &known);
+        let fixes = domain_fixes("acmecrop.com", &KnownDomains::new(&known));
         assert_eq!(fixes[0].domain, "acmecorp.com");
         assert!(fixes[0].explanation.contains("tenant"));
-        assert!(domain_fixes("acmecorp.com", &known).is_empty());
-        assert_eq!(domain_fixes("acmecorp.con", &known)[0].confidence, 0.92);
+        assert!(domain_fixes("acmecorp.com", &KnownDomains::new(&known)).is_empty());
+        assert_eq!(
+            domain_fixes("acmecorp.con", &KnownDomains::new(&known))[0].confidence,
+            0.92
+        );
         // Garbage in the tenant's list is ignored.
-        assert!(domain_fixes("x.com", &["", ".", "x", "é.com"]).is_empty());
+        assert!(domain_fixes("x.com", &KnownDomains::new(&["", ".", "x", "é.com"])).is_empty());
     }
 }
