@@ -133,9 +133,10 @@ fn parse_full(s: &str) -> Result<EmailAddress, AddressError> {
     }
 }
 
-/// Bytes allowed unquoted in a local part (RFC 5322 `atext` and `.`), ASCII only.
-const LOCAL_ASCII: [bool; 128] = {
-    let mut t = [false; 128];
+/// Bytes allowed unquoted in a local part (RFC 5322 `atext` and `.`), ASCII only (every byte of
+/// 128 and above is false: it belongs to a UTF-8 sequence, for the full path).
+const LOCAL_ASCII: [bool; 256] = {
+    let mut t = [false; 256];
     let mut c = 0;
     while c < 128 {
         let b = c as u8;
@@ -176,56 +177,107 @@ fn parse_plain_ascii(s: &str) -> Option<EmailAddress> {
     Some(EmailAddress { normalized, at })
 }
 
+/// What a byte can be in a domain of the fast path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DomainByte {
+    /// Not allowed (anything but ASCII letters, digits, `-` and `.`).
+    Other,
+    Letter,
+    Digit,
+    Hyphen,
+    Dot,
+}
+
+const DOMAIN_BYTES: [DomainByte; 256] = {
+    let mut t = [DomainByte::Other; 256];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() {
+            DomainByte::Letter
+        } else if b.is_ascii_digit() {
+            DomainByte::Digit
+        } else if b == b'-' {
+            DomainByte::Hyphen
+        } else if b == b'.' {
+            DomainByte::Dot
+        } else {
+            DomainByte::Other
+        };
+        c += 1;
+    }
+    t
+};
+
 /// Checks that `s` is a plain ASCII address with no punycode labels that normalizes to its
 /// first `len` bytes lowercased (only a trailing root dot is dropped); gives the offset of the
-/// `@` and `len`. `None`: the full path must decide.
+/// `@` and `len`. `None`: the full path must decide. One pass over the bytes.
 fn plain_ascii(s: &str) -> Option<(usize, usize)> {
     let b = s.as_bytes();
-    if b.is_empty() || b.len() > MAX_ADDRESS_LEN + 1 || !s.is_ascii() {
+    if b.len() > MAX_ADDRESS_LEN + 1 {
         return None;
     }
-    let at = b.iter().position(|&c| c == b'@')?;
-    let (local, rest) = (&b[..at], &b[at + 1..]);
-    if local.is_empty() || local.len() > MAX_LOCAL_LEN || rest.contains(&b'@') {
-        return None;
-    }
-    if local[0] == b'.' || local[local.len() - 1] == b'.' {
-        return None;
-    }
-    // allowed bytes and no ".." in one pass
-    let mut prev = 0u8;
-    for &c in local {
+    // The local part: allowed bytes, no leading, trailing or doubled dot.
+    let mut at = 0;
+    let mut prev = b'.';
+    loop {
+        let c = *b.get(at)?;
+        if c == b'@' {
+            break;
+        }
         if !LOCAL_ASCII[c as usize] || (c == b'.' && prev == b'.') {
             return None;
         }
         prev = c;
+        at += 1;
     }
+    if at == 0 || at > MAX_LOCAL_LEN || prev == b'.' {
+        return None;
+    }
+    // The domain, less one root dot: labels of 1-63 letters, digits and inner hyphens, no
+    // punycode, at least two, the last not all digits.
+    let rest = &b[at + 1..];
     let domain = rest.strip_suffix(b".").unwrap_or(rest);
     if domain.is_empty() || domain.len() > MAX_DOMAIN_LEN {
         return None;
     }
     let mut labels = 0;
-    let mut last: &[u8] = &[];
-    for label in domain.split(|&c| c == b'.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label[0] != b'-'
-            && label[label.len() - 1] != b'-'
-            && label
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--"));
-        if !ok {
-            return None;
+    let mut start = 0;
+    let mut all_digits = true;
+    for i in 0..=domain.len() {
+        let class = domain
+            .get(i)
+            .map_or(DomainByte::Dot, |&c| DOMAIN_BYTES[c as usize]);
+        match class {
+            DomainByte::Letter => all_digits = false,
+            DomainByte::Digit => {}
+            DomainByte::Hyphen => {
+                if i == start {
+                    return None;
+                }
+                all_digits = false;
+            }
+            DomainByte::Dot => {
+                let label = &domain[start..i];
+                if label.is_empty()
+                    || label.len() > 63
+                    || label[label.len() - 1] == b'-'
+                    || (label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--"))
+                {
+                    return None;
+                }
+                labels += 1;
+                if i == domain.len() && all_digits {
+                    return None; // an all-numeric last label
+                }
+                start = i + 1;
+                all_digits = true;
+            }
+            DomainByte::Other => return None,
         }
-        labels += 1;
-        last = label;
     }
-    if labels < 2 || last.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let len = local.len() + 1 + domain.len();
-    (len <= MAX_ADDRESS_LEN).then_some((at, len))
+    let len = at + 1 + domain.len();
+    (labels >= 2 && len <= MAX_ADDRESS_LEN).then_some((at, len))
 }
 
 impl EmailAddress {

@@ -725,7 +725,10 @@ mod tests {
             "live.cn",
             "hotmail.fe",
         ] {
-            assert!(domain_fixes(real, &KnownDomains::default()).is_empty(), "{real}");
+            assert!(
+                domain_fixes(real, &KnownDomains::default()).is_empty(),
+                "{real}"
+            );
         }
         assert!(domain_fixes("charity.org", &KnownDomains::new(&["charity.org.uk"])).is_empty());
     }
