@@ -33,7 +33,7 @@ pub(super) struct Suggestions {
     pub address: Option<EmailAddress>,
     /// Candidates, best first, none of them suppressed.
     pub candidates: Vec<Suggestion>,
-    /// The inferred pattern of the address's domain, if any.
+    /// The inferred pattern of the address's domain, if any (and if it was asked for).
     pub pattern: Option<DomainPattern>,
 }
 
@@ -100,7 +100,8 @@ impl SuppressionApi {
         Ok(pattern)
     }
 
-    /// Correction candidates for `raw` (valid or not), best first, none suppressed.
+    /// Correction candidates for `raw` (valid or not), best first, none suppressed, and the
+    /// pattern of its domain when names were given or `report_pattern` asks for it.
     /// Runs store reads: call it off the async workers.
     pub(super) fn suggestions(
         &self,
@@ -108,6 +109,7 @@ impl SuppressionApi {
         raw: &str,
         given: Option<&str>,
         family: Option<&str>,
+        report_pattern: bool,
         cache: &mut SuggestionCache,
     ) -> Result<Suggestions, ServiceError> {
         let mut candidates = Vec::new();
@@ -133,7 +135,15 @@ impl SuppressionApi {
                 }
             },
         };
-        let pattern = self.domain_pattern(tenant, address.domain(), cache)?;
+        let given = given.filter(|g| !g.trim().is_empty());
+        let family = family.filter(|f| !f.trim().is_empty());
+        // The domain's pattern shapes candidates only from names; without them it is read
+        // only when the caller reports it.
+        let pattern = if given.is_some() || family.is_some() || report_pattern {
+            self.domain_pattern(tenant, address.domain(), cache)?
+        } else {
+            None
+        };
         let known = match &mut cache.known_domains {
             Some(known) => known,
             none => {
@@ -142,8 +152,6 @@ impl SuppressionApi {
                 none.insert(KnownDomains::new(&domains))
             }
         };
-        let given = given.filter(|g| !g.trim().is_empty());
-        let family = family.filter(|f| !f.trim().is_empty());
         let input = SuggestInput {
             address: address.as_str(),
             given_name: given,
@@ -338,6 +346,7 @@ impl SuppressionApi {
                 &req.address,
                 Some(&given),
                 Some(&family),
+                true,
                 &mut cache,
             )?;
             Ok(pb::SuggestCorrectionsResponse {

@@ -339,6 +339,7 @@ impl SuppressionApi {
             raw,
             given.as_deref(),
             family.as_deref(),
+            false,
             &mut state.suggestions,
         )?;
         Ok(found
