@@ -51,8 +51,10 @@ const RULES_TOML: &str = include_str!("rules.toml");
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
 /// What follows a normalised text for the phrase matcher (`phrases::PADDING` zero bytes).
-const PADDING: &str = "\0\0\0\0\0\0\0\0";
-const _: () = assert!(PADDING.len() == phrases::PADDING);
+const PADDING: &str = match std::str::from_utf8(&[0; phrases::PADDING]) {
+    Ok(s) => s,
+    Err(_) => panic!("zero bytes are UTF-8"),
+};
 
 /// The compiled classification rules. Build once, share behind an `Arc`.
 pub struct Classifier {
@@ -163,22 +165,24 @@ impl Classifier {
     fn decide<'r>(&'r self, ev: &SmtpEvidence<'_>) -> Decision<'r> {
         let text = truncate(ev.smtp_response, MAX_TEXT_BYTES);
         let has_text = !text.trim().is_empty();
-        let field_status = ev
-            .enhanced_status
-            .and_then(|s| parse_status(truncate(s, 64)));
-        if !has_text && field_status.is_none() {
-            return self.label_decision(ev.reported);
-        }
         let body = smtp::strip_type_prefix(text);
         let reply = if has_text {
             smtp::parse_body(body)
         } else {
             ParsedReply::default()
         };
-        // the server's own status in the text wins over the one the reporter passed along
+        // the server's own status in the text wins over the one the reporter passed along,
+        // which is only read when the text has none
+        let enhanced = reply.enhanced.or_else(|| {
+            ev.enhanced_status
+                .and_then(|s| parse_status(truncate(s, 64)))
+        });
+        if !has_text && enhanced.is_none() {
+            return self.label_decision(ev.reported);
+        }
         let parsed = ParsedReply {
             code: reply.code,
-            enhanced: reply.enhanced.or(field_status),
+            enhanced,
         };
         let class = parsed.class();
         let ctx = Ctx {

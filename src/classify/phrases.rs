@@ -93,8 +93,9 @@ const COMMON: &[&[u8]] = &[
 ];
 
 /// Zero bytes the caller appends to a text given to [`PhraseMatcher::find_padded`], so that
-/// words and phrases can be read eight bytes at a time anywhere in the text.
-pub(crate) const PADDING: usize = 8;
+/// words and phrases can be read eight bytes at a time anywhere in the text, and the text
+/// 64 bytes at a time up to its end (the padding is never a letter or a digit).
+pub(crate) const PADDING: usize = 64;
 
 /// A phrase filed under an anchor word: which phrase, and where the anchor starts in it.
 #[derive(Debug, Clone, Copy)]
@@ -104,19 +105,33 @@ struct Filed {
     at: u32,
     /// Where the anchor word starts in the phrase.
     offset: u16,
-    /// The phrase's length and its last byte, to turn most mismatches away cheaply.
+    /// The phrase's length.
     len: u16,
-    last: u8,
+    /// Where in the phrase `probe` starts: its first byte when the anchor is not at the
+    /// start, else its last 8 bytes, so that the probe holds more than the anchor word
+    /// (which is known to match).
+    probe_at: u16,
+    /// Eight bytes of the phrase from `probe_at` (`probe_mask` keeps fewer for a shorter
+    /// phrase): one comparison that turns away nearly every phrase that is not there.
+    probe: u64,
+    probe_mask: u64,
 }
 
 impl Filed {
     fn new(phrase: usize, at: u32, offset: usize, bytes: &[u8]) -> Filed {
+        let len = bytes.len();
+        let probe_at = if offset > 0 { 0 } else { len.saturating_sub(8) };
+        let probe_len = (len - probe_at).min(8);
+        let mut probe = [0u8; 8];
+        probe[..probe_len].copy_from_slice(&bytes[probe_at..probe_at + probe_len]);
         Filed {
             phrase: phrase as u32,
             at,
             offset: offset as u16,
-            len: bytes.len() as u16,
-            last: bytes[bytes.len() - 1],
+            len: len as u16,
+            probe_at: probe_at as u16,
+            probe: u64::from_le_bytes(probe),
+            probe_mask: u64::MAX >> (64 - 8 * probe_len),
         }
     }
 }
@@ -191,6 +206,15 @@ fn eq_padded(a: &[u8], mut i: usize, b: &[u8], mut j: usize, len: usize) -> bool
         rest -= 8;
     }
     rest == 0 || (load8(a, i) ^ load8(b, j)) & (u64::MAX >> (64 - 8 * rest)) == 0
+}
+
+/// The 64 bytes of `b` from `i` (`b` is padded).
+#[inline(always)]
+fn block64(b: &[u8], i: usize) -> &[u8; 64] {
+    match b[i..i + 64].try_into() {
+        Ok(block) => block,
+        Err(_) => unreachable!("a 64-byte slice"),
+    }
 }
 
 /// Bit k set when `block[k]` is an ASCII letter or digit; ORs every byte into `high`. Written
@@ -433,7 +457,7 @@ impl PhraseMatcher {
             return;
         };
         let end = start + f.len as usize;
-        if end > n || b[end - 1] != f.last {
+        if end > n || load8(b, start + f.probe_at as usize) & f.probe_mask != f.probe {
             return;
         }
         let p = f.phrase as usize;
@@ -468,43 +492,33 @@ impl PhraseMatcher {
         let b = padded.as_bytes();
         let mut high = 0u8;
         // words are found 64 bytes at a time from a bit mask of letters and digits, which
-        // keeps the branch predictor out of the per-byte loop
+        // keeps the branch predictor out of the per-byte loop; the padding makes every block
+        // whole and ends the last word
         let mut pending: Option<usize> = None; // a word that started in an earlier block
         let mut base = 0;
         while base < n {
-            let end = (base + 64).min(n);
-            let block = &b[base..end];
-            let m = match block.try_into() {
-                Ok(full) => word_mask64(full, &mut high),
-                Err(_) => {
-                    let mut padded = [0u8; 64];
-                    padded[..block.len()].copy_from_slice(block);
-                    word_mask64(&padded, &mut high)
-                }
-            };
+            let m = word_mask64(block64(b, base), &mut high);
             let carry_in = pending.is_some() as u64;
-            let starts = m & !((m << 1) | carry_in);
-            let continues = end < n && b[end].is_ascii_alphanumeric();
-            let next = (m >> 1) | ((continues as u64) << (end - base - 1));
-            let mut ends = m & !next;
-            let mut st = starts;
+            let mut starts = m & !((m << 1) | carry_in);
+            let continues = b[base + 64].is_ascii_alphanumeric() as u64;
+            let mut ends = m & !((m >> 1) | (continues << 63));
             while ends != 0 {
-                let e = ends.trailing_zeros() as usize;
                 let s = match pending.take() {
                     Some(p) => p,
                     None => {
-                        let k = st.trailing_zeros() as usize;
-                        st &= st.wrapping_sub(1);
+                        let k = starts.trailing_zeros() as usize;
+                        starts &= starts - 1;
                         base + k
                     }
                 };
-                self.word(b, n, s, base + e + 1, &mut hit);
+                let e = base + ends.trailing_zeros() as usize + 1;
+                self.word(b, n, s, e, &mut hit);
                 ends &= ends - 1;
             }
-            if st != 0 {
-                pending = Some(base + st.trailing_zeros() as usize);
+            if starts != 0 {
+                pending = Some(base + starts.trailing_zeros() as usize);
             }
-            base = end;
+            base += 64;
         }
         let mut run = |set: &Option<(AhoCorasick, Vec<u32>)>| {
             if let Some((ac, ids)) = set {
