@@ -621,6 +621,66 @@ mod tests {
         }
     }
 
+    mod props {
+        use std::sync::LazyLock;
+
+        use proptest::prelude::*;
+
+        use crate::classify::rules::{compile, RuleSet};
+
+        static RULES: LazyLock<RuleSet> =
+            LazyLock::new(|| compile(include_str!("rules.toml")).expect("rules.toml compiles"));
+
+        /// Every phrase of the rule set in `text`, by plain search (the reference).
+        fn found_plainly(text: &str) -> Vec<usize> {
+            let (b, m) = (text.as_bytes(), &RULES.matcher);
+            let mut v: Vec<usize> = (0..RULES.phrases.len())
+                .filter(|&p| {
+                    let pat = RULES.phrases[p].as_bytes();
+                    (0..=b.len().saturating_sub(pat.len())).any(|start| {
+                        b[start..].starts_with(pat)
+                            && m.bounded(b, b.len(), p, start, start + pat.len())
+                    })
+                })
+                .collect();
+            v.sort();
+            v
+        }
+
+        /// Lower-case texts made of the rule set's phrases, pieces of them and odd joints,
+        /// so that phrases occur whole, cut, run on and next to each other.
+        fn text() -> impl Strategy<Value = String> {
+            let n = RULES.phrases.len();
+            let piece = prop_oneof![
+                4 => (0..n).prop_map(|p| RULES.phrases[p].clone()),
+                2 => (0..n, any::<prop::sample::Index>()).prop_map(|(p, at)| {
+                    let w: Vec<&str> = RULES.phrases[p].split(' ').collect();
+                    w[at.index(w.len())].to_string()
+                }),
+                1 => (0..n, 1usize..6).prop_map(|(p, k)| {
+                    let s = &RULES.phrases[p];
+                    let cut = s.char_indices().nth(k).map_or(s.len(), |c| c.0);
+                    s[cut..].to_string()
+                }),
+                2 => prop::sample::select(vec![" ", "  ", "-", ".", ":", "ed", "s", "x", "1", "é"])
+                    .prop_map(str::to_string),
+                1 => "[ -~]{0,10}".prop_map(|s| s.to_ascii_lowercase()),
+            ];
+            prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn finds_what_a_plain_search_finds(t in text()) {
+                let mut got = Vec::new();
+                RULES.matcher.find(&t, |p| got.push(p));
+                got.sort();
+                got.dedup();
+                prop_assert_eq!(got, found_plainly(&t), "{:?}", t);
+            }
+        }
+    }
+
     #[test]
     fn finds_words_prefixes_and_unicode() {
         let m = matcher(&[
