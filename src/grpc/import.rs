@@ -225,7 +225,9 @@ impl SuppressionApi {
                 continue;
             }
             let contact = contacts.get_mut(position).map(std::mem::take);
-            let line = lines.get(position.wrapping_sub(contacts.len())).copied();
+            let line = position
+                .checked_sub(contacts.len())
+                .and_then(|i| lines.get(i).copied());
             let given = Given {
                 address: contact.as_ref().map_or(line.unwrap_or(""), |c| &c.address),
                 normalized: match slot {
