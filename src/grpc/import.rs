@@ -240,8 +240,12 @@ impl SuppressionApi {
             };
             let mut verdict = self.verdict(&tenant, state, &given, slot, record)?;
             verdict.position = position as u32;
-            if let Some(c) = contact {
-                verdict.external_id = c.external_id;
+            match contact {
+                Some(c) => {
+                    verdict.address = c.address;
+                    verdict.external_id = c.external_id;
+                }
+                None => verdict.address = given.address.to_string(),
             }
             by_decision[verdict.decision.clamp(0, 5) as usize] += 1;
             if packed {
@@ -268,7 +272,8 @@ impl SuppressionApi {
         ))
     }
 
-    /// The complete verdict of one contact (its position and external id left to the caller).
+    /// The complete verdict of one contact (its position, address and external id left to the
+    /// caller, which can move them out of the request).
     fn verdict(
         &self,
         tenant: &Tenant,
@@ -278,7 +283,6 @@ impl SuppressionApi {
         record: Option<AddressRecord>,
     ) -> Result<pb::ImportVerdict, ServiceError> {
         let mut verdict = pb::ImportVerdict {
-            address: given.address.to_string(),
             normalized_address: given.normalized.to_string(),
             ..pb::ImportVerdict::default()
         };
