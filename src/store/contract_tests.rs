@@ -92,6 +92,18 @@ fn event_write(t: &str, event: RecordedEvent) -> AddressWrite {
     }
 }
 
+/// `n` hard bounces for `tenant`, event `e{i}` to `{local}{i}@x.com`, all at `T0`.
+fn hard_bounces(t: &str, local: &str, n: usize) -> Vec<AddressWrite> {
+    (0..n)
+        .map(|i| {
+            event_write(
+                t,
+                hard_bounce(&format!("e{i}"), &format!("{local}{i}@x.com"), T0),
+            )
+        })
+        .collect()
+}
+
 /// A send result whose decision refuses it.
 fn refused_write(t: &str, event: RecordedEvent) -> AddressWrite {
     AddressWrite {
@@ -306,15 +318,7 @@ async fn the_suppressed_index_is_exact_after_a_reopen(engine: Engine) {
     let n = 300;
     {
         let store = open_at(engine, dir.path()).unwrap();
-        let writes = (0..n)
-            .map(|i| {
-                event_write(
-                    "acme",
-                    hard_bounce(&format!("e{i}"), &format!("s{i}@x.com"), T0),
-                )
-            })
-            .collect();
-        store.write(writes).await.unwrap();
+        store.write(hard_bounces("acme", "s", n)).await.unwrap();
         // Lift every third one.
         let lifts = (0..n)
             .filter(|i| i % 3 == 0)
@@ -485,15 +489,7 @@ async fn status_lookups_know_every_record_once_the_index_is_loaded(engine: Engin
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open_at(engine, dir.path()).unwrap();
-        let writes = (0..300)
-            .map(|i| {
-                event_write(
-                    "acme",
-                    hard_bounce(&format!("e{i}"), &format!("k{i}@x.com"), T0),
-                )
-            })
-            .collect();
-        store.write(writes).await.unwrap();
+        store.write(hard_bounces("acme", "k", 300)).await.unwrap();
         store.close().unwrap();
     }
     let store = reopen_at(engine, dir.path());
