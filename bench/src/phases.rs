@@ -65,8 +65,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5_000)]
     pub load_batch: usize,
     /// Comma-separated phases to run, of: load, storage, pgload, import, status, batch,
-    /// bounces, ingest, unary; also import-packed (only the packed CheckImport stream, three
-    /// times: for profiling the server).
+    /// bounces, ingest, unary; also import-packed and import-x4 (only the packed CheckImport on one
+    /// stream or on four, three times: for profiling the server).
     #[arg(long, default_value = ALL_PHASES)]
     pub phases: String,
     /// Prefix of every metric name (e.g. "big.").
@@ -120,6 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "pgload" => pg_load(&mut m, &args, &ds).await,
             "import" => import(&mut m, &args, &ds, &chans).await,
             "import-packed" => import_packed(&mut m, &args, &ds, &chans).await,
+            "import-x4" => import_x4(&mut m, &args, &ds, &chans).await,
             "status" => status(&mut m, &args, &ds, &chans).await,
             "batch" => batch(&mut m, &args, &ds, &chans).await,
             "bounces" => bounces(&mut m, &ds, &chans).await,
@@ -285,33 +286,7 @@ async fn import(
     // Four streams at once, a quarter of the contacts each (as the PostgreSQL baseline uses
     // four clients), in each verdict format.
     for format in [Verdicts::Full, Verdicts::Compact, Verdicts::Packed] {
-        let mut tasks = Vec::new();
-        let start = Instant::now();
-        for (k, r) in ranges(plan.contacts.len() as u64, 4)
-            .into_iter()
-            .enumerate()
-        {
-            let requests = svc::import_requests(
-                &plan.contacts[r.start as usize..r.end as usize],
-                1000,
-                format,
-            );
-            let ch = chans[k % chans.len()].clone();
-            tasks.push(tokio::spawn(async move {
-                svc::check_import(&ch, requests).await
-            }));
-        }
-        let mut suppressed = 0;
-        for t in tasks {
-            suppressed += t.await.context("import task panicked")??.0.suppressed;
-        }
-        let elapsed = start.elapsed();
-        if suppressed != plan.expected.suppressed {
-            bail!(
-                "4 streams: {suppressed} suppressed, expected {}",
-                plan.expected.suppressed
-            );
-        }
+        let elapsed = four_streams(chans, &plan, format).await?;
         let key = format!("import.x4.{}b1000", format.key());
         m.set(&format!("{key}.per_s"), per_s(args.contacts, elapsed));
     }
@@ -321,6 +296,61 @@ async fn import(
     }
     if let Some(dsn) = &args.pg {
         pg_screens(m, dsn, &plan).await?;
+    }
+    Ok(())
+}
+
+/// Screens the plan's contacts on four streams at once, a quarter each, at batch 1,000; returns
+/// the time until the last stream ended.
+async fn four_streams(
+    chans: &[Channel],
+    plan: &data::ImportPlan,
+    format: Verdicts,
+) -> anyhow::Result<Duration> {
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for (k, r) in ranges(plan.contacts.len() as u64, 4)
+        .into_iter()
+        .enumerate()
+    {
+        let requests = svc::import_requests(
+            &plan.contacts[r.start as usize..r.end as usize],
+            1000,
+            format,
+        );
+        let ch = chans[k % chans.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            svc::check_import(&ch, requests).await
+        }));
+    }
+    let mut suppressed = 0;
+    for t in tasks {
+        suppressed += t.await.context("import task panicked")??.0.suppressed;
+    }
+    let elapsed = start.elapsed();
+    if suppressed != plan.expected.suppressed {
+        bail!(
+            "4 streams: {suppressed} suppressed, expected {}",
+            plan.expected.suppressed
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Only the packed CheckImport on four streams at batch 1,000, three times in a row.
+async fn import_x4(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let plan = data::import_plan(ds, args.contacts);
+    for round in 0..3 {
+        let elapsed = four_streams(chans, &plan, Verdicts::Packed).await?;
+        m.set(
+            &format!("import.x4.packed.b1000.round{round}.per_s"),
+            per_s(args.contacts, elapsed),
+        );
     }
     Ok(())
 }
