@@ -5,7 +5,6 @@
 //! stream must remember (its tenant, the addresses seen so far, the verdict format) travels
 //! with it from message to message.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use tokio::sync::mpsc;
@@ -19,7 +18,7 @@ use super::error::{inbound_error, FieldViolation, ServiceError};
 use super::proto as pb;
 use super::service::{blocking, SuppressionApi};
 use crate::domain::{parse_label, AddressError, AddressRecord, EmailAddress, Tenant};
-use crate::fasthash::PassThrough;
+use crate::fasthash::HashSlots;
 
 /// The response stream of `CheckImport`.
 pub(super) type VerdictStream = ReceiverStream<Result<pb::CheckImportResponse, Status>>;
@@ -44,7 +43,7 @@ struct ImportStream {
     suggestions: SuggestionCache,
     /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
     /// about 1 in 10^26 for a million addresses).
-    seen: HashSet<u128, PassThrough>,
+    seen: HashSlots<u128>,
     format: VerdictFormat,
     batch_index: u64,
 }
@@ -171,20 +170,24 @@ impl SuppressionApi {
         let mut arena = String::with_capacity(
             text.len() + contacts.iter().map(|c| c.address.len()).sum::<usize>(),
         );
-        let slots: Vec<Slot> = contacts
+        let normalized: Vec<Result<(Range<usize>, u128), AddressError>> = contacts
             .iter()
             .map(|c| c.address.as_str())
             .chain(lines.iter().copied())
-            .map(|raw| match EmailAddress::normalize_into(raw, &mut arena) {
+            .map(|raw| {
+                let range = EmailAddress::normalize_into(raw, &mut arena)?;
+                let hash = xxhash_rust::xxh3::xxh3_128(arena[range.clone()].as_bytes());
+                Ok((range, hash))
+            })
+            .collect();
+        let hashes: Vec<u128> = normalized.iter().flatten().map(|&(_, h)| h).collect();
+        state.seen.warm(&hashes);
+        let slots: Vec<Slot> = normalized
+            .into_iter()
+            .map(|n| match n {
                 Err(e) => Slot::Invalid(e),
-                Ok(range) => {
-                    let h = xxhash_rust::xxh3::xxh3_128(arena[range.clone()].as_bytes());
-                    if state.seen.insert(h) {
-                        Slot::Check(range)
-                    } else {
-                        Slot::Duplicate(range)
-                    }
-                }
+                Ok((range, hash)) if state.seen.insert(hash) => Slot::Check(range),
+                Ok((range, _)) => Slot::Duplicate(range),
             })
             .collect();
         let (lookup_positions, lookups): (Vec<usize>, Vec<&str>) = slots

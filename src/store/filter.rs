@@ -5,13 +5,13 @@
 //! suppressed; a present hash is confirmed against the store (two suppressed addresses may
 //! share a hash, hence the count, so lifting one never hides the other).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fasthash::PassThrough;
+use crate::fasthash::{HashSlots, PassThrough};
 
 /// Hash of a tenant and a normalized address.
 pub fn key_hash(tenant: &str, address: &str) -> u64 {
@@ -31,21 +31,42 @@ pub fn key_hash(tenant: &str, address: &str) -> u64 {
     }
 }
 
+/// The suppressed hashes: each once in `set`, and in `extra` with its count when several
+/// suppressed addresses share it (which a 64-bit hash makes rare, but not impossible).
+#[derive(Debug, Default)]
+struct Counted {
+    set: HashSlots<u64>,
+    extra: HashMap<u64, u32, PassThrough>,
+}
+
+impl Counted {
+    fn add(&mut self, hash: u64) {
+        if !self.set.insert(hash) {
+            *self.extra.entry(hash).or_insert(1) += 1;
+        }
+    }
+}
+
 /// A read view of a [`SuppressedFilter`]; writers wait while it is held, so hold it briefly.
-pub struct FilterReader<'a>(RwLockReadGuard<'a, HashMap<u64, u32, PassThrough>>);
+pub struct FilterReader<'a>(RwLockReadGuard<'a, Counted>);
 
 impl FilterReader<'_> {
     /// May the address with this hash be suppressed? `false` is exact.
     pub fn may_contain(&self, hash: u64) -> bool {
-        self.0.contains_key(&hash)
+        self.0.set.contains(hash)
+    }
+
+    /// Brings the entries of a batch's hashes into cache before they are looked up (see
+    /// [`HashSlots::warm`]).
+    pub fn warm(&self, hashes: &[u64]) {
+        self.0.set.warm(hashes);
     }
 }
 
 /// The set of suppressed (tenant, address) hashes.
 #[derive(Debug, Default)]
 pub struct SuppressedFilter {
-    /// hash -> number of suppressed addresses with that hash.
-    counts: RwLock<HashMap<u64, u32, PassThrough>>,
+    counts: RwLock<Counted>,
     /// Number of suppressed addresses (sum of the counts), kept for metrics.
     total: AtomicU64,
 }
@@ -53,20 +74,28 @@ pub struct SuppressedFilter {
 impl SuppressedFilter {
     /// Records that an address became suppressed.
     pub fn insert(&self, hash: u64) {
-        let mut m = self.counts.write().unwrap_or_else(|e| e.into_inner());
-        *m.entry(hash).or_insert(0) += 1;
+        self.counts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(hash);
         self.total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records that an address is no longer suppressed.
     pub fn remove(&self, hash: u64) {
         let mut m = self.counts.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = m.get_mut(&hash) {
-            *c -= 1;
-            self.total.fetch_sub(1, Ordering::Relaxed);
-            if *c == 0 {
-                m.remove(&hash);
+        let removed = match m.extra.get_mut(&hash) {
+            Some(c) => {
+                *c -= 1;
+                if *c == 1 {
+                    m.extra.remove(&hash);
+                }
+                true
             }
+            None => m.set.remove(hash),
+        };
+        if removed {
+            self.total.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -74,7 +103,7 @@ impl SuppressedFilter {
     pub fn extend(&self, hashes: impl IntoIterator<Item = u64>) {
         let mut m = self.counts.write().unwrap_or_else(|e| e.into_inner());
         for h in hashes {
-            *m.entry(h).or_insert(0) += 1;
+            m.add(h);
             self.total.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -97,7 +126,7 @@ impl SuppressedFilter {
 /// complete, every address may have a record.
 #[derive(Debug, Default)]
 pub struct KnownFilter {
-    hashes: RwLock<HashSet<u64, PassThrough>>,
+    hashes: RwLock<HashSlots<u64>>,
     /// Whether every record written before start-up has been loaded.
     complete: AtomicBool,
 }
@@ -109,7 +138,10 @@ impl KnownFilter {
             return;
         }
         let mut set = self.hashes.write().unwrap_or_else(|e| e.into_inner());
-        set.extend(hashes.iter().copied());
+        set.reserve(hashes.len());
+        for &h in hashes {
+            set.insert(h);
+        }
     }
 
     /// Marks the start-up load done: from now on an absent hash proves there is no record.
@@ -128,7 +160,7 @@ impl KnownFilter {
             return true;
         }
         let set = self.hashes.read().unwrap_or_else(|e| e.into_inner());
-        set.contains(&hash)
+        set.contains(hash)
     }
 
     /// Number of hashes held.
@@ -140,6 +172,22 @@ impl KnownFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_shared_by_two_suppressed_addresses_stays_until_both_are_lifted() {
+        let filter = SuppressedFilter::default();
+        let (shared, other) = (key_hash("acme", "a@example.com"), 42);
+        filter.extend([shared, other]);
+        filter.insert(shared);
+        assert_eq!(filter.len(), 3);
+        filter.remove(shared);
+        assert!(filter.reader().may_contain(shared));
+        filter.remove(shared);
+        assert!(!filter.reader().may_contain(shared));
+        filter.remove(shared);
+        assert_eq!(filter.len(), 1);
+        assert!(filter.reader().may_contain(other));
+    }
 
     #[test]
     fn known_filter_says_maybe_until_loaded_then_is_exact_for_absent_hashes() {

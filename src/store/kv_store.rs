@@ -420,13 +420,15 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
         let t = tenant.as_str();
         // Only the addresses the filter cannot rule out are read, all in one engine call.
+        let hashes: Vec<u64> = addresses.iter().map(|a| key_hash(t, a)).collect();
         let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = {
             let filter = self.shared.filter.reader();
-            addresses
+            filter.warm(&hashes);
+            hashes
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| filter.may_contain(key_hash(t, a)))
-                .map(|(i, a)| (i, keys::record(t, a)))
+                .filter(|&(_, &h)| filter.may_contain(h))
+                .map(|(i, _)| (i, keys::record(t, addresses[i])))
                 .unzip()
         };
         let values = self.shared.engine.get_many(&record_keys)?;
