@@ -181,6 +181,13 @@ impl<K: SlotKey> HashSlots<K> {
         true
     }
 
+    /// Removes every key, keeping the slots.
+    pub fn clear(&mut self) {
+        self.slots.fill(K::default());
+        self.used = 0;
+        self.zero = false;
+    }
+
     /// Makes room for `additional` more keys without growing on the way.
     pub fn reserve(&mut self, additional: usize) {
         while (self.used + additional) * 4 > self.slots.len() * 3 {
