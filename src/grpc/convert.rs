@@ -239,16 +239,21 @@ pub fn proto_classification(c: &Classification) -> pb::Classification {
 
 /// Domain suppression -> wire.
 pub fn proto_suppression(s: &Suppression) -> pb::Suppression {
+    proto_suppression_owned(s.clone())
+}
+
+/// [`proto_suppression`] of a suppression the caller no longer needs: its strings move.
+pub fn proto_suppression_owned(s: Suppression) -> pb::Suppression {
     pb::Suppression {
         reason: proto_reason(s.reason) as i32,
         outcome_type: s
             .bounce_type
             .map_or(pb::OutcomeType::Unspecified, proto_type) as i32,
         since: Some(proto_timestamp(s.since)),
-        source: s.source.clone(),
-        smtp_response: s.smtp_response.clone(),
-        event_id: s.event_id.clone(),
-        rule_id: s.rule_id.clone(),
+        source: s.source,
+        smtp_response: s.smtp_response,
+        event_id: s.event_id,
+        rule_id: s.rule_id,
     }
 }
 

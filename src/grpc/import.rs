@@ -340,33 +340,38 @@ impl SuppressionApi {
                 verdict.decision = pb::ImportDecision::Duplicate as i32;
                 verdict.detail = "address appeared earlier in this import".to_string();
             }
-            Slot::Check(_) => match record.and_then(|r| r.suppression.clone().map(|s| (r, s))) {
-                None => verdict.decision = pb::ImportDecision::Allow as i32,
-                Some((r, s)) => {
-                    verdict.suppression = Some(convert::proto_suppression(&s));
+            Slot::Check(_) => match record {
+                Some(AddressRecord {
+                    suppression: Some(s),
+                    replaced_by,
+                    needs_enrichment,
+                    ..
+                }) => {
                     let since = s.since.to_rfc3339();
-                    if let Some(replacement) = r.replaced_by {
+                    let (reason, address_level) = (s.reason, s.reason.is_address_level());
+                    verdict.suppression = Some(convert::proto_suppression_owned(s));
+                    if let Some(replacement) = replaced_by {
                         verdict.decision = pb::ImportDecision::Replace as i32;
                         verdict.detail = format!(
-                            "suppressed since {since} ({:?}); replaced by {replacement}",
-                            s.reason
+                            "suppressed since {since} ({reason:?}); replaced by {replacement}"
                         );
                         verdict.replacement_address = replacement;
                     } else {
                         verdict.decision = pb::ImportDecision::BlockSuppressed as i32;
-                        let enrichment = if r.needs_enrichment {
+                        let enrichment = if needs_enrichment {
                             "; needs enrichment"
                         } else {
                             ""
                         };
                         verdict.detail =
-                            format!("suppressed since {since} ({:?}){enrichment}", s.reason);
-                        if s.reason.is_address_level() {
+                            format!("suppressed since {since} ({reason:?}){enrichment}");
+                        if address_level {
                             verdict.suggestion =
                                 self.best_suggestion(tenant, given.normalized, given.names, state)?;
                         }
                     }
                 }
+                _ => verdict.decision = pb::ImportDecision::Allow as i32,
             },
         }
         Ok(verdict)

@@ -9,15 +9,25 @@ use super::StoreError;
 /// Visits one entry of a scan; returns `false` to stop the scan.
 pub(super) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>;
 
+/// Receives one value of [`KvEngine::get_many`]: the index of its key, and the value.
+pub(super) type Found<'a> = &'a mut dyn FnMut(usize, &[u8]) -> Result<(), StoreError>;
+
 /// An engine: committed reads, ordered scans, and durable atomic write transactions.
 pub(super) trait KvEngine: Send + Sync + 'static {
     /// The committed value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// The committed values under several keys, in order. Engines with a per-read cost (such as
-    /// a read transaction) override it to pay that cost once per call.
-    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        keys.iter().map(|k| self.get(k)).collect()
+    /// Visits the committed values under several keys, in order, as `found(index of the key,
+    /// value)`; absent keys are skipped. Engines with a per-read cost (such as a read
+    /// transaction) override it to pay that cost once per call, and to lend each value instead
+    /// of copying it.
+    fn get_many(&self, keys: &[Vec<u8>], found: Found<'_>) -> Result<(), StoreError> {
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(v) = self.get(k)? {
+                found(i, &v)?;
+            }
+        }
+        Ok(())
     }
 
     /// Visits the committed entries with keys between `start` and `end`, in ascending key order,

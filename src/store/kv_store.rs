@@ -431,16 +431,14 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 .map(|(i, _)| (i, keys::record(t, addresses[i])))
                 .unzip()
         };
-        let values = self.shared.engine.get_many(&record_keys)?;
-        let mut out = Vec::with_capacity(values.len());
-        for ((i, key), value) in positions.into_iter().zip(&record_keys).zip(values) {
-            if let Some(v) = value {
-                let record: AddressRecord = decode(key, &v)?;
-                if record.is_suppressed() {
-                    out.push((i, record));
-                }
+        let mut out = Vec::new();
+        self.shared.engine.get_many(&record_keys, &mut |k, value| {
+            let record: AddressRecord = decode(&record_keys[k], value)?;
+            if record.is_suppressed() {
+                out.push((positions[k], record));
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

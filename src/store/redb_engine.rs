@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
 
-use super::kv::{empty_range, KvEngine, KvTxn, Visit};
+use super::kv::{empty_range, Found, KvEngine, KvTxn, Visit};
 use super::sled_engine::holds_sled_data;
 use super::{StoreError, REDB_FILE};
 
@@ -94,18 +94,18 @@ impl KvEngine for RedbEngine {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
-    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn get_many(&self, keys: &[Vec<u8>], found: Found<'_>) -> Result<(), StoreError> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let rtx = self.db.begin_read().map_err(engine)?;
         let table = rtx.open_table(DATA).map_err(engine)?;
-        keys.iter()
-            .map(|k| {
-                let value = table.get(k.as_slice()).map_err(engine)?;
-                Ok(value.map(|v| v.value().to_vec()))
-            })
-            .collect()
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(v) = table.get(k.as_slice()).map_err(engine)? {
+                found(i, v.value())?;
+            }
+        }
+        Ok(())
     }
 
     fn scan(
