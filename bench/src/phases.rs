@@ -65,10 +65,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5_000)]
     pub load_batch: usize,
     /// Comma-separated phases to run, of: load, storage, pgload, import, status, batch,
-    /// bounces, ingest, unary; also import-packed and import-x4 (only the packed CheckImport on one
-    /// stream or on four, three times: for profiling the server).
+    /// bounces, ingest, unary; also import-packed (only the packed CheckImport on one stream, three
+    /// times) and import-x4 (four streams, three times, see --x4-format): for profiling the
+    /// server.
     #[arg(long, default_value = ALL_PHASES)]
     pub phases: String,
+    /// Verdict format of the import-x4 phase.
+    #[arg(long, value_enum, default_value_t = Verdicts::Packed)]
+    pub x4_format: Verdicts,
     /// Prefix of every metric name (e.g. "big.").
     #[arg(long, default_value = "")]
     pub prefix: String,
@@ -301,23 +305,26 @@ async fn import(
 }
 
 /// Screens the plan's contacts on four streams at once, a quarter each, at batch 1,000; returns
-/// the time until the last stream ended.
+/// the time until the last stream ended. The request messages are built before the clock
+/// starts, as for one stream and for PostgreSQL's batches.
 async fn four_streams(
     chans: &[Channel],
     plan: &data::ImportPlan,
     format: Verdicts,
 ) -> anyhow::Result<Duration> {
+    let streams: Vec<Vec<pb::CheckImportRequest>> = ranges(plan.contacts.len() as u64, 4)
+        .into_iter()
+        .map(|r| {
+            svc::import_requests(
+                &plan.contacts[r.start as usize..r.end as usize],
+                1000,
+                format,
+            )
+        })
+        .collect();
     let mut tasks = Vec::new();
     let start = Instant::now();
-    for (k, r) in ranges(plan.contacts.len() as u64, 4)
-        .into_iter()
-        .enumerate()
-    {
-        let requests = svc::import_requests(
-            &plan.contacts[r.start as usize..r.end as usize],
-            1000,
-            format,
-        );
+    for (k, requests) in streams.into_iter().enumerate() {
         let ch = chans[k % chans.len()].clone();
         tasks.push(tokio::spawn(async move {
             svc::check_import(&ch, requests).await
@@ -337,7 +344,8 @@ async fn four_streams(
     Ok(elapsed)
 }
 
-/// Only the packed CheckImport on four streams at batch 1,000, three times in a row.
+/// Only CheckImport on four streams at batch 1,000, three times in a row, in the verdict format
+/// of `--x4-format`.
 async fn import_x4(
     m: &mut Metrics,
     args: &RunArgs,
@@ -345,10 +353,11 @@ async fn import_x4(
     chans: &[Channel],
 ) -> anyhow::Result<()> {
     let plan = data::import_plan(ds, args.contacts);
+    let format = args.x4_format;
     for round in 0..3 {
-        let elapsed = four_streams(chans, &plan, Verdicts::Packed).await?;
+        let elapsed = four_streams(chans, &plan, format).await?;
         m.set(
-            &format!("import.x4.packed.b1000.round{round}.per_s"),
+            &format!("import.x4.{}b1000.round{round}.per_s", format.key()),
             per_s(args.contacts, elapsed),
         );
     }
@@ -369,6 +378,26 @@ async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow:
             })
             .collect()
     };
+    let contacts_of =
+        |contacts: &[pb::ImportContact], compact: bool| -> Vec<echo::proto::EchoContactsRequest> {
+            contacts
+                .chunks(1000)
+                .map(|c| echo::proto::EchoContactsRequest {
+                    tenant: TENANT.to_string(),
+                    contacts: c
+                        .iter()
+                        .map(|c| echo::proto::EchoContact {
+                            address: c.address.clone(),
+                            external_id: c.external_id.clone(),
+                            source: c.source.clone(),
+                            given_name: c.given_name.clone(),
+                            family_name: c.family_name.clone(),
+                        })
+                        .collect(),
+                    compact_allow: compact,
+                })
+                .collect()
+        };
     let total = plan.contacts.len() as u64;
     let (lines, elapsed) = echo::echo_lines(&chans[0], lines_of(&plan.contacts)).await?;
     if lines != total {
@@ -376,10 +405,14 @@ async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow:
     }
     m.set("echo.import.packed.b1000.per_s", per_s(total, elapsed));
 
+    // Four streams at once, a quarter each, the messages built before the clock starts (as
+    // for suppressd): bare lines, then envelope contacts with complete and compact verdicts.
+    let quarters = ranges(total, 4);
+    let quarter = |r: &std::ops::Range<u64>| &plan.contacts[r.start as usize..r.end as usize];
+    let streams: Vec<_> = quarters.iter().map(|r| lines_of(quarter(r))).collect();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (k, r) in ranges(total, 4).into_iter().enumerate() {
-        let requests = lines_of(&plan.contacts[r.start as usize..r.end as usize]);
+    for (k, requests) in streams.into_iter().enumerate() {
         let ch = chans[k].clone();
         tasks.push(tokio::spawn(async move {
             echo::echo_lines(&ch, requests).await
@@ -394,6 +427,33 @@ async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow:
         bail!("echo lines, 4 streams: {answered} answered of {total}");
     }
     m.set("echo.import.x4.packed.b1000.per_s", per_s(total, elapsed));
+
+    for (compact, key) in [
+        (false, "echo.import.x4.b1000.per_s"),
+        (true, "echo.import.x4.compact.b1000.per_s"),
+    ] {
+        let streams: Vec<_> = quarters
+            .iter()
+            .map(|r| contacts_of(quarter(r), compact))
+            .collect();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (k, requests) in streams.into_iter().enumerate() {
+            let ch = chans[k].clone();
+            tasks.push(tokio::spawn(async move {
+                echo::echo_contacts(&ch, requests).await
+            }));
+        }
+        let mut answered = 0;
+        for t in tasks {
+            answered += t.await.context("echo task panicked")??.0;
+        }
+        let elapsed = start.elapsed();
+        if answered != total {
+            bail!("echo contacts, 4 streams: {answered} answered of {total}");
+        }
+        m.set(key, per_s(total, elapsed));
+    }
     Ok(())
 }
 

@@ -192,7 +192,7 @@ pub fn import_requests(
 }
 
 /// How a CheckImport stream asks for its verdicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Verdicts {
     /// Envelope contacts, a complete verdict each.
     Full,
