@@ -349,7 +349,7 @@ impl SuppressionApi {
                 }) => {
                     let since = s.since.to_rfc3339();
                     let (reason, address_level) = (s.reason, s.reason.is_address_level());
-                    verdict.suppression = Some(convert::proto_suppression_owned(s));
+                    verdict.suppression = Some(Box::new(convert::proto_suppression_owned(s)));
                     if let Some(replacement) = replaced_by {
                         verdict.decision = pb::ImportDecision::Replace as i32;
                         verdict.detail = format!(
@@ -384,7 +384,7 @@ impl SuppressionApi {
         raw: &str,
         names: Option<(&str, &str)>,
         state: &mut ImportStream,
-    ) -> Result<Option<pb::CorrectionSuggestion>, ServiceError> {
+    ) -> Result<Option<Box<pb::CorrectionSuggestion>>, ServiceError> {
         let name = |n: &str| parse_label(n, false).ok().filter(|n| !n.is_empty());
         let given = names.and_then(|(g, _)| name(g));
         let family = names.and_then(|(_, f)| name(f));
@@ -400,7 +400,7 @@ impl SuppressionApi {
             .candidates
             .first()
             .filter(|s| s.confidence >= self.correction_threshold)
-            .map(proto_suggestion))
+            .map(|s| Box::new(proto_suggestion(s))))
     }
 }
 
