@@ -324,3 +324,40 @@ async fn address_lines_get_full_verdicts_without_packing() {
     assert_eq!(verdicts[1].decision(), ImportDecision::BlockSuppressed);
     assert_eq!(verdicts[1].position, 1);
 }
+
+#[tokio::test]
+async fn a_new_stream_remembers_nothing_of_the_streams_before_it() {
+    let mut app = app_with_a_hard_bounce("acme").await;
+    // Enough addresses that the stream's seen-address table grows well past its first size;
+    // ended streams hand their tables on to later ones.
+    let lines: String = (0..5_000)
+        .map(|i| format!("user{i}@example.com\n"))
+        .collect();
+    let packed = |lines: &str| pb::CheckImportRequest {
+        tenant: "acme".into(),
+        address_lines: lines.to_string(),
+        packed_decisions: true,
+        ..Default::default()
+    };
+    for round in 0..3 {
+        let mut responses = app.check_import(vec![packed(&lines), packed(&lines)]).await;
+        let first = responses.message().await.unwrap().unwrap();
+        assert!(
+            first
+                .decisions
+                .iter()
+                .all(|&d| d == ImportDecision::Allow as u8),
+            "stream {round}: an address of an earlier stream was taken for a repeat"
+        );
+        assert_eq!(first.decisions.len(), 5_000);
+        let second = responses.message().await.unwrap().unwrap();
+        assert!(
+            second
+                .decisions
+                .iter()
+                .all(|&d| d == ImportDecision::Duplicate as u8),
+            "stream {round}: a repeat within the stream was not recognized"
+        );
+        assert!(responses.message().await.unwrap().is_none());
+    }
+}
