@@ -26,11 +26,38 @@ use proto::{
 
 struct EchoService;
 
-type LinesStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<EchoLinesResponse, Status>> + Send>>;
-type ContactsStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<EchoContactsResponse, Status>> + Send>,
->;
+/// A response stream of the echo.
+type Answers<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+/// Answers each message of `inbound` with `answer(message, its index)`, in order, as a
+/// CheckImport stream does.
+fn answer_each<Req, Resp>(
+    mut inbound: tonic::Streaming<Req>,
+    answer: impl Fn(Req, u64) -> Resp + Send + 'static,
+) -> Answers<Resp>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    tonic::Streaming<Req>: Send,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut batch_index = 0u64;
+        loop {
+            let answered = match inbound.message().await {
+                Ok(Some(message)) => Ok(answer(message, batch_index)),
+                Ok(None) => break,
+                Err(status) => Err(status),
+            };
+            let failed = answered.is_err();
+            if tx.send(answered).await.is_err() || failed {
+                break;
+            }
+            batch_index += 1;
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
 
 /// The ALLOW verdicts of one envelope message, as the echo answers them.
 fn allow_all(message: EchoContactsRequest, batch_index: u64) -> EchoContactsResponse {
@@ -61,60 +88,27 @@ fn allow_all(message: EchoContactsRequest, batch_index: u64) -> EchoContactsResp
 
 #[tonic::async_trait]
 impl Echo for EchoService {
-    type EchoLinesStream = LinesStream;
-    type EchoContactsStream = ContactsStream;
+    type EchoLinesStream = Answers<EchoLinesResponse>;
+    type EchoContactsStream = Answers<EchoContactsResponse>;
 
     async fn echo_contacts(
         &self,
         request: Request<tonic::Streaming<EchoContactsRequest>>,
     ) -> Result<Response<Self::EchoContactsStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            let mut batch_index = 0u64;
-            loop {
-                let answer = match inbound.message().await {
-                    Ok(Some(message)) => Ok(allow_all(message, batch_index)),
-                    Ok(None) => break,
-                    Err(status) => Err(status),
-                };
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    break;
-                }
-                batch_index += 1;
-            }
-        });
-        let outbound: ContactsStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
-        Ok(Response::new(outbound))
+        Ok(Response::new(answer_each(request.into_inner(), allow_all)))
     }
 
     async fn echo_lines(
         &self,
         request: Request<tonic::Streaming<EchoLinesRequest>>,
     ) -> Result<Response<Self::EchoLinesStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            let mut batch_index = 0u64;
-            loop {
-                let answer = match inbound.message().await {
-                    Ok(Some(message)) => Ok(EchoLinesResponse {
-                        batch_index,
-                        decisions: vec![0; message.address_lines.lines().count()],
-                    }),
-                    Ok(None) => break,
-                    Err(status) => Err(status),
-                };
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    break;
-                }
-                batch_index += 1;
-            }
-        });
-        let outbound: LinesStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
-        Ok(Response::new(outbound))
+        Ok(Response::new(answer_each(
+            request.into_inner(),
+            |message: EchoLinesRequest, batch_index| EchoLinesResponse {
+                batch_index,
+                decisions: vec![0; message.address_lines.lines().count()],
+            },
+        )))
     }
 
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
@@ -124,26 +118,6 @@ impl Echo for EchoService {
             address: r.address,
         }))
     }
-}
-
-/// Streams envelope messages through the echo; returns the verdicts answered and the time.
-pub async fn echo_contacts(
-    ch: &Channel,
-    requests: Vec<EchoContactsRequest>,
-) -> anyhow::Result<(u64, std::time::Duration)> {
-    let mut c = client(ch)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024);
-    let start = std::time::Instant::now();
-    let mut responses = c
-        .echo_contacts(tokio_stream::iter(requests))
-        .await?
-        .into_inner();
-    let mut verdicts = 0u64;
-    while let Some(m) = responses.message().await? {
-        verdicts += m.verdicts.len() as u64;
-    }
-    Ok((verdicts, start.elapsed()))
 }
 
 /// Serves the echo on `listen` until the process is killed.
@@ -167,23 +141,51 @@ pub fn client(ch: &Channel) -> EchoClient<Channel> {
     EchoClient::new(ch.clone())
 }
 
+/// A client of the echo on `ch` that takes messages as large as suppressd's.
+fn stream_client(ch: &Channel) -> EchoClient<Channel> {
+    client(ch)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
+/// Reads every answer of a stream; returns the contacts answered, counted by `answered`.
+async fn count_answers<T>(
+    mut responses: tonic::Streaming<T>,
+    answered: impl Fn(&T) -> usize,
+) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    while let Some(m) = responses.message().await? {
+        n += answered(&m) as u64;
+    }
+    Ok(n)
+}
+
 /// Streams `requests` through the lines echo on `ch` and waits for every answer: the lines
 /// answered and the time taken.
 pub async fn echo_lines(
     ch: &Channel,
     requests: Vec<EchoLinesRequest>,
 ) -> anyhow::Result<(u64, std::time::Duration)> {
-    let mut c = client(ch)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024);
     let start = std::time::Instant::now();
-    let mut responses = c
+    let responses = stream_client(ch)
         .echo_lines(tokio_stream::iter(requests))
         .await?
         .into_inner();
-    let mut lines = 0u64;
-    while let Some(m) = responses.message().await? {
-        lines += m.decisions.len() as u64;
-    }
+    let lines = count_answers(responses, |m| m.decisions.len()).await?;
     Ok((lines, start.elapsed()))
+}
+
+/// Streams envelope messages through the echo on `ch` and waits for every answer: the
+/// verdicts answered and the time taken.
+pub async fn echo_contacts(
+    ch: &Channel,
+    requests: Vec<EchoContactsRequest>,
+) -> anyhow::Result<(u64, std::time::Duration)> {
+    let start = std::time::Instant::now();
+    let responses = stream_client(ch)
+        .echo_contacts(tokio_stream::iter(requests))
+        .await?
+        .into_inner();
+    let verdicts = count_answers(responses, |m| m.verdicts.len()).await?;
+    Ok((verdicts, start.elapsed()))
 }

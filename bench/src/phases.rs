@@ -409,52 +409,57 @@ async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow:
     // for suppressd): bare lines, then envelope contacts with complete and compact verdicts.
     let quarters = ranges(total, 4);
     let quarter = |r: &std::ops::Range<u64>| &plan.contacts[r.start as usize..r.end as usize];
-    let streams: Vec<_> = quarters.iter().map(|r| lines_of(quarter(r))).collect();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (k, requests) in streams.into_iter().enumerate() {
-        let ch = chans[k].clone();
-        tasks.push(tokio::spawn(async move {
-            echo::echo_lines(&ch, requests).await
-        }));
+    let streams = quarters.iter().map(|r| lines_of(quarter(r))).collect();
+    let elapsed = echo_four(&chans, streams, total, |ch, requests| async move {
+        echo::echo_lines(&ch, requests).await
+    })
+    .await?;
+    m.set("echo.import.x4.packed.b1000.per_s", per_s(total, elapsed));
+    for (compact, key) in [
+        (false, "echo.import.x4.b1000.per_s"),
+        (true, "echo.import.x4.compact.b1000.per_s"),
+    ] {
+        let streams = quarters
+            .iter()
+            .map(|r| contacts_of(quarter(r), compact))
+            .collect();
+        let elapsed = echo_four(&chans, streams, total, |ch, requests| async move {
+            echo::echo_contacts(&ch, requests).await
+        })
+        .await?;
+        m.set(key, per_s(total, elapsed));
     }
+    Ok(())
+}
+
+/// Runs four prepared request streams through the echo at once (`run` sends one on a channel);
+/// checks that all `total` contacts were answered and returns the time until the last was.
+async fn echo_four<R, F, Fut>(
+    chans: &[Channel],
+    streams: Vec<Vec<R>>,
+    total: u64,
+    run: F,
+) -> anyhow::Result<Duration>
+where
+    R: Send + 'static,
+    F: Fn(Channel, Vec<R>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u64, Duration)>> + Send + 'static,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(k, requests)| tokio::spawn(run(chans[k % chans.len()].clone(), requests)))
+        .collect();
     let mut answered = 0;
     for t in tasks {
         answered += t.await.context("echo task panicked")??.0;
     }
     let elapsed = start.elapsed();
     if answered != total {
-        bail!("echo lines, 4 streams: {answered} answered of {total}");
+        bail!("echo, 4 streams: {answered} answered of {total}");
     }
-    m.set("echo.import.x4.packed.b1000.per_s", per_s(total, elapsed));
-
-    for (compact, key) in [
-        (false, "echo.import.x4.b1000.per_s"),
-        (true, "echo.import.x4.compact.b1000.per_s"),
-    ] {
-        let streams: Vec<_> = quarters
-            .iter()
-            .map(|r| contacts_of(quarter(r), compact))
-            .collect();
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for (k, requests) in streams.into_iter().enumerate() {
-            let ch = chans[k].clone();
-            tasks.push(tokio::spawn(async move {
-                echo::echo_contacts(&ch, requests).await
-            }));
-        }
-        let mut answered = 0;
-        for t in tasks {
-            answered += t.await.context("echo task panicked")??.0;
-        }
-        let elapsed = start.elapsed();
-        if answered != total {
-            bail!("echo contacts, 4 streams: {answered} answered of {total}");
-        }
-        m.set(key, per_s(total, elapsed));
-    }
-    Ok(())
+    Ok(elapsed)
 }
 
 async fn pg_screens(m: &mut Metrics, dsn: &str, plan: &ImportPlan) -> anyhow::Result<()> {
