@@ -83,11 +83,19 @@ pub struct HashSlots<K> {
 impl<K: SlotKey> HashSlots<K> {
     /// An empty set.
     pub fn new() -> Self {
-        HashSlots {
-            slots: Vec::new(),
-            used: 0,
-            zero: false,
-        }
+        Self::default()
+    }
+
+    /// Keys the set holds before it next grows.
+    pub fn capacity(&self) -> usize {
+        self.slots.len() / 4 * 3
+    }
+
+    /// Every key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = K> + '_ {
+        let zero = self.zero.then(K::default);
+        zero.into_iter()
+            .chain(self.slots.iter().copied().filter(|&k| k != K::default()))
     }
 
     /// Number of keys in the set.
@@ -136,7 +144,7 @@ impl<K: SlotKey> HashSlots<K> {
         if key == K::default() {
             return !std::mem::replace(&mut self.zero, true);
         }
-        if (self.used + 1) * 4 > self.slots.len() * 3 {
+        if self.used >= self.capacity() {
             self.grow();
         }
         let (i, found) = self.find(key);
@@ -190,7 +198,7 @@ impl<K: SlotKey> HashSlots<K> {
 
     /// Makes room for `additional` more keys without growing on the way.
     pub fn reserve(&mut self, additional: usize) {
-        while (self.used + additional) * 4 > self.slots.len() * 3 {
+        while self.used + additional > self.capacity() {
             self.grow();
         }
     }
@@ -287,7 +295,11 @@ mod tests {
         }
         assert!(slots.insert(0) && slots.contains(0) && !slots.insert(0));
         assert_eq!(slots.len(), 6);
+        let mut held: Vec<u128> = slots.iter().collect();
+        held.sort_unstable();
+        assert_eq!(held, [0, keys[0], keys[2], keys[3], keys[4], keys[5]]);
         slots.reserve(10_000);
+        assert!(slots.capacity() >= 10_005);
         slots.warm(&keys);
         assert!(slots.contains(keys[5]));
     }
