@@ -17,7 +17,8 @@
 #
 # Environment: CARGO_TARGET_DIR (default target/), BENCH_BIG_N (default 10,000,000),
 # BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS, BENCH_PHASES (phases of
-# the main run, comma-separated; PostgreSQL runs only with pgload, the echo only with status or import).
+# the main run, comma-separated; PostgreSQL runs only with pgload, the echo only with status,
+# import or ingest).
 set -euo pipefail
 
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -168,7 +169,7 @@ if [ "$MAIN" = 1 ]; then
         echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
         PG_ARGS=(--pg "$PG_DSN")
     fi
-    if has_phase status || has_phase import; then
+    if has_phase status || has_phase import || has_phase ingest; then
         EPORT="$("$BENCH" free-port)"
         "$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
         EPID=$!

@@ -21,7 +21,7 @@ use proto::echo_client::EchoClient;
 use proto::echo_server::{Echo, EchoServer};
 use proto::{
     EchoContactsRequest, EchoContactsResponse, EchoLinesRequest, EchoLinesResponse, EchoRequest,
-    EchoResponse, EchoVerdict,
+    EchoResponse, EchoResultsRequest, EchoResultsResponse, EchoVerdict,
 };
 
 struct EchoService;
@@ -111,6 +111,18 @@ impl Echo for EchoService {
         )))
     }
 
+    async fn echo_results(
+        &self,
+        request: Request<tonic::Streaming<EchoResultsRequest>>,
+    ) -> Result<Response<EchoResultsResponse>, Status> {
+        let mut inbound = request.into_inner();
+        let mut accepted = 0u64;
+        while let Some(message) = inbound.message().await? {
+            accepted += message.results.len() as u64;
+        }
+        Ok(Response::new(EchoResultsResponse { accepted }))
+    }
+
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         let r = request.into_inner();
         Ok(Response::new(EchoResponse {
@@ -188,4 +200,18 @@ pub async fn echo_contacts(
         .into_inner();
     let verdicts = count_answers(responses, |m| m.verdicts.len()).await?;
     Ok((verdicts, start.elapsed()))
+}
+
+/// Streams send-result messages through the echo on `ch` (one client stream, as
+/// ReportSendResults): the results it counted and the time until its answer.
+pub async fn echo_results(
+    ch: &Channel,
+    requests: Vec<proto::EchoResultsRequest>,
+) -> anyhow::Result<(u64, std::time::Duration)> {
+    let start = std::time::Instant::now();
+    let answer = stream_client(ch)
+        .echo_results(tokio_stream::iter(requests))
+        .await?
+        .into_inner();
+    Ok((answer.accepted, start.elapsed()))
 }

@@ -661,6 +661,14 @@ async fn ingest(
             .collect()
         })
         .collect();
+    // The same messages for the echo, converted now while the copies are cheap to make.
+    let echo_streams: Vec<Vec<echo::proto::EchoResultsRequest>> = match args.echo_addr {
+        Some(_) => streams
+            .iter()
+            .map(|s| s.iter().map(echo_results_request).collect())
+            .collect(),
+        None => Vec::new(),
+    };
     let sampler = RssSampler::start(args.server_pid);
     let (sum, elapsed) =
         svc::ingest(chans, streams.into_iter().map(Vec::into_iter).collect()).await?;
@@ -675,6 +683,9 @@ async fn ingest(
     m.set("ingest.newly_suppressed", sum.newly_suppressed as f64);
     m.set("ingest.peak_rss_mib", peak as f64 / 1024.0);
 
+    if let Some(addr) = &args.echo_addr {
+        echo_ingest(m, addr, &echo_streams).await?;
+    }
     if let Some(dsn) = &args.pg {
         let mut best = 0f64;
         for (name, how) in [
@@ -688,6 +699,50 @@ async fn ingest(
         }
         m.set("pg.ingest.best.per_s", best);
     }
+    Ok(())
+}
+
+/// A ReportSendResults message as the echo's equivalent.
+fn echo_results_request(r: &pb::ReportSendResultsRequest) -> echo::proto::EchoResultsRequest {
+    echo::proto::EchoResultsRequest {
+        tenant: r.tenant.clone(),
+        results: r
+            .results
+            .iter()
+            .map(|x| echo::proto::EchoResult {
+                event_id: x.event_id.clone(),
+                address: x.address.clone(),
+                outcome: x.outcome,
+                smtp_response: x.smtp_response.clone(),
+                enhanced_status: x.enhanced_status.clone(),
+                source: x.source.clone(),
+                campaign: x.campaign.clone(),
+                segment: x.segment.clone(),
+                provider: x.provider.clone(),
+                occurred_at: x.occurred_at,
+            })
+            .collect(),
+    }
+}
+
+/// The transport ceiling of the ingest: the same four streams through the echo, which decodes
+/// and counts the results and does nothing else.
+async fn echo_ingest(
+    m: &mut Metrics,
+    addr: &str,
+    streams: &[Vec<echo::proto::EchoResultsRequest>],
+) -> anyhow::Result<()> {
+    let chans = svc::channels(addr, 4).await?;
+    let total = streams
+        .iter()
+        .flatten()
+        .map(|r| r.results.len() as u64)
+        .sum();
+    let elapsed = echo_four(&chans, streams.to_vec(), total, |ch, requests| async move {
+        echo::echo_results(&ch, requests).await
+    })
+    .await?;
+    m.set("echo.ingest.per_s", per_s(total, elapsed));
     Ok(())
 }
 

@@ -297,9 +297,13 @@ fn rows(d: &Data) -> Vec<Row> {
     let v = d.get("ingest.per_s");
     let p = d.get("pg.ingest.best.per_s");
     let (x, r) = ratio(v, p);
+    // The echo of the same four streams: decoded and counted, nothing else.
+    let echo = d.get("echo.ingest.per_s");
     out.push(Row {
         name: "  ReportSendResults, 4 streams x 1,000, events/s".into(),
         value: rate(v),
+        tonic: rate(echo),
+        x_tonic: ratio(v, echo).0,
         pg: rate(p),
         x_pg: x,
         target: ">= 50,000/s and >= 3x PG".into(),
