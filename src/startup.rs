@@ -47,6 +47,7 @@ impl Application {
             engine: settings.engine.into(),
             path: settings.data_dir.clone(),
             cache_bytes: settings.cache_mb * 1024 * 1024,
+            journal_bytes: settings.journal_mb * 1024 * 1024,
         };
         let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await

@@ -24,6 +24,7 @@ fn open_at(engine: Engine, path: &Path) -> Result<Arc<dyn SuppressionStore>, Sto
         engine,
         path: path.to_path_buf(),
         cache_bytes: 16 << 20,
+        journal_bytes: 1 << 20,
     })
 }
 

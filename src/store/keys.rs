@@ -26,6 +26,8 @@ pub const GOOD_DOMAIN: u8 = b'K';
 pub const HOURLY: u8 = b'C';
 pub const DAILY: u8 = b'D';
 pub const VALUES: u8 = b'V';
+/// The single key `Q`: the journal's state in the engine (see `journal`).
+pub const JOURNAL: u8 = b'Q';
 const SEP: u8 = 0;
 
 /// Key prefix: kind byte, then components each followed by the separator.

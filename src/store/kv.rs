@@ -47,6 +47,9 @@ pub(super) trait KvEngine: Send + Sync + 'static {
         work: impl FnOnce(&mut dyn KvTxn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError>;
 
+    /// The last sequence number handed out by a committed transaction (or a greater one).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+
     /// A value of the engine's own metadata (schema version, token secret).
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod contract_tests;
 mod filter;
+mod journal;
 mod keys;
 mod kv;
 mod kv_store;
@@ -33,6 +34,8 @@ use kv_store::KvStore;
 
 /// Name of the redb database file inside the data directory.
 const REDB_FILE: &str = "suppressd.redb";
+/// Directory of the write-ahead journal in front of redb, inside the data directory.
+const JOURNAL_DIR: &str = "journal";
 
 /// The storage engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +78,8 @@ pub struct StoreOptions {
     pub path: PathBuf,
     /// The engine's page cache, in bytes.
     pub cache_bytes: u64,
+    /// redb only: bytes of written data that the journal holds in memory before a checkpoint.
+    pub journal_bytes: u64,
 }
 
 /// Opens (or creates) the store in `options.path` with the chosen engine, loads the in-memory
@@ -92,9 +97,18 @@ fn open_sled(options: &StoreOptions) -> Result<KvStore<sled_engine::SledEngine>,
     KvStore::start(engine, &options.path)
 }
 
-fn open_redb(options: &StoreOptions) -> Result<KvStore<redb_engine::RedbEngine>, StoreError> {
+type RedbStore = KvStore<journal::Journaled<redb_engine::RedbEngine>>;
+
+fn open_redb(options: &StoreOptions) -> Result<RedbStore, StoreError> {
     let cache = usize::try_from(options.cache_bytes).unwrap_or(usize::MAX);
     let engine = redb_engine::RedbEngine::open(&options.path, cache)?;
+    let engine = journal::Journaled::open(
+        engine,
+        &options.path.join(JOURNAL_DIR),
+        journal::JournalOptions {
+            memtable_bytes: usize::try_from(options.journal_bytes).unwrap_or(usize::MAX),
+        },
+    )?;
     KvStore::start(engine, &options.path)
 }
 

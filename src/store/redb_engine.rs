@@ -174,6 +174,10 @@ impl KvEngine for RedbEngine {
         }
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.seq.load(Ordering::Relaxed))
+    }
+
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let rtx = self.db.begin_read().map_err(engine)?;
         let table = rtx.open_table(META).map_err(engine)?;

@@ -107,6 +107,11 @@ impl KvEngine for SledEngine {
         Ok(out)
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        // sled's ids only grow: a fresh one is greater than every one handed out.
+        self.db.generate_id().map_err(engine)
+    }
+
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(name).map_err(engine)?.map(|v| v.to_vec()))
     }

@@ -127,6 +127,7 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
             engine: test_engine().into(),
             path: path.clone(),
             cache_bytes: 16 << 20,
+            journal_bytes: 1 << 20,
         })
         .unwrap();
         // Older rules called Gmail's spam block a hard bounce, and missed a "user unknown".

@@ -307,6 +307,8 @@ fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
         .args(["serve", "--listen", &listen])
         .env("SUPPRESSD_DATA_DIR", data_dir)
         .env("SUPPRESSD_ENGINE", test_engine_name())
+        // A small journal (redb), so that kills land before, during and after checkpoints.
+        .env("SUPPRESSD_JOURNAL_MB", "1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
