@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::keys;
-use super::kv::{Found, KvEngine, KvTxn, Visit};
+use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
 use super::StoreError;
 
 /// The first bytes of every segment file.
@@ -51,6 +51,9 @@ const ENTRY_OVERHEAD: usize = 80;
 
 /// Writes journaled but not yet in the engine: a value, or `None` for a removed key.
 type Table = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A group's writes in the order they were made (the last write of a key wins).
+type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// How the journal is sized (`--journal-mb`: 96 MiB, about 45,000 mixed events or 450,000
 /// keys, large enough that a checkpoint's keys share the engine's pages).
@@ -194,7 +197,7 @@ fn create_segment(dir: &Path, generation: u64) -> Result<Segment, StoreError> {
 }
 
 /// One record: the group's writes and the last sequence number after it.
-fn encode_record(seq: u64, writes: &Table) -> Vec<u8> {
+fn encode_record(seq: u64, writes: &Writes) -> Vec<u8> {
     let payload_len = 12
         + writes
             .iter()
@@ -205,7 +208,7 @@ fn encode_record(seq: u64, writes: &Table) -> Vec<u8> {
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
-    for (k, v) in writes {
+    for (k, v) in writes.iter() {
         out.push(u8::from(v.is_some()));
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
         out.extend_from_slice(k);
@@ -483,7 +486,7 @@ impl<E: KvEngine> Inner<E> {
     }
 
     /// Appends a group to the journal, durably, and makes it visible.
-    fn commit(&self, writes: Table, seq: u64) -> Result<(), StoreError> {
+    fn commit(&self, writes: Writes, seq: u64) -> Result<(), StoreError> {
         let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
         if segment.failed {
             return Err(StoreError::Engine(
@@ -552,25 +555,38 @@ impl<E: KvEngine> Drop for Journaled<E> {
     }
 }
 
-/// A group commit on the journal: reads see memory then the engine; writes are collected.
+/// A group commit on the journal; writes are collected.
+///
+/// Reads see the active table, then the frozen table and an engine reader both taken when the
+/// group started. That view stays whole: during a group only the writer's own commits change
+/// the active table, and a checkpoint that ends meanwhile only moves the frozen table (still
+/// held here) into the engine (whose reader keeps seeing it as it was).
 struct JournalTxn<'a, E: KvEngine> {
     inner: &'a Inner<E>,
-    writes: Table,
+    frozen: Option<Arc<Table>>,
+    base: Box<dyn KvRead + 'a>,
+    writes: Writes,
     seq: u64,
 }
 
 impl<E: KvEngine> KvTxn for JournalTxn<'_, E> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
+        if let Some(v) = self.inner.read_layers().active.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.frozen.as_ref().and_then(|f| f.get(key)) {
+            return Ok(v.clone());
+        }
+        self.base.get(key)
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
-        self.writes.insert(key, Some(value));
+        self.writes.push((key, Some(value)));
         Ok(())
     }
 
     fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
-        self.writes.insert(key, None);
+        self.writes.push((key, None));
         Ok(())
     }
 
@@ -683,9 +699,14 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
         &self,
         work: impl FnOnce(&mut dyn KvTxn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        // The frozen table before the reader: a checkpoint ending in between puts the table's
+        // entries in both, which is harmless.
+        let frozen = self.inner.read_layers().frozen.clone();
         let mut txn = JournalTxn {
             inner: &self.inner,
-            writes: Table::new(),
+            frozen,
+            base: self.inner.base.reader()?,
+            writes: Writes::new(),
             seq: self.inner.seq.load(Ordering::Relaxed),
         };
         let out = work(&mut txn)?;

@@ -12,10 +12,32 @@ pub(super) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool, Stor
 /// Receives one value of [`KvEngine::get_many`]: the index of its key, and the value.
 pub(super) type Found<'a> = &'a mut dyn FnMut(usize, &[u8]) -> Result<(), StoreError>;
 
+/// Point reads of one view of the committed state (see [`KvEngine::reader`]).
+pub(super) trait KvRead {
+    /// The value under `key` in this view.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The default reader: every read sees the engine's latest committed state.
+struct Latest<'a, E: ?Sized>(&'a E);
+
+impl<E: KvEngine + ?Sized> KvRead for Latest<'_, E> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+}
+
 /// An engine: committed reads, ordered scans, and durable atomic write transactions.
 pub(super) trait KvEngine: Send + Sync + 'static {
     /// The committed value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A reader for many point reads in a row. Engines with a per-read cost (such as a read
+    /// transaction) override it to pay that cost once: their reader then sees the committed
+    /// state as of this call.
+    fn reader(&self) -> Result<Box<dyn KvRead + '_>, StoreError> {
+        Ok(Box::new(Latest(self)))
+    }
 
     /// Visits the committed values under several keys, in order, as `found(index of the key,
     /// value)`; absent keys are skipped. Engines with a per-read cost (such as a read

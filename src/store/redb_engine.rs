@@ -5,14 +5,13 @@
 //! and durable (fsynced) when `commit` returns. The sequence counter lives in the metadata table
 //! and is written in the same transaction as the entries that use it.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
 
-use super::kv::{empty_range, Found, KvEngine, KvTxn, Visit};
+use super::kv::{empty_range, Found, KvEngine, KvRead, KvTxn, Visit};
 use super::sled_engine::holds_sled_data;
 use super::{StoreError, REDB_FILE};
 
@@ -94,6 +93,12 @@ impl KvEngine for RedbEngine {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
+    fn reader(&self) -> Result<Box<dyn KvRead + '_>, StoreError> {
+        let rtx = self.db.begin_read().map_err(engine)?;
+        let table = rtx.open_table(DATA).map_err(engine)?;
+        Ok(Box::new(RedbReader { table }))
+    }
+
     fn get_many(&self, keys: &[Vec<u8>], found: Found<'_>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
@@ -140,7 +145,7 @@ impl KvEngine for RedbEngine {
                 let mut txn = RedbTxn {
                     table,
                     seq: seq_before,
-                    writes: BTreeMap::new(),
+                    writes: Vec::new(),
                 };
                 work(&mut txn).and_then(|out| {
                     let wrote = !txn.writes.is_empty();
@@ -201,6 +206,18 @@ impl KvEngine for RedbEngine {
     }
 }
 
+/// A read transaction's view of the data table.
+struct RedbReader {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl KvRead for RedbReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self.table.get(key).map_err(engine)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+}
+
 /// A group commit on redb: the data table of one write transaction.
 ///
 /// Writes are collected and applied in key order at the end: a group's keys land all over the
@@ -210,14 +227,23 @@ struct RedbTxn<'t> {
     table: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// The last sequence number handed out.
     seq: u64,
-    /// What the group writes: a value, or `None` to remove the key. The last write of a key wins.
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What the group writes, in the order written: a value, or `None` to remove the key. The
+    /// last write of a key wins.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl RedbTxn<'_> {
     /// Applies the collected writes to the table, in key order.
     fn apply(&mut self) -> Result<(), StoreError> {
-        for (key, value) in std::mem::take(&mut self.writes) {
+        let mut writes = std::mem::take(&mut self.writes);
+        // Stable, so that the writes of one key stay in order; linear on writes that come
+        // sorted already (a checkpoint's).
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut writes = writes.into_iter().peekable();
+        while let Some((key, value)) = writes.next() {
+            if writes.peek().is_some_and(|(next, _)| *next == key) {
+                continue;
+            }
             match value {
                 Some(v) => {
                     self.table
@@ -240,12 +266,12 @@ impl KvTxn for RedbTxn<'_> {
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
-        self.writes.insert(key, Some(value));
+        self.writes.push((key, Some(value)));
         Ok(())
     }
 
     fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
-        self.writes.insert(key, None);
+        self.writes.push((key, None));
         Ok(())
     }
 
