@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::filter::key_hash;
+use super::filter::{key_hash, KnownFilter};
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
 use super::kv_store::{decode, encode, Shared, StoredHistory};
@@ -85,7 +85,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
         let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
         let committed = shared.engine.transact(|txn| {
-            let mut group = Group::new(txn);
+            let mut group = Group::new(txn, &shared.known);
             for job in jobs {
                 answers.push(match job {
                     Job::Writes { writes, reply } => {
@@ -155,6 +155,7 @@ struct Effects {
 /// writes in the group see earlier ones (engines need not show a transaction its own writes).
 struct Group<'t> {
     txn: &'t mut dyn KvTxn,
+    known: &'t KnownFilter,
     records: HashMap<Vec<u8>, Option<AddressRecord>>,
     events: HashMap<Vec<u8>, RecordedEvent>,
     /// Counter changes of the current atomic unit, by counter key: (added, taken away).
@@ -170,9 +171,10 @@ struct Group<'t> {
 }
 
 impl<'t> Group<'t> {
-    fn new(txn: &'t mut dyn KvTxn) -> Self {
+    fn new(txn: &'t mut dyn KvTxn, known: &'t KnownFilter) -> Self {
         Group {
             txn,
+            known,
             records: HashMap::new(),
             events: HashMap::new(),
             counter_deltas: HashMap::new(),
@@ -195,9 +197,14 @@ impl<'t> Group<'t> {
         }
     }
 
-    fn record(&mut self, key: &[u8]) -> Result<Option<AddressRecord>, StoreError> {
+    /// The current record of the address with record key `key` and hash `hash`.
+    fn record(&mut self, key: &[u8], hash: u64) -> Result<Option<AddressRecord>, StoreError> {
         match self.records.get(key) {
             Some(r) => Ok(r.clone()),
+            // Most send results are for addresses seen before or never: the known-address
+            // index tells the second kind apart without a read (its `false` is exact, and this
+            // thread adds each group's new records to it before the next group).
+            None if !self.known.may_exist(hash) => Ok(None),
             None => self.get(key),
         }
     }
@@ -415,7 +422,7 @@ impl<'t> Group<'t> {
         let tenant = &write.tenant;
         let address = &write.address;
         let record_key = keys::record(tenant.as_str(), address.as_str());
-        let previous = self.record(&record_key)?;
+        let previous = self.record(&record_key, key_hash(tenant.as_str(), address.as_str()))?;
 
         if let Some(event) = &write.event {
             let event_key = keys::exact(keys::EVENT, &[tenant.as_str()], &event.event_id);
@@ -491,8 +498,8 @@ impl<'t> Group<'t> {
         let t = write.tenant.as_str();
         let first_key = keys::record(t, write.first.as_str());
         let second_key = keys::record(t, write.second.as_str());
-        let first = self.record(&first_key)?;
-        let second = self.record(&second_key)?;
+        let first = self.record(&first_key, key_hash(t, write.first.as_str()))?;
+        let second = self.record(&second_key, key_hash(t, write.second.as_str()))?;
         match (write.decide)(first.as_ref(), second.as_ref()) {
             PairDecision::Refuse(reason) => Ok(PairOutcome {
                 first,
