@@ -62,6 +62,9 @@ pub(super) struct JournalOptions {
     /// Bytes of keys and values (plus a per-entry overhead) that the active table takes before
     /// it is frozen and checkpointed.
     pub memtable_bytes: usize,
+    /// A table that took no write for this long is checkpointed even if not full, so that an
+    /// idle server gives its memory back and a crash has little to replay.
+    pub idle_checkpoint: std::time::Duration,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -119,6 +122,8 @@ struct Inner<E> {
     segment: Mutex<Segment>,
     /// The last sequence number handed out.
     seq: AtomicU64,
+    /// Groups committed so far (the checkpointer's idea of whether writes are coming in).
+    commits: AtomicU64,
 }
 
 /// An engine behind a write-ahead journal (see the module's documentation).
@@ -359,6 +364,7 @@ impl<E: KvEngine> Journaled<E> {
             changed: Condvar::new(),
             segment: Mutex::new(segment),
             seq: AtomicU64::new(seq),
+            commits: AtomicU64::new(0),
         });
         let worker = inner.clone();
         let checkpointer = std::thread::Builder::new()
@@ -404,21 +410,40 @@ impl<E: KvEngine> Inner<E> {
 
     /// Runs a checkpoint of each frozen table until shut down.
     fn checkpoint_loop(&self) {
+        let mut commits_seen = self.commits.load(Ordering::Relaxed);
         loop {
             let job = {
                 let mut control = self.lock_control();
                 loop {
                     if let Some(job) = control.job.take() {
-                        break job;
+                        break Some(job);
                     }
                     if control.shutdown {
                         return;
                     }
-                    control = self
+                    let (guard, waited) = self
                         .changed
-                        .wait(control)
+                        .wait_timeout(control, self.options.idle_checkpoint)
                         .unwrap_or_else(|p| p.into_inner());
+                    control = guard;
+                    if waited.timed_out() && control.job.is_none() {
+                        let commits = self.commits.load(Ordering::Relaxed);
+                        if commits == commits_seen {
+                            break None;
+                        }
+                        commits_seen = commits;
+                    }
                 }
+            };
+            let Some(job) = job else {
+                // Idle: freeze what there is; the next turn takes it as a job.
+                let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
+                if !self.read_layers().active.is_empty() && !segment.failed {
+                    if let Err(e) = self.freeze(&mut segment) {
+                        tracing::error!(error = %e, "cannot start an idle checkpoint");
+                    }
+                }
+                continue;
             };
             // A failed checkpoint is tried again: its writes stay journaled and in memory.
             let mut attempt = 0u32;
@@ -437,12 +462,7 @@ impl<E: KvEngine> Inner<E> {
     fn checkpoint(&self, job: &Checkpoint) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         self.base.transact(|txn| {
-            for (k, v) in job.table.iter() {
-                match v {
-                    Some(v) => txn.put(k.clone(), v.clone())?,
-                    None => txn.remove(k.clone())?,
-                }
-            }
+            txn.write_sorted(&mut job.table.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
             txn.put(vec![keys::JOURNAL], state_value(job.seq, job.generation))
         })?;
         self.write_layers().frozen = None;
@@ -504,6 +524,7 @@ impl<E: KvEngine> Inner<E> {
             return Err(io("append to", &path, e));
         }
         self.seq.store(seq, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
         let full = {
             let mut layers = self.write_layers();
             for (k, v) in writes {
@@ -746,7 +767,10 @@ mod tests {
         Journaled::open(
             base,
             &dir.join("journal"),
-            JournalOptions { memtable_bytes },
+            JournalOptions {
+                memtable_bytes,
+                idle_checkpoint: std::time::Duration::from_secs(3600),
+            },
         )
         .unwrap()
     }
@@ -964,11 +988,39 @@ mod tests {
             &dir.path().join("journal"),
             JournalOptions {
                 memtable_bytes: usize::MAX,
+                idle_checkpoint: std::time::Duration::from_secs(3600),
             },
         )
         .err()
         .expect("refused");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_idle_table_is_checkpointed_without_filling_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = RedbEngine::open(dir.path(), 4 << 20).unwrap();
+        let options = JournalOptions {
+            memtable_bytes: usize::MAX,
+            idle_checkpoint: std::time::Duration::from_millis(50),
+        };
+        let engine = Journaled::open(base, &dir.path().join("journal"), options).unwrap();
+        engine
+            .transact(|txn| txn.put(key(5), b"five".to_vec()))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while engine.inner.base.get(&key(5)).unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The engine has it; the memory and the segment that held it go.
+        while engine.inner.read_layers().frozen.is_some() {
+            assert!(std::time::Instant::now() < deadline, "the table was kept");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(engine.inner.read_layers().active.is_empty());
+        only_segment(&dir.path().join("journal"));
+        assert_eq!(engine.get(&key(5)).unwrap(), Some(b"five".to_vec()));
     }
 
     #[test]

@@ -99,6 +99,22 @@ pub(super) trait KvTxn {
     /// Removes `key`.
     fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError>;
 
+    /// Stores values (`Some`) and removes keys (`None`) given in ascending key order, each key
+    /// once, after everything written before. Engines may write them straight through instead
+    /// of collecting copies.
+    fn write_sorted<'e>(
+        &mut self,
+        entries: &mut dyn Iterator<Item = (&'e [u8], Option<&'e [u8]>)>,
+    ) -> Result<(), StoreError> {
+        for (k, v) in entries {
+            match v {
+                Some(v) => self.put(k.to_vec(), v.to_vec())?,
+                None => self.remove(k.to_vec())?,
+            }
+        }
+        Ok(())
+    }
+
     /// A store-wide unique, increasing number (orders entries of the same instant).
     fn next_seq(&mut self) -> Result<u64, StoreError>;
 

@@ -36,6 +36,8 @@ use kv_store::KvStore;
 const REDB_FILE: &str = "suppressd.redb";
 /// Directory of the write-ahead journal in front of redb, inside the data directory.
 const JOURNAL_DIR: &str = "journal";
+/// How long the journal's table may go without a write before it is checkpointed anyway.
+const JOURNAL_IDLE_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The storage engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,6 +109,7 @@ fn open_redb(options: &StoreOptions) -> Result<RedbStore, StoreError> {
         &options.path.join(JOURNAL_DIR),
         journal::JournalOptions {
             memtable_bytes: usize::try_from(options.journal_bytes).unwrap_or(usize::MAX),
+            idle_checkpoint: JOURNAL_IDLE_CHECKPOINT,
         },
     )?;
     KvStore::start(engine, &options.path)

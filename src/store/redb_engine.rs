@@ -275,6 +275,24 @@ impl KvTxn for RedbTxn<'_> {
         Ok(())
     }
 
+    fn write_sorted<'e>(
+        &mut self,
+        entries: &mut dyn Iterator<Item = (&'e [u8], Option<&'e [u8]>)>,
+    ) -> Result<(), StoreError> {
+        self.apply()?;
+        for (k, v) in entries {
+            match v {
+                Some(v) => {
+                    self.table.insert(k, v).map_err(engine)?;
+                }
+                None => {
+                    self.table.remove(k).map_err(engine)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn next_seq(&mut self) -> Result<u64, StoreError> {
         self.seq += 1;
         Ok(self.seq)
