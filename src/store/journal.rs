@@ -108,7 +108,10 @@ struct Control {
 struct Segment {
     file: File,
     generation: u64,
-    /// Set once an append failed: what is on disk is no longer known, so no more writes.
+    /// Bytes of the file that hold whole, fsynced records (and the magic).
+    len: u64,
+    /// Set once an append failed and could not be undone: what is on disk is no longer known,
+    /// so no more writes.
     failed: bool,
 }
 
@@ -197,6 +200,7 @@ fn create_segment(dir: &Path, generation: u64) -> Result<Segment, StoreError> {
     Ok(Segment {
         file,
         generation,
+        len: MAGIC.len() as u64,
         failed: false,
     })
 }
@@ -519,10 +523,17 @@ impl<E: KvEngine> Inner<E> {
             .write_all(&record)
             .and_then(|_| segment.file.sync_data())
         {
-            segment.failed = true;
+            // Not acknowledged, so it must not come back at a replay either: cut the file back
+            // to its last whole record. If even that fails, stop taking writes.
+            let undone = segment
+                .file
+                .set_len(segment.len)
+                .and_then(|_| segment.file.sync_all());
+            segment.failed = undone.is_err();
             let path = segment_path(&self.dir, segment.generation);
             return Err(io("append to", &path, e));
         }
+        segment.len += record.len() as u64;
         self.seq.store(seq, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
         let full = {
@@ -994,6 +1005,82 @@ mod tests {
         .err()
         .expect("refused");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn readers_never_see_a_key_go_back_while_tables_are_frozen_and_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A table of about two groups: a freeze every other group, a checkpoint always running.
+        let engine = Arc::new(open(dir.path(), 2 * 1024));
+        let keys: Vec<Vec<u8>> = (0..40).map(key).collect();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (engine, keys, stop) = (engine.clone(), keys.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = vec![0u64; keys.len()];
+                    let mut reads = 0u64;
+                    let version =
+                        |v: &[u8]| -> u64 { std::str::from_utf8(v).unwrap().parse().unwrap() };
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut now = vec![0u64; keys.len()];
+                        if r == 0 {
+                            engine
+                                .get_many(&keys, &mut |i, v| {
+                                    now[i] = version(v);
+                                    Ok(())
+                                })
+                                .unwrap();
+                        } else {
+                            engine
+                                .scan(Bound::Included(b"k"), Bound::Excluded(b"l"), &mut |k, v| {
+                                    let i = keys.iter().position(|x| x == k).unwrap();
+                                    now[i] = version(v);
+                                    Ok(true)
+                                })
+                                .unwrap();
+                        }
+                        for (i, (&was, &is)) in seen.iter().zip(&now).enumerate() {
+                            assert!(is >= was, "key {i} went back from version {was} to {is}");
+                        }
+                        seen = now;
+                        reads += 1;
+                    }
+                    (reads, seen)
+                })
+            })
+            .collect();
+        let groups = 2_000u64;
+        for g in 1..=groups {
+            engine
+                .transact(|txn| {
+                    // A quarter of the keys each time, so that most keys sit only in the frozen
+                    // table or only in the engine at some point.
+                    for (i, k) in keys.iter().enumerate() {
+                        if (i as u64 + g).is_multiple_of(4) {
+                            txn.put(k.clone(), g.to_string().into_bytes())?;
+                        }
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            let (reads, seen) = r.join().unwrap();
+            assert!(reads > 10, "the reader hardly ran: {reads}");
+            assert!(seen.iter().all(|&v| v > 0));
+        }
+        // Each key holds the last group that wrote it.
+        for (i, k) in keys.iter().enumerate() {
+            let last = (1..=groups)
+                .rev()
+                .find(|g| (i as u64 + g).is_multiple_of(4));
+            assert_eq!(
+                engine.get(k).unwrap(),
+                last.map(|g| g.to_string().into_bytes())
+            );
+        }
     }
 
     #[test]
