@@ -29,6 +29,27 @@ pub const STATUS_BASE: u64 = 2 << 40;
 pub const INGEST_BASE: u64 = 3 << 40;
 /// First index of the addresses of the unary ReportSendResult phase.
 pub const UNARY_BASE: u64 = 4 << 40;
+/// First index of the addresses of the live-feed ingest.
+pub const LIVE_BASE: u64 = 5 << 40;
+
+/// How far back the `occurred_at` of generated events reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Anywhere in the last 90 days: a backfill, and the worst case for every index keyed by
+    /// time (the data set's load and the main ingest).
+    Days90,
+    /// Within the last ten minutes: results reported as they happen.
+    Live,
+}
+
+impl Spread {
+    fn secs(self) -> u64 {
+        match self {
+            Spread::Days90 => 90 * 86_400,
+            Spread::Live => 600,
+        }
+    }
+}
 
 const SOURCES: [&str; 8] = [
     "crm-sync",
@@ -253,8 +274,12 @@ impl DataSet {
     }
 
     fn occurred_at(&self, h: u64) -> prost_types::Timestamp {
+        self.occurred_within(h, Spread::Days90)
+    }
+
+    fn occurred_within(&self, h: u64, spread: Spread) -> prost_types::Timestamp {
         prost_types::Timestamp {
-            seconds: self.now - (h % (90 * 86_400)) as i64,
+            seconds: self.now - (h % spread.secs()) as i64,
             nanos: ((h >> 40) % 1_000_000) as i32 * 1000,
         }
     }
@@ -286,6 +311,17 @@ impl DataSet {
     /// 10 % delivered, 3 % complaints; 15 % of them hit an address of the data set.
     /// Returns the address index with the result.
     pub fn mixed_result(&self, prefix: &str, base: u64, k: u64) -> (u64, pb::SendResult) {
+        self.mixed_result_within(prefix, base, k, Spread::Days90)
+    }
+
+    /// [`DataSet::mixed_result`] with its `occurred_at` within `spread`.
+    pub fn mixed_result_within(
+        &self,
+        prefix: &str,
+        base: u64,
+        k: u64,
+        spread: Spread,
+    ) -> (u64, pb::SendResult) {
         let h = mix(k ^ base ^ 0x3177ED);
         let idx = if h % 100 < 15 && self.n > 0 {
             (h >> 8) % self.n
@@ -310,7 +346,7 @@ impl DataSet {
             campaign: pick(&CAMPAIGNS, h >> 48).to_string(),
             segment: pick(&SEGMENTS, h >> 52).to_string(),
             provider: pick(&PROVIDERS, h >> 56).to_string(),
-            occurred_at: Some(self.occurred_at(h.rotate_left(17))),
+            occurred_at: Some(self.occurred_within(h.rotate_left(17), spread)),
         };
         (idx, result)
     }

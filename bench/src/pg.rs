@@ -12,7 +12,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
-use crate::data::{self, DataSet, ImportPlan, TENANT};
+use crate::data::{self, DataSet, ImportPlan, Spread, TENANT};
 use crate::driver::{closed_loop, LoopResult};
 
 /// One connection; its driver runs on a spawned task.
@@ -221,11 +221,18 @@ const INSERT_EVENTS: &str = "INSERT INTO {T} \
 /// Inserts the same mixed-outcome events as the suppressd ingest, `batch` per statement,
 /// from `clients` connections at once, each statement its own (durable) transaction.
 /// Returns (rows inserted into the events table, elapsed).
+/// The events of an ingest: `count` mixed results (see [`DataSet::mixed_result_within`]).
+pub struct Events<'a> {
+    pub prefix: &'a str,
+    pub base: u64,
+    pub spread: Spread,
+    pub count: u64,
+}
+
 pub async fn ingest(
     dsn: &str,
     ds: &DataSet,
-    prefix: &str,
-    events: u64,
+    events: &Events<'_>,
     how: Ingest,
     clients: usize,
     batch: usize,
@@ -261,8 +268,8 @@ pub async fn ingest(
 
     let mut batches = Vec::new();
     let mut current = EventBatch::default();
-    for k in 0..events {
-        let (idx, r) = ds.mixed_result(prefix, data::INGEST_BASE, k);
+    for k in 0..events.count {
+        let (idx, r) = ds.mixed_result_within(events.prefix, events.base, k, events.spread);
         current.tenant.push(ds.tenant(idx));
         current.event_id.push(r.event_id);
         current.address.push(r.address);
@@ -323,8 +330,8 @@ pub async fn ingest(
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await?;
     let inserted: i64 = row.try_get(0)?;
-    if inserted as u64 != events {
-        bail!("PostgreSQL holds {inserted} of {events} events");
+    if inserted as u64 != events.count {
+        bail!("PostgreSQL holds {inserted} of {} events", events.count);
     }
     Ok((inserted as u64, elapsed))
 }

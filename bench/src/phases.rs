@@ -9,7 +9,7 @@ use serde_json::json;
 use suppressd::grpc::proto as pb;
 use tonic::transport::Channel;
 
-use crate::data::{self, DataSet, ImportPlan, LIST_SOURCE, TENANT};
+use crate::data::{self, DataSet, ImportPlan, Spread, LIST_SOURCE, TENANT};
 use crate::driver::{closed_loop, Metrics};
 use crate::svc::Verdicts;
 use crate::sys::{self, RssSampler};
@@ -17,7 +17,8 @@ use crate::{echo, pg, svc};
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Every phase, in order.
-pub const ALL_PHASES: &str = "load,storage,pgload,import,status,batch,bounces,ingest,unary";
+pub const ALL_PHASES: &str =
+    "load,storage,pgload,import,status,batch,bounces,ingest,ingest-live,unary";
 
 /// Options of `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,7 +66,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5_000)]
     pub load_batch: usize,
     /// Comma-separated phases to run, of: load, storage, pgload, import, status, batch,
-    /// bounces, ingest, unary; also import-packed (only the packed CheckImport on one stream, three
+    /// bounces, ingest, ingest-live, unary; also import-packed (only the packed CheckImport on one stream, three
     /// times) and import-x4 (four streams, three times, see --x4-format): for profiling the
     /// server.
     #[arg(long, default_value = ALL_PHASES)]
@@ -129,6 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "batch" => batch(&mut m, &args, &ds, &chans).await,
             "bounces" => bounces(&mut m, &ds, &chans).await,
             "ingest" => ingest(&mut m, &args, &ds, &chans).await,
+            "ingest-live" => ingest_live(&mut m, &args, &ds, &chans).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
             other => bail!("unknown phase {other:?} (phases: {ALL_PHASES})"),
         }
@@ -638,22 +640,66 @@ async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Re
 
 /// Durable batched ingest of mixed outcomes: 4 ReportSendResults streams, 1,000 a message,
 /// then PostgreSQL's batched inserts of the same events.
+/// The main ingest: events that occurred over the last 90 days (a backfill, and the worst
+/// case for every index keyed by time), with the echo and PostgreSQL baselines.
 async fn ingest(
     m: &mut Metrics,
     args: &RunArgs,
     ds: &DataSet,
     chans: &[Channel],
 ) -> anyhow::Result<()> {
+    let feed = Feed {
+        key: "ingest",
+        prefix: args.ingest_prefix.clone(),
+        base: data::INGEST_BASE,
+        spread: Spread::Days90,
+    };
+    ingest_feed(m, args, ds, chans, &feed).await
+}
+
+/// The same number of events, reported as they happen (occurred within the last ten minutes),
+/// to new addresses; with the PostgreSQL baseline on the same events.
+async fn ingest_live(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let feed = Feed {
+        key: "ingest_live",
+        prefix: format!("{}-live", args.ingest_prefix),
+        base: data::LIVE_BASE,
+        spread: Spread::Live,
+    };
+    ingest_feed(m, args, ds, chans, &feed).await
+}
+
+/// A mixed-outcome ingest: metric names start with `key`.
+struct Feed {
+    key: &'static str,
+    prefix: String,
+    base: u64,
+    spread: Spread,
+}
+
+async fn ingest_feed(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+    feed: &Feed,
+) -> anyhow::Result<()> {
     let events = args.ingest_events;
     let d = *ds;
-    let prefix = args.ingest_prefix.as_str();
+    let (key, base, spread) = (feed.key, feed.base, feed.spread);
+    let prefix = feed.prefix.as_str();
     // Built before the clock starts, as the PostgreSQL batches are.
     let streams: Vec<Vec<pb::ReportSendResultsRequest>> = ranges(events, 4)
         .into_iter()
         .map(|r| {
             svc::Batcher::new(
                 r.map(move |k| {
-                    let (idx, result) = d.mixed_result(prefix, data::INGEST_BASE, k);
+                    let (idx, result) = d.mixed_result_within(prefix, base, k, spread);
                     (d.tenant(idx), result)
                 }),
                 1000,
@@ -661,8 +707,10 @@ async fn ingest(
             .collect()
         })
         .collect();
-    // The same messages for the echo, converted now while the copies are cheap to make.
-    let echo_streams: Vec<Vec<echo::proto::EchoResultsRequest>> = match args.echo_addr {
+    // The same messages for the echo (main ingest only), converted now while the copies are
+    // cheap to make.
+    let echo_addr = args.echo_addr.as_ref().filter(|_| key == "ingest");
+    let echo_streams: Vec<Vec<echo::proto::EchoResultsRequest>> = match echo_addr {
         Some(_) => streams
             .iter()
             .map(|s| s.iter().map(echo_results_request).collect())
@@ -673,17 +721,20 @@ async fn ingest(
     let (sum, elapsed) =
         svc::ingest(chans, streams.into_iter().map(Vec::into_iter).collect()).await?;
     let peak = sampler.stop(args.server_pid).await;
-    eprintln!("  ingest summary: {sum:?}");
+    eprintln!("  {key} summary: {sum:?}");
     if sum.rejected > 0 || sum.accepted + sum.duplicates != events {
         bail!("the ingest was not fully accepted: {sum:?}");
     }
-    m.set("ingest.events", events as f64);
-    m.set("ingest.secs", elapsed.as_secs_f64());
-    m.set("ingest.per_s", per_s(events, elapsed));
-    m.set("ingest.newly_suppressed", sum.newly_suppressed as f64);
-    m.set("ingest.peak_rss_mib", peak as f64 / 1024.0);
+    m.set(&format!("{key}.events"), events as f64);
+    m.set(&format!("{key}.secs"), elapsed.as_secs_f64());
+    m.set(&format!("{key}.per_s"), per_s(events, elapsed));
+    m.set(
+        &format!("{key}.newly_suppressed"),
+        sum.newly_suppressed as f64,
+    );
+    m.set(&format!("{key}.peak_rss_mib"), peak as f64 / 1024.0);
 
-    if let Some(addr) = &args.echo_addr {
+    if let Some(addr) = echo_addr {
         echo_ingest(m, addr, &echo_streams).await?;
     }
     if let Some(dsn) = &args.pg {
@@ -692,12 +743,18 @@ async fn ingest(
             ("events_only", pg::Ingest::EventsOnly),
             ("with_state", pg::Ingest::WithState),
         ] {
-            let (rows, elapsed) = pg::ingest(dsn, ds, prefix, events, how, 4, 1000).await?;
+            let events = pg::Events {
+                prefix,
+                base,
+                spread,
+                count: events,
+            };
+            let (rows, elapsed) = pg::ingest(dsn, ds, &events, how, 4, 1000).await?;
             let rate = per_s(rows, elapsed);
             best = best.max(rate);
-            m.set(&format!("pg.ingest.{name}.per_s"), rate);
+            m.set(&format!("pg.{key}.{name}.per_s"), rate);
         }
-        m.set("pg.ingest.best.per_s", best);
+        m.set(&format!("pg.{key}.best.per_s"), best);
     }
     Ok(())
 }

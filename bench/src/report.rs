@@ -320,6 +320,16 @@ fn rows(d: &Data) -> Vec<Row> {
         pg: rate(d.get("pg.ingest.with_state.per_s")),
         ..Row::default()
     });
+    // The same mix reported as it happens: time-keyed indexes and counters grow at their ends.
+    let live = d.get("ingest_live.per_s");
+    let live_pg = d.get("pg.ingest_live.best.per_s");
+    out.push(Row {
+        name: "  same, occurred within the last 10 min (info)".into(),
+        value: rate(live),
+        pg: rate(live_pg),
+        x_pg: ratio(live, live_pg).0,
+        ..Row::default()
+    });
     out.push(Row {
         name: "  ReportSendResult unary, concurrency 64, events/s".into(),
         value: rate(d.get("unary.c64.per_s")),
