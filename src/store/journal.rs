@@ -952,8 +952,9 @@ mod tests {
         segment_path(dir, found[0])
     }
 
-    #[test]
-    fn a_record_cut_short_by_a_crash_is_dropped_and_the_ones_before_it_kept() {
+    /// A directory whose journal holds two committed groups (`key(1)` = one, `key(2)` = two)
+    /// that no checkpoint took, and the path of that segment.
+    fn two_records_left_in_the_journal() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         {
             let engine = open(dir.path(), usize::MAX);
@@ -965,6 +966,12 @@ mod tests {
                 .unwrap();
         }
         let path = only_segment(&dir.path().join("journal"));
+        (dir, path)
+    }
+
+    #[test]
+    fn a_record_cut_short_by_a_crash_is_dropped_and_the_ones_before_it_kept() {
+        let (dir, path) = two_records_left_in_the_journal();
         let len = std::fs::metadata(&path).unwrap().len();
         // The last record loses its final bytes, as when the machine stops mid-append.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -977,17 +984,7 @@ mod tests {
 
     #[test]
     fn a_damaged_record_before_the_end_is_refused_as_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let engine = open(dir.path(), usize::MAX);
-            engine
-                .transact(|txn| txn.put(key(1), b"one".to_vec()))
-                .unwrap();
-            engine
-                .transact(|txn| txn.put(key(2), b"two".to_vec()))
-                .unwrap();
-        }
-        let path = only_segment(&dir.path().join("journal"));
+        let (dir, path) = two_records_left_in_the_journal();
         let mut bytes = std::fs::read(&path).unwrap();
         // A bit flips in the first record's value.
         let at = bytes.windows(3).position(|w| w == b"one").unwrap();
