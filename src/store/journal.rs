@@ -497,6 +497,7 @@ impl<E: KvEngine> Inner<E> {
             let table = Arc::new(std::mem::take(&mut layers.active));
             layers.active_bytes = 0;
             layers.frozen = Some(table.clone());
+            metrics::gauge!("suppressd_journal_table_bytes").set(0.0);
             table
         };
         control.job = Some(Checkpoint {
@@ -545,6 +546,7 @@ impl<E: KvEngine> Inner<E> {
                     layers.active_bytes -= key_bytes + old.as_ref().map_or(0, Vec::len);
                 }
             }
+            metrics::gauge!("suppressd_journal_table_bytes").set(layers.active_bytes as f64);
             layers.active_bytes >= self.options.memtable_bytes
         };
         if full {
