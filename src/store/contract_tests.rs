@@ -6,13 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::kv::KvEngine;
+use super::kv_store::{self, encode};
+use super::redb_engine::RedbEngine;
+use super::sled_engine::SledEngine;
 use super::{
-    open, AddressWrite, BounceQuery, Decision, Engine, Granularity, StoreError, StoreOptions,
+    keys, open, AddressWrite, BounceQuery, Decision, Engine, Granularity, StoreError, StoreOptions,
     SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
     AddressRecord, BounceReason, BounceType, Classification, Dimension, EmailAddress, HistoryEntry,
-    RecordedEvent, ReportedOutcome, StateChangeKind, Tenant, Timestamp,
+    OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind, Tenant, Timestamp,
 };
 use crate::policy::EscalationPolicy;
 
@@ -521,7 +525,103 @@ async fn status_lookups_know_every_record_once_the_index_is_loaded(engine: Engin
     store.close().unwrap();
 }
 
+/// Puts hourly counters in the layout of schema version 1 (one key per hour) straight into the
+/// engine of directory `path`, as a store of that version left them: `(hour, hard bounces)`
+/// of tenant acme, source signup-form.
+fn write_schema_1_counters(engine: Engine, path: &Path, hours: &[(i64, u64)]) {
+    fn put<E: KvEngine>(e: &E, hours: &[(i64, u64)]) {
+        e.meta_put("schema_version", &[1]).unwrap();
+        e.transact(|txn| {
+            for &(hour, hard) in hours {
+                let mut key = keys::dimension_prefix(
+                    keys::HOURLY,
+                    "acme",
+                    Dimension::Source.code(),
+                    "signup-form",
+                );
+                key.extend_from_slice(&keys::ordered_i64(hour));
+                let counts = OutcomeCounts {
+                    sent: hard,
+                    hard,
+                    ..OutcomeCounts::default()
+                };
+                txn.put(key, encode(&counts))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    match engine {
+        Engine::Sled => put(&SledEngine::open(path, 16 << 20).unwrap(), hours),
+        Engine::Redb => put(&RedbEngine::open(path, 16 << 20).unwrap(), hours),
+    }
+}
+
+/// Hourly counter keys of schema version 1 left in the engine of directory `path`.
+fn schema_1_counter_keys(engine: Engine, path: &Path) -> usize {
+    fn count<E: KvEngine>(e: &E) -> usize {
+        let mut n = 0;
+        kv_store::scan_prefix(e, &[keys::HOURLY], |_, _| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        n
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let opened = match engine {
+            Engine::Sled => SledEngine::open(path, 16 << 20).map(|e| count(&e)),
+            Engine::Redb => RedbEngine::open(path, 16 << 20).map(|e| count(&e)),
+        };
+        match opened {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// A data directory of schema version 1 opens with its hourly counters moved into day rows:
+/// the same counts come back, new events add to them, and nothing is counted twice.
+async fn hourly_counters_of_schema_1_are_kept_at_open(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let h0 = Granularity::Hourly.bucket(Timestamp(T0));
+    write_schema_1_counters(engine, dir.path(), &[(h0, 3), (h0 + 1, 4), (h0 + 30, 5)]);
+    let hourly = |store: &dyn SuppressionStore| -> Vec<(i64, u64)> {
+        store
+            .counters(
+                &tenant("acme"),
+                Dimension::Source,
+                "signup-form",
+                Granularity::Hourly,
+                h0 - 5,
+                h0 + 48,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|(bucket, c)| (bucket, c.hard))
+            .collect()
+    };
+    {
+        let store = reopen_at(engine, dir.path());
+        assert_eq!(hourly(&*store), vec![(h0, 3), (h0 + 1, 4), (h0 + 30, 5)]);
+        store
+            .write(vec![event_write("acme", hard_bounce("e1", "a@x.com", T0))])
+            .await
+            .unwrap();
+        assert_eq!(hourly(&*store), vec![(h0, 4), (h0 + 1, 4), (h0 + 30, 5)]);
+        store.close().unwrap();
+    }
+    assert_eq!(schema_1_counter_keys(engine, dir.path()), 0);
+    let store = reopen_at(engine, dir.path());
+    assert_eq!(hourly(&*store), vec![(h0, 4), (h0 + 1, 4), (h0 + 30, 5)]);
+    store.close().unwrap();
+}
+
 contract!(
+    hourly_counters_of_schema_1_are_kept_at_open,
     each_write_is_atomic_and_refused_writes_store_nothing,
     event_ids_are_idempotent,
     everything_acknowledged_survives_a_reopen,

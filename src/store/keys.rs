@@ -9,6 +9,8 @@
 //! H tenant 0 address 0 inv(ts) inv(seq)                -> StoredHistory (event id or state change)
 //! S tenant 0 source 0 inv(ts) inv(seq)              -> event id   (bounces by source)
 //! B tenant 0 inv(ts) inv(seq)               -> event id   (all bounces)
+//! W tenant 0 dim value 0 ordered(day)        -> HourlyRow  (a UTC day's hourly counters)
+//! D tenant 0 dim value 0 ordered(day)        -> OutcomeCounts (daily counters)
 //! ```
 //! `inv(ts)` is the timestamp mapped to big-endian bytes that sort newest first; `seq` is a
 //! store-wide unique id that orders entries of the same instant, newest first.
@@ -23,7 +25,10 @@ pub const BOUNCES: u8 = b'B';
 pub const SUPPRESSED: u8 = b'X';
 pub const GOOD_ADDRESS: u8 = b'G';
 pub const GOOD_DOMAIN: u8 = b'K';
+/// Hourly counters of schema version 1, one key per hour; moved into `HOURS` rows at open.
 pub const HOURLY: u8 = b'C';
+/// Hourly counters, one row per dimension value and UTC day.
+pub const HOURS: u8 = b'W';
 pub const DAILY: u8 = b'D';
 pub const VALUES: u8 = b'V';
 /// The single key `Q`: the journal's state in the engine (see `journal`).

@@ -24,8 +24,9 @@ use crate::domain::{
     StateChange, Tenant,
 };
 
-/// Version of the on-disk layout, checked at open.
-const SCHEMA_VERSION: u8 = 1;
+/// Version of the on-disk layout, checked at open. Version 1 kept one key per hour of counters
+/// (`keys::HOURLY`); version 2 keeps a row per day (`keys::HOURS`) and converts at open.
+const SCHEMA_VERSION: u8 = 2;
 /// Version byte in front of every encoded value.
 const RECORD_VERSION: u8 = 1;
 /// Most index entries one listing page may scan before returning a short page with a cursor.
@@ -36,6 +37,85 @@ const MIN_SCAN_BUDGET: usize = 20_000;
 pub(super) enum StoredHistory {
     Event(String),
     Change(StateChange),
+}
+
+/// The hourly counters of one dimension value on one UTC day: (hour of the day, counts), by
+/// hour. One key per day instead of per hour: events spread over many hours share it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct HourlyRow(Vec<(u8, OutcomeCounts)>);
+
+impl HourlyRow {
+    /// The counts of hour `hour` (0-23), created empty if missing.
+    pub(super) fn hour_mut(&mut self, hour: u8) -> &mut OutcomeCounts {
+        let at = match self.0.binary_search_by_key(&hour, |(h, _)| *h) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (hour, OutcomeCounts::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+}
+
+/// The row key and hour of the day of hourly bucket `hour` (hours since the epoch) under the
+/// counter prefix `prefix` (`keys::dimension_prefix(keys::HOURS, ..)`).
+pub(super) fn hourly_slot(mut prefix: Vec<u8>, hour: i64) -> (Vec<u8>, u8) {
+    let day = hour.div_euclid(24);
+    prefix.extend_from_slice(&keys::ordered_i64(day));
+    (prefix, (hour - day * 24) as u8)
+}
+
+/// Schema 1 -> 2: folds the one-key-per-hour counters into day rows, each row written in the
+/// same atomic unit as the removal of the keys it was made from (a stop halfway leaves every
+/// count in exactly one place, and the next open carries on).
+fn migrate_hourly_counters<E: KvEngine>(engine: &E) -> Result<(), StoreError> {
+    let mut rows: std::collections::BTreeMap<Vec<u8>, (Vec<Vec<u8>>, HourlyRow)> =
+        Default::default();
+    scan_prefix(engine, &[keys::HOURLY], |k, v| {
+        let Some(split) = k.len().checked_sub(8).filter(|&s| s > 1) else {
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(k).into_owned(),
+                cause: "malformed counter key".into(),
+            });
+        };
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&k[split..]);
+        let mut prefix = vec![keys::HOURS];
+        prefix.extend_from_slice(&k[1..split]);
+        let (row_key, hour) = hourly_slot(prefix, keys::i64_from_ordered(b));
+        let counts: OutcomeCounts = decode(k, v)?;
+        let (sources, row) = rows.entry(row_key).or_default();
+        sources.push(k.to_vec());
+        row.hour_mut(hour).add(&counts);
+        Ok(())
+    })?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        rows = rows.len(),
+        "moving hourly counters into day rows (schema 1 -> 2)"
+    );
+    engine.transact(|txn| {
+        for (row_key, (sources, row)) in rows {
+            let mut merged: HourlyRow = match txn.get(&row_key)? {
+                Some(v) => decode(&row_key, &v)?,
+                None => HourlyRow::default(),
+            };
+            for (hour, counts) in row.0 {
+                merged.hour_mut(hour).add(&counts);
+            }
+            txn.put(row_key, encode(&merged))?;
+            for k in sources {
+                txn.remove(k)?;
+            }
+            if txn.wants_cut() {
+                txn.cut();
+            }
+        }
+        Ok(())
+    })
 }
 
 /// State shared by the handle and the writer thread.
@@ -129,6 +209,10 @@ impl<E: KvEngine> KvStore<E> {
         match engine.meta_get("schema_version")? {
             None => engine.meta_put("schema_version", &[SCHEMA_VERSION])?,
             Some(v) if v == [SCHEMA_VERSION] => {}
+            Some(v) if v == [1] => {
+                migrate_hourly_counters(&engine)?;
+                engine.meta_put("schema_version", &[SCHEMA_VERSION])?;
+            }
             Some(v) => {
                 return Err(StoreError::Engine(format!(
                     "data directory has schema version {v:?}, this build reads {SCHEMA_VERSION}"
@@ -267,6 +351,48 @@ fn load_known<E: KvEngine>(shared: &Shared<E>) {
 // ---------------------------------------------------------------------------------------------
 
 impl<E: KvEngine> KvStore<E> {
+    /// Hourly counters of buckets `from..to` (hours since the epoch), from the day rows.
+    fn hourly_counters(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+        value: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, OutcomeCounts)>, StoreError> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let prefix = keys::dimension_prefix(keys::HOURS, tenant.as_str(), dimension.code(), value);
+        let (start, _) = hourly_slot(prefix.clone(), from);
+        let (last, _) = hourly_slot(prefix.clone(), to - 1);
+        self.shared.engine.scan(
+            Bound::Included(&start),
+            Bound::Included(&last),
+            &mut |k, v| {
+                let Some(day) = k.get(prefix.len()..prefix.len() + 8) else {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        cause: "malformed counter key".into(),
+                    });
+                };
+                let mut b = [0u8; 8];
+                b.copy_from_slice(day);
+                let first_hour = keys::i64_from_ordered(b) * 24;
+                let row: HourlyRow = decode(k, v)?;
+                out.extend(
+                    row.0
+                        .into_iter()
+                        .map(|(h, counts)| (first_hour + i64::from(h), counts))
+                        .filter(|(bucket, _)| (from..to).contains(bucket)),
+                );
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
     fn sender(&self) -> Option<mpsc::Sender<Job>> {
         self.writer
             .lock()
@@ -530,11 +656,10 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, OutcomeCounts)>, StoreError> {
-        let kind = match granularity {
-            Granularity::Hourly => keys::HOURLY,
-            Granularity::Daily => keys::DAILY,
-        };
-        let prefix = keys::dimension_prefix(kind, tenant.as_str(), dimension.code(), value);
+        if granularity == Granularity::Hourly {
+            return self.hourly_counters(tenant, dimension, value, from, to);
+        }
+        let prefix = keys::dimension_prefix(keys::DAILY, tenant.as_str(), dimension.code(), value);
         let mut start = prefix.clone();
         start.extend_from_slice(&keys::ordered_i64(from));
         let mut end = prefix.clone();

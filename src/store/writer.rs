@@ -7,7 +7,7 @@
 //! share one commit. An engine may split a transaction into several atomic units between writes
 //! (sled does, see `sled_engine`); nothing is answered before all of them are durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::filter::{key_hash, KnownFilter};
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
-use super::kv_store::{decode, encode, Shared, StoredHistory};
+use super::kv_store::{decode, encode, hourly_slot, HourlyRow, Shared, StoredHistory};
 use super::{
     AddressWrite, CounterTouch, Decision, Granularity, PairDecision, PairOutcome, PairWrite,
     StoreError, WriteOutcome,
@@ -162,6 +162,10 @@ struct Group<'t> {
     counter_deltas: HashMap<Vec<u8>, (OutcomeCounts, OutcomeCounts)>,
     /// Counter values written so far in this group, by counter key.
     counter_values: HashMap<Vec<u8>, OutcomeCounts>,
+    /// Hourly counter changes of the current atomic unit, by day-row key and hour of the day.
+    hourly_deltas: HashMap<Vec<u8>, BTreeMap<u8, (OutcomeCounts, OutcomeCounts)>>,
+    /// Day rows written so far in this group, by key.
+    hourly_values: HashMap<Vec<u8>, HourlyRow>,
     /// Keys written this group that need writing once only (value index, known-good entries),
     /// with the count of known-good addresses per domain key.
     written_once: HashSet<Vec<u8>>,
@@ -179,6 +183,8 @@ impl<'t> Group<'t> {
             events: HashMap::new(),
             counter_deltas: HashMap::new(),
             counter_values: HashMap::new(),
+            hourly_deltas: HashMap::new(),
+            hourly_values: HashMap::new(),
             written_once: HashSet::new(),
             domain_counts: HashMap::new(),
             effects: Effects {
@@ -235,6 +241,19 @@ impl<'t> Group<'t> {
             value.subtract(&minus);
             self.put(key.clone(), encode(&value))?;
             self.counter_values.insert(key, value);
+        }
+        for (key, hours) in std::mem::take(&mut self.hourly_deltas) {
+            let mut row = match self.hourly_values.remove(&key) {
+                Some(row) => row,
+                None => self.get::<HourlyRow>(&key)?.unwrap_or_default(),
+            };
+            for (hour, (plus, minus)) in hours {
+                let counts = row.hour_mut(hour);
+                counts.add(&plus);
+                counts.subtract(&minus);
+            }
+            self.put(key.clone(), encode(&row))?;
+            self.hourly_values.insert(key, row);
         }
         Ok(())
     }
@@ -361,18 +380,30 @@ impl<'t> Group<'t> {
             if value.is_empty() {
                 continue;
             }
-            for (kind, granularity) in [
-                (keys::HOURLY, Granularity::Hourly),
-                (keys::DAILY, Granularity::Daily),
-            ] {
-                let mut key = keys::dimension_prefix(kind, t, dimension.code(), value);
-                key.extend_from_slice(&keys::ordered_i64(granularity.bucket(event.occurred_at)));
-                let (plus, minus) = self.counter_deltas.entry(key).or_default();
-                if remove {
-                    minus.add(&one);
-                } else {
-                    plus.add(&one);
-                }
+            let mut key = keys::dimension_prefix(keys::DAILY, t, dimension.code(), value);
+            key.extend_from_slice(&keys::ordered_i64(
+                Granularity::Daily.bucket(event.occurred_at),
+            ));
+            let (plus, minus) = self.counter_deltas.entry(key).or_default();
+            if remove {
+                minus.add(&one);
+            } else {
+                plus.add(&one);
+            }
+            let (row_key, hour) = hourly_slot(
+                keys::dimension_prefix(keys::HOURS, t, dimension.code(), value),
+                Granularity::Hourly.bucket(event.occurred_at),
+            );
+            let (plus, minus) = self
+                .hourly_deltas
+                .entry(row_key)
+                .or_default()
+                .entry(hour)
+                .or_default();
+            if remove {
+                minus.add(&one);
+            } else {
+                plus.add(&one);
             }
             let value_key = keys::dimension_prefix(keys::VALUES, t, dimension.code(), value);
             if self.written_once.insert(value_key.clone()) {
