@@ -98,7 +98,7 @@ pub struct ServeSettings {
 
     /// redb only: MiB of written data that the write-ahead journal holds in memory before it
     /// is checkpointed into the database; up to about twice this while a checkpoint runs.
-    #[arg(long, env = "SUPPRESSD_JOURNAL_MB", default_value_t = 96, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, env = "SUPPRESSD_JOURNAL_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub journal_mb: u64,
 
     /// Confidence (0..1) a replacement needs, and a suggestion needs to appear in import verdicts.
@@ -151,7 +151,7 @@ impl ServeSettings {
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
             cache_mb: 256,
-            journal_mb: 96,
+            journal_mb: 256,
             metrics_listen: None,
             correction_threshold: 0.9,
             hard_bounce_watch_rate: 0.02,

@@ -55,8 +55,8 @@ type Table = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// A group's writes in the order they were made (the last write of a key wins).
 type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// How the journal is sized (`--journal-mb`: 96 MiB, about 45,000 mixed events or 450,000
-/// keys, large enough that a checkpoint's keys share the engine's pages).
+/// How the journal is sized (`--journal-mb`: 256 MiB by default, about 120,000 mixed events or
+/// 1.2 million keys: large enough that a checkpoint's keys share the engine's pages).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct JournalOptions {
     /// Bytes of keys and values (plus a per-entry overhead) that the active table takes before
