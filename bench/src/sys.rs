@@ -87,3 +87,30 @@ impl RssSampler {
         self.max.load(Ordering::Relaxed)
     }
 }
+
+/// Waits until the journal of suppressd's data directory `dir` (redb) holds nothing that is
+/// not in the database: one segment, with no record in it (8 bytes, its magic). Returns the
+/// time waited; gives up after `limit`. Without a journal directory (sled), returns at once.
+pub async fn settle_journal(
+    dir: &std::path::Path,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let journal = dir.join("journal");
+    let started = std::time::Instant::now();
+    while journal.is_dir() && started.elapsed() < limit {
+        let sizes: Vec<u64> = std::fs::read_dir(&journal)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".journal"))
+                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if sizes.len() == 1 && sizes[0] <= 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
