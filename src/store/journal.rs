@@ -483,13 +483,7 @@ impl<E: KvEngine> Inner<E> {
     /// Freezes the active table for a checkpoint and starts a new segment, after waiting for
     /// the previous checkpoint to end.
     fn freeze(&self, segment: &mut Segment) -> Result<(), StoreError> {
-        let mut control = self.lock_control();
-        while control.busy {
-            control = self
-                .changed
-                .wait(control)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+        let mut control = self.no_checkpoint_running();
         let generation = segment.generation;
         *segment = create_segment(&self.dir, generation + 1)?;
         let table = {
@@ -561,6 +555,12 @@ impl<E: KvEngine> Inner<E> {
         if !self.read_layers().active.is_empty() {
             self.freeze(&mut segment)?;
         }
+        drop(self.no_checkpoint_running());
+        Ok(())
+    }
+
+    /// The control state, once no frozen table is waiting for or in its checkpoint.
+    fn no_checkpoint_running(&self) -> std::sync::MutexGuard<'_, Control> {
         let mut control = self.lock_control();
         while control.busy {
             control = self
@@ -568,7 +568,7 @@ impl<E: KvEngine> Inner<E> {
                 .wait(control)
                 .unwrap_or_else(|p| p.into_inner());
         }
-        Ok(())
+        control
     }
 }
 
