@@ -157,6 +157,20 @@ fn state_value(seq: u64, generation: u64) -> Vec<u8> {
     v
 }
 
+/// Writes `table` into the engine in one durable transaction, with the journal state saying
+/// that it holds everything up to sequence number `seq` and segment `generation`.
+fn write_table<E: KvEngine>(
+    base: &E,
+    table: &Table,
+    seq: u64,
+    generation: u64,
+) -> Result<(), StoreError> {
+    base.transact(|txn| {
+        txn.write_sorted(&mut table.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
+        txn.put(vec![keys::JOURNAL], state_value(seq, generation))
+    })
+}
+
 fn segment_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{generation:020}.journal"))
 }
@@ -343,15 +357,7 @@ impl<E: KvEngine> Journaled<E> {
                 segments = found.iter().filter(|&&g| g > applied).count(),
                 "replaying the journal after an unclean stop"
             );
-            base.transact(|txn| {
-                for (k, v) in std::mem::take(&mut replay) {
-                    match v {
-                        Some(v) => txn.put(k, v)?,
-                        None => txn.remove(k)?,
-                    }
-                }
-                txn.put(vec![keys::JOURNAL], state_value(seq, last_generation))
-            })?;
+            write_table(&base, &replay, seq, last_generation)?;
         }
         for generation in found {
             let path = segment_path(dir, generation);
@@ -465,10 +471,7 @@ impl<E: KvEngine> Inner<E> {
     /// Writes a frozen table into the engine, then lets its segment and its memory go.
     fn checkpoint(&self, job: &Checkpoint) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        self.base.transact(|txn| {
-            txn.write_sorted(&mut job.table.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
-            txn.put(vec![keys::JOURNAL], state_value(job.seq, job.generation))
-        })?;
+        write_table(&self.base, &job.table, job.seq, job.generation)?;
         self.write_layers().frozen = None;
         let path = segment_path(&self.dir, job.generation);
         // Left behind, it would only be skipped on the next open (its generation is applied).

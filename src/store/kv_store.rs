@@ -66,6 +66,17 @@ pub(super) fn hourly_slot(mut prefix: Vec<u8>, hour: i64) -> (Vec<u8>, u8) {
     (prefix, (hour - day * 24) as u8)
 }
 
+/// The bucket (hour or day number) of counter key `k`, stored at byte `at` as an ordered i64.
+fn counter_bucket(k: &[u8], at: usize) -> Result<i64, StoreError> {
+    match k.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+        Some(b) => Ok(keys::i64_from_ordered(b)),
+        None => Err(StoreError::Corrupt {
+            key: String::from_utf8_lossy(k).into_owned(),
+            cause: "malformed counter key".into(),
+        }),
+    }
+}
+
 /// Schema 1 -> 2: folds the one-key-per-hour counters into day rows, each row written in the
 /// same atomic unit as the removal of the keys it was made from (a stop halfway leaves every
 /// count in exactly one place, and the next open carries on).
@@ -73,17 +84,12 @@ fn migrate_hourly_counters<E: KvEngine>(engine: &E) -> Result<(), StoreError> {
     let mut rows: std::collections::BTreeMap<Vec<u8>, (Vec<Vec<u8>>, HourlyRow)> =
         Default::default();
     scan_prefix(engine, &[keys::HOURLY], |k, v| {
-        let Some(split) = k.len().checked_sub(8).filter(|&s| s > 1) else {
-            return Err(StoreError::Corrupt {
-                key: String::from_utf8_lossy(k).into_owned(),
-                cause: "malformed counter key".into(),
-            });
-        };
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&k[split..]);
+        // `C tenant 0 dim value 0 ordered(hour)`: at least one byte between kind and hour.
+        let split = k.len().saturating_sub(8).max(2);
+        let hour = counter_bucket(k, split)?;
         let mut prefix = vec![keys::HOURS];
         prefix.extend_from_slice(&k[1..split]);
-        let (row_key, hour) = hourly_slot(prefix, keys::i64_from_ordered(b));
+        let (row_key, hour) = hourly_slot(prefix, hour);
         let counts: OutcomeCounts = decode(k, v)?;
         let (sources, row) = rows.entry(row_key).or_default();
         sources.push(k.to_vec());
@@ -371,15 +377,7 @@ impl<E: KvEngine> KvStore<E> {
             Bound::Included(&start),
             Bound::Included(&last),
             &mut |k, v| {
-                let Some(day) = k.get(prefix.len()..prefix.len() + 8) else {
-                    return Err(StoreError::Corrupt {
-                        key: String::from_utf8_lossy(k).into_owned(),
-                        cause: "malformed counter key".into(),
-                    });
-                };
-                let mut b = [0u8; 8];
-                b.copy_from_slice(day);
-                let first_hour = keys::i64_from_ordered(b) * 24;
+                let first_hour = counter_bucket(k, prefix.len())? * 24;
                 let row: HourlyRow = decode(k, v)?;
                 out.extend(
                     row.0
@@ -669,15 +667,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             Bound::Included(&start),
             Bound::Excluded(&end),
             &mut |k, v| {
-                let Some(bucket) = k.get(prefix.len()..prefix.len() + 8) else {
-                    return Err(StoreError::Corrupt {
-                        key: String::from_utf8_lossy(k).into_owned(),
-                        cause: "malformed counter key".into(),
-                    });
-                };
-                let mut b = [0u8; 8];
-                b.copy_from_slice(bucket);
-                out.push((keys::i64_from_ordered(b), decode(k, v)?));
+                out.push((counter_bucket(k, prefix.len())?, decode(k, v)?));
                 Ok(true)
             },
         )?;

@@ -1,7 +1,8 @@
 //! The redb engine (`--engine redb`): one database file in the data directory with one table of
 //! records (same key layout as every engine, see `keys`) and one table of metadata.
 //!
-//! A group commit is one redb write transaction with `Durability::Immediate`: atomic as a whole
+//! In the store it sits behind the write-ahead journal (`journal`), whose checkpoints and replays
+//! are its write transactions. Each is committed with `Durability::Immediate`: atomic as a whole
 //! and durable (fsynced) when `commit` returns. The sequence counter lives in the metadata table
 //! and is written in the same transaction as the entries that use it.
 
@@ -218,16 +219,16 @@ impl KvRead for RedbReader {
     }
 }
 
-/// A group commit on redb: the data table of one write transaction.
+/// The data table of one redb write transaction.
 ///
-/// Writes are collected and applied in key order at the end: a group's keys land all over the
-/// tree (records, history, event ids), and sorted inserts let neighbouring keys share page
+/// Writes are collected and applied in key order at the end: a transaction's keys land all over
+/// the tree (records, history, event ids), and sorted inserts let neighbouring keys share page
 /// visits (redb alone: 22 against 16 µs per key for 13,000 random keys, `examples/redb_inserts`).
 struct RedbTxn<'t> {
     table: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// The last sequence number handed out.
     seq: u64,
-    /// What the group writes, in the order written: a value, or `None` to remove the key. The
+    /// What the transaction writes, in the order written: a value, or `None` to remove the key. The
     /// last write of a key wins.
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }

@@ -151,6 +151,23 @@ struct Effects {
     touched: HashSet<CounterTouch>,
 }
 
+/// Where an address's record is: its key, and its hash in the in-memory indexes. Worked out
+/// once per write, for the read and for the record's write.
+struct RecordSlot {
+    key: Vec<u8>,
+    hash: u64,
+}
+
+impl RecordSlot {
+    fn of(tenant: &Tenant, address: &EmailAddress) -> RecordSlot {
+        let (t, a) = (tenant.as_str(), address.as_str());
+        RecordSlot {
+            key: keys::record(t, a),
+            hash: key_hash(t, a),
+        }
+    }
+}
+
 /// The writes of one group commit, with overlays of what they changed so far so that later
 /// writes in the group see earlier ones (engines need not show a transaction its own writes).
 struct Group<'t> {
@@ -203,15 +220,15 @@ impl<'t> Group<'t> {
         }
     }
 
-    /// The current record of the address with record key `key` and hash `hash`.
-    fn record(&mut self, key: &[u8], hash: u64) -> Result<Option<AddressRecord>, StoreError> {
-        match self.records.get(key) {
+    /// The current record of the address in `slot`.
+    fn record(&mut self, slot: &RecordSlot) -> Result<Option<AddressRecord>, StoreError> {
+        match self.records.get(&slot.key) {
             Some(r) => Ok(r.clone()),
             // Most send results are for addresses seen before or never: the known-address
             // index tells the second kind apart without a read (its `false` is exact, and this
             // thread adds each group's new records to it before the next group).
-            None if !self.known.may_exist(hash) => Ok(None),
-            None => self.get(key),
+            None if !self.known.may_exist(slot.hash) => Ok(None),
+            None => self.get(&slot.key),
         }
     }
 
@@ -312,13 +329,16 @@ impl<'t> Group<'t> {
         &mut self,
         tenant: &Tenant,
         address: &EmailAddress,
+        slot: RecordSlot,
         previous: Option<&AddressRecord>,
         record: &AddressRecord,
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
         let (t, a) = (tenant.as_str(), address.as_str());
-        let hash = key_hash(t, a);
-        let record_key = keys::record(t, a);
+        let RecordSlot {
+            key: record_key,
+            hash,
+        } = slot;
         self.put(record_key.clone(), encode(record))?;
         if previous.is_none() {
             self.effects.new_records.push(hash);
@@ -452,8 +472,8 @@ impl<'t> Group<'t> {
     fn try_add(&mut self, write: AddressWrite) -> Result<WriteOutcome, StoreError> {
         let tenant = &write.tenant;
         let address = &write.address;
-        let record_key = keys::record(tenant.as_str(), address.as_str());
-        let previous = self.record(&record_key, key_hash(tenant.as_str(), address.as_str()))?;
+        let slot = RecordSlot::of(tenant, address);
+        let previous = self.record(&slot)?;
 
         if let Some(event) = &write.event {
             let event_key = keys::exact(keys::EVENT, &[tenant.as_str()], &event.event_id);
@@ -512,7 +532,7 @@ impl<'t> Group<'t> {
 
         Ok(match decision {
             Decision::Apply { record, changes } => {
-                self.set_record(tenant, address, previous.as_ref(), &record, &changes)?;
+                self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
                 WriteOutcome::Applied {
                     previous,
                     record,
@@ -526,11 +546,10 @@ impl<'t> Group<'t> {
     }
 
     fn try_add_pair(&mut self, write: PairWrite) -> Result<PairOutcome, StoreError> {
-        let t = write.tenant.as_str();
-        let first_key = keys::record(t, write.first.as_str());
-        let second_key = keys::record(t, write.second.as_str());
-        let first = self.record(&first_key, key_hash(t, write.first.as_str()))?;
-        let second = self.record(&second_key, key_hash(t, write.second.as_str()))?;
+        let first_slot = RecordSlot::of(&write.tenant, &write.first);
+        let second_slot = RecordSlot::of(&write.tenant, &write.second);
+        let first = self.record(&first_slot)?;
+        let second = self.record(&second_slot)?;
         match (write.decide)(first.as_ref(), second.as_ref()) {
             PairDecision::Refuse(reason) => Ok(PairOutcome {
                 first,
@@ -550,6 +569,7 @@ impl<'t> Group<'t> {
                     self.set_record(
                         &write.tenant,
                         &write.first,
+                        first_slot,
                         first.as_ref(),
                         &record,
                         &changes,
@@ -560,6 +580,7 @@ impl<'t> Group<'t> {
                     self.set_record(
                         &write.tenant,
                         &write.second,
+                        second_slot,
                         second.as_ref(),
                         &record,
                         &changes,
