@@ -129,8 +129,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "status" => status(&mut m, &args, &ds, &chans).await,
             "batch" => batch(&mut m, &args, &ds, &chans).await,
             "bounces" => bounces(&mut m, &ds, &chans).await,
-            "ingest" => ingest(&mut m, &args, &ds, &chans).await,
-            "ingest-live" => ingest_live(&mut m, &args, &ds, &chans).await,
+            "ingest" => ingest(&mut m, &args, &ds, &chans, Spread::Days90).await,
+            "ingest-live" => ingest(&mut m, &args, &ds, &chans, Spread::Live).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
             other => bail!("unknown phase {other:?} (phases: {ALL_PHASES})"),
         }
@@ -644,59 +644,28 @@ async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Re
 
 /// Durable batched ingest of mixed outcomes: 4 ReportSendResults streams, 1,000 a message,
 /// then PostgreSQL's batched inserts of the same events.
-/// The main ingest: events that occurred over the last 90 days (a backfill, and the worst
-/// case for every index keyed by time), with the echo and PostgreSQL baselines.
+/// A mixed-outcome ingest, with the PostgreSQL baseline on the same events: the main one
+/// (`Spread::Days90`: events of the last 90 days, a backfill and the worst case for every
+/// index keyed by time; also through the echo), or `ingest-live` (`Spread::Live`: the same
+/// number of events to new addresses, reported as they happen).
 async fn ingest(
     m: &mut Metrics,
     args: &RunArgs,
     ds: &DataSet,
     chans: &[Channel],
-) -> anyhow::Result<()> {
-    let feed = Feed {
-        key: "ingest",
-        prefix: args.ingest_prefix.clone(),
-        base: data::INGEST_BASE,
-        spread: Spread::Days90,
-    };
-    ingest_feed(m, args, ds, chans, &feed).await
-}
-
-/// The same number of events, reported as they happen (occurred within the last ten minutes),
-/// to new addresses; with the PostgreSQL baseline on the same events.
-async fn ingest_live(
-    m: &mut Metrics,
-    args: &RunArgs,
-    ds: &DataSet,
-    chans: &[Channel],
-) -> anyhow::Result<()> {
-    let feed = Feed {
-        key: "ingest_live",
-        prefix: format!("{}-live", args.ingest_prefix),
-        base: data::LIVE_BASE,
-        spread: Spread::Live,
-    };
-    ingest_feed(m, args, ds, chans, &feed).await
-}
-
-/// A mixed-outcome ingest: metric names start with `key`.
-struct Feed {
-    key: &'static str,
-    prefix: String,
-    base: u64,
     spread: Spread,
-}
-
-async fn ingest_feed(
-    m: &mut Metrics,
-    args: &RunArgs,
-    ds: &DataSet,
-    chans: &[Channel],
-    feed: &Feed,
 ) -> anyhow::Result<()> {
+    let (key, prefix, base) = match spread {
+        Spread::Days90 => ("ingest", args.ingest_prefix.clone(), data::INGEST_BASE),
+        Spread::Live => (
+            "ingest_live",
+            format!("{}-live", args.ingest_prefix),
+            data::LIVE_BASE,
+        ),
+    };
     let events = args.ingest_events;
     let d = *ds;
-    let (key, base, spread) = (feed.key, feed.base, feed.spread);
-    let prefix = feed.prefix.as_str();
+    let prefix = prefix.as_str();
     // Built before the clock starts, as the PostgreSQL batches are.
     let streams: Vec<Vec<pb::ReportSendResultsRequest>> = ranges(events, 4)
         .into_iter()
@@ -713,7 +682,7 @@ async fn ingest_feed(
         .collect();
     // The same messages for the echo (main ingest only), converted now while the copies are
     // cheap to make.
-    let echo_addr = args.echo_addr.as_ref().filter(|_| key == "ingest");
+    let echo_addr = args.echo_addr.as_ref().filter(|_| spread == Spread::Days90);
     let echo_streams: Vec<Vec<echo::proto::EchoResultsRequest>> = match echo_addr {
         Some(_) => streams
             .iter()
