@@ -40,17 +40,62 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::keys;
 use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
 use super::StoreError;
+use crate::fasthash::HashSlots;
 
 /// The first bytes of every segment file.
 const MAGIC: &[u8; 8] = b"SPDJNL01";
 /// Bytes before a record's payload: length and checksum.
 const RECORD_HEADER: usize = 12;
 /// Memory an entry of a table costs beyond its key and value bytes (two vectors, the option,
-/// the tree node's share), counted so that the limit holds for small keys too.
-const ENTRY_OVERHEAD: usize = 80;
+/// the tree node's share, its slots in the hash set), counted so that the limit holds for small
+/// keys too.
+const ENTRY_OVERHEAD: usize = 96;
 
 /// Writes journaled but not yet in the engine: a value, or `None` for a removed key.
-type Table = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+///
+/// Beside the ordered entries it keeps a set of their keys' hashes. Most point reads of a
+/// table are for keys it does not hold (a new event id, an address not seen for a while), and
+/// with a million entries a walk down the tree to find that out is a dozen trips to memory;
+/// the hash set answers in one.
+#[derive(Default)]
+struct Table {
+    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    hashes: HashSlots<u64>,
+}
+
+impl Table {
+    fn get(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        if !self.hashes.contains(xxh3_64(key)) {
+            return None;
+        }
+        self.entries.get(key)
+    }
+
+    /// Sets `key`; returns its previous entry.
+    fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Option<Option<Vec<u8>>> {
+        self.hashes.insert(xxh3_64(&key));
+        self.entries.insert(key, value)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
+        self.entries.iter()
+    }
+
+    fn range<'a>(
+        &'a self,
+        bounds: (Bound<&'a [u8]>, Bound<&'a [u8]>),
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> {
+        self.entries.range::<[u8], _>(bounds)
+    }
+}
 
 /// A group's writes in the order they were made (the last write of a key wins).
 type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -330,7 +375,7 @@ impl<E: KvEngine> Journaled<E> {
         let (journaled_seq, applied) = read_state(&base)?;
         let mut seq = journaled_seq.max(base.last_seq()?);
         let found = segments(dir)?;
-        let mut replay = Table::new();
+        let mut replay = Table::default();
         let mut last_generation = applied;
         let mut torn_before: Option<u64> = None;
         for &generation in &found {
@@ -684,14 +729,14 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
         // leaves memory meanwhile is in the engine by then.
         let overlay: Vec<(Vec<u8>, Option<Vec<u8>>)> = {
             let layers = self.inner.read_layers();
-            let mut merged: Table = match &layers.frozen {
+            let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = match &layers.frozen {
                 Some(f) => f
-                    .range::<[u8], _>((start, end))
+                    .range((start, end))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                None => Table::new(),
+                None => BTreeMap::new(),
             };
-            for (k, v) in layers.active.range::<[u8], _>((start, end)) {
+            for (k, v) in layers.active.range((start, end)) {
                 merged.insert(k.clone(), v.clone());
             }
             merged.into_iter().collect()

@@ -37,8 +37,14 @@ const SEP: u8 = 0;
 
 /// Key prefix: kind byte, then components each followed by the separator.
 pub fn prefix(kind: u8, parts: &[&str]) -> Vec<u8> {
+    // Room for a time part and sequence number after it (see `timed`).
+    prefix_with_room(kind, parts, 16)
+}
+
+/// [`prefix`] with capacity for `room` more bytes.
+fn prefix_with_room(kind: u8, parts: &[&str], room: usize) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
-    let mut k = Vec::with_capacity(len + 16);
+    let mut k = Vec::with_capacity(len + room);
     k.push(kind);
     for p in parts {
         k.extend_from_slice(p.as_bytes());
@@ -49,7 +55,7 @@ pub fn prefix(kind: u8, parts: &[&str]) -> Vec<u8> {
 
 /// A key whose last component is a string with no trailing separator.
 pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
-    let mut k = prefix(kind, parts);
+    let mut k = prefix_with_room(kind, parts, last.len());
     k.extend_from_slice(last.as_bytes());
     k
 }
@@ -57,6 +63,14 @@ pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
 /// The key of an address's record.
 pub fn record(tenant: &str, address: &str) -> Vec<u8> {
     exact(ADDRESS, &[tenant], address)
+}
+
+/// The key of an address in the index of suppressed addresses: `X tenant 0 inv(since) address`.
+pub fn suppressed(tenant: &str, since: Timestamp, address: &str) -> Vec<u8> {
+    let mut k = prefix_with_room(SUPPRESSED, &[tenant], 8 + address.len());
+    k.extend_from_slice(&inv_ts(since));
+    k.extend_from_slice(address.as_bytes());
+    k
 }
 
 /// An i64 as big-endian bytes that sort in numeric order.

@@ -171,7 +171,11 @@ impl<E> std::fmt::Debug for KvStore<E> {
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let out = vec![RECORD_VERSION];
+    // Sized first: growing the vector as it fills costs several copies for a record, and the
+    // exact size keeps no spare capacity in the journal's tables.
+    let size = postcard::experimental::serialized_size(value).unwrap_or(0);
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(RECORD_VERSION);
     // Encoding into a Vec cannot fail for these plain data types.
     match postcard::to_extend(value, out) {
         Ok(v) => v,

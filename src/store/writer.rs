@@ -7,9 +7,10 @@
 //! share one commit. An engine may split a transaction into several atomic units between writes
 //! (sled does, see `sled_engine`); nothing is answered before all of them are durable.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::filter::{key_hash, KnownFilter};
@@ -346,18 +347,11 @@ impl<'t> Group<'t> {
         let before = previous.and_then(|p| p.suppression.as_ref());
         let after = record.suppression.as_ref();
         if before.map(|s| s.since) != after.map(|s| s.since) {
-            let prefix = keys::prefix(keys::SUPPRESSED, &[t]);
             if let Some(old) = before {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&keys::inv_ts(old.since));
-                k.extend_from_slice(a.as_bytes());
-                self.remove(k)?;
+                self.remove(keys::suppressed(t, old.since, a))?;
             }
             if let Some(new) = after {
-                let mut k = prefix;
-                k.extend_from_slice(&keys::inv_ts(new.since));
-                k.extend_from_slice(a.as_bytes());
-                self.put(k, Vec::new())?;
+                self.put(keys::suppressed(t, new.since, a), Vec::new())?;
             }
         }
         if before.is_some() != after.is_some() {
@@ -425,15 +419,18 @@ impl<'t> Group<'t> {
             } else {
                 plus.add(&one);
             }
+            // The value index entry names the tenant, dimension and value: written once per
+            // group, it also marks the first touch of the value's counters in the group.
             let value_key = keys::dimension_prefix(keys::VALUES, t, dimension.code(), value);
-            if self.written_once.insert(value_key.clone()) {
+            if !self.written_once.contains(&value_key) {
+                self.written_once.insert(value_key.clone());
                 self.put(value_key, Vec::new())?;
+                self.effects.touched.insert(CounterTouch {
+                    tenant: tenant.clone(),
+                    dimension,
+                    value: value.clone(),
+                });
             }
-            self.effects.touched.insert(CounterTouch {
-                tenant: tenant.clone(),
-                dimension,
-                value: value.clone(),
-            });
         }
         Ok(())
     }
