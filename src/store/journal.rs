@@ -39,73 +39,20 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::keys;
 use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
+use super::memtable::{self, Table, Writes};
 use super::StoreError;
-use crate::fasthash::HashSlots;
 
 /// The first bytes of every segment file.
 const MAGIC: &[u8; 8] = b"SPDJNL01";
 /// Bytes before a record's payload: length and checksum.
 const RECORD_HEADER: usize = 12;
-/// Memory an entry of a table costs beyond its key and value bytes (two vectors, the option,
-/// the tree node's share, its slots in the hash set), counted so that the limit holds for small
-/// keys too.
-const ENTRY_OVERHEAD: usize = 96;
 
-/// Writes journaled but not yet in the engine: a value, or `None` for a removed key.
-///
-/// Beside the ordered entries it keeps a set of their keys' hashes. Most point reads of a
-/// table are for keys it does not hold (a new event id, an address not seen for a while), and
-/// with a million entries a walk down the tree to find that out is a dozen trips to memory;
-/// the hash set answers in one.
-#[derive(Default)]
-struct Table {
-    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    hashes: HashSlots<u64>,
-}
-
-impl Table {
-    fn get(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
-        if !self.hashes.contains(xxh3_64(key)) {
-            return None;
-        }
-        self.entries.get(key)
-    }
-
-    /// Sets `key`; returns its previous entry.
-    fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Option<Option<Vec<u8>>> {
-        self.hashes.insert(xxh3_64(&key));
-        self.entries.insert(key, value)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
-        self.entries.iter()
-    }
-
-    fn range<'a>(
-        &'a self,
-        bounds: (Bound<&'a [u8]>, Bound<&'a [u8]>),
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> {
-        self.entries.range::<[u8], _>(bounds)
-    }
-}
-
-/// A group's writes in the order they were made (the last write of a key wins).
-type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// How the journal is sized (`--journal-mb`: 256 MiB by default, about 120,000 mixed events or
-/// 1.2 million keys: large enough that a checkpoint's keys share the engine's pages).
+/// How the journal is sized (`--journal-mb`: 256 MiB by default, about 270,000 mixed events:
+/// large enough that a checkpoint's keys share the engine's pages).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct JournalOptions {
-    /// Bytes of keys and values (plus a per-entry overhead) that the active table takes before
-    /// it is frozen and checkpointed.
+    /// Heap bytes the active table takes (its runs and hash set, see `memtable`) before it is
+    /// frozen and checkpointed.
     pub memtable_bytes: usize,
     /// A table that took no write for this long is checkpointed even if not full, so that an
     /// idle server gives its memory back and a crash has little to replay.
@@ -127,7 +74,6 @@ fn corrupt(path: &Path, offset: u64, cause: &str) -> StoreError {
 #[derive(Default)]
 struct Layers {
     active: Table,
-    active_bytes: usize,
     frozen: Option<Arc<Table>>,
 }
 
@@ -211,7 +157,7 @@ fn write_table<E: KvEngine>(
     generation: u64,
 ) -> Result<(), StoreError> {
     base.transact(|txn| {
-        txn.write_sorted(&mut table.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
+        txn.write_sorted(&mut table.iter())?;
         txn.put(vec![keys::JOURNAL], state_value(seq, generation))
     })
 }
@@ -309,6 +255,7 @@ fn decode_payload(payload: &[u8], into: &mut Table) -> Option<u64> {
     let mut at = 0;
     let seq = u64::from_le_bytes(take::<8>(payload, &mut at)?);
     let count = u32::from_le_bytes(take::<4>(payload, &mut at)?);
+    let mut writes = Writes::new();
     for _ in 0..count {
         let put = take::<1>(payload, &mut at)?[0];
         let key = take_bytes(payload, &mut at)?;
@@ -317,9 +264,15 @@ fn decode_payload(payload: &[u8], into: &mut Table) -> Option<u64> {
             0 => None,
             _ => return None,
         };
-        into.insert(key, value);
+        writes.push((key, value));
     }
-    (at == payload.len()).then_some(seq)
+    if at != payload.len() {
+        return None;
+    }
+    if !writes.is_empty() {
+        into.add(writes);
+    }
+    Some(seq)
 }
 
 /// Reads segment `path` into `into`. Returns the last sequence number in it and whether it
@@ -450,9 +403,10 @@ impl<E: KvEngine> Inner<E> {
     /// know it.
     fn in_memory(layers: &Layers, key: &[u8]) -> Option<Option<Vec<u8>>> {
         if let Some(v) = layers.active.get(key) {
-            return Some(v.clone());
+            return Some(v.map(<[u8]>::to_vec));
         }
-        layers.frozen.as_ref()?.get(key).cloned()
+        let value = layers.frozen.as_ref()?.get(key)?;
+        Some(value.map(<[u8]>::to_vec))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -537,7 +491,6 @@ impl<E: KvEngine> Inner<E> {
         let table = {
             let mut layers = self.write_layers();
             let table = Arc::new(std::mem::take(&mut layers.active));
-            layers.active_bytes = 0;
             layers.frozen = Some(table.clone());
             metrics::gauge!("suppressd_journal_table_bytes").set(0.0);
             table
@@ -579,17 +532,17 @@ impl<E: KvEngine> Inner<E> {
         segment.len += record.len() as u64;
         self.seq.store(seq, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
+        // The next runs are built outside the lock (only this thread, holding the segment,
+        // changes the active table), so readers wait only for the swap.
+        let run = memtable::Run::from_writes(writes);
+        let hashes: Vec<u64> = run.keys().map(xxh3_64).collect();
+        let runs = memtable::with_run(self.read_layers().active.runs(), run);
         let full = {
             let mut layers = self.write_layers();
-            for (k, v) in writes {
-                let key_bytes = k.len() + ENTRY_OVERHEAD;
-                layers.active_bytes += key_bytes + v.as_ref().map_or(0, Vec::len);
-                if let Some(old) = layers.active.insert(k, v) {
-                    layers.active_bytes -= key_bytes + old.as_ref().map_or(0, Vec::len);
-                }
-            }
-            metrics::gauge!("suppressd_journal_table_bytes").set(layers.active_bytes as f64);
-            layers.active_bytes >= self.options.memtable_bytes
+            layers.active.install(runs, &hashes);
+            let bytes = layers.active.memory();
+            metrics::gauge!("suppressd_journal_table_bytes").set(bytes as f64);
+            bytes >= self.options.memtable_bytes
         };
         if full {
             self.freeze(&mut segment)?;
@@ -654,10 +607,10 @@ struct JournalTxn<'a, E: KvEngine> {
 impl<E: KvEngine> KvTxn for JournalTxn<'_, E> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.inner.read_layers().active.get(key) {
-            return Ok(v.clone());
+            return Ok(v.map(<[u8]>::to_vec));
         }
         if let Some(v) = self.frozen.as_ref().and_then(|f| f.get(key)) {
-            return Ok(v.clone());
+            return Ok(v.map(<[u8]>::to_vec));
         }
         self.base.get(key)
     }
@@ -732,12 +685,12 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
             let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = match &layers.frozen {
                 Some(f) => f
                     .range((start, end))
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
                     .collect(),
                 None => BTreeMap::new(),
             };
             for (k, v) in layers.active.range((start, end)) {
-                merged.insert(k.clone(), v.clone());
+                merged.insert(k.to_vec(), v.map(<[u8]>::to_vec));
             }
             merged.into_iter().collect()
         };

@@ -15,6 +15,7 @@ mod journal;
 mod keys;
 mod kv;
 mod kv_store;
+mod memtable;
 mod redb_engine;
 mod sled_engine;
 mod writer;

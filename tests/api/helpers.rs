@@ -6,6 +6,7 @@ use suppressd::config::{ServeSettings, StorageEngine};
 use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
 use suppressd::grpc::proto::{self as pb, Outcome};
 use suppressd::startup::Application;
+use suppressd::store::StoreError;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -66,7 +67,22 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
 async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
     let mut settings = test_settings(data_dir.clone());
     tweak(&mut settings);
-    let app = Application::build(settings).await.expect("server builds");
+    // sled lets go of its file lock from background threads a moment after a store closes, so
+    // a restart on the same directory may find it still held for a little while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let app = loop {
+        match Application::build(settings.clone()).await {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.chain().any(|c| {
+                        matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Locked(_)))
+                    }) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            built => break built.expect("server builds"),
+        }
+    };
     let addr = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
