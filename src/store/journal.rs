@@ -26,7 +26,6 @@
 //! [payload]`, payload = `[u64 last sequence number][u32 entry count]` then per entry
 //! `[u8 1 = put, 0 = remove][u32 key length][key]([u32 value length][value])`, little-endian.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::ops::Bound;
@@ -146,6 +145,13 @@ fn state_value(seq: u64, generation: u64) -> Vec<u8> {
     v.extend_from_slice(&seq.to_le_bytes());
     v.extend_from_slice(&generation.to_le_bytes());
     v
+}
+
+/// The value of `key` in the active table, else in the frozen one: `Some(None)` if it was
+/// removed, `None` if neither knows it.
+fn lookup(active: &Table, frozen: Option<&Table>, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    let value = active.get(key).or_else(|| frozen?.get(key))?;
+    Some(value.map(<[u8]>::to_vec))
 }
 
 /// Writes `table` into the engine in one durable transaction, with the journal state saying
@@ -402,11 +408,7 @@ impl<E: KvEngine> Inner<E> {
     /// The value of `key` in memory: `Some(None)` if it was removed, `None` if memory does not
     /// know it.
     fn in_memory(layers: &Layers, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        if let Some(v) = layers.active.get(key) {
-            return Some(v.map(<[u8]>::to_vec));
-        }
-        let value = layers.frozen.as_ref()?.get(key)?;
-        Some(value.map(<[u8]>::to_vec))
+        lookup(&layers.active, layers.frozen.as_deref(), key)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -532,14 +534,12 @@ impl<E: KvEngine> Inner<E> {
         segment.len += record.len() as u64;
         self.seq.store(seq, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
-        // The next runs are built outside the lock (only this thread, holding the segment,
+        // The next table is built outside the lock (only this thread, holding the segment,
         // changes the active table), so readers wait only for the swap.
-        let run = memtable::Run::from_writes(writes);
-        let hashes: Vec<u64> = run.keys().map(xxh3_64).collect();
-        let runs = memtable::with_run(self.read_layers().active.runs(), run);
+        let next = self.read_layers().active.next(writes);
         let full = {
             let mut layers = self.write_layers();
-            layers.active.install(runs, &hashes);
+            layers.active.install(next);
             let bytes = layers.active.memory();
             metrics::gauge!("suppressd_journal_table_bytes").set(bytes as f64);
             bytes >= self.options.memtable_bytes
@@ -606,13 +606,14 @@ struct JournalTxn<'a, E: KvEngine> {
 
 impl<E: KvEngine> KvTxn for JournalTxn<'_, E> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.inner.read_layers().active.get(key) {
-            return Ok(v.map(<[u8]>::to_vec));
+        let layers = self.inner.read_layers();
+        match lookup(&layers.active, self.frozen.as_deref(), key) {
+            Some(value) => Ok(value),
+            None => {
+                drop(layers);
+                self.base.get(key)
+            }
         }
-        if let Some(v) = self.frozen.as_ref().and_then(|f| f.get(key)) {
-            return Ok(v.map(<[u8]>::to_vec));
-        }
-        self.base.get(key)
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
@@ -682,17 +683,15 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
         // leaves memory meanwhile is in the engine by then.
         let overlay: Vec<(Vec<u8>, Option<Vec<u8>>)> = {
             let layers = self.inner.read_layers();
-            let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = match &layers.frozen {
-                Some(f) => f
-                    .range((start, end))
-                    .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
-                    .collect(),
-                None => BTreeMap::new(),
-            };
-            for (k, v) in layers.active.range((start, end)) {
-                merged.insert(k.to_vec(), v.map(<[u8]>::to_vec));
-            }
-            merged.into_iter().collect()
+            let tables: Vec<&Table> = layers
+                .frozen
+                .as_deref()
+                .into_iter()
+                .chain([&layers.active])
+                .collect();
+            memtable::range_over(&tables, (start, end))
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect()
         };
         if overlay.is_empty() {
             return self.inner.base.scan(start, end, visit);
@@ -773,6 +772,7 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
 mod tests {
     use super::*;
     use crate::store::redb_engine::RedbEngine;
+    use std::collections::BTreeMap;
 
     type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 

@@ -39,8 +39,7 @@ const HEADER: usize = 16;
 
 /// One sorted run: entries back to back, each `[u64 key length][u64 value length, or
 /// REMOVED][key][value]`, keys strictly increasing.
-#[derive(Default)]
-pub(super) struct Run {
+struct Run {
     bytes: Vec<u8>,
     /// Where each entry starts in `bytes`.
     starts: Vec<usize>,
@@ -61,7 +60,7 @@ impl Run {
     }
 
     /// Sorts a group's writes into a run (the last write of a key wins).
-    pub(super) fn from_writes(mut writes: Writes) -> Run {
+    fn from_writes(mut writes: Writes) -> Run {
         // Stable: writes of one key keep their order, and the last one is kept.
         writes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut kept: Writes = Vec::with_capacity(writes.len());
@@ -94,7 +93,7 @@ impl Run {
         }
     }
 
-    pub(super) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.starts.len()
     }
 
@@ -118,7 +117,7 @@ impl Run {
     }
 
     /// The run's keys in order.
-    pub(super) fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.starts.iter().map(|&at| self.key_at(at))
     }
 
@@ -210,7 +209,7 @@ impl<'a> Iterator for Merged<'a> {
 
 /// The runs after adding `run` to `runs` (oldest first): the newest two are merged while the
 /// older of them is less than twice the size of the newer.
-pub(super) fn with_run(mut runs: Vec<Arc<Run>>, run: Run) -> Vec<Arc<Run>> {
+fn with_run(mut runs: Vec<Arc<Run>>, run: Run) -> Vec<Arc<Run>> {
     let mut newest = run;
     while let Some(older) = runs.last() {
         if older.len() >= 2 * newest.len() {
@@ -221,6 +220,14 @@ pub(super) fn with_run(mut runs: Vec<Arc<Run>>, run: Run) -> Vec<Arc<Run>> {
     }
     runs.push(Arc::new(newest));
     runs
+}
+
+/// A table's next state after a group's writes, built from a look at the table (see
+/// [`Table::next`]) and taken over by [`Table::install`].
+pub(super) struct Next {
+    runs: Vec<Arc<Run>>,
+    /// Hashes of the new run's keys.
+    hashes: Vec<u64>,
 }
 
 /// Writes journaled but not yet in the engine.
@@ -245,25 +252,30 @@ impl Table {
             .find_map(|run| run.find(key).map(|i| run.entry(i).1))
     }
 
-    /// The runs, to build the next ones from (see [`with_run`]).
-    pub(super) fn runs(&self) -> Vec<Arc<Run>> {
-        self.runs.clone()
+    /// The table with a group's writes added, built without changing it: runs never change
+    /// once built, so the table can be read meanwhile and the result installed afterwards (as
+    /// long as nothing else installs in between).
+    pub(super) fn next(&self, writes: Writes) -> Next {
+        let run = Run::from_writes(writes);
+        let hashes = run.keys().map(xxh3_64).collect();
+        Next {
+            runs: with_run(self.runs.clone(), run),
+            hashes,
+        }
     }
 
-    /// Takes the runs built from this table's runs and a new run whose keys hash to `hashes`.
-    pub(super) fn install(&mut self, runs: Vec<Arc<Run>>, hashes: &[u64]) {
-        self.runs = runs;
-        for &h in hashes {
+    /// Takes the state [`Table::next`] built from this table.
+    pub(super) fn install(&mut self, next: Next) {
+        self.runs = next.runs;
+        for h in next.hashes {
             self.hashes.insert(h);
         }
     }
 
     /// Adds a group's writes.
     pub(super) fn add(&mut self, writes: Writes) {
-        let run = Run::from_writes(writes);
-        let hashes: Vec<u64> = run.keys().map(xxh3_64).collect();
-        let runs = with_run(self.runs(), run);
-        self.install(runs, &hashes);
+        let next = self.next(writes);
+        self.install(next);
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -287,13 +299,23 @@ impl Table {
 
     /// The entries within `bounds` in key order.
     pub(super) fn range(&self, bounds: (Bound<&[u8]>, Bound<&[u8]>)) -> Merged<'_> {
-        Merged::new(
-            self.runs
-                .iter()
-                .map(|run| (&**run, run.lower(bounds.0), run.upper(bounds.1)))
-                .collect(),
-        )
+        range_over(&[self], bounds)
     }
+}
+
+/// The entries of several tables within `bounds` in key order; on equal keys, the entry of the
+/// later table in `tables` (the newer) wins.
+pub(super) fn range_over<'a>(
+    tables: &[&'a Table],
+    bounds: (Bound<&[u8]>, Bound<&[u8]>),
+) -> Merged<'a> {
+    Merged::new(
+        tables
+            .iter()
+            .flat_map(|table| table.runs.iter())
+            .map(|run| (&**run, run.lower(bounds.0), run.upper(bounds.1)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
