@@ -642,12 +642,11 @@ async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Re
     Ok(())
 }
 
-/// Durable batched ingest of mixed outcomes: 4 ReportSendResults streams, 1,000 a message,
-/// then PostgreSQL's batched inserts of the same events.
-/// A mixed-outcome ingest, with the PostgreSQL baseline on the same events: the main one
-/// (`Spread::Days90`: events of the last 90 days, a backfill and the worst case for every
-/// index keyed by time; also through the echo), or `ingest-live` (`Spread::Live`: the same
-/// number of events to new addresses, reported as they happen).
+/// Durable batched ingest of mixed outcomes (4 ReportSendResults streams, 1,000 a message),
+/// then PostgreSQL's batched inserts of the same events: the main one (`Spread::Days90`: events
+/// of the last 90 days, a backfill and the worst case for every index keyed by time; also
+/// through the echo), or `ingest-live` (`Spread::Live`: the same number of events to new
+/// addresses, reported as they happen).
 async fn ingest(
     m: &mut Metrics,
     args: &RunArgs,
