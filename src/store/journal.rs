@@ -58,6 +58,14 @@ pub(super) struct JournalOptions {
     pub idle_checkpoint: std::time::Duration,
 }
 
+impl JournalOptions {
+    /// The largest run a table's merges make: a quarter of a full table, so that a merge
+    /// (which holds both runs and their merge) adds at most that much memory.
+    fn max_run_bytes(&self) -> usize {
+        (self.memtable_bytes / 4).max(1)
+    }
+}
+
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Engine(format!("journal: cannot {what} {}: {e}", path.display()))
 }
@@ -70,7 +78,6 @@ fn corrupt(path: &Path, offset: u64, cause: &str) -> StoreError {
 }
 
 /// The tables in memory.
-#[derive(Default)]
 struct Layers {
     active: Table,
     frozen: Option<Arc<Table>>,
@@ -334,7 +341,7 @@ impl<E: KvEngine> Journaled<E> {
         let (journaled_seq, applied) = read_state(&base)?;
         let mut seq = journaled_seq.max(base.last_seq()?);
         let found = segments(dir)?;
-        let mut replay = Table::default();
+        let mut replay = Table::new(options.max_run_bytes());
         let mut last_generation = applied;
         let mut torn_before: Option<u64> = None;
         for &generation in &found {
@@ -373,7 +380,10 @@ impl<E: KvEngine> Journaled<E> {
             base,
             dir: dir.to_path_buf(),
             options,
-            layers: RwLock::new(Layers::default()),
+            layers: RwLock::new(Layers {
+                active: Table::new(options.max_run_bytes()),
+                frozen: None,
+            }),
             control: Mutex::new(Control::default()),
             changed: Condvar::new(),
             segment: Mutex::new(segment),
@@ -492,7 +502,10 @@ impl<E: KvEngine> Inner<E> {
         *segment = create_segment(&self.dir, generation + 1)?;
         let table = {
             let mut layers = self.write_layers();
-            let table = Arc::new(std::mem::take(&mut layers.active));
+            let table = Arc::new(std::mem::replace(
+                &mut layers.active,
+                Table::new(self.options.max_run_bytes()),
+            ));
             layers.frozen = Some(table.clone());
             metrics::gauge!("suppressd_journal_table_bytes").set(0.0);
             table

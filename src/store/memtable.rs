@@ -5,6 +5,11 @@
 //! two whenever the older is less than twice the size of the newer, so a table of `n` entries
 //! has at most about log2(n) runs and each entry is copied that many times, sequentially.
 //!
+//! A merge never makes a run larger than the table's `max_run_bytes` (a quarter of the table's
+//! limit in the journal): while two runs merge, both and their merge are in memory, so without
+//! the cap the table's memory would briefly double when its two halves merged. Past the cap,
+//! runs of about that size simply stay side by side (four or five of them in a full table).
+//!
 //! Why not an ordered map: with a million entries, an insert into a `BTreeMap` walks a dozen
 //! nodes whose keys each sit in their own allocation, one trip to memory per comparison; that
 //! was a third of the writer thread's time. Merging flat runs reads and writes memory in
@@ -208,11 +213,13 @@ impl<'a> Iterator for Merged<'a> {
 }
 
 /// The runs after adding `run` to `runs` (oldest first): the newest two are merged while the
-/// older of them is less than twice the size of the newer.
-fn with_run(mut runs: Vec<Arc<Run>>, run: Run) -> Vec<Arc<Run>> {
+/// older of them is less than twice the size of the newer and their bytes stay within
+/// `max_run_bytes`.
+fn with_run(mut runs: Vec<Arc<Run>>, run: Run, max_run_bytes: usize) -> Vec<Arc<Run>> {
     let mut newest = run;
     while let Some(older) = runs.last() {
-        if older.len() >= 2 * newest.len() {
+        if older.len() >= 2 * newest.len() || older.bytes.len() + newest.bytes.len() > max_run_bytes
+        {
             break;
         }
         newest = Run::merge(older, &newest);
@@ -231,15 +238,31 @@ pub(super) struct Next {
 }
 
 /// Writes journaled but not yet in the engine.
-#[derive(Default)]
 pub(super) struct Table {
     /// Oldest first.
     runs: Vec<Arc<Run>>,
     /// Hashes of every key in the runs.
     hashes: HashSlots<u64>,
+    /// No merge makes a run larger than this.
+    max_run_bytes: usize,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table::new(usize::MAX)
+    }
 }
 
 impl Table {
+    /// An empty table whose merges stop at runs of `max_run_bytes`.
+    pub(super) fn new(max_run_bytes: usize) -> Table {
+        Table {
+            runs: Vec::new(),
+            hashes: HashSlots::default(),
+            max_run_bytes,
+        }
+    }
+
     /// The table's value of `key`: `Some(None)` if it was removed, `None` if the table does not
     /// know it.
     pub(super) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
@@ -259,7 +282,7 @@ impl Table {
         let run = Run::from_writes(writes);
         let hashes = run.keys().map(xxh3_64).collect();
         Next {
-            runs: with_run(self.runs.clone(), run),
+            runs: with_run(self.runs.clone(), run, self.max_run_bytes),
             hashes,
         }
     }
@@ -360,24 +383,37 @@ mod tests {
 
     proptest! {
         /// After any sequence of groups, every read of the table agrees with an ordered map
-        /// that took the same writes one by one.
+        /// that took the same writes one by one, whether or not merges stop at a run size.
         #[test]
         fn reads_agree_with_an_ordered_map(
             groups in prop::collection::vec(prop::collection::vec(write(), 0..12), 0..24),
             probes in prop::collection::vec(key(), 8),
             ranges in prop::collection::vec((bound(), bound()), 4),
+            max_run_bytes in prop_oneof![Just(usize::MAX), 1usize..200],
         ) {
-            let mut table = Table::default();
+            let mut table = Table::new(max_run_bytes);
             let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+            let mut largest_group = 0;
             for group in groups {
                 for (k, v) in &group {
                     model.insert(k.clone(), v.clone());
                 }
+                let group_bytes: usize = group
+                    .iter()
+                    .map(|(k, v)| HEADER + k.len() + v.as_ref().map_or(0, Vec::len))
+                    .sum();
+                largest_group = largest_group.max(group_bytes);
                 if !group.is_empty() {
                     table.add(group);
                 }
                 prop_assert_eq!(table.len(), model.len());
-                prop_assert!(table.runs.len() <= 1 + model.len().max(1).ilog2() as usize);
+                if max_run_bytes == usize::MAX {
+                    prop_assert!(table.runs.len() <= 1 + model.len().max(1).ilog2() as usize);
+                }
+                // Only a group's own run may be larger than the cap.
+                for run in &table.runs {
+                    prop_assert!(run.bytes.len() <= max_run_bytes.max(largest_group));
+                }
                 for k in &probes {
                     prop_assert_eq!(
                         table.get(k).map(|v| v.map(<[u8]>::to_vec)),
