@@ -46,7 +46,7 @@ const MAGIC: &[u8; 8] = b"SPDJNL01";
 /// Bytes before a record's payload: length and checksum.
 const RECORD_HEADER: usize = 12;
 
-/// How the journal is sized (`--journal-mb`: 256 MiB by default, about 270,000 mixed events:
+/// How the journal is sized (`--journal-mb`: 384 MiB by default, about 430,000 mixed events:
 /// large enough that a checkpoint's keys share the engine's pages).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct JournalOptions {
