@@ -8,7 +8,8 @@
 //! A merge never makes a run larger than the table's `max_run_bytes` (a quarter of the table's
 //! limit in the journal): while two runs merge, both and their merge are in memory, so without
 //! the cap the table's memory would briefly double when its two halves merged. Past the cap,
-//! runs of about that size simply stay side by side (four or five of them in a full table).
+//! runs of half that size or more simply stay side by side (four to eight of them in a full
+//! table).
 //!
 //! Why not an ordered map: with a million entries, an insert into a `BTreeMap` walks a dozen
 //! nodes whose keys each sit in their own allocation, one trip to memory per comparison; that
