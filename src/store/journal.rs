@@ -59,10 +59,10 @@ pub(super) struct JournalOptions {
 }
 
 impl JournalOptions {
-    /// The largest run a table's merges make: a quarter of a full table, so that a merge
+    /// An empty table whose merges stop at runs of a quarter of a full table, so that a merge
     /// (which holds both runs and their merge) adds at most that much memory.
-    fn max_run_bytes(&self) -> usize {
-        (self.memtable_bytes / 4).max(1)
+    fn empty_table(&self) -> Table {
+        Table::new((self.memtable_bytes / 4).max(1))
     }
 }
 
@@ -341,7 +341,7 @@ impl<E: KvEngine> Journaled<E> {
         let (journaled_seq, applied) = read_state(&base)?;
         let mut seq = journaled_seq.max(base.last_seq()?);
         let found = segments(dir)?;
-        let mut replay = Table::new(options.max_run_bytes());
+        let mut replay = options.empty_table();
         let mut last_generation = applied;
         let mut torn_before: Option<u64> = None;
         for &generation in &found {
@@ -381,7 +381,7 @@ impl<E: KvEngine> Journaled<E> {
             dir: dir.to_path_buf(),
             options,
             layers: RwLock::new(Layers {
-                active: Table::new(options.max_run_bytes()),
+                active: options.empty_table(),
                 frozen: None,
             }),
             control: Mutex::new(Control::default()),
@@ -504,7 +504,7 @@ impl<E: KvEngine> Inner<E> {
             let mut layers = self.write_layers();
             let table = Arc::new(std::mem::replace(
                 &mut layers.active,
-                Table::new(self.options.max_run_bytes()),
+                self.options.empty_table(),
             ));
             layers.frozen = Some(table.clone());
             metrics::gauge!("suppressd_journal_table_bytes").set(0.0);

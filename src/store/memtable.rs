@@ -248,12 +248,6 @@ pub(super) struct Table {
     max_run_bytes: usize,
 }
 
-impl Default for Table {
-    fn default() -> Table {
-        Table::new(usize::MAX)
-    }
-}
-
 impl Table {
     /// An empty table whose merges stop at runs of `max_run_bytes`.
     pub(super) fn new(max_run_bytes: usize) -> Table {
