@@ -18,6 +18,7 @@
 //!   shared by `main` and the tests.
 
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod fasthash;
