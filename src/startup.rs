@@ -12,13 +12,14 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::app::{App, Limits, Settings};
 use crate::classify::Classifier;
 use crate::config::ServeSettings;
 use crate::grpc::error::oversize_is_resource_exhausted;
 use crate::grpc::proto::suppression_admin_service_server::SuppressionAdminServiceServer;
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
-use crate::grpc::{ApiSettings, Limits, SuppressionApi};
+use crate::grpc::{AdminApi, SuppressionApi};
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
 use crate::store::{StoreOptions, SuppressionStore};
@@ -33,7 +34,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     store: Arc<dyn SuppressionStore>,
-    api: SuppressionApi,
+    app: App,
     max_message_bytes: usize,
 }
 
@@ -59,7 +60,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let api_settings = ApiSettings {
+        let app_settings = Settings {
             policy: EscalationPolicy {
                 soft_bounce_threshold: settings.soft_bounce_threshold,
                 soft_bounce_window: Duration::from_secs(
@@ -78,8 +79,9 @@ impl Application {
                 min_sample: settings.health_min_sample,
             },
             correction_threshold: settings.correction_threshold,
+            clock: settings.clock.clone(),
         };
-        let api = SuppressionApi::new(store.clone(), Arc::new(Classifier::new()), api_settings);
+        let app = App::new(store.clone(), Arc::new(Classifier::new()), app_settings);
         tracing::info!(
             %addr,
             data_dir = %settings.data_dir.display(),
@@ -91,7 +93,7 @@ impl Application {
             listener,
             addr,
             store,
-            api,
+            app,
             max_message_bytes: settings.max_message_bytes,
         })
     }
@@ -131,10 +133,10 @@ impl Application {
             .build_v1alpha()
             .context("cannot build the reflection service")?;
 
-        let api = self.api.clone();
-        let admin = SuppressionAdminServiceServer::new(self.api.clone())
+        let app = self.app.clone();
+        let admin = SuppressionAdminServiceServer::new(AdminApi::new(self.app.clone()))
             .max_decoding_message_size(self.max_message_bytes);
-        let suppression = SuppressionServiceServer::new(self.api)
+        let suppression = SuppressionServiceServer::new(SuppressionApi::new(self.app))
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024));
 
@@ -187,8 +189,8 @@ impl Application {
             .await
             .context("server failed")?;
 
-        api.shutdown().await;
-        drop(api);
+        app.shutdown().await;
+        drop(app);
         let store = self.store;
         tokio::task::spawn_blocking(move || store.close())
             .await

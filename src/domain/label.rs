@@ -20,36 +20,114 @@ pub enum LabelError {
     ControlChar,
 }
 
-/// Validates a short label: at most [`MAX_LABEL_CHARS`] characters, no control characters.
-/// Surrounding whitespace is trimmed.
-pub fn parse_label(input: &str, required: bool) -> Result<String, LabelError> {
-    let s = input.trim();
-    if s.is_empty() && required {
-        return Err(LabelError::Required);
+/// A short label: at most [`MAX_LABEL_CHARS`] characters, no control characters, surrounding
+/// whitespace trimmed. Names the two ways a field can be asked for.
+pub struct Label;
+
+impl Label {
+    /// A label that must be given (not empty after trimming).
+    pub fn required(input: &str) -> Result<String, LabelError> {
+        let s = Self::optional(input)?;
+        if s.is_empty() {
+            return Err(LabelError::Required);
+        }
+        Ok(s)
     }
-    if s.chars().count() > MAX_LABEL_CHARS {
-        return Err(LabelError::TooLong(MAX_LABEL_CHARS));
+
+    /// A label that may be empty (empty means "not given").
+    pub fn optional(input: &str) -> Result<String, LabelError> {
+        let s = input.trim();
+        if s.chars().count() > MAX_LABEL_CHARS {
+            return Err(LabelError::TooLong(MAX_LABEL_CHARS));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(LabelError::ControlChar);
+        }
+        Ok(s.to_string())
     }
-    if s.chars().any(char::is_control) {
-        return Err(LabelError::ControlChar);
-    }
-    Ok(s.to_string())
 }
 
-/// Validates a note or justification: at most [`MAX_NOTE_CHARS`] characters (newlines allowed).
-pub fn parse_note(input: &str, required: bool) -> Result<String, LabelError> {
-    let s = input.trim();
-    if s.is_empty() && required {
-        return Err(LabelError::Required);
+/// A note or justification: at most [`MAX_NOTE_CHARS`] characters, newlines and tabs allowed,
+/// surrounding whitespace trimmed.
+pub struct Note;
+
+impl Note {
+    /// A note that must be given (a justification).
+    pub fn required(input: &str) -> Result<String, LabelError> {
+        let s = Self::optional(input)?;
+        if s.is_empty() {
+            return Err(LabelError::Required);
+        }
+        Ok(s)
     }
-    if s.chars().count() > MAX_NOTE_CHARS {
-        return Err(LabelError::TooLong(MAX_NOTE_CHARS));
+
+    /// A note that may be empty.
+    pub fn optional(input: &str) -> Result<String, LabelError> {
+        let s = input.trim();
+        if s.chars().count() > MAX_NOTE_CHARS {
+            return Err(LabelError::TooLong(MAX_NOTE_CHARS));
+        }
+        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(LabelError::ControlChar);
+        }
+        Ok(s.to_string())
     }
-    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(LabelError::ControlChar);
-    }
-    Ok(s.to_string())
 }
+
+macro_rules! optional_label {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates it as a [`Label`]; empty means "not given".
+            pub fn parse(input: &str) -> Result<Self, LabelError> {
+                Label::optional(input).map($name)
+            }
+
+            /// The label as given (trimmed); empty when not given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// True when not given.
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+
+            /// The label, or `None` when not given.
+            pub fn given(self) -> Option<String> {
+                (!self.0.is_empty()).then_some(self.0)
+            }
+
+            /// The label as a string (empty when not given).
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+optional_label!(
+    /// Where a contact was acquired (a list, a form, a partner): the dimension whose bounce
+    /// rates tell which acquisition channels to pause.
+    Source
+);
+optional_label!(
+    /// The campaign a message belonged to.
+    Campaign
+);
+optional_label!(
+    /// The audience segment a message was sent to.
+    Segment
+);
 
 /// Validates a raw SMTP response: at most [`MAX_SMTP_RESPONSE_BYTES`] bytes, kept verbatim.
 pub fn parse_smtp_response(input: &str) -> Result<String, LabelError> {
@@ -57,4 +135,37 @@ pub fn parse_smtp_response(input: &str) -> Result<String, LabelError> {
         return Err(LabelError::TooManyBytes(MAX_SMTP_RESPONSE_BYTES));
     }
     Ok(input.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_required_label_refuses_blank_input_and_an_optional_one_takes_it_as_not_given() {
+        assert_eq!(Label::required("  "), Err(LabelError::Required));
+        assert_eq!(Label::optional("  ").as_deref(), Ok(""));
+        assert_eq!(Label::required(" crm ").as_deref(), Ok("crm"));
+        assert_eq!(Source::parse("").map(Source::given), Ok(None));
+        assert_eq!(
+            Campaign::parse(" autumn ").map(Campaign::given),
+            Ok(Some("autumn".to_string()))
+        );
+    }
+
+    #[test]
+    fn labels_refuse_control_characters_and_overlong_input_but_notes_keep_newlines() {
+        assert_eq!(Label::optional("a\nb"), Err(LabelError::ControlChar));
+        assert_eq!(
+            Note::optional("line 1\nline 2").as_deref(),
+            Ok("line 1\nline 2")
+        );
+        assert_eq!(Note::required(""), Err(LabelError::Required));
+        let long = "x".repeat(MAX_LABEL_CHARS + 1);
+        assert_eq!(
+            Segment::parse(&long),
+            Err(LabelError::TooLong(MAX_LABEL_CHARS))
+        );
+        assert!(Note::optional(&long).is_ok());
+    }
 }

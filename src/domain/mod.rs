@@ -13,8 +13,8 @@ pub use classification::{
     BounceReason, BounceType, Classification, ReportedOutcome, RuleId, SmtpEvidence,
 };
 pub use label::{
-    parse_label, parse_note, parse_smtp_response, LabelError, MAX_LABEL_CHARS, MAX_NOTE_CHARS,
-    MAX_SMTP_RESPONSE_BYTES,
+    parse_smtp_response, Campaign, Label, LabelError, Note, Segment, Source, MAX_LABEL_CHARS,
+    MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
 };
 pub use record::{
     AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport, StateChange,

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BounceReason, BounceType, Classification, EmailAddress, ReportedOutcome, Timestamp};
+use super::{
+    BounceReason, BounceType, Campaign, Classification, EmailAddress, ReportedOutcome, Segment,
+    Source, Timestamp,
+};
 
 /// A validated send result, as reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,11 +21,11 @@ pub struct SendReport {
     /// Enhanced status code given separately, if any.
     pub enhanced_status: Option<String>,
     /// Where the contact was acquired.
-    pub source: String,
+    pub source: Source,
     /// Campaign of the message.
-    pub campaign: String,
+    pub campaign: Campaign,
     /// Audience segment of the message.
-    pub segment: String,
+    pub segment: Segment,
     /// The ESP or MTA that reported it.
     pub provider: String,
     /// When it happened (defaults to when it was received).
@@ -74,9 +77,9 @@ impl RecordedEvent {
             outcome: report.outcome,
             smtp_response: report.smtp_response,
             enhanced_status: report.enhanced_status,
-            source: report.source,
-            campaign: report.campaign,
-            segment: report.segment,
+            source: report.source.into_string(),
+            campaign: report.campaign.into_string(),
+            segment: report.segment.into_string(),
             provider: report.provider,
             occurred_at: report.occurred_at,
             recorded_at,

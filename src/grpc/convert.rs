@@ -1,16 +1,16 @@
 //! Proto <-> domain conversion. Validation of wire input happens here, at the edge, and yields
 //! field-named violations.
 
-use super::error::FieldViolation;
 use super::proto as pb;
+use crate::app::{AddressStatus, FieldViolation};
 use crate::domain::{
-    parse_label, parse_smtp_response, AddressRecord, BounceReason, BounceType, Classification,
-    Dimension, EmailAddress, EvidenceKind, HistoryEntry, OutcomeCounts, RecordedEvent,
-    ReportedOutcome, SendReport, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
+    parse_smtp_response, BounceReason, BounceType, Campaign, Classification, Dimension,
+    EmailAddress, EvidenceKind, HistoryEntry, Label, OutcomeCounts, RecordedEvent, ReportedOutcome,
+    Segment, SendReport, Source, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
 };
 use crate::monitor::WindowCounts;
 use crate::policy::health::{Health, HealthVerdict};
-use crate::policy::EscalationPolicy;
+use crate::suggest::{self, Suggestion};
 
 /// Parses the tenant field.
 pub fn tenant(raw: &str) -> Result<Tenant, FieldViolation> {
@@ -184,7 +184,7 @@ pub fn send_report(
 ) -> Result<SendReport, FieldViolation> {
     let f = |name: &str| format!("{prefix}.{name}");
     let event_id =
-        parse_label(&r.event_id, true).map_err(|e| FieldViolation::new(f("event_id"), e))?;
+        Label::required(&r.event_id).map_err(|e| FieldViolation::new(f("event_id"), e))?;
     let address = address(&f("address"), &r.address)?;
     let outcome = outcome(&f("outcome"), r.outcome)?;
     let smtp_response = parse_smtp_response(&r.smtp_response)
@@ -199,8 +199,10 @@ pub fn send_report(
             ))
         }
     };
-    let label =
-        |name: &str, v: &str| parse_label(v, false).map_err(|e| FieldViolation::new(f(name), e));
+    let violation = |name: &str| {
+        let field = f(name);
+        move |e| FieldViolation::new(field, e)
+    };
     let occurred_at = optional_timestamp(&f("occurred_at"), r.occurred_at.as_ref())?.unwrap_or(now);
     Ok(SendReport {
         event_id,
@@ -208,10 +210,10 @@ pub fn send_report(
         outcome,
         smtp_response,
         enhanced_status,
-        source: label("source", &r.source)?,
-        campaign: label("campaign", &r.campaign)?,
-        segment: label("segment", &r.segment)?,
-        provider: label("provider", &r.provider)?,
+        source: Source::parse(&r.source).map_err(violation("source"))?,
+        campaign: Campaign::parse(&r.campaign).map_err(violation("campaign"))?,
+        segment: Segment::parse(&r.segment).map_err(violation("segment"))?,
+        provider: Label::optional(&r.provider).map_err(violation("provider"))?,
         occurred_at,
     })
 }
@@ -237,13 +239,8 @@ pub fn proto_classification(c: &Classification) -> pb::Classification {
     }
 }
 
-/// Domain suppression -> wire.
-pub fn proto_suppression(s: &Suppression) -> pb::Suppression {
-    proto_suppression_owned(s.clone())
-}
-
-/// [`proto_suppression`] of a suppression the caller no longer needs: its strings move.
-pub fn proto_suppression_owned(s: Suppression) -> pb::Suppression {
+/// Domain suppression -> wire (its strings move).
+pub fn proto_suppression(s: Suppression) -> pb::Suppression {
     pb::Suppression {
         reason: proto_reason(s.reason) as i32,
         outcome_type: s
@@ -257,35 +254,32 @@ pub fn proto_suppression_owned(s: Suppression) -> pb::Suppression {
     }
 }
 
-/// The status of a valid address given its record.
-pub fn address_status(
-    address: &EmailAddress,
-    given: &str,
-    record: Option<&AddressRecord>,
-    policy: &EscalationPolicy,
-    now: Timestamp,
-) -> pb::AddressStatus {
-    let suppression = record.and_then(|r| r.suppression.as_ref());
+/// The status of a valid address; `given` is the address as the caller wrote it.
+pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
+    let AddressStatus {
+        address,
+        record,
+        recent_soft_bounces,
+    } = status;
+    let record = record.unwrap_or_default();
     pb::AddressStatus {
         address: address.as_str().to_string(),
-        state: if suppression.is_some() {
+        state: if record.suppression.is_some() {
             pb::AddressState::Suppressed
         } else {
             pb::AddressState::Allowed
         } as i32,
-        suppression: suppression.map(proto_suppression),
-        recent_soft_bounces: record.map_or(0, |r| policy.recent_soft_bounces(r, now)),
+        suppression: record.suppression.map(proto_suppression),
+        recent_soft_bounces,
         error: String::new(),
-        given_address: given.to_string(),
-        pending_validation: record.is_some_and(|r| r.pending_validation.is_some()),
+        given_address: given,
+        pending_validation: record.pending_validation.is_some(),
         replaces: record
-            .and_then(|r| r.pending_validation.as_ref())
-            .map(|p| p.replaces.clone())
+            .pending_validation
+            .map(|p| p.replaces)
             .unwrap_or_default(),
-        replaced_by: record
-            .and_then(|r| r.replaced_by.clone())
-            .unwrap_or_default(),
-        needs_enrichment: record.is_some_and(|r| r.needs_enrichment),
+        replaced_by: record.replaced_by.unwrap_or_default(),
+        needs_enrichment: record.needs_enrichment,
     }
 }
 
@@ -353,6 +347,20 @@ pub fn proto_history(h: &HistoryEntry) -> pb::HistoryEntry {
     pb::HistoryEntry {
         at: Some(proto_timestamp(h.at())),
         entry: Some(entry),
+    }
+}
+
+/// A correction suggestion -> wire.
+pub fn proto_suggestion(s: &Suggestion) -> pb::CorrectionSuggestion {
+    let evidence = match s.evidence {
+        suggest::EvidenceKind::TypoFix => EvidenceKind::TypoFix,
+        suggest::EvidenceKind::CompanyPattern => EvidenceKind::CompanyPattern,
+    };
+    pb::CorrectionSuggestion {
+        address: s.address.clone(),
+        evidence: proto_evidence(evidence) as i32,
+        confidence: s.confidence,
+        explanation: s.explanation.clone(),
     }
 }
 
@@ -444,7 +452,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn enhanced_status_shape() {
+    fn an_enhanced_status_must_be_class_subject_detail() {
         for ok in ["5.1.1", "4.7.0", "5.7.26", "2.0.0", "5.100.999"] {
             assert!(is_enhanced_status(ok), "{ok}");
         }

@@ -1,61 +1,14 @@
-//! The one place where service errors become gRPC status codes.
+//! The one place where use-case errors become gRPC status codes.
 
 use tonic::codegen::http;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+pub use crate::app::{AppError, FieldViolation};
 use crate::store::StoreError;
 
-/// A field of a request that is wrong, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    /// The field path, e.g. `result.address` or `contacts[3].address`.
-    pub field: String,
-    /// What is wrong with it.
-    pub description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field`.
-    pub fn new(field: impl Into<String>, description: impl ToString) -> Self {
-        FieldViolation {
-            field: field.into(),
-            description: description.to_string(),
-        }
-    }
-}
-
-/// Everything a request can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The client sent a bad field.
-    #[error("{}: {}", .0.field, .0.description)]
-    InvalidArgument(FieldViolation),
-    /// The named thing does not exist (or is not in the required state).
-    #[error("{0}")]
-    NotFound(String),
-    /// The request is valid but the system is not in a state to perform it.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// The server is shutting down or the store is unavailable.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Storage failed; details are logged, not sent.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Anything else that is the server's fault.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<FieldViolation> for ServiceError {
-    fn from(v: FieldViolation) -> Self {
-        ServiceError::InvalidArgument(v)
-    }
-}
-
-impl From<ServiceError> for Status {
-    fn from(err: ServiceError) -> Status {
+impl From<AppError> for Status {
+    fn from(err: AppError) -> Status {
         let status = to_status(err);
         tracing::Span::current().record("outcome", tracing::field::debug(status.code()));
         tracing::debug!(code = ?status.code(), message = status.message(), "call failed");
@@ -63,10 +16,10 @@ impl From<ServiceError> for Status {
     }
 }
 
-fn to_status(err: ServiceError) -> Status {
+fn to_status(err: AppError) -> Status {
     {
         match err {
-            ServiceError::InvalidArgument(v) => {
+            AppError::InvalidArgument(v) => {
                 let mut details = ErrorDetails::new();
                 details.add_bad_request_violation(v.field.clone(), v.description.clone());
                 Status::with_error_details(
@@ -75,25 +28,41 @@ fn to_status(err: ServiceError) -> Status {
                     details,
                 )
             }
-            ServiceError::NotFound(m) => Status::not_found(m),
-            ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
-            ServiceError::Unavailable(m) => Status::unavailable(m),
-            ServiceError::Store(StoreError::Closed) => {
+            AppError::NotFound(m) => Status::not_found(m),
+            AppError::FailedPrecondition(m) => Status::failed_precondition(m),
+            AppError::Unavailable(m) => Status::unavailable(m),
+            AppError::Store(StoreError::Closed) => {
                 Status::unavailable("the server is shutting down")
             }
-            ServiceError::Store(StoreError::BadCursor) => {
+            AppError::Store(StoreError::BadCursor) => {
                 let v = FieldViolation::new("page_token", "is not a token this server issued");
-                ServiceError::InvalidArgument(v).into()
+                AppError::InvalidArgument(v).into()
             }
-            ServiceError::Store(e) => {
-                tracing::error!(error = %e, "storage error");
+            AppError::Store(e) => {
+                tracing::error!(error = %ErrorChain(&e), "storage error");
                 Status::internal("internal storage error")
             }
-            ServiceError::Internal(m) => {
+            AppError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")
             }
         }
+    }
+}
+
+/// Displays an error with every cause below it, `outer: cause: root cause`, so a log line
+/// keeps what the opaque INTERNAL answer leaves out.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -122,4 +91,36 @@ pub fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> htt
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk said no")]
+    struct Root;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write the batch")]
+    struct Outer(#[source] Root);
+
+    #[test]
+    fn an_error_chain_shows_every_cause() {
+        let e = Outer(Root);
+        assert_eq!(
+            ErrorChain(&e).to_string(),
+            "cannot write the batch: disk said no"
+        );
+    }
+
+    #[test]
+    fn a_field_violation_is_invalid_argument_naming_the_field() {
+        let status = Status::from(AppError::from(FieldViolation::new(
+            "result.address",
+            "has no @",
+        )));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "result.address: has no @");
+    }
 }

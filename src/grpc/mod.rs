@@ -1,16 +1,25 @@
-//! The gRPC surface: tonic services, proto <-> domain conversion and error mapping. The only
-//! module that knows tonic.
+//! The gRPC surface: one file per proto service, proto <-> domain conversion, page tokens and
+//! the error map. The only module that knows tonic; every rule it applies comes from
+//! [`crate::app`].
+//!
+//! - `suppression_service`: `suppression.v1.SuppressionService`, every RPC.
+//! - `admin_service`: `suppression.v1.SuppressionAdminService` (Reclassify).
+//! - `import`: the `CheckImport` stream and its verdict formats.
+//! - `monitoring`: the stats RPCs' windows, rankings and watch messages.
+//! - `convert`: wire <-> domain; validation of wire input, with field-named errors.
+//! - `paging`: signed page tokens bound to their request.
+//! - [`error`]: the one place where errors become status codes.
 
-mod classification;
+mod admin_service;
 mod convert;
-mod correction;
 pub mod error;
 mod import;
 mod monitoring;
 mod paging;
-mod service;
+mod suppression_service;
 
-pub use service::{ApiSettings, Limits, SuppressionApi, ANONYMOUS, CALLER_ID_HEADER};
+pub use admin_service::AdminApi;
+pub use suppression_service::{SuppressionApi, ANONYMOUS, CALLER_ID_HEADER};
 
 /// Code generated from `proto/suppression/v1/suppression.proto`.
 pub mod proto {

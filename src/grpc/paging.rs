@@ -8,6 +8,52 @@ use sha2::Sha256;
 use super::error::FieldViolation;
 
 const TOKEN_VERSION: u8 = 1;
+
+/// The request a page token is bound to, written canonically: the RPC, then each filter as
+/// `name=length:value`, so that no two different requests write the same scope (a value
+/// holding a separator cannot pass for two fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope(String);
+
+impl Scope {
+    /// The scope of a listing RPC, before its filters.
+    pub fn new(rpc: &str) -> Scope {
+        Scope(rpc.to_string())
+    }
+
+    /// Adds a filter; an absent one is written as empty.
+    pub fn with(mut self, name: &str, value: impl std::fmt::Display) -> Scope {
+        let value = value.to_string();
+        self.0.push('|');
+        self.0.push_str(name);
+        self.0.push('=');
+        self.0.push_str(&value.len().to_string());
+        self.0.push(':');
+        self.0.push_str(&value);
+        self
+    }
+
+    /// Adds an optional filter (absent and empty are told apart).
+    pub fn with_optional(self, name: &str, value: Option<impl std::fmt::Display>) -> Scope {
+        match value {
+            Some(v) => self.with(name, format_args!("+{v}")),
+            None => self.with(name, "-"),
+        }
+    }
+
+    /// Adds a list of values, in the order given.
+    pub fn with_list<T: std::fmt::Display>(mut self, name: &str, values: &[T]) -> Scope {
+        self = self.with(&format!("{name}#"), values.len());
+        for v in values {
+            self = self.with(name, v);
+        }
+        self
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 const MAC_LEN: usize = 16;
 
 /// Issues and checks page tokens with a key kept in the store.
@@ -29,7 +75,8 @@ impl PageTokens {
         PageTokens { secret }
     }
 
-    fn mac(&self, scope: &str, cursor: &[u8]) -> [u8; MAC_LEN] {
+    fn mac(&self, scope: &Scope, cursor: &[u8]) -> [u8; MAC_LEN] {
+        let scope = scope.as_str();
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC accepts keys of any length"),
@@ -45,8 +92,8 @@ impl PageTokens {
     }
 
     /// A token for `cursor`, valid only for requests with the same `scope` (RPC, tenant and
-    /// filters, canonically written).
-    pub fn issue(&self, scope: &str, cursor: &[u8]) -> String {
+    /// filters).
+    pub fn issue(&self, scope: &Scope, cursor: &[u8]) -> String {
         let mut raw = Vec::with_capacity(1 + cursor.len() + MAC_LEN);
         raw.push(TOKEN_VERSION);
         raw.extend_from_slice(cursor);
@@ -55,7 +102,7 @@ impl PageTokens {
     }
 
     /// The cursor of a token; `None` for an empty token (first page).
-    pub fn check(&self, scope: &str, token: &str) -> Result<Option<Vec<u8>>, FieldViolation> {
+    pub fn check(&self, scope: &Scope, token: &str) -> Result<Option<Vec<u8>>, FieldViolation> {
         if token.is_empty() {
             return Ok(None);
         }
@@ -85,27 +132,48 @@ impl PageTokens {
 mod tests {
     use super::*;
 
+    fn scope(tenant: &str, source: &str) -> Scope {
+        Scope::new("ListBounces")
+            .with("tenant", tenant)
+            .with("source", source)
+    }
+
     #[test]
     fn tokens_round_trip_and_refuse_tampering_and_other_scopes() {
         let t = PageTokens::new([7; 32]);
-        let token = t.issue("ListBounces|acme|src", b"cursor-bytes");
+        let token = t.issue(&scope("acme", "src"), b"cursor-bytes");
         assert_eq!(
-            t.check("ListBounces|acme|src", &token).unwrap(),
+            t.check(&scope("acme", "src"), &token).unwrap(),
             Some(b"cursor-bytes".to_vec())
         );
-        assert!(t.check("ListBounces|other|src", &token).is_err());
+        assert!(t.check(&scope("other", "src"), &token).is_err());
         let mut tampered = token.clone().into_bytes();
         tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
         assert!(t
             .check(
-                "ListBounces|acme|src",
+                &scope("acme", "src"),
                 std::str::from_utf8(&tampered).unwrap()
             )
             .is_err());
-        assert!(t.check("ListBounces|acme|src", "not base64!").is_err());
+        assert!(t.check(&scope("acme", "src"), "not base64!").is_err());
         assert!(PageTokens::new([8; 32])
-            .check("ListBounces|acme|src", &token)
+            .check(&scope("acme", "src"), &token)
             .is_err());
-        assert_eq!(t.check("x", "").unwrap(), None);
+        assert_eq!(t.check(&Scope::new("x"), "").unwrap(), None);
+    }
+
+    #[test]
+    fn a_value_holding_separators_cannot_pass_for_other_filters() {
+        assert_ne!(scope("a|source=1:b", ""), scope("a", "b"));
+        assert_ne!(
+            Scope::new("L").with_optional("source", None::<&str>),
+            Scope::new("L").with_optional("source", Some("")),
+        );
+        assert_ne!(
+            Scope::new("L").with_list("reasons", &["a", "b"]),
+            Scope::new("L")
+                .with_list("reasons", &["a"])
+                .with_list("reasons", &["b"]),
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::clock::Clock;
 use crate::domain::{Dimension, OutcomeCounts, Tenant, Timestamp};
 use crate::policy::health::{Health, HealthThresholds, HealthVerdict};
 use crate::store::{CounterTouch, Granularity, StoreError, SuppressionStore};
@@ -86,6 +87,16 @@ pub fn last_24_hours(
     )
 }
 
+/// Resolves when a clock moved by hand moves; never for the system clock.
+async fn clock_moved(
+    moves: &mut Option<tokio::sync::watch::Receiver<i64>>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match moves {
+        Some(m) => m.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A verdict that changed.
 #[derive(Debug, Clone)]
 pub struct HealthChange {
@@ -105,6 +116,8 @@ pub struct HealthChange {
 pub struct HealthMonitor {
     store: Arc<dyn SuppressionStore>,
     thresholds: HealthThresholds,
+    /// Where "now" comes from: the window slides with it.
+    clock: Clock,
     /// Last verdict per dimension value that is not HEALTHY (absent means HEALTHY).
     verdicts: Mutex<HashMap<CounterTouch, Health>>,
     changes: broadcast::Sender<HealthChange>,
@@ -116,15 +129,19 @@ pub struct HealthMonitor {
 
 impl HealthMonitor {
     /// Starts the watcher on the current tokio runtime.
+    /// Every value not healthy is judged again every minute, and, with a clock moved by hand,
+    /// whenever it moves.
     pub fn spawn(
         store: Arc<dyn SuppressionStore>,
         thresholds: HealthThresholds,
+        clock: Clock,
     ) -> Arc<HealthMonitor> {
         let (changes, _) = broadcast::channel(4096);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let monitor = Arc::new(HealthMonitor {
             store: store.clone(),
             thresholds,
+            clock: clock.clone(),
             verdicts: Mutex::new(HashMap::new()),
             changes,
             stop,
@@ -132,6 +149,7 @@ impl HealthMonitor {
         });
         let mut touches = store.subscribe_counters();
         let watcher = monitor.clone();
+        let mut moves = clock.moves();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -145,6 +163,7 @@ impl HealthMonitor {
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     _ = tick.tick() => watcher.judged(),
+                    Ok(()) = clock_moved(&mut moves) => watcher.judged(),
                     _ = stopped.changed() => break,
                 };
                 let w = watcher.clone();
@@ -187,7 +206,7 @@ impl HealthMonitor {
     }
 
     fn rejudge(&self, subjects: Vec<CounterTouch>) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         for subject in subjects {
             let window = last_24_hours(
                 self.store.as_ref(),

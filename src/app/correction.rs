@@ -1,25 +1,33 @@
-//! Correction RPCs: ReplaceAddress, SuggestCorrections, ListSuppressions, and the suggestion
-//! lookups the import guard shares with them.
+//! Corrections of bad addresses, as the brief's decision tree runs them: suggest candidates
+//! (domain typos, the company's email pattern), replace only with evidence and high
+//! confidence, and otherwise mark the contact as needing enrichment.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use super::convert;
-use super::error::{FieldViolation, ServiceError};
-use super::proto as pb;
-use super::service::{blocking, record_span, SuppressionApi};
-use crate::domain::{parse_label, parse_note, EmailAddress, EvidenceKind, Tenant, Timestamp};
+use super::{blocking, AddressStatus, AppError, Context, FieldViolation};
+use crate::domain::{EmailAddress, EvidenceKind, Tenant};
 use crate::policy::correction::{decide_replacement, ReplaceDecision, ReplaceRequest};
-use crate::store::{PairDecision, PairWrite, SuppressionQuery};
+use crate::store::{PairDecision, PairWrite};
 use crate::suggest::{self, DomainPattern, KnownAddress, KnownDomains, SuggestInput, Suggestion};
 
 /// Most delivered local parts read to infer a domain's pattern.
 const PATTERN_SAMPLE: usize = 5_000;
 /// Most known-good domains of a tenant offered to the typo matcher.
 const KNOWN_DOMAINS: usize = 500;
+/// Most suggestions one `suggest` call returns.
+const MAX_SUGGESTIONS: usize = 20;
+
+/// Suggests and applies corrections.
+#[derive(Clone)]
+pub struct Corrections {
+    context: Context,
+}
 
 /// What suggestion lookups remember within one call or one import stream.
 #[derive(Default)]
-pub(super) struct SuggestionCache {
+pub struct SuggestionCache {
     known_domains: Option<KnownDomains>,
     patterns: HashMap<String, Option<DomainPattern>>,
     /// Typo fixes by domain. Without names only domain typos can be suggested, and those keep
@@ -28,13 +36,42 @@ pub(super) struct SuggestionCache {
 }
 
 /// Outcome of a suggestion lookup.
-pub(super) struct Suggestions {
+#[derive(Debug, Clone)]
+pub struct Suggestions {
     /// The address suggestions were made for (normalized; repaired if the input was invalid).
     pub address: Option<EmailAddress>,
     /// Candidates, best first, none of them suppressed.
     pub candidates: Vec<Suggestion>,
     /// The inferred pattern of the address's domain, if any (and if it was asked for).
     pub pattern: Option<DomainPattern>,
+}
+
+/// A request to replace a bad address by a corrected one.
+#[derive(Debug, Clone)]
+pub struct Replace {
+    /// The bad (suppressed) address.
+    pub old: EmailAddress,
+    /// The corrected address.
+    pub new: EmailAddress,
+    /// What backs the correction.
+    pub evidence: EvidenceKind,
+    /// The caller's confidence, 0 to 1.
+    pub confidence: f32,
+    /// The caller's note.
+    pub note: String,
+    /// Who asked.
+    pub actor: String,
+}
+
+/// What a replacement did.
+#[derive(Debug, Clone)]
+pub struct Replaced {
+    /// The old address's status afterwards.
+    pub old: AddressStatus,
+    /// The new address's status afterwards.
+    pub new: AddressStatus,
+    /// The same replacement was made before; nothing changed.
+    pub already_replaced: bool,
 }
 
 /// Simple repairs of an invalid address: stray spaces, a comma for a dot, a doubled `@`,
@@ -74,17 +111,22 @@ fn repair(raw: &str) -> Option<(EmailAddress, &'static str)> {
     Some((address, what[0]))
 }
 
-impl SuppressionApi {
+impl Corrections {
+    pub(super) fn new(context: Context) -> Self {
+        Corrections { context }
+    }
+
     fn domain_pattern(
         &self,
         tenant: &Tenant,
         domain: &str,
         cache: &mut SuggestionCache,
-    ) -> Result<Option<DomainPattern>, ServiceError> {
+    ) -> Result<Option<DomainPattern>, AppError> {
         if let Some(p) = cache.patterns.get(domain) {
             return Ok(p.clone());
         }
         let locals = self
+            .context
             .store
             .known_good_locals(tenant, domain, PATTERN_SAMPLE)?;
         let known: Vec<KnownAddress<'_>> = locals
@@ -99,11 +141,10 @@ impl SuppressionApi {
         cache.patterns.insert(domain.to_string(), pattern.clone());
         Ok(pattern)
     }
-
     /// Correction candidates for `raw` (valid or not), best first, none suppressed, and the
     /// pattern of its domain when names were given or `report_pattern` asks for it.
     /// Runs store reads: call it off the async workers.
-    pub(super) fn suggestions(
+    pub fn suggestions(
         &self,
         tenant: &Tenant,
         raw: &str,
@@ -111,7 +152,7 @@ impl SuppressionApi {
         family: Option<&str>,
         report_pattern: bool,
         cache: &mut SuggestionCache,
-    ) -> Result<Suggestions, ServiceError> {
+    ) -> Result<Suggestions, AppError> {
         let mut candidates = Vec::new();
         let original = EmailAddress::parse(raw).ok();
         let address = match original.clone() {
@@ -147,7 +188,10 @@ impl SuppressionApi {
         let known = match &mut cache.known_domains {
             Some(known) => known,
             none => {
-                let domains = self.store.known_good_domains(tenant, KNOWN_DOMAINS)?;
+                let domains = self
+                    .context
+                    .store
+                    .known_good_domains(tenant, KNOWN_DOMAINS)?;
                 let domains: Vec<&str> = domains.iter().map(|(d, _)| d.as_str()).collect();
                 none.insert(KnownDomains::new(&domains))
             }
@@ -195,6 +239,7 @@ impl SuppressionApi {
             .collect();
         let lookups: Vec<&str> = parsed.iter().map(|(_, a)| a.as_str()).collect();
         let suppressed: HashSet<usize> = self
+            .context
             .store
             .suppressed_records(tenant, &lookups)?
             .into_iter()
@@ -221,34 +266,93 @@ impl SuppressionApi {
         })
     }
 
-    pub(super) async fn replace(
+    /// The best correction of an invalid or suppressed contact, if it reaches the confidence
+    /// threshold. Runs store reads: call it off the async workers.
+    pub fn best_suggestion(
         &self,
-        actor: String,
-        req: pb::ReplaceAddressRequest,
-    ) -> Result<pb::ReplaceAddressResponse, ServiceError> {
-        let tenant = convert::tenant(&req.tenant)?;
-        record_span(&tenant, 2);
-        let old = convert::address("old_address", &req.old_address)?;
-        let new = convert::address("new_address", &req.new_address)?;
+        tenant: &Tenant,
+        raw: &str,
+        names: Option<(&str, &str)>,
+        cache: &mut SuggestionCache,
+    ) -> Result<Option<Suggestion>, AppError> {
+        let name = |n: &str| {
+            crate::domain::Label::optional(n)
+                .ok()
+                .filter(|n| !n.is_empty())
+        };
+        let given = names.and_then(|(g, _)| name(g));
+        let family = names.and_then(|(_, f)| name(f));
+        let found = self.suggestions(
+            tenant,
+            raw,
+            given.as_deref(),
+            family.as_deref(),
+            false,
+            cache,
+        )?;
+        let threshold = self.context.correction_threshold;
+        Ok(found
+            .candidates
+            .into_iter()
+            .next()
+            .filter(|s| s.confidence >= threshold))
+    }
+
+    /// Correction candidates for an address (valid or not), best first, at most `max`, with
+    /// the pattern of its domain.
+    pub async fn suggest(
+        &self,
+        tenant: Tenant,
+        raw: String,
+        given_name: String,
+        family_name: String,
+        max: usize,
+    ) -> Result<Suggestions, AppError> {
+        let corrections = self.clone();
+        blocking(move || {
+            let mut cache = SuggestionCache::default();
+            let mut found = corrections.suggestions(
+                &tenant,
+                &raw,
+                Some(&given_name),
+                Some(&family_name),
+                true,
+                &mut cache,
+            )?;
+            found.candidates.truncate(max.min(MAX_SUGGESTIONS));
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Replaces a bad address by a corrected one when the evidence is strong enough; below the
+    /// confidence threshold, nothing is replaced and the old address is marked as needing
+    /// enrichment (`FailedPrecondition`).
+    pub async fn replace(&self, tenant: Tenant, request: Replace) -> Result<Replaced, AppError> {
+        let Replace {
+            old,
+            new,
+            evidence,
+            confidence,
+            note,
+            actor,
+        } = request;
         if old == new {
             return Err(
                 FieldViolation::new("new_address", "is the same address as old_address").into(),
             );
         }
-        let evidence = convert::evidence("evidence", req.evidence)?;
-        if !(0.0..=1.0).contains(&req.confidence) {
+        if !(0.0..=1.0).contains(&confidence) {
             return Err(FieldViolation::new("confidence", "must be between 0 and 1").into());
         }
-        let note = parse_note(&req.note, false).map_err(|e| FieldViolation::new("note", e))?;
-        let now = Timestamp::now();
-        let threshold = self.correction_threshold;
-        let confidence = req.confidence;
+        let now = self.context.clock.now();
+        let threshold = self.context.correction_threshold;
         let (old_c, new_c) = (old.clone(), new.clone());
-        let low_confidence = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let already = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let low_confidence = Arc::new(AtomicBool::new(false));
+        let already = Arc::new(AtomicBool::new(false));
         let (low_flag, already_flag) = (low_confidence.clone(), already.clone());
         let write = PairWrite {
-            tenant: tenant.clone(),
+            tenant,
             first: old.clone(),
             second: new.clone(),
             decide: Box::new(move |old_record, new_record| {
@@ -265,14 +369,14 @@ impl SuppressionApi {
                 match decide_replacement(&request, old_record, new_record) {
                     Err(refusal) => PairDecision::Refuse(refusal.to_string()),
                     Ok(ReplaceDecision::AlreadyDone) => {
-                        already_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        already_flag.store(true, Ordering::Relaxed);
                         PairDecision::Apply {
                             first: None,
                             second: None,
                         }
                     }
                     Ok(ReplaceDecision::LowConfidence { old, old_changes }) => {
-                        low_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        low_flag.store(true, Ordering::Relaxed);
                         PairDecision::Apply {
                             first: (!old_changes.is_empty()).then_some((old, old_changes)),
                             second: None,
@@ -290,162 +394,20 @@ impl SuppressionApi {
                 }
             }),
         };
-        let outcome = self.store.write_pair(write).await?;
+        let outcome = self.context.store.write_pair(write).await?;
         if let Some(reason) = outcome.refused {
-            return Err(ServiceError::FailedPrecondition(reason));
+            return Err(AppError::FailedPrecondition(reason));
         }
-        if low_confidence.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ServiceError::FailedPrecondition(format!(
+        if low_confidence.load(Ordering::Relaxed) {
+            return Err(AppError::FailedPrecondition(format!(
                 "confidence {confidence:.2} is below the required {threshold:.2}: nothing was replaced, and {old} is marked as needing enrichment"
             )));
         }
-        Ok(pb::ReplaceAddressResponse {
-            old_status: Some(convert::address_status(
-                &old,
-                &req.old_address,
-                outcome.first.as_ref(),
-                &self.policy,
-                now,
-            )),
-            new_status: Some(convert::address_status(
-                &new,
-                &req.new_address,
-                outcome.second.as_ref(),
-                &self.policy,
-                now,
-            )),
-            already_replaced: already.load(std::sync::atomic::Ordering::Relaxed),
+        Ok(Replaced {
+            old: self.context.status(old, outcome.first, now),
+            new: self.context.status(new, outcome.second, now),
+            already_replaced: already.load(Ordering::Relaxed),
         })
-    }
-
-    pub(super) async fn suggest(
-        &self,
-        req: pb::SuggestCorrectionsRequest,
-    ) -> Result<pb::SuggestCorrectionsResponse, ServiceError> {
-        let tenant = convert::tenant(&req.tenant)?;
-        record_span(&tenant, 1);
-        if req.address.trim().is_empty() {
-            return Err(FieldViolation::new("address", "is required").into());
-        }
-        if req.address.len() > 1024 {
-            return Err(FieldViolation::new("address", "is longer than 1024 bytes").into());
-        }
-        let given = parse_label(&req.given_name, false)
-            .map_err(|e| FieldViolation::new("given_name", e))?;
-        let family = parse_label(&req.family_name, false)
-            .map_err(|e| FieldViolation::new("family_name", e))?;
-        let max = match req.max_results {
-            0 => 5,
-            n => n.min(20) as usize,
-        };
-        let api = self.clone();
-        blocking(move || {
-            let mut cache = SuggestionCache::default();
-            let found = api.suggestions(
-                &tenant,
-                &req.address,
-                Some(&given),
-                Some(&family),
-                true,
-                &mut cache,
-            )?;
-            Ok(pb::SuggestCorrectionsResponse {
-                address: found
-                    .address
-                    .map(|a| a.as_str().to_string())
-                    .unwrap_or_default(),
-                suggestions: found
-                    .candidates
-                    .iter()
-                    .take(max)
-                    .map(proto_suggestion)
-                    .collect(),
-                domain_pattern: found
-                    .pattern
-                    .as_ref()
-                    .map(|p| p.pattern.name().to_string())
-                    .unwrap_or_default(),
-                domain_pattern_matching: found.pattern.as_ref().map_or(0, |p| p.matching),
-                domain_pattern_total: found.pattern.as_ref().map_or(0, |p| p.total),
-            })
-        })
-        .await
-    }
-
-    pub(super) async fn suppressions_page(
-        &self,
-        req: pb::ListSuppressionsRequest,
-    ) -> Result<pb::ListSuppressionsResponse, ServiceError> {
-        let tenant = convert::tenant(&req.tenant)?;
-        let mut reasons = req
-            .reasons
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| {
-                convert::reason(
-                    &format!("reasons[{i}]"),
-                    r,
-                    crate::domain::BounceReason::None,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        reasons.sort_by_key(|r| convert::proto_reason(*r) as i32);
-        reasons.dedup();
-        let source =
-            parse_label(&req.source, false).map_err(|e| FieldViolation::new("source", e))?;
-        let (start, end) = convert::time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
-        let query = SuppressionQuery {
-            reasons,
-            source: (!source.is_empty()).then_some(source),
-            start,
-            end,
-            needs_enrichment: req.needs_enrichment,
-        };
-        let scope = format!("ListSuppressions|{tenant}|{query:?}");
-        let cursor = self.tokens.check(&scope, &req.page_token)?;
-        let limit = self.page_size(req.page_size);
-        record_span(&tenant, limit);
-        let store = self.store.clone();
-        let page = blocking(move || {
-            Ok(store.list_suppressions(&tenant, &query, cursor.as_deref(), limit)?)
-        })
-        .await?;
-        let now = Timestamp::now();
-        let suppressions = page
-            .items
-            .iter()
-            .filter_map(|(address, record)| {
-                let a = EmailAddress::parse(address).ok()?;
-                Some(convert::address_status(
-                    &a,
-                    address,
-                    Some(record),
-                    &self.policy,
-                    now,
-                ))
-            })
-            .collect();
-        Ok(pb::ListSuppressionsResponse {
-            suppressions,
-            next_page_token: page
-                .next
-                .map(|c| self.tokens.issue(&scope, &c))
-                .unwrap_or_default(),
-        })
-    }
-}
-
-/// A suggestion -> wire.
-pub(super) fn proto_suggestion(s: &Suggestion) -> pb::CorrectionSuggestion {
-    let evidence = match s.evidence {
-        suggest::EvidenceKind::TypoFix => EvidenceKind::TypoFix,
-        suggest::EvidenceKind::CompanyPattern => EvidenceKind::CompanyPattern,
-    };
-    pb::CorrectionSuggestion {
-        address: s.address.clone(),
-        evidence: convert::proto_evidence(evidence) as i32,
-        confidence: s.confidence,
-        explanation: s.explanation.clone(),
     }
 }
 

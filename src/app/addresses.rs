@@ -1,0 +1,191 @@
+//! What operators and analysts do with addresses: suppress by hand, lift a suppression with a
+//! justification, read an address's history, list bounces and suppressions.
+
+use super::{blocking, observe_changes, unexpected, AddressStatus, AppError, Context};
+use crate::domain::{
+    BounceReason, EmailAddress, HistoryEntry, RecordedEvent, Source, Suppression, Tenant,
+};
+use crate::store::{AddressWrite, BounceQuery, Decision, Page, SuppressionQuery, WriteOutcome};
+
+/// Operator actions and listings.
+#[derive(Clone)]
+pub struct Addresses {
+    context: Context,
+}
+
+/// A suppression asked for by an operator.
+#[derive(Debug, Clone)]
+pub struct ManualSuppression {
+    /// The address to suppress.
+    pub address: EmailAddress,
+    /// Why (`MANUAL` unless the operator names another reason).
+    pub reason: BounceReason,
+    /// Where the request came from (`manual` when not given).
+    pub source: Source,
+    /// The operator's note.
+    pub note: String,
+    /// Who asked.
+    pub actor: String,
+}
+
+/// What a manual suppression did.
+#[derive(Debug, Clone)]
+pub struct Suppressed {
+    /// The address's status afterwards.
+    pub status: AddressStatus,
+    /// The address was suppressed already; nothing changed.
+    pub already_suppressed: bool,
+}
+
+/// What a reactivation did.
+#[derive(Debug, Clone)]
+pub struct Reactivated {
+    /// The address's status afterwards.
+    pub status: AddressStatus,
+    /// The suppression that was lifted.
+    pub lifted: Option<Suppression>,
+}
+
+impl Addresses {
+    pub(super) fn new(context: Context) -> Self {
+        Addresses { context }
+    }
+
+    /// Suppresses an address by hand. Suppressing a suppressed address changes nothing.
+    pub async fn suppress(
+        &self,
+        tenant: Tenant,
+        request: ManualSuppression,
+    ) -> Result<Suppressed, AppError> {
+        let ManualSuppression {
+            address,
+            reason,
+            source,
+            note,
+            actor,
+        } = request;
+        let source = source.given().unwrap_or_else(|| "manual".to_string());
+        let policy = self.context.policy;
+        let now = self.context.clock.now();
+        let write = AddressWrite {
+            tenant,
+            address: address.clone(),
+            event: None,
+            reclassified: Vec::new(),
+            decide: Box::new(move |current| {
+                match policy.suppress_manually(current, reason, &source, &note, &actor, now) {
+                    Some(t) => Decision::Apply {
+                        record: t.record,
+                        changes: t.changes,
+                    },
+                    None => Decision::Unchanged,
+                }
+            }),
+        };
+        let (record, already_suppressed) = match self.context.single_write(write).await? {
+            WriteOutcome::Applied {
+                record, changes, ..
+            } => {
+                observe_changes(&changes);
+                (Some(record), false)
+            }
+            WriteOutcome::Unchanged { record } => (record, true),
+            other => return Err(unexpected(other)),
+        };
+        Ok(Suppressed {
+            status: self.context.status(address, record, now),
+            already_suppressed,
+        })
+    }
+
+    /// Lifts an address's suppression: the only way one ends. Recorded in its history with
+    /// who and why.
+    pub async fn reactivate(
+        &self,
+        tenant: Tenant,
+        address: EmailAddress,
+        actor: String,
+        justification: String,
+    ) -> Result<Reactivated, AppError> {
+        let policy = self.context.policy;
+        let now = self.context.clock.now();
+        let write = AddressWrite {
+            tenant: tenant.clone(),
+            address: address.clone(),
+            event: None,
+            reclassified: Vec::new(),
+            decide: Box::new(move |current| {
+                match policy.reactivate(current, &actor, &justification, now) {
+                    Ok((t, _lifted)) => Decision::Apply {
+                        record: t.record,
+                        changes: t.changes,
+                    },
+                    Err(e) => Decision::Refuse(e.to_string()),
+                }
+            }),
+        };
+        match self.context.single_write(write).await? {
+            WriteOutcome::Applied {
+                previous, record, ..
+            } => Ok(Reactivated {
+                lifted: previous.and_then(|p| p.suppression),
+                status: self.context.status(address, Some(record), now),
+            }),
+            WriteOutcome::Refused { .. } => Err(AppError::NotFound(format!(
+                "{address} is not suppressed for tenant {tenant}"
+            ))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of an address's history, newest first.
+    pub async fn history(
+        &self,
+        tenant: Tenant,
+        address: EmailAddress,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Page<HistoryEntry>, AppError> {
+        let store = self.context.store.clone();
+        blocking(move || Ok(store.history(&tenant, &address, cursor.as_deref(), limit)?)).await
+    }
+
+    /// One page of bounce events, newest first.
+    pub async fn bounces(
+        &self,
+        tenant: Tenant,
+        query: BounceQuery,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Page<RecordedEvent>, AppError> {
+        let store = self.context.store.clone();
+        blocking(move || Ok(store.list_bounces(&tenant, &query, cursor.as_deref(), limit)?)).await
+    }
+
+    /// One page of suppressed addresses with their status, newest suppression first.
+    pub async fn suppressions(
+        &self,
+        tenant: Tenant,
+        query: SuppressionQuery,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Page<AddressStatus>, AppError> {
+        let store = self.context.store.clone();
+        let page = blocking(move || {
+            Ok(store.list_suppressions(&tenant, &query, cursor.as_deref(), limit)?)
+        })
+        .await?;
+        let now = self.context.clock.now();
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .filter_map(|(address, record)| {
+                    let address = EmailAddress::parse(&address).ok()?;
+                    Some(self.context.status(address, Some(record), now))
+                })
+                .collect(),
+            next: page.next,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! "May I send to this address?": the status of one address or of many.
+
+use super::{blocking, AddressStatus, AppError, Context};
+use crate::domain::{AddressError, EmailAddress, Tenant};
+
+/// Answers status lookups.
+#[derive(Clone)]
+pub struct Lookups {
+    context: Context,
+}
+
+/// The answer for one address of a batch.
+// One per address, moved once into the response: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum BatchStatus {
+    /// A valid address and its status.
+    Valid(AddressStatus),
+    /// The address given is not a valid address.
+    Invalid(AddressError),
+}
+
+impl Lookups {
+    pub(super) fn new(context: Context) -> Self {
+        Lookups { context }
+    }
+
+    /// The status of one address. A point read, answered from memory for addresses the
+    /// service has never heard of: called on the async workers.
+    pub fn status(
+        &self,
+        tenant: &Tenant,
+        address: EmailAddress,
+    ) -> Result<AddressStatus, AppError> {
+        let record = self.context.store.get_record(tenant, &address)?;
+        Ok(self
+            .context
+            .status(address, record, self.context.clock.now()))
+    }
+
+    /// The status of each of `addresses`, in order, each with the address as given; an invalid
+    /// address gets its own verdict.
+    pub async fn statuses(
+        &self,
+        tenant: Tenant,
+        addresses: Vec<String>,
+    ) -> Result<Vec<(String, BatchStatus)>, AppError> {
+        self.context
+            .limits
+            .check_batch("addresses", addresses.len())?;
+        let context = self.context.clone();
+        blocking(move || {
+            let now = context.clock.now();
+            addresses
+                .into_iter()
+                .map(|given| {
+                    let status = match EmailAddress::parse(&given) {
+                        Ok(address) => {
+                            let record = context.store.get_record(&tenant, &address)?;
+                            BatchStatus::Valid(context.status(address, record, now))
+                        }
+                        Err(e) => BatchStatus::Invalid(e),
+                    };
+                    Ok((given, status))
+                })
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,243 @@
+//! Recording send results: classify each from its SMTP response, store it idempotently on its
+//! event id, and let the policy decide what it does to the address, in one atomic write.
+
+use std::collections::VecDeque;
+
+use super::{unexpected, AddressStatus, AppError, Context};
+use crate::classify::RULES_VERSION;
+use crate::domain::{
+    Classification, RecordedEvent, ReportedOutcome, SendReport, SmtpEvidence, StateChange, Tenant,
+    Timestamp,
+};
+use crate::store::{AddressWrite, Decision, StoreFuture, WriteOutcome};
+
+/// How many batches of one ingest stream may wait for their commit while the next ones are
+/// read and queued.
+const MAX_QUEUED_BATCHES: usize = 4;
+
+/// Records send results.
+#[derive(Clone)]
+pub struct Reporter {
+    context: Context,
+}
+
+/// What became of one recorded send result.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The service's classification (the stored one, for a duplicate).
+    pub classification: Classification,
+    /// The event id was recorded before; nothing changed.
+    pub duplicate: bool,
+    /// The address's status afterwards.
+    pub status: AddressStatus,
+}
+
+/// Counts of an ingest stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Results recorded (new event ids).
+    pub accepted: u64,
+    /// Results whose event id was already recorded.
+    pub duplicates: u64,
+    /// Addresses that became suppressed.
+    pub newly_suppressed: u64,
+}
+
+/// What metrics need to know of a send result besides its write outcome.
+struct ResultMeta {
+    classification: Classification,
+    reported: ReportedOutcome,
+    provider: String,
+}
+
+impl Reporter {
+    pub(super) fn new(context: Context) -> Self {
+        Reporter { context }
+    }
+
+    pub(super) fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// The time a result is taken to have happened when its reporter does not say.
+    pub fn now(&self) -> Timestamp {
+        self.context.clock.now()
+    }
+
+    /// Classifies an SMTP response without storing anything.
+    pub fn classify(&self, evidence: &SmtpEvidence) -> Classification {
+        self.context.classifier.classify(evidence)
+    }
+
+    /// Records one send result; answers once it is durable.
+    pub async fn report(&self, tenant: Tenant, report: SendReport) -> Result<Recorded, AppError> {
+        let now = self.context.clock.now();
+        let address = report.address.clone();
+        let (write, meta) = self.event_write(&tenant, report, now);
+        let outcome = self.context.single_write(write).await?;
+        observe(&outcome, &meta);
+        let (classification, record, duplicate) = match outcome {
+            WriteOutcome::Applied { record, .. } => (meta.classification, Some(record), false),
+            WriteOutcome::Unchanged { record } => (meta.classification, record, false),
+            WriteOutcome::Duplicate { original, record } => (original.classification, record, true),
+            other => return Err(unexpected(other)),
+        };
+        Ok(Recorded {
+            classification,
+            duplicate,
+            status: self.context.status(address, record, now),
+        })
+    }
+
+    /// Starts an ingest stream: batches are queued in order, each committed while the next is
+    /// read.
+    pub fn ingest(&self) -> Ingest {
+        Ingest {
+            reporter: self.clone(),
+            in_flight: VecDeque::new(),
+            summary: IngestSummary::default(),
+        }
+    }
+
+    /// Classifies a validated report and builds the store write that records it.
+    fn event_write(
+        &self,
+        tenant: &Tenant,
+        report: SendReport,
+        now: Timestamp,
+    ) -> (AddressWrite, ResultMeta) {
+        let classification = self.classify(&SmtpEvidence {
+            reported: report.outcome,
+            smtp_response: &report.smtp_response,
+            enhanced_status: report.enhanced_status.as_deref(),
+            provider: &report.provider,
+        });
+        let address = report.address.clone();
+        let meta = ResultMeta {
+            classification: classification.clone(),
+            reported: report.outcome,
+            provider: report.provider.clone(),
+        };
+        let event = RecordedEvent::new(report, classification, RULES_VERSION, now);
+        let policy = self.context.policy;
+        let for_policy = event.clone();
+        let write = AddressWrite {
+            tenant: tenant.clone(),
+            address,
+            event: Some(event),
+            reclassified: Vec::new(),
+            decide: Box::new(move |current| {
+                let t = policy.apply_event(current, &for_policy);
+                Decision::Apply {
+                    record: t.record,
+                    changes: t.changes,
+                }
+            }),
+        };
+        (write, meta)
+    }
+}
+
+/// An ingest stream in progress: batches queued for commit in the order given.
+pub struct Ingest {
+    reporter: Reporter,
+    /// Batches queued and not yet counted, oldest first.
+    in_flight: VecDeque<(StoreFuture<Vec<WriteOutcome>>, Vec<ResultMeta>)>,
+    summary: IngestSummary,
+}
+
+impl Ingest {
+    /// Queues a batch of validated reports of one tenant. Returns once it is queued; waits
+    /// for the oldest batch's commit only when [`MAX_QUEUED_BATCHES`] are waiting.
+    pub async fn push(
+        &mut self,
+        tenant: &Tenant,
+        reports: Vec<SendReport>,
+    ) -> Result<(), AppError> {
+        let now = self.reporter.context.clock.now();
+        let (writes, metas): (Vec<_>, Vec<_>) = reports
+            .into_iter()
+            .map(|report| self.reporter.event_write(tenant, report, now))
+            .unzip();
+        // The next batch is read and queued while this one is committed, so the writer finds
+        // its next group waiting when it finishes.
+        let outcomes = self.reporter.context.store.submit(writes).await?;
+        self.in_flight.push_back((outcomes, metas));
+        if self.in_flight.len() > MAX_QUEUED_BATCHES {
+            if let Some((outcomes, metas)) = self.in_flight.pop_front() {
+                tally(&mut self.summary, outcomes.await?, &metas)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued batch to be durable and returns the stream's counts.
+    pub async fn finish(mut self) -> Result<IngestSummary, AppError> {
+        while let Some((outcomes, metas)) = self.in_flight.pop_front() {
+            tally(&mut self.summary, outcomes.await?, &metas)?;
+        }
+        Ok(self.summary)
+    }
+}
+
+/// Adds the outcomes of one committed batch to its stream's summary.
+fn tally(
+    summary: &mut IngestSummary,
+    outcomes: Vec<WriteOutcome>,
+    metas: &[ResultMeta],
+) -> Result<(), AppError> {
+    for (outcome, meta) in outcomes.into_iter().zip(metas) {
+        observe(&outcome, meta);
+        match outcome {
+            WriteOutcome::Applied {
+                previous, record, ..
+            } => {
+                summary.accepted += 1;
+                let was = previous.as_ref().is_some_and(|r| r.is_suppressed());
+                if !was && record.is_suppressed() {
+                    summary.newly_suppressed += 1;
+                }
+            }
+            WriteOutcome::Unchanged { .. } => summary.accepted += 1,
+            WriteOutcome::Duplicate { .. } => summary.duplicates += 1,
+            WriteOutcome::Refused { reason, .. } => return Err(AppError::Internal(reason)),
+        }
+    }
+    Ok(())
+}
+
+/// Counts a recorded send result: by type and reason, disagreements with the reporter, and
+/// the suppressions it caused.
+fn observe(outcome: &WriteOutcome, meta: &ResultMeta) {
+    let changes: &[StateChange] = match outcome {
+        WriteOutcome::Applied { changes, .. } => changes,
+        WriteOutcome::Unchanged { .. } => &[],
+        WriteOutcome::Duplicate { .. } => {
+            metrics::counter!("suppressd_duplicate_send_results_total").increment(1);
+            return;
+        }
+        WriteOutcome::Refused { .. } => return,
+    };
+    let c = &meta.classification;
+    metrics::counter!(
+        "suppressd_send_results_total",
+        "type" => format!("{:?}", c.bounce_type),
+        "reason" => format!("{:?}", c.reason)
+    )
+    .increment(1);
+    if c.disagrees_with_reporter {
+        let provider = if meta.provider.is_empty() {
+            "unknown".to_string()
+        } else {
+            meta.provider.to_ascii_lowercase()
+        };
+        metrics::counter!(
+            "suppressd_classification_disagreements_total",
+            "provider" => provider,
+            "reported" => format!("{:?}", meta.reported),
+            "classified" => format!("{:?}", c.bounce_type)
+        )
+        .increment(1);
+    }
+    super::observe_changes(changes);
+}

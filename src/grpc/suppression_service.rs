@@ -1,0 +1,594 @@
+//! `suppression.v1.SuppressionService`: every RPC in one place. Each handler decodes its
+//! request into domain values (`convert`), calls one use case of [`crate::app`], and encodes
+//! the answer; errors become statuses in `error`.
+
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::convert;
+use super::error::{inbound_error, AppError, FieldViolation};
+use super::import;
+use super::monitoring;
+use super::paging::{PageTokens, Scope};
+use super::proto as pb;
+use super::proto::suppression_service_server::SuppressionService;
+use crate::app::addresses::ManualSuppression;
+use crate::app::correction::Replace;
+use crate::app::lookup::BatchStatus;
+use crate::app::App;
+use crate::classify::RULES_VERSION;
+use crate::domain::{
+    parse_smtp_response, BounceReason, Label, Note, ReportedOutcome, SmtpEvidence, Source, Tenant,
+};
+use crate::store::{BounceQuery, SuppressionQuery};
+
+/// Metadata key naming the caller, recorded as the actor of operator actions.
+pub const CALLER_ID_HEADER: &str = "x-caller-id";
+/// Actor recorded when a call names no caller.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The suppression service over the use cases. Cheap to clone.
+#[derive(Clone)]
+pub struct SuppressionApi {
+    /// The use cases.
+    app: App,
+    /// Signs and checks page tokens.
+    tokens: PageTokens,
+}
+
+impl SuppressionApi {
+    /// The service over `app`.
+    pub fn new(app: App) -> Self {
+        let tokens = PageTokens::new(app.token_secret());
+        SuppressionApi { app, tokens }
+    }
+
+    fn page_size(&self, requested: u32) -> usize {
+        self.app.limits.page_size(requested)
+    }
+}
+
+/// Who is calling: the `x-caller-id` header when it is a valid label, else `anonymous`.
+pub(super) fn caller<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(CALLER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Label::required(v).ok())
+        .unwrap_or_else(|| ANONYMOUS.to_string())
+}
+
+/// Records the tenant and item count on the call's span.
+pub(super) fn record_span(tenant: &Tenant, items: usize) {
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.as_str());
+    span.record("items", items);
+}
+
+fn field<T, E: ToString>(name: &str, r: Result<T, E>) -> Result<T, AppError> {
+    r.map_err(|e| FieldViolation::new(name, e).into())
+}
+
+#[tonic::async_trait]
+impl SuppressionService for SuppressionApi {
+    async fn report_send_result(
+        &self,
+        request: Request<pb::ReportSendResultRequest>,
+    ) -> Result<Response<pb::ReportSendResultResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 1);
+        let result = req
+            .result
+            .ok_or_else(|| AppError::from(FieldViolation::new("result", "is required")))?;
+        let report = convert::send_report("result", result, self.app.report.now())
+            .map_err(AppError::from)?;
+        let recorded = self.app.report.report(tenant, report).await?;
+        let given = recorded.status.address.as_str().to_string();
+        Ok(Response::new(pb::ReportSendResultResponse {
+            classification: Some(convert::proto_classification(&recorded.classification)),
+            status: Some(convert::proto_status(recorded.status, given)),
+            duplicate: recorded.duplicate,
+        }))
+    }
+
+    async fn report_send_results(
+        &self,
+        request: Request<Streaming<pb::ReportSendResultsRequest>>,
+    ) -> Result<Response<pb::ReportSendResultsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut rejections = Vec::new();
+        let mut index: u64 = 0;
+        let mut items_total = 0usize;
+        let mut ingest = self.app.report.ingest();
+        while let Some(message) = stream.next().await {
+            let message = message.map_err(inbound_error)?;
+            let n = message.results.len();
+            self.app
+                .limits
+                .check_batch("results", n)
+                .map_err(AppError::from)?;
+            items_total += n;
+            let tenant = match convert::tenant(&message.tenant) {
+                Ok(t) => t,
+                Err(v) => {
+                    for r in &message.results {
+                        rejections.push(pb::ItemRejection {
+                            index,
+                            event_id: r.event_id.clone(),
+                            error: v.description.clone(),
+                            field: v.field.clone(),
+                        });
+                        index += 1;
+                    }
+                    continue;
+                }
+            };
+            record_span(&tenant, items_total);
+            let now = self.app.report.now();
+            let mut reports = Vec::with_capacity(n);
+            for (i, result) in message.results.into_iter().enumerate() {
+                let event_id = result.event_id.clone();
+                match convert::send_report(&format!("results[{i}]"), result, now) {
+                    Ok(report) => reports.push(report),
+                    Err(v) => rejections.push(pb::ItemRejection {
+                        index: index + i as u64,
+                        event_id,
+                        error: v.description,
+                        field: v.field,
+                    }),
+                }
+            }
+            index += n as u64;
+            ingest.push(&tenant, reports).await?;
+        }
+        let summary = ingest.finish().await?;
+        tracing::info!(
+            accepted = summary.accepted,
+            duplicates = summary.duplicates,
+            rejected = rejections.len(),
+            "send results ingested"
+        );
+        Ok(Response::new(pb::ReportSendResultsResponse {
+            accepted: summary.accepted,
+            duplicates: summary.duplicates,
+            newly_suppressed: summary.newly_suppressed,
+            rejections,
+        }))
+    }
+
+    async fn get_suppression_status(
+        &self,
+        request: Request<pb::GetSuppressionStatusRequest>,
+    ) -> Result<Response<pb::GetSuppressionStatusResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 1);
+        let address = convert::address("address", &req.address).map_err(AppError::from)?;
+        let status = self.app.lookup.status(&tenant, address)?;
+        Ok(Response::new(pb::GetSuppressionStatusResponse {
+            status: Some(convert::proto_status(status, req.address)),
+        }))
+    }
+
+    async fn batch_get_suppression_status(
+        &self,
+        request: Request<pb::BatchGetSuppressionStatusRequest>,
+    ) -> Result<Response<pb::BatchGetSuppressionStatusResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, req.addresses.len());
+        let statuses = self
+            .app
+            .lookup
+            .statuses(tenant, req.addresses)
+            .await?
+            .into_iter()
+            .map(|(given, status)| match status {
+                BatchStatus::Valid(s) => convert::proto_status(s, given),
+                BatchStatus::Invalid(e) => convert::invalid_status(&given, &e.to_string()),
+            })
+            .collect();
+        Ok(Response::new(pb::BatchGetSuppressionStatusResponse {
+            statuses,
+        }))
+    }
+
+    type CheckImportStream = import::VerdictStream;
+
+    async fn check_import(
+        &self,
+        request: Request<Streaming<pb::CheckImportRequest>>,
+    ) -> Result<Response<Self::CheckImportStream>, Status> {
+        Ok(Response::new(import::check_import(
+            self.app.import_guard.clone(),
+            request.into_inner(),
+        )))
+    }
+
+    async fn list_bounces(
+        &self,
+        request: Request<pb::ListBouncesRequest>,
+    ) -> Result<Response<pb::ListBouncesResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        let source = field("source", Source::parse(&req.source))?;
+        let campaign = field("campaign", Label::optional(&req.campaign))?;
+        let mut types = req
+            .outcome_types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| convert::bounce_type(&format!("outcome_types[{i}]"), t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AppError::from)?;
+        types.sort_by_key(|t| convert::proto_type(*t) as i32);
+        types.dedup();
+        let (start, end) = convert::time_range(req.start_time.as_ref(), req.end_time.as_ref())
+            .map_err(AppError::from)?;
+        let query = BounceQuery {
+            source: source.given(),
+            types,
+            campaign: (!campaign.is_empty()).then_some(campaign),
+            start,
+            end,
+        };
+        // The token is bound to the tenant and to every filter, so it cannot be replayed
+        // against another listing.
+        let type_numbers: Vec<i32> = query
+            .types
+            .iter()
+            .map(|t| convert::proto_type(*t) as i32)
+            .collect();
+        let scope = Scope::new("ListBounces")
+            .with("tenant", &tenant)
+            .with_optional("source", query.source.as_deref())
+            .with_list("types", &type_numbers)
+            .with_optional("campaign", query.campaign.as_deref())
+            .with_optional("start", query.start.map(|t| t.micros()))
+            .with_optional("end", query.end.map(|t| t.micros()));
+        let cursor = self
+            .tokens
+            .check(&scope, &req.page_token)
+            .map_err(AppError::from)?;
+        let limit = self.page_size(req.page_size);
+        record_span(&tenant, limit);
+        let page = self
+            .app
+            .addresses
+            .bounces(tenant, query, cursor, limit)
+            .await?;
+        Ok(Response::new(pb::ListBouncesResponse {
+            bounces: page.items.iter().map(convert::proto_recorded).collect(),
+            next_page_token: page
+                .next
+                .map(|c| self.tokens.issue(&scope, &c))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn suppress(
+        &self,
+        request: Request<pb::SuppressRequest>,
+    ) -> Result<Response<pb::SuppressResponse>, Status> {
+        let actor = caller(&request);
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 1);
+        let address = convert::address("address", &req.address).map_err(AppError::from)?;
+        let reason =
+            convert::reason("reason", req.reason, BounceReason::Manual).map_err(AppError::from)?;
+        let note = field("note", Note::optional(&req.note))?;
+        let source = field("source", Source::parse(&req.source))?;
+        let done = self
+            .app
+            .addresses
+            .suppress(
+                tenant,
+                ManualSuppression {
+                    address,
+                    reason,
+                    source,
+                    note,
+                    actor,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::SuppressResponse {
+            status: Some(convert::proto_status(done.status, req.address)),
+            already_suppressed: done.already_suppressed,
+        }))
+    }
+
+    async fn reactivate(
+        &self,
+        request: Request<pb::ReactivateRequest>,
+    ) -> Result<Response<pb::ReactivateResponse>, Status> {
+        let actor = caller(&request);
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 1);
+        let address = convert::address("address", &req.address).map_err(AppError::from)?;
+        let justification = field("justification", Note::required(&req.justification))?;
+        let done = self
+            .app
+            .addresses
+            .reactivate(tenant, address, actor, justification)
+            .await?;
+        Ok(Response::new(pb::ReactivateResponse {
+            status: Some(convert::proto_status(done.status, req.address)),
+            lifted: done.lifted.map(convert::proto_suppression),
+        }))
+    }
+
+    async fn get_address_history(
+        &self,
+        request: Request<pb::GetAddressHistoryRequest>,
+    ) -> Result<Response<pb::GetAddressHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        let address = convert::address("address", &req.address).map_err(AppError::from)?;
+        let scope = Scope::new("GetAddressHistory")
+            .with("tenant", &tenant)
+            .with("address", &address);
+        let cursor = self
+            .tokens
+            .check(&scope, &req.page_token)
+            .map_err(AppError::from)?;
+        let limit = self.page_size(req.page_size);
+        record_span(&tenant, limit);
+        let page = self
+            .app
+            .addresses
+            .history(tenant, address.clone(), cursor, limit)
+            .await?;
+        Ok(Response::new(pb::GetAddressHistoryResponse {
+            address: address.as_str().to_string(),
+            entries: page.items.iter().map(convert::proto_history).collect(),
+            next_page_token: page
+                .next
+                .map(|c| self.tokens.issue(&scope, &c))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn replace_address(
+        &self,
+        request: Request<pb::ReplaceAddressRequest>,
+    ) -> Result<Response<pb::ReplaceAddressResponse>, Status> {
+        let actor = caller(&request);
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 2);
+        let old = convert::address("old_address", &req.old_address).map_err(AppError::from)?;
+        let new = convert::address("new_address", &req.new_address).map_err(AppError::from)?;
+        let evidence = convert::evidence("evidence", req.evidence).map_err(AppError::from)?;
+        let note = field("note", Note::optional(&req.note))?;
+        let done = self
+            .app
+            .correction
+            .replace(
+                tenant,
+                Replace {
+                    old,
+                    new,
+                    evidence,
+                    confidence: req.confidence,
+                    note,
+                    actor,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ReplaceAddressResponse {
+            old_status: Some(convert::proto_status(done.old, req.old_address)),
+            new_status: Some(convert::proto_status(done.new, req.new_address)),
+            already_replaced: done.already_replaced,
+        }))
+    }
+
+    async fn suggest_corrections(
+        &self,
+        request: Request<pb::SuggestCorrectionsRequest>,
+    ) -> Result<Response<pb::SuggestCorrectionsResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 1);
+        if req.address.trim().is_empty() {
+            return Err(AppError::from(FieldViolation::new("address", "is required")).into());
+        }
+        if req.address.len() > 1024 {
+            return Err(AppError::from(FieldViolation::new(
+                "address",
+                "is longer than 1024 bytes",
+            ))
+            .into());
+        }
+        let given = field("given_name", Label::optional(&req.given_name))?;
+        let family = field("family_name", Label::optional(&req.family_name))?;
+        let max = match req.max_results {
+            0 => 5,
+            n => n as usize,
+        };
+        let found = self
+            .app
+            .correction
+            .suggest(tenant, req.address, given, family, max)
+            .await?;
+        Ok(Response::new(pb::SuggestCorrectionsResponse {
+            address: found
+                .address
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default(),
+            suggestions: found
+                .candidates
+                .iter()
+                .map(convert::proto_suggestion)
+                .collect(),
+            domain_pattern: found
+                .pattern
+                .as_ref()
+                .map(|p| p.pattern.name().to_string())
+                .unwrap_or_default(),
+            domain_pattern_matching: found.pattern.as_ref().map_or(0, |p| p.matching),
+            domain_pattern_total: found.pattern.as_ref().map_or(0, |p| p.total),
+        }))
+    }
+
+    async fn list_suppressions(
+        &self,
+        request: Request<pb::ListSuppressionsRequest>,
+    ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        let mut reasons = req
+            .reasons
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| convert::reason(&format!("reasons[{i}]"), r, BounceReason::None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AppError::from)?;
+        reasons.sort_by_key(|r| convert::proto_reason(*r) as i32);
+        reasons.dedup();
+        let source = field("source", Source::parse(&req.source))?;
+        let (start, end) = convert::time_range(req.start_time.as_ref(), req.end_time.as_ref())
+            .map_err(AppError::from)?;
+        let query = SuppressionQuery {
+            reasons,
+            source: source.given(),
+            start,
+            end,
+            needs_enrichment: req.needs_enrichment,
+        };
+        let reason_numbers: Vec<i32> = query
+            .reasons
+            .iter()
+            .map(|r| convert::proto_reason(*r) as i32)
+            .collect();
+        let scope = Scope::new("ListSuppressions")
+            .with("tenant", &tenant)
+            .with_list("reasons", &reason_numbers)
+            .with_optional("source", query.source.as_deref())
+            .with_optional("start", query.start.map(|t| t.micros()))
+            .with_optional("end", query.end.map(|t| t.micros()))
+            .with_optional("needs_enrichment", query.needs_enrichment);
+        let cursor = self
+            .tokens
+            .check(&scope, &req.page_token)
+            .map_err(AppError::from)?;
+        let limit = self.page_size(req.page_size);
+        record_span(&tenant, limit);
+        let page = self
+            .app
+            .addresses
+            .suppressions(tenant, query, cursor, limit)
+            .await?;
+        Ok(Response::new(pb::ListSuppressionsResponse {
+            suppressions: page
+                .items
+                .into_iter()
+                .map(|s| {
+                    let given = s.address.as_str().to_string();
+                    convert::proto_status(s, given)
+                })
+                .collect(),
+            next_page_token: page
+                .next
+                .map(|c| self.tokens.issue(&scope, &c))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn get_source_stats(
+        &self,
+        request: Request<pb::GetSourceStatsRequest>,
+    ) -> Result<Response<pb::GetSourceStatsResponse>, Status> {
+        Ok(Response::new(
+            monitoring::source_stats(&self.app.monitoring, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_source_stats(
+        &self,
+        request: Request<pb::ListSourceStatsRequest>,
+    ) -> Result<Response<pb::ListSourceStatsResponse>, Status> {
+        let limits = self.app.limits;
+        Ok(Response::new(
+            monitoring::ranked_source_stats(
+                &self.app.monitoring,
+                &self.tokens,
+                limits,
+                request.into_inner(),
+            )
+            .await?,
+        ))
+    }
+
+    type WatchSourceHealthStream = ReceiverStream<Result<pb::WatchSourceHealthResponse, Status>>;
+
+    async fn watch_source_health(
+        &self,
+        request: Request<pb::WatchSourceHealthRequest>,
+    ) -> Result<Response<Self::WatchSourceHealthStream>, Status> {
+        let req = request.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
+        record_span(&tenant, 0);
+        let dimension = convert::dimension("dimension", req.dimension).map_err(AppError::from)?;
+        let value = field("value", Label::optional(&req.value))?;
+        let mut watch = self.app.monitoring.watch(tenant, dimension, value);
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(
+            async move {
+                loop {
+                    let change = tokio::select! {
+                        change = watch.next() => change,
+                        _ = tx.closed() => return,
+                    };
+                    let Some(change) = change else { return };
+                    let message = monitoring::proto_health_change(&change);
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn classify_smtp_response(
+        &self,
+        request: Request<pb::ClassifySmtpResponseRequest>,
+    ) -> Result<Response<pb::ClassifySmtpResponseResponse>, Status> {
+        let req = request.into_inner();
+        let text = field("smtp_response", parse_smtp_response(&req.smtp_response))?;
+        let reported = match pb::Outcome::try_from(req.reported_outcome) {
+            Ok(pb::Outcome::Unspecified) => ReportedOutcome::Bounce,
+            _ => convert::outcome("reported_outcome", req.reported_outcome)
+                .map_err(AppError::from)?,
+        };
+        let provider = field("provider", Label::optional(&req.provider))?;
+        let status = req
+            .enhanced_status
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        if status.is_some_and(|s| s.len() > 16) {
+            return Err(AppError::from(FieldViolation::new(
+                "enhanced_status",
+                "is longer than 16 characters",
+            ))
+            .into());
+        }
+        let c = self.app.report.classify(&SmtpEvidence {
+            reported,
+            smtp_response: &text,
+            enhanced_status: status,
+            provider: &provider,
+        });
+        Ok(Response::new(pb::ClassifySmtpResponseResponse {
+            classification: Some(convert::proto_classification(&c)),
+            rules_version: RULES_VERSION,
+        }))
+    }
+}
