@@ -1,21 +1,14 @@
-//! Instants as the service stores them: microseconds since the Unix epoch, UTC.
+//! Instants as the service stores them: microseconds since the Unix epoch, UTC. The current
+//! time comes from [`crate::clock::Clock`], never from here.
 
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// An instant, in microseconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    /// The current time of the system clock.
-    pub fn now() -> Timestamp {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        Timestamp(d.as_micros() as i64)
-    }
-
     /// From seconds and nanoseconds since the epoch (the protobuf `Timestamp` shape).
     pub fn from_parts(seconds: i64, nanos: i32) -> Timestamp {
         Timestamp(

@@ -75,7 +75,7 @@ async fn record_legacy(
     reason: BounceReason,
     day: i64,
 ) {
-    let now = Timestamp::now();
+    let now = suppressd::clock::Clock::system().now();
     let event = RecordedEvent {
         event_id: id.into(),
         address: address.into(),

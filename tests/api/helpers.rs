@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use suppressd::clock::Clock;
 use suppressd::config::{ServeSettings, StorageEngine};
+use suppressd::domain::Timestamp;
 use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
 use suppressd::grpc::proto::{self as pb, Outcome};
 use suppressd::startup::Application;
@@ -19,6 +21,8 @@ pub struct TestApp {
     pub addr: String,
     pub client: Client,
     pub data_dir: PathBuf,
+    /// The server's clock: it stands still until a test moves it.
+    pub clock: Clock,
     /// Keeps the temporary directory alive; `None` when the caller owns the directory.
     _dir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -50,6 +54,24 @@ pub fn test_settings(data_dir: PathBuf) -> ServeSettings {
     settings
 }
 
+/// A clock moved by hand, starting at the current wall time (so that results reported without
+/// a time and results dated by the test agree).
+pub fn test_clock() -> Clock {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    Clock::manual(Timestamp(now.as_micros() as i64))
+}
+
+/// A protobuf timestamp `secs_ago` seconds before the server's clock.
+pub fn seconds_before(clock: &Clock, secs_ago: i64) -> Option<prost_types::Timestamp> {
+    let (seconds, nanos) = clock.now().to_parts();
+    Some(prost_types::Timestamp {
+        seconds: seconds - secs_ago,
+        nanos,
+    })
+}
+
 /// A server with default settings on a new data directory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -59,14 +81,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("data");
-    let mut app = start(path, tweak).await;
+    let mut app = start(path, test_clock(), tweak).await;
     app._dir = Some(dir);
     app
 }
 
-async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
+async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
     let mut settings = test_settings(data_dir.clone());
+    settings.clock = clock;
     tweak(&mut settings);
+    let clock = settings.clock.clone();
     // sled lets go of its file lock from background threads a moment after a store closes, so
     // a restart on the same directory may find it still held for a little while.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -97,6 +121,7 @@ async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut ServeSettings)) -> Tes
         addr,
         client,
         data_dir,
+        clock,
         _dir: None,
         stop: Some(stop),
         handle: Some(handle),
@@ -117,11 +142,11 @@ impl TestApp {
         }
     }
 
-    /// Stops the server and starts a new one on the same data directory.
+    /// Stops the server and starts a new one on the same data directory and clock.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         let dir = self._dir.take();
-        let mut app = start(self.data_dir.clone(), |_| {}).await;
+        let mut app = start(self.data_dir.clone(), self.clock.clone(), |_| {}).await;
         app._dir = dir;
         app
     }

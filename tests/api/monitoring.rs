@@ -254,18 +254,11 @@ async fn verdicts_follow_the_thresholds_and_need_a_minimum_sample() {
 #[tokio::test]
 async fn the_previous_window_shows_the_trend() {
     let mut app = spawn_app().await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     let yesterday: Vec<_> = mix("trend", 90, 10, 0)
         .into_iter()
         .map(|mut r| {
             r.event_id = format!("y-{}", r.event_id);
-            r.occurred_at = Some(prost_types::Timestamp {
-                seconds: now - 30 * 3600,
-                nanos: 0,
-            });
+            r.occurred_at = seconds_before(&app.clock, 30 * 3600);
             r
         })
         .collect();
@@ -321,6 +314,56 @@ async fn the_watch_stream_announces_a_threshold_crossing() {
         SourceHealth::Pause
     );
     assert_eq!(change.stats.unwrap().counts.unwrap().hard_bounces, 20);
+}
+
+#[tokio::test]
+async fn the_last_24_hours_slide_with_the_clock() {
+    let mut app = spawn_app().await;
+    ingest(&mut app.client, "", mix("sliding", 95, 5, 0)).await;
+    let now = stats(&mut app, StatsDimension::Source, "sliding").await;
+    assert_eq!(now.current.unwrap().counts.unwrap().sent, 100);
+    assert_eq!(now.verdict.unwrap().health(), SourceHealth::Pause);
+
+    // A day and two hours later the results are in the previous window, not the current one.
+    app.clock.advance(Duration::from_secs(26 * 3600));
+    let later = stats(&mut app, StatsDimension::Source, "sliding").await;
+    assert_eq!(later.current.unwrap().counts.unwrap().sent, 0);
+    assert_eq!(later.previous.unwrap().counts.unwrap().sent, 100);
+    assert_eq!(later.verdict.unwrap().health(), SourceHealth::Healthy);
+}
+
+#[tokio::test]
+async fn the_watch_stream_announces_recovery_when_bad_hours_slide_out_of_the_window() {
+    let mut app = spawn_app().await;
+    let mut watch = app
+        .client
+        .watch_source_health(pb::WatchSourceHealthRequest {
+            dimension: StatsDimension::Source as i32,
+            value: "fading".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ingest(&mut app.client, "", mix("fading", 180, 20, 0)).await; // 10 %
+    let paused = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("the pause is announced")
+        .unwrap()
+        .expect("stream open");
+    assert_eq!(paused.verdict.unwrap().health(), SourceHealth::Pause);
+
+    // No new results: only the window's sliding past them can change the verdict.
+    app.clock.advance(Duration::from_secs(25 * 3600));
+    let recovered = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("the recovery is announced without waiting for the minute tick")
+        .unwrap()
+        .expect("stream open");
+    assert_eq!(recovered.value, "fading");
+    assert_eq!(recovered.previous(), SourceHealth::Pause);
+    assert_eq!(recovered.verdict.unwrap().health(), SourceHealth::Healthy);
+    assert_eq!(recovered.stats.unwrap().counts.unwrap().sent, 0);
 }
 
 #[tokio::test]

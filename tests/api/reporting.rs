@@ -2,18 +2,16 @@
 
 use suppressd::grpc::proto::{self as pb, AddressState, BounceReason, Outcome, OutcomeType};
 
+use std::time::Duration;
+
+use suppressd::clock::Clock;
+
 use crate::helpers::*;
 
-/// Day `day` of the last ten days (day 10 is today), so the soft-bounce window covers them.
-fn at_day(day: i64) -> Option<prost_types::Timestamp> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    Some(prost_types::Timestamp {
-        seconds: now - (10 - day) * 86_400,
-        nanos: 0,
-    })
+/// Day `day` of the last ten days by the server's clock (day 10 is today), so the soft-bounce
+/// window covers them.
+fn at_day(clock: &Clock, day: i64) -> Option<prost_types::Timestamp> {
+    seconds_before(clock, (10 - day) * 86_400)
 }
 
 #[tokio::test]
@@ -87,8 +85,9 @@ async fn a_sender_side_block_never_suppresses_the_recipient() {
 #[tokio::test]
 async fn soft_bounces_suppress_at_the_threshold_and_a_delivery_resets_the_count() {
     let mut app = spawn_app().await;
+    let clock = app.clock.clone();
     let soft = |id: &str, addr: &str, day: i64| pb::SendResult {
-        occurred_at: at_day(day),
+        occurred_at: at_day(&clock, day),
         ..result(id, addr, Outcome::SoftBounce, MAILBOX_FULL)
     };
     // Two soft bounces, a delivery, two more: never three in a row.
@@ -103,7 +102,7 @@ async fn soft_bounces_suppress_at_the_threshold_and_a_delivery_resets_the_count(
     app.report(
         "",
         pb::SendResult {
-            occurred_at: at_day(3),
+            occurred_at: at_day(&app.clock, 3),
             ..result(
                 "a3",
                 "reset@example.com",
@@ -142,6 +141,40 @@ async fn soft_bounces_suppress_at_the_threshold_and_a_delivery_resets_the_count(
         .unwrap();
     assert_eq!(s.reason(), BounceReason::RepeatedSoftBounce);
     assert_eq!(s.event_id, "s2");
+}
+
+#[tokio::test]
+async fn soft_bounces_older_than_the_window_stop_counting_as_the_clock_moves_on() {
+    let mut app = spawn_app().await;
+    let soft = |id: &str| result(id, "slow@example.com", Outcome::SoftBounce, MAILBOX_FULL);
+    app.report("", soft("w1")).await;
+    app.report("", soft("w2")).await;
+    assert_eq!(
+        app.status("", "slow@example.com").await.recent_soft_bounces,
+        2
+    );
+
+    // Fifteen days later the window (14 days) has let go of both.
+    app.clock.advance(Duration::from_secs(15 * 86_400));
+    assert_eq!(
+        app.status("", "slow@example.com").await.recent_soft_bounces,
+        0
+    );
+    let r = app.report("", soft("w3")).await;
+    let status = r.status.unwrap();
+    assert_eq!(
+        status.state(),
+        AddressState::Allowed,
+        "only one in the window"
+    );
+    assert_eq!(status.recent_soft_bounces, 1);
+
+    // Two more within the window make three: suppressed.
+    app.clock.advance(Duration::from_secs(86_400));
+    app.report("", soft("w4")).await;
+    app.clock.advance(Duration::from_secs(86_400));
+    let r = app.report("", soft("w5")).await;
+    assert_eq!(r.status.unwrap().state(), AddressState::Suppressed);
 }
 
 #[tokio::test]
