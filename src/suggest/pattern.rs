@@ -352,7 +352,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_application() {
+    fn each_pattern_has_a_name_and_applies_to_a_name() {
         let cases = [
             (LocalPattern::FirstDotLast, "first.last", "jane.smith"),
             (LocalPattern::FirstLast, "firstlast", "janesmith"),
@@ -379,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn folding() {
+    fn names_fold_to_lowercase_ascii_without_spaces_or_apostrophes() {
         assert_eq!(fold_name("José"), "jose");
         assert_eq!(fold_name("Müller"), "muller");
         assert_eq!(fold_name("Straße"), "strasse");
@@ -425,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn named_variants_match() {
+    fn compound_names_accents_tags_and_digits_still_match_the_pattern() {
         let known = [
             named("mary.smith", "Mary Ann", "Smith"),
             named("maryann.jones", "Mary Ann", "Jones"),
@@ -442,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn unnamed_shapes() {
+    fn addresses_without_names_are_matched_by_their_shape() {
         // Role mailboxes are single tokens: they do not fit first.last.
         let known: Vec<_> = ["ann.lee", "bo.chan", "cy.diaz", "dee.ford", "info", "sales"]
             .into_iter()
@@ -518,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_count_once() {
+    fn a_repeated_address_counts_once() {
         let known = [
             named("jane.smith", "Jane", "Smith"),
             bare("jane.smith"),

@@ -248,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn splits_suffixes() {
+    fn a_domain_splits_into_its_name_and_public_suffix() {
         assert_eq!(split_suffix("gmail.com"), ("gmail", "com"));
         assert_eq!(split_suffix("yahoo.co.uk"), ("yahoo", "co.uk"));
         assert_eq!(split_suffix("uol.com.br"), ("uol", "com.br"));

@@ -32,7 +32,7 @@ fn fixes_to(typed: &str, expected: &str, min: f32) -> f32 {
 }
 
 #[test]
-fn popular_domain_typos() {
+fn typos_of_popular_mailbox_domains_are_fixed() {
     // The service shows import-verdict suggestions from 0.9.
     fixes_to("jane@gmal.com", "jane@gmail.com", 0.9);
     fixes_to("jane@hotmial.com", "jane@hotmail.com", 0.9);
@@ -62,7 +62,7 @@ fn explanation_names_the_slip() {
 }
 
 #[test]
-fn suffix_typos() {
+fn typos_in_the_domain_suffix_are_fixed() {
     for typed in [
         "gmail.con",
         "gmail.cmo",
@@ -189,7 +189,7 @@ fn company_pattern() -> DomainPattern {
 }
 
 #[test]
-fn pattern_inference_on_seeded_domain() {
+fn the_pattern_of_a_seeded_domain_is_inferred() {
     let p = company_pattern();
     assert_eq!(p.pattern, LocalPattern::FirstDotLast);
     assert_eq!((p.matching, p.total), (40, 42));
@@ -231,7 +231,7 @@ fn pattern_inference_from_local_parts_alone() {
 }
 
 #[test]
-fn company_pattern_suggestion() {
+fn the_company_pattern_turns_a_name_into_a_suggestion() {
     let p = company_pattern();
     let s = suggest(&SuggestInput {
         address: "jnae@company.com",
@@ -328,7 +328,7 @@ fn unrelated_local_part_lowers_pattern_confidence() {
 }
 
 #[test]
-fn accents_are_folded() {
+fn accents_in_names_are_folded_before_the_pattern_is_applied() {
     assert_eq!(
         LocalPattern::FirstDotLast
             .apply("José", "Müller")
@@ -396,7 +396,7 @@ fn both_kinds_rank_together() {
 }
 
 #[test]
-fn one_entry_per_address() {
+fn each_suggested_address_appears_once() {
     // A known-good domain that is also popular, listed twice, in two spellings.
     let known = ["gmail.com", "gmail.com", "GMAIL.COM."];
     let s = suggest(&input("jane@gmal.com", &KnownDomains::new(&known)));
@@ -421,7 +421,7 @@ fn one_entry_per_address() {
 }
 
 #[test]
-fn garbage_input() {
+fn garbage_input_gets_no_suggestion() {
     for addr in [
         "",
         "@",
@@ -455,7 +455,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn suggest_properties(
+    fn suggestions_are_deterministic_distinct_ranked_and_keep_the_local_part_of_typo_fixes(
         address in prop_oneof![
             ".*",
             "[a-z.]{1,12}@[a-z0-9.-]{1,16}",
@@ -524,7 +524,7 @@ proptest! {
     }
 
     #[test]
-    fn generated_pattern_domains_are_inferred(
+    fn a_domain_whose_addresses_all_follow_one_pattern_has_that_pattern_inferred(
         people in proptest::collection::vec(("[A-Z][a-z]{2,8}", "[A-Z][a-z]{2,10}"), 5..30),
         which in 0usize..12,
     ) {
@@ -535,13 +535,15 @@ proptest! {
             .zip(&locals)
             .map(|((g, f), l)| KnownAddress { local_part: l, given_name: Some(g), family_name: Some(f) })
             .collect();
-        if let Some(found) = infer_pattern(&known) {
-            // A name can make two patterns agree (given == family); the inferred one must still
-            // produce every known address.
-            for ((g, f), l) in people.iter().zip(&locals) {
-                let got = found.pattern.apply(g, f);
-                prop_assert_eq!(got.as_deref(), Some(l.as_str()));
-            }
+        // Five or more people whose every address follows one pattern: it must be found.
+        let found = infer_pattern(&known);
+        prop_assert!(found.is_some(), "no pattern inferred from {} addresses of {:?}", known.len(), p);
+        let found = found.unwrap();
+        // A name can make two patterns agree (given == family); the inferred one must still
+        // produce every known address.
+        for ((g, f), l) in people.iter().zip(&locals) {
+            let got = found.pattern.apply(g, f);
+            prop_assert_eq!(got.as_deref(), Some(l.as_str()));
         }
     }
 }

@@ -629,7 +629,7 @@ mod tests {
     }
 
     #[test]
-    fn keyboard_neighbours() {
+    fn only_neighbouring_keys_count_as_adjacent() {
         for (a, b) in [
             ('m', 'n'),
             ('c', 'v'),
@@ -649,7 +649,7 @@ mod tests {
     }
 
     #[test]
-    fn slips_are_classified() {
+    fn each_slip_is_named_by_its_kind() {
         assert_eq!(
             slips("gmal", "gmail").1,
             vec![Slip::Missing {

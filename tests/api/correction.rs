@@ -280,7 +280,8 @@ async fn the_whole_decision_tree_after_a_hard_bounce() {
 }
 
 #[tokio::test]
-async fn replacement_refusals() {
+async fn a_replacement_is_refused_when_the_old_address_is_not_suppressed_for_an_address_problem_or_the_new_one_is_suppressed(
+) {
     let mut app = spawn_app().await;
     app.report(
         "",
