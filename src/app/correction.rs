@@ -46,6 +46,15 @@ pub struct Suggestions {
     pub pattern: Option<DomainPattern>,
 }
 
+/// When a suggestion lookup reads the address's domain pattern (a store scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternLookup {
+    /// Only when names were given, since only names can use it (the import guard).
+    ForNames,
+    /// Always, to report it (`SuggestCorrections`).
+    Always,
+}
+
 /// A request to replace a bad address by a corrected one.
 #[derive(Debug, Clone)]
 pub struct Replace {
@@ -142,7 +151,7 @@ impl Corrections {
         Ok(pattern)
     }
     /// Correction candidates for `raw` (valid or not), best first, none suppressed, and the
-    /// pattern of its domain when names were given or `report_pattern` asks for it.
+    /// pattern of its domain when names were given or `pattern_lookup` asks for it always.
     /// Runs store reads: call it off the async workers.
     pub fn suggestions(
         &self,
@@ -150,7 +159,7 @@ impl Corrections {
         raw: &str,
         given: Option<&str>,
         family: Option<&str>,
-        report_pattern: bool,
+        pattern_lookup: PatternLookup,
         cache: &mut SuggestionCache,
     ) -> Result<Suggestions, AppError> {
         let mut candidates = Vec::new();
@@ -180,11 +189,12 @@ impl Corrections {
         let family = family.filter(|f| !f.trim().is_empty());
         // The domain's pattern shapes candidates only from names; without them it is read
         // only when the caller reports it.
-        let pattern = if given.is_some() || family.is_some() || report_pattern {
-            self.domain_pattern(tenant, address.domain(), cache)?
-        } else {
-            None
-        };
+        let pattern =
+            if given.is_some() || family.is_some() || pattern_lookup == PatternLookup::Always {
+                self.domain_pattern(tenant, address.domain(), cache)?
+            } else {
+                None
+            };
         let known = match &mut cache.known_domains {
             Some(known) => known,
             none => {
@@ -287,7 +297,7 @@ impl Corrections {
             raw,
             given.as_deref(),
             family.as_deref(),
-            false,
+            PatternLookup::ForNames,
             cache,
         )?;
         let threshold = self.context.correction_threshold;
@@ -316,7 +326,7 @@ impl Corrections {
                 &raw,
                 Some(&given_name),
                 Some(&family_name),
-                true,
+                PatternLookup::Always,
                 &mut cache,
             )?;
             found.candidates.truncate(max.min(MAX_SUGGESTIONS));

@@ -19,6 +19,8 @@ pub mod lookup;
 pub mod monitoring;
 pub mod reclassify;
 pub mod report;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -216,7 +216,7 @@ impl Reclassifier {
                 continue;
             };
             let plan = self.address_plan(tenant, parsed, request)?;
-            self.settle(tenant, plan, request.dry_run, now, &mut out)?;
+            self.settle(tenant, plan, request, now, &mut out)?;
             out.settled.push(address);
         }
         Ok(out)
@@ -279,7 +279,7 @@ impl Reclassifier {
         &self,
         tenant: &Tenant,
         plan: AddressPlan,
-        dry_run: bool,
+        request: &ReclassifyRequest,
         now: Timestamp,
         out: &mut PageOutcome,
     ) -> Result<(), AppError> {
@@ -338,7 +338,7 @@ impl Reclassifier {
             });
             updated.push(e.clone());
         }
-        if !dry_run {
+        if !request.dry_run {
             let AddressPlan {
                 address,
                 events,

@@ -1,0 +1,246 @@
+//! Use cases tested without a server: the application over a real store on a clock moved by
+//! hand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::addresses::ManualSuppression;
+use super::reclassify::ReclassifyRequest;
+use super::{App, Settings};
+use crate::classify::Classifier;
+use crate::clock::Clock;
+use crate::domain::{
+    BounceReason, BounceType, Classification, EmailAddress, HistoryEntry, RecordedEvent,
+    ReportedOutcome, SendReport, Source, StateChangeKind, Tenant, Timestamp,
+};
+use crate::policy::EscalationPolicy;
+use crate::store::{AddressWrite, Decision, Engine, StoreOptions, SuppressionStore};
+
+const GMAIL_UNSOLICITED: &str = "550-5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.";
+const START: Timestamp = Timestamp(1_780_000_000_000_000);
+
+fn open_store(dir: &tempfile::TempDir) -> Arc<dyn SuppressionStore> {
+    crate::store::open(StoreOptions {
+        engine: Engine::Sled,
+        path: dir.path().join("data"),
+        cache_bytes: 16 << 20,
+        journal_bytes: 1 << 20,
+    })
+    .expect("store opens")
+}
+
+fn app(store: Arc<dyn SuppressionStore>, clock: &Clock) -> App {
+    App::new(
+        store,
+        Arc::new(Classifier::new()),
+        Settings {
+            clock: clock.clone(),
+            ..Settings::default()
+        },
+    )
+}
+
+/// A bounce as an older rule set judged it: Gmail's spam block taken for a hard bounce.
+fn legacy_bounce(id: String, address: &str, at: Timestamp) -> RecordedEvent {
+    RecordedEvent {
+        event_id: id,
+        address: address.into(),
+        outcome: ReportedOutcome::Bounce,
+        smtp_response: GMAIL_UNSOLICITED.into(),
+        enhanced_status: None,
+        source: "legacy".into(),
+        campaign: String::new(),
+        segment: String::new(),
+        provider: "gmail".into(),
+        occurred_at: at,
+        recorded_at: at,
+        classification: Classification {
+            bounce_type: BounceType::Hard,
+            reason: BounceReason::MailboxNotFound,
+            rule_id: "legacy.rule".into(),
+            confidence: 0.5,
+            disagrees_with_reporter: false,
+        },
+        rules_version: 0,
+    }
+}
+
+fn record(event: RecordedEvent) -> AddressWrite {
+    let policy = EscalationPolicy::default();
+    let for_policy = event.clone();
+    AddressWrite {
+        tenant: Tenant::parse("").unwrap(),
+        address: EmailAddress::parse(&event.address).expect("valid address"),
+        event: Some(event),
+        reclassified: Vec::new(),
+        decide: Box::new(move |current| {
+            let t = policy.apply_event(current, &for_policy);
+            Decision::Apply {
+                record: t.record,
+                changes: t.changes,
+            }
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reclassification_settles_each_address_once_even_when_its_bounces_span_many_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    // 300 addresses, 8 legacy bounces each, interleaved in time so that every address has
+    // bounces on every page of 1,000.
+    let addresses: Vec<String> = (0..300).map(|i| format!("user{i}@gmail.com")).collect();
+    let mut writes = Vec::new();
+    for round in 0..8i64 {
+        for (i, a) in addresses.iter().enumerate() {
+            let at = Timestamp(START.micros() + (round * 300 + i as i64) * 1_000_000);
+            writes.push(record(legacy_bounce(format!("e{round}-{i}"), a, at)));
+        }
+    }
+    store.write(writes).await.unwrap();
+    let clock = Clock::manual(Timestamp(START.micros() + 86_400_000_000));
+    let app = app(store.clone(), &clock);
+    let tenant = Tenant::parse("").unwrap();
+
+    let dry = app
+        .reclassify
+        .run(
+            tenant.clone(),
+            ReclassifyRequest {
+                dry_run: true,
+                max_listed: 10,
+                ..ReclassifyRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.examined, 2_400);
+    assert_eq!(dry.reclassified, 2_400, "every event counted once");
+    assert_eq!(dry.lifted, 300, "every address counted once");
+    assert_eq!(dry.changes.len(), 10);
+    assert_eq!(dry.changes[0].event_id, "e0-0", "the earliest are listed");
+    let probe = EmailAddress::parse(&addresses[7]).unwrap();
+    assert!(app
+        .lookup
+        .status(&tenant, probe.clone())
+        .unwrap()
+        .is_suppressed());
+
+    let done = app
+        .reclassify
+        .run(tenant.clone(), ReclassifyRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((done.reclassified, done.lifted), (2_400, 300));
+    for a in &addresses {
+        let address = EmailAddress::parse(a).unwrap();
+        assert!(!app
+            .lookup
+            .status(&tenant, address.clone())
+            .unwrap()
+            .is_suppressed());
+        let history = app
+            .addresses
+            .history(tenant.clone(), address, None, 100)
+            .await
+            .unwrap();
+        let lifts = history
+            .items
+            .iter()
+            .filter(|h| matches!(h, HistoryEntry::StateChange(c) if c.kind == StateChangeKind::Reclassified))
+            .count();
+        assert_eq!(lifts, 1, "{a} was settled once, not once per page");
+    }
+    let again = app
+        .reclassify
+        .run(tenant, ReclassifyRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((again.examined, again.reclassified), (2_400, 0));
+    app.shutdown().await;
+    drop(app);
+    store.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_manual_suppression_is_dated_by_the_injected_clock_and_lifted_only_with_a_reactivation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let clock = Clock::manual(START);
+    let app = app(store.clone(), &clock);
+    let tenant = Tenant::parse("").unwrap();
+    let address = EmailAddress::parse("optout@example.com").unwrap();
+    let done = app
+        .addresses
+        .suppress(
+            tenant.clone(),
+            ManualSuppression {
+                address: address.clone(),
+                reason: BounceReason::Manual,
+                source: Source::parse("").unwrap(),
+                note: "ticket 4711".into(),
+                actor: "support".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let since = done
+        .status
+        .record
+        .as_ref()
+        .unwrap()
+        .suppression
+        .as_ref()
+        .unwrap()
+        .since;
+    assert_eq!(since, START);
+    assert_eq!(
+        done.status.record.unwrap().suppression.unwrap().source,
+        "manual"
+    );
+
+    // A delivery a week later changes nothing.
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let delivered = app
+        .report
+        .report(
+            tenant.clone(),
+            SendReport {
+                event_id: "d1".into(),
+                address: address.clone(),
+                outcome: ReportedOutcome::Delivered,
+                smtp_response: "250 2.0.0 OK".into(),
+                enhanced_status: None,
+                source: Source::default(),
+                campaign: Default::default(),
+                segment: Default::default(),
+                provider: String::new(),
+                occurred_at: clock.now(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(delivered.status.is_suppressed());
+
+    let lifted = app
+        .addresses
+        .reactivate(
+            tenant.clone(),
+            address.clone(),
+            "support".into(),
+            "asked".into(),
+        )
+        .await
+        .unwrap();
+    assert!(!lifted.status.is_suppressed());
+    assert_eq!(lifted.lifted.unwrap().since, START);
+    let err = app
+        .addresses
+        .reactivate(tenant, address, "support".into(), "again".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, super::AppError::NotFound(_)), "{err:?}");
+    app.shutdown().await;
+    drop(app);
+    store.close().unwrap();
+}
