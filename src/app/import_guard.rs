@@ -152,10 +152,9 @@ impl ImportSession {
 /// Most bytes of seen-address tables kept for later streams.
 const POOLED_SEEN_BYTES: usize = 64 << 20;
 
-/// Seen-address tables of ended streams, kept for the next ones: a table of a million
-/// addresses is 16 MiB that a growing stream would otherwise take fresh from the kernel, page by
-/// page (perf: 15 % of the server's CPU in page faults and page clearing during back-to-back
-/// import streams).
+/// Seen-address tables of ended streams, kept for the next ones: a growing stream would
+/// otherwise take its table fresh from the kernel, page by page, and back-to-back import
+/// streams would spend their CPU clearing pages (measured in bench/README.md).
 static SEEN_POOL: Mutex<Vec<HashSlots<u128>>> = Mutex::new(Vec::new());
 
 /// An import stream's seen-address table, handed back to [`SEEN_POOL`] when the stream ends.
