@@ -21,6 +21,7 @@
 //! Weak evidence never makes a recipient Hard: the status entries that are not address-level
 //! and the bare reply codes say Hard only when the reporter did (else Soft, reason Unknown).
 
+mod automaton;
 mod phrases;
 mod rules;
 mod smtp;
@@ -142,6 +143,19 @@ impl Classifier {
     /// Only if the built-in rule file is broken, which the unit tests guard against.
     pub fn new() -> Self {
         match rules::compile(RULES_TOML) {
+            Ok(rules) => Classifier {
+                rules,
+                label_ids: LabelIds::new(),
+            },
+            Err(e) => panic!("built-in classification rules are broken: {e}"),
+        }
+    }
+
+    /// [`Classifier::new`] with one Aho-Corasick automaton as the phrase matcher, for
+    /// measuring it beside the word index.
+    #[doc(hidden)]
+    pub fn with_automaton() -> Self {
+        match rules::compile_with(RULES_TOML, rules::MatcherKind::Automaton) {
             Ok(rules) => Classifier {
                 rules,
                 label_ids: LabelIds::new(),

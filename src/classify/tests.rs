@@ -33,7 +33,8 @@ fn builtin_rules_compile_and_version_matches() {
 
 #[test]
 fn phrase_index_files_most_phrases_under_a_word() {
-    let (filed, words, prefixed, rest_ascii, rest_unicode) = classifier().rules.matcher.stats();
+    let (filed, words, prefixed, rest_ascii, rest_unicode) =
+        classifier().rules.matcher.word_index().stats();
     let total = filed + prefixed + rest_ascii + rest_unicode;
     assert_eq!(total, classifier().rules.phrases.len());
     assert!(words > 100);
@@ -42,6 +43,65 @@ fn phrase_index_files_most_phrases_under_a_word() {
         rest_ascii + rest_unicode < total / 5,
         "{filed} {prefixed} {rest_ascii} {rest_unicode}"
     );
+}
+
+#[test]
+fn both_phrase_matchers_classify_every_corpus_row_and_rule_example_alike() {
+    let automaton = Classifier::with_automaton();
+    let labels = [L::Bounce, L::HardBounce, L::Delivered];
+    let mut compared = 0;
+    let mut check = |text: &str, status: Option<&str>, provider: &str| {
+        for reported in labels {
+            let ev = SmtpEvidence {
+                reported,
+                smtp_response: text,
+                enhanced_status: status,
+                provider,
+            };
+            assert_eq!(
+                classifier().classify(&ev),
+                automaton.classify(&ev),
+                "{text:?} {status:?} {provider:?} {reported:?}"
+            );
+            compared += 1;
+        }
+    };
+    for row in super::corpus_tests::rows() {
+        check(
+            row.diagnostic,
+            (!row.status.is_empty()).then_some(row.status),
+            "",
+        );
+        check(row.diagnostic, None, "gmail");
+    }
+    for r in &classifier().rules.rules {
+        check(
+            &r.example,
+            r.example_status.as_deref(),
+            r.example_provider.as_deref().unwrap_or(""),
+        );
+    }
+    assert!(compared > 3 * 1300, "{compared}");
+    // and the phrases each finds, which the verdicts alone may not show
+    let mut buf = String::new();
+    for row in super::corpus_tests::rows() {
+        smtp::normalize_into(row.diagnostic, &mut buf);
+        let n = buf.len();
+        buf.push_str(PADDING);
+        let found = |m: &rules::Matcher| {
+            let mut v = Vec::new();
+            m.find_padded(&buf, n, |p| v.push(p));
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(
+            found(&classifier().rules.matcher),
+            found(&automaton.rules.matcher),
+            "{:?}",
+            row.diagnostic
+        );
+    }
 }
 
 #[test]
