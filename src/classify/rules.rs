@@ -904,7 +904,7 @@ example = "550"
     }
 
     #[test]
-    fn code_and_status_patterns() {
+    fn code_and_status_patterns_match_digit_by_digit_with_wildcards() {
         assert!(CodePat::parse("5xx").unwrap().matches(554));
         assert!(!CodePat::parse("55x").unwrap().matches(450));
         assert!(StatusPat::parse("x.1.1").unwrap().matches((4, 1, 1)));
