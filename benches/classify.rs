@@ -29,15 +29,6 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    // the same rows with one Aho-Corasick automaton as the phrase matcher
-    let automaton = Classifier::with_automaton();
-    group.bench_function("sisimai_corpus_automaton", |b| {
-        b.iter(|| {
-            for &row in &rows {
-                classify_row(&automaton, row);
-            }
-        })
-    });
     group.finish();
 
     // what one reported send result costs before storage: its address and its response

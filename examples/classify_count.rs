@@ -2,8 +2,7 @@
 //! target/release/examples/classify_count <ascii|nonascii|all> <passes>` classifies every
 //! corpus row of the chosen kind `passes` times. Per-classification cost is the difference
 //! between two pass counts divided by the extra classifications. `dump` prints every
-//! verdict (corpus rows under each label, plus variants) for comparing builds. A third
-//! argument `automaton` runs the Aho-Corasick phrase matcher instead of the word index.
+//! verdict (corpus rows under each label, plus variants) for comparing builds.
 
 use std::hint::black_box;
 
@@ -45,37 +44,9 @@ fn main() {
         );
         return;
     }
-    let classifier = match args.get(3).map(String::as_str) {
-        Some("automaton") => Classifier::with_automaton(),
-        _ => Classifier::new(),
-    };
+    let classifier = Classifier::new();
     if mode == "dump" {
         dump(&classifier, &rows);
-        return;
-    }
-    if mode == "time-both" {
-        // both phrase matchers, pass after pass, so that a change in the machine's load
-        // falls on both alike
-        let automaton = Classifier::with_automaton();
-        let mut best = [f64::MAX; 2];
-        for _ in 0..passes {
-            for (k, c) in [&classifier, &automaton].into_iter().enumerate() {
-                let t = std::time::Instant::now();
-                for _ in 0..20 {
-                    for &row in &rows {
-                        classify_row(c, row);
-                    }
-                }
-                best[k] = best[k].min(t.elapsed().as_secs_f64() / (20 * rows.len()) as f64);
-            }
-        }
-        println!(
-            "word index: best {:.0} ns per classification ({:.0}/s); automaton: best {:.0} ns ({:.0}/s)",
-            best[0] * 1e9,
-            1.0 / best[0],
-            best[1] * 1e9,
-            1.0 / best[1]
-        );
         return;
     }
     if let Some(kind) = mode.strip_prefix("time-") {

@@ -21,7 +21,6 @@
 //! Weak evidence never makes a recipient Hard: the status entries that are not address-level
 //! and the bare reply codes say Hard only when the reporter did (else Soft, reason Unknown).
 
-mod automaton;
 mod phrases;
 mod rules;
 mod smtp;
@@ -50,12 +49,6 @@ const RULES_TOML: &str = include_str!("rules.toml");
 /// Longest text looked at, in bytes; anything beyond is ignored (the service stores at most
 /// 4096 bytes anyway).
 const MAX_TEXT_BYTES: usize = 16 * 1024;
-
-/// What follows a normalised text for the phrase matcher (`phrases::PADDING` zero bytes).
-const PADDING: &str = match std::str::from_utf8(&[0; phrases::PADDING]) {
-    Ok(s) => s,
-    Err(_) => panic!("zero bytes are UTF-8"),
-};
 
 /// The compiled classification rules. Build once, share behind an `Arc`.
 pub struct Classifier {
@@ -143,19 +136,6 @@ impl Classifier {
     /// Only if the built-in rule file is broken, which the unit tests guard against.
     pub fn new() -> Self {
         match rules::compile(RULES_TOML) {
-            Ok(rules) => Classifier {
-                rules,
-                label_ids: LabelIds::new(),
-            },
-            Err(e) => panic!("built-in classification rules are broken: {e}"),
-        }
-    }
-
-    /// [`Classifier::new`] with one Aho-Corasick automaton as the phrase matcher, for
-    /// measuring it beside the word index.
-    #[doc(hidden)]
-    pub fn with_automaton() -> Self {
-        match rules::compile_with(RULES_TOML, rules::MatcherKind::Automaton) {
             Ok(rules) => Classifier {
                 rules,
                 label_ids: LabelIds::new(),
@@ -275,8 +255,7 @@ impl Classifier {
         })
     }
 
-    /// Normalises `body` into `buf` (followed by the padding the phrase matcher reads) and
-    /// runs the text rules over it.
+    /// Normalises `body` into `buf` and runs the text rules over it.
     #[inline]
     fn match_body<'r>(
         &'r self,
@@ -285,24 +264,15 @@ impl Classifier {
         ctx: &Ctx<'_>,
     ) -> Option<Decision<'r>> {
         smtp::normalize_stripped_into(body, buf);
-        let n = buf.len();
-        buf.push_str(PADDING);
-        self.match_normalized(buf, n, ctx)
+        self.match_normalized(buf, ctx)
     }
 
-    /// The text rules over `padded[..n]`, a normalised text followed by the phrase matcher's
-    /// padding.
-    fn match_normalized<'r>(
-        &'r self,
-        padded: &str,
-        n: usize,
-        ctx: &Ctx<'_>,
-    ) -> Option<Decision<'r>> {
+    /// The text rules over `norm`, a normalised text.
+    fn match_normalized<'r>(&'r self, norm: &str, ctx: &Ctx<'_>) -> Option<Decision<'r>> {
         let rs = &self.rules;
-        let norm = &padded[..n];
         let mut hits: Bits<PAT_WORDS> = Bits::EMPTY;
         let mut cand: Bits<RULE_WORDS> = rs.always;
-        rs.matcher.find_padded(padded, n, |p| {
+        rs.matcher.find(norm, |p| {
             hits.set(p);
             let (a, b) = (
                 rs.pat_rule_start[p] as usize,

@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use regex::Regex;
 use serde::Deserialize;
 
-use super::automaton::PhraseAutomaton;
 use super::phrases::PhraseMatcher;
 use super::smtp::{normalize_phrase, parse_status, EnhancedStatus};
 use crate::domain::{BounceReason, BounceType, RuleId};
@@ -361,7 +360,7 @@ pub(crate) struct Provider {
 #[derive(Debug)]
 pub(crate) struct RuleSet {
     pub version: u32,
-    pub matcher: Matcher,
+    pub matcher: PhraseMatcher,
     /// The normalised phrases, by pattern id.
     pub phrases: Vec<String>,
     /// Rules for which pattern `p` is a `match` phrase: `pat_rule_ids[pat_rule_start[p]..pat_rule_start[p+1]]`.
@@ -442,50 +441,8 @@ impl PatternTable {
     }
 }
 
-/// Which phrase matcher a compiled rule set runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MatcherKind {
-    /// The hand-written word-anchor index of `phrases.rs`.
-    WordIndex,
-    /// One Aho-Corasick automaton over all phrases.
-    Automaton,
-}
-
-/// The phrase matcher of a rule set.
-#[derive(Debug)]
-pub(crate) enum Matcher {
-    WordIndex(PhraseMatcher),
-    Automaton(PhraseAutomaton),
-}
-
-impl Matcher {
-    /// Calls `hit(phrase)` for every phrase found in `padded[..n]`, a normalised text followed
-    /// by `phrases::PADDING` zero bytes (a phrase may be reported more than once).
-    #[inline]
-    pub(crate) fn find_padded(&self, padded: &str, n: usize, hit: impl FnMut(usize)) {
-        match self {
-            Matcher::WordIndex(m) => m.find_padded(padded, n, hit),
-            Matcher::Automaton(a) => a.find(&padded[..n], hit),
-        }
-    }
-
-    /// The word index, for its own tests.
-    #[cfg(test)]
-    pub(crate) fn word_index(&self) -> &PhraseMatcher {
-        match self {
-            Matcher::WordIndex(m) => m,
-            Matcher::Automaton(_) => panic!("compiled with the automaton"),
-        }
-    }
-}
-
-/// Compiles the rule file with the default phrase matcher.
-pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
-    compile_with(src, MatcherKind::WordIndex)
-}
-
 /// Compiles the rule file.
-pub(crate) fn compile_with(src: &str, kind: MatcherKind) -> Result<RuleSet, String> {
+pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
     let file = read_file(src)?;
     if file.version == 0 {
         return Err("rules.toml: 'version' must be 1 or more".to_string());
@@ -693,14 +650,7 @@ pub(crate) fn compile_with(src: &str, kind: MatcherKind) -> Result<RuleSet, Stri
     }
     pat_rule_start.push(pat_rule_ids.len() as u32);
 
-    let matcher = match kind {
-        MatcherKind::WordIndex => {
-            Matcher::WordIndex(PhraseMatcher::new(&pats.strings, &pats.meta)?)
-        }
-        MatcherKind::Automaton => {
-            Matcher::Automaton(PhraseAutomaton::new(&pats.strings, &pats.meta)?)
-        }
-    };
+    let matcher = PhraseMatcher::new(&pats.strings, &pats.meta)?;
 
     Ok(RuleSet {
         version: file.version,
