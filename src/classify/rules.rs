@@ -771,6 +771,15 @@ example = "550"
             rs.phrases,
             vec!["gsmtp".to_string(), "user unknown".to_string()]
         );
+        // a whole number is a confidence too, and the tables may come in any order
+        let code_first = "[[code]]\nid = \"code.4xx\"\ncode = \"4xx\"\ntype = \"soft\"\n\
+            reason = \"TemporaryFailure\"\nconfidence = 0.55\nexample = \"421\"\n\n[[provider]]";
+        let reordered = GOOD
+            .replacen("confidence = 0.5\n", "confidence = 1\n", 1)
+            .replacen("[[provider]]", code_first, 1);
+        let rs = compile(&reordered).expect("the reordered sample compiles");
+        assert_eq!(rs.code_rules[0].id, "code.4xx");
+        assert_eq!(rs.code_rules[1].confidence, 1.0);
     }
 
     #[test]
