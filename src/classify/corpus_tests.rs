@@ -77,7 +77,7 @@ fn type_name(t: T) -> &'static str {
 }
 
 #[test]
-fn sisimai_corpus() {
+fn sisimai_corpus_meets_the_hard_and_not_hard_floors() {
     let c = Classifier::new();
     let rows = rows();
     assert_eq!(rows.len(), 600);

@@ -50,12 +50,6 @@ const RULES_TOML: &str = include_str!("rules.toml");
 /// 4096 bytes anyway).
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
-/// What follows a normalised text for the phrase matcher (`phrases::PADDING` zero bytes).
-const PADDING: &str = match std::str::from_utf8(&[0; phrases::PADDING]) {
-    Ok(s) => s,
-    Err(_) => panic!("zero bytes are UTF-8"),
-};
-
 /// The compiled classification rules. Build once, share behind an `Arc`.
 pub struct Classifier {
     rules: RuleSet,
@@ -261,8 +255,7 @@ impl Classifier {
         })
     }
 
-    /// Normalises `body` into `buf` (followed by the padding the phrase matcher reads) and
-    /// runs the text rules over it.
+    /// Normalises `body` into `buf` and runs the text rules over it.
     #[inline]
     fn match_body<'r>(
         &'r self,
@@ -271,24 +264,15 @@ impl Classifier {
         ctx: &Ctx<'_>,
     ) -> Option<Decision<'r>> {
         smtp::normalize_stripped_into(body, buf);
-        let n = buf.len();
-        buf.push_str(PADDING);
-        self.match_normalized(buf, n, ctx)
+        self.match_normalized(buf, ctx)
     }
 
-    /// The text rules over `padded[..n]`, a normalised text followed by the phrase matcher's
-    /// padding.
-    fn match_normalized<'r>(
-        &'r self,
-        padded: &str,
-        n: usize,
-        ctx: &Ctx<'_>,
-    ) -> Option<Decision<'r>> {
+    /// The text rules over `norm`, a normalised text.
+    fn match_normalized<'r>(&'r self, norm: &str, ctx: &Ctx<'_>) -> Option<Decision<'r>> {
         let rs = &self.rules;
-        let norm = &padded[..n];
         let mut hits: Bits<PAT_WORDS> = Bits::EMPTY;
         let mut cand: Bits<RULE_WORDS> = rs.always;
-        rs.matcher.find_padded(padded, n, |p| {
+        rs.matcher.find(norm, |p| {
             hits.set(p);
             let (a, b) = (
                 rs.pat_rule_start[p] as usize,

@@ -1,14 +1,16 @@
 //! The rule table: reading `rules.toml` and compiling it into matchers.
 //!
-//! The rule file uses a small, strict subset of TOML (top-level keys, `[[table]]` arrays,
-//! strings, numbers, booleans and arrays of strings), read by the little parser below so that
-//! the service needs no TOML dependency. Every phrase is normalised exactly like the SMTP text
-//! it is matched against (see [`super::smtp::normalize_into`]) and all phrases of all rules go
-//! into one [`PhraseMatcher`], run once per classification.
+//! The file is read by the `toml` crate into the typed entries below, which refuse unknown
+//! keys; [`compile`] then checks what types cannot say (known reasons, valid patterns and
+//! regexes, providers that exist, unique ids) and names the entry and the key in every error.
+//! Every phrase is normalised exactly like the SMTP text it is matched against (see
+//! [`super::smtp::normalize_into`]) and all phrases of all rules go into one phrase matcher,
+//! run once per classification.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use regex::Regex;
+use serde::Deserialize;
 
 use super::phrases::PhraseMatcher;
 use super::smtp::{normalize_phrase, parse_status, EnhancedStatus};
@@ -19,270 +21,171 @@ pub(crate) const PAT_WORDS: usize = 32;
 /// Most text rules the engine takes (64 × `RULE_WORDS`).
 pub(crate) const RULE_WORDS: usize = 8;
 
-// ───────────────────────────── the TOML subset ─────────────────────────────
+// ───────────────────────────── the file as written ─────────────────────────────
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Array(Vec<String>),
+/// The whole file: its version and four arrays of tables, each in file order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    version: u32,
+    #[serde(default)]
+    provider: Vec<ProviderEntry>,
+    #[serde(default)]
+    rule: Vec<RuleEntry>,
+    #[serde(default)]
+    status: Vec<StatusEntry>,
+    #[serde(default)]
+    code: Vec<CodeEntry>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub key: String,
-    pub value: Value,
-    pub line: usize,
+/// A `[[provider]]`: how mail of one provider is recognised, for rules scoped to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderEntry {
+    name: String,
+    /// Substrings of `SmtpEvidence::provider` (any case) that name the provider.
+    #[serde(default)]
+    names: Vec<String>,
+    /// Phrases whose presence in the text identifies the provider.
+    #[serde(default)]
+    markers: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Table {
-    pub kind: String,
-    pub line: usize,
-    pub entries: Vec<Entry>,
+/// `type`: what an entry decides. `label` (weak evidence) is for `[[status]]` and `[[code]]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Hard,
+    Soft,
+    Block,
+    Complaint,
+    Delivered,
+    Label,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Document {
-    pub top: Vec<Entry>,
-    pub tables: Vec<Table>,
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    src: &'a str,
-    i: usize,
-    line: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn err<T>(&self, msg: &str) -> Result<T, String> {
-        Err(format!("rules.toml line {}: {msg}", self.line))
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    /// Skips spaces and tabs (not newlines).
-    fn skip_inline_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.i += 1;
-        }
-    }
-
-    fn skip_comment(&mut self) {
-        if self.peek() == Some(b'#') {
-            while !matches!(self.peek(), None | Some(b'\n')) {
-                self.i += 1;
-            }
-        }
-    }
-
-    /// Skips whitespace, newlines and comments.
-    fn skip_all(&mut self) {
-        loop {
-            match self.peek() {
-                Some(b' ' | b'\t' | b'\r') => self.i += 1,
-                Some(b'\n') => {
-                    self.i += 1;
-                    self.line += 1;
-                }
-                Some(b'#') => self.skip_comment(),
-                _ => return,
-            }
-        }
-    }
-
-    /// After a value: only spaces and a comment may follow on the line.
-    fn end_of_line(&mut self) -> Result<(), String> {
-        self.skip_inline_ws();
-        self.skip_comment();
-        match self.peek() {
-            None => Ok(()),
-            Some(b'\r') | Some(b'\n') => Ok(()),
-            _ => self.err("unexpected text after the value"),
-        }
-    }
-
-    fn key(&mut self) -> Result<String, String> {
-        let start = self.i;
-        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-        {
-            self.i += 1;
-        }
-        if start == self.i {
-            return self.err("expected a key");
-        }
-        Ok(self.src[start..self.i].to_string())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let quote = self.peek();
-        self.i += 1;
-        let mut out = String::new();
-        if quote == Some(b'\'') {
-            let start = self.i;
-            loop {
-                match self.peek() {
-                    None | Some(b'\n') => return self.err("unterminated literal string"),
-                    Some(b'\'') => break,
-                    _ => self.i += 1,
-                }
-            }
-            out.push_str(&self.src[start..self.i]);
-            self.i += 1;
-            return Ok(out);
-        }
-        loop {
-            let start = self.i;
-            while !matches!(self.peek(), None | Some(b'"' | b'\\' | b'\n')) {
-                self.i += 1;
-            }
-            out.push_str(&self.src[start..self.i]);
-            match self.peek() {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.i += 1;
-                    let c = self.peek();
-                    self.i += 1;
-                    match c {
-                        Some(b'"') => out.push('"'),
-                        Some(b'\\') => out.push('\\'),
-                        Some(b'n') => out.push('\n'),
-                        Some(b't') => out.push('\t'),
-                        Some(b'r') => out.push('\r'),
-                        Some(b'u') => {
-                            let hex = self.src.get(self.i..self.i + 4).unwrap_or("");
-                            let ch = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32);
-                            match ch {
-                                Some(ch) if hex.len() == 4 => out.push(ch),
-                                _ => return self.err("bad \\u escape"),
-                            }
-                            self.i += 4;
-                        }
-                        _ => return self.err("unknown escape in string"),
-                    }
-                }
-                _ => return self.err("unterminated string"),
-            }
-        }
-    }
-
-    fn value(&mut self) -> Result<Value, String> {
-        match self.peek() {
-            Some(b'"' | b'\'') => Ok(Value::Str(self.string()?)),
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                loop {
-                    self.skip_all();
-                    match self.peek() {
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Value::Array(items));
-                        }
-                        Some(b'"' | b'\'') => items.push(self.string()?),
-                        _ => return self.err("arrays hold strings only"),
-                    }
-                    self.skip_all();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {}
-                        _ => return self.err("expected ',' or ']' in array"),
-                    }
-                }
-            }
-            Some(b't') if self.s[self.i..].starts_with(b"true") => {
-                self.i += 4;
-                Ok(Value::Bool(true))
-            }
-            Some(b'f') if self.s[self.i..].starts_with(b"false") => {
-                self.i += 5;
-                Ok(Value::Bool(false))
-            }
-            Some(c) if c.is_ascii_digit() || c == b'-' || c == b'+' => {
-                let start = self.i;
-                self.i += 1;
-                while matches!(self.peek(), Some(c) if c.is_ascii_digit() || c == b'.' || c == b'_')
-                {
-                    self.i += 1;
-                }
-                let text = self.src[start..self.i].replace('_', "");
-                if text.contains('.') {
-                    text.parse::<f64>()
-                        .map(Value::Float)
-                        .or_else(|_| self.err("bad number"))
-                } else {
-                    text.parse::<i64>()
-                        .map(Value::Int)
-                        .or_else(|_| self.err("bad number"))
-                }
-            }
-            _ => self.err("expected a value"),
+impl Verdict {
+    fn outcome(self) -> Outcome {
+        match self {
+            Verdict::Hard => Outcome::Fixed(BounceType::Hard),
+            Verdict::Soft => Outcome::Fixed(BounceType::Soft),
+            Verdict::Block => Outcome::Fixed(BounceType::Block),
+            Verdict::Complaint => Outcome::Fixed(BounceType::Complaint),
+            Verdict::Delivered => Outcome::Fixed(BounceType::Delivered),
+            Verdict::Label => Outcome::FromLabel,
         }
     }
 }
 
-/// Parses the TOML subset used by the rule file.
-pub(crate) fn parse_document(src: &str) -> Result<Document, String> {
-    let mut p = Parser {
-        s: src.as_bytes(),
-        src,
-        i: 0,
-        line: 1,
-    };
-    let mut doc = Document::default();
-    loop {
-        p.skip_all();
-        match p.peek() {
-            None => return Ok(doc),
-            Some(b'[') => {
-                if !p.s[p.i..].starts_with(b"[[") {
-                    return p.err("only [[table]] arrays are supported");
-                }
-                p.i += 2;
-                p.skip_inline_ws();
-                let kind = p.key()?;
-                p.skip_inline_ws();
-                if !p.s[p.i..].starts_with(b"]]") {
-                    return p.err("expected ']]'");
-                }
-                p.i += 2;
-                p.end_of_line()?;
-                doc.tables.push(Table {
-                    kind,
-                    line: p.line,
-                    entries: Vec::new(),
-                });
-            }
-            Some(_) => {
-                let line = p.line;
-                let key = p.key()?;
-                p.skip_inline_ws();
-                if p.peek() != Some(b'=') {
-                    return p.err("expected '='");
-                }
-                p.i += 1;
-                p.skip_inline_ws();
-                let value = p.value()?;
-                p.end_of_line()?;
-                let entries = match doc.tables.last_mut() {
-                    Some(t) => &mut t.entries,
-                    None => &mut doc.top,
-                };
-                if entries.iter().any(|e| e.key == key) {
-                    return Err(format!("rules.toml line {line}: duplicate key '{key}'"));
-                }
-                entries.push(Entry { key, value, line });
+/// A `[[rule]]` (the keys are explained at the top of `rules.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    id: String,
+    #[serde(rename = "type")]
+    verdict: Verdict,
+    reason: String,
+    confidence: f64,
+    #[serde(default, rename = "match")]
+    phrases: Vec<String>,
+    #[serde(default)]
+    and: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
+    #[serde(default)]
+    codes: Vec<String>,
+    #[serde(default)]
+    status: Vec<String>,
+    regex: Option<String>,
+    provider: Option<String>,
+    #[serde(default)]
+    permanent_even_if_4xx: bool,
+    example: String,
+    example_provider: Option<String>,
+    example_status: Option<String>,
+    decided_by: Option<String>,
+    /// For the people who read the file.
+    #[serde(rename = "note")]
+    _note: Option<String>,
+}
+
+/// A `[[status]]` fallback entry: one enhanced-status pattern.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusEntry {
+    id: String,
+    status: String,
+    #[serde(rename = "type")]
+    verdict: Verdict,
+    reason: String,
+    confidence: f64,
+    example: String,
+    #[serde(rename = "note")]
+    _note: Option<String>,
+}
+
+/// A `[[code]]` fallback entry: one reply-code pattern.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeEntry {
+    id: String,
+    code: String,
+    #[serde(rename = "type")]
+    verdict: Verdict,
+    reason: String,
+    confidence: f64,
+    example: String,
+    #[serde(rename = "note")]
+    _note: Option<String>,
+}
+
+/// Reads the file, naming the entry a misspelt key or a value of the wrong type is in (the
+/// `toml` crate's message gives the line, the column and the key).
+fn read_file(src: &str) -> Result<RuleFile, String> {
+    toml::from_str(src).map_err(|e| {
+        let within = e.span().and_then(|at| entry_at(src, at.start));
+        match within {
+            Some(entry) => format!("rules.toml, {entry}: {e}"),
+            None => format!("rules.toml: {e}"),
+        }
+    })
+}
+
+/// `[[kind]] 'id'` of the array-of-tables entry that holds byte `at` of `src`: the last one
+/// whose first key comes before it, or, when `at` is a `[[kind]]` header (where a missing key
+/// is reported), the first one after it.
+fn entry_at(src: &str, at: usize) -> Option<String> {
+    let at_header = src.get(at..)?.starts_with("[[");
+    let doc = toml::de::DeTable::parse(src).ok()?;
+    let mut best: Option<(usize, String)> = None;
+    for (kind, value) in doc.get_ref() {
+        let Some(entries) = value.get_ref().as_array() else {
+            continue;
+        };
+        for entry in entries.iter() {
+            let Some(table) = entry.get_ref().as_table() else {
+                continue;
+            };
+            let Some(start) = table.keys().map(|k| k.span().start).min() else {
+                continue;
+            };
+            let closer = match (&best, at_header) {
+                (_, false) if start > at => false,
+                (_, true) if start <= at => false,
+                (None, _) => true,
+                (Some(b), false) => start > b.0,
+                (Some(b), true) => start < b.0,
+            };
+            if closer {
+                let name = table
+                    .iter()
+                    .find(|(k, _)| matches!(k.get_ref().as_ref(), "id" | "name"))
+                    .and_then(|(_, v)| v.get_ref().as_str())
+                    .unwrap_or("without id");
+                best = Some((start, format!("[[{}]] '{name}'", kind.get_ref())));
             }
         }
     }
+    best.map(|b| b.1)
 }
 
 // ───────────────────────────── compiled rules ─────────────────────────────
@@ -426,6 +329,7 @@ pub(crate) struct TextRule {
     pub example: String,
     #[cfg_attr(not(test), allow(dead_code))]
     pub example_provider: Option<String>,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub example_status: Option<String>,
     pub decided_by: Option<String>,
 }
@@ -470,18 +374,6 @@ pub(crate) struct RuleSet {
     pub code_rules: Vec<FallbackRule>,
 }
 
-fn parse_type(s: &str) -> Option<Outcome> {
-    Some(Outcome::Fixed(match s {
-        "hard" => BounceType::Hard,
-        "soft" => BounceType::Soft,
-        "block" => BounceType::Block,
-        "complaint" => BounceType::Complaint,
-        "delivered" => BounceType::Delivered,
-        "label" => return Some(Outcome::FromLabel),
-        _ => return None,
-    }))
-}
-
 fn parse_reason(s: &str) -> Option<BounceReason> {
     use BounceReason::*;
     Some(match s {
@@ -506,79 +398,7 @@ fn parse_reason(s: &str) -> Option<BounceReason> {
     })
 }
 
-/// Reads typed fields of one table, refusing unknown keys.
-struct Fields<'t> {
-    table: &'t Table,
-    used: Vec<bool>,
-}
-
-impl<'t> Fields<'t> {
-    fn new(table: &'t Table) -> Self {
-        Fields {
-            table,
-            used: vec![false; table.entries.len()],
-        }
-    }
-    fn err<T>(&self, msg: impl std::fmt::Display) -> Result<T, String> {
-        Err(format!(
-            "rules.toml [[{}]] at line {}: {msg}",
-            self.table.kind, self.table.line
-        ))
-    }
-    fn get(&mut self, key: &str) -> Option<&'t Value> {
-        let pos = self.table.entries.iter().position(|e| e.key == key)?;
-        self.used[pos] = true;
-        Some(&self.table.entries[pos].value)
-    }
-    fn str_opt(&mut self, key: &str) -> Result<Option<String>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Str(s)) => Ok(Some(s.clone())),
-            Some(_) => self.err(format!("'{key}' must be a string")),
-        }
-    }
-    fn str(&mut self, key: &str) -> Result<String, String> {
-        match self.str_opt(key)? {
-            Some(s) => Ok(s),
-            None => self.err(format!("'{key}' is required")),
-        }
-    }
-    fn list(&mut self, key: &str) -> Result<Vec<String>, String> {
-        match self.get(key) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(a)) => Ok(a.clone()),
-            Some(Value::Str(s)) => Ok(vec![s.clone()]),
-            Some(_) => self.err(format!("'{key}' must be a list of strings")),
-        }
-    }
-    fn float(&mut self, key: &str) -> Result<f32, String> {
-        match self.get(key) {
-            Some(Value::Float(f)) if (0.0..=1.0).contains(f) => Ok(*f as f32),
-            Some(Value::Int(i)) if (0..=1).contains(i) => Ok(*i as f32),
-            Some(_) => self.err(format!("'{key}' must be a number from 0 to 1")),
-            None => self.err(format!("'{key}' is required")),
-        }
-    }
-    fn bool(&mut self, key: &str) -> Result<bool, String> {
-        match self.get(key) {
-            None => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => self.err(format!("'{key}' must be true or false")),
-        }
-    }
-    fn finish(self) -> Result<(), String> {
-        for (e, used) in self.table.entries.iter().zip(&self.used) {
-            if !used {
-                return Err(format!(
-                    "rules.toml line {}: unknown key '{}' in [[{}]]",
-                    e.line, e.key, self.table.kind
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
+/// The phrases of all entries, each once, with the word boundaries it needs.
 #[derive(Default)]
 struct PatternTable {
     strings: Vec<String>,
@@ -623,196 +443,177 @@ impl PatternTable {
 
 /// Compiles the rule file.
 pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
-    let doc = parse_document(src)?;
-    let mut version = None;
-    for e in &doc.top {
-        match (e.key.as_str(), &e.value) {
-            ("version", Value::Int(v)) if *v > 0 => version = Some(*v as u32),
-            _ => {
+    let file = read_file(src)?;
+    if file.version == 0 {
+        return Err("rules.toml: 'version' must be 1 or more".to_string());
+    }
+
+    let mut pats = PatternTable::default();
+    let mut providers: Vec<Provider> = Vec::new();
+    for p in file.provider {
+        let err = |field: &str, msg: String| {
+            format!("rules.toml, [[provider]] '{}': '{field}' {msg}", p.name)
+        };
+        if providers.iter().any(|x| x.name == p.name) {
+            return Err(format!("rules.toml: provider '{}' defined twice", p.name));
+        }
+        let mut markers = Vec::new();
+        for m in &p.markers {
+            markers.push(pats.add(m).map_err(|e| err("markers", e))?);
+        }
+        providers.push(Provider {
+            names: p.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            name: p.name,
+            markers,
+        });
+    }
+
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut rules: Vec<TextRule> = Vec::new();
+    let mut rule_matches: Vec<Vec<u32>> = Vec::new();
+    for r in file.rule {
+        let err =
+            |field: &str, msg: String| format!("rules.toml, [[rule]] '{}': '{field}' {msg}", r.id);
+        let kind = match r.verdict.outcome() {
+            Outcome::Fixed(k) => k,
+            Outcome::FromLabel => {
+                return Err(err(
+                    "type",
+                    "must be hard, soft, block, complaint or delivered".to_string(),
+                ))
+            }
+        };
+        let reason = parse_reason(&r.reason)
+            .ok_or_else(|| err("reason", format!("is unknown: '{}'", r.reason)))?;
+        let confidence = confidence(r.confidence)
+            .ok_or_else(|| err("confidence", "must be a number from 0 to 1".to_string()))?;
+        let mut phrase_ids = |field: &str, list: &[String]| -> Result<Vec<u32>, String> {
+            list.iter()
+                .map(|m| pats.add(m).map_err(|e| err(field, e)))
+                .collect()
+        };
+        let matches = phrase_ids("match", &r.phrases)?;
+        let and = phrase_ids("and", &r.and)?;
+        let unless = phrase_ids("unless", &r.unless)?;
+        let codes = r
+            .codes
+            .iter()
+            .map(|c| {
+                CodePat::parse(c)
+                    .ok_or_else(|| err("codes", format!("has a bad reply-code pattern '{c}'")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let statuses = r
+            .status
+            .iter()
+            .map(|s| {
+                StatusPat::parse(s)
+                    .ok_or_else(|| err("status", format!("has a bad status pattern '{s}'")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let regex = match &r.regex {
+            None => None,
+            Some(re) => Some(Regex::new(re).map_err(|e| err("regex", format!("is bad: {e}")))?),
+        };
+        let scope = match &r.provider {
+            None => None,
+            Some(p) => Some(
+                providers
+                    .iter()
+                    .position(|x| &x.name == p)
+                    .ok_or_else(|| err("provider", format!("names an unknown provider '{p}'")))?,
+            ),
+        };
+        if let Some(s) = &r.example_status {
+            if parse_status(s).is_none() {
+                return Err(err(
+                    "example_status",
+                    format!("is not a status code: '{s}'"),
+                ));
+            }
+        }
+        if matches.is_empty() && codes.is_empty() && statuses.is_empty() {
+            return Err(err(
+                "match",
+                "is needed, or 'codes' or 'status' conditions".to_string(),
+            ));
+        }
+        if !ids.insert(r.id.clone()) {
+            return Err(format!("rules.toml: rule id '{}' used twice", r.id));
+        }
+        rules.push(TextRule {
+            id: r.id.into(),
+            kind,
+            reason,
+            confidence,
+            scope,
+            codes,
+            statuses,
+            and,
+            unless,
+            regex,
+            keep_hard_if_temporary: r.permanent_even_if_4xx,
+            example: r.example,
+            example_provider: r.example_provider,
+            example_status: r.example_status,
+            decided_by: r.decided_by,
+        });
+        rule_matches.push(matches);
+    }
+
+    let mut status_rules = Vec::new();
+    for s in file.status {
+        let status = StatusPat::parse(&s.status);
+        let r = fallback(
+            &mut ids,
+            "status",
+            &s.id,
+            s.verdict,
+            &s.reason,
+            s.confidence,
+            s.example,
+        )?;
+        match status {
+            Some(p) => status_rules.push(FallbackRule {
+                status: Some(p),
+                ..r
+            }),
+            None => {
                 return Err(format!(
-                    "rules.toml line {}: unknown top-level key '{}'",
-                    e.line, e.key
+                    "rules.toml, [[status]] '{}': 'status' has a bad status pattern '{}'",
+                    r.id, s.status
                 ))
             }
         }
     }
-    let version = version.ok_or("rules.toml: 'version' is required")?;
-
-    let mut pats = PatternTable::default();
-    let mut providers: Vec<Provider> = Vec::new();
-    let mut rules: Vec<TextRule> = Vec::new();
-    let mut rule_matches: Vec<Vec<u32>> = Vec::new();
-    let mut status_rules = Vec::new();
     let mut code_rules = Vec::new();
-    let mut ids: HashMap<String, usize> = HashMap::new();
-
-    for t in &doc.tables {
-        let mut f = Fields::new(t);
-        match t.kind.as_str() {
-            "provider" => {
-                let name = f.str("name")?;
-                let names = f
-                    .list("names")?
-                    .iter()
-                    .map(|n| n.to_ascii_lowercase())
-                    .collect();
-                let mut markers = Vec::new();
-                for m in f.list("markers")? {
-                    markers.push(pats.add(&m).or_else(|e| f.err(e))?);
-                }
-                f.finish()?;
-                if providers.iter().any(|p| p.name == name) {
-                    return Err(format!("rules.toml: provider '{name}' defined twice"));
-                }
-                providers.push(Provider {
-                    name,
-                    names,
-                    markers,
-                });
+    for c in file.code {
+        let code = CodePat::parse(&c.code);
+        let r = fallback(
+            &mut ids,
+            "code",
+            &c.id,
+            c.verdict,
+            &c.reason,
+            c.confidence,
+            c.example,
+        )?;
+        match code {
+            Some(p) => code_rules.push(FallbackRule { code: Some(p), ..r }),
+            None => {
+                return Err(format!(
+                    "rules.toml, [[code]] '{}': 'code' has a bad reply-code pattern '{}'",
+                    r.id, c.code
+                ))
             }
-            "rule" => {
-                let id = f.str("id")?;
-                let kind = match parse_type(&f.str("type")?) {
-                    Some(Outcome::Fixed(k)) => k,
-                    _ => return f.err("'type' must be hard, soft, block, complaint or delivered"),
-                };
-                let reason = match parse_reason(&f.str("reason")?) {
-                    Some(r) => r,
-                    None => return f.err("unknown 'reason'"),
-                };
-                let confidence = f.float("confidence")?;
-                let mut matches = Vec::new();
-                for m in f.list("match")? {
-                    matches.push(pats.add(&m).or_else(|e| f.err(e))?);
-                }
-                let mut and = Vec::new();
-                for m in f.list("and")? {
-                    and.push(pats.add(&m).or_else(|e| f.err(e))?);
-                }
-                let mut unless = Vec::new();
-                for m in f.list("unless")? {
-                    unless.push(pats.add(&m).or_else(|e| f.err(e))?);
-                }
-                let mut codes = Vec::new();
-                for c in f.list("codes")? {
-                    match CodePat::parse(&c) {
-                        Some(p) => codes.push(p),
-                        None => return f.err(format!("bad reply-code pattern '{c}'")),
-                    }
-                }
-                let mut statuses = Vec::new();
-                for s in f.list("status")? {
-                    match StatusPat::parse(&s) {
-                        Some(p) => statuses.push(p),
-                        None => return f.err(format!("bad status pattern '{s}'")),
-                    }
-                }
-                let regex = match f.str_opt("regex")? {
-                    None => None,
-                    Some(r) => match Regex::new(&r) {
-                        Ok(re) => Some(re),
-                        Err(e) => return f.err(format!("bad regex: {e}")),
-                    },
-                };
-                let scope = match f.str_opt("provider")? {
-                    None => None,
-                    Some(p) => match providers.iter().position(|x| x.name == p) {
-                        Some(i) => Some(i),
-                        None => return f.err(format!("unknown provider '{p}' (define it first)")),
-                    },
-                };
-                let keep_hard_if_temporary = f.bool("permanent_even_if_4xx")?;
-                let example = f.str("example")?;
-                let example_provider = f.str_opt("example_provider")?;
-                let example_status = f.str_opt("example_status")?;
-                let decided_by = f.str_opt("decided_by")?;
-                let _ = f.str_opt("note")?;
-                f.finish()?;
-                if matches.is_empty() && codes.is_empty() && statuses.is_empty() {
-                    return Err(format!(
-                        "rules.toml: rule '{id}' needs 'match' phrases or code/status conditions"
-                    ));
-                }
-                if ids.insert(id.clone(), rules.len()).is_some() {
-                    return Err(format!("rules.toml: rule id '{id}' used twice"));
-                }
-                rules.push(TextRule {
-                    id: id.into(),
-                    kind,
-                    reason,
-                    confidence,
-                    scope,
-                    codes,
-                    statuses,
-                    and,
-                    unless,
-                    regex,
-                    keep_hard_if_temporary,
-                    example,
-                    example_provider,
-                    example_status,
-                    decided_by,
-                });
-                rule_matches.push(matches);
-            }
-            "status" | "code" => {
-                let id = f.str("id")?;
-                let pattern = f.str(t.kind.as_str())?;
-                let outcome = match parse_type(&f.str("type")?) {
-                    Some(o) => o,
-                    None => return f.err("bad 'type'"),
-                };
-                let reason = match parse_reason(&f.str("reason")?) {
-                    Some(r) => r,
-                    None => return f.err("unknown 'reason'"),
-                };
-                let confidence = f.float("confidence")?;
-                let example = f.str("example")?;
-                let _ = f.str_opt("note")?;
-                f.finish()?;
-                if ids.insert(id.clone(), usize::MAX).is_some() {
-                    return Err(format!("rules.toml: id '{id}' used twice"));
-                }
-                let mut r = FallbackRule {
-                    id: id.into(),
-                    status: None,
-                    code: None,
-                    outcome,
-                    reason,
-                    confidence,
-                    example,
-                };
-                if t.kind == "status" {
-                    r.status = StatusPat::parse(&pattern);
-                    if r.status.is_none() {
-                        return Err(format!("rules.toml: bad status pattern '{pattern}'"));
-                    }
-                    status_rules.push(r);
-                } else {
-                    r.code = CodePat::parse(&pattern);
-                    if r.code.is_none() {
-                        return Err(format!("rules.toml: bad code pattern '{pattern}'"));
-                    }
-                    code_rules.push(r);
-                }
-            }
-            other => return Err(format!("rules.toml: unknown table [[{other}]]")),
         }
     }
 
     for r in &rules {
         if let Some(d) = &r.decided_by {
-            if !ids.contains_key(d) {
+            if !ids.contains(d) {
                 return Err(format!(
-                    "rules.toml: rule '{}' says decided_by '{d}', which does not exist",
-                    r.id
-                ));
-            }
-        }
-        if let Some(s) = &r.example_status {
-            if parse_status(s).is_none() {
-                return Err(format!(
-                    "rules.toml: rule '{}' has a bad example_status",
+                    "rules.toml, [[rule]] '{}': 'decided_by' names '{d}', which does not exist",
                     r.id
                 ));
             }
@@ -852,7 +653,7 @@ pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
     let matcher = PhraseMatcher::new(&pats.strings, &pats.meta)?;
 
     Ok(RuleSet {
-        version,
+        version: file.version,
         matcher,
         phrases: pats.strings,
         pat_rule_start,
@@ -865,34 +666,204 @@ pub(crate) fn compile(src: &str) -> Result<RuleSet, String> {
     })
 }
 
+/// A confidence in 0..=1 as the engine keeps it.
+fn confidence(c: f64) -> Option<f32> {
+    (0.0..=1.0).contains(&c).then_some(c as f32)
+}
+
+/// Checks what a `[[status]]` or `[[code]]` entry shares and records its id; the caller fills
+/// in the pattern.
+#[allow(clippy::too_many_arguments)]
+fn fallback(
+    ids: &mut HashSet<String>,
+    kind: &str,
+    id: &str,
+    verdict: Verdict,
+    reason: &str,
+    confidence_given: f64,
+    example: String,
+) -> Result<FallbackRule, String> {
+    let err = |field: &str, msg: String| format!("rules.toml, [[{kind}]] '{id}': '{field}' {msg}");
+    let reason =
+        parse_reason(reason).ok_or_else(|| err("reason", format!("is unknown: '{reason}'")))?;
+    let confidence = confidence(confidence_given)
+        .ok_or_else(|| err("confidence", "must be a number from 0 to 1".to_string()))?;
+    if !ids.insert(id.to_string()) {
+        return Err(format!("rules.toml: id '{id}' used twice"));
+    }
+    Ok(FallbackRule {
+        id: id.into(),
+        status: None,
+        code: None,
+        outcome: verdict.outcome(),
+        reason,
+        confidence,
+        example,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_the_toml_subset() {
-        let doc = parse_document(
-            "version = 3 # c\n\n[[rule]]\nid = \"a.b\"\nmatch = [\n  \"x\", # one\n  'y\\z',\n]\nconfidence = 0.9\nflag = true\n",
-        )
-        .unwrap();
-        assert_eq!(doc.top[0].value, Value::Int(3));
-        let t = &doc.tables[0];
-        assert_eq!(t.kind, "rule");
-        assert_eq!(t.entries[0].value, Value::Str("a.b".into()));
-        assert_eq!(
-            t.entries[1].value,
-            Value::Array(vec!["x".into(), "y\\z".into()])
-        );
-        assert_eq!(t.entries[2].value, Value::Float(0.9));
-        assert_eq!(t.entries[3].value, Value::Bool(true));
-        assert!(parse_document("[table]\n").is_err());
-        assert!(parse_document("a = \"x\" b\n").is_err());
-        assert!(parse_document("a = \"x\"\na = \"y\"\n").is_err());
-        assert!(parse_document("a = \"unterminated\n").is_err());
+    /// A small rule file with one entry of each kind.
+    const GOOD: &str = r#"
+version = 1
+
+[[provider]]
+name = "gmail"
+names = ["gmail"]
+markers = ["gsmtp"]
+
+[[rule]]
+id = "mailbox.not_found"
+type = "hard"
+reason = "MailboxNotFound"
+confidence = 0.95
+match = ["user unknown"]
+provider = "gmail"
+example = "550 5.1.1 user unknown - gsmtp"
+
+[[status]]
+id = "status.x.1.1"
+status = "5.1.1"
+type = "label"
+reason = "MailboxNotFound"
+confidence = 0.8
+example = "5.1.1"
+
+[[code]]
+id = "code.5xx"
+code = "5xx"
+type = "label"
+reason = "Unknown"
+confidence = 0.5
+example = "550"
+"#;
+
+    /// The error for `GOOD` with the first `replace` replaced by `with`.
+    fn error_of(replace: &str, with: &str) -> String {
+        assert!(GOOD.contains(replace), "{replace:?} is not in the sample");
+        match compile(&GOOD.replacen(replace, with, 1)) {
+            Ok(_) => panic!("accepted a rule file with {with:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// The message names `field` as a key: quoted, or on the line the `toml` crate quotes.
+    fn names_field(e: &str, field: &str) -> bool {
+        e.contains(&format!("'{field}'"))
+            || e.contains(&format!("`{field}`"))
+            || e.contains(&format!("| {field} ="))
     }
 
     #[test]
-    fn code_and_status_patterns() {
+    fn a_well_formed_file_compiles_into_each_kind_of_entry() {
+        let rs = compile(GOOD).expect("the sample compiles");
+        assert_eq!(rs.version, 1);
+        assert_eq!(rs.rules.len(), 1);
+        assert_eq!(rs.rules[0].scope, Some(0));
+        assert_eq!(rs.rules[0].confidence, 0.95);
+        assert_eq!(rs.status_rules[0].outcome, Outcome::FromLabel);
+        assert_eq!(rs.code_rules[0].code, CodePat::parse("5xx"));
+        assert_eq!(rs.providers[0].markers.len(), 1);
+        assert_eq!(
+            rs.phrases,
+            vec!["gsmtp".to_string(), "user unknown".to_string()]
+        );
+        // a whole number is a confidence too, and the tables may come in any order
+        let code_first = "[[code]]\nid = \"code.4xx\"\ncode = \"4xx\"\ntype = \"soft\"\n\
+            reason = \"TemporaryFailure\"\nconfidence = 0.55\nexample = \"421\"\n\n[[provider]]";
+        let reordered = GOOD
+            .replacen("confidence = 0.5\n", "confidence = 1\n", 1)
+            .replacen("[[provider]]", code_first, 1);
+        let rs = compile(&reordered).expect("the reordered sample compiles");
+        assert_eq!(rs.code_rules[0].id, "code.4xx");
+        assert_eq!(rs.code_rules[1].confidence, 1.0);
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_the_entry_and_the_key() {
+        let rule = "'mailbox.not_found'";
+        let cases = [
+            ("confidence = 0.95", "confidence = 1.5", "confidence"),
+            ("confidence = 0.95", "confidence = \"high\"", "confidence"),
+            ("\"MailboxNotFound\"", "\"NoSuchReason\"", "reason"),
+            ("type = \"hard\"", "type = \"label\"", "type"),
+            ("type = \"hard\"", "type = \"hardest\"", "type"),
+            ("provider = \"gmail\"", "provider = \"yahoo\"", "provider"),
+            ("match = [\"user unknown\"]", "match = [\"u\"]", "match"),
+            (
+                "match = [\"user unknown\"]",
+                "match = \"user unknown\"",
+                "match",
+            ),
+            ("match = [\"user unknown\"]", "match = []", "match"),
+            ("provider = \"gmail\"", "codes = [\"5x\"]", "codes"),
+            ("provider = \"gmail\"", "status = [\"5.1\"]", "status"),
+            ("provider = \"gmail\"", "regex = '(unclosed'", "regex"),
+            (
+                "provider = \"gmail\"",
+                "example_status = \"soon\"",
+                "example_status",
+            ),
+            (
+                "provider = \"gmail\"",
+                "decided_by = \"nothing.like.it\"",
+                "decided_by",
+            ),
+            (
+                "example = \"550 5.1.1 user unknown - gsmtp\"",
+                "",
+                "example",
+            ),
+        ];
+        for (replace, with, field) in cases {
+            let e = error_of(replace, with);
+            assert!(e.contains(rule), "{with:?}: no rule id in {e}");
+            assert!(names_field(&e, field), "{with:?}: no '{field}' in {e}");
+        }
+        let e = error_of("status = \"5.1.1\"", "status = \"5.1\"");
+        assert!(
+            e.contains("'status.x.1.1'") && names_field(&e, "status"),
+            "{e}"
+        );
+        let e = error_of("code = \"5xx\"", "code = \"5xxx\"");
+        assert!(e.contains("'code.5xx'") && names_field(&e, "code"), "{e}");
+        let e = error_of("reason = \"Unknown\"", "reason = \"Whatever\"");
+        assert!(e.contains("'code.5xx'") && names_field(&e, "reason"), "{e}");
+        let e = error_of("markers = [\"gsmtp\"]", "markers = [\"g\"]");
+        assert!(e.contains("'gmail'") && names_field(&e, "markers"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let e = error_of("confidence = 0.95", "confidence = 0.95\nconfidance = 0.9");
+        assert!(
+            e.contains("confidance") && e.contains("'mailbox.not_found'"),
+            "{e}"
+        );
+        assert!(e.contains("line 14"), "the line is given: {e}");
+        let e = error_of("code = \"5xx\"", "code = \"5xx\"\ncodes = [\"550\"]");
+        assert!(e.contains("`codes`") && e.contains("'code.5xx'"), "{e}");
+        let e = error_of("version = 1", "version = 1\nrevision = 2");
+        assert!(e.contains("revision"), "{e}");
+        let e = error_of("[[status]]", "[[statuses]]");
+        assert!(e.contains("statuses"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_unique_and_providers_too() {
+        let e = error_of("id = \"code.5xx\"", "id = \"status.x.1.1\"");
+        assert!(e.contains("'status.x.1.1' used twice"), "{e}");
+        let e = error_of("[[rule]]", "[[provider]]\nname = \"gmail\"\n\n[[rule]]");
+        assert!(e.contains("provider 'gmail' defined twice"), "{e}");
+        let e = error_of("version = 1", "version = 0");
+        assert!(names_field(&e, "version"), "{e}");
+    }
+
+    #[test]
+    fn code_and_status_patterns_match_digit_by_digit_with_wildcards() {
         assert!(CodePat::parse("5xx").unwrap().matches(554));
         assert!(!CodePat::parse("55x").unwrap().matches(450));
         assert!(StatusPat::parse("x.1.1").unwrap().matches((4, 1, 1)));

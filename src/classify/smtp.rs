@@ -390,104 +390,103 @@ pub(crate) fn normalize_into(text: &str, out: &mut String) {
 /// [`normalize_into`] of a text whose type prefix is already removed.
 pub(crate) fn normalize_stripped_into(body: &str, out: &mut String) {
     out.clear();
-    normalize_body(body, out, true, true);
+    Normalization::smtp_reply().append(body, out);
 }
 
 /// Normalises a rule phrase: the same folding as [`normalize_into`], but no prefix or
 /// reply-code removal.
 pub(crate) fn normalize_phrase(p: &str) -> String {
     let mut out = String::with_capacity(p.len());
-    normalize_body(p.trim(), &mut out, false, true);
+    Normalization::rule_phrase().append(p.trim(), &mut out);
     while out.ends_with(' ') {
         out.pop();
     }
     out
 }
 
-fn normalize_body(s: &str, out: &mut String, strip_codes: bool, fast_path: bool) {
-    let b = s.as_bytes();
-    out.reserve(b.len() + 8);
-    // a leading "550 5.1.1" or "550-5.1.1" goes in any case
-    let lead = if strip_codes {
-        continuation_len(b, 0).map_or(0, |n| {
-            let mut k = n;
-            while k < b.len() && b[k] == b' ' {
-                k += 1;
-            }
-            k
-        })
-    } else {
-        0
-    };
-    if fast_path && is_plain(&b[lead..]) {
-        // printable ASCII with single spaces and no code inside: lower-case it and done
-        out.push_str(s[lead..].trim_end_matches(' '));
-        out.make_ascii_lowercase();
-        return;
+/// How a text is normalised: what kind of text it is, and whether a plain ASCII text may be
+/// just lower-cased (always, except in the test that holds both paths to the same result).
+#[derive(Debug, Clone, Copy)]
+struct Normalization {
+    /// SMTP continuation markers and code/status pairs are removed (replies have them, rule
+    /// phrases do not).
+    strip_codes: bool,
+    /// A plain text (see [`is_plain`]) is lower-cased in one go.
+    plain_shortcut: bool,
+}
+
+impl Normalization {
+    /// An SMTP reply or DSN diagnostic.
+    const fn smtp_reply() -> Self {
+        Normalization {
+            strip_codes: true,
+            plain_shortcut: true,
+        }
     }
-    let mut i = 0;
-    // a space is owed before the next visible character (runs of blanks become one space)
-    let mut pending_space = false;
-    // the next byte starts a word (start of text, or after blanks)
-    let mut token_start = true;
-    while i < b.len() {
-        let c = b[i];
-        if c < 0x80 {
-            if c <= b' ' || c == 0x7f {
-                pending_space = true;
-                token_start = true;
-                i += 1;
-                continue;
-            }
-            if strip_codes && token_start && (b'2'..=b'5').contains(&c) {
-                if let Some(n) = continuation_len(b, i) {
-                    i += n;
+
+    /// A phrase of the rule file: folded like a reply, nothing removed.
+    const fn rule_phrase() -> Self {
+        Normalization {
+            strip_codes: false,
+            plain_shortcut: true,
+        }
+    }
+
+    /// The same normalisation by the general path only.
+    #[cfg(test)]
+    const fn without_plain_shortcut(self) -> Self {
+        Normalization {
+            plain_shortcut: false,
+            ..self
+        }
+    }
+
+    /// Appends the normalised form of `s` to `out`.
+    fn append(self, s: &str, out: &mut String) {
+        let Normalization {
+            strip_codes,
+            plain_shortcut,
+        } = self;
+        let b = s.as_bytes();
+        out.reserve(b.len() + 8);
+        // a leading "550 5.1.1" or "550-5.1.1" goes in any case
+        let lead = if strip_codes {
+            continuation_len(b, 0).map_or(0, |n| {
+                let mut k = n;
+                while k < b.len() && b[k] == b' ' {
+                    k += 1;
+                }
+                k
+            })
+        } else {
+            0
+        };
+        if plain_shortcut && is_plain(&b[lead..]) {
+            // printable ASCII with single spaces and no code inside: lower-case it and done
+            out.push_str(s[lead..].trim_end_matches(' '));
+            out.make_ascii_lowercase();
+            return;
+        }
+        let mut i = 0;
+        // a space is owed before the next visible character (runs of blanks become one space)
+        let mut pending_space = false;
+        // the next byte starts a word (start of text, or after blanks)
+        let mut token_start = true;
+        while i < b.len() {
+            let c = b[i];
+            if c < 0x80 {
+                if c <= b' ' || c == 0x7f {
                     pending_space = true;
-                    continue;
-                }
-            }
-            if pending_space {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                pending_space = false;
-            }
-            token_start = false;
-            // copy the run of printable ASCII up to the next run of blanks, control or
-            // non-ASCII byte or continuation marker, in one go
-            let run_start = i;
-            loop {
-                i = skip_visible(b, i);
-                // a single space between two words stays inside the run
-                if i + 1 < b.len()
-                    && b[i] == b' '
-                    && b[i + 1] > b' '
-                    && b[i + 1] < 0x7f
-                    && !(strip_codes
-                        && (b'2'..=b'5').contains(&b[i + 1])
-                        && continuation_len(b, i + 1).is_some())
-                {
+                    token_start = true;
                     i += 1;
                     continue;
                 }
-                break;
-            }
-            let at = out.len();
-            out.push_str(&s[run_start..i]);
-            out[at..].make_ascii_lowercase();
-        } else {
-            // a run of non-ASCII characters; those that stay as they are are copied in one go
-            let mut run_start = i;
-            while i < b.len() && b[i] >= 0x80 {
-                let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
-                let len = ch.len_utf8();
-                if is_blank_non_ascii(ch) {
-                    out.push_str(&s[run_start..i]);
-                    pending_space = true;
-                    token_start = true;
-                    i += len;
-                    run_start = i;
-                    continue;
+                if strip_codes && token_start && (b'2'..=b'5').contains(&c) {
+                    if let Some(n) = continuation_len(b, i) {
+                        i += n;
+                        pending_space = true;
+                        continue;
+                    }
                 }
                 if pending_space {
                     if !out.is_empty() {
@@ -496,16 +495,60 @@ fn normalize_body(s: &str, out: &mut String, strip_codes: bool, fast_path: bool)
                     pending_space = false;
                 }
                 token_start = false;
-                if stays_as_is(ch) {
+                // copy the run of printable ASCII up to the next run of blanks, control or
+                // non-ASCII byte or continuation marker, in one go
+                let run_start = i;
+                loop {
+                    i = skip_visible(b, i);
+                    // a single space between two words stays inside the run
+                    if i + 1 < b.len()
+                        && b[i] == b' '
+                        && b[i + 1] > b' '
+                        && b[i + 1] < 0x7f
+                        && !(strip_codes
+                            && (b'2'..=b'5').contains(&b[i + 1])
+                            && continuation_len(b, i + 1).is_some())
+                    {
+                        i += 1;
+                        continue;
+                    }
+                    break;
+                }
+                let at = out.len();
+                out.push_str(&s[run_start..i]);
+                out[at..].make_ascii_lowercase();
+            } else {
+                // a run of non-ASCII characters; those that stay as they are are copied in one go
+                let mut run_start = i;
+                while i < b.len() && b[i] >= 0x80 {
+                    let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
+                    let len = ch.len_utf8();
+                    if is_blank_non_ascii(ch) {
+                        out.push_str(&s[run_start..i]);
+                        pending_space = true;
+                        token_start = true;
+                        i += len;
+                        run_start = i;
+                        continue;
+                    }
+                    if pending_space {
+                        if !out.is_empty() {
+                            out.push(' ');
+                        }
+                        pending_space = false;
+                    }
+                    token_start = false;
+                    if stays_as_is(ch) {
+                        i += len;
+                        continue;
+                    }
+                    out.push_str(&s[run_start..i]);
+                    push_folded(ch, out);
                     i += len;
-                    continue;
+                    run_start = i;
                 }
                 out.push_str(&s[run_start..i]);
-                push_folded(ch, out);
-                i += len;
-                run_start = i;
             }
-            out.push_str(&s[run_start..i]);
         }
     }
 }
@@ -739,8 +782,10 @@ mod tests {
         {
             let s = strip_type_prefix(t);
             let (mut fast, mut slow) = (String::new(), String::new());
-            normalize_body(s, &mut fast, true, true);
-            normalize_body(s, &mut slow, true, false);
+            Normalization::smtp_reply().append(s, &mut fast);
+            Normalization::smtp_reply()
+                .without_plain_shortcut()
+                .append(s, &mut slow);
             assert_eq!(fast, slow, "{t:?}");
         }
     }

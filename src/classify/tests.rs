@@ -1,5 +1,5 @@
-//! Unit tests: the rule file, every rule's example, the traps the issue lists, labels, and
-//! property tests.
+//! Unit tests: the rule file, every rule's example, misleading codes and wordings, labels,
+//! and property tests.
 
 use super::*;
 use crate::domain::{BounceReason as R, BounceType as T, ReportedOutcome as L};
@@ -20,7 +20,7 @@ fn run(reported: L, text: &str, status: Option<&str>, provider: &str) -> Classif
 }
 
 #[test]
-fn builtin_rules_compile_and_version_matches() {
+fn builtin_rules_compile_and_their_version_is_rules_version() {
     let rs = rules::compile(RULES_TOML).expect("rules.toml compiles");
     assert_eq!(
         rs.version, RULES_VERSION,
@@ -32,20 +32,7 @@ fn builtin_rules_compile_and_version_matches() {
 }
 
 #[test]
-fn phrase_index_files_most_phrases_under_a_word() {
-    let (filed, words, prefixed, rest_ascii, rest_unicode) = classifier().rules.matcher.stats();
-    let total = filed + prefixed + rest_ascii + rest_unicode;
-    assert_eq!(total, classifier().rules.phrases.len());
-    assert!(words > 100);
-    // the automata are only for the few phrases without a usable word
-    assert!(
-        rest_ascii + rest_unicode < total / 5,
-        "{filed} {prefixed} {rest_ascii} {rest_unicode}"
-    );
-}
-
-#[test]
-fn classifier_is_send_sync_debug() {
+fn classifier_can_be_shared_between_threads_and_debug_printed() {
     fn check<X: Send + Sync + std::fmt::Debug>() {}
     check::<Classifier>();
 }
@@ -115,7 +102,7 @@ fn rule_ids_are_readable() {
     }
 }
 
-/// One row per trap the issue lists: (what, reporter label, text, enhanced status, provider,
+/// One row per misleading code or wording (a trap for a classifier that reads codes only): (what, reporter label, text, enhanced status, provider,
 /// expected type, expected reason).
 #[allow(clippy::type_complexity)]
 const TRAPS: &[(&str, L, &str, Option<&str>, &str, T, R)] = &[
@@ -252,7 +239,7 @@ const TRAPS: &[(&str, L, &str, Option<&str>, &str, T, R)] = &[
 ];
 
 #[test]
-fn traps() {
+fn misleading_codes_and_wordings_get_the_type_and_reason_a_person_would_give() {
     let mut failures = Vec::new();
     for &(what, label, text, status, provider, t, r) in TRAPS {
         let c = run(label, text, status, provider);
@@ -290,7 +277,7 @@ fn labels_decide_without_evidence() {
 }
 
 #[test]
-fn disagreement_with_the_reporter() {
+fn a_verdict_other_than_the_reporters_label_is_flagged_as_disagreement() {
     let c = run(L::HardBounce, "452 4.2.2 Mailbox full", None, "");
     assert_eq!(c.bounce_type, T::Soft);
     assert!(c.disagrees_with_reporter);
@@ -321,7 +308,7 @@ fn disagreement_with_the_reporter() {
 }
 
 #[test]
-fn delivered_and_complaint_labels() {
+fn delivered_and_complaint_labels_stand_unless_the_text_is_clearly_a_failure() {
     // no failure in the text: the label stands
     for text in [
         "250 2.0.0 OK queued as 12345",
@@ -368,7 +355,7 @@ fn success_codes_are_delivered() {
 }
 
 #[test]
-fn provider_scope() {
+fn provider_rules_apply_only_to_mail_of_their_provider() {
     let text = "550 5.4.1 Recipient address rejected: Access denied";
     let c = run(L::Bounce, text, None, "");
     assert_eq!(c.reason, R::RecipientRejected);
@@ -381,7 +368,7 @@ fn provider_scope() {
 }
 
 #[test]
-fn confidence_ordering() {
+fn text_rules_are_surer_than_status_codes_than_reply_codes_than_labels() {
     let text_rule = run(L::Bounce, "550 5.1.1 User unknown", None, "").confidence;
     let status = run(L::Bounce, "", Some("5.1.1"), "").confidence;
     let code = run(L::Bounce, "550", None, "").confidence;
@@ -393,13 +380,13 @@ fn confidence_ordering() {
 }
 
 #[test]
-fn parse_reply_is_exposed() {
+fn parse_reply_reads_code_and_status_after_a_type_prefix() {
     let p = parse_reply("smtp;550-5.1.1 no");
     assert_eq!((p.code, p.enhanced), (Some(550), Some((5, 1, 1))));
 }
 
 #[test]
-fn long_and_odd_inputs() {
+fn text_past_the_length_limit_is_ignored_and_odd_characters_do_no_harm() {
     let long = "x".repeat(100_000) + " user unknown";
     let c = run(L::Bounce, &long, None, "");
     assert_eq!(c.rule_id, "label.bounce", "text past the limit is ignored");
