@@ -33,7 +33,7 @@ const RECORD_VERSION: u8 = 1;
 const MIN_SCAN_BUDGET: usize = 20_000;
 
 /// A history entry as stored: send results point at their event record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) enum StoredHistory {
     Event(String),
     Change(StateChange),

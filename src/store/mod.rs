@@ -11,6 +11,8 @@
 #[cfg(test)]
 mod contract_tests;
 mod filter;
+#[cfg(test)]
+mod golden_tests;
 mod journal;
 mod keys;
 mod kv;

@@ -1,0 +1,847 @@
+//! Stored bytes are a contract: records written by earlier versions of the store must decode
+//! in every later one. The fixtures in `tests/data/golden/` were written by the version that
+//! wrote them (see `tests/data/README.md`); this module holds the values they encode and the
+//! script that filled the fixture data directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::kv_store::{HourlyRow, StoredHistory};
+use super::{
+    AddressWrite, Decision, PairDecision, PairWrite, StoreError, StoreOptions, SuppressionStore,
+};
+use crate::domain::{
+    AddressRecord, BounceReason, BounceType, Classification, EmailAddress, EvidenceKind,
+    OutcomeCounts, RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind,
+    Suppression, Tenant, Timestamp,
+};
+
+/// 2026-01-01T10:00:00Z, in microseconds.
+pub(super) const T0: i64 = 1_767_261_600_000_000;
+/// One hour, in microseconds.
+const HOUR: i64 = 3_600_000_000;
+
+/// The directory of the golden fixtures.
+pub(super) fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden")
+}
+
+/// One stored value of each kind the store encodes.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Sample {
+    Address(AddressRecord),
+    Event(RecordedEvent),
+    History(StoredHistory),
+    Hourly(HourlyRow),
+    Counts(OutcomeCounts),
+    Count(u64),
+}
+
+const OUTCOMES: [ReportedOutcome; 6] = [
+    ReportedOutcome::Delivered,
+    ReportedOutcome::HardBounce,
+    ReportedOutcome::SoftBounce,
+    ReportedOutcome::Block,
+    ReportedOutcome::Complaint,
+    ReportedOutcome::Bounce,
+];
+
+const TYPES: [BounceType; 5] = [
+    BounceType::Hard,
+    BounceType::Soft,
+    BounceType::Block,
+    BounceType::Complaint,
+    BounceType::Delivered,
+];
+
+const REASONS: [BounceReason; 17] = [
+    BounceReason::None,
+    BounceReason::MailboxNotFound,
+    BounceReason::DomainNotFound,
+    BounceReason::InvalidAddress,
+    BounceReason::MailboxDisabled,
+    BounceReason::RecipientRejected,
+    BounceReason::MailboxFull,
+    BounceReason::MessageTooLarge,
+    BounceReason::RateLimited,
+    BounceReason::TemporaryFailure,
+    BounceReason::SenderBlocked,
+    BounceReason::ContentRejected,
+    BounceReason::AuthenticationFailed,
+    BounceReason::Complaint,
+    BounceReason::Manual,
+    BounceReason::RepeatedSoftBounce,
+    BounceReason::Unknown,
+];
+
+const EVIDENCE: [EvidenceKind; 4] = [
+    EvidenceKind::CrmCorrection,
+    EvidenceKind::CompanyPattern,
+    EvidenceKind::VerifiedReplacement,
+    EvidenceKind::TypoFix,
+];
+
+const KINDS: [StateChangeKind; 9] = [
+    StateChangeKind::Suppressed,
+    StateChangeKind::Escalated,
+    StateChangeKind::ManuallySuppressed,
+    StateChangeKind::Reactivated,
+    StateChangeKind::Replaced,
+    StateChangeKind::MarkedForEnrichment,
+    StateChangeKind::ReplacementPending,
+    StateChangeKind::Validated,
+    StateChangeKind::Reclassified,
+];
+
+/// An event of every field set; `i` picks the outcome, type and reason so that the samples
+/// cover every value of each.
+fn event(i: usize) -> RecordedEvent {
+    RecordedEvent {
+        event_id: format!("evt-{i:02}"),
+        address: format!("user{i}@example.com"),
+        outcome: OUTCOMES[i % OUTCOMES.len()],
+        smtp_response: format!("550 5.1.{i} sample response {i}"),
+        enhanced_status: (i % 2 == 0).then(|| format!("5.1.{i}")),
+        source: "signup-form".into(),
+        campaign: format!("campaign-{i}"),
+        segment: if i % 3 == 0 {
+            String::new()
+        } else {
+            "vip".into()
+        },
+        provider: "postfix".into(),
+        occurred_at: Timestamp(T0 + i as i64 * HOUR),
+        recorded_at: Timestamp(T0 + i as i64 * HOUR + 1_234),
+        classification: Classification {
+            bounce_type: TYPES[i % TYPES.len()],
+            reason: REASONS[i % REASONS.len()],
+            rule_id: format!("rule.{i}").into(),
+            confidence: 0.25 + i as f32 / 32.0,
+            disagrees_with_reporter: i % 2 == 1,
+        },
+        rules_version: 7 + i as u32,
+    }
+}
+
+/// An address record with every optional part set; `i` picks the evidence kind.
+fn full_address(i: usize) -> AddressRecord {
+    AddressRecord {
+        suppression: Some(Suppression {
+            reason: BounceReason::MailboxNotFound,
+            bounce_type: Some(BounceType::Hard),
+            since: Timestamp(T0 + 5 * HOUR),
+            source: "signup-form".into(),
+            smtp_response: "550 5.1.1 user unknown".into(),
+            event_id: "evt-01".into(),
+            rule_id: "status.5.1.1".into(),
+        }),
+        soft_bounces: vec![Timestamp(T0), Timestamp(T0 + HOUR)],
+        last_delivered: Some(Timestamp(T0 - 24 * HOUR)),
+        replaced_by: Some(format!("fixed{i}@example.com")),
+        needs_enrichment: true,
+        pending_validation: Some(Replacement {
+            replaces: format!("broken{i}@example.com"),
+            evidence: EVIDENCE[i],
+            confidence: 0.875,
+            at: Timestamp(T0 + 6 * HOUR),
+        }),
+    }
+}
+
+fn state_change(i: usize) -> StateChange {
+    StateChange {
+        kind: KINDS[i],
+        reason: REASONS[(i * 2) % REASONS.len()],
+        actor: if i % 2 == 0 { "system" } else { "ops@acme" }.into(),
+        note: format!("note {i}"),
+        event_id: if i % 3 == 0 {
+            String::new()
+        } else {
+            format!("evt-{i:02}")
+        },
+        at: Timestamp(T0 + i as i64 * HOUR),
+    }
+}
+
+/// The sample values, by name (`golden-schema<N>-<name>.bin`).
+pub(super) fn samples() -> Vec<(String, Sample)> {
+    let mut out = Vec::new();
+    for (i, _) in EVIDENCE.iter().enumerate() {
+        out.push((format!("address-full-{i}"), Sample::Address(full_address(i))));
+    }
+    out.push((
+        "address-minimal".into(),
+        Sample::Address(AddressRecord::default()),
+    ));
+    out.push((
+        "address-manual".into(),
+        Sample::Address(AddressRecord {
+            suppression: Some(Suppression {
+                reason: BounceReason::Manual,
+                bounce_type: None,
+                since: Timestamp(T0),
+                source: "ops".into(),
+                smtp_response: "customer asked".into(),
+                event_id: String::new(),
+                rule_id: String::new(),
+            }),
+            ..AddressRecord::default()
+        }),
+    ));
+    for i in 0..REASONS.len() {
+        out.push((format!("event-{i:02}"), Sample::Event(event(i))));
+    }
+    out.push((
+        "history-event".into(),
+        Sample::History(StoredHistory::Event("evt-03".into())),
+    ));
+    for i in 0..KINDS.len() {
+        out.push((
+            format!("history-change-{i}"),
+            Sample::History(StoredHistory::Change(state_change(i))),
+        ));
+    }
+    let mut row = HourlyRow::default();
+    for (hour, hard) in [(0u8, 3u64), (9, 1), (23, 12)] {
+        let counts = row.hour_mut(hour);
+        counts.sent = hard + 2;
+        counts.hard = hard;
+        counts.delivered = 1;
+        counts.complaint = 1;
+    }
+    out.push(("hourly-row".into(), Sample::Hourly(row)));
+    out.push((
+        "daily-counts".into(),
+        Sample::Counts(OutcomeCounts {
+            sent: 100,
+            delivered: 80,
+            hard: 9,
+            soft: 6,
+            block: 3,
+            complaint: 2,
+        }),
+    ));
+    out.push(("domain-count".into(), Sample::Count(300)));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture data directories
+// ---------------------------------------------------------------------------------------------
+
+fn tenant(t: &str) -> Tenant {
+    Tenant::parse(t).unwrap()
+}
+
+fn address(a: &str) -> EmailAddress {
+    EmailAddress::parse(a).unwrap()
+}
+
+/// A send result of the fixture script.
+pub(super) fn script_event(
+    id: &str,
+    to: &str,
+    bounce_type: BounceType,
+    reason: BounceReason,
+    at: i64,
+    source: &str,
+) -> RecordedEvent {
+    RecordedEvent {
+        event_id: id.into(),
+        address: to.into(),
+        outcome: ReportedOutcome::Bounce,
+        smtp_response: format!("{reason:?} response"),
+        enhanced_status: None,
+        source: source.into(),
+        campaign: "spring".into(),
+        segment: if source == "import" {
+            "vip".into()
+        } else {
+            String::new()
+        },
+        provider: "ses".into(),
+        occurred_at: Timestamp(at),
+        recorded_at: Timestamp(at + 1),
+        classification: Classification {
+            bounce_type,
+            reason,
+            rule_id: "fixture.rule".into(),
+            confidence: 0.5,
+            disagrees_with_reporter: false,
+        },
+        rules_version: 3,
+    }
+}
+
+fn suppression_by(event: &RecordedEvent) -> Suppression {
+    Suppression {
+        reason: event.classification.reason,
+        bounce_type: Some(event.classification.bounce_type),
+        since: event.occurred_at,
+        source: event.source.clone(),
+        smtp_response: event.smtp_response.clone(),
+        event_id: event.event_id.clone(),
+        rule_id: event.classification.rule_id.to_string(),
+    }
+}
+
+fn change(kind: StateChangeKind, reason: BounceReason, event_id: &str, at: i64) -> StateChange {
+    StateChange {
+        kind,
+        reason,
+        actor: "system".into(),
+        note: format!("{kind:?}"),
+        event_id: event_id.into(),
+        at: Timestamp(at),
+    }
+}
+
+/// A write that records `event` and stores `record` with `changes`, whatever was there.
+fn apply(
+    t: &str,
+    event: Option<RecordedEvent>,
+    to: &str,
+    record: AddressRecord,
+    changes: Vec<StateChange>,
+) -> AddressWrite {
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(to),
+        event,
+        reclassified: Vec::new(),
+        decide: Box::new(move |_| Decision::Apply { record, changes }),
+    }
+}
+
+/// The final record of each address the fixture script writes, by (tenant, address).
+pub(super) fn script_records() -> Vec<(&'static str, &'static str, AddressRecord)> {
+    let e1 = script_event(
+        "e1",
+        "hard@x.com",
+        BounceType::Hard,
+        BounceReason::MailboxNotFound,
+        T0,
+        "signup-form",
+    );
+    let e5 = script_event(
+        "e5",
+        "angry@x.com",
+        BounceType::Complaint,
+        BounceReason::Complaint,
+        T0 + 4 * HOUR,
+        "signup-form",
+    );
+    let g1 = script_event(
+        "e1",
+        "hard@x.com",
+        BounceType::Hard,
+        BounceReason::DomainNotFound,
+        T0 + 30 * HOUR,
+        "import",
+    );
+    vec![
+        (
+            "acme",
+            "hard@x.com",
+            AddressRecord {
+                suppression: Some(suppression_by(&e1)),
+                replaced_by: Some("fixed@x.com".into()),
+                ..AddressRecord::default()
+            },
+        ),
+        (
+            "acme",
+            "fixed@x.com",
+            AddressRecord {
+                pending_validation: Some(Replacement {
+                    replaces: "hard@x.com".into(),
+                    evidence: EvidenceKind::CrmCorrection,
+                    confidence: 0.9,
+                    at: Timestamp(T0 + 5 * HOUR),
+                }),
+                ..AddressRecord::default()
+            },
+        ),
+        (
+            "acme",
+            "soft@x.com",
+            AddressRecord {
+                soft_bounces: vec![Timestamp(T0 + HOUR), Timestamp(T0 + 2 * HOUR)],
+                ..AddressRecord::default()
+            },
+        ),
+        (
+            "acme",
+            "good@y.com",
+            AddressRecord {
+                last_delivered: Some(Timestamp(T0 + 3 * HOUR)),
+                ..AddressRecord::default()
+            },
+        ),
+        (
+            "acme",
+            "manual@x.com",
+            AddressRecord {
+                suppression: Some(Suppression {
+                    reason: BounceReason::Manual,
+                    bounce_type: None,
+                    since: Timestamp(T0 + 6 * HOUR),
+                    source: "ops".into(),
+                    smtp_response: "asked to stop".into(),
+                    event_id: String::new(),
+                    rule_id: String::new(),
+                }),
+                ..AddressRecord::default()
+            },
+        ),
+        (
+            "acme",
+            "angry@x.com",
+            AddressRecord {
+                suppression: Some(suppression_by(&e5)),
+                needs_enrichment: true,
+                ..AddressRecord::default()
+            },
+        ),
+        (
+            "globex",
+            "hard@x.com",
+            AddressRecord {
+                suppression: Some(suppression_by(&g1)),
+                ..AddressRecord::default()
+            },
+        ),
+    ]
+}
+
+/// Every event the fixture script records, by tenant.
+pub(super) fn script_events() -> Vec<(&'static str, RecordedEvent)> {
+    vec![
+        (
+            "acme",
+            script_event(
+                "e1",
+                "hard@x.com",
+                BounceType::Hard,
+                BounceReason::MailboxNotFound,
+                T0,
+                "signup-form",
+            ),
+        ),
+        (
+            "acme",
+            script_event(
+                "e2",
+                "soft@x.com",
+                BounceType::Soft,
+                BounceReason::MailboxFull,
+                T0 + HOUR,
+                "signup-form",
+            ),
+        ),
+        (
+            "acme",
+            script_event(
+                "e3",
+                "soft@x.com",
+                BounceType::Soft,
+                BounceReason::MailboxFull,
+                T0 + 2 * HOUR,
+                "import",
+            ),
+        ),
+        (
+            "acme",
+            script_event(
+                "e4",
+                "good@y.com",
+                BounceType::Delivered,
+                BounceReason::None,
+                T0 + 3 * HOUR,
+                "signup-form",
+            ),
+        ),
+        (
+            "acme",
+            script_event(
+                "e5",
+                "angry@x.com",
+                BounceType::Complaint,
+                BounceReason::Complaint,
+                T0 + 4 * HOUR,
+                "signup-form",
+            ),
+        ),
+        (
+            "globex",
+            script_event(
+                "e1",
+                "hard@x.com",
+                BounceType::Hard,
+                BounceReason::DomainNotFound,
+                T0 + 30 * HOUR,
+                "import",
+            ),
+        ),
+    ]
+}
+
+/// Fills a store with the fixture script: suppressions (by event, manual, a complaint that
+/// needs enrichment), soft bounces, a delivery, a replacement pending validation, history and
+/// counters, in two tenants. Every decision is spelled out, so the result depends on the store
+/// alone.
+pub(super) async fn write_script(store: &dyn SuppressionStore) -> Result<(), StoreError> {
+    let records = script_records();
+    let record = |t: &str, a: &str| {
+        records
+            .iter()
+            .find(|(rt, ra, _)| *rt == t && *ra == a)
+            .map(|(_, _, r)| r.clone())
+            .unwrap()
+    };
+    let events = script_events();
+    let event = |t: &str, id: &str| {
+        events
+            .iter()
+            .find(|(et, e)| *et == t && e.event_id == id)
+            .map(|(_, e)| e.clone())
+            .unwrap()
+    };
+    let hard = AddressRecord {
+        replaced_by: None,
+        ..record("acme", "hard@x.com")
+    };
+    let soft_once = AddressRecord {
+        soft_bounces: vec![Timestamp(T0 + HOUR)],
+        ..AddressRecord::default()
+    };
+    store
+        .write(vec![
+            apply(
+                "acme",
+                Some(event("acme", "e1")),
+                "hard@x.com",
+                hard,
+                vec![change(
+                    StateChangeKind::Suppressed,
+                    BounceReason::MailboxNotFound,
+                    "e1",
+                    T0,
+                )],
+            ),
+            apply(
+                "acme",
+                Some(event("acme", "e2")),
+                "soft@x.com",
+                soft_once,
+                Vec::new(),
+            ),
+        ])
+        .await?;
+    store
+        .write(vec![
+            apply(
+                "acme",
+                Some(event("acme", "e3")),
+                "soft@x.com",
+                record("acme", "soft@x.com"),
+                Vec::new(),
+            ),
+            apply(
+                "acme",
+                Some(event("acme", "e4")),
+                "good@y.com",
+                record("acme", "good@y.com"),
+                Vec::new(),
+            ),
+            apply(
+                "acme",
+                Some(event("acme", "e5")),
+                "angry@x.com",
+                record("acme", "angry@x.com"),
+                vec![
+                    change(
+                        StateChangeKind::Suppressed,
+                        BounceReason::Complaint,
+                        "e5",
+                        T0 + 4 * HOUR,
+                    ),
+                    change(
+                        StateChangeKind::MarkedForEnrichment,
+                        BounceReason::Complaint,
+                        "",
+                        T0 + 4 * HOUR,
+                    ),
+                ],
+            ),
+            apply(
+                "acme",
+                None,
+                "manual@x.com",
+                record("acme", "manual@x.com"),
+                vec![change(
+                    StateChangeKind::ManuallySuppressed,
+                    BounceReason::Manual,
+                    "",
+                    T0 + 6 * HOUR,
+                )],
+            ),
+            apply(
+                "globex",
+                Some(event("globex", "e1")),
+                "hard@x.com",
+                record("globex", "hard@x.com"),
+                vec![change(
+                    StateChangeKind::Suppressed,
+                    BounceReason::DomainNotFound,
+                    "e1",
+                    T0 + 30 * HOUR,
+                )],
+            ),
+        ])
+        .await?;
+    let first = record("acme", "hard@x.com");
+    let second = record("acme", "fixed@x.com");
+    let outcome = store
+        .write_pair(PairWrite {
+            tenant: tenant("acme"),
+            first: address("hard@x.com"),
+            second: address("fixed@x.com"),
+            decide: Box::new(move |_, _| PairDecision::Apply {
+                first: Some((
+                    first,
+                    vec![change(
+                        StateChangeKind::Replaced,
+                        BounceReason::MailboxNotFound,
+                        "",
+                        T0 + 5 * HOUR,
+                    )],
+                )),
+                second: Some((
+                    second,
+                    vec![change(
+                        StateChangeKind::ReplacementPending,
+                        BounceReason::None,
+                        "",
+                        T0 + 5 * HOUR,
+                    )],
+                )),
+            }),
+        })
+        .await?;
+    assert!(outcome.refused.is_none());
+    Ok(())
+}
+
+/// Opens a store in `path` with small caches.
+pub(super) fn open_small(
+    engine: super::Engine,
+    path: &Path,
+) -> Result<Arc<dyn SuppressionStore>, StoreError> {
+    super::open(StoreOptions {
+        engine,
+        path: path.to_path_buf(),
+        cache_bytes: 4 << 20,
+        journal_bytes: 1 << 20,
+    })
+}
+
+/// Writes the schema-2 golden fixtures. Run by hand once, by the schema-2 store:
+/// `cargo test --lib store::golden_tests::write_schema_2_fixtures -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the golden fixtures; run by hand"]
+async fn write_schema_2_fixtures() {
+    let dir = golden_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, sample) in samples() {
+        let bytes = match &sample {
+            Sample::Address(v) => super::kv_store::encode(v),
+            Sample::Event(v) => super::kv_store::encode(v),
+            Sample::History(v) => super::kv_store::encode(v),
+            Sample::Hourly(v) => super::kv_store::encode(v),
+            Sample::Counts(v) => super::kv_store::encode(v),
+            Sample::Count(v) => super::kv_store::encode(v),
+        };
+        std::fs::write(dir.join(format!("golden-schema2-{name}.bin")), bytes).unwrap();
+    }
+    for engine in [super::Engine::Sled, super::Engine::Redb] {
+        let work = tempfile::tempdir().unwrap();
+        let data = work.path().join("data");
+        let store = open_small(engine, &data).unwrap();
+        write_script(&*store).await.unwrap();
+        store.close().unwrap();
+        drop(store);
+        // sled lets go of its files from background threads a moment after the last handle.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let archive = dir.join(format!("golden-schema2-datadir-{}.tar.gz", engine.name()));
+        let status = std::process::Command::new("tar")
+            .arg("czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(work.path())
+            .arg("data")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// Everything a store answers about the fixture script's data, read through the public API.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    records: Vec<Option<AddressRecord>>,
+    events: Vec<Option<RecordedEvent>>,
+    bounces: Vec<Vec<RecordedEvent>>,
+    histories: Vec<Vec<crate::domain::HistoryEntry>>,
+    counters: Vec<Vec<(i64, OutcomeCounts)>>,
+    values: Vec<Vec<String>>,
+    good: (Vec<(String, u64)>, Vec<String>),
+    suppressed: Vec<Vec<(usize, AddressRecord)>>,
+    suppressions: Vec<Vec<(String, AddressRecord)>>,
+    suppressed_count: u64,
+}
+
+fn answers(store: &dyn SuppressionStore) -> Answers {
+    use super::{BounceQuery, Granularity, SuppressionQuery};
+    use crate::domain::Dimension;
+    let records = script_records();
+    let tenants = ["acme", "globex"];
+    let addresses: Vec<&str> = records.iter().map(|(_, a, _)| *a).collect();
+    let mut counters = Vec::new();
+    let mut values = Vec::new();
+    for t in tenants {
+        for dimension in Dimension::ALL {
+            let found = store.dimension_values(&tenant(t), dimension).unwrap();
+            for value in &found {
+                for granularity in [Granularity::Hourly, Granularity::Daily] {
+                    let from = granularity.bucket(Timestamp(T0 - 48 * HOUR));
+                    let to = granularity.bucket(Timestamp(T0 + 96 * HOUR));
+                    counters.push(
+                        store
+                            .counters(&tenant(t), dimension, value, granularity, from, to)
+                            .unwrap(),
+                    );
+                }
+            }
+            values.push(found);
+        }
+    }
+    Answers {
+        records: records
+            .iter()
+            .map(|(t, a, _)| store.get_record(&tenant(t), &address(a)).unwrap())
+            .collect(),
+        events: script_events()
+            .iter()
+            .map(|(t, e)| store.get_event(&tenant(t), &e.event_id).unwrap())
+            .collect(),
+        bounces: tenants
+            .iter()
+            .flat_map(|t| {
+                [None, Some("import".to_string())].map(|source| {
+                    let query = BounceQuery {
+                        source,
+                        ..BounceQuery::default()
+                    };
+                    store.list_bounces(&tenant(t), &query, None, 100).unwrap().items
+                })
+            })
+            .collect(),
+        histories: records
+            .iter()
+            .map(|(t, a, _)| store.history(&tenant(t), &address(a), None, 100).unwrap().items)
+            .collect(),
+        counters,
+        values,
+        good: (
+            store.known_good_domains(&tenant("acme"), 10).unwrap(),
+            store
+                .known_good_locals(&tenant("acme"), "y.com", 10)
+                .unwrap(),
+        ),
+        suppressed: tenants
+            .iter()
+            .map(|t| store.suppressed_records(&tenant(t), &addresses).unwrap())
+            .collect(),
+        suppressions: tenants
+            .iter()
+            .map(|t| {
+                store
+                    .list_suppressions(&tenant(t), &SuppressionQuery::default(), None, 100)
+                    .unwrap()
+                    .items
+            })
+            .collect(),
+        suppressed_count: store.suppressed_count(),
+    }
+}
+
+/// Unpacks fixture archive `name` into a new temporary directory; the data directory is its
+/// `data` subdirectory. The archives are small tarballs, unpacked with the system's `tar`.
+fn unpack(name: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(golden_dir().join(name))
+        .arg("-C")
+        .arg(work.path())
+        .status()
+        .expect("the tar command unpacks the fixture data directories");
+    assert!(status.success(), "cannot unpack {name}");
+    work
+}
+
+/// Opens `path`, retrying while a store of this process that used it lets go of it.
+fn reopen(engine: super::Engine, path: &Path) -> Arc<dyn SuppressionStore> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open_small(engine, path) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+async fn a_data_directory_of_schema_2_opens_and_answers_as_written(engine: super::Engine) {
+    let work = unpack(&format!("golden-schema2-datadir-{}.tar.gz", engine.name()));
+    let data = work.path().join("data");
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = open_small(engine, fresh_dir.path()).unwrap();
+    write_script(&*fresh).await.unwrap();
+    let want = answers(&*fresh);
+    fresh.close().unwrap();
+
+    // The values the script wrote, spelled out: the comparison with a fresh store is not all.
+    let records: Vec<Option<AddressRecord>> =
+        script_records().into_iter().map(|(_, _, r)| Some(r)).collect();
+    assert_eq!(want.records, records);
+    let events: Vec<Option<RecordedEvent>> =
+        script_events().into_iter().map(|(_, e)| Some(e)).collect();
+    assert_eq!(want.events, events);
+    assert_eq!(want.suppressed_count, 4);
+    assert_eq!(want.histories.iter().map(Vec::len).collect::<Vec<_>>(), [3, 1, 2, 1, 1, 3, 2]);
+
+    for round in 0..2 {
+        let store = reopen(engine, &data);
+        assert_eq!(answers(&*store), want, "open {round}");
+        store.close().unwrap();
+    }
+}
+
+mod on_sled {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_directory_of_schema_2_opens_and_answers_as_written() {
+        super::a_data_directory_of_schema_2_opens_and_answers_as_written(super::super::Engine::Sled)
+            .await
+    }
+}
+
+mod on_redb {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_directory_of_schema_2_opens_and_answers_as_written() {
+        super::a_data_directory_of_schema_2_opens_and_answers_as_written(super::super::Engine::Redb)
+            .await
+    }
+}
