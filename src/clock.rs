@@ -65,7 +65,10 @@ impl Clock {
     pub fn advance(&self, d: Duration) {
         if let Source::Manual(m) = &self.0 {
             let step = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-            let now = m.micros.fetch_add(step, Ordering::SeqCst).saturating_add(step);
+            let now = m
+                .micros
+                .fetch_add(step, Ordering::SeqCst)
+                .saturating_add(step);
             m.moved.send_replace(now);
         }
     }

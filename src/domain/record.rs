@@ -1,7 +1,5 @@
 //! Send results, suppressions and history: the records the service keeps.
 
-use serde::{Deserialize, Serialize};
-
 use super::{BounceReason, BounceType, Classification, EmailAddress, ReportedOutcome, Timestamp};
 
 /// A validated send result, as reported.
@@ -30,7 +28,7 @@ pub struct SendReport {
 }
 
 /// A send result as stored: the report, the service's verdict and bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
     /// Idempotency key within the tenant.
     pub event_id: String,
@@ -92,7 +90,7 @@ impl RecordedEvent {
 }
 
 /// Why an address is suppressed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Suppression {
     /// The reason.
     pub reason: BounceReason,
@@ -111,7 +109,7 @@ pub struct Suppression {
 }
 
 /// What backs a replacement of a bad address by a corrected one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EvidenceKind {
     /// A trusted CRM record was corrected by a person.
     CrmCorrection,
@@ -124,7 +122,7 @@ pub enum EvidenceKind {
 }
 
 /// A corrected address that replaced a bad one, until its first delivery validates it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Replacement {
     /// The bad address it replaces.
     pub replaces: String,
@@ -137,7 +135,7 @@ pub struct Replacement {
 }
 
 /// The state the service keeps for one address of one tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AddressRecord {
     /// Set while the address is suppressed.
     pub suppression: Option<Suppression>,
@@ -162,7 +160,7 @@ impl AddressRecord {
 }
 
 /// What happened to an address's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateChangeKind {
     /// Suppressed by a hard bounce or complaint.
     Suppressed,
@@ -185,7 +183,7 @@ pub enum StateChangeKind {
 }
 
 /// A change of an address's state, kept in its history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
     /// What happened.
     pub kind: StateChangeKind,
@@ -202,7 +200,7 @@ pub struct StateChange {
 }
 
 /// One entry of an address's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HistoryEntry {
     /// A send result reported for the address.
     SendResult(RecordedEvent),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::kv::KvEngine;
-use super::kv_store::{self, encode};
+use super::kv_store;
+use super::legacy;
 use super::redb_engine::RedbEngine;
 use super::sled_engine::SledEngine;
 use super::{
@@ -545,7 +546,7 @@ fn write_schema_1_counters(engine: Engine, path: &Path, hours: &[(i64, u64)]) {
                     hard,
                     ..OutcomeCounts::default()
                 };
-                txn.put(key, encode(&counts))?;
+                txn.put(key, legacy::encode_counts(&counts))?;
             }
             Ok(())
         })

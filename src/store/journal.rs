@@ -39,7 +39,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::keys;
 use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
 use super::memtable::{self, Table, Writes};
-use super::StoreError;
+use super::{ErrorChain, StoreError};
 
 /// The first bytes of every segment file.
 const MAGIC: &[u8; 8] = b"SPDJNL01";
@@ -67,7 +67,7 @@ impl JournalOptions {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Engine(format!("journal: cannot {what} {}: {e}", path.display()))
+    StoreError::engine(format!("journal: cannot {what} {}", path.display()), e)
 }
 
 fn corrupt(path: &Path, offset: u64, cause: &str) -> StoreError {
@@ -394,7 +394,7 @@ impl<E: KvEngine> Journaled<E> {
         let checkpointer = std::thread::Builder::new()
             .name("suppressd-checkpoint".into())
             .spawn(move || worker.checkpoint_loop())
-            .map_err(|e| StoreError::Engine(format!("cannot start the checkpointer: {e}")))?;
+            .map_err(|e| StoreError::engine("cannot start the checkpointer", e))?;
         Ok(Journaled {
             inner,
             checkpointer: Mutex::new(Some(checkpointer)),
@@ -461,7 +461,7 @@ impl<E: KvEngine> Inner<E> {
                 let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
                 if !self.read_layers().active.is_empty() && !segment.failed {
                     if let Err(e) = self.freeze(&mut segment) {
-                        tracing::error!(error = %e, "cannot start an idle checkpoint");
+                        tracing::error!(error = %ErrorChain(&e), "cannot start an idle checkpoint");
                     }
                 }
                 continue;
@@ -470,7 +470,7 @@ impl<E: KvEngine> Inner<E> {
             let mut attempt = 0u32;
             while let Err(e) = self.checkpoint(&job) {
                 attempt += 1;
-                tracing::error!(error = %e, attempt, "checkpoint failed; trying again");
+                tracing::error!(error = %ErrorChain(&e), attempt, "checkpoint failed; trying again");
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
             let mut control = self.lock_control();
@@ -524,8 +524,9 @@ impl<E: KvEngine> Inner<E> {
     fn commit(&self, writes: Writes, seq: u64) -> Result<(), StoreError> {
         let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
         if segment.failed {
-            return Err(StoreError::Engine(
-                "journal: an earlier append failed; restart to recover".into(),
+            return Err(StoreError::engine(
+                "journal",
+                "an earlier append failed; restart to recover",
             ));
         }
         let record = encode_record(seq, &writes);
