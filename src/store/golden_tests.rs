@@ -111,10 +111,10 @@ fn event(i: usize) -> RecordedEvent {
         address: format!("user{i}@example.com"),
         outcome: OUTCOMES[i % OUTCOMES.len()],
         smtp_response: format!("550 5.1.{i} sample response {i}"),
-        enhanced_status: (i % 2 == 0).then(|| format!("5.1.{i}")),
+        enhanced_status: i.is_multiple_of(2).then(|| format!("5.1.{i}")),
         source: "signup-form".into(),
         campaign: format!("campaign-{i}"),
-        segment: if i % 3 == 0 {
+        segment: if i.is_multiple_of(3) {
             String::new()
         } else {
             "vip".into()
@@ -162,9 +162,14 @@ fn state_change(i: usize) -> StateChange {
     StateChange {
         kind: KINDS[i],
         reason: REASONS[(i * 2) % REASONS.len()],
-        actor: if i % 2 == 0 { "system" } else { "ops@acme" }.into(),
+        actor: if i.is_multiple_of(2) {
+            "system"
+        } else {
+            "ops@acme"
+        }
+        .into(),
         note: format!("note {i}"),
-        event_id: if i % 3 == 0 {
+        event_id: if i.is_multiple_of(3) {
             String::new()
         } else {
             format!("evt-{i:02}")
@@ -877,40 +882,39 @@ fn unpack(name: &str) -> tempfile::TempDir {
     work
 }
 
-/// Opens `path`, retrying while a store of this process that used it lets go of it.
-fn reopen(engine: super::Engine, path: &Path) -> Arc<dyn SuppressionStore> {
+/// Runs `open` on a directory that a store of this process used and closed: sled lets go of
+/// its file lock from background threads a moment after its last handle is dropped, so a
+/// refusal as locked is retried, for a few seconds at most.
+fn while_locked<T>(mut open: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match open_small(engine, path) {
+        match open() {
             Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => return other.unwrap(),
+            other => return other,
         }
     }
+}
+
+/// Opens the store in `path` (see [`while_locked`]).
+fn reopen(engine: super::Engine, path: &Path) -> Arc<dyn SuppressionStore> {
+    while_locked(|| open_small(engine, path)).unwrap()
 }
 
 /// Runs `$body` with `$e` bound to the bare engine (no store, no journal) of data directory
 /// `$path`, retrying while a store of this process that used it lets go of it.
 macro_rules! with_engine {
     ($engine:expr, $path:expr, |$e:ident| $body:expr) => {{
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let opened = match $engine {
-                super::Engine::Sled => {
-                    super::sled_engine::SledEngine::open($path, 4 << 20).map(|$e| $body)
-                }
-                super::Engine::Redb => {
-                    super::redb_engine::RedbEngine::open($path, 4 << 20).map(|$e| $body)
-                }
-            };
-            match opened {
-                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.unwrap(),
+        while_locked(|| match $engine {
+            super::Engine::Sled => {
+                super::sled_engine::SledEngine::open($path, 4 << 20).map(|$e| $body)
             }
-        }
+            super::Engine::Redb => {
+                super::redb_engine::RedbEngine::open($path, 4 << 20).map(|$e| $body)
+            }
+        })
+        .unwrap()
     }};
 }
 
@@ -1054,15 +1058,8 @@ async fn a_data_directory_of_a_newer_schema_is_refused(engine: super::Engine) {
     with_engine!(engine, dir.path(), |e| e
         .meta_put("schema_version", &[SCHEMA_VERSION + 1])
         .unwrap());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let refused = loop {
-        match open_small(engine, dir.path()) {
-            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => break e,
-            Ok(_) => panic!("a store of a newer schema was opened"),
-        }
+    let Err(refused) = while_locked(|| open_small(engine, dir.path())) else {
+        panic!("a store of a newer schema was opened");
     };
     assert!(
         matches!(refused, StoreError::SchemaTooNew { found, supported, .. }

@@ -99,6 +99,9 @@ struct Control {
     /// A table is frozen and not yet in the engine.
     busy: bool,
     shutdown: bool,
+    /// Checkpoints ended so far (tests wait on `changed` for the next one).
+    #[cfg(test)]
+    checkpoints_done: u64,
 }
 
 /// The segment being appended to.
@@ -475,6 +478,10 @@ impl<E: KvEngine> Inner<E> {
             }
             let mut control = self.lock_control();
             control.busy = false;
+            #[cfg(test)]
+            {
+                control.checkpoints_done += 1;
+            }
             self.changed.notify_all();
         }
     }
@@ -1109,16 +1116,25 @@ mod tests {
         engine
             .transact(|txn| txn.put(key(5), b"five".to_vec()))
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while engine.inner.base.get(&key(5)).unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "never checkpointed");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        // The engine has it; the memory and the segment that held it go.
-        while engine.inner.read_layers().frozen.is_some() {
-            assert!(std::time::Instant::now() < deadline, "the table was kept");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        // The checkpointer says when a checkpoint ends; the bound only keeps a broken
+        // checkpointer from hanging the test.
+        let control = engine.inner.lock_control();
+        let (control, waited) = engine
+            .inner
+            .changed
+            .wait_timeout_while(control, std::time::Duration::from_secs(60), |c| {
+                c.checkpoints_done == 0
+            })
+            .unwrap();
+        assert!(!waited.timed_out(), "never checkpointed");
+        assert_eq!(control.checkpoints_done, 1);
+        drop(control);
+        // The engine has it; the memory and the segment that held it went.
+        assert_eq!(
+            engine.inner.base.get(&key(5)).unwrap(),
+            Some(b"five".to_vec())
+        );
+        assert!(engine.inner.read_layers().frozen.is_none());
         assert!(engine.inner.read_layers().active.is_empty());
         only_segment(&dir.path().join("journal"));
         assert_eq!(engine.get(&key(5)).unwrap(), Some(b"five".to_vec()));

@@ -898,6 +898,11 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         self.shared.known.is_complete()
     }
 
+    #[cfg(test)]
+    fn wait_for_index_load(&self) -> Result<(), StoreError> {
+        join(&self.loader_thread, "index load")
+    }
+
     fn writer_failure(&self) -> watch::Receiver<Option<String>> {
         self.shared.writer_failure.subscribe()
     }

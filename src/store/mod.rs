@@ -517,6 +517,10 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// then, reads they would spare go to the engine: slower, never different).
     fn indexes_loaded(&self) -> bool;
 
+    /// Waits until the start-up load of the in-memory indexes has ended.
+    #[cfg(test)]
+    fn wait_for_index_load(&self) -> Result<(), StoreError>;
+
     /// Why the writer ended, once it has ended other than by [`SuppressionStore::close`]
     /// (`None` while it runs). After that the store takes no more writes (they answer
     /// [`StoreError::Closed`]) and the process should stop and be restarted.

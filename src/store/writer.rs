@@ -64,6 +64,8 @@ impl Job {
 
 /// The answer of one job, sent once its group is durable (or has failed). A job whose
 /// decision panicked answers that error even though its other writes are stored.
+// One value per write, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     Writes(
         oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
