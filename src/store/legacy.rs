@@ -312,3 +312,188 @@ impl Legacy for u64 {
         decode_as::<Count, _>(bytes)
     }
 }
+
+#[cfg(test)]
+mod measure {
+    //! How long schema 2 and schema 3 take to encode and decode the hot records (the writer and
+    //! the import screen decode records on every write and every screened address).
+    //! Run optimised:
+    //! `cargo test --lib --config 'profile.dev.package.suppressd.opt-level=3'
+    //! --config 'profile.dev.package.prost.opt-level=3'
+    //! --config 'profile.dev.package.postcard.opt-level=3'
+    //! store::legacy::measure -- --ignored --nocapture`.
+
+    use serde::Serialize;
+
+    use super::super::records::{decode, encode, Record};
+    use super::{Legacy, RECORD_VERSION};
+    use crate::domain::{self, AddressRecord, RecordedEvent};
+
+    /// The schema-2 layout of an address record, borrowed: what `postcard` wrote from the
+    /// domain type itself, without copies.
+    #[derive(Serialize)]
+    struct AddressOut<'a> {
+        suppression: Option<SuppressionOut<'a>>,
+        soft_bounces: Vec<i64>,
+        last_delivered: Option<i64>,
+        replaced_by: Option<&'a str>,
+        needs_enrichment: bool,
+        pending_validation: Option<ReplacementOut<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct SuppressionOut<'a> {
+        reason: u32,
+        bounce_type: Option<u32>,
+        since: i64,
+        source: &'a str,
+        smtp_response: &'a str,
+        event_id: &'a str,
+        rule_id: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct ReplacementOut<'a> {
+        replaces: &'a str,
+        evidence: u32,
+        confidence: f32,
+        at: i64,
+    }
+
+    #[derive(Serialize)]
+    struct EventOut<'a> {
+        event_id: &'a str,
+        address: &'a str,
+        outcome: u32,
+        smtp_response: &'a str,
+        enhanced_status: Option<&'a str>,
+        source: &'a str,
+        campaign: &'a str,
+        segment: &'a str,
+        provider: &'a str,
+        occurred_at: i64,
+        recorded_at: i64,
+        bounce_type: u32,
+        reason: u32,
+        rule_id: &'a str,
+        confidence: f32,
+        disagrees_with_reporter: bool,
+        rules_version: u32,
+    }
+
+    // Enum variants are written as their index, a varint like these `u32`s; the measure only
+    // needs the same amount of work, and the byte layout is checked against the golden files.
+    fn address_out(r: &AddressRecord) -> AddressOut<'_> {
+        AddressOut {
+            suppression: r.suppression.as_ref().map(|s| SuppressionOut {
+                reason: s.reason as u32,
+                bounce_type: s.bounce_type.map(|t| t as u32),
+                since: s.since.micros(),
+                source: &s.source,
+                smtp_response: &s.smtp_response,
+                event_id: &s.event_id,
+                rule_id: &s.rule_id,
+            }),
+            soft_bounces: r.soft_bounces.iter().map(|t| t.micros()).collect(),
+            last_delivered: r.last_delivered.map(domain::Timestamp::micros),
+            replaced_by: r.replaced_by.as_deref(),
+            needs_enrichment: r.needs_enrichment,
+            pending_validation: r.pending_validation.as_ref().map(|p| ReplacementOut {
+                replaces: &p.replaces,
+                evidence: p.evidence as u32,
+                confidence: p.confidence,
+                at: p.at.micros(),
+            }),
+        }
+    }
+
+    fn event_out(e: &RecordedEvent) -> EventOut<'_> {
+        EventOut {
+            event_id: &e.event_id,
+            address: &e.address,
+            outcome: e.outcome as u32,
+            smtp_response: &e.smtp_response,
+            enhanced_status: e.enhanced_status.as_deref(),
+            source: &e.source,
+            campaign: &e.campaign,
+            segment: &e.segment,
+            provider: &e.provider,
+            occurred_at: e.occurred_at.micros(),
+            recorded_at: e.recorded_at.micros(),
+            bounce_type: e.classification.bounce_type as u32,
+            reason: e.classification.reason as u32,
+            rule_id: &e.classification.rule_id,
+            confidence: e.classification.confidence,
+            disagrees_with_reporter: e.classification.disagrees_with_reporter,
+            rules_version: e.rules_version,
+        }
+    }
+
+    /// What schema 2's `encode` did: sized first, then written.
+    fn encode_2<T: Serialize>(value: &T) -> Vec<u8> {
+        let size = postcard::experimental::serialized_size(value).unwrap_or(0);
+        let mut out = Vec::with_capacity(1 + size);
+        out.push(RECORD_VERSION);
+        postcard::to_extend(value, out).unwrap()
+    }
+
+    /// Nanoseconds per call of `f`, the best of five rounds.
+    fn ns_per(rounds: u32, mut f: impl FnMut() -> usize) -> f64 {
+        let mut best = f64::MAX;
+        let mut sink = 0usize;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                sink = sink.wrapping_add(std::hint::black_box(f()));
+            }
+            best = best.min(started.elapsed().as_nanos() as f64 / f64::from(rounds));
+        }
+        std::hint::black_box(sink);
+        best
+    }
+
+    fn report<T: Record + Legacy + PartialEq + std::fmt::Debug>(
+        name: &str,
+        value: &T,
+        old: &[u8],
+        encode_old: impl Fn(&T) -> Vec<u8>,
+    ) {
+        let new = encode(value).unwrap();
+        assert_eq!(&T::from_legacy(old).unwrap(), value);
+        assert_eq!(&decode::<T>(b"k", &new).unwrap(), value);
+        let n = 200_000;
+        let enc2 = ns_per(n, || encode_old(value).len());
+        let enc3 = ns_per(n, || encode(value).unwrap().len());
+        let dec2 = ns_per(n, || T::from_legacy(old).map(|_| 1).unwrap());
+        let dec3 = ns_per(n, || decode::<T>(b"k", &new).map(|_| 1).unwrap());
+        println!(
+            "{name:<16} bytes {:>4} -> {:>4}   encode {enc2:>6.0} -> {enc3:>6.0} ns   \
+             decode {dec2:>6.0} -> {dec3:>6.0} ns",
+            old.len(),
+            new.len()
+        );
+    }
+
+    #[test]
+    #[ignore = "a measurement; run by hand, optimised"]
+    fn encode_and_decode_cost_per_record_schema_2_against_3() {
+        let dir = super::super::golden_tests::golden_dir();
+        let read = |name: &str| std::fs::read(dir.join(format!("golden-schema2-{name}.bin")));
+        for (name, sample) in super::super::golden_tests::samples() {
+            use super::super::golden_tests::Sample;
+            match (name.as_str(), &sample) {
+                ("address-full-0" | "address-minimal" | "address-manual", Sample::Address(r)) => {
+                    let old = read(&name).unwrap();
+                    assert_eq!(encode_2(&address_out(r)), old, "the schema-2 layout");
+                    report(&name, r, &old, |r| encode_2(&address_out(r)));
+                }
+                ("event-01" | "event-04", Sample::Event(e)) => {
+                    let old = read(&name).unwrap();
+                    assert_eq!(encode_2(&event_out(e)), old, "the schema-2 layout");
+                    report(&name, e, &old, |e| encode_2(&event_out(e)));
+                }
+                _ => {}
+            }
+        }
+    }
+}

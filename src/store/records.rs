@@ -65,19 +65,25 @@ pub(super) trait Record: Sized {
     fn to_message(&self) -> Self::Message;
     /// The value of a decoded message.
     fn from_message(message: Self::Message) -> Result<Self, RecordError>;
+
+    /// `prefix` followed by the message of this value, in a vector of exactly that size (no
+    /// regrowth while encoding, no spare capacity kept in the journal's tables). The records
+    /// written on every write override it to write straight from the domain value, without
+    /// copying its strings into a message first (the bytes are the same: see the tests).
+    fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        let message = self.to_message();
+        let mut out = Vec::with_capacity(1 + message.encoded_len());
+        out.push(prefix);
+        message.encode(&mut out)?;
+        Ok(out)
+    }
 }
 
 /// The stored bytes of `value`: the version byte, then the message.
 pub(super) fn encode<T: Record>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let message = value.to_message();
-    // Sized first: no regrowth while encoding, and no spare capacity kept in the journal's
-    // tables.
-    let mut out = Vec::with_capacity(1 + message.encoded_len());
-    out.push(RECORD_VERSION);
-    message
-        .encode(&mut out)
-        .map_err(|e| StoreError::Encode(Box::new(e)))?;
-    Ok(out)
+    value
+        .encode_after(RECORD_VERSION)
+        .map_err(|e| StoreError::Encode(Box::new(e)))
 }
 
 /// The value stored as `bytes` under `key`.
@@ -378,6 +384,129 @@ pub(super) struct CountMessage {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Writing messages straight from domain values
+// ---------------------------------------------------------------------------------------------
+
+/// Writes protobuf fields as prost writes them (proto3: a field equal to its default is left
+/// out, unless it is `optional`), from borrowed values. Each field is written by [`Fields::put`]
+/// or sized by [`Fields::len`], from the same code, so sizes and bytes agree.
+mod wire {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+
+    /// One field's value.
+    pub(super) enum Field<'a> {
+        Str(&'a str),
+        Int(i64),
+        Uint(u64),
+        Float(f32),
+        Bool(bool),
+        /// A nested message of the given length, written by the caller after its header.
+        Message(usize),
+        /// Packed repeated `int64`.
+        Packed(&'a [i64]),
+    }
+
+    impl Field<'_> {
+        fn is_default(&self) -> bool {
+            match *self {
+                Field::Str(s) => s.is_empty(),
+                Field::Int(v) => v == 0,
+                Field::Uint(v) => v == 0,
+                Field::Float(v) => v == 0.0,
+                Field::Bool(v) => !v,
+                Field::Message(_) => false,
+                Field::Packed(v) => v.is_empty(),
+            }
+        }
+
+        fn packed_len(v: &[i64]) -> usize {
+            v.iter().map(|x| encoded_len_varint(*x as u64)).sum()
+        }
+
+        /// Bytes of the field, key included; `present` writes a default value too.
+        pub(super) fn len(&self, tag: u32, present: bool) -> usize {
+            if !present && self.is_default() {
+                return 0;
+            }
+            key_len(tag)
+                + match *self {
+                    Field::Str(s) => encoded_len_varint(s.len() as u64) + s.len(),
+                    Field::Int(v) => encoded_len_varint(v as u64),
+                    Field::Uint(v) => encoded_len_varint(v),
+                    Field::Float(_) => 4,
+                    Field::Bool(_) => 1,
+                    Field::Message(len) => encoded_len_varint(len as u64) + len,
+                    Field::Packed(v) => {
+                        let len = Self::packed_len(v);
+                        encoded_len_varint(len as u64) + len
+                    }
+                }
+        }
+
+        /// Writes the field (for a message: its header only).
+        pub(super) fn put(&self, tag: u32, present: bool, out: &mut Vec<u8>) {
+            if !present && self.is_default() {
+                return;
+            }
+            match *self {
+                Field::Str(s) => {
+                    encode_key(tag, WireType::LengthDelimited, out);
+                    encode_varint(s.len() as u64, out);
+                    out.extend_from_slice(s.as_bytes());
+                }
+                Field::Int(v) => {
+                    encode_key(tag, WireType::Varint, out);
+                    encode_varint(v as u64, out);
+                }
+                Field::Uint(v) => {
+                    encode_key(tag, WireType::Varint, out);
+                    encode_varint(v, out);
+                }
+                Field::Float(v) => {
+                    encode_key(tag, WireType::ThirtyTwoBit, out);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Field::Bool(v) => {
+                    encode_key(tag, WireType::Varint, out);
+                    out.push(u8::from(v));
+                }
+                Field::Message(len) => {
+                    encode_key(tag, WireType::LengthDelimited, out);
+                    encode_varint(len as u64, out);
+                }
+                Field::Packed(v) => {
+                    encode_key(tag, WireType::LengthDelimited, out);
+                    encode_varint(Self::packed_len(v) as u64, out);
+                    for x in v {
+                        encode_varint(*x as u64, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message's fields: (tag, value, written even if default).
+    pub(super) type Fields<'a> = [(u32, Field<'a>, bool)];
+
+    /// Bytes of the fields.
+    pub(super) fn len(fields: &Fields<'_>) -> usize {
+        fields
+            .iter()
+            .map(|(tag, f, present)| f.len(*tag, *present))
+            .sum()
+    }
+
+    /// Writes the fields.
+    pub(super) fn put(fields: &Fields<'_>, out: &mut Vec<u8>) {
+        for (tag, f, present) in fields {
+            f.put(*tag, *present, out);
+        }
+    }
+}
+
+use wire::Field;
+
+// ---------------------------------------------------------------------------------------------
 // Conversions
 // ---------------------------------------------------------------------------------------------
 
@@ -407,6 +536,49 @@ impl Record for RecordedEvent {
             }),
             rules_version: self.rules_version,
         }
+    }
+
+    fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        let c = &self.classification;
+        let classification = [
+            (1, Field::Int(c.bounce_type.number().into()), false),
+            (2, Field::Int(c.reason.number().into()), false),
+            (3, Field::Str(c.rule_id.as_str()), false),
+            (4, Field::Float(c.confidence), false),
+            (5, Field::Bool(c.disagrees_with_reporter), false),
+        ];
+        let classification_len = wire::len(&classification);
+        let head = [
+            (1, Field::Str(&self.event_id), false),
+            (2, Field::Str(&self.address), false),
+            (3, Field::Int(self.outcome.number().into()), false),
+            (4, Field::Str(&self.smtp_response), false),
+        ];
+        let enhanced = self
+            .enhanced_status
+            .as_deref()
+            .map(|s| [(5, Field::Str(s), true)]);
+        let tail = [
+            (6, Field::Str(&self.source), false),
+            (7, Field::Str(&self.campaign), false),
+            (8, Field::Str(&self.segment), false),
+            (9, Field::Str(&self.provider), false),
+            (10, Field::Int(self.occurred_at.micros()), false),
+            (11, Field::Int(self.recorded_at.micros()), false),
+            (12, Field::Message(classification_len), true),
+        ];
+        let last = [(13, Field::Uint(self.rules_version.into()), false)];
+        let enhanced: &wire::Fields<'_> = enhanced.as_ref().map_or(&[], |e| &e[..]);
+        let mut out = Vec::with_capacity(
+            1 + wire::len(&head) + wire::len(enhanced) + wire::len(&tail) + wire::len(&last),
+        );
+        out.push(prefix);
+        wire::put(&head, &mut out);
+        wire::put(enhanced, &mut out);
+        wire::put(&tail, &mut out);
+        wire::put(&classification, &mut out);
+        wire::put(&last, &mut out);
+        Ok(out)
     }
 
     fn from_message(m: EventMessage) -> Result<Self, RecordError> {
@@ -465,6 +637,72 @@ impl Record for AddressRecord {
                     at_micros: r.at.micros(),
                 }),
         }
+    }
+
+    fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        let suppression = self.suppression.as_ref().map(|s| {
+            let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
+            [
+                (1, Field::Int(s.reason.number().into()), false),
+                // `optional`: present when set, absent for a manual suppression
+                (
+                    2,
+                    Field::Int(bounce_type.unwrap_or(0)),
+                    bounce_type.is_some(),
+                ),
+                (3, Field::Int(s.since.micros()), false),
+                (4, Field::Str(&s.source), false),
+                (5, Field::Str(&s.smtp_response), false),
+                (6, Field::Str(&s.event_id), false),
+                (7, Field::Str(&s.rule_id), false),
+            ]
+        });
+        let replacement = self.pending_validation.as_ref().map(|r| {
+            [
+                (1, Field::Str(&r.replaces), false),
+                (2, Field::Int(r.evidence.number().into()), false),
+                (3, Field::Float(r.confidence), false),
+                (4, Field::Int(r.at.micros()), false),
+            ]
+        });
+        // Timestamps are i64 microseconds already: the packed field borrows them.
+        let soft: Vec<i64> = self.soft_bounces.iter().map(|t| t.micros()).collect();
+        let suppression_header = suppression
+            .as_ref()
+            .map(|f| [(1, Field::Message(wire::len(f)), true)]);
+        let fields = [
+            (2, Field::Packed(&soft), false),
+            (
+                3,
+                Field::Int(self.last_delivered.map_or(0, Timestamp::micros)),
+                self.last_delivered.is_some(),
+            ),
+            (
+                4,
+                Field::Str(self.replaced_by.as_deref().unwrap_or("")),
+                self.replaced_by.is_some(),
+            ),
+            (5, Field::Bool(self.needs_enrichment), false),
+        ];
+        let replacement_header = replacement
+            .as_ref()
+            .map(|f| [(6, Field::Message(wire::len(f)), true)]);
+        let none: &wire::Fields<'_> = &[];
+        let parts: [&wire::Fields<'_>; 5] = [
+            suppression_header.as_ref().map_or(none, |h| &h[..]),
+            suppression.as_ref().map_or(none, |f| &f[..]),
+            &fields,
+            replacement_header.as_ref().map_or(none, |h| &h[..]),
+            replacement.as_ref().map_or(none, |f| &f[..]),
+        ];
+        // A message's header counts its body: the bodies (parts 1 and 4) are not counted again.
+        let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]);
+        let mut out = Vec::with_capacity(1 + len);
+        out.push(prefix);
+        for part in parts {
+            wire::put(part, &mut out);
+        }
+        Ok(out)
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
@@ -618,9 +856,8 @@ impl Record for u64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_required_enum_that_is_missing_or_unknown_is_refused_not_guessed() {
-        let event = RecordedEvent {
+    fn sample_event() -> RecordedEvent {
+        RecordedEvent {
             event_id: "e".into(),
             address: "a@x.com".into(),
             outcome: ReportedOutcome::Bounce,
@@ -640,8 +877,12 @@ mod tests {
                 disagrees_with_reporter: false,
             },
             rules_version: 1,
-        };
-        let mut m = event.to_message();
+        }
+    }
+
+    #[test]
+    fn a_required_enum_that_is_missing_or_unknown_is_refused_not_guessed() {
+        let mut m = sample_event().to_message();
         m.outcome = 0;
         assert!(matches!(
             RecordedEvent::from_message(m.clone()),
@@ -655,6 +896,61 @@ mod tests {
                 value: 99
             })
         ));
+    }
+
+    /// Values where "default" and "absent" differ: the straight writers must leave out and
+    /// keep the same fields as the prost messages.
+    #[test]
+    fn straight_writers_give_the_bytes_of_the_messages_on_edge_values() {
+        let mut event = sample_event();
+        event.enhanced_status = Some(String::new());
+        event.occurred_at = Timestamp(-5);
+        event.recorded_at = Timestamp(0);
+        event.classification.confidence = -0.0;
+        event.classification.rule_id = "".into();
+        event.rules_version = u32::MAX;
+        let mut events = vec![event.clone()];
+        event.enhanced_status = None;
+        event.classification.confidence = f32::NAN;
+        events.push(event);
+        for e in &events {
+            let straight = e.encode_after(RECORD_VERSION).unwrap();
+            assert_eq!(straight[1..], e.to_message().encode_to_vec(), "{e:?}");
+            assert_eq!(straight.len(), straight.capacity());
+        }
+        let records = [
+            AddressRecord::default(),
+            AddressRecord {
+                suppression: Some(Suppression {
+                    reason: BounceReason::Manual,
+                    bounce_type: None,
+                    since: Timestamp(0),
+                    source: String::new(),
+                    smtp_response: String::new(),
+                    event_id: String::new(),
+                    rule_id: String::new(),
+                }),
+                soft_bounces: vec![Timestamp(-1), Timestamp(0), Timestamp(i64::MAX)],
+                last_delivered: Some(Timestamp(0)),
+                replaced_by: Some(String::new()),
+                needs_enrichment: false,
+                pending_validation: Some(Replacement {
+                    replaces: String::new(),
+                    evidence: EvidenceKind::TypoFix,
+                    confidence: 0.0,
+                    at: Timestamp(i64::MIN),
+                }),
+            },
+        ];
+        for r in &records {
+            let straight = r.encode_after(RECORD_VERSION).unwrap();
+            assert_eq!(straight[1..], r.to_message().encode_to_vec(), "{r:?}");
+            assert_eq!(straight.len(), straight.capacity());
+            assert_eq!(
+                &decode::<AddressRecord>(b"k", &encode(r).unwrap()).unwrap(),
+                r
+            );
+        }
     }
 
     #[test]
