@@ -7,10 +7,8 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// The outcome as the reporting system (ESP, MTA, webhook) labelled it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReportedOutcome {
     /// The message was accepted by the receiving server.
     Delivered,
@@ -27,7 +25,7 @@ pub enum ReportedOutcome {
 }
 
 /// The service's own judgement of a send result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BounceType {
     /// Permanent, the address itself is bad: suppress now.
     Hard,
@@ -42,7 +40,7 @@ pub enum BounceType {
 }
 
 /// Why a send result turned out as it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BounceReason {
     /// Nothing went wrong (delivered).
     None,
@@ -95,7 +93,7 @@ impl BounceReason {
 }
 
 /// The classifier's verdict on one send result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Classification {
     /// The service's outcome type.
     pub bounce_type: BounceType,
@@ -157,18 +155,6 @@ impl fmt::Display for RuleId {
 impl fmt::Debug for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl Serialize for RuleId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for RuleId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(RuleId::from)
     }
 }
 

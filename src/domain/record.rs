@@ -1,7 +1,5 @@
 //! Send results, suppressions and history: the records the service keeps.
 
-use serde::{Deserialize, Serialize};
-
 use super::{
     BounceReason, BounceType, Campaign, Classification, EmailAddress, ReportedOutcome, Segment,
     Source, Timestamp,
@@ -33,7 +31,7 @@ pub struct SendReport {
 }
 
 /// A send result as stored: the report, the service's verdict and bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
     /// Idempotency key within the tenant.
     pub event_id: String,
@@ -95,7 +93,7 @@ impl RecordedEvent {
 }
 
 /// Why an address is suppressed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Suppression {
     /// The reason.
     pub reason: BounceReason,
@@ -114,7 +112,7 @@ pub struct Suppression {
 }
 
 /// What backs a replacement of a bad address by a corrected one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EvidenceKind {
     /// A trusted CRM record was corrected by a person.
     CrmCorrection,
@@ -127,7 +125,7 @@ pub enum EvidenceKind {
 }
 
 /// A corrected address that replaced a bad one, until its first delivery validates it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Replacement {
     /// The bad address it replaces.
     pub replaces: String,
@@ -140,7 +138,7 @@ pub struct Replacement {
 }
 
 /// The state the service keeps for one address of one tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AddressRecord {
     /// Set while the address is suppressed.
     pub suppression: Option<Suppression>,
@@ -165,7 +163,7 @@ impl AddressRecord {
 }
 
 /// What happened to an address's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateChangeKind {
     /// Suppressed by a hard bounce or complaint.
     Suppressed,
@@ -188,7 +186,7 @@ pub enum StateChangeKind {
 }
 
 /// A change of an address's state, kept in its history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
     /// What happened.
     pub kind: StateChangeKind,
@@ -205,7 +203,7 @@ pub struct StateChange {
 }
 
 /// One entry of an address's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HistoryEntry {
     /// A send result reported for the address.
     SendResult(RecordedEvent),

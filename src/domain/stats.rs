@@ -1,11 +1,9 @@
 //! Counts of send results per dimension value and time bucket, for bounce-rate monitoring.
 
-use serde::{Deserialize, Serialize};
-
 use super::BounceType;
 
 /// What a send result is counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dimension {
     /// Where the contact was acquired.
     Source,
@@ -44,7 +42,7 @@ impl Dimension {
 }
 
 /// Send results by outcome type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutcomeCounts {
     /// Every result (delivered or not).
     pub sent: u64,

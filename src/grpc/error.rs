@@ -5,7 +5,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 pub use crate::app::{AppError, FieldViolation};
-use crate::store::StoreError;
+use crate::store::{ErrorChain, StoreError};
 
 impl From<AppError> for Status {
     fn from(err: AppError) -> Status {
@@ -47,22 +47,6 @@ fn to_status(err: AppError) -> Status {
                 Status::internal("internal error")
             }
         }
-    }
-}
-
-/// Displays an error with every cause below it, `outer: cause: root cause`, so a log line
-/// keeps what the opaque INTERNAL answer leaves out.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

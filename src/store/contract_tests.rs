@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::kv::KvEngine;
-use super::kv_store::{self, encode};
+use super::kv_store;
+use super::legacy;
 use super::redb_engine::RedbEngine;
 use super::sled_engine::SledEngine;
 use super::{
-    keys, open, AddressWrite, BounceQuery, Decision, Engine, Granularity, StoreError, StoreOptions,
-    SuppressionStore, WriteOutcome,
+    keys, open, testing, AddressWrite, BounceQuery, Decision, Engine, Granularity, PairDecision,
+    PairWrite, StoreError, StoreOptions, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
     AddressRecord, BounceReason, BounceType, Classification, Dimension, EmailAddress, HistoryEntry,
@@ -498,14 +499,8 @@ async fn status_lookups_know_every_record_once_the_index_is_loaded(engine: Engin
         store.close().unwrap();
     }
     let store = reopen_at(engine, dir.path());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !store.indexes_loaded() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the index never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    store.wait_for_index_load().unwrap();
+    assert!(store.indexes_loaded());
     for i in 0..300 {
         assert!(suppressed(&*store, "acme", &format!("k{i}@x.com")), "k{i}");
     }
@@ -545,7 +540,7 @@ fn write_schema_1_counters(engine: Engine, path: &Path, hours: &[(i64, u64)]) {
                     hard,
                     ..OutcomeCounts::default()
                 };
-                txn.put(key, encode(&counts))?;
+                txn.put(key, legacy::encode_counts(&counts))?;
             }
             Ok(())
         })
@@ -620,7 +615,151 @@ async fn hourly_counters_of_schema_1_are_kept_at_open(engine: Engine) {
     store.close().unwrap();
 }
 
+/// A send result whose decision panics, as a bug in policy code would.
+fn panicking_write(t: &str, event: RecordedEvent) -> AddressWrite {
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(&event.address),
+        event: Some(event),
+        reclassified: Vec::new(),
+        decide: Box::new(|_| panic!("policy bug: index out of range")),
+    }
+}
+
+/// A decision that panics fails its own write, and only it: the other writes of the same call
+/// and of a concurrent call are stored, nothing of the panicking write is, and the store goes
+/// on taking writes.
+async fn a_panicking_decision_fails_its_write_alone(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    // Queued together, so that they most likely share a group commit.
+    let first = store
+        .submit(vec![
+            event_write("acme", hard_bounce("e1", "a@x.com", T0)),
+            panicking_write("acme", hard_bounce("e2", "b@x.com", T0)),
+            event_write("acme", hard_bounce("e3", "c@x.com", T0)),
+        ])
+        .await
+        .unwrap();
+    let second = store
+        .submit(vec![event_write("acme", hard_bounce("e4", "d@x.com", T0))])
+        .await
+        .unwrap();
+    match first.await {
+        Err(StoreError::DecisionPanicked(message)) => {
+            assert!(message.contains("policy bug"), "{message}")
+        }
+        Err(e) => panic!("expected DecisionPanicked, got {e}"),
+        Ok(_) => panic!("a write whose decision panicked was answered as done"),
+    }
+    let second = second.await.unwrap();
+    assert!(matches!(second[0], WriteOutcome::Applied { .. }));
+
+    for a in ["a@x.com", "c@x.com", "d@x.com"] {
+        assert!(suppressed(&*store, "acme", a), "{a}");
+    }
+    // Nothing of the panicking write: no event, record, history, index entry or count.
+    assert!(store.get_event(&tenant("acme"), "e2").unwrap().is_none());
+    assert!(store
+        .get_record(&tenant("acme"), &address("b@x.com"))
+        .unwrap()
+        .is_none());
+    assert!(history(&*store, "acme", "b@x.com").is_empty());
+    let mut ids = bounce_ids(&*store, "acme");
+    ids.sort();
+    assert_eq!(ids, ["e1", "e3", "e4"]);
+    assert_eq!(hard_count(&*store, "acme", T0), 3);
+    assert_eq!(store.suppressed_count(), 3);
+
+    // A two-address write whose decision panics fails the same way.
+    let pair = store
+        .write_pair(PairWrite {
+            tenant: tenant("acme"),
+            first: address("a@x.com"),
+            second: address("z@x.com"),
+            decide: Box::new(|_, _| -> PairDecision { panic!("replacement bug") }),
+        })
+        .await;
+    assert!(
+        matches!(&pair, Err(StoreError::DecisionPanicked(m)) if m.contains("replacement bug")),
+        "{pair:?}"
+    );
+    assert!(store
+        .get_record(&tenant("acme"), &address("z@x.com"))
+        .unwrap()
+        .is_none());
+
+    // The writer is still there, and did not report an end.
+    let later = store
+        .write(vec![event_write("acme", hard_bounce("e2", "b@x.com", T0))])
+        .await
+        .unwrap();
+    assert!(matches!(later[0], WriteOutcome::Applied { .. }));
+    assert!(store.writer_failure().borrow().is_none());
+    store.close().unwrap();
+    assert!(
+        store.writer_failure().borrow().is_none(),
+        "close is no failure"
+    );
+}
+
+/// A writer that ends by a panic (here injected in the engine's commit) is reported through
+/// `writer_failure`, and writes fail from then on instead of waiting for it.
+async fn a_writer_that_dies_is_reported_and_later_writes_fail(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = testing::open_with_commit_panic(
+        StoreOptions {
+            engine,
+            path: dir.path().to_path_buf(),
+            cache_bytes: 16 << 20,
+            journal_bytes: 1 << 20,
+        },
+        2,
+    )
+    .unwrap();
+    let mut failure = store.writer_failure();
+    assert!(failure.borrow().is_none());
+    store
+        .write(vec![event_write("acme", hard_bounce("e1", "a@x.com", T0))])
+        .await
+        .unwrap();
+
+    let bounded = Duration::from_secs(60);
+    let dying = tokio::time::timeout(
+        bounded,
+        store.write(vec![event_write("acme", hard_bounce("e2", "b@x.com", T0))]),
+    )
+    .await
+    .expect("the write in the dying commit is answered");
+    assert!(matches!(dying, Err(StoreError::Closed)), "{dying:?}");
+    let reason = tokio::time::timeout(bounded, failure.wait_for(Option::is_some))
+        .await
+        .expect("the end is reported")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(reason.contains("injected fault"), "{reason}");
+    let later = tokio::time::timeout(
+        bounded,
+        store.write(vec![event_write("acme", hard_bounce("e3", "c@x.com", T0))]),
+    )
+    .await
+    .expect("a later write is answered");
+    assert!(matches!(later, Err(StoreError::Closed)), "{later:?}");
+    // Reads go on; what was acknowledged is there.
+    assert!(suppressed(&*store, "acme", "a@x.com"));
+    store.close().unwrap();
+    drop(store);
+
+    let store = reopen_at(engine, dir.path());
+    assert!(suppressed(&*store, "acme", "a@x.com"));
+    assert!(store.get_event(&tenant("acme"), "e2").unwrap().is_none());
+    store.close().unwrap();
+}
+
 contract!(
+    a_panicking_decision_fails_its_write_alone,
+    a_writer_that_dies_is_reported_and_later_writes_fail,
     hourly_counters_of_schema_1_are_kept_at_open,
     each_write_is_atomic_and_refused_writes_store_nothing,
     event_ids_are_idempotent,

@@ -39,7 +39,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::keys;
 use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
 use super::memtable::{self, Table, Writes};
-use super::StoreError;
+use super::{ErrorChain, StoreError};
 
 /// The first bytes of every segment file.
 const MAGIC: &[u8; 8] = b"SPDJNL01";
@@ -67,7 +67,7 @@ impl JournalOptions {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Engine(format!("journal: cannot {what} {}: {e}", path.display()))
+    StoreError::engine(format!("journal: cannot {what} {}", path.display()), e)
 }
 
 fn corrupt(path: &Path, offset: u64, cause: &str) -> StoreError {
@@ -99,6 +99,9 @@ struct Control {
     /// A table is frozen and not yet in the engine.
     busy: bool,
     shutdown: bool,
+    /// Checkpoints ended so far (tests wait on `changed` for the next one).
+    #[cfg(test)]
+    checkpoints_done: u64,
 }
 
 /// The segment being appended to.
@@ -394,7 +397,7 @@ impl<E: KvEngine> Journaled<E> {
         let checkpointer = std::thread::Builder::new()
             .name("suppressd-checkpoint".into())
             .spawn(move || worker.checkpoint_loop())
-            .map_err(|e| StoreError::Engine(format!("cannot start the checkpointer: {e}")))?;
+            .map_err(|e| StoreError::engine("cannot start the checkpointer", e))?;
         Ok(Journaled {
             inner,
             checkpointer: Mutex::new(Some(checkpointer)),
@@ -461,7 +464,7 @@ impl<E: KvEngine> Inner<E> {
                 let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
                 if !self.read_layers().active.is_empty() && !segment.failed {
                     if let Err(e) = self.freeze(&mut segment) {
-                        tracing::error!(error = %e, "cannot start an idle checkpoint");
+                        tracing::error!(error = %ErrorChain(&e), "cannot start an idle checkpoint");
                     }
                 }
                 continue;
@@ -470,11 +473,15 @@ impl<E: KvEngine> Inner<E> {
             let mut attempt = 0u32;
             while let Err(e) = self.checkpoint(&job) {
                 attempt += 1;
-                tracing::error!(error = %e, attempt, "checkpoint failed; trying again");
+                tracing::error!(error = %ErrorChain(&e), attempt, "checkpoint failed; trying again");
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
             let mut control = self.lock_control();
             control.busy = false;
+            #[cfg(test)]
+            {
+                control.checkpoints_done += 1;
+            }
             self.changed.notify_all();
         }
     }
@@ -524,8 +531,9 @@ impl<E: KvEngine> Inner<E> {
     fn commit(&self, writes: Writes, seq: u64) -> Result<(), StoreError> {
         let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
         if segment.failed {
-            return Err(StoreError::Engine(
-                "journal: an earlier append failed; restart to recover".into(),
+            return Err(StoreError::engine(
+                "journal",
+                "an earlier append failed; restart to recover",
             ));
         }
         let record = encode_record(seq, &writes);
@@ -1108,16 +1116,25 @@ mod tests {
         engine
             .transact(|txn| txn.put(key(5), b"five".to_vec()))
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while engine.inner.base.get(&key(5)).unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "never checkpointed");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        // The engine has it; the memory and the segment that held it go.
-        while engine.inner.read_layers().frozen.is_some() {
-            assert!(std::time::Instant::now() < deadline, "the table was kept");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        // The checkpointer says when a checkpoint ends; the bound only keeps a broken
+        // checkpointer from hanging the test.
+        let control = engine.inner.lock_control();
+        let (control, waited) = engine
+            .inner
+            .changed
+            .wait_timeout_while(control, std::time::Duration::from_secs(60), |c| {
+                c.checkpoints_done == 0
+            })
+            .unwrap();
+        assert!(!waited.timed_out(), "never checkpointed");
+        assert_eq!(control.checkpoints_done, 1);
+        drop(control);
+        // The engine has it; the memory and the segment that held it went.
+        assert_eq!(
+            engine.inner.base.get(&key(5)).unwrap(),
+            Some(b"five".to_vec())
+        );
+        assert!(engine.inner.read_layers().frozen.is_none());
         assert!(engine.inner.read_layers().active.is_empty());
         only_segment(&dir.path().join("journal"));
         assert_eq!(engine.get(&key(5)).unwrap(), Some(b"five".to_vec()));

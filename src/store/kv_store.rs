@@ -1,6 +1,26 @@
 //! The store over any [`KvEngine`]: opening (schema check, token secret, the in-memory
 //! suppressed index), reads, and the handle that passes writes to the writer thread (see
 //! `writer`). The engines themselves live in `sled_engine` and `redb_engine`.
+//!
+//! # Schema versions and their migrations
+//!
+//! The data directory's schema version (engine metadata `schema_version`) is checked at open;
+//! older versions are brought up to date there, before anything else reads the data, and a
+//! version newer than this build is refused ([`StoreError::SchemaTooNew`]).
+//!
+//! - 1 -> 2: hourly counters move from one key per hour into one row per day.
+//! - 2 -> 3: every stored value is rewritten from the positional postcard encoding (version
+//!   byte 1, `legacy`) to the tag-based protobuf records (version byte 2, `records`).
+//!
+//! The 2 -> 3 rewrite goes kind of key by kind of key, in transactions of at most
+//! [`MIGRATION_BATCH`] values, each atomic and durable on its own; the schema version is
+//! written only after the last one. A crash midway leaves the old version number over a mix of
+//! old and new values: each value is whole in one encoding or the other (its version byte says
+//! which), so the next open runs the migration again, and it rewrites only the values still in
+//! the old encoding. Values are converted one by one, with no change of meaning, so a mix is as
+//! correct as either side; nothing else reads the data before the migration ends. One giant
+//! transaction was the alternative: simpler to reason about, but its memory would grow with the
+//! store (millions of records) and a crash would throw all its work away.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -8,32 +28,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::filter::{key_hash, KnownFilter, SuppressedFilter};
 use super::keys;
 use super::kv::KvEngine;
+use super::legacy::{self, Legacy};
+pub(super) use super::records::{decode, encode};
+use super::records::{decode_record, Record};
 use super::writer::{writer_loop, Job};
 use super::{
-    AddressWrite, BounceQuery, CounterTouch, Granularity, Page, PairOutcome, PairWrite, StoreError,
-    StoreFuture, SuppressionQuery, SuppressionStore, WriteOutcome,
+    AddressWrite, BounceQuery, CounterTouch, ErrorChain, Granularity, Page, PairOutcome, PairWrite,
+    StoreError, StoreFuture, SuppressionQuery, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
     AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent,
     StateChange, Tenant,
 };
 
-/// Version of the on-disk layout, checked at open. Version 1 kept one key per hour of counters
-/// (`keys::HOURLY`); version 2 keeps a row per day (`keys::HOURS`) and converts at open.
-const SCHEMA_VERSION: u8 = 2;
-/// Version byte in front of every encoded value.
-const RECORD_VERSION: u8 = 1;
+/// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
+/// kept one key per hour of counters (`keys::HOURLY`); version 2 keeps a row per day
+/// (`keys::HOURS`); version 3 stores protobuf records instead of postcard.
+pub(super) const SCHEMA_VERSION: u8 = 3;
+/// Most values rewritten in one transaction by the schema 2 -> 3 migration.
+const MIGRATION_BATCH: usize = 4096;
+/// The kinds of keys whose values are encoded records (the others hold event ids or nothing).
+pub(super) const RECORD_KINDS: [u8; 6] = [
+    keys::EVENT,
+    keys::ADDRESS,
+    keys::HISTORY,
+    keys::HOURS,
+    keys::DAILY,
+    keys::GOOD_DOMAIN,
+];
 /// Most index entries one listing page may scan before returning a short page with a cursor.
 const MIN_SCAN_BUDGET: usize = 20_000;
 
 /// A history entry as stored: send results point at their event record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum StoredHistory {
     Event(String),
     Change(StateChange),
@@ -41,10 +73,15 @@ pub(super) enum StoredHistory {
 
 /// The hourly counters of one dimension value on one UTC day: (hour of the day, counts), by
 /// hour. One key per day instead of per hour: events spread over many hours share it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct HourlyRow(Vec<(u8, OutcomeCounts)>);
 
 impl HourlyRow {
+    /// The hours with counts, in order.
+    pub(super) fn hours(&self) -> &[(u8, OutcomeCounts)] {
+        &self.0
+    }
+
     /// The counts of hour `hour` (0-23), created empty if missing.
     pub(super) fn hour_mut(&mut self, hour: u8) -> &mut OutcomeCounts {
         let at = match self.0.binary_search_by_key(&hour, |(h, _)| *h) {
@@ -70,10 +107,7 @@ pub(super) fn hourly_slot(mut prefix: Vec<u8>, hour: i64) -> (Vec<u8>, u8) {
 fn counter_bucket(k: &[u8], at: usize) -> Result<i64, StoreError> {
     match k.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
         Some(b) => Ok(keys::i64_from_ordered(b)),
-        None => Err(StoreError::Corrupt {
-            key: String::from_utf8_lossy(k).into_owned(),
-            cause: "malformed counter key".into(),
-        }),
+        None => Err(StoreError::corrupt(k, "malformed counter key")),
     }
 }
 
@@ -90,7 +124,7 @@ fn migrate_hourly_counters<E: KvEngine>(engine: &E) -> Result<(), StoreError> {
         let mut prefix = vec![keys::HOURS];
         prefix.extend_from_slice(&k[1..split]);
         let (row_key, hour) = hourly_slot(prefix, hour);
-        let counts: OutcomeCounts = decode(k, v)?;
+        let counts: OutcomeCounts = decode_any(k, v)?;
         let (sources, row) = rows.entry(row_key).or_default();
         sources.push(k.to_vec());
         row.hour_mut(hour).add(&counts);
@@ -105,14 +139,15 @@ fn migrate_hourly_counters<E: KvEngine>(engine: &E) -> Result<(), StoreError> {
     );
     engine.transact(|txn| {
         for (row_key, (sources, row)) in rows {
+            // A row may be left by an earlier run of this migration, in either encoding.
             let mut merged: HourlyRow = match txn.get(&row_key)? {
-                Some(v) => decode(&row_key, &v)?,
+                Some(v) => decode_any(&row_key, &v)?,
                 None => HourlyRow::default(),
             };
             for (hour, counts) in row.0 {
                 merged.hour_mut(hour).add(&counts);
             }
-            txn.put(row_key, encode(&merged))?;
+            txn.put(row_key, encode(&merged)?)?;
             for k in sources {
                 txn.remove(k)?;
             }
@@ -122,6 +157,125 @@ fn migrate_hourly_counters<E: KvEngine>(engine: &E) -> Result<(), StoreError> {
         }
         Ok(())
     })
+}
+
+/// Decodes a value in either encoding: schema 2's (postcard) or schema 3's (protobuf).
+fn decode_any<T: Record + Legacy>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let decoded = if bytes.first() == Some(&legacy::RECORD_VERSION) {
+        T::from_legacy(bytes)
+    } else {
+        decode_record(bytes)
+    };
+    decoded.map_err(|e| StoreError::corrupt(key, e))
+}
+
+/// The schema-3 bytes of schema-2 value `bytes` under `key` of kind `kind`.
+pub(super) fn reencode(kind: u8, key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn via<T: Record + Legacy>(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        encode(&decode_any::<T>(key, bytes)?)
+    }
+    match kind {
+        keys::EVENT => via::<RecordedEvent>(key, bytes),
+        keys::ADDRESS => via::<AddressRecord>(key, bytes),
+        keys::HISTORY => via::<StoredHistory>(key, bytes),
+        keys::HOURS => via::<HourlyRow>(key, bytes),
+        keys::DAILY => via::<OutcomeCounts>(key, bytes),
+        keys::GOOD_DOMAIN => via::<u64>(key, bytes),
+        _ => Err(StoreError::corrupt(
+            key,
+            "not a kind of key that holds records",
+        )),
+    }
+}
+
+/// Schema 2 -> 3: rewrites every value still in the postcard encoding as a protobuf record, in
+/// transactions of at most `batch` values (see the module's documentation for why a stop
+/// midway is safe). Returns how many values it rewrote.
+pub(super) fn migrate_records<E: KvEngine>(
+    engine: &E,
+    batch_size: usize,
+) -> Result<usize, StoreError> {
+    let mut rewritten = 0;
+    for kind in RECORD_KINDS {
+        let prefix = [kind];
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut more = None;
+            let start = match &after {
+                Some(k) => Bound::Excluded(k.as_slice()),
+                None => Bound::Included(&prefix[..]),
+            };
+            engine.scan(start, Bound::Unbounded, &mut |k, v| {
+                if !k.starts_with(&prefix) {
+                    return Ok(false);
+                }
+                if v.first() == Some(&legacy::RECORD_VERSION) {
+                    batch.push((k.to_vec(), reencode(kind, k, v)?));
+                    if batch.len() >= batch_size {
+                        more = Some(k.to_vec());
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })?;
+            if !batch.is_empty() {
+                rewritten += batch.len();
+                engine.transact(|txn| {
+                    for (k, v) in batch {
+                        txn.put(k, v)?;
+                        if txn.wants_cut() {
+                            txn.cut();
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            match more {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+    }
+    Ok(rewritten)
+}
+
+/// Brings the data up to [`SCHEMA_VERSION`], or refuses a newer one.
+fn check_schema<E: KvEngine>(engine: &E, path: &Path) -> Result<(), StoreError> {
+    const KEY: &str = "schema_version";
+    match engine.meta_get(KEY)?.as_deref() {
+        None => engine.meta_put(KEY, &[SCHEMA_VERSION]),
+        Some([SCHEMA_VERSION]) => Ok(()),
+        Some(&[old @ (1 | 2)]) => {
+            if old == 1 {
+                migrate_hourly_counters(engine)?;
+            }
+            let started = std::time::Instant::now();
+            tracing::info!(
+                from = old,
+                to = SCHEMA_VERSION,
+                "rewriting stored records in the new encoding"
+            );
+            let rewritten = migrate_records(engine, MIGRATION_BATCH)?;
+            engine.flush()?;
+            engine.meta_put(KEY, &[SCHEMA_VERSION])?;
+            tracing::info!(
+                rewritten,
+                secs = started.elapsed().as_secs_f64(),
+                "stored records rewritten"
+            );
+            Ok(())
+        }
+        Some(&[newer]) if newer > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            path: path.display().to_string(),
+            found: newer,
+            supported: SCHEMA_VERSION,
+        }),
+        Some(other) => Err(StoreError::corrupt(
+            KEY.as_bytes(),
+            format!("unreadable schema version {other:?}"),
+        )),
+    }
 }
 
 /// State shared by the handle and the writer thread.
@@ -137,6 +291,8 @@ pub(super) struct Shared<E> {
     token_secret: [u8; 32],
     /// Dimension values whose counters changed, per commit.
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
+    /// Why the writer thread ended, if it ended other than by `close`.
+    writer_failure: watch::Sender<Option<String>>,
     path: PathBuf,
 }
 
@@ -170,33 +326,6 @@ impl<E> std::fmt::Debug for KvStore<E> {
     }
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Sized first: growing the vector as it fills costs several copies for a record, and the
-    // exact size keeps no spare capacity in the journal's tables.
-    let size = postcard::experimental::serialized_size(value).unwrap_or(0);
-    let mut out = Vec::with_capacity(1 + size);
-    out.push(RECORD_VERSION);
-    // Encoding into a Vec cannot fail for these plain data types.
-    match postcard::to_extend(value, out) {
-        Ok(v) => v,
-        Err(_) => vec![RECORD_VERSION],
-    }
-}
-
-pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    let corrupt = |cause: String| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        cause,
-    };
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))
-        }
-        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
-        None => Err(corrupt("empty record".into())),
-    }
-}
-
 /// Visits every committed entry whose key starts with `prefix`, in key order.
 pub(super) fn scan_prefix<E: KvEngine>(
     engine: &E,
@@ -216,19 +345,7 @@ impl<E: KvEngine> KvStore<E> {
     /// Takes an opened engine: checks the schema version, loads or creates the token secret,
     /// loads the in-memory suppressed index and starts the writer thread.
     pub(super) fn start(engine: E, path: &Path) -> Result<KvStore<E>, StoreError> {
-        match engine.meta_get("schema_version")? {
-            None => engine.meta_put("schema_version", &[SCHEMA_VERSION])?,
-            Some(v) if v == [SCHEMA_VERSION] => {}
-            Some(v) if v == [1] => {
-                migrate_hourly_counters(&engine)?;
-                engine.meta_put("schema_version", &[SCHEMA_VERSION])?;
-            }
-            Some(v) => {
-                return Err(StoreError::Engine(format!(
-                    "data directory has schema version {v:?}, this build reads {SCHEMA_VERSION}"
-                )))
-            }
-        }
+        check_schema(&engine, path)?;
         let token_secret = match engine.meta_get("token_secret")? {
             Some(v) if v.len() == 32 => {
                 let mut s = [0u8; 32];
@@ -253,25 +370,44 @@ impl<E: KvEngine> KvStore<E> {
             closing: AtomicBool::new(false),
             token_secret,
             touches,
+            writer_failure: watch::Sender::new(None),
             path: path.to_path_buf(),
         });
         let (tx, rx) = mpsc::channel::<Job>(1024);
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("suppressd-writer".into())
-            .spawn(move || writer_loop(writer_shared, rx))
-            .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
+            .spawn(move || run_writer(writer_shared, rx))
+            .map_err(|e| StoreError::engine("cannot start the writer thread", e))?;
         let loader_shared = shared.clone();
         let loader = std::thread::Builder::new()
             .name("suppressd-known".into())
             .spawn(move || load_known(&loader_shared))
-            .map_err(|e| StoreError::Engine(format!("cannot start the index load: {e}")))?;
+            .map_err(|e| StoreError::engine("cannot start the index load", e))?;
         Ok(KvStore {
             shared,
             writer: Arc::new(Mutex::new(Some(tx))),
             writer_thread: Arc::new(Mutex::new(Some(handle))),
             loader_thread: Arc::new(Mutex::new(Some(loader))),
         })
+    }
+}
+
+/// Runs the writer thread's loop; if it ends by a panic (a decision's panic is caught per
+/// write, so this is the store's own or the engine's), says so through `writer_failure`. Its
+/// queue is gone by then, so later writes answer [`StoreError::Closed`] instead of waiting.
+fn run_writer<E: KvEngine>(shared: Arc<Shared<E>>, rx: mpsc::Receiver<Job>) {
+    let loop_shared = shared.clone();
+    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        writer_loop(loop_shared, rx)
+    }));
+    if let Err(panic) = ended {
+        let reason = format!(
+            "the writer thread panicked: {}",
+            super::writer::panic_message(&*panic)
+        );
+        tracing::error!(%reason, "the store takes no more writes");
+        shared.writer_failure.send_replace(Some(reason));
     }
 }
 
@@ -295,10 +431,7 @@ fn tenant_and_address<'k>(
     skip: usize,
     what: &str,
 ) -> Result<(&'k str, &'k str), StoreError> {
-    let corrupt = || StoreError::Corrupt {
-        key: String::from_utf8_lossy(k).into_owned(),
-        cause: what.into(),
-    };
+    let corrupt = || StoreError::corrupt(k, what.to_string());
     let rest = k.get(1..).ok_or_else(corrupt)?;
     let sep = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
     let tenant = std::str::from_utf8(&rest[..sep]).map_err(|_| corrupt())?;
@@ -311,9 +444,10 @@ fn tenant_and_address<'k>(
 fn join(slot: &Mutex<Option<JoinHandle<()>>>, what: &str) -> Result<(), StoreError> {
     let handle = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     match handle {
-        Some(handle) => handle
-            .join()
-            .map_err(|_| StoreError::Engine(format!("{what} thread panicked"))),
+        Some(handle) => handle.join().map_err(|panic| {
+            let message = super::writer::panic_message(&*panic);
+            StoreError::engine(format!("the {what} thread panicked"), message)
+        }),
         None => Ok(()),
     }
 }
@@ -350,7 +484,7 @@ fn load_known<E: KvEngine>(shared: &Shared<E>) {
         }
         Err(StoreError::Closed) => {}
         Err(e) => tracing::error!(
-            error = %e,
+            error = %ErrorChain(&e),
             "cannot load the known-address index; status lookups read the store"
         ),
     }
@@ -402,7 +536,7 @@ impl<E: KvEngine> KvStore<E> {
             .clone()
     }
 
-    fn get_decoded<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get_decoded<T: Record>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.shared.engine.get(key)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
             None => Ok(None),
@@ -587,10 +721,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 .get(prefix.len() + 8..)
                 .and_then(|a| std::str::from_utf8(a).ok())
             else {
-                return Err(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    cause: "malformed suppressed-index key".into(),
-                });
+                return Err(StoreError::corrupt(k, "malformed suppressed-index key"));
             };
             let record_key = keys::record(t, address);
             let Some(record) = self.get_decoded::<AddressRecord>(&record_key)? else {
@@ -721,11 +852,8 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         // Newest first: the scan starts at `end` (exclusive) and stops after `start`.
         let lower = query.end.map(|end| keys::after_instant(&prefix, end));
         let upper = query.start.map(|start| keys::after_instant(&prefix, start));
-        self.scan_page(&prefix, lower, upper, cursor, limit, |_k, v| {
-            let event_id = std::str::from_utf8(v).map_err(|e| StoreError::Corrupt {
-                key: "bounce index".into(),
-                cause: e.to_string(),
-            })?;
+        self.scan_page(&prefix, lower, upper, cursor, limit, |k, v| {
+            let event_id = std::str::from_utf8(v).map_err(|e| StoreError::corrupt(k, e))?;
             let Some(event) = self.get_event(tenant, event_id)? else {
                 return Ok(None);
             };
@@ -768,6 +896,15 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
 
     fn indexes_loaded(&self) -> bool {
         self.shared.known.is_complete()
+    }
+
+    #[cfg(test)]
+    fn wait_for_index_load(&self) -> Result<(), StoreError> {
+        join(&self.loader_thread, "index load")
+    }
+
+    fn writer_failure(&self) -> watch::Receiver<Option<String>> {
+        self.shared.writer_failure.subscribe()
     }
 
     fn close(&self) -> Result<(), StoreError> {

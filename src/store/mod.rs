@@ -11,20 +11,26 @@
 #[cfg(test)]
 mod contract_tests;
 mod filter;
+#[cfg(test)]
+mod golden_tests;
 mod journal;
 mod keys;
 mod kv;
 mod kv_store;
+mod legacy;
 mod memtable;
+mod records;
 mod redb_engine;
 mod sled_engine;
+#[doc(hidden)]
+pub mod testing;
 mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::{future::Future, pin::Pin};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::domain::{
     AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent,
@@ -96,27 +102,40 @@ pub fn open(options: StoreOptions) -> Result<Arc<dyn SuppressionStore>, StoreErr
 }
 
 fn open_sled(options: &StoreOptions) -> Result<KvStore<sled_engine::SledEngine>, StoreError> {
-    let engine = sled_engine::SledEngine::open(&options.path, options.cache_bytes)?;
-    KvStore::start(engine, &options.path)
+    KvStore::start(sled_engine(options)?, &options.path)
+}
+
+fn sled_engine(options: &StoreOptions) -> Result<sled_engine::SledEngine, StoreError> {
+    sled_engine::SledEngine::open(&options.path, options.cache_bytes)
 }
 
 type RedbStore = KvStore<journal::Journaled<redb_engine::RedbEngine>>;
 
 fn open_redb(options: &StoreOptions) -> Result<RedbStore, StoreError> {
+    KvStore::start(redb_engine(options)?, &options.path)
+}
+
+/// redb behind its journal.
+fn redb_engine(
+    options: &StoreOptions,
+) -> Result<journal::Journaled<redb_engine::RedbEngine>, StoreError> {
     let cache = usize::try_from(options.cache_bytes).unwrap_or(usize::MAX);
     let engine = redb_engine::RedbEngine::open(&options.path, cache)?;
-    let engine = journal::Journaled::open(
+    journal::Journaled::open(
         engine,
         &options.path.join(JOURNAL_DIR),
         journal::JournalOptions {
             memtable_bytes: usize::try_from(options.journal_bytes).unwrap_or(usize::MAX),
             idle_checkpoint: JOURNAL_IDLE_CHECKPOINT,
         },
-    )?;
-    KvStore::start(engine, &options.path)
+    )
 }
 
-/// Errors of the storage layer.
+/// A cause of a [`StoreError`] whose type varies (engine, I/O, decoding errors).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the storage layer. Causes are kept as [`std::error::Error::source`]s: log the
+/// whole chain (see [`ErrorChain`]), the `Display` of a variant says only what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The data directory is held by another process.
@@ -129,18 +148,83 @@ pub enum StoreError {
         found: &'static str,
         wanted: &'static str,
     },
-    /// The engine failed.
-    #[error("storage engine error: {0}")]
-    Engine(String),
-    /// A stored record could not be decoded.
-    #[error("corrupt record under key {key}: {cause}")]
-    Corrupt { key: String, cause: String },
+    /// The data directory was written by a newer suppressd, whose records this build may not
+    /// read correctly.
+    #[error(
+        "data directory {path} has schema version {found}, newer than the {supported} this \
+         build reads: run a newer suppressd"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: u8,
+        supported: u8,
+    },
+    /// The engine (or the file system under it) failed.
+    #[error("storage engine error: {context}")]
+    Engine {
+        /// What the store was doing.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored record or key could not be decoded.
+    #[error("corrupt record under key {key}")]
+    Corrupt {
+        /// The key, as text (bytes that are not UTF-8 replaced).
+        key: String,
+        /// Why it could not be decoded.
+        #[source]
+        cause: BoxError,
+    },
+    /// A value could not be encoded; nothing was written.
+    #[error("cannot encode a record")]
+    Encode(#[source] BoxError),
+    /// The decision of a write panicked: that write stored nothing.
+    #[error("the decision of a write failed: {0}")]
+    DecisionPanicked(String),
+    /// The group commit that held the write failed; nothing of the group was stored.
+    #[error("the commit of this write failed")]
+    CommitFailed(#[source] Arc<StoreError>),
     /// The store is shutting down and takes no more writes.
     #[error("store is closed")]
     Closed,
     /// A page cursor that this store did not produce.
     #[error("invalid page cursor")]
     BadCursor,
+}
+
+impl StoreError {
+    /// An engine error with what the store was doing.
+    pub(crate) fn engine(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Engine {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A value or key under `key` that could not be decoded.
+    pub(crate) fn corrupt(key: &[u8], cause: impl Into<BoxError>) -> StoreError {
+        StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Displays an error with all its causes: `what failed: because: because`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// What a write decides, given the address's current record.
@@ -432,6 +516,15 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// Whether the in-memory indexes loaded in the background at start-up are complete (until
     /// then, reads they would spare go to the engine: slower, never different).
     fn indexes_loaded(&self) -> bool;
+
+    /// Waits until the start-up load of the in-memory indexes has ended.
+    #[cfg(test)]
+    fn wait_for_index_load(&self) -> Result<(), StoreError>;
+
+    /// Why the writer ended, once it has ended other than by [`SuppressionStore::close`]
+    /// (`None` while it runs). After that the store takes no more writes (they answer
+    /// [`StoreError::Closed`]) and the process should stop and be restarted.
+    fn writer_failure(&self) -> watch::Receiver<Option<String>>;
 
     /// Stops taking writes, waits for the pending ones and flushes. Idempotent.
     fn close(&self) -> Result<(), StoreError>;

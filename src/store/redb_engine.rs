@@ -30,8 +30,8 @@ pub(super) struct RedbEngine {
     seq: AtomicU64,
 }
 
-fn engine(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Engine(e.to_string())
+fn engine(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::engine("redb", e.into())
 }
 
 impl RedbEngine {
@@ -45,7 +45,7 @@ impl RedbEngine {
             });
         }
         std::fs::create_dir_all(path)
-            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::engine(format!("cannot create {}", path.display()), e))?;
         let file = path.join(REDB_FILE);
         let db = Database::builder()
             .set_cache_size(cache_bytes)
@@ -60,7 +60,7 @@ impl RedbEngine {
                 DatabaseError::DatabaseAlreadyOpen => {
                     StoreError::Locked(path.display().to_string())
                 }
-                other => StoreError::Engine(format!("cannot open {}: {other}", file.display())),
+                other => StoreError::engine(format!("cannot open {}", file.display()), other),
             })?;
         // Both tables exist from the first open on, so readers never meet a missing table.
         let wtx = db.begin_write().map_err(engine)?;

@@ -24,7 +24,7 @@ pub(super) struct SledEngine {
 }
 
 fn engine(e: sled::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    StoreError::engine("sled", e)
 }
 
 /// Whether `dir` holds a sled database.
@@ -43,7 +43,7 @@ impl SledEngine {
             });
         }
         std::fs::create_dir_all(path)
-            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::engine(format!("cannot create {}", path.display()), e))?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity)

@@ -6,8 +6,14 @@
 //! made durable once (one fsync), and only then are the callers answered, so concurrent writers
 //! share one commit. An engine may split a transaction into several atomic units between writes
 //! (sled does, see `sled_engine`); nothing is answered before all of them are durable.
+//!
+//! A write's `decide` step is code of the caller's (policy): if it panics, the panic is caught
+//! and only that write fails (its caller gets [`StoreError::DecisionPanicked`]); the step runs
+//! before the write puts any key, so nothing of it is stored, and the rest of the group goes on.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -17,9 +23,10 @@ use super::filter::{key_hash, KnownFilter};
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
 use super::kv_store::{decode, encode, hourly_slot, HourlyRow, Shared, StoredHistory};
+use super::records::Record;
 use super::{
-    AddressWrite, CounterTouch, Decision, Granularity, PairDecision, PairOutcome, PairWrite,
-    StoreError, WriteOutcome,
+    AddressWrite, CounterTouch, Decision, ErrorChain, Granularity, PairDecision, PairOutcome,
+    PairWrite, StoreError, WriteOutcome,
 };
 use crate::domain::{
     AddressRecord, BounceType, Dimension, EmailAddress, OutcomeCounts, RecordedEvent, StateChange,
@@ -55,17 +62,30 @@ impl Job {
     }
 }
 
+/// The answer of one job, sent once its group is durable (or has failed). A job whose
+/// decision panicked answers that error even though its other writes are stored.
 // One value per write, moved once: boxing the large variant would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Answer {
     Writes(
         oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
-        Vec<WriteOutcome>,
+        Result<Vec<WriteOutcome>, String>,
     ),
     Pair(
         oneshot::Sender<Result<PairOutcome, StoreError>>,
-        PairOutcome,
+        Result<PairOutcome, String>,
     ),
+}
+
+/// The message of a caught panic.
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
 }
 
 /// Runs until every sender is dropped, then flushes.
@@ -90,13 +110,19 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
             for job in jobs {
                 answers.push(match job {
                     Job::Writes { writes, reply } => {
-                        let outcomes = writes.into_iter().map(|w| group.add(w)).collect();
-                        Answer::Writes(reply, outcomes)
+                        let mut panicked = None;
+                        let mut outcomes = Vec::with_capacity(writes.len());
+                        for w in writes {
+                            match group.add(w) {
+                                Ok(outcome) => outcomes.push(outcome),
+                                Err(message) => {
+                                    panicked.get_or_insert(message);
+                                }
+                            }
+                        }
+                        Answer::Writes(reply, panicked.map_or(Ok(outcomes), Err))
                     }
-                    Job::Pair { write, reply } => {
-                        let outcome = group.add_pair(write);
-                        Answer::Pair(reply, outcome)
-                    }
+                    Job::Pair { write, reply } => Answer::Pair(reply, group.add_pair(write)),
                 });
             }
             group.finish()
@@ -121,25 +147,44 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         metrics::histogram!("suppressd_group_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!("suppressd_suppressed_addresses").set(shared.filter.len() as f64);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "group commit failed");
-        }
+        let committed = committed.map_err(|e| {
+            tracing::error!(error = %ErrorChain(&e), "group commit failed");
+            Arc::new(e)
+        });
         for answer in answers {
-            let failed = || StoreError::Engine("commit failed; see the server log".into());
             // A caller that went away no longer needs the answer.
             match answer {
                 Answer::Writes(reply, outcomes) => {
-                    let _ = reply.send(committed.as_ref().map(|_| outcomes).map_err(|_| failed()));
+                    let _ = reply.send(answer_of(&committed, outcomes));
                 }
                 Answer::Pair(reply, outcome) => {
-                    let _ = reply.send(committed.as_ref().map(|_| outcome).map_err(|_| failed()));
+                    let _ = reply.send(answer_of(&committed, outcome));
                 }
             }
         }
     }
     if let Err(e) = shared.engine.flush() {
-        tracing::error!(error = %e, "final flush failed");
+        tracing::error!(error = %ErrorChain(&e), "final flush failed");
     }
+}
+
+/// What a job's caller is answered: the group's failure, else its own outcome.
+fn answer_of<T>(
+    committed: &Result<Effects, Arc<StoreError>>,
+    own: Result<T, String>,
+) -> Result<T, StoreError> {
+    match committed {
+        Err(e) => Err(StoreError::CommitFailed(e.clone())),
+        Ok(_) => own.map_err(StoreError::DecisionPanicked),
+    }
+}
+
+/// Runs a write's decision, turning a panic into [`StoreError::DecisionPanicked`]. Nothing is
+/// shared with the decision but the records it reads, which it cannot change, so no state is
+/// left half-changed by its panic.
+fn decided<T>(decide: impl FnOnce() -> T) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(decide))
+        .map_err(|panic| StoreError::DecisionPanicked(panic_message(&*panic)))
 }
 
 /// What a committed group changes outside the engine.
@@ -214,7 +259,7 @@ impl<'t> Group<'t> {
         }
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&mut self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get<T: Record>(&mut self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.txn.get(key)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
             None => Ok(None),
@@ -257,7 +302,7 @@ impl<'t> Group<'t> {
             };
             value.add(&plus);
             value.subtract(&minus);
-            self.put(key.clone(), encode(&value))?;
+            self.put(key.clone(), encode(&value)?)?;
             self.counter_values.insert(key, value);
         }
         for (key, hours) in std::mem::take(&mut self.hourly_deltas) {
@@ -270,7 +315,7 @@ impl<'t> Group<'t> {
                 counts.add(&plus);
                 counts.subtract(&minus);
             }
-            self.put(key.clone(), encode(&row))?;
+            self.put(key.clone(), encode(&row)?)?;
             self.hourly_values.insert(key, row);
         }
         Ok(())
@@ -286,25 +331,30 @@ impl<'t> Group<'t> {
         Ok(())
     }
 
-    /// Runs one write; on a storage error, remembers it (the whole group then fails) and
-    /// answers `fallback` for this write.
+    /// Runs one write. A panic of its decision fails this write alone (`Err` with the panic's
+    /// message); a storage error is remembered (the whole group then fails) and answers
+    /// `fallback` for this write.
     fn guarded<T>(
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
         fallback: impl FnOnce(String) -> T,
-    ) -> T {
+    ) -> Result<T, String> {
         match write(self).and_then(|o| self.maybe_cut().map(|_| o)) {
-            Ok(outcome) => outcome,
+            Ok(outcome) => Ok(outcome),
+            Err(StoreError::DecisionPanicked(message)) => {
+                tracing::error!(panic = %message, "the decision of a write panicked; the write is refused");
+                Err(message)
+            }
             Err(e) => {
-                tracing::error!(error = %e, "write failed");
+                tracing::error!(error = %ErrorChain(&e), "write failed");
                 let reason = e.to_string();
                 self.error.get_or_insert(e);
-                fallback(reason)
+                Ok(fallback(reason))
             }
         }
     }
 
-    fn add(&mut self, write: AddressWrite) -> WriteOutcome {
+    fn add(&mut self, write: AddressWrite) -> Result<WriteOutcome, String> {
         self.guarded(
             |g| g.try_add(write),
             |reason| WriteOutcome::Refused {
@@ -314,7 +364,7 @@ impl<'t> Group<'t> {
         )
     }
 
-    fn add_pair(&mut self, write: PairWrite) -> PairOutcome {
+    fn add_pair(&mut self, write: PairWrite) -> Result<PairOutcome, String> {
         self.guarded(
             |g| g.try_add_pair(write),
             |reason| PairOutcome {
@@ -340,7 +390,7 @@ impl<'t> Group<'t> {
             key: record_key,
             hash,
         } = slot;
-        self.put(record_key.clone(), encode(record))?;
+        self.put(record_key.clone(), encode(record)?)?;
         if previous.is_none() {
             self.effects.new_records.push(hash);
         }
@@ -373,7 +423,7 @@ impl<'t> Group<'t> {
     ) -> Result<(), StoreError> {
         let prefix = keys::prefix(keys::HISTORY, &[tenant.as_str(), address.as_str()]);
         let seq = self.txn.next_seq()?;
-        self.put(keys::timed(&prefix, at, seq), encode(entry))?;
+        self.put(keys::timed(&prefix, at, seq), encode(entry)?)?;
         Ok(())
     }
 
@@ -460,7 +510,7 @@ impl<'t> Group<'t> {
                     None => self.get::<u64>(&domain_key)?.unwrap_or(0),
                 } + 1;
                 self.domain_counts.insert(domain_key.clone(), count);
-                self.put(domain_key, encode(&count))?;
+                self.put(domain_key, encode(&count)?)?;
             }
         }
         Ok(())
@@ -482,7 +532,8 @@ impl<'t> Group<'t> {
             }
         }
 
-        let decision = (write.decide)(previous.as_ref());
+        let decide = write.decide;
+        let decision = decided(|| decide(previous.as_ref()))?;
         if let Decision::Refuse(reason) = decision {
             return Ok(WriteOutcome::Refused {
                 record: previous,
@@ -495,7 +546,7 @@ impl<'t> Group<'t> {
             if let Some(old) = self.event(&key)? {
                 self.adjust_counters(tenant, &old, true)?;
                 self.adjust_counters(tenant, &updated, false)?;
-                self.put(key.clone(), encode(&updated))?;
+                self.put(key.clone(), encode(&updated)?)?;
                 self.events.insert(key, updated);
             }
         }
@@ -523,7 +574,7 @@ impl<'t> Group<'t> {
                 event.occurred_at,
                 &StoredHistory::Event(event.event_id.clone()),
             )?;
-            self.put(event_key.clone(), encode(&event))?;
+            self.put(event_key.clone(), encode(&event)?)?;
             self.events.insert(event_key, event);
         }
 
@@ -547,7 +598,8 @@ impl<'t> Group<'t> {
         let second_slot = RecordSlot::of(&write.tenant, &write.second);
         let first = self.record(&first_slot)?;
         let second = self.record(&second_slot)?;
-        match (write.decide)(first.as_ref(), second.as_ref()) {
+        let decide = write.decide;
+        match decided(|| decide(first.as_ref(), second.as_ref()))? {
             PairDecision::Refuse(reason) => Ok(PairOutcome {
                 first,
                 second,
