@@ -24,6 +24,9 @@ use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
 use crate::store::{StoreOptions, SuppressionStore};
 
+/// How long in-flight calls may take to finish once the server stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
 /// Full name of the service, as health checks name it.
 pub const SERVICE_NAME: &str = "suppression.v1.SuppressionService";
 /// Full name of the admin service.
@@ -41,21 +44,35 @@ pub struct Application {
 impl Application {
     /// Opens the store and binds the listener (port 0 picks a free port).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
-        if let Some(addr) = settings.metrics_listen {
-            crate::telemetry::serve_metrics(addr)?;
-        }
-        let options = StoreOptions {
-            engine: settings.engine.into(),
-            path: settings.data_dir.clone(),
-            cache_bytes: settings.cache_mb * 1024 * 1024,
-            journal_bytes: settings.journal_mb * 1024 * 1024,
-        };
+        let options = Self::store_options(&settings);
         let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await
             .context("store opening task failed")?
             .with_context(|| {
                 format!("cannot open data directory {}", settings.data_dir.display())
             })?;
+        Self::with_store(settings, store).await
+    }
+
+    /// How `settings` open the store.
+    pub fn store_options(settings: &ServeSettings) -> StoreOptions {
+        StoreOptions {
+            engine: settings.engine.into(),
+            path: settings.data_dir.clone(),
+            cache_bytes: settings.cache_mb * 1024 * 1024,
+            journal_bytes: settings.journal_mb * 1024 * 1024,
+        }
+    }
+
+    /// Binds the listener and builds the services over a store opened by the caller (tests
+    /// use it to serve a store with injected faults).
+    pub async fn with_store(
+        settings: ServeSettings,
+        store: Arc<dyn SuppressionStore>,
+    ) -> anyhow::Result<Application> {
+        if let Some(addr) = settings.metrics_listen {
+            crate::telemetry::serve_metrics(addr)?;
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -109,7 +126,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, drains in-flight calls,
-    /// flushes and closes the store.
+    /// flushes and closes the store. If the store's writer ends first, the same happens and
+    /// the result is an error, so that the process exits non-zero and is restarted.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -142,17 +160,36 @@ impl Application {
 
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let drain_health = health.clone();
+        let mut writer_failure = self.store.writer_failure();
+        let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let failed = failure.clone();
+        let draining = Arc::new(tokio::sync::Notify::new());
+        let drain_started = draining.clone();
+        let watchers = app.clone();
         let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutting down: draining in-flight calls"),
+                reason = writer_failure.wait_for(Option::is_some) => {
+                    let reason = match reason {
+                        Ok(r) => r.clone().unwrap_or_default(),
+                        Err(_) => "the store went away".to_string(),
+                    };
+                    tracing::error!(%reason, "the store's writer stopped: draining, then exiting");
+                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                }
+            }
             for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
                 drain_health
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
+            // Streams that never end by themselves (WatchSourceHealth) end now, so that the
+            // drain does not wait for their clients.
+            watchers.shutdown().await;
+            drain_started.notify_one();
         };
 
-        Server::builder()
+        let serve = Server::builder()
             .layer(tower::util::MapResponseLayer::new(
                 oversize_is_resource_exhausted,
             ))
@@ -185,17 +222,32 @@ impl Application {
             .add_service(reflection_alpha)
             .add_service(suppression)
             .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, signal)
-            .await
-            .context("server failed")?;
+            .serve_with_incoming_shutdown(incoming, signal);
+        // In-flight calls get DRAIN_GRACE to finish; connections still open then (a client
+        // holding a health watch, say) are dropped, so a stop never hangs.
+        tokio::select! {
+            served = serve => served.context("server failed")?,
+            _ = async {
+                draining.notified().await;
+                tokio::time::sleep(DRAIN_GRACE).await;
+            } => tracing::warn!(grace = ?DRAIN_GRACE, "calls still open after the grace period were cut"),
+        }
 
         app.shutdown().await;
         drop(app);
         let store = self.store;
-        tokio::task::spawn_blocking(move || store.close())
+        let closed = tokio::task::spawn_blocking(move || store.close())
             .await
             .context("store closing task failed")?
-            .context("cannot close the store")?;
+            .context("cannot close the store");
+        let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(reason) = failure {
+            if let Err(e) = closed {
+                tracing::error!(error = %format!("{e:#}"), "closing after the writer stopped");
+            }
+            anyhow::bail!("the store's writer stopped: {reason}");
+        }
+        closed?;
         tracing::info!("stopped");
         Ok(())
     }

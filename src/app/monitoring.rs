@@ -238,6 +238,7 @@ impl Monitoring {
     ) -> HealthWatch {
         HealthWatch {
             changes: self.monitor.subscribe(),
+            stopped: self.monitor.stopped(),
             tenant,
             dimension,
             value,
@@ -248,6 +249,8 @@ impl Monitoring {
 /// A subscription to verdict changes.
 pub struct HealthWatch {
     changes: broadcast::Receiver<HealthChange>,
+    /// Turns true when the service stops: the subscription ends then.
+    stopped: tokio::sync::watch::Receiver<bool>,
     tenant: Tenant,
     dimension: Option<Dimension>,
     value: String,
@@ -257,7 +260,14 @@ impl HealthWatch {
     /// The next change this subscription asked for; `None` once the watcher has stopped.
     pub async fn next(&mut self) -> Option<HealthChange> {
         loop {
-            match self.changes.recv().await {
+            if *self.stopped.borrow() {
+                return None;
+            }
+            let received = tokio::select! {
+                received = self.changes.recv() => received,
+                _ = self.stopped.changed() => return None,
+            };
+            match received {
                 Ok(change) => {
                     let s = &change.subject;
                     if s.tenant == self.tenant

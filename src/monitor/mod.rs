@@ -191,6 +191,11 @@ impl HealthMonitor {
         self.changes.subscribe()
     }
 
+    /// Turns true once the watcher is stopped: subscribers should end then.
+    pub fn stopped(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     /// The thresholds in force.
     pub fn thresholds(&self) -> &HealthThresholds {
         &self.thresholds

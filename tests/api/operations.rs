@@ -403,3 +403,77 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_store_writer_that_stops_turns_health_not_serving_and_the_server_ends_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path().join("data"));
+    // The engine panics in the writer thread on the second commit: the first write lands.
+    let store = suppressd::store::testing::open_with_commit_panic(
+        suppressd::startup::Application::store_options(&settings),
+        2,
+    )
+    .unwrap();
+    let app = suppressd::startup::Application::with_store(settings, store)
+        .await
+        .unwrap();
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let channel = channel(&addr).await;
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest {
+            service: suppressd::startup::SERVICE_NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let mut client = Client::new(channel);
+    let report = |id: &str, address: &str| pb::ReportSendResultRequest {
+        tenant: String::new(),
+        result: Some(result(id, address, Outcome::Bounce, USER_UNKNOWN)),
+    };
+    client
+        .report_send_result(report("ok-1", "a@example.com"))
+        .await
+        .unwrap();
+    let err = client
+        .report_send_result(report("dies-2", "b@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    let bounded = Duration::from_secs(60);
+    let turned = tokio::time::timeout(bounded, watch.message())
+        .await
+        .expect("health changes")
+        .unwrap()
+        .expect("the watch reports before the server stops");
+    assert_eq!(turned.status(), ServingStatus::NotServing);
+    drop(watch);
+    let ended = tokio::time::timeout(bounded, server)
+        .await
+        .expect("the server stops by itself")
+        .unwrap();
+    let e = ended.expect_err("the server's end is an error, so the process exits non-zero");
+    assert!(format!("{e:#}").contains("writer stopped"), "{e:#}");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_ends_open_watch_streams_instead_of_waiting_for_their_clients() {
+    let mut app = spawn_app().await;
+    let mut watch = app
+        .client
+        .watch_source_health(pb::WatchSourceHealthRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // Well inside the grace period after which open calls would be cut.
+    tokio::time::timeout(Duration::from_secs(15), app.stop())
+        .await
+        .expect("the server stops without waiting for the watcher");
+    let end = watch.message().await;
+    assert!(matches!(end, Ok(None)), "the stream ends cleanly: {end:?}");
+}
