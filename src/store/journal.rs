@@ -3,9 +3,10 @@
 //! in large sorted checkpoints on a thread of their own.
 //!
 //! Why: a group's keys land all over the engine's tree (records, history, event ids, indexes by
-//! time), and a copy-on-write B-tree pays per page touched. The same keys cost about a third
-//! less per key in a checkpoint of a few hundred thousand keys than in a group of a few thousand
-//! (`examples/redb_inserts.rs`), and the caller waits only for one sequential append and fsync.
+//! time), and a copy-on-write B-tree pays per page touched. The same keys cost less per key in a
+//! checkpoint of a few hundred thousand keys than in a group of a few thousand
+//! (`examples/redb_inserts.rs`, bench/README.md), and the caller waits only for one sequential
+//! append and fsync.
 //!
 //! How:
 //! - Writes that are journaled but not yet in the engine sit in memory: the `active` table takes
@@ -46,8 +47,8 @@ const MAGIC: &[u8; 8] = b"SPDJNL01";
 /// Bytes before a record's payload: length and checksum.
 const RECORD_HEADER: usize = 12;
 
-/// How the journal is sized (`--journal-mb`: 384 MiB by default, about 430,000 mixed events:
-/// large enough that a checkpoint's keys share the engine's pages).
+/// How the journal is sized (`--journal-mb`: large enough that a checkpoint's keys share the
+/// engine's pages).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct JournalOptions {
     /// Heap bytes the active table takes (its runs and hash set, see `memtable`) before it is

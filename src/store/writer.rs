@@ -34,9 +34,8 @@ use crate::domain::{
 };
 
 /// Most writes taken into one group commit. Bigger groups cost less per write (neighbouring keys
-/// share B-tree pages; 8,192 against 4,096 raised bulk ingest by about a fifth), but every
-/// caller queued behind a group waits for all of it: at a few thousand events/s, 8,192 writes
-/// keep a group under about two seconds.
+/// share B-tree pages), but every caller queued behind a group waits for all of it; the
+/// measurements behind the size are in bench/README.md.
 const MAX_GROUP_WRITES: usize = 8192;
 
 /// A unit of work for the writer thread.
