@@ -38,6 +38,15 @@ use crate::domain::{
 /// measurements behind the size are in bench/README.md.
 const MAX_GROUP_WRITES: usize = 8192;
 
+/// Which way an event moves its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CounterChange {
+    /// A newly recorded event (or its new classification) is counted.
+    Count,
+    /// A reclassified event's old classification is taken away.
+    Uncount,
+}
+
 /// A unit of work for the writer thread.
 pub enum Job {
     /// Single-address writes.
@@ -426,12 +435,12 @@ impl<'t> Group<'t> {
         Ok(())
     }
 
-    /// Adds (or, with `remove`, takes away) one event in its counters.
+    /// Counts one event in its counters, or takes it away again.
     fn adjust_counters(
         &mut self,
         tenant: &Tenant,
         event: &RecordedEvent,
-        remove: bool,
+        change: CounterChange,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
         let one = OutcomeCounts::one(event.classification.bounce_type);
@@ -448,10 +457,9 @@ impl<'t> Group<'t> {
                 Granularity::Daily.bucket(event.occurred_at),
             ));
             let (plus, minus) = self.counter_deltas.entry(key).or_default();
-            if remove {
-                minus.add(&one);
-            } else {
-                plus.add(&one);
+            match change {
+                CounterChange::Count => plus.add(&one),
+                CounterChange::Uncount => minus.add(&one),
             }
             let (row_key, hour) = hourly_slot(
                 keys::dimension_prefix(keys::HOURS, t, dimension.code(), value),
@@ -463,10 +471,9 @@ impl<'t> Group<'t> {
                 .or_default()
                 .entry(hour)
                 .or_default();
-            if remove {
-                minus.add(&one);
-            } else {
-                plus.add(&one);
+            match change {
+                CounterChange::Count => plus.add(&one),
+                CounterChange::Uncount => minus.add(&one),
             }
             // The value index entry names the tenant, dimension and value: written once per
             // group, it also marks the first touch of the value's counters in the group.
@@ -492,7 +499,7 @@ impl<'t> Group<'t> {
         event: &RecordedEvent,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
-        self.adjust_counters(tenant, event, false)?;
+        self.adjust_counters(tenant, event, CounterChange::Count)?;
         if event.classification.bounce_type == BounceType::Delivered {
             let good = keys::exact(
                 keys::GOOD_ADDRESS,
@@ -543,8 +550,8 @@ impl<'t> Group<'t> {
         for updated in write.reclassified {
             let key = keys::exact(keys::EVENT, &[tenant.as_str()], &updated.event_id);
             if let Some(old) = self.event(&key)? {
-                self.adjust_counters(tenant, &old, true)?;
-                self.adjust_counters(tenant, &updated, false)?;
+                self.adjust_counters(tenant, &old, CounterChange::Uncount)?;
+                self.adjust_counters(tenant, &updated, CounterChange::Count)?;
                 self.put(key.clone(), encode(&updated)?)?;
                 self.events.insert(key, updated);
             }
