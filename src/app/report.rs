@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use super::{unexpected, AddressStatus, AppError, Context};
 use crate::classify::RULES_VERSION;
 use crate::domain::{
-    Classification, RecordedEvent, ReportedOutcome, SendReport, SmtpEvidence, StateChange, Tenant,
-    Timestamp,
+    Classification, EmailAddress, RecordedEvent, ReportedOutcome, SendReport, SmtpEvidence,
+    StateChange, Tenant, Timestamp,
 };
+use crate::policy::EscalationPolicy;
 use crate::store::{AddressWrite, Decision, StoreFuture, WriteOutcome};
 
 /// How many batches of one ingest stream may wait for their commit while the next ones are
@@ -119,22 +120,34 @@ impl Reporter {
             provider: report.provider.clone(),
         };
         let event = RecordedEvent::new(report, classification, RULES_VERSION, now);
-        let policy = self.context.policy;
-        let for_policy = event.clone();
-        let write = AddressWrite {
-            tenant: tenant.clone(),
-            address,
-            event: Some(event),
-            reclassified: Vec::new(),
-            decide: Box::new(move |current| {
-                let t = policy.apply_event(current, &for_policy);
-                Decision::Apply {
-                    record: t.record,
-                    changes: t.changes,
-                }
-            }),
-        };
-        (write, meta)
+        (
+            event_write(tenant, address, event, self.context.policy),
+            meta,
+        )
+    }
+}
+
+/// The store write that records a classified event and lets `policy` decide what it does to
+/// its address.
+pub fn event_write(
+    tenant: &Tenant,
+    address: EmailAddress,
+    event: RecordedEvent,
+    policy: EscalationPolicy,
+) -> AddressWrite {
+    let for_policy = event.clone();
+    AddressWrite {
+        tenant: tenant.clone(),
+        address,
+        event: Some(event),
+        reclassified: Vec::new(),
+        decide: Box::new(move |current| {
+            let t = policy.apply_event(current, &for_policy);
+            Decision::Apply {
+                record: t.record,
+                changes: t.changes,
+            }
+        }),
     }
 }
 

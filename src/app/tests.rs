@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::addresses::ManualSuppression;
 use super::reclassify::ReclassifyRequest;
+use super::report::event_write;
 use super::{App, Settings};
 use crate::classify::Classifier;
 use crate::clock::Clock;
@@ -14,7 +15,7 @@ use crate::domain::{
     ReportedOutcome, SendReport, Source, StateChangeKind, Tenant, Timestamp,
 };
 use crate::policy::EscalationPolicy;
-use crate::store::{AddressWrite, Decision, Engine, StoreOptions, SuppressionStore};
+use crate::store::{AddressWrite, Engine, StoreOptions, SuppressionStore};
 
 const GMAIL_UNSOLICITED: &str = "550-5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.";
 const START: Timestamp = Timestamp(1_780_000_000_000_000);
@@ -66,21 +67,13 @@ fn legacy_bounce(id: String, address: &str, at: Timestamp) -> RecordedEvent {
 }
 
 fn record(event: RecordedEvent) -> AddressWrite {
-    let policy = EscalationPolicy::default();
-    let for_policy = event.clone();
-    AddressWrite {
-        tenant: Tenant::parse("").unwrap(),
-        address: EmailAddress::parse(&event.address).expect("valid address"),
-        event: Some(event),
-        reclassified: Vec::new(),
-        decide: Box::new(move |current| {
-            let t = policy.apply_event(current, &for_policy);
-            Decision::Apply {
-                record: t.record,
-                changes: t.changes,
-            }
-        }),
-    }
+    let address = EmailAddress::parse(&event.address).expect("valid address");
+    event_write(
+        &Tenant::parse("").unwrap(),
+        address,
+        event,
+        EscalationPolicy::default(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,27 @@ pub enum LabelError {
     ControlChar,
 }
 
+/// Trims `input` and checks it: at most `max_chars` characters, none of them a control
+/// character that `allowed` does not let through; `Required` when `required` and empty.
+fn checked(
+    input: &str,
+    max_chars: usize,
+    allowed: fn(char) -> bool,
+    required: bool,
+) -> Result<String, LabelError> {
+    let s = input.trim();
+    if s.is_empty() && required {
+        return Err(LabelError::Required);
+    }
+    if s.chars().count() > max_chars {
+        return Err(LabelError::TooLong(max_chars));
+    }
+    if s.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(LabelError::ControlChar);
+    }
+    Ok(s.to_string())
+}
+
 /// A short label: at most [`MAX_LABEL_CHARS`] characters, no control characters, surrounding
 /// whitespace trimmed. Names the two ways a field can be asked for.
 pub struct Label;
@@ -27,23 +48,12 @@ pub struct Label;
 impl Label {
     /// A label that must be given (not empty after trimming).
     pub fn required(input: &str) -> Result<String, LabelError> {
-        let s = Self::optional(input)?;
-        if s.is_empty() {
-            return Err(LabelError::Required);
-        }
-        Ok(s)
+        checked(input, MAX_LABEL_CHARS, |_| false, true)
     }
 
     /// A label that may be empty (empty means "not given").
     pub fn optional(input: &str) -> Result<String, LabelError> {
-        let s = input.trim();
-        if s.chars().count() > MAX_LABEL_CHARS {
-            return Err(LabelError::TooLong(MAX_LABEL_CHARS));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(LabelError::ControlChar);
-        }
-        Ok(s.to_string())
+        checked(input, MAX_LABEL_CHARS, |_| false, false)
     }
 }
 
@@ -54,23 +64,12 @@ pub struct Note;
 impl Note {
     /// A note that must be given (a justification).
     pub fn required(input: &str) -> Result<String, LabelError> {
-        let s = Self::optional(input)?;
-        if s.is_empty() {
-            return Err(LabelError::Required);
-        }
-        Ok(s)
+        checked(input, MAX_NOTE_CHARS, |c| c == '\n' || c == '\t', true)
     }
 
     /// A note that may be empty.
     pub fn optional(input: &str) -> Result<String, LabelError> {
-        let s = input.trim();
-        if s.chars().count() > MAX_NOTE_CHARS {
-            return Err(LabelError::TooLong(MAX_NOTE_CHARS));
-        }
-        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(LabelError::ControlChar);
-        }
-        Ok(s.to_string())
+        checked(input, MAX_NOTE_CHARS, |c| c == '\n' || c == '\t', false)
     }
 }
 

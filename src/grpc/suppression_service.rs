@@ -45,8 +45,25 @@ impl SuppressionApi {
         SuppressionApi { app, tokens }
     }
 
-    fn page_size(&self, requested: u32) -> usize {
-        self.app.limits.page_size(requested)
+    /// Where a listing starts (the cursor of its page token, checked against the request's
+    /// scope) and how many items it takes; records both on the call's span.
+    fn page_request(
+        &self,
+        tenant: &Tenant,
+        scope: &Scope,
+        token: &str,
+        page_size: u32,
+    ) -> Result<(Option<Vec<u8>>, usize), AppError> {
+        let cursor = self.tokens.check(scope, token)?;
+        let limit = self.app.limits.page_size(page_size);
+        record_span(tenant, limit);
+        Ok((cursor, limit))
+    }
+
+    /// The page token of the next page, empty on the last page.
+    fn next_page_token(&self, scope: &Scope, next: Option<Vec<u8>>) -> String {
+        next.map(|c| self.tokens.issue(scope, &c))
+            .unwrap_or_default()
     }
 }
 
@@ -248,12 +265,7 @@ impl SuppressionService for SuppressionApi {
             .with_optional("campaign", query.campaign.as_deref())
             .with_optional("start", query.start.map(|t| t.micros()))
             .with_optional("end", query.end.map(|t| t.micros()));
-        let cursor = self
-            .tokens
-            .check(&scope, &req.page_token)
-            .map_err(AppError::from)?;
-        let limit = self.page_size(req.page_size);
-        record_span(&tenant, limit);
+        let (cursor, limit) = self.page_request(&tenant, &scope, &req.page_token, req.page_size)?;
         let page = self
             .app
             .addresses
@@ -261,10 +273,7 @@ impl SuppressionService for SuppressionApi {
             .await?;
         Ok(Response::new(pb::ListBouncesResponse {
             bounces: page.items.iter().map(convert::proto_recorded).collect(),
-            next_page_token: page
-                .next
-                .map(|c| self.tokens.issue(&scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_page_token(&scope, page.next),
         }))
     }
 
@@ -332,12 +341,7 @@ impl SuppressionService for SuppressionApi {
         let scope = Scope::new("GetAddressHistory")
             .with("tenant", &tenant)
             .with("address", &address);
-        let cursor = self
-            .tokens
-            .check(&scope, &req.page_token)
-            .map_err(AppError::from)?;
-        let limit = self.page_size(req.page_size);
-        record_span(&tenant, limit);
+        let (cursor, limit) = self.page_request(&tenant, &scope, &req.page_token, req.page_size)?;
         let page = self
             .app
             .addresses
@@ -346,10 +350,7 @@ impl SuppressionService for SuppressionApi {
         Ok(Response::new(pb::GetAddressHistoryResponse {
             address: address.as_str().to_string(),
             entries: page.items.iter().map(convert::proto_history).collect(),
-            next_page_token: page
-                .next
-                .map(|c| self.tokens.issue(&scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_page_token(&scope, page.next),
         }))
     }
 
@@ -472,12 +473,7 @@ impl SuppressionService for SuppressionApi {
             .with_optional("start", query.start.map(|t| t.micros()))
             .with_optional("end", query.end.map(|t| t.micros()))
             .with_optional("needs_enrichment", query.needs_enrichment);
-        let cursor = self
-            .tokens
-            .check(&scope, &req.page_token)
-            .map_err(AppError::from)?;
-        let limit = self.page_size(req.page_size);
-        record_span(&tenant, limit);
+        let (cursor, limit) = self.page_request(&tenant, &scope, &req.page_token, req.page_size)?;
         let page = self
             .app
             .addresses
@@ -492,10 +488,7 @@ impl SuppressionService for SuppressionApi {
                     convert::proto_status(s, given)
                 })
                 .collect(),
-            next_page_token: page
-                .next
-                .map(|c| self.tokens.issue(&scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_page_token(&scope, page.next),
         }))
     }
 

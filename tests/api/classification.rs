@@ -1,5 +1,6 @@
 //! Classification through the API, and re-applying newer rules to stored events.
 
+use suppressd::app::report::event_write;
 use suppressd::domain::{
     BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome, Tenant,
     Timestamp,
@@ -9,7 +10,7 @@ use suppressd::grpc::proto::{
     self as pb, history_entry::Entry, AddressState, OutcomeType, ReclassifyEffect, StateChangeKind,
 };
 use suppressd::policy::EscalationPolicy;
-use suppressd::store::{AddressWrite, Decision, StoreOptions, SuppressionStore};
+use suppressd::store::{StoreOptions, SuppressionStore};
 
 use crate::helpers::*;
 
@@ -97,22 +98,13 @@ async fn record_legacy(
         },
         rules_version: 0,
     };
-    let policy = EscalationPolicy::default();
-    let for_policy = event.clone();
     let outcomes = store
-        .write(vec![AddressWrite {
-            tenant: Tenant::parse("").unwrap(),
-            address: EmailAddress::parse(address).unwrap(),
-            event: Some(event),
-            reclassified: Vec::new(),
-            decide: Box::new(move |current| {
-                let t = policy.apply_event(current, &for_policy);
-                Decision::Apply {
-                    record: t.record,
-                    changes: t.changes,
-                }
-            }),
-        }])
+        .write(vec![event_write(
+            &Tenant::parse("").unwrap(),
+            EmailAddress::parse(address).unwrap(),
+            event,
+            EscalationPolicy::default(),
+        )])
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 1);
