@@ -6,7 +6,7 @@ use super::convert;
 use super::error::AppError;
 use super::proto as pb;
 use super::proto::suppression_admin_service_server::SuppressionAdminService;
-use super::suppression_service::record_span;
+use super::request::record_span;
 use crate::app::reclassify::ReclassifyRequest;
 use crate::app::App;
 use crate::classify::RULES_VERSION;

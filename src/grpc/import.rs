@@ -68,7 +68,7 @@ pub(super) fn check_import(
                     Ok((next_state, (response, n))) => {
                         if screened == 0 {
                             if let Some(t) = next_state.session.tenant() {
-                                super::suppression_service::record_span(t, n);
+                                super::request::record_span(t, n);
                             }
                         }
                         state = next_state;

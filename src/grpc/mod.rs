@@ -8,6 +8,7 @@
 //! - `monitoring`: the stats RPCs' windows, rankings and watch messages.
 //! - `convert`: wire <-> domain; validation of wire input, with field-named errors.
 //! - `paging`: signed page tokens bound to their request.
+//! - `request`: the caller's identity and the call's span fields.
 //! - [`error`]: the one place where errors become status codes.
 
 mod admin_service;
@@ -16,10 +17,12 @@ pub mod error;
 mod import;
 mod monitoring;
 mod paging;
+mod request;
 mod suppression_service;
 
 pub use admin_service::AdminApi;
-pub use suppression_service::{SuppressionApi, ANONYMOUS, CALLER_ID_HEADER};
+pub use request::{ANONYMOUS, CALLER_ID_HEADER};
+pub use suppression_service::SuppressionApi;
 
 /// Code generated from `proto/suppression/v1/suppression.proto`.
 pub mod proto {

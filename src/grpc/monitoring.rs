@@ -5,7 +5,7 @@ use super::convert;
 use super::error::{AppError, FieldViolation};
 use super::paging::{PageTokens, Scope};
 use super::proto as pb;
-use super::suppression_service::record_span;
+use super::request::record_span;
 use crate::app::monitoring::{Monitoring, RankBy, Window, WindowChoice};
 use crate::app::Limits;
 use crate::domain::{Dimension, Label};

@@ -14,6 +14,7 @@ use super::monitoring;
 use super::paging::{PageTokens, Scope};
 use super::proto as pb;
 use super::proto::suppression_service_server::SuppressionService;
+use super::request::{caller, record_span};
 use crate::app::addresses::ManualSuppression;
 use crate::app::correction::Replace;
 use crate::app::lookup::BatchStatus;
@@ -23,11 +24,6 @@ use crate::domain::{
     parse_smtp_response, BounceReason, Label, Note, ReportedOutcome, SmtpEvidence, Source, Tenant,
 };
 use crate::store::{BounceQuery, SuppressionQuery};
-
-/// Metadata key naming the caller, recorded as the actor of operator actions.
-pub const CALLER_ID_HEADER: &str = "x-caller-id";
-/// Actor recorded when a call names no caller.
-pub const ANONYMOUS: &str = "anonymous";
 
 /// The suppression service over the use cases. Cheap to clone.
 #[derive(Clone)]
@@ -65,23 +61,6 @@ impl SuppressionApi {
         next.map(|c| self.tokens.issue(scope, &c))
             .unwrap_or_default()
     }
-}
-
-/// Who is calling: the `x-caller-id` header when it is a valid label, else `anonymous`.
-pub(super) fn caller<T>(request: &Request<T>) -> String {
-    request
-        .metadata()
-        .get(CALLER_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Label::required(v).ok())
-        .unwrap_or_else(|| ANONYMOUS.to_string())
-}
-
-/// Records the tenant and item count on the call's span.
-pub(super) fn record_span(tenant: &Tenant, items: usize) {
-    let span = tracing::Span::current();
-    span.record("tenant", tenant.as_str());
-    span.record("items", items);
 }
 
 fn field<T, E: ToString>(name: &str, r: Result<T, E>) -> Result<T, AppError> {

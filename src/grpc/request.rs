@@ -1,0 +1,28 @@
+//! What every handler reads off a call besides its message: who is calling, and the fields of
+//! the call's tracing span.
+
+use tonic::Request;
+
+use crate::domain::{Label, Tenant};
+
+/// Metadata key naming the caller, recorded as the actor of operator actions.
+pub const CALLER_ID_HEADER: &str = "x-caller-id";
+/// Actor recorded when a call names no caller.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Who is calling: the `x-caller-id` header when it is a valid label, else `anonymous`.
+pub(super) fn caller<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(CALLER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Label::required(v).ok())
+        .unwrap_or_else(|| ANONYMOUS.to_string())
+}
+
+/// Records the tenant and item count on the call's span.
+pub(super) fn record_span(tenant: &Tenant, items: usize) {
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.as_str());
+    span.record("items", items);
+}
