@@ -24,6 +24,7 @@
 //!   shared by `main` and the tests.
 
 pub mod app;
+pub mod auth;
 pub mod classify;
 pub mod clock;
 pub mod config;

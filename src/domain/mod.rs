@@ -3,6 +3,7 @@
 mod address;
 mod classification;
 mod label;
+mod principal;
 mod record;
 mod stats;
 mod tenant;
@@ -16,6 +17,7 @@ pub use label::{
     parse_smtp_response, Campaign, Label, LabelError, Note, Segment, Source, MAX_LABEL_CHARS,
     MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
 };
+pub use principal::{Principal, Role, TenantScope};
 pub use record::{
     AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport, StateChange,
     StateChangeKind, Suppression,
