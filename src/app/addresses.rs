@@ -1,7 +1,7 @@
 //! What operators and analysts do with addresses: suppress by hand, lift a suppression with a
 //! justification, read an address's history, list bounces and suppressions.
 
-use super::{blocking, observe_changes, unexpected, AddressStatus, AppError, Context};
+use super::{blocking, observe_changes, unexpected, AddressStatus, AppError, Caller, Context};
 use crate::domain::{
     BounceReason, EmailAddress, HistoryEntry, RecordedEvent, Source, Suppression, Tenant,
 };
@@ -24,8 +24,6 @@ pub struct ManualSuppression {
     pub source: Source,
     /// The operator's note.
     pub note: String,
-    /// Who asked.
-    pub actor: String,
 }
 
 /// What a manual suppression did.
@@ -54,16 +52,18 @@ impl Addresses {
     /// Suppresses an address by hand. Suppressing a suppressed address changes nothing.
     pub async fn suppress(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         request: ManualSuppression,
     ) -> Result<Suppressed, AppError> {
+        caller.check_tenant(&tenant)?;
         let ManualSuppression {
             address,
             reason,
             source,
             note,
-            actor,
         } = request;
+        let signer = caller.clone();
         let source = source.given().unwrap_or_else(|| "manual".to_string());
         let policy = self.context.policy;
         let now = self.context.clock.now();
@@ -73,11 +73,15 @@ impl Addresses {
             event: None,
             reclassified: Vec::new(),
             decide: Box::new(move |current| {
-                match policy.suppress_manually(current, reason, &source, &note, &actor, now) {
-                    Some(t) => Decision::Apply {
-                        record: t.record,
-                        changes: t.changes,
-                    },
+                match policy.suppress_manually(current, reason, &source, &note, signer.actor(), now)
+                {
+                    Some(mut t) => {
+                        signer.sign(&mut t.changes);
+                        Decision::Apply {
+                            record: t.record,
+                            changes: t.changes,
+                        }
+                    }
                     None => Decision::Unchanged,
                 }
             }),
@@ -102,11 +106,13 @@ impl Addresses {
     /// who and why.
     pub async fn reactivate(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         address: EmailAddress,
-        actor: String,
         justification: String,
     ) -> Result<Reactivated, AppError> {
+        caller.check_tenant(&tenant)?;
+        let signer = caller.clone();
         let policy = self.context.policy;
         let now = self.context.clock.now();
         let write = AddressWrite {
@@ -115,11 +121,14 @@ impl Addresses {
             event: None,
             reclassified: Vec::new(),
             decide: Box::new(move |current| {
-                match policy.reactivate(current, &actor, &justification, now) {
-                    Ok((t, _lifted)) => Decision::Apply {
-                        record: t.record,
-                        changes: t.changes,
-                    },
+                match policy.reactivate(current, signer.actor(), &justification, now) {
+                    Ok((mut t, _lifted)) => {
+                        signer.sign(&mut t.changes);
+                        Decision::Apply {
+                            record: t.record,
+                            changes: t.changes,
+                        }
+                    }
                     Err(e) => Decision::Refuse(e.to_string()),
                 }
             }),
@@ -141,11 +150,13 @@ impl Addresses {
     /// One page of an address's history, newest first.
     pub async fn history(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         address: EmailAddress,
         cursor: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Page<HistoryEntry>, AppError> {
+        caller.check_tenant(&tenant)?;
         let store = self.context.store.clone();
         blocking(move || Ok(store.history(&tenant, &address, cursor.as_deref(), limit)?)).await
     }
@@ -153,11 +164,13 @@ impl Addresses {
     /// One page of bounce events, newest first.
     pub async fn bounces(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         query: BounceQuery,
         cursor: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Page<RecordedEvent>, AppError> {
+        caller.check_tenant(&tenant)?;
         let store = self.context.store.clone();
         blocking(move || Ok(store.list_bounces(&tenant, &query, cursor.as_deref(), limit)?)).await
     }
@@ -165,11 +178,13 @@ impl Addresses {
     /// One page of suppressed addresses with their status, newest suppression first.
     pub async fn suppressions(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         query: SuppressionQuery,
         cursor: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Page<AddressStatus>, AppError> {
+        caller.check_tenant(&tenant)?;
         let store = self.context.store.clone();
         let page = blocking(move || {
             Ok(store.list_suppressions(&tenant, &query, cursor.as_deref(), limit)?)

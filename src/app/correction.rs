@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{blocking, AddressStatus, AppError, Context, FieldViolation};
+use super::{blocking, AddressStatus, AppError, Caller, Context, FieldViolation};
 use crate::domain::{EmailAddress, EvidenceKind, Tenant};
 use crate::policy::correction::{decide_replacement, ReplaceDecision, ReplaceRequest};
 use crate::store::{PairDecision, PairWrite};
@@ -68,8 +68,6 @@ pub struct Replace {
     pub confidence: f32,
     /// The caller's note.
     pub note: String,
-    /// Who asked.
-    pub actor: String,
 }
 
 /// What a replacement did.
@@ -312,12 +310,14 @@ impl Corrections {
     /// the pattern of its domain.
     pub async fn suggest(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         raw: String,
         given_name: String,
         family_name: String,
         max: usize,
     ) -> Result<Suggestions, AppError> {
+        caller.check_tenant(&tenant)?;
         let corrections = self.clone();
         blocking(move || {
             let mut cache = SuggestionCache::default();
@@ -338,15 +338,21 @@ impl Corrections {
     /// Replaces a bad address by a corrected one when the evidence is strong enough; below the
     /// confidence threshold, nothing is replaced and the old address is marked as needing
     /// enrichment (`FailedPrecondition`).
-    pub async fn replace(&self, tenant: Tenant, request: Replace) -> Result<Replaced, AppError> {
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        tenant: Tenant,
+        request: Replace,
+    ) -> Result<Replaced, AppError> {
+        caller.check_tenant(&tenant)?;
         let Replace {
             old,
             new,
             evidence,
             confidence,
             note,
-            actor,
         } = request;
+        let signer = caller.clone();
         if old == new {
             return Err(
                 FieldViolation::new("new_address", "is the same address as old_address").into(),
@@ -372,7 +378,7 @@ impl Corrections {
                     evidence,
                     confidence,
                     note: &note,
-                    actor: &actor,
+                    actor: signer.actor(),
                     now,
                     threshold,
                 };
@@ -385,7 +391,11 @@ impl Corrections {
                             second: None,
                         }
                     }
-                    Ok(ReplaceDecision::LowConfidence { old, old_changes }) => {
+                    Ok(ReplaceDecision::LowConfidence {
+                        old,
+                        mut old_changes,
+                    }) => {
+                        signer.sign(&mut old_changes);
                         low_flag.store(true, Ordering::Relaxed);
                         PairDecision::Apply {
                             first: (!old_changes.is_empty()).then_some((old, old_changes)),
@@ -395,12 +405,16 @@ impl Corrections {
                     Ok(ReplaceDecision::Replace {
                         old,
                         new,
-                        old_changes,
-                        new_changes,
-                    }) => PairDecision::Apply {
-                        first: Some((old, old_changes)),
-                        second: Some((new, new_changes)),
-                    },
+                        mut old_changes,
+                        mut new_changes,
+                    }) => {
+                        signer.sign(&mut old_changes);
+                        signer.sign(&mut new_changes);
+                        PairDecision::Apply {
+                            first: Some((old, old_changes)),
+                            second: Some((new, new_changes)),
+                        }
+                    }
                 }
             }),
         };

@@ -28,6 +28,12 @@ pub enum AppError {
     /// The caller sent a bad field.
     #[error("{}: {}", .0.field, .0.description)]
     InvalidArgument(FieldViolation),
+    /// The call carries no credentials the server accepts.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this (role), or not for this tenant.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The named thing does not exist (or is not in the required state).
     #[error("{0}")]
     NotFound(String),

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use super::correction::{Corrections, SuggestionCache};
-use super::{AppError, Context, FieldViolation};
+use super::{AppError, Caller, Context, FieldViolation};
 use crate::domain::{AddressError, AddressRecord, EmailAddress, Suppression, Tenant};
 use crate::fasthash::HashSlots;
 use crate::suggest::Suggestion;
@@ -131,8 +131,9 @@ impl Screened {
 }
 
 /// What the import guard remembers across the batches of one stream.
-#[derive(Default)]
 pub struct ImportSession {
+    /// Who screens: every batch's tenant must be one of its tenants.
+    caller: Caller,
     tenant: Option<Tenant>,
     /// Known-good domains and domain patterns, read once per stream.
     suggestions: SuggestionCache,
@@ -143,6 +144,17 @@ pub struct ImportSession {
 }
 
 impl ImportSession {
+    /// A new stream of `caller`.
+    pub fn new(caller: Caller) -> ImportSession {
+        ImportSession {
+            caller,
+            tenant: None,
+            suggestions: SuggestionCache::default(),
+            seen: SeenSet::default(),
+            batch_index: 0,
+        }
+    }
+
     /// The stream's tenant, once its first batch named it.
     pub fn tenant(&self) -> Option<&Tenant> {
         self.tenant.as_ref()
@@ -246,6 +258,7 @@ impl ImportGuard {
         batch: &ImportBatch<'_>,
     ) -> Result<Screened, AppError> {
         let tenant = Tenant::parse(batch.tenant).map_err(|e| FieldViolation::new("tenant", e))?;
+        session.caller.check_tenant(&tenant)?;
         match &session.tenant {
             None => session.tenant = Some(tenant.clone()),
             Some(t) if *t != tenant => {

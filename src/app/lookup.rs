@@ -1,6 +1,6 @@
 //! "May I send to this address?": the status of one address or of many.
 
-use super::{blocking, AddressStatus, AppError, Context};
+use super::{blocking, AddressStatus, AppError, Caller, Context};
 use crate::domain::{AddressError, EmailAddress, Tenant};
 
 /// Answers status lookups.
@@ -29,9 +29,11 @@ impl Lookups {
     /// service has never heard of: called on the async workers.
     pub fn status(
         &self,
+        caller: &Caller,
         tenant: &Tenant,
         address: EmailAddress,
     ) -> Result<AddressStatus, AppError> {
+        caller.check_tenant(tenant)?;
         let record = self.context.store.get_record(tenant, &address)?;
         Ok(self
             .context
@@ -42,9 +44,11 @@ impl Lookups {
     /// address gets its own verdict.
     pub async fn statuses(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         addresses: Vec<String>,
     ) -> Result<Vec<(String, BatchStatus)>, AppError> {
+        caller.check_tenant(&tenant)?;
         self.context
             .limits
             .check_batch("addresses", addresses.len())?;

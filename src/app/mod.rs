@@ -12,6 +12,7 @@
 //! - [`monitoring`]: bounce rates by source, campaign and segment, and their verdicts.
 
 pub mod addresses;
+mod caller;
 pub mod correction;
 mod error;
 pub mod import_guard;
@@ -24,6 +25,7 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use caller::Caller;
 pub(crate) use error::blocking;
 pub use error::{AppError, FieldViolation};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{blocking, AppError, Context, FieldViolation};
+use super::{blocking, AppError, Caller, Context, FieldViolation};
 use crate::domain::{Dimension, Tenant, Timestamp};
 use crate::monitor::{window_counts, HealthChange, HealthMonitor, WindowCounts};
 use crate::policy::health::HealthVerdict;
@@ -164,11 +164,13 @@ impl Monitoring {
     /// The counts of one value over a window and the window before, with the verdict.
     pub async fn stats(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         dimension: Dimension,
         value: String,
         window: Window,
     ) -> Result<SourceStats, AppError> {
+        caller.check_tenant(&tenant)?;
         let this = self.clone();
         blocking(move || {
             let current = this.counts(&tenant, dimension, &value, window)?;
@@ -187,6 +189,7 @@ impl Monitoring {
     /// `offset`, at most `limit`; and whether more follow.
     pub async fn ranked(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         dimension: Dimension,
         window: Window,
@@ -194,6 +197,7 @@ impl Monitoring {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<RankedValue>, bool), AppError> {
+        caller.check_tenant(&tenant)?;
         let this = self.clone();
         blocking(move || {
             let mut rows = Vec::new();
@@ -232,17 +236,19 @@ impl Monitoring {
     /// dimension and one value.
     pub fn watch(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         dimension: Option<Dimension>,
         value: String,
-    ) -> HealthWatch {
-        HealthWatch {
+    ) -> Result<HealthWatch, AppError> {
+        caller.check_tenant(&tenant)?;
+        Ok(HealthWatch {
             changes: self.monitor.subscribe(),
             stopped: self.monitor.stopped(),
             tenant,
             dimension,
             value,
-        }
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{blocking, observe_changes, AppError, Context};
+use super::{blocking, observe_changes, AppError, Caller, Context};
 use crate::classify::RULES_VERSION;
 use crate::domain::{
     BounceType, Classification, EmailAddress, HistoryEntry, RecordedEvent, SmtpEvidence,
@@ -102,22 +102,25 @@ impl Reclassifier {
         Reclassifier { context }
     }
 
-    /// Reclassifies the tenant's bounces in the request's time range.
+    /// Reclassifies the tenant's bounces in the request's time range. The changes it makes are
+    /// recorded under the caller's name.
     pub async fn run(
         &self,
+        caller: &Caller,
         tenant: Tenant,
         request: ReclassifyRequest,
     ) -> Result<ReclassifyReport, AppError> {
+        caller.check_tenant(&tenant)?;
         let mut report = ReclassifyReport::default();
         let mut settled: HashSet<String> = HashSet::new();
         let mut cursor: Option<Vec<u8>> = None;
         let max_listed = request.max_listed;
         loop {
             let this = self.clone();
-            let (t, r) = (tenant.clone(), request.clone());
+            let (t, r, c) = (tenant.clone(), request.clone(), caller.clone());
             let done = std::mem::take(&mut settled);
             let (page, done) = blocking(move || {
-                let page = this.page(&t, &r, cursor.as_deref(), &done)?;
+                let page = this.page(&c, &t, &r, cursor.as_deref(), &done)?;
                 Ok((page, done))
             })
             .await?;
@@ -182,6 +185,7 @@ impl Reclassifier {
     /// pages did not settle.
     fn page(
         &self,
+        caller: &Caller,
         tenant: &Tenant,
         request: &ReclassifyRequest,
         cursor: Option<&[u8]>,
@@ -216,7 +220,7 @@ impl Reclassifier {
                 continue;
             };
             let plan = self.address_plan(tenant, parsed, request)?;
-            self.settle(tenant, plan, request, now, &mut out)?;
+            self.settle(caller, tenant, plan, request, now, &mut out)?;
             out.settled.push(address);
         }
         Ok(out)
@@ -277,6 +281,7 @@ impl Reclassifier {
     /// queues the write that applies it.
     fn settle(
         &self,
+        caller: &Caller,
         tenant: &Tenant,
         plan: AddressPlan,
         request: &ReclassifyRequest,
@@ -345,6 +350,7 @@ impl Reclassifier {
                 before,
                 reactivated_at,
             } = plan;
+            let signer = caller.clone();
             out.writes.push(AddressWrite {
                 tenant: tenant.clone(),
                 address,
@@ -353,10 +359,16 @@ impl Reclassifier {
                 // Decided again on the record as it is when the write applies.
                 decide: Box::new(move |current| {
                     match reclassify_address(current, &events, &before, reactivated_at, now) {
-                        (_, Some(t)) => Decision::Apply {
-                            record: t.record,
-                            changes: t.changes,
-                        },
+                        (_, Some(mut t)) => {
+                            for change in &mut t.changes {
+                                change.actor = signer.actor().to_string();
+                            }
+                            signer.sign(&mut t.changes);
+                            Decision::Apply {
+                                record: t.record,
+                                changes: t.changes,
+                            }
+                        }
                         (_, None) => Decision::Unchanged,
                     }
                 }),

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{unexpected, AddressStatus, AppError, Context};
+use super::{unexpected, AddressStatus, AppError, Caller, Context};
 use crate::classify::RULES_VERSION;
 use crate::domain::{
     Classification, EmailAddress, RecordedEvent, ReportedOutcome, SendReport, SmtpEvidence,
@@ -71,7 +71,13 @@ impl Reporter {
     }
 
     /// Records one send result; answers once it is durable.
-    pub async fn report(&self, tenant: Tenant, report: SendReport) -> Result<Recorded, AppError> {
+    pub async fn report(
+        &self,
+        caller: &Caller,
+        tenant: Tenant,
+        report: SendReport,
+    ) -> Result<Recorded, AppError> {
+        caller.check_tenant(&tenant)?;
         let now = self.context.clock.now();
         let address = report.address.clone();
         let (write, meta) = self.event_write(&tenant, report, now);
@@ -92,9 +98,10 @@ impl Reporter {
 
     /// Starts an ingest stream: batches are queued in order, each committed while the next is
     /// read.
-    pub fn ingest(&self) -> Ingest {
+    pub fn ingest(&self, caller: Caller) -> Ingest {
         Ingest {
             reporter: self.clone(),
+            caller,
             in_flight: VecDeque::new(),
             summary: IngestSummary::default(),
         }
@@ -154,6 +161,8 @@ pub fn event_write(
 /// An ingest stream in progress: batches queued for commit in the order given.
 pub struct Ingest {
     reporter: Reporter,
+    /// Who streams: every batch's tenant must be one of its tenants.
+    caller: Caller,
     /// Batches queued and not yet counted, oldest first.
     in_flight: VecDeque<(StoreFuture<Vec<WriteOutcome>>, Vec<ResultMeta>)>,
     summary: IngestSummary,
@@ -161,12 +170,14 @@ pub struct Ingest {
 
 impl Ingest {
     /// Queues a batch of validated reports of one tenant. Returns once it is queued; waits
-    /// for the oldest batch's commit only when [`MAX_QUEUED_BATCHES`] are waiting.
+    /// for the oldest batch's commit only when [`MAX_QUEUED_BATCHES`] are waiting. A batch for
+    /// a tenant the caller may not act for is refused whole.
     pub async fn push(
         &mut self,
         tenant: &Tenant,
         reports: Vec<SendReport>,
     ) -> Result<(), AppError> {
+        self.caller.check_tenant(tenant)?;
         let now = self.reporter.context.clock.now();
         let (writes, metas): (Vec<_>, Vec<_>) = reports
             .into_iter()

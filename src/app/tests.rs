@@ -7,12 +7,14 @@ use std::time::Duration;
 use super::addresses::ManualSuppression;
 use super::reclassify::ReclassifyRequest;
 use super::report::event_write;
-use super::{App, Settings};
+use super::{App, Caller, Settings};
 use crate::classify::Classifier;
 use crate::clock::Clock;
+use std::collections::BTreeSet;
+
 use crate::domain::{
-    BounceReason, BounceType, Classification, EmailAddress, HistoryEntry, RecordedEvent,
-    ReportedOutcome, SendReport, Source, StateChangeKind, Tenant, Timestamp,
+    BounceReason, BounceType, Classification, EmailAddress, HistoryEntry, Principal, RecordedEvent,
+    ReportedOutcome, Role, SendReport, Source, StateChangeKind, Tenant, TenantScope, Timestamp,
 };
 use crate::policy::EscalationPolicy;
 use crate::store::{AddressWrite, Engine, StoreOptions, SuppressionStore};
@@ -94,10 +96,12 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
     let clock = Clock::manual(Timestamp(START.micros() + 86_400_000_000));
     let app = app(store.clone(), &clock);
     let tenant = Tenant::parse("").unwrap();
+    let ops = Caller::trusted("ops");
 
     let dry = app
         .reclassify
         .run(
+            &ops,
             tenant.clone(),
             ReclassifyRequest {
                 dry_run: true,
@@ -115,13 +119,13 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
     let probe = EmailAddress::parse(&addresses[7]).unwrap();
     assert!(app
         .lookup
-        .status(&tenant, probe.clone())
+        .status(&ops, &tenant, probe.clone())
         .unwrap()
         .is_suppressed());
 
     let done = app
         .reclassify
-        .run(tenant.clone(), ReclassifyRequest::default())
+        .run(&ops, tenant.clone(), ReclassifyRequest::default())
         .await
         .unwrap();
     assert_eq!((done.reclassified, done.lifted), (2_400, 300));
@@ -129,12 +133,12 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
         let address = EmailAddress::parse(a).unwrap();
         assert!(!app
             .lookup
-            .status(&tenant, address.clone())
+            .status(&ops, &tenant, address.clone())
             .unwrap()
             .is_suppressed());
         let history = app
             .addresses
-            .history(tenant.clone(), address, None, 100)
+            .history(&ops, tenant.clone(), address, None, 100)
             .await
             .unwrap();
         let lifts = history
@@ -146,7 +150,7 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
     }
     let again = app
         .reclassify
-        .run(tenant, ReclassifyRequest::default())
+        .run(&ops, tenant, ReclassifyRequest::default())
         .await
         .unwrap();
     assert_eq!((again.examined, again.reclassified), (2_400, 0));
@@ -161,42 +165,46 @@ async fn a_manual_suppression_is_dated_by_the_injected_clock_and_lifted_only_wit
     let store = open_store(&dir);
     let clock = Clock::manual(START);
     let app = app(store.clone(), &clock);
-    let tenant = Tenant::parse("").unwrap();
+    let tenant = Tenant::parse("acme").unwrap();
+    let support = Caller::authenticated(
+        Arc::new(Principal::new(
+            "support-desk",
+            TenantScope::Only(BTreeSet::from([tenant.clone()])),
+            BTreeSet::from([Role::Operator]),
+        )),
+        Some("agent-7".into()),
+    );
     let address = EmailAddress::parse("optout@example.com").unwrap();
+    let manual = || ManualSuppression {
+        address: address.clone(),
+        reason: BounceReason::Manual,
+        source: Source::parse("").unwrap(),
+        note: "ticket 4711".into(),
+    };
+    let foreign = app
+        .addresses
+        .suppress(&support, Tenant::parse("globex").unwrap(), manual())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(foreign, super::AppError::PermissionDenied(_)),
+        "{foreign:?}"
+    );
     let done = app
         .addresses
-        .suppress(
-            tenant.clone(),
-            ManualSuppression {
-                address: address.clone(),
-                reason: BounceReason::Manual,
-                source: Source::parse("").unwrap(),
-                note: "ticket 4711".into(),
-                actor: "support".into(),
-            },
-        )
+        .suppress(&support, tenant.clone(), manual())
         .await
         .unwrap();
-    let since = done
-        .status
-        .record
-        .as_ref()
-        .unwrap()
-        .suppression
-        .as_ref()
-        .unwrap()
-        .since;
-    assert_eq!(since, START);
-    assert_eq!(
-        done.status.record.unwrap().suppression.unwrap().source,
-        "manual"
-    );
+    let suppression = done.status.record.unwrap().suppression.unwrap();
+    assert_eq!(suppression.since, START);
+    assert_eq!(suppression.source, "manual");
 
     // A delivery a week later changes nothing.
     clock.advance(Duration::from_secs(7 * 86_400));
     let delivered = app
         .report
         .report(
+            &Caller::trusted("mta"),
             tenant.clone(),
             SendReport {
                 event_id: "d1".into(),
@@ -217,22 +225,45 @@ async fn a_manual_suppression_is_dated_by_the_injected_clock_and_lifted_only_wit
 
     let lifted = app
         .addresses
-        .reactivate(
-            tenant.clone(),
-            address.clone(),
-            "support".into(),
-            "asked".into(),
-        )
+        .reactivate(&support, tenant.clone(), address.clone(), "asked".into())
         .await
         .unwrap();
     assert!(!lifted.status.is_suppressed());
     assert_eq!(lifted.lifted.unwrap().since, START);
     let err = app
         .addresses
-        .reactivate(tenant, address, "support".into(), "again".into())
+        .reactivate(&support, tenant.clone(), address.clone(), "again".into())
         .await
         .unwrap_err();
     assert!(matches!(err, super::AppError::NotFound(_)), "{err:?}");
+
+    // Both actions name the principal as the actor, and the person it acted for beside it.
+    let history = app
+        .addresses
+        .history(&support, tenant, address, None, 10)
+        .await
+        .unwrap();
+    let changes: Vec<_> = history
+        .items
+        .iter()
+        .filter_map(|h| match h {
+            HistoryEntry::StateChange(c) => {
+                Some((c.kind, c.actor.as_str(), c.on_behalf_of.as_str()))
+            }
+            HistoryEntry::SendResult(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (StateChangeKind::Reactivated, "support-desk", "agent-7"),
+            (
+                StateChangeKind::ManuallySuppressed,
+                "support-desk",
+                "agent-7"
+            ),
+        ]
+    );
     app.shutdown().await;
     drop(app);
     store.close().unwrap();

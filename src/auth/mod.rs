@@ -94,7 +94,10 @@ impl Principals {
                 Err(e) => return err(p.name.span(), format!("name {e}")),
             };
             if !names.insert(name.clone()) {
-                return err(p.name.span(), format!("principal {name:?} is defined twice"));
+                return err(
+                    p.name.span(),
+                    format!("principal {name:?} is defined twice"),
+                );
             }
             let tenants = p.tenants.get_ref();
             let scope = if tenants.is_empty() {
@@ -171,7 +174,10 @@ impl Principals {
             if let Some(subject) = &p.client_cert_subject {
                 let s = subject.get_ref().trim();
                 if s.is_empty() {
-                    return err(subject.span(), format!("{name}: client_cert_subject is empty"));
+                    return err(
+                        subject.span(),
+                        format!("{name}: client_cert_subject is empty"),
+                    );
                 }
                 if principals
                     .by_subject

@@ -41,7 +41,10 @@ fn a_token_finds_its_principal_and_an_unknown_one_finds_none() {
     assert_eq!(p.by_token("token-b").unwrap().name(), "ops");
     assert!(p.by_token("token-c").is_none());
     assert!(p.by_token("").is_none());
-    assert_eq!(p.by_subject(|s| s == "CN=mta-eu.internal").unwrap().name(), "mta-eu");
+    assert_eq!(
+        p.by_subject(|s| s == "CN=mta-eu.internal").unwrap().name(),
+        "mta-eu"
+    );
     assert!(p.by_subject(|s| s == "CN=other").is_none());
 }
 
@@ -127,8 +130,18 @@ fn a_failed_reload_keeps_the_principals_in_force() {
     assert!(auth.reload().is_err());
     assert!(auth.principals().by_token("token-a").is_some(), "kept");
 
-    std::fs::write(&path, file(&GOOD.replace("HASH_A", "HASH_B").replace("name = \"ops\"\ntoken_sha256 = \"HASH_B\"\n", "name = \"ops\"\n"))).unwrap();
+    std::fs::write(
+        &path,
+        file(&GOOD.replace("HASH_A", "HASH_B").replace(
+            "name = \"ops\"\ntoken_sha256 = \"HASH_B\"\n",
+            "name = \"ops\"\n",
+        )),
+    )
+    .unwrap();
     auth.reload().unwrap();
     assert!(auth.principals().by_token("token-a").is_none(), "revoked");
-    assert_eq!(auth.principals().by_token("token-b").unwrap().name(), "crm-sync");
+    assert_eq!(
+        auth.principals().by_token("token-b").unwrap().name(),
+        "crm-sync"
+    );
 }

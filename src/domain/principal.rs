@@ -145,7 +145,10 @@ mod tests {
         );
         assert!(p.may_act_for(&tenant("acme")));
         assert!(!p.may_act_for(&tenant("globex")));
-        assert!(!p.may_act_for(&tenant("")), "the default tenant is a tenant too");
+        assert!(
+            !p.may_act_for(&tenant("")),
+            "the default tenant is a tenant too"
+        );
         assert!(Principal::trusted("x").may_act_for(&tenant("globex")));
     }
 

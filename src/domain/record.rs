@@ -200,6 +200,9 @@ pub struct StateChange {
     pub event_id: String,
     /// When it happened.
     pub at: Timestamp,
+    /// The person an operator tool acted for (its `x-caller-id`), beside the authenticated
+    /// actor; empty when none was named.
+    pub on_behalf_of: String,
 }
 
 /// One entry of an address's history.

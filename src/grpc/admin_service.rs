@@ -40,6 +40,7 @@ impl SuppressionAdminService for AdminApi {
         &self,
         request: Request<pb::ReclassifyRequest>,
     ) -> Result<Response<pb::ReclassifyResponse>, Status> {
+        let caller = super::request::caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 0);
@@ -53,6 +54,7 @@ impl SuppressionAdminService for AdminApi {
             .app
             .reclassify
             .run(
+                &caller,
                 tenant,
                 ReclassifyRequest {
                     start,

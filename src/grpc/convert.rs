@@ -333,6 +333,7 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         kind: kind as i32,
         reason: proto_reason(c.reason) as i32,
         actor: c.actor.clone(),
+        on_behalf_of: c.on_behalf_of.clone(),
         note: c.note.clone(),
         event_id: c.event_id.clone(),
     }

@@ -28,6 +28,8 @@ fn to_status(err: AppError) -> Status {
                     details,
                 )
             }
+            AppError::Unauthenticated(m) => Status::unauthenticated(m),
+            AppError::PermissionDenied(m) => Status::permission_denied(m),
             AppError::NotFound(m) => Status::not_found(m),
             AppError::FailedPrecondition(m) => Status::failed_precondition(m),
             AppError::Unavailable(m) => Status::unavailable(m),

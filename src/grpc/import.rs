@@ -10,10 +10,10 @@ use tracing::Instrument;
 use super::convert;
 use super::error::{inbound_error, AppError};
 use super::proto as pb;
-use crate::app::blocking;
 use crate::app::import_guard::{
     lines, Contact, ContactVerdict, ImportBatch, ImportDecision, ImportGuard, ImportSession,
 };
+use crate::app::{blocking, Caller};
 
 /// The response stream of `CheckImport`.
 pub(super) type VerdictStream = ReceiverStream<Result<pb::CheckImportResponse, Status>>;
@@ -31,7 +31,6 @@ enum VerdictFormat {
 }
 
 /// What a stream carries from message to message.
-#[derive(Default)]
 struct StreamState {
     session: ImportSession,
     /// Chosen by the first message.
@@ -41,13 +40,17 @@ struct StreamState {
 /// Starts screening an import stream; verdicts flow back as the requests are read.
 pub(super) fn check_import(
     guard: ImportGuard,
+    caller: Caller,
     mut inbound: Streaming<pb::CheckImportRequest>,
 ) -> VerdictStream {
     // A small queue: when the client reads slowly, we stop reading its requests.
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(
         async move {
-            let mut state = StreamState::default();
+            let mut state = StreamState {
+                session: ImportSession::new(caller),
+                format: None,
+            };
             let mut screened = 0usize;
             while let Some(message) = inbound.next().await {
                 let message = match message {

@@ -7,7 +7,7 @@ use super::paging::{PageTokens, Scope};
 use super::proto as pb;
 use super::request::record_span;
 use crate::app::monitoring::{Monitoring, RankBy, Window, WindowChoice};
-use crate::app::Limits;
+use crate::app::{Caller, Limits};
 use crate::domain::{Dimension, Label};
 use crate::monitor::HealthChange;
 
@@ -58,6 +58,7 @@ fn resolve(
 /// GetSourceStats.
 pub(super) async fn source_stats(
     monitoring: &Monitoring,
+    caller: &Caller,
     req: pb::GetSourceStatsRequest,
 ) -> Result<pb::GetSourceStatsResponse, AppError> {
     let tenant = convert::tenant(&req.tenant)?;
@@ -71,7 +72,7 @@ pub(super) async fn source_stats(
         req.end_time.as_ref(),
     )?;
     let stats = monitoring
-        .stats(tenant, dimension, value.clone(), window)
+        .stats(caller, tenant, dimension, value.clone(), window)
         .await?;
     Ok(pb::GetSourceStatsResponse {
         dimension: convert::proto_dimension(dimension) as i32,
@@ -95,6 +96,7 @@ pub(super) async fn source_stats(
 /// ListSourceStats.
 pub(super) async fn ranked_source_stats(
     monitoring: &Monitoring,
+    caller: &Caller,
     tokens: &PageTokens,
     limits: Limits,
     req: pb::ListSourceStatsRequest,
@@ -139,7 +141,7 @@ pub(super) async fn ranked_source_stats(
     let limit = limits.page_size(req.page_size);
     record_span(&tenant, limit);
     let (rows, more) = monitoring
-        .ranked(tenant, dimension, window, rank_by, offset, limit)
+        .ranked(caller, tenant, dimension, window, rank_by, offset, limit)
         .await?;
     let next_page_token = if more {
         tokens.issue(&scope, &((offset + limit) as u64).to_be_bytes())

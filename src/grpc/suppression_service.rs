@@ -73,6 +73,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::ReportSendResultRequest>,
     ) -> Result<Response<pb::ReportSendResultResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
@@ -81,7 +82,7 @@ impl SuppressionService for SuppressionApi {
             .ok_or_else(|| AppError::from(FieldViolation::new("result", "is required")))?;
         let report = convert::send_report("result", result, self.app.report.now())
             .map_err(AppError::from)?;
-        let recorded = self.app.report.report(tenant, report).await?;
+        let recorded = self.app.report.report(&caller, tenant, report).await?;
         let given = recorded.status.address.as_str().to_string();
         Ok(Response::new(pb::ReportSendResultResponse {
             classification: Some(convert::proto_classification(&recorded.classification)),
@@ -94,11 +95,12 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<Streaming<pb::ReportSendResultsRequest>>,
     ) -> Result<Response<pb::ReportSendResultsResponse>, Status> {
+        let caller = caller(&request);
         let mut stream = request.into_inner();
         let mut rejections = Vec::new();
         let mut index: u64 = 0;
         let mut items_total = 0usize;
-        let mut ingest = self.app.report.ingest();
+        let mut ingest = self.app.report.ingest(caller);
         while let Some(message) = stream.next().await {
             let message = message.map_err(inbound_error)?;
             let n = message.results.len();
@@ -159,11 +161,12 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::GetSuppressionStatusRequest>,
     ) -> Result<Response<pb::GetSuppressionStatusResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
-        let status = self.app.lookup.status(&tenant, address)?;
+        let status = self.app.lookup.status(&caller, &tenant, address)?;
         Ok(Response::new(pb::GetSuppressionStatusResponse {
             status: Some(convert::proto_status(status, req.address)),
         }))
@@ -173,13 +176,14 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::BatchGetSuppressionStatusRequest>,
     ) -> Result<Response<pb::BatchGetSuppressionStatusResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, req.addresses.len());
         let statuses = self
             .app
             .lookup
-            .statuses(tenant, req.addresses)
+            .statuses(&caller, tenant, req.addresses)
             .await?
             .into_iter()
             .map(|(given, status)| match status {
@@ -198,8 +202,10 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<Streaming<pb::CheckImportRequest>>,
     ) -> Result<Response<Self::CheckImportStream>, Status> {
+        let caller = caller(&request);
         Ok(Response::new(import::check_import(
             self.app.import_guard.clone(),
+            caller,
             request.into_inner(),
         )))
     }
@@ -208,6 +214,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::ListBouncesRequest>,
     ) -> Result<Response<pb::ListBouncesResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         let source = field("source", Source::parse(&req.source))?;
@@ -248,7 +255,7 @@ impl SuppressionService for SuppressionApi {
         let page = self
             .app
             .addresses
-            .bounces(tenant, query, cursor, limit)
+            .bounces(&caller, tenant, query, cursor, limit)
             .await?;
         Ok(Response::new(pb::ListBouncesResponse {
             bounces: page.items.iter().map(convert::proto_recorded).collect(),
@@ -260,7 +267,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::SuppressRequest>,
     ) -> Result<Response<pb::SuppressResponse>, Status> {
-        let actor = caller(&request);
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
@@ -273,13 +280,13 @@ impl SuppressionService for SuppressionApi {
             .app
             .addresses
             .suppress(
+                &caller,
                 tenant,
                 ManualSuppression {
                     address,
                     reason,
                     source,
                     note,
-                    actor,
                 },
             )
             .await?;
@@ -293,7 +300,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::ReactivateRequest>,
     ) -> Result<Response<pb::ReactivateResponse>, Status> {
-        let actor = caller(&request);
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
@@ -302,7 +309,7 @@ impl SuppressionService for SuppressionApi {
         let done = self
             .app
             .addresses
-            .reactivate(tenant, address, actor, justification)
+            .reactivate(&caller, tenant, address, justification)
             .await?;
         Ok(Response::new(pb::ReactivateResponse {
             status: Some(convert::proto_status(done.status, req.address)),
@@ -314,6 +321,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::GetAddressHistoryRequest>,
     ) -> Result<Response<pb::GetAddressHistoryResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
@@ -324,7 +332,7 @@ impl SuppressionService for SuppressionApi {
         let page = self
             .app
             .addresses
-            .history(tenant, address.clone(), cursor, limit)
+            .history(&caller, tenant, address.clone(), cursor, limit)
             .await?;
         Ok(Response::new(pb::GetAddressHistoryResponse {
             address: address.as_str().to_string(),
@@ -337,7 +345,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::ReplaceAddressRequest>,
     ) -> Result<Response<pb::ReplaceAddressResponse>, Status> {
-        let actor = caller(&request);
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 2);
@@ -349,6 +357,7 @@ impl SuppressionService for SuppressionApi {
             .app
             .correction
             .replace(
+                &caller,
                 tenant,
                 Replace {
                     old,
@@ -356,7 +365,6 @@ impl SuppressionService for SuppressionApi {
                     evidence,
                     confidence: req.confidence,
                     note,
-                    actor,
                 },
             )
             .await?;
@@ -371,6 +379,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::SuggestCorrectionsRequest>,
     ) -> Result<Response<pb::SuggestCorrectionsResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
@@ -393,7 +402,7 @@ impl SuppressionService for SuppressionApi {
         let found = self
             .app
             .correction
-            .suggest(tenant, req.address, given, family, max)
+            .suggest(&caller, tenant, req.address, given, family, max)
             .await?;
         Ok(Response::new(pb::SuggestCorrectionsResponse {
             address: found
@@ -419,6 +428,7 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::ListSuppressionsRequest>,
     ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         let mut reasons = req
@@ -456,7 +466,7 @@ impl SuppressionService for SuppressionApi {
         let page = self
             .app
             .addresses
-            .suppressions(tenant, query, cursor, limit)
+            .suppressions(&caller, tenant, query, cursor, limit)
             .await?;
         Ok(Response::new(pb::ListSuppressionsResponse {
             suppressions: page
@@ -475,8 +485,9 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::GetSourceStatsRequest>,
     ) -> Result<Response<pb::GetSourceStatsResponse>, Status> {
+        let caller = caller(&request);
         Ok(Response::new(
-            monitoring::source_stats(&self.app.monitoring, request.into_inner()).await?,
+            monitoring::source_stats(&self.app.monitoring, &caller, request.into_inner()).await?,
         ))
     }
 
@@ -484,10 +495,12 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::ListSourceStatsRequest>,
     ) -> Result<Response<pb::ListSourceStatsResponse>, Status> {
+        let caller = caller(&request);
         let limits = self.app.limits;
         Ok(Response::new(
             monitoring::ranked_source_stats(
                 &self.app.monitoring,
+                &caller,
                 &self.tokens,
                 limits,
                 request.into_inner(),
@@ -502,12 +515,16 @@ impl SuppressionService for SuppressionApi {
         &self,
         request: Request<pb::WatchSourceHealthRequest>,
     ) -> Result<Response<Self::WatchSourceHealthStream>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 0);
         let dimension = convert::dimension("dimension", req.dimension).map_err(AppError::from)?;
         let value = field("value", Label::optional(&req.value))?;
-        let mut watch = self.app.monitoring.watch(tenant, dimension, value);
+        let mut watch = self
+            .app
+            .monitoring
+            .watch(&caller, tenant, dimension, value)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(
             async move {

@@ -94,6 +94,7 @@ pub fn decide_replacement(
         kind,
         reason,
         actor: req.actor.to_string(),
+        on_behalf_of: String::new(),
         note,
         event_id: String::new(),
         at: req.now,

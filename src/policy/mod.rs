@@ -80,6 +80,7 @@ impl EscalationPolicy {
                         kind: StateChangeKind::Validated,
                         reason: BounceReason::None,
                         actor: SYSTEM_ACTOR.to_string(),
+                        on_behalf_of: String::new(),
                         note: format!("first delivery since it replaced {}", pending.replaces),
                         event_id: event.event_id.clone(),
                         at,
@@ -106,6 +107,7 @@ impl EscalationPolicy {
                             kind: StateChangeKind::Escalated,
                             reason: BounceReason::RepeatedSoftBounce,
                             actor: SYSTEM_ACTOR.to_string(),
+                            on_behalf_of: String::new(),
                             note: format!(
                                 "{in_window} soft bounces within {} days without a delivery",
                                 self.soft_bounce_window.as_secs() / 86_400
@@ -128,6 +130,7 @@ impl EscalationPolicy {
                         kind: StateChangeKind::Suppressed,
                         reason,
                         actor: SYSTEM_ACTOR.to_string(),
+                        on_behalf_of: String::new(),
                         note: format!(
                             "{:?} classified by rule {}",
                             class.bounce_type, class.rule_id
@@ -169,6 +172,7 @@ impl EscalationPolicy {
             kind: StateChangeKind::ManuallySuppressed,
             reason,
             actor: actor.to_string(),
+            on_behalf_of: String::new(),
             note: note.to_string(),
             event_id: String::new(),
             at: now,
@@ -194,6 +198,7 @@ impl EscalationPolicy {
             kind: StateChangeKind::Reactivated,
             reason: lifted.reason,
             actor: actor.to_string(),
+            on_behalf_of: String::new(),
             note: justification.to_string(),
             event_id: lifted.event_id.clone(),
             at: now,

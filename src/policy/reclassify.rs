@@ -83,6 +83,7 @@ pub fn reclassify_address(
         kind,
         reason,
         actor: SYSTEM_ACTOR.to_string(),
+        on_behalf_of: String::new(),
         note,
         event_id: event_id.to_string(),
         at: now,

@@ -175,6 +175,7 @@ fn state_change(i: usize) -> StateChange {
             format!("evt-{i:02}")
         },
         at: Timestamp(T0 + i as i64 * HOUR),
+        on_behalf_of: String::new(),
     }
 }
 
@@ -308,6 +309,7 @@ fn change(kind: StateChangeKind, reason: BounceReason, event_id: &str, at: i64) 
         kind,
         reason,
         actor: "system".into(),
+        on_behalf_of: String::new(),
         note: format!("{kind:?}"),
         event_id: event_id.into(),
         at: Timestamp(at),

@@ -222,6 +222,7 @@ impl From<History> for StoredHistory {
                 kind: c.kind.into(),
                 reason: c.reason.into(),
                 actor: c.actor,
+                on_behalf_of: String::new(),
                 note: c.note,
                 event_id: c.event_id,
                 at: Timestamp(c.at),

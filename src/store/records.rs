@@ -340,6 +340,9 @@ pub(super) struct StateChangeMessage {
     pub event_id: String,
     #[prost(int64, tag = "6")]
     pub at_micros: i64,
+    /// Added in schema 3 without a migration: older records read it as empty.
+    #[prost(string, tag = "7")]
+    pub on_behalf_of: String,
 }
 
 /// Send results by outcome type (`D` keys, and each hour of a day row).
@@ -752,6 +755,7 @@ impl Record for StoredHistory {
                     note: c.note.clone(),
                     event_id: c.event_id.clone(),
                     at_micros: c.at.micros(),
+                    on_behalf_of: c.on_behalf_of.clone(),
                 }),
             }),
         }
@@ -767,6 +771,7 @@ impl Record for StoredHistory {
                 note: c.note,
                 event_id: c.event_id,
                 at: Timestamp(c.at_micros),
+                on_behalf_of: c.on_behalf_of,
             }),
         })
     }
