@@ -67,6 +67,21 @@ pub enum RankBy {
     HardBounces,
 }
 
+/// What a ranking ranks, and which page of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ranking {
+    /// The dimension whose values are ranked.
+    pub dimension: Dimension,
+    /// The window they are counted over.
+    pub window: Window,
+    /// The metric they are ranked by.
+    pub rank_by: RankBy,
+    /// How many ranked values to skip.
+    pub offset: usize,
+    /// How many to return.
+    pub limit: usize,
+}
+
 /// The statistics of one value over a window.
 #[derive(Debug, Clone)]
 pub struct SourceStats {
@@ -191,13 +206,16 @@ impl Monitoring {
         &self,
         caller: &Caller,
         tenant: Tenant,
-        dimension: Dimension,
-        window: Window,
-        rank_by: RankBy,
-        offset: usize,
-        limit: usize,
+        ranking: Ranking,
     ) -> Result<(Vec<RankedValue>, bool), AppError> {
         caller.check_tenant(&tenant)?;
+        let Ranking {
+            dimension,
+            window,
+            rank_by,
+            offset,
+            limit,
+        } = ranking;
         let this = self.clone();
         blocking(move || {
             let mut rows = Vec::new();

@@ -6,7 +6,7 @@ use super::error::{AppError, FieldViolation};
 use super::paging::{PageTokens, Scope};
 use super::proto as pb;
 use super::request::record_span;
-use crate::app::monitoring::{Monitoring, RankBy, Window, WindowChoice};
+use crate::app::monitoring::{Monitoring, RankBy, Ranking, Window, WindowChoice};
 use crate::app::{Caller, Limits};
 use crate::domain::{Dimension, Label};
 use crate::monitor::HealthChange;
@@ -141,7 +141,17 @@ pub(super) async fn ranked_source_stats(
     let limit = limits.page_size(req.page_size);
     record_span(&tenant, limit);
     let (rows, more) = monitoring
-        .ranked(caller, tenant, dimension, window, rank_by, offset, limit)
+        .ranked(
+            caller,
+            tenant,
+            Ranking {
+                dimension,
+                window,
+                rank_by,
+                offset,
+                limit,
+            },
+        )
         .await?;
     let next_page_token = if more {
         tokens.issue(&scope, &((offset + limit) as u64).to_be_bytes())
