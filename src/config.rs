@@ -57,6 +57,8 @@ pub enum Command {
     Healthcheck(HealthcheckSettings),
     /// Classify an SMTP response and print the outcome type, reason and rule id.
     Classify(ClassifySettings),
+    /// Make bearer tokens for the auth file.
+    Token(TokenSettings),
 }
 
 /// Settings of `suppressd serve`.
@@ -174,16 +176,110 @@ impl ServeSettings {
 /// Settings of `suppressd healthcheck`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthcheckSettings {
-    /// Server to ask.
+    /// Server to ask: `host:port`, or a URL (`http://…`, `https://…`). `host:port` is reached
+    /// over TLS when `--tls-ca` is given, in plaintext otherwise.
     #[arg(
         long,
         env = "SUPPRESSD_HEALTHCHECK_ADDR",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "127.0.0.1:50051"
     )]
     pub addr: String,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 3)]
     pub timeout_secs: u64,
+    /// PEM bundle of the CA(s) the server's certificate must chain to; turns TLS on.
+    #[arg(long, env = "SUPPRESSD_HEALTHCHECK_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires one (mTLS); needs `--tls-key`.
+    #[arg(long, env = "SUPPRESSD_HEALTHCHECK_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "SUPPRESSD_HEALTHCHECK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry, when it is not the host of `--addr` (a probe
+    /// that dials 127.0.0.1 of a server whose certificate names its service, say).
+    #[arg(
+        long,
+        env = "SUPPRESSD_HEALTHCHECK_TLS_SERVER_NAME",
+        requires = "tls_ca"
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+/// Settings of `suppressd token`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenSettings {
+    /// What to do with tokens.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// The `token` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token once, and the `[[principal]]` block to paste into the auth
+    /// file (it holds only the token's SHA-256).
+    New(TokenNewSettings),
+    /// Read a token on stdin and print its hex SHA-256, as the auth file's `token_sha256`.
+    Hash,
+}
+
+/// Settings of `suppressd token new`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenNewSettings {
+    /// The principal's name, recorded as the actor in history.
+    #[arg(long, value_name = "NAME", value_parser = principal_name)]
+    pub name: String,
+    /// A tenant the principal may use (repeat for more), or `*` for every tenant.
+    #[arg(long = "tenant", value_name = "TENANT", required = true, value_parser = tenant_grant)]
+    pub tenants: Vec<String>,
+    /// A role of the principal (repeat for more).
+    #[arg(long = "role", value_name = "ROLE", required = true, value_enum)]
+    pub roles: Vec<TokenRole>,
+}
+
+/// The roles a principal can be given (what each allows is listed in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum TokenRole {
+    /// Reports send results.
+    Reporter,
+    /// Reads statuses, histories, lists and statistics.
+    Reader,
+    /// Screens imports.
+    Importer,
+    /// Suppresses, reactivates and replaces addresses.
+    Operator,
+    /// Everything, including the admin service.
+    Admin,
+}
+
+impl TokenRole {
+    /// The role as the auth file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Reporter => "reporter",
+            TokenRole::Reader => "reader",
+            TokenRole::Importer => "importer",
+            TokenRole::Operator => "operator",
+            TokenRole::Admin => "admin",
+        }
+    }
+}
+
+fn principal_name(s: &str) -> Result<String, String> {
+    crate::domain::Label::required(s).map_err(|e| format!("the name {e}"))
+}
+
+fn tenant_grant(s: &str) -> Result<String, String> {
+    if s == "*" {
+        return Ok(s.to_string());
+    }
+    if s.is_empty() {
+        return Err("must name a tenant, or be * for every tenant".into());
+    }
+    crate::domain::Tenant::parse(s)
+        .map(|t| t.as_str().to_string())
+        .map_err(|e| format!("{e}, or be * for every tenant"))
 }
 
 /// Settings of `suppressd classify`.

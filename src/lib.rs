@@ -20,6 +20,7 @@
 //!   monitoring, operator actions) over domain types; what a handler calls.
 //! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
 //!   become gRPC status codes. The only module that knows tonic.
+//! - [`tls`]: the server's reloadable TLS/mTLS acceptor and the client certificate's identity.
 //! - [`config`], [`telemetry`], [`startup`]: command line, logging, and the one start-up path
 //!   shared by `main` and the tests.
 
@@ -37,3 +38,4 @@ pub mod startup;
 pub mod store;
 pub mod suggest;
 pub mod telemetry;
+pub mod tls;

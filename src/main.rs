@@ -4,9 +4,16 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
+use base64::Engine as _;
 use clap::Parser;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
 use suppressd::classify::Classifier;
-use suppressd::config::{ClassifySettings, Cli, Command, HealthcheckSettings};
+use suppressd::config::{
+    ClassifySettings, Cli, Command, HealthcheckSettings, TokenCommand, TokenNewSettings,
+};
 use suppressd::domain::{ReportedOutcome, SmtpEvidence};
 use suppressd::startup::{shutdown_signal, Application};
 use suppressd::telemetry;
@@ -21,16 +28,35 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
-        Command::Serve(settings) => run_async(async move {
-            let app = Application::build(settings).await?;
-            app.run_until_stopped(shutdown_signal()).await
-        }),
-        Command::Healthcheck(settings) => run_async(healthcheck(settings)),
+        Command::Serve(settings) => run_async(
+            async move {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped(shutdown_signal()).await
+            },
+            ErrorOutput::Log,
+        ),
+        Command::Healthcheck(settings) => run_async(healthcheck(settings), ErrorOutput::Stderr),
         Command::Classify(settings) => classify(settings),
+        Command::Token(settings) => match settings.command {
+            TokenCommand::New(settings) => token_new(settings),
+            TokenCommand::Hash => token_hash(),
+        },
     }
 }
 
-fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+/// Where a command's final error goes: once, either way.
+#[derive(Clone, Copy)]
+enum ErrorOutput {
+    /// The server's log, in the chosen log format (log collectors read it).
+    Log,
+    /// A plain line for a person or a script at a terminal.
+    Stderr,
+}
+
+fn run_async(
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+    output: ErrorOutput,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,8 +70,10 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            match output {
+                ErrorOutput::Log => tracing::error!("{e:#}"),
+                ErrorOutput::Stderr => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -56,11 +84,12 @@ async fn healthcheck(settings: HealthcheckSettings) -> anyhow::Result<()> {
         health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
     };
     let timeout = Duration::from_secs(settings.timeout_secs);
-    let channel = tonic::transport::Endpoint::from_shared(settings.addr.clone())?
+    let channel = healthcheck_endpoint(&settings)?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()
-        .await?;
+        .await
+        .with_context(|| format!("cannot connect to {}", settings.addr))?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: suppressd::startup::SERVICE_NAME.to_string(),
@@ -73,6 +102,192 @@ async fn healthcheck(settings: HealthcheckSettings) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("{} answers {:?}", settings.addr, response.status())
     }
+}
+
+/// The endpoint `--addr` names: `host:port` gets `https://` with `--tls-ca`, `http://` without;
+/// a URL is taken as written, and its scheme must agree with `--tls-ca`.
+fn healthcheck_endpoint(
+    settings: &HealthcheckSettings,
+) -> anyhow::Result<tonic::transport::Endpoint> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let tls = settings.tls_ca.is_some();
+    let url = endpoint_url(&settings.addr, tls);
+    let endpoint = Endpoint::from_shared(url.clone()).with_context(|| {
+        format!(
+            "--addr {:?} is neither host:port nor a URL (http://host:port, https://host:port)",
+            settings.addr
+        )
+    })?;
+    let Some(ca) = &settings.tls_ca else {
+        if url.starts_with("https://") {
+            anyhow::bail!(
+                "--addr {url} asks for TLS: give --tls-ca with the CA that signed the server's certificate"
+            );
+        }
+        return Ok(endpoint);
+    };
+    if url.starts_with("http://") {
+        anyhow::bail!(
+            "--addr {url} is plaintext but --tls-ca asks for TLS: write https://, or host:port"
+        );
+    }
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
+        read_pem_certificates(ca, "--tls-ca")?,
+    ));
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        let cert = read_pem_certificates(cert, "--tls-cert")?;
+        let key_pem = std::fs::read(key)
+            .with_context(|| format!("cannot read --tls-key {}", key.display()))?;
+        PrivateKeyDer::from_pem_slice(&key_pem).with_context(|| {
+            format!(
+                "--tls-key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                key.display()
+            )
+        })?;
+        config = config.identity(Identity::from_pem(cert, key_pem));
+    }
+    if let Some(name) = &settings.tls_server_name {
+        config = config.domain_name(name);
+    }
+    endpoint
+        .tls_config(config)
+        .context("cannot set up TLS for the health check")
+}
+
+/// `host:port` becomes a URL; anything with a scheme is left as it is.
+fn endpoint_url(addr: &str, tls: bool) -> String {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// The file's bytes, once checked to hold at least one PEM certificate.
+fn read_pem_certificates(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{flag} {} is not valid PEM", path.display()))?;
+    if certificates.is_empty() {
+        anyhow::bail!(
+            "{flag} {} holds no certificate (expected a \"BEGIN CERTIFICATE\" PEM block)",
+            path.display()
+        );
+    }
+    Ok(pem)
+}
+
+/// Random bytes in a token: 256 bits, beyond any guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// The auth file's `[[principal]]` entry, as `suppressd token new` prints it.
+#[derive(serde::Serialize)]
+struct PrincipalEntry<'a> {
+    name: &'a str,
+    token_sha256: String,
+    tenants: Vec<&'a str>,
+    roles: Vec<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct AuthFileSnippet<'a> {
+    principal: [PrincipalEntry<'a>; 1],
+}
+
+fn token_new(settings: TokenNewSettings) -> ExitCode {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    if let Err(e) = rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes) {
+        eprintln!("error: the operating system's random number generator failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let block = match principal_block(&settings, &sha256_hex(token.as_bytes())) {
+        Ok(block) => block,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{token}");
+    println!();
+    print!("{block}");
+    eprintln!(
+        "The first line is the token of {:?}; it is shown only this once. \
+         The [[principal]] block holds only its hash: paste it into the auth file.",
+        settings.name
+    );
+    ExitCode::SUCCESS
+}
+
+/// The TOML to paste into the auth file. Repeated tenants and roles are given once; `*` must
+/// come alone, since it already means every tenant.
+fn principal_block(settings: &TokenNewSettings, token_sha256: &str) -> anyhow::Result<String> {
+    let mut tenants: Vec<&str> = Vec::new();
+    for tenant in &settings.tenants {
+        if !tenants.contains(&tenant.as_str()) {
+            tenants.push(tenant);
+        }
+    }
+    if tenants.len() > 1 && tenants.contains(&"*") {
+        anyhow::bail!("--tenant '*' already means every tenant: give it alone");
+    }
+    let mut roles: Vec<&'static str> = Vec::new();
+    for role in &settings.roles {
+        if !roles.contains(&role.as_str()) {
+            roles.push(role.as_str());
+        }
+    }
+    let snippet = AuthFileSnippet {
+        principal: [PrincipalEntry {
+            name: &settings.name,
+            token_sha256: token_sha256.to_string(),
+            tenants,
+            roles,
+        }],
+    };
+    toml::to_string(&snippet).context("cannot write the [[principal]] block")
+}
+
+fn token_hash() -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input) {
+        eprintln!("error: cannot read the token from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    match token_from_input(&input) {
+        Ok(token) => {
+            println!("{}", sha256_hex(token));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The token in `input`: one line, its line ending removed, nothing else changed (the hash is
+/// of the bytes the caller sends).
+fn token_from_input(input: &[u8]) -> Result<&[u8], &'static str> {
+    let token = input.strip_suffix(b"\n").unwrap_or(input);
+    let token = token.strip_suffix(b"\r").unwrap_or(token);
+    if token.is_empty() {
+        return Err("no token on stdin");
+    }
+    if token.contains(&b'\n') {
+        return Err("stdin holds more than one line: give one token");
+    }
+    Ok(token)
+}
+
+/// Lowercase hex SHA-256, as the auth file's `token_sha256`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 fn classify(settings: ClassifySettings) -> ExitCode {
@@ -99,4 +314,89 @@ fn classify(settings: ClassifySettings) -> ExitCode {
     println!("rule:       {}", c.rule_id);
     println!("confidence: {:.2}", c.confidence);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suppressd::config::TokenRole;
+
+    #[test]
+    fn host_and_port_becomes_a_url_of_the_scheme_tls_asks_for() {
+        assert_eq!(
+            endpoint_url("127.0.0.1:50051", false),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            endpoint_url("127.0.0.1:50051", true),
+            "https://127.0.0.1:50051"
+        );
+        assert_eq!(endpoint_url("[::1]:50051", true), "https://[::1]:50051");
+        assert_eq!(
+            endpoint_url("http://localhost:50051", true),
+            "http://localhost:50051"
+        );
+    }
+
+    #[test]
+    fn the_token_on_stdin_loses_only_its_line_ending() {
+        assert_eq!(token_from_input(b"abc\n"), Ok(&b"abc"[..]));
+        assert_eq!(token_from_input(b"abc\r\n"), Ok(&b"abc"[..]));
+        assert_eq!(token_from_input(b"abc"), Ok(&b"abc"[..]));
+        assert_eq!(token_from_input(b" abc \n"), Ok(&b" abc "[..]));
+        assert!(token_from_input(b"\n").is_err());
+        assert!(token_from_input(b"").is_err());
+        assert!(token_from_input(b"abc\ndef\n").is_err());
+    }
+
+    #[test]
+    fn the_hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            sha256_hex(b"test"),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+    }
+
+    fn settings(name: &str, tenants: &[&str], roles: &[TokenRole]) -> TokenNewSettings {
+        TokenNewSettings {
+            name: name.to_string(),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_principal_block_is_the_auth_file_entry() {
+        let block = principal_block(
+            &settings(
+                "crm-sync",
+                &["acme", "globex", "acme"],
+                &[TokenRole::Importer, TokenRole::Reader, TokenRole::Importer],
+            ),
+            "ab",
+        )
+        .unwrap();
+        assert_eq!(
+            block,
+            "[[principal]]\nname = \"crm-sync\"\ntoken_sha256 = \"ab\"\ntenants = [\"acme\", \"globex\"]\nroles = [\"importer\", \"reader\"]\n"
+        );
+    }
+
+    #[test]
+    fn a_name_with_quotes_is_escaped_in_the_block() {
+        let block = principal_block(
+            &settings(r#"ops "night" \ shift"#, &["*"], &[TokenRole::Admin]),
+            "ab",
+        )
+        .unwrap();
+        let parsed: toml::Table = toml::from_str(&block).unwrap();
+        let principal = &parsed["principal"].as_array().unwrap()[0];
+        assert_eq!(principal["name"].as_str(), Some(r#"ops "night" \ shift"#));
+    }
+
+    #[test]
+    fn every_tenant_comes_alone() {
+        let err = principal_block(&settings("x", &["*", "acme"], &[TokenRole::Reader]), "ab");
+        assert!(err.is_err());
+    }
 }
