@@ -130,6 +130,28 @@ pub struct ServeSettings {
     #[arg(long, env = "SUPPRESSD_HEALTH_MIN_SAMPLE", default_value_t = 100)]
     pub health_min_sample: u64,
 
+    /// Auth file (TOML) of the principals allowed to call, by bearer-token hash or client
+    /// certificate, with their tenants and roles. Re-read when it changes and on SIGHUP.
+    #[arg(long, env = "SUPPRESSD_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Serve without authentication on a non-loopback address (every caller is trusted).
+    #[arg(long, env = "SUPPRESSD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks TLS only.
+    #[arg(long, env = "SUPPRESSD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "SUPPRESSD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates must be signed by: clients must present one
+    /// (mTLS). Needs --tls-cert and --tls-key.
+    #[arg(long, env = "SUPPRESSD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Where every rule reads the time: the system clock, or (in tests) a clock moved by hand.
     #[arg(skip)]
     pub clock: Clock,
@@ -168,6 +190,11 @@ impl ServeSettings {
             complaint_watch_rate: 0.001,
             complaint_pause_rate: 0.003,
             health_min_sample: 100,
+            auth_file: None,
+            insecure_no_auth: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             clock: Clock::system(),
         }
     }

@@ -13,8 +13,10 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::app::{App, Limits, Settings};
+use crate::auth::Authenticator;
 use crate::classify::Classifier;
 use crate::config::ServeSettings;
+use crate::grpc::auth::AuthLayer;
 use crate::grpc::error::oversize_is_resource_exhausted;
 use crate::grpc::proto::suppression_admin_service_server::SuppressionAdminServiceServer;
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
@@ -23,6 +25,7 @@ use crate::grpc::{AdminApi, SuppressionApi};
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
 use crate::store::{StoreOptions, SuppressionStore};
+use crate::tls::{TlsAcceptor, TlsFiles};
 
 /// How long in-flight calls may take to finish once the server stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
@@ -38,12 +41,18 @@ pub struct Application {
     addr: SocketAddr,
     store: Arc<dyn SuppressionStore>,
     app: App,
+    /// The principals allowed to call; `None` trusts every caller (loopback or insecure).
+    auth: Option<Arc<Authenticator>>,
+    /// TLS, when configured.
+    tls: Option<TlsAcceptor>,
     max_message_bytes: usize,
 }
 
 impl Application {
     /// Opens the store and binds the listener (port 0 picks a free port).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
+        // Refuse an unsafe configuration before touching the data.
+        let (auth, tls) = Self::security(&settings)?;
         let options = Self::store_options(&settings);
         let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await
@@ -51,7 +60,53 @@ impl Application {
             .with_context(|| {
                 format!("cannot open data directory {}", settings.data_dir.display())
             })?;
-        Self::with_store(settings, store).await
+        Self::assemble(settings, store, auth, tls).await
+    }
+
+    /// The authenticator and TLS acceptor the settings ask for, after checking that the
+    /// server is not opened to the network without authentication by mistake.
+    fn security(
+        settings: &ServeSettings,
+    ) -> anyhow::Result<(Option<Arc<Authenticator>>, Option<TlsAcceptor>)> {
+        let loopback = settings.listen.ip().is_loopback();
+        let auth = match &settings.auth_file {
+            Some(path) => Some(Arc::new(Authenticator::load(path)?)),
+            None if loopback => {
+                tracing::warn!(
+                    listen = %settings.listen,
+                    "no --auth-file: every caller is trusted (loopback only)"
+                );
+                None
+            }
+            None if settings.insecure_no_auth => {
+                tracing::warn!(
+                    listen = %settings.listen,
+                    "--insecure-no-auth: every caller that reaches this address is trusted"
+                );
+                None
+            }
+            None => anyhow::bail!(
+                "refusing to listen on {} without authentication: anyone who reaches it could \
+                 read and change every tenant's data. Give --auth-file (see README, Security), \
+                 listen on a loopback address, or pass --insecure-no-auth to accept the risk",
+                settings.listen
+            ),
+        };
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsAcceptor::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: settings.tls_client_ca.clone(),
+            })?),
+            _ => None,
+        };
+        if tls.is_none() && !loopback {
+            tracing::warn!(
+                listen = %settings.listen,
+                "no TLS on a non-loopback address: credentials and data cross the network in clear"
+            );
+        }
+        Ok((auth, tls))
     }
 
     /// How `settings` open the store.
@@ -69,6 +124,16 @@ impl Application {
     pub async fn with_store(
         settings: ServeSettings,
         store: Arc<dyn SuppressionStore>,
+    ) -> anyhow::Result<Application> {
+        let (auth, tls) = Self::security(&settings)?;
+        Self::assemble(settings, store, auth, tls).await
+    }
+
+    async fn assemble(
+        settings: ServeSettings,
+        store: Arc<dyn SuppressionStore>,
+        auth: Option<Arc<Authenticator>>,
+        tls: Option<TlsAcceptor>,
     ) -> anyhow::Result<Application> {
         if let Some(addr) = settings.metrics_listen {
             crate::telemetry::serve_metrics(addr)?;
@@ -104,6 +169,8 @@ impl Application {
             data_dir = %settings.data_dir.display(),
             engine = ?settings.engine,
             suppressed = store.suppressed_count(),
+            authentication = auth.is_some(),
+            tls = tls.is_some(),
             "store open"
         );
         Ok(Application {
@@ -111,6 +178,8 @@ impl Application {
             addr,
             store,
             app,
+            auth,
+            tls,
             max_message_bytes: settings.max_message_bytes,
         })
     }
@@ -158,7 +227,12 @@ impl Application {
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024));
 
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let client_certs = self
+            .tls
+            .as_ref()
+            .is_some_and(TlsAcceptor::requires_client_certs);
+        let auth_layer = AuthLayer::new(self.auth.clone(), client_certs);
+        let reloader = tokio::spawn(reload_on_change(self.auth.clone(), self.tls.clone()));
         let drain_health = health.clone();
         let mut writer_failure = self.store.writer_failure();
         let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -189,10 +263,11 @@ impl Application {
             drain_started.notify_one();
         };
 
-        let serve = Server::builder()
+        let router = Server::builder()
             .layer(tower::util::MapResponseLayer::new(
                 oversize_is_resource_exhausted,
             ))
+            .layer(auth_layer)
             .initial_connection_window_size(4 * 1024 * 1024)
             .initial_stream_window_size(2 * 1024 * 1024)
             .trace_fn(|req| {
@@ -203,6 +278,7 @@ impl Application {
                     tracing::debug_span!(
                         "rpc",
                         method,
+                        principal = tracing::field::Empty,
                         tenant = tracing::field::Empty,
                         items = tracing::field::Empty,
                         outcome = tracing::field::Empty,
@@ -211,6 +287,7 @@ impl Application {
                     tracing::info_span!(
                         "rpc",
                         method,
+                        principal = tracing::field::Empty,
                         tenant = tracing::field::Empty,
                         items = tracing::field::Empty,
                         outcome = tracing::field::Empty,
@@ -221,8 +298,18 @@ impl Application {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(suppression)
-            .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, signal);
+            .add_service(admin);
+        let serve: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match self.tls {
+            Some(tls) => {
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(self.listener), signal))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                signal,
+            )),
+        };
         // In-flight calls get DRAIN_GRACE to finish; connections still open then (a client
         // holding a health watch, say) are dropped, so a stop never hangs.
         tokio::select! {
@@ -233,6 +320,7 @@ impl Application {
             } => tracing::warn!(grace = ?DRAIN_GRACE, "calls still open after the grace period were cut"),
         }
 
+        reloader.abort();
         app.shutdown().await;
         drop(app);
         let store = self.store;
@@ -250,6 +338,55 @@ impl Application {
         closed?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often the auth file is checked for changes.
+const AUTH_FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads the auth file when it changes, and the auth file and TLS files on SIGHUP. A failed
+/// reading is logged and keeps what is in force.
+async fn reload_on_change(auth: Option<Arc<Authenticator>>, tls: Option<TlsAcceptor>) {
+    if auth.is_none() && tls.is_none() {
+        return;
+    }
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(AUTH_FILE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = poll.tick() => {
+                if let Some(auth) = &auth {
+                    let auth = auth.clone();
+                    let _ = tokio::task::spawn_blocking(move || auth.reload_if_changed()).await;
+                }
+            }
+            _ = sighup => {
+                tracing::info!("SIGHUP: reading the auth file and TLS files again");
+                if let Some(auth) = auth.clone() {
+                    let read = tokio::task::spawn_blocking(move || auth.reload()).await;
+                    if let Ok(Err(e)) = read {
+                        tracing::error!(error = %format!("{e:#}"), "auth file not reloaded; the previous principals stay");
+                    }
+                }
+                if let Some(tls) = tls.clone() {
+                    let read = tokio::task::spawn_blocking(move || tls.reload()).await;
+                    if let Ok(Err(e)) = read {
+                        tracing::error!(error = %format!("{e:#}"), "TLS files not reloaded; the previous certificates stay");
+                    }
+                }
+            }
+        }
     }
 }
 

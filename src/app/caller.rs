@@ -65,6 +65,8 @@ impl Caller {
         if self.principal.may_act_for(tenant) {
             Ok(())
         } else {
+            metrics::counter!("suppressd_auth_failures_total", "reason" => "tenant_denied")
+                .increment(1);
             Err(AppError::PermissionDenied(format!(
                 "principal {} may not act for tenant {tenant}",
                 self.principal.name()

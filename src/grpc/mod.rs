@@ -12,6 +12,7 @@
 //! - [`error`]: the one place where errors become status codes.
 
 mod admin_service;
+pub mod auth;
 mod convert;
 pub mod error;
 mod import;
