@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod auth;
 mod classification;
 mod correction;
 mod history_and_manual;
