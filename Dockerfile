@@ -11,6 +11,14 @@ COPY tests ./tests
 RUN cargo build --release --locked --bin suppressd
 
 # Run: a slim image, an unprivileged user, the data on a volume.
+#
+# The server listens on 0.0.0.0, so it refuses to start without authentication. Give it an
+# auth file (mount it and set SUPPRESSD_AUTH_FILE=/etc/suppressd/auth.toml; see README,
+# Security), or accept that every caller who reaches the port is trusted with
+# SUPPRESSD_INSECURE_NO_AUTH=true. For TLS, mount the certificate and key and set
+# SUPPRESSD_TLS_CERT and SUPPRESSD_TLS_KEY (and SUPPRESSD_TLS_CLIENT_CA for mTLS); the health
+# check then needs SUPPRESSD_HEALTHCHECK_TLS_CA, and SUPPRESSD_HEALTHCHECK_TLS_SERVER_NAME when
+# the certificate does not name 127.0.0.1 (health itself needs no credentials).
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/suppressd --create-home suppressd
 COPY --from=build /src/target/release/suppressd /usr/local/bin/suppressd
@@ -21,7 +29,7 @@ ENV SUPPRESSD_LISTEN=0.0.0.0:50051 \
 VOLUME ["/var/lib/suppressd/data"]
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["suppressd", "healthcheck", "--addr", "http://127.0.0.1:50051"]
+    CMD ["suppressd", "healthcheck", "--addr", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["suppressd"]
 CMD ["serve"]
