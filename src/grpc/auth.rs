@@ -53,6 +53,8 @@ pub fn is_open(path: &str) -> bool {
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Option<Arc<Authenticator>>,
+    /// The caller of an unauthenticated server that names nobody, made once.
+    anonymous: Caller,
     /// Whether connections carry verified client certificates (mTLS).
     client_certs: bool,
 }
@@ -60,7 +62,11 @@ pub struct AuthLayer {
 impl AuthLayer {
     /// Authenticates with `auth`, or trusts every caller without it.
     pub fn new(auth: Option<Arc<Authenticator>>, client_certs: bool) -> Self {
-        AuthLayer { auth, client_certs }
+        AuthLayer {
+            auth,
+            anonymous: Caller::trusted(ANONYMOUS),
+            client_certs,
+        }
     }
 }
 
@@ -127,9 +133,7 @@ impl AuthLayer {
     fn caller<B: Default, T>(&self, req: &http::Request<T>) -> Result<Caller, http::Response<B>> {
         let named = named_caller(req.headers());
         let Some(auth) = &self.auth else {
-            return Ok(Caller::trusted(
-                named.unwrap_or_else(|| ANONYMOUS.to_string()),
-            ));
+            return Ok(named.map_or_else(|| self.anonymous.clone(), Caller::trusted));
         };
         let principals = auth.principals();
         if let Some(header) = req.headers().get(http::header::AUTHORIZATION) {
