@@ -138,7 +138,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let chans = svc::channels_with(&args.addr, args.channels, tls.as_ref()).await?;
     for phase in phases {
-        m.load_at(phase);
+        // The tls phase's two halves are two runs: keep both loads and times.
+        let label = match (phase, &tls) {
+            ("tls", Some(_)) => "tls.over_tls",
+            _ => phase,
+        };
+        m.load_at(label);
         let started = Instant::now();
         match phase {
             "load" => load(&mut m, &args, &ds, &chans).await,
@@ -161,7 +166,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         .with_context(|| format!("phase {phase}"))?;
         m.note(
-            &format!("phase_secs.{phase}"),
+            &format!("phase_secs.{label}"),
             json!(started.elapsed().as_secs_f64()),
         );
         m.save(&args.out)?;
