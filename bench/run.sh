@@ -11,17 +11,19 @@
 #
 # It builds the release binaries, installs PostgreSQL with apt-get if it is missing, starts a
 # throw-away PostgreSQL cluster, the bare tonic echo baseline and suppressd on loopback, runs
-# the measurements, prints one table and writes it to bench/results/<timestamp>.json. Every
-# process it started is stopped and every temporary directory removed on exit (BENCH_KEEP=1
-# keeps the work directory for inspection).
+# the measurements, prints one table and writes it to bench/results/<timestamp>.json. Last, the
+# tls phase restarts suppressd on the same data directory with TLS and a bearer token
+# (--tls-cert, --tls-key, --auth-file) beside the echo over TLS. Every process it started is
+# stopped and every temporary directory removed on exit (BENCH_KEEP=1 keeps the work directory
+# for inspection).
 #
 # Environment: CARGO_TARGET_DIR (default target/), BENCH_BIG_N (default 10,000,000),
 # BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS, BENCH_PHASES (phases of
 # the main run, comma-separated; PostgreSQL runs only with pgload, the echo only with status,
-# import or ingest).
+# import, ingest or tls; BENCH_PHASES=load,tls runs only the TLS comparison).
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 N=""
 BIG=0
@@ -147,6 +149,77 @@ start_suppressd() { # data-dir log
     exit 1
 }
 
+# The tls phase's second half: suppressd on the main data directory (the plaintext server is
+# stopped: one process owns a data directory) with --tls-cert, --tls-key and --auth-file, the
+# echo over TLS, and `suppressd-bench run --phases tls` against both. Returns non-zero with
+# TLS_FAILED set, and stops what it started, instead of failing the whole run: a server that
+# refuses the flags exits at once, one that does not answer over TLS is given up after 120 s.
+TLS_FAILED=""
+run_tls() {
+    local dir="$WORK/tls" log="$WORK/suppressd-tls.log" rc=0
+    "$BENCH" tls-setup --dir "$dir" || { TLS_FAILED="tls-setup failed"; return 1; }
+    SPORT="$("$BENCH" free-port)"
+    "$BIN" serve --listen "127.0.0.1:$SPORT" --data-dir "$WORK/data" \
+        --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" \
+        --auth-file "$dir/auth.toml" >"$log" 2>&1 &
+    SPID=$!
+    local up=0
+    for _ in $(seq 1 1200); do
+        if "$BENCH" serving --addr "https://127.0.0.1:$SPORT" --tls-ca "$dir/ca.pem"; then
+            up=1
+            break
+        fi
+        if ! kill -0 "$SPID" 2>/dev/null; then
+            wait "$SPID" 2>/dev/null || rc=$?
+            SPID=""
+            tail -n 20 "$log" >&2
+            TLS_FAILED="suppressd exited (status $rc) when started with --tls-cert, --tls-key and --auth-file: does this build have them? (log above, $log)"
+            return 1
+        fi
+        sleep 0.1
+    done
+    if [ "$up" = 0 ]; then
+        tail -n 20 "$log" >&2
+        stop_pid "$SPID"
+        SPID=""
+        TLS_FAILED="suppressd started with --tls-cert, --tls-key and --auth-file did not answer health SERVING over TLS within 120 s (log above, $log)"
+        return 1
+    fi
+    echo "suppressd (pid $SPID) SERVING over TLS on 127.0.0.1:$SPORT, data in $WORK/data"
+    # Status lookups read the store until the known-address index is loaded in the background:
+    # measure once it is, as the plaintext server was.
+    for _ in $(seq 1 1200); do
+        grep -q 'known-address index loaded' "$log" && break
+        sleep 0.1
+    done
+    grep -q 'known-address index loaded' "$log" ||
+        echo "warning: no 'known-address index loaded' in $log after 120 s; measuring anyway" >&2
+    EPORT="$("$BENCH" free-port)"
+    "$BENCH" echo-server --listen "127.0.0.1:$EPORT" \
+        --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" 2>"$WORK/echo-tls.log" &
+    EPID=$!
+    "$BENCH" run \
+        --addr "https://127.0.0.1:$SPORT" \
+        --echo-addr "https://127.0.0.1:$EPORT" \
+        --tls-ca "$dir/ca.pem" \
+        --token-file "$dir/token" \
+        --phases tls \
+        --server-pid "$SPID" \
+        --data-dir "$WORK/data" \
+        --n "$N" \
+        --contacts "$CONTACTS" \
+        --secs "$SECS" \
+        --out "$WORK/tls.json" || rc=$?
+    stop_pid "$SPID"
+    SPID=""
+    stop_pid "$EPID"
+    EPID=""
+    if [ "$rc" != 0 ]; then
+        TLS_FAILED="suppressd-bench run --phases tls over TLS failed (status $rc; see above)"
+        return 1
+    fi
+}
+
 INPUTS=()
 if [ "$MAIN" = 1 ]; then
     PG_ARGS=()
@@ -169,7 +242,7 @@ if [ "$MAIN" = 1 ]; then
         echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
         PG_ARGS=(--pg "$PG_DSN")
     fi
-    if has_phase status || has_phase import || has_phase ingest; then
+    if has_phase status || has_phase import || has_phase ingest || has_phase tls; then
         EPORT="$("$BENCH" free-port)"
         "$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
         EPID=$!
@@ -210,6 +283,15 @@ if [ "$MAIN" = 1 ]; then
             --out "$WORK/startup-main.json"
         INPUTS+=(--in "$WORK/startup-main.json")
     fi
+    if has_phase tls; then
+        echo "== tls: suppressd restarted on the same data directory with TLS and a bearer token"
+        if run_tls; then
+            INPUTS+=(--in "$WORK/tls.json")
+        else
+            TLS_FAILED="${TLS_FAILED:-the tls phase failed}"
+            echo "run.sh: tls phase FAILED: $TLS_FAILED" >&2
+        fi
+    fi
     rm -rf "$WORK/data"
 fi
 
@@ -246,6 +328,11 @@ echo
     --note "mode=$MODE${PHASES:+, phases $PHASES}, N=$([ "$MAIN" = 1 ] && echo "$N" || echo 'not run'), big N=$([ "$BIG" = 1 ] && echo "$BIG_N" || echo 'not run')" \
     --note "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); client and servers share these cores" \
     --note "git=$GIT" \
+    ${TLS_FAILED:+--note "tls=FAILED: $TLS_FAILED"} \
     --note "load.start=$UPTIME_START" \
     --note "load.end=$(uptime)" \
     --out "$OUT"
+if [ -n "$TLS_FAILED" ]; then
+    echo "run.sh: the tls phase failed: $TLS_FAILED" >&2
+    exit 1
+fi

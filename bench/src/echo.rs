@@ -1,14 +1,17 @@
 //! The bare tonic baseline: a unary echo served with the same tonic version and the same
 //! server settings as suppressd (`src/startup.rs`: HTTP/2 windows of 4 MiB per connection and
 //! 2 MiB per stream, TCP_NODELAY, tokio's multi-threaded runtime with one worker per core),
-//! but with no handler work, no tracing spans and no other services.
+//! but with no handler work, no tracing spans and no other services. With `--tls-cert` and
+//! `--tls-key` it serves over TLS (tonic's rustls), and still checks no token: the TLS phase's
+//! baseline.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
+use tonic::transport::{Channel, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// Code generated from `proto/bench/echo/v1/echo.proto`.
@@ -17,6 +20,7 @@ pub mod proto {
     tonic::include_proto!("bench.echo.v1");
 }
 
+use crate::svc::{Authed, Bearer, Transport};
 use proto::echo_client::EchoClient;
 use proto::echo_server::{Echo, EchoServer};
 use proto::{
@@ -132,14 +136,28 @@ impl Echo for EchoService {
     }
 }
 
-/// Serves the echo on `listen` until the process is killed.
-pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+/// Serves the echo on `listen` until the process is killed; over TLS with the certificate
+/// chain and key of `tls` (PEM files) if given.
+pub async fn serve(listen: SocketAddr, tls: Option<(&Path, &Path)>) -> anyhow::Result<()> {
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = tls {
+        let read =
+            |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .context("TLS settings of the echo")?;
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    eprintln!("echo listening on {}", listener.local_addr()?);
+    eprintln!(
+        "echo listening on {}{}",
+        listener.local_addr()?,
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    builder
         .initial_connection_window_size(4 * 1024 * 1024)
         .initial_stream_window_size(2 * 1024 * 1024)
         .add_service(EchoServer::new(EchoService))
@@ -153,11 +171,21 @@ pub fn client(ch: &Channel) -> EchoClient<Channel> {
     EchoClient::new(ch.clone())
 }
 
+/// A client of the echo on `ch` that sends `bearer`'s token with every call (the echo ignores
+/// it: the caller's side costs the same as suppressd's, the server's check is left out).
+pub fn authed_client(ch: &Channel, bearer: &Bearer) -> EchoClient<Authed> {
+    EchoClient::with_interceptor(ch.clone(), bearer.clone())
+}
+
+/// `c`, taking messages as large as suppressd's.
+pub fn sized<T: Transport>(c: EchoClient<T>) -> EchoClient<T> {
+    c.max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
 /// A client of the echo on `ch` that takes messages as large as suppressd's.
 fn stream_client(ch: &Channel) -> EchoClient<Channel> {
-    client(ch)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024)
+    sized(client(ch))
 }
 
 /// Reads every answer of a stream; returns the contacts answered, counted by `answered`.
@@ -178,8 +206,16 @@ pub async fn echo_lines(
     ch: &Channel,
     requests: Vec<EchoLinesRequest>,
 ) -> anyhow::Result<(u64, std::time::Duration)> {
+    echo_lines_with(stream_client(ch), requests).await
+}
+
+/// [`echo_lines`] through the client `c`.
+pub async fn echo_lines_with<T: Transport>(
+    mut c: EchoClient<T>,
+    requests: Vec<EchoLinesRequest>,
+) -> anyhow::Result<(u64, std::time::Duration)> {
     let start = std::time::Instant::now();
-    let responses = stream_client(ch)
+    let responses = c
         .echo_lines(tokio_stream::iter(requests))
         .await?
         .into_inner();

@@ -7,18 +7,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 use suppressd::grpc::proto as pb;
-use tonic::transport::Channel;
+use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::data::{self, DataSet, ImportPlan, Spread, LIST_SOURCE, TENANT};
 use crate::driver::{closed_loop, Metrics};
-use crate::svc::Verdicts;
+use crate::svc::{Transport, Verdicts};
 use crate::sys::{self, RssSampler};
-use crate::{echo, pg, svc};
+use crate::{echo, pg, svc, tls};
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Every phase, in order.
 pub const ALL_PHASES: &str =
-    "load,storage,pgload,import,status,batch,bounces,ingest,ingest-live,unary";
+    "load,storage,pgload,import,status,batch,bounces,ingest,ingest-live,unary,tls";
 
 /// Options of `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +67,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5_000)]
     pub load_batch: usize,
     /// Comma-separated phases to run, of: load, storage, pgload, import, status, batch,
-    /// bounces, ingest, ingest-live, unary; also import-packed (only the packed CheckImport on one stream, three
+    /// bounces, ingest, ingest-live, unary, tls (without --tls-ca: its plaintext references;
+    /// with it: over TLS with the token, and then the only phase); also import-packed (only the packed CheckImport on one stream, three
     /// times) and import-x4 (four streams, three times, see --x4-format): for profiling the
     /// server.
     #[arg(long, default_value = ALL_PHASES)]
@@ -80,6 +82,14 @@ pub struct RunArgs {
     /// Where to write the measurements (JSON); rewritten after every phase.
     #[arg(long)]
     pub out: PathBuf,
+    /// Trust this CA certificate (PEM) and reach suppressd (--addr) and the echo (--echo-addr)
+    /// over TLS, at https:// addresses: the tls phase's second half, the only phase it allows.
+    #[arg(long, requires = "token_file")]
+    pub tls_ca: Option<PathBuf>,
+    /// File holding the bearer token to send to suppressd (and to the TLS echo, which ignores
+    /// it), with --tls-ca.
+    #[arg(long, requires = "tls_ca")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -110,14 +120,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     m.note("channels", json!(args.channels));
     m.note("load_streams", json!(args.load_streams));
     m.note("load_batch", json!(args.load_batch));
-    let chans = svc::channels(&args.addr, args.channels).await?;
-    for phase in args
+    let phases: Vec<&str> = args
         .phases
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-    {
-        m.load_at(phase);
+        .collect();
+    let tls = match &args.tls_ca {
+        Some(ca) => {
+            if phases != ["tls"] {
+                bail!("with --tls-ca only the tls phase runs (asked for {phases:?})");
+            }
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            Some(svc::tls_config(&pem))
+        }
+        None => None,
+    };
+    let chans = svc::channels_with(&args.addr, args.channels, tls.as_ref()).await?;
+    for phase in phases {
+        // The tls phase's two halves are two runs: keep both loads and times.
+        let label = match (phase, &tls) {
+            ("tls", Some(_)) => "tls.over_tls",
+            _ => phase,
+        };
+        m.load_at(label);
         let started = Instant::now();
         match phase {
             "load" => load(&mut m, &args, &ds, &chans).await,
@@ -132,11 +158,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "ingest" => ingest(&mut m, &args, &ds, &chans, Spread::Days90).await,
             "ingest-live" => ingest(&mut m, &args, &ds, &chans, Spread::Live).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
+            "tls" => match &tls {
+                None => tls_reference(&mut m, &args, &ds, &chans).await,
+                Some(tls) => tls_phase(&mut m, &args, &ds, &chans, tls).await,
+            },
             other => bail!("unknown phase {other:?} (phases: {ALL_PHASES})"),
         }
         .with_context(|| format!("phase {phase}"))?;
         m.note(
-            &format!("phase_secs.{phase}"),
+            &format!("phase_secs.{label}"),
             json!(started.elapsed().as_secs_f64()),
         );
         m.save(&args.out)?;
@@ -318,6 +348,16 @@ async fn four_streams(
     plan: &data::ImportPlan,
     format: Verdicts,
 ) -> anyhow::Result<Duration> {
+    let clients: Vec<svc::Client> = chans.iter().map(svc::client).collect();
+    four_streams_with(&clients, plan, format).await
+}
+
+/// [`four_streams`] through the clients `clients` (stream k on client k modulo their number).
+async fn four_streams_with<T: Transport>(
+    clients: &[SuppressionServiceClient<T>],
+    plan: &data::ImportPlan,
+    format: Verdicts,
+) -> anyhow::Result<Duration> {
     let streams: Vec<Vec<pb::CheckImportRequest>> = ranges(plan.contacts.len() as u64, 4)
         .into_iter()
         .map(|r| {
@@ -331,9 +371,9 @@ async fn four_streams(
     let mut tasks = Vec::new();
     let start = Instant::now();
     for (k, requests) in streams.into_iter().enumerate() {
-        let ch = chans[k % chans.len()].clone();
+        let c = clients[k % clients.len()].clone();
         tasks.push(tokio::spawn(async move {
-            svc::check_import(&ch, requests).await
+            svc::check_import_with(c, requests).await
         }));
     }
     let mut suppressed = 0;
@@ -375,15 +415,7 @@ async fn import_x4(
 /// four at once.
 async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow::Result<()> {
     let chans = svc::channels(addr, 4).await?;
-    let lines_of = |contacts: &[pb::ImportContact]| -> Vec<echo::proto::EchoLinesRequest> {
-        svc::import_requests(contacts, 1000, Verdicts::Packed)
-            .into_iter()
-            .map(|r| echo::proto::EchoLinesRequest {
-                tenant: r.tenant,
-                address_lines: r.address_lines,
-            })
-            .collect()
-    };
+    let lines_of = echo_lines_of;
     let contacts_of =
         |contacts: &[pb::ImportContact], compact: bool| -> Vec<echo::proto::EchoContactsRequest> {
             contacts
@@ -438,17 +470,29 @@ async fn echo_screens(m: &mut Metrics, addr: &str, plan: &ImportPlan) -> anyhow:
     Ok(())
 }
 
+/// The packed CheckImport messages of `contacts` at batch 1,000, as the echo's lines messages.
+fn echo_lines_of(contacts: &[pb::ImportContact]) -> Vec<echo::proto::EchoLinesRequest> {
+    svc::import_requests(contacts, 1000, Verdicts::Packed)
+        .into_iter()
+        .map(|r| echo::proto::EchoLinesRequest {
+            tenant: r.tenant,
+            address_lines: r.address_lines,
+        })
+        .collect()
+}
+
 /// Runs four prepared request streams through the echo at once (`run` sends one on a channel);
 /// checks that all `total` contacts were answered and returns the time until the last was.
-async fn echo_four<R, F, Fut>(
-    chans: &[Channel],
+async fn echo_four<C, R, F, Fut>(
+    chans: &[C],
     streams: Vec<Vec<R>>,
     total: u64,
     run: F,
 ) -> anyhow::Result<Duration>
 where
+    C: Clone,
     R: Send + 'static,
-    F: Fn(Channel, Vec<R>) -> Fut,
+    F: Fn(C, Vec<R>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(u64, Duration)>> + Send + 'static,
 {
     let start = Instant::now();
@@ -499,8 +543,39 @@ async fn status(
     let pool = Arc::new(data::status_pool(ds, 100_000));
     let clients: Arc<Vec<svc::Client>> = Arc::new(chans.iter().map(svc::client).collect());
 
-    // Sanity: the pool's suppressed tenth answers SUPPRESSED.
-    let mut c = clients[0].clone();
+    check_pool(clients[0].clone(), &pool).await?;
+
+    let echo_clients = match &args.echo_addr {
+        Some(addr) => {
+            let chs = svc::channels(addr, args.channels).await?;
+            Some(Arc::new(chs.iter().map(echo::client).collect::<Vec<_>>()))
+        }
+        None => None,
+    };
+
+    // Warm-up, untimed.
+    status_loop(clients.clone(), pool.clone(), 16, Duration::from_secs(1)).await?;
+
+    for c in [1usize, 16, 256] {
+        let r = status_loop(clients.clone(), pool.clone(), c, args.duration()).await?;
+        m.set_loop(&format!("status.c{c}"), &r, false);
+        if let Some(ec) = &echo_clients {
+            let r = echo_loop(ec.clone(), pool.clone(), c, args.duration()).await?;
+            m.set_loop(&format!("echo.c{c}"), &r, false);
+        }
+        if let Some(dsn) = &args.pg {
+            let r = pg::status(dsn, pool.clone(), c, args.duration()).await?;
+            m.set_loop(&format!("pg.status.c{c}"), &r, false);
+        }
+    }
+    Ok(())
+}
+
+/// Sanity: the pool's suppressed tenth answers SUPPRESSED.
+async fn check_pool<T: Transport>(
+    mut c: SuppressionServiceClient<T>,
+    pool: &[String],
+) -> anyhow::Result<()> {
     let mut suppressed = 0;
     for a in pool.iter().take(1000) {
         let r = c
@@ -520,49 +595,34 @@ async fn status(
     if suppressed == 0 {
         bail!("no address of the status pool is suppressed: is the data set loaded?");
     }
-
-    let echo_clients = match &args.echo_addr {
-        Some(addr) => {
-            let chs = svc::channels(addr, args.channels).await?;
-            Some(Arc::new(chs.iter().map(echo::client).collect::<Vec<_>>()))
-        }
-        None => None,
-    };
-
-    // Warm-up, untimed.
-    status_loop(clients.clone(), pool.clone(), 16, Duration::from_secs(1)).await?;
-
-    for c in [1usize, 16, 256] {
-        let r = status_loop(clients.clone(), pool.clone(), c, args.duration()).await?;
-        m.set_loop(&format!("status.c{c}"), &r, false);
-        if let Some(ec) = &echo_clients {
-            let (ec, pool) = (ec.clone(), pool.clone());
-            let k = c.min(ec.len());
-            let r = closed_loop(c, args.duration(), move |task, seq| {
-                let mut cl = ec[task % k].clone();
-                let address = pool[(seq as usize * c + task) % pool.len()].clone();
-                async move {
-                    cl.echo(echo::proto::EchoRequest {
-                        tenant: TENANT.to_string(),
-                        address,
-                    })
-                    .await?;
-                    Ok(1)
-                }
-            })
-            .await?;
-            m.set_loop(&format!("echo.c{c}"), &r, false);
-        }
-        if let Some(dsn) = &args.pg {
-            let r = pg::status(dsn, pool.clone(), c, args.duration()).await?;
-            m.set_loop(&format!("pg.status.c{c}"), &r, false);
-        }
-    }
     Ok(())
 }
 
-async fn status_loop(
-    clients: Arc<Vec<svc::Client>>,
+/// The echo's unary call at concurrency `c`, on the addresses of the status pool.
+async fn echo_loop<T: Transport>(
+    clients: Arc<Vec<echo::proto::echo_client::EchoClient<T>>>,
+    pool: Arc<Vec<String>>,
+    c: usize,
+    duration: Duration,
+) -> anyhow::Result<crate::driver::LoopResult> {
+    let k = c.min(clients.len());
+    closed_loop(c, duration, move |task, seq| {
+        let mut cl = clients[task % k].clone();
+        let address = pool[(seq as usize * c + task) % pool.len()].clone();
+        async move {
+            cl.echo(echo::proto::EchoRequest {
+                tenant: TENANT.to_string(),
+                address,
+            })
+            .await?;
+            Ok(1)
+        }
+    })
+    .await
+}
+
+async fn status_loop<T: Transport>(
+    clients: Arc<Vec<SuppressionServiceClient<T>>>,
     pool: Arc<Vec<String>>,
     c: usize,
     duration: Duration,
@@ -808,6 +868,146 @@ async fn unary(
     Ok(())
 }
 
+/// The tls phase on the plaintext server (no --tls-ca): the plaintext references of its
+/// comparisons, measured as [`tls_phase`] measures over TLS, right before `run.sh` restarts
+/// the server with TLS and a token, so that both halves see the same store and nearly the
+/// same machine.
+async fn tls_reference(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+    let clients: Vec<svc::Client> = chans.iter().map(svc::client).collect();
+    check_pool(clients[0].clone(), &pool).await?;
+    let echo_clients = match &args.echo_addr {
+        Some(addr) => {
+            let chs = svc::channels(addr, args.channels).await?;
+            Some(chs.iter().map(echo::client).collect())
+        }
+        None => None,
+    };
+    m.note("tls.ref", json!("plaintext, no token"));
+    tls_measure(m, "tls.ref", args, ds, pool, clients, echo_clients).await
+}
+
+/// The tls phase over TLS (--tls-ca): suppressd with the bearer token on every call, and the
+/// echo over TLS (the same token sent, no check).
+async fn tls_phase(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+    tls: &ClientTlsConfig,
+) -> anyhow::Result<()> {
+    let token_file = args
+        .token_file
+        .as_deref()
+        .context("--tls-ca needs --token-file")?;
+    let bearer = svc::Bearer::new(&tls::read_token(token_file)?)?;
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+
+    // The figure must include the token check: a call without the token is refused.
+    let anonymous = svc::client(&chans[0])
+        .get_suppression_status(pb::GetSuppressionStatusRequest {
+            tenant: TENANT.to_string(),
+            address: pool[0].clone(),
+        })
+        .await;
+    match anonymous {
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {}
+        Err(s) => bail!(
+            "a call without a token failed with {:?} ({}), where UNAUTHENTICATED was due",
+            s.code(),
+            s.message()
+        ),
+        Ok(_) => bail!(
+            "suppressd answered a call without a token: it checks no tokens (started without \
+             --auth-file?), so this would not measure TLS with a token"
+        ),
+    }
+    let clients: Vec<_> = chans
+        .iter()
+        .map(|c| svc::authed_client(c, &bearer))
+        .collect();
+    check_pool(clients[0].clone(), &pool)
+        .await
+        .with_context(|| {
+            format!(
+                "a call with the token of {} (is it the token of suppressd's --auth-file?)",
+                token_file.display()
+            )
+        })?;
+    let echo_clients = match &args.echo_addr {
+        Some(addr) => {
+            let chs = svc::channels_with(addr, args.channels, Some(tls)).await?;
+            Some(
+                chs.iter()
+                    .map(|c| echo::authed_client(c, &bearer))
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    m.note(
+        "tls",
+        json!("TLS (rustls, ring), bearer token on every call"),
+    );
+    tls_measure(m, "tls", args, ds, pool, clients, echo_clients).await
+}
+
+/// The tls phase's figures under `prefix`: GetSuppressionStatus at concurrency 256, then the
+/// echo's unary call at 256, then packed CheckImport on four streams at batch 1,000, then the
+/// same messages through the echo's lines stream; each after an untimed warm-up (a restarted
+/// server's first calls and streams pay for cold caches and fresh buffers).
+async fn tls_measure<T: Transport, E: Transport>(
+    m: &mut Metrics,
+    prefix: &str,
+    args: &RunArgs,
+    ds: &DataSet,
+    pool: Arc<Vec<String>>,
+    clients: Vec<SuppressionServiceClient<T>>,
+    echo_clients: Option<Vec<echo::proto::echo_client::EchoClient<E>>>,
+) -> anyhow::Result<()> {
+    const C: usize = 256;
+    let warm = Duration::from_secs(1);
+    let clients = Arc::new(clients);
+    status_loop(clients.clone(), pool.clone(), 16, warm).await?;
+    let r = status_loop(clients.clone(), pool.clone(), C, args.duration()).await?;
+    m.set_loop(&format!("{prefix}.status.c{C}"), &r, false);
+    let echo_clients = echo_clients.map(Arc::new);
+    if let Some(ec) = &echo_clients {
+        echo_loop(ec.clone(), pool.clone(), 16, warm).await?;
+        let r = echo_loop(ec.clone(), pool.clone(), C, args.duration()).await?;
+        m.set_loop(&format!("{prefix}.echo.c{C}"), &r, false);
+    }
+
+    let plan = data::import_plan(ds, args.contacts);
+    four_streams_with(&clients, &plan, Verdicts::Packed).await?;
+    let elapsed = four_streams_with(&clients, &plan, Verdicts::Packed).await?;
+    let total = plan.contacts.len() as u64;
+    m.set(
+        &format!("{prefix}.import.x4.packed.b1000.per_s"),
+        per_s(total, elapsed),
+    );
+    if let Some(ec) = &echo_clients {
+        let streams: Vec<_> = ranges(total, 4)
+            .iter()
+            .map(|r| echo_lines_of(&plan.contacts[r.start as usize..r.end as usize]))
+            .collect();
+        let ec: Vec<_> = ec.iter().cloned().map(echo::sized).collect();
+        let run = |c, requests| async move { echo::echo_lines_with(c, requests).await };
+        echo_four(&ec, streams.clone(), total, run).await?;
+        let elapsed = echo_four(&ec, streams, total, run).await?;
+        m.set(
+            &format!("{prefix}.echo.import.x4.packed.b1000.per_s"),
+            per_s(total, elapsed),
+        );
+    }
+    Ok(())
+}
+
 /// Options of `startup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartupArgs {
@@ -834,12 +1034,19 @@ pub struct StartupArgs {
     pub out: PathBuf,
 }
 
-async fn serving(addr: &str) -> bool {
+/// Whether the server at `addr` answers health SERVING (over TLS with `tls`), within a second.
+pub async fn serving(addr: &str, tls: Option<&ClientTlsConfig>) -> bool {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(addr.to_string()) else {
+    let Ok(mut endpoint) = tonic::transport::Endpoint::from_shared(addr.to_string()) else {
         return false;
     };
+    if let Some(tls) = tls {
+        let Ok(with_tls) = endpoint.tls_config(tls.clone()) else {
+            return false;
+        };
+        endpoint = with_tls;
+    }
     let Ok(ch) = endpoint
         .connect_timeout(Duration::from_millis(200))
         .timeout(Duration::from_secs(1))
@@ -888,7 +1095,7 @@ pub async fn startup(args: StartupArgs) -> anyhow::Result<()> {
             );
         }
         peak = peak.max(sys::rss_kib(pid));
-        if serving(&addr).await {
+        if serving(&addr, None).await {
             break;
         }
         if start.elapsed() > Duration::from_secs(3600) {

@@ -447,7 +447,107 @@ fn rows(d: &Data) -> Vec<Row> {
         value: rate(d.get("big.import.packed.b1000.per_s")),
         ..Row::default()
     });
+
+    // 7. TLS and a bearer token
+    out.push(section(
+        "7. TLS (rustls) and a bearer token: the same data directory restarted with --tls-cert, --tls-key and --auth-file; echo = the bare echo over TLS, sent the same token, checking none; plaintext = the same calls just before the restart",
+    ));
+    let (v, e) = (d.get(TLS_STATUS), d.get("tls.echo.c256.per_s"));
+    let (xt, rt) = ratio(v, e);
+    out.push(Row {
+        name: "  GetSuppressionStatus, concurrency 256, over TLS with the token".into(),
+        value: rate(v),
+        latency: latency(d, "tls.status.c256"),
+        tonic: rate(e),
+        x_tonic: xt,
+        target: ">= 0.90x the TLS echo".into(),
+        result: verdict(&[rt.map(|r| r >= 0.9)]),
+        ..Row::default()
+    });
+    let (plain, plain_echo) = (
+        d.get("tls.ref.status.c256.per_s"),
+        d.get("tls.ref.echo.c256.per_s"),
+    );
+    out.push(Row {
+        name: format!(
+            "    plaintext, no token{}",
+            of_plain("TLS + token", ratio(v, plain).1)
+        ),
+        value: rate(plain),
+        latency: latency(d, "tls.ref.status.c256"),
+        tonic: rate(plain_echo),
+        x_tonic: ratio(plain, plain_echo).0,
+        ..Row::default()
+    });
+    let echo_lat = latency(d, "tls.echo.c256");
+    if !echo_lat.is_empty() {
+        out.push(Row {
+            name: format!(
+                "    latency of the TLS echo{}",
+                of_plain("its requests/s", ratio(e, plain_echo).1)
+            ),
+            tonic: echo_lat,
+            ..Row::default()
+        });
+    }
+    let (v, plain) = (d.get(TLS_IMPORT), d.get(TLS_IMPORT_REF));
+    let e = d.get("tls.echo.import.x4.packed.b1000.per_s");
+    let r = ratio(v, plain).1;
+    out.push(Row {
+        name: "  CheckImport, 4 streams, batch 1,000, packed, over TLS with the token".into(),
+        value: rate(v),
+        tonic: rate(e),
+        x_tonic: ratio(v, e).0,
+        target: ">= 0.90x plaintext".into(),
+        result: verdict(&[r.map(|r| r >= 0.9)]),
+        ..Row::default()
+    });
+    let plain_echo = d.get("tls.ref.echo.import.x4.packed.b1000.per_s");
+    out.push(Row {
+        name: format!("    plaintext, no token{}", of_plain("TLS + token", r)),
+        value: rate(plain),
+        tonic: rate(plain_echo),
+        x_tonic: ratio(plain, plain_echo).0,
+        ..Row::default()
+    });
     out
+}
+
+/// Keys of the TLS phase's two judged figures and the plaintext reference of the second.
+const TLS_STATUS: &str = "tls.status.c256.per_s";
+const TLS_IMPORT: &str = "tls.import.x4.packed.b1000.per_s";
+const TLS_IMPORT_REF: &str = "tls.ref.import.x4.packed.b1000.per_s";
+
+/// "; `what` = 0.93x plaintext", or nothing without the ratio.
+fn of_plain(what: &str, r: Option<f64>) -> String {
+    r.map(|r| format!("; {what} = {r:.2}x plaintext"))
+        .unwrap_or_default()
+}
+
+/// The TLS phase's ratios, into the metrics (the two halves were measured by two `run`s).
+fn tls_ratios(d: &mut Data) {
+    for (key, a, b) in [
+        ("tls.status.c256.x_echo", TLS_STATUS, "tls.echo.c256.per_s"),
+        (
+            "tls.status.c256.x_plain",
+            TLS_STATUS,
+            "tls.ref.status.c256.per_s",
+        ),
+        (
+            "tls.echo.c256.x_plain",
+            "tls.echo.c256.per_s",
+            "tls.ref.echo.c256.per_s",
+        ),
+        (
+            "tls.import.x4.packed.b1000.x_plain",
+            TLS_IMPORT,
+            TLS_IMPORT_REF,
+        ),
+    ] {
+        if let (_, Some(r)) = ratio(d.get(a), d.get(b)) {
+            d.metrics.insert(key.to_string(), json!(r));
+        }
+    }
 }
 
 fn render(rows: &[Row]) -> String {
@@ -518,6 +618,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         data.meta.insert(k.to_string(), json!(v));
     }
 
+    tls_ratios(&mut data);
     let rows = rows(&data);
     let mut header = String::new();
     for key in [
@@ -526,6 +627,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         "mode",
         "machine",
         "git",
+        "tls",
         "load.start",
         "load.end",
     ] {

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use suppressd::grpc::proto as pb;
 use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::client::GrpcService;
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::data::ImportCounts;
 
@@ -15,17 +19,91 @@ pub type Client = SuppressionServiceClient<Channel>;
 /// Largest message the harness sends or accepts (a 10,000-verdict response is a few MiB).
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
+/// What a generated client runs on: a [`Channel`], or a channel whose calls carry the bearer
+/// token ([`Authed`]). Only bundles the bounds of the generated clients' methods.
+pub trait Transport:
+    GrpcService<
+        tonic::body::Body,
+        Error = Self::Fail,
+        ResponseBody = Self::Answer,
+        Future = Self::Pending,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    type Fail: Into<StdError>;
+    type Answer: Body<Data = Bytes, Error = Self::AnswerFail> + Send + 'static;
+    type AnswerFail: Into<StdError> + Send;
+    type Pending: Send;
+}
+
+impl<T> Transport for T
+where
+    T: GrpcService<tonic::body::Body> + Clone + Send + Sync + 'static,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+    T::Future: Send,
+{
+    type Fail = T::Error;
+    type Answer = T::ResponseBody;
+    type AnswerFail = <T::ResponseBody as Body>::Error;
+    type Pending = T::Future;
+}
+
+/// Adds `authorization: Bearer <token>` to every call, as a caller of a server with
+/// `--auth-file` does.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> anyhow::Result<Bearer> {
+        let value = format!("Bearer {token}")
+            .parse()
+            .context("the token is not a valid header value")?;
+        Ok(Bearer(value))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        r.metadata_mut().insert("authorization", self.0.clone());
+        Ok(r)
+    }
+}
+
+/// A channel whose calls carry the bearer token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// A client TLS configuration that trusts the CA certificate(s) in `ca_pem` only.
+pub fn tls_config(ca_pem: &[u8]) -> ClientTlsConfig {
+    ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+}
+
 /// One HTTP/2 connection to `addr`, retried for up to 30 s while the server comes up.
 pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(addr.to_string())?
+    channel_with(addr, None).await
+}
+
+/// One HTTP/2 connection to `addr`, over TLS with `tls` (an `https://` address), retried for
+/// up to 30 s while the server comes up.
+pub async fn channel_with(addr: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(addr.to_string())?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2));
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .with_context(|| format!("TLS settings for {addr}"))?;
+    }
     let start = Instant::now();
     loop {
         match endpoint.connect().await {
             Ok(ch) => return Ok(ch),
             Err(e) if start.elapsed() > Duration::from_secs(30) => {
-                return Err(e).with_context(|| format!("cannot connect to {addr}"))
+                return Err(anyhow::Error::from(e))
+                    .with_context(|| format!("cannot connect to {addr}"))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -34,18 +112,39 @@ pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
 
 /// `k` separate connections to `addr`.
 pub async fn channels(addr: &str, k: usize) -> anyhow::Result<Vec<Channel>> {
+    channels_with(addr, k, None).await
+}
+
+/// `k` separate connections to `addr`, over TLS with `tls`.
+pub async fn channels_with(
+    addr: &str,
+    k: usize,
+    tls: Option<&ClientTlsConfig>,
+) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::with_capacity(k);
     for _ in 0..k {
-        out.push(channel(addr).await?);
+        out.push(channel_with(addr, tls).await?);
     }
     Ok(out)
 }
 
+/// `c` with the harness's message size limits.
+fn sized<T: Transport>(c: SuppressionServiceClient<T>) -> SuppressionServiceClient<T> {
+    c.max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
 /// A client on `ch` that accepts large messages.
 pub fn client(ch: &Channel) -> Client {
-    SuppressionServiceClient::new(ch.clone())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
+    sized(SuppressionServiceClient::new(ch.clone()))
+}
+
+/// A client on `ch` that accepts large messages and sends `bearer`'s token with every call.
+pub fn authed_client(ch: &Channel, bearer: &Bearer) -> SuppressionServiceClient<Authed> {
+    sized(SuppressionServiceClient::with_interceptor(
+        ch.clone(),
+        bearer.clone(),
+    ))
 }
 
 /// Groups `(tenant, result)` pairs into ReportSendResults messages of `batch` results of one
@@ -219,7 +318,14 @@ pub async fn check_import(
     ch: &Channel,
     requests: Vec<pb::CheckImportRequest>,
 ) -> anyhow::Result<(ImportCounts, Duration)> {
-    let mut c = client(ch);
+    check_import_with(client(ch), requests).await
+}
+
+/// [`check_import`] through the client `c`.
+pub async fn check_import_with<T: Transport>(
+    mut c: SuppressionServiceClient<T>,
+    requests: Vec<pb::CheckImportRequest>,
+) -> anyhow::Result<(ImportCounts, Duration)> {
     let expected_messages = requests.len() as u64;
     let start = Instant::now();
     let mut responses = c
