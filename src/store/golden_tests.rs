@@ -682,6 +682,39 @@ fn write_schema_3_fixtures() {
     }
 }
 
+/// Writes the schema-3 data directory fixtures (`golden-schema3-datadir-<engine>.tar.gz`) if
+/// they are missing: the fixture script run through the public API of the schema-3 store,
+/// closed cleanly. Run by hand once, by the schema-3 store:
+/// `cargo test --lib store::golden_tests::write_schema_3_datadir_fixtures -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the golden fixtures; run by hand"]
+async fn write_schema_3_datadir_fixtures() {
+    let dir = golden_dir();
+    for engine in [super::Engine::Sled, super::Engine::Redb] {
+        let archive = dir.join(format!("golden-schema3-datadir-{}.tar.gz", engine.name()));
+        if archive.exists() {
+            continue;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let data = work.path().join("data");
+        let store = open_small(engine, &data).unwrap();
+        write_script(&*store).await.unwrap();
+        store.close().unwrap();
+        drop(store);
+        // sled lets go of its files from background threads a moment after the last handle.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let status = std::process::Command::new("tar")
+            .arg("czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(work.path())
+            .arg("data")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 /// The schema-3 bytes of a sample.
 fn encode_sample(sample: &Sample) -> Vec<u8> {
     match sample {
