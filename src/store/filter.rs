@@ -9,27 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use xxhash_rust::xxh3::xxh3_64;
-
 use crate::fasthash::{HashSlots, PassThrough};
-
-/// Hash of a tenant and a normalized address.
-pub fn key_hash(tenant: &str, address: &str) -> u64 {
-    let mut buf = [0u8; 320];
-    let n = tenant.len() + 1 + address.len();
-    if n <= buf.len() {
-        buf[..tenant.len()].copy_from_slice(tenant.as_bytes());
-        buf[tenant.len()] = 0;
-        buf[tenant.len() + 1..n].copy_from_slice(address.as_bytes());
-        xxh3_64(&buf[..n])
-    } else {
-        let mut v = Vec::with_capacity(n);
-        v.extend_from_slice(tenant.as_bytes());
-        v.push(0);
-        v.extend_from_slice(address.as_bytes());
-        xxh3_64(&v)
-    }
-}
 
 /// The suppressed hashes: each once in `set`, and in `extra` with its count when several
 /// suppressed addresses share it (which a 64-bit hash makes rare, but not impossible).
@@ -172,6 +152,12 @@ impl KnownFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_hash(tenant: &str, address: &str) -> u64 {
+        crate::store::address_hash::AddressHasher::new(&[7; 16])
+            .hash(tenant, address)
+            .short()
+    }
 
     #[test]
     fn a_hash_shared_by_two_suppressed_addresses_stays_until_both_are_lifted() {

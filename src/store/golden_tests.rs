@@ -9,6 +9,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::keys;
 use super::kv::KvEngine;
 use super::kv_store::{
     migrate_records, reencode, HourlyRow, StoredHistory, RECORD_KINDS, SCHEMA_VERSION,
@@ -971,13 +972,13 @@ macro_rules! with_engine {
     }};
 }
 
-/// The values of record keys in `engine` by encoding, (schema 2, schema 3), and its schema
-/// version.
+/// The values of record keys in `engine` by encoding, (schema 2, schema 3 and later), and its
+/// schema version.
 fn census<E: KvEngine>(engine: &E) -> ((usize, usize), Option<Vec<u8>>) {
     let (mut old, mut new) = (0, 0);
     engine
         .scan(Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
-            if RECORD_KINDS.contains(&k[0]) {
+            if RECORD_KINDS.contains(&k[0]) || k[0] == keys::RECORD {
                 match v[0] {
                     legacy::RECORD_VERSION => old += 1,
                     super::records::RECORD_VERSION => new += 1,
@@ -988,6 +989,30 @@ fn census<E: KvEngine>(engine: &E) -> ((usize, usize), Option<Vec<u8>>) {
         })
         .unwrap();
     ((old, new), engine.meta_get("schema_version").unwrap())
+}
+
+/// How many keys of the schema-3 layout's kinds `engine` holds (events, records and history
+/// by address text, the old indexes).
+fn schema_3_keys<E: KvEngine>(engine: &E) -> usize {
+    let mut n = 0;
+    engine
+        .scan(Bound::Unbounded, Bound::Unbounded, &mut |k, _| {
+            if [
+                keys::OLD_EVENT,
+                keys::OLD_ADDRESS,
+                keys::OLD_HISTORY,
+                keys::OLD_BY_SOURCE,
+                keys::OLD_BOUNCES,
+                keys::OLD_SUPPRESSED,
+            ]
+            .contains(&k[0])
+            {
+                n += 1;
+            }
+            Ok(true)
+        })
+        .unwrap();
+    n
 }
 
 /// Rewrites every other schema-2 value in the new encoding, as a migration stopped midway
@@ -1062,7 +1087,8 @@ async fn a_data_directory_of_schema_2_is_migrated_and_answers_as_written(engine:
         drop(store);
         let ((old_after, new_after), version) = with_engine!(engine, &data, |e| census(&e));
         assert_eq!(old_after, 0, "every value is rewritten");
-        assert!(new_after >= old, "{new_after} < {old}");
+        assert!(new_after > 0);
+        assert_eq!(with_engine!(engine, &data, |e| schema_3_keys(&e)), 0);
         assert_eq!(version, Some(vec![SCHEMA_VERSION]));
     }
 }
@@ -1100,6 +1126,64 @@ async fn the_migration_goes_batch_by_batch_and_a_second_run_changes_nothing(engi
     let store = reopen(engine, &data);
     assert_eq!(answers(&*store), want);
     store.close().unwrap();
+}
+
+async fn a_data_directory_of_schema_3_is_migrated_and_answers_as_written(engine: super::Engine) {
+    let work = unpack(&format!("golden-schema3-datadir-{}.tar.gz", engine.name()));
+    let data = work.path().join("data");
+    let ((old, new), version) = with_engine!(engine, &data, |e| census(&e));
+    assert_eq!(
+        (old, version),
+        (0, Some(vec![3])),
+        "the fixture is of schema 3"
+    );
+    assert!(new > 30, "the fixture holds records: {new}");
+    let before = with_engine!(engine, &data, |e| schema_3_keys(&e));
+    assert!(before > 30, "{before}");
+
+    let want = answers_of_a_fresh_store(engine).await;
+    for round in 0..2 {
+        let store = reopen(engine, &data);
+        assert_eq!(answers(&*store), want, "open {round}");
+        store.close().unwrap();
+        drop(store);
+        assert_eq!(with_engine!(engine, &data, |e| schema_3_keys(&e)), 0);
+        let (_, version) = with_engine!(engine, &data, |e| census(&e));
+        assert_eq!(version, Some(vec![SCHEMA_VERSION]));
+    }
+}
+
+async fn a_layout_migration_stopped_midway_is_finished_at_the_next_open(engine: super::Engine) {
+    let work = unpack(&format!("golden-schema3-datadir-{}.tar.gz", engine.name()));
+    let data = work.path().join("data");
+    let before = with_engine!(engine, &data, |e| schema_3_keys(&e));
+    // Two old keys a transaction; the fourth transaction stops the process.
+    let stopped = with_engine!(engine, &data, |e| {
+        let key = super::kv_store::secret::<_, 16>(&e, "address_key").unwrap();
+        let hasher = super::address_hash::AddressHasher::new(&key);
+        let e = super::testing::PanicOnCommit::new(e, 4);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::layout::migrate(&e, &hasher, 2)
+        }))
+        .is_err()
+    });
+    assert!(stopped, "the migration was stopped");
+    let left = with_engine!(engine, &data, |e| schema_3_keys(&e));
+    assert!(
+        left > 0 && left < before,
+        "a mix: {left} of {before} old keys left"
+    );
+    let (_, version) = with_engine!(engine, &data, |e| census(&e));
+    assert_eq!(version, Some(vec![3]));
+
+    let want = answers_of_a_fresh_store(engine).await;
+    let store = reopen(engine, &data);
+    assert_eq!(answers(&*store), want);
+    store.close().unwrap();
+    drop(store);
+    assert_eq!(with_engine!(engine, &data, |e| schema_3_keys(&e)), 0);
+    let (_, version) = with_engine!(engine, &data, |e| census(&e));
+    assert_eq!(version, Some(vec![SCHEMA_VERSION]));
 }
 
 async fn a_data_directory_of_a_newer_schema_is_refused(engine: super::Engine) {
@@ -1148,4 +1232,6 @@ on_both_engines!(
     a_migration_stopped_midway_is_finished_at_the_next_open,
     a_data_directory_of_a_newer_schema_is_refused,
     the_migration_goes_batch_by_batch_and_a_second_run_changes_nothing,
+    a_data_directory_of_schema_3_is_migrated_and_answers_as_written,
+    a_layout_migration_stopped_midway_is_finished_at_the_next_open,
 );

@@ -1,28 +1,58 @@
 //! The key layout of the store, the same on every engine. One ordered key space (a sled tree,
-//! a redb table); the first byte names the record kind, and
-//! components are separated by 0x00, which no tenant, address, source or event id contains
-//! (all are validated before they get here).
+//! a redb table); the first byte names the record kind, and components are separated by 0x00,
+//! which no tenant, source or event id contains (all are validated before they get here).
+//!
+//! Schema 4 (this version):
 //!
 //! ```text
-//! E tenant 0 event_id                              -> RecordedEvent
-//! A tenant 0 address                               -> AddressRecord
-//! H tenant 0 address 0 inv(ts) inv(seq)                -> StoredHistory (event id or state change)
-//! S tenant 0 source 0 inv(ts) inv(seq)              -> event id   (bounces by source)
-//! B tenant 0 inv(ts) inv(seq)               -> event id   (all bounces)
-//! W tenant 0 dim value 0 ordered(day)        -> HourlyRow  (a UTC day's hourly counters)
-//! D tenant 0 dim value 0 ordered(day)        -> OutcomeCounts (daily counters)
+//! R tenant 0 ah                          -> StoredAddress (the address text and its state)
+//! R tenant 0 ah inv(ts) inv(seq)         -> StoredEntry (a send result with the changes it
+//!                                           caused, or changes of state alone)
+//! P tenant 0 event_id                    -> Position: ah inv(ts) inv(seq) of the event's entry
+//! T tenant 0 source 0 inv(ts) inv(seq)   -> ah   (bounces by source; the entry is
+//!                                           R tenant 0 ah inv(ts) inv(seq))
+//! Y tenant 0 inv(since) ah               -> ()   (suppressed addresses by time)
+//! G tenant 0 domain 0 local              -> ()   (delivered addresses, for typo suggestions)
+//! K tenant 0 domain                      -> u64  (delivered addresses per domain)
+//! W tenant 0 dim value 0 ordered(day)    -> HourlyRow  (a UTC day's hourly counters)
+//! D tenant 0 dim value 0 ordered(day)    -> OutcomeCounts (daily counters)
+//! V tenant 0 dim value 0                 -> ()   (the dimension values seen)
 //! ```
-//! `inv(ts)` is the timestamp mapped to big-endian bytes that sort newest first; `seq` is a
-//! store-wide unique id that orders entries of the same instant, newest first.
+//!
+//! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): only the `R` record (and the
+//! `G` entry of a delivered address) holds the address's text, so forgetting a person
+//! rewrites those and leaves every index alone. An address's record and its history share a
+//! prefix, so they sit side by side in the tree. `inv(ts)` is the timestamp mapped to
+//! big-endian bytes that sort newest first; `seq` is a store-wide unique id that orders
+//! entries of the same instant, newest first.
+//!
+//! Schema 3 kept `A tenant 0 address` records, `H tenant 0 address 0 inv(ts) inv(seq)` history
+//! entries pointing at `E tenant 0 event_id` events, `S` (by source) and `B` (all bounces)
+//! indexes of event ids, and `X tenant 0 inv(since) address`; the migration at open reads them.
 
+pub use super::address_hash::AddressHash;
 use crate::domain::Timestamp;
 
-pub const EVENT: u8 = b'E';
-pub const ADDRESS: u8 = b'A';
-pub const HISTORY: u8 = b'H';
-pub const BY_SOURCE: u8 = b'S';
-pub const BOUNCES: u8 = b'B';
-pub const SUPPRESSED: u8 = b'X';
+/// An address's record and history.
+pub const RECORD: u8 = b'R';
+/// Where an event's history entry is, by event id.
+pub const POSITION: u8 = b'P';
+/// Bounces by source and time.
+pub const BOUNCES: u8 = b'T';
+/// Suppressed addresses by time.
+pub const SUPPRESSED: u8 = b'Y';
+/// Schema 3: events by id.
+pub const OLD_EVENT: u8 = b'E';
+/// Schema 3: address records by address text.
+pub const OLD_ADDRESS: u8 = b'A';
+/// Schema 3: history entries by address text.
+pub const OLD_HISTORY: u8 = b'H';
+/// Schema 3: bounce event ids by source.
+pub const OLD_BY_SOURCE: u8 = b'S';
+/// Schema 3: bounce event ids of every source.
+pub const OLD_BOUNCES: u8 = b'B';
+/// Schema 3: suppressed addresses by time, with the address text.
+pub const OLD_SUPPRESSED: u8 = b'X';
 pub const GOOD_ADDRESS: u8 = b'G';
 pub const GOOD_DOMAIN: u8 = b'K';
 /// Hourly counters of schema version 1, one key per hour; moved into `HOURS` rows at open.
@@ -60,16 +90,45 @@ pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
     k
 }
 
-/// The key of an address's record.
-pub fn record(tenant: &str, address: &str) -> Vec<u8> {
-    exact(ADDRESS, &[tenant], address)
+/// The key of an address's record, which is also the prefix of its history entries.
+pub fn record(tenant: &str, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(RECORD, &[tenant], 16 + 16);
+    k.extend_from_slice(ah.bytes());
+    k
 }
 
-/// The key of an address in the index of suppressed addresses: `X tenant 0 inv(since) address`.
-pub fn suppressed(tenant: &str, since: Timestamp, address: &str) -> Vec<u8> {
-    let mut k = prefix_with_room(SUPPRESSED, &[tenant], 8 + address.len());
+/// Whether `key`, under a tenant's `R` prefix of length `prefix_len` (`R tenant 0`), is an
+/// address's record rather than one of its history entries.
+pub fn is_record_key(key: &[u8], prefix_len: usize) -> bool {
+    key.len() == prefix_len + 16
+}
+
+/// The key of an event's position: `P tenant 0 event_id`.
+pub fn position(tenant: &str, event_id: &str) -> Vec<u8> {
+    exact(POSITION, &[tenant], event_id)
+}
+
+/// The key of an address in the index of suppressed addresses: `Y tenant 0 inv(since) ah`.
+pub fn suppressed(tenant: &str, since: Timestamp, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(SUPPRESSED, &[tenant], 8 + 16);
     k.extend_from_slice(&inv_ts(since));
-    k.extend_from_slice(address.as_bytes());
+    k.extend_from_slice(ah.bytes());
+    k
+}
+
+/// The time-and-sequence part of a timed key (its last 16 bytes), which an event's history
+/// entry and its bounce index entry share.
+pub fn instant_of(key: &[u8]) -> Option<[u8; 16]> {
+    key.len()
+        .checked_sub(16)
+        .and_then(|at| key[at..].try_into().ok())
+}
+
+/// A timed key from its prefix and the time-and-sequence part of another ([`instant_of`]).
+pub fn at_instant(prefix: &[u8], instant: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 16);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(instant);
     k
 }
 

@@ -30,7 +30,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::filter::{key_hash, KnownFilter, SuppressedFilter};
+use super::address_hash::{AddressHash, AddressHasher};
+use super::filter::{KnownFilter, SuppressedFilter};
 use super::keys;
 use super::kv::KvEngine;
 use super::legacy::{self, Legacy};
@@ -48,15 +49,18 @@ use crate::domain::{
 
 /// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
 /// kept one key per hour of counters (`keys::HOURLY`); version 2 keeps a row per day
-/// (`keys::HOURS`); version 3 stores protobuf records instead of postcard.
-pub(super) const SCHEMA_VERSION: u8 = 3;
+/// (`keys::HOURS`); version 3 stores protobuf records instead of postcard; version 4 keys
+/// addresses by their keyed hash and keeps each event once, in its address's history
+/// (`keys`, `layout`).
+pub(super) const SCHEMA_VERSION: u8 = 4;
 /// Most values rewritten in one transaction by the schema 2 -> 3 migration.
 const MIGRATION_BATCH: usize = 4096;
-/// The kinds of keys whose values are encoded records (the others hold event ids or nothing).
+/// The kinds of keys of schemas 2 and 3 whose values are encoded records (the others hold
+/// event ids or nothing): what the schema 2 -> 3 migration rewrites.
 pub(super) const RECORD_KINDS: [u8; 6] = [
-    keys::EVENT,
-    keys::ADDRESS,
-    keys::HISTORY,
+    keys::OLD_EVENT,
+    keys::OLD_ADDRESS,
+    keys::OLD_HISTORY,
     keys::HOURS,
     keys::DAILY,
     keys::GOOD_DOMAIN,
@@ -64,11 +68,76 @@ pub(super) const RECORD_KINDS: [u8; 6] = [
 /// Most index entries one listing page may scan before returning a short page with a cursor.
 const MIN_SCAN_BUDGET: usize = 20_000;
 
-/// A history entry as stored: send results point at their event record.
+/// A history entry of schemas 2 and 3: send results point at their event record.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum StoredHistory {
     Event(String),
     Change(StateChange),
+}
+
+/// An address's record as stored under its `R` key: the address itself (the key holds only
+/// its hash) and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StoredAddress {
+    pub(super) address: String,
+    pub(super) record: AddressRecord,
+}
+
+/// A history entry as stored (schema 4): a send result with the changes of state it caused
+/// (at its own instant), or changes of state alone.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) struct StoredEntry {
+    pub(super) event: Option<RecordedEvent>,
+    pub(super) changes: Vec<StateChange>,
+}
+
+impl StoredEntry {
+    /// The history items it holds, newest first as history lists them: the changes (made
+    /// after the send result was recorded, the last one first), then the send result.
+    pub(super) fn items(self) -> impl Iterator<Item = HistoryEntry> {
+        self.changes
+            .into_iter()
+            .rev()
+            .map(HistoryEntry::StateChange)
+            .chain(self.event.map(HistoryEntry::SendResult))
+    }
+
+    /// How many history items it holds.
+    fn len(&self) -> usize {
+        self.changes.len() + usize::from(self.event.is_some())
+    }
+}
+
+/// Where an event's history entry is (the value of its `P` key): the address's hash and the
+/// entry's time-and-sequence part.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Position {
+    pub(super) ah: AddressHash,
+    pub(super) instant: [u8; 16],
+}
+
+impl Position {
+    pub(super) fn to_bytes(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32);
+        v.extend_from_slice(self.ah.bytes());
+        v.extend_from_slice(&self.instant);
+        v
+    }
+
+    pub(super) fn from_bytes(key: &[u8], v: &[u8]) -> Result<Position, StoreError> {
+        match (
+            v.get(..16).and_then(AddressHash::from_slice),
+            v.get(16..).and_then(|i| <[u8; 16]>::try_from(i).ok()),
+        ) {
+            (Some(ah), Some(instant)) => Ok(Position { ah, instant }),
+            _ => Err(StoreError::corrupt(key, "malformed event position")),
+        }
+    }
+
+    /// The key of the entry it points at.
+    pub(super) fn entry_key(&self, tenant: &str) -> Vec<u8> {
+        keys::at_instant(&keys::record(tenant, &self.ah), &self.instant)
+    }
 }
 
 /// The hourly counters of one dimension value on one UTC day: (hour of the day, counts), by
@@ -175,9 +244,9 @@ pub(super) fn reencode(kind: u8, key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, St
         encode(&decode_any::<T>(key, bytes)?)
     }
     match kind {
-        keys::EVENT => via::<RecordedEvent>(key, bytes),
-        keys::ADDRESS => via::<AddressRecord>(key, bytes),
-        keys::HISTORY => via::<StoredHistory>(key, bytes),
+        keys::OLD_EVENT => via::<RecordedEvent>(key, bytes),
+        keys::OLD_ADDRESS => via::<AddressRecord>(key, bytes),
+        keys::OLD_HISTORY => via::<StoredHistory>(key, bytes),
         keys::HOURS => via::<HourlyRow>(key, bytes),
         keys::DAILY => via::<OutcomeCounts>(key, bytes),
         keys::GOOD_DOMAIN => via::<u64>(key, bytes),
@@ -241,28 +310,36 @@ pub(super) fn migrate_records<E: KvEngine>(
 }
 
 /// Brings the data up to [`SCHEMA_VERSION`], or refuses a newer one.
-fn check_schema<E: KvEngine>(engine: &E, path: &Path) -> Result<(), StoreError> {
+fn check_schema<E: KvEngine>(
+    engine: &E,
+    path: &Path,
+    hasher: &AddressHasher,
+) -> Result<(), StoreError> {
     const KEY: &str = "schema_version";
     match engine.meta_get(KEY)?.as_deref() {
         None => engine.meta_put(KEY, &[SCHEMA_VERSION]),
         Some([SCHEMA_VERSION]) => Ok(()),
-        Some(&[old @ (1 | 2)]) => {
+        Some(&[old @ (1..=3)]) => {
+            let started = std::time::Instant::now();
+            tracing::info!(from = old, to = SCHEMA_VERSION, "migrating the stored data");
             if old == 1 {
                 migrate_hourly_counters(engine)?;
             }
-            let started = std::time::Instant::now();
-            tracing::info!(
-                from = old,
-                to = SCHEMA_VERSION,
-                "rewriting stored records in the new encoding"
-            );
-            let rewritten = migrate_records(engine, MIGRATION_BATCH)?;
+            if old <= 2 {
+                let rewritten = migrate_records(engine, MIGRATION_BATCH)?;
+                engine.flush()?;
+                tracing::info!(
+                    rewritten,
+                    "stored records rewritten in the protobuf encoding"
+                );
+            }
+            let moved = super::layout::migrate(engine, hasher, MIGRATION_BATCH)?;
             engine.flush()?;
             engine.meta_put(KEY, &[SCHEMA_VERSION])?;
             tracing::info!(
-                rewritten,
+                moved,
                 secs = started.elapsed().as_secs_f64(),
-                "stored records rewritten"
+                "stored data migrated"
             );
             Ok(())
         }
@@ -289,6 +366,8 @@ pub(super) struct Shared<E> {
     closing: AtomicBool,
     /// Key for page tokens, kept with the data.
     token_secret: [u8; 32],
+    /// The keyed hash of addresses in keys and in the in-memory indexes.
+    pub(super) hasher: AddressHasher,
     /// Dimension values whose counters changed, per commit.
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     /// Why the writer thread ended, if it ended other than by `close`.
@@ -345,19 +424,9 @@ impl<E: KvEngine> KvStore<E> {
     /// Takes an opened engine: checks the schema version, loads or creates the token secret,
     /// loads the in-memory suppressed index and starts the writer thread.
     pub(super) fn start(engine: E, path: &Path) -> Result<KvStore<E>, StoreError> {
-        check_schema(&engine, path)?;
-        let token_secret = match engine.meta_get("token_secret")? {
-            Some(v) if v.len() == 32 => {
-                let mut s = [0u8; 32];
-                s.copy_from_slice(&v);
-                s
-            }
-            _ => {
-                let s: [u8; 32] = rand::random();
-                engine.meta_put("token_secret", &s)?;
-                s
-            }
-        };
+        let hasher = AddressHasher::new(&secret::<E, 16>(&engine, "address_key")?);
+        check_schema(&engine, path, &hasher)?;
+        let token_secret = secret::<E, 32>(&engine, "token_secret")?;
 
         let filter = SuppressedFilter::default();
         load_filter(&engine, &filter)?;
@@ -369,6 +438,7 @@ impl<E: KvEngine> KvStore<E> {
             known: KnownFilter::default(),
             closing: AtomicBool::new(false),
             token_secret,
+            hasher,
             touches,
             writer_failure: watch::Sender::new(None),
             path: path.to_path_buf(),
@@ -411,33 +481,42 @@ fn run_writer<E: KvEngine>(shared: Arc<Shared<E>>, rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Loads the suppressed index from the `X` keys, which name tenant and address without
-/// needing the records decoded.
+/// The random secret `name` of `N` bytes in the engine's metadata, made on first use.
+pub(super) fn secret<E: KvEngine, const N: usize>(
+    engine: &E,
+    name: &str,
+) -> Result<[u8; N], StoreError> {
+    if let Some(v) = engine.meta_get(name)? {
+        if let Ok(s) = <[u8; N]>::try_from(v.as_slice()) {
+            return Ok(s);
+        }
+    }
+    let mut s = [0u8; N];
+    rand::Rng::fill(&mut rand::rng(), &mut s[..]);
+    engine.meta_put(name, &s)?;
+    Ok(s)
+}
+
+/// Loads the suppressed index from the `Y` keys, which end with the address's hash.
 fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(), StoreError> {
     let mut hashes = Vec::new();
     scan_prefix(engine, &[keys::SUPPRESSED], |k, _| {
-        // `X tenant 0 inv(since) address`
-        let (tenant, address) = tenant_and_address(k, 8, "malformed suppressed-index key")?;
-        hashes.push(key_hash(tenant, address));
+        // `Y tenant 0 inv(since) ah`
+        let ah = k
+            .len()
+            .checked_sub(16)
+            .and_then(|at| AddressHash::from_slice(&k[at..]))
+            .ok_or_else(|| StoreError::corrupt(k, "malformed suppressed-index key"))?;
+        hashes.push(ah.short());
         Ok(())
     })?;
     filter.extend(hashes);
     Ok(())
 }
 
-/// The tenant and the address of a key `kind tenant 0 <skip bytes> address`.
-fn tenant_and_address<'k>(
-    k: &'k [u8],
-    skip: usize,
-    what: &str,
-) -> Result<(&'k str, &'k str), StoreError> {
-    let corrupt = || StoreError::corrupt(k, what.to_string());
-    let rest = k.get(1..).ok_or_else(corrupt)?;
-    let sep = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
-    let tenant = std::str::from_utf8(&rest[..sep]).map_err(|_| corrupt())?;
-    let address = rest.get(sep + 1 + skip..).ok_or_else(corrupt)?;
-    let address = std::str::from_utf8(address).map_err(|_| corrupt())?;
-    Ok((tenant, address))
+/// The length of the `kind tenant 0` prefix of key `k`.
+pub(super) fn tenant_prefix_len(k: &[u8]) -> Option<usize> {
+    k.get(1..)?.iter().position(|&b| b == 0).map(|sep| sep + 2)
 }
 
 /// Waits for the thread in `slot`, if it is still there (a second close finds it gone).
@@ -458,14 +537,20 @@ fn join(slot: &Mutex<Option<JoinHandle<()>>>, what: &str) -> Result<(), StoreErr
 fn load_known<E: KvEngine>(shared: &Shared<E>) {
     let started = std::time::Instant::now();
     let mut chunk = Vec::with_capacity(64 * 1024);
-    let loaded = scan_prefix(&shared.engine, &[keys::ADDRESS], |k, _| {
+    let loaded = scan_prefix(&shared.engine, &[keys::RECORD], |k, _| {
         if shared.closing.load(Ordering::Relaxed) {
             return Err(StoreError::Closed);
         }
-        // `A tenant 0 address`; a malformed key stops the load: the index stays incomplete
-        // and rules nothing out
-        let (tenant, address) = tenant_and_address(k, 0, "malformed record key")?;
-        chunk.push(key_hash(tenant, address));
+        // `R tenant 0 ah`, among the history entries `R tenant 0 ah inv(ts) inv(seq)`; a
+        // malformed key stops the load: the index stays incomplete and rules nothing out
+        let prefix_len =
+            tenant_prefix_len(k).ok_or_else(|| StoreError::corrupt(k, "malformed record key"))?;
+        if !keys::is_record_key(k, prefix_len) {
+            return Ok(());
+        }
+        let ah = AddressHash::from_slice(&k[prefix_len..])
+            .ok_or_else(|| StoreError::corrupt(k, "malformed record key"))?;
+        chunk.push(ah.short());
         if chunk.len() == chunk.capacity() {
             shared.known.extend(&chunk);
             chunk.clear();
@@ -621,6 +706,158 @@ impl<E: KvEngine> KvStore<E> {
     }
 }
 
+/// A history page's cursor: entry key `key`, of which `given` items were given.
+fn history_cursor(key: &[u8], given: usize) -> Vec<u8> {
+    let mut c = key.to_vec();
+    // An entry holds a send result and the few changes it caused.
+    c.push(u8::try_from(given).unwrap_or(u8::MAX));
+    c
+}
+
+impl<E: KvEngine> KvStore<E> {
+    /// The send result of the history entry at `instant` of address `ah`.
+    fn event_at(
+        &self,
+        tenant: &str,
+        ah: &AddressHash,
+        instant: &[u8; 16],
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let key = keys::at_instant(&keys::record(tenant, ah), instant);
+        Ok(self
+            .get_decoded::<StoredEntry>(&key)?
+            .and_then(|entry| entry.event))
+    }
+
+    /// Bounces of every source, newest first: the per-source lists merged (sources from the
+    /// dimension-value index, plus bounces without a source). A page's cursor is the `T tenant
+    /// 0` prefix followed by the time-and-sequence part of the last entry read.
+    fn list_all_bounces(
+        &self,
+        tenant: &Tenant,
+        query: &BounceQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
+        keep: impl Fn(&RecordedEvent) -> bool,
+    ) -> Result<Page<RecordedEvent>, StoreError> {
+        let t = tenant.as_str();
+        let all = keys::prefix(keys::BOUNCES, &[t]);
+        let after: Option<[u8; 16]> = match cursor {
+            None => None,
+            Some(c) if c.len() == all.len() + 16 && c.starts_with(&all) => keys::instant_of(c),
+            Some(_) => return Err(StoreError::BadCursor),
+        };
+        let mut sources = self.dimension_values(tenant, Dimension::Source)?;
+        sources.push(String::new());
+        let budget = (limit * 50).max(MIN_SCAN_BUDGET);
+        let mut lists: Vec<SourceList> = sources
+            .iter()
+            .map(|source| {
+                let prefix = keys::prefix(keys::BOUNCES, &[t, source]);
+                // Newest first: from just after the cursor or `end`, down to `start`.
+                let mut from = query.end.map(|end| keys::after_instant(&prefix, end));
+                if let Some(instant) = &after {
+                    let past = keys::at_instant(&prefix, instant);
+                    if from.as_ref().is_none_or(|f| past > *f) {
+                        from = Some(past);
+                    }
+                }
+                let upper = match query.start {
+                    Some(start) => Bound::Included(keys::after_instant(&prefix, start)),
+                    None => {
+                        let mut e = prefix.clone();
+                        e.extend_from_slice(&[0xff; 17]);
+                        Bound::Excluded(e)
+                    }
+                };
+                SourceList {
+                    from: from.map_or(Bound::Included(prefix.clone()), Bound::Excluded),
+                    upper,
+                    prefix,
+                    ahead: std::collections::VecDeque::new(),
+                    done: false,
+                }
+            })
+            .collect();
+        let mut items = Vec::new();
+        let mut scanned = 0usize;
+        let mut last: Option<[u8; 16]>;
+        loop {
+            // The newest entry still ahead in any list.
+            let mut best: Option<usize> = None;
+            for i in 0..lists.len() {
+                if lists[i].ahead.is_empty() && !lists[i].done {
+                    lists[i].fill(&self.shared.engine, limit.clamp(16, 256))?;
+                }
+                if let Some((instant, _)) = lists[i].ahead.front() {
+                    if best.is_none_or(|b| *instant < lists[b].ahead[0].0) {
+                        best = Some(i);
+                    }
+                }
+            }
+            let Some(b) = best else {
+                return Ok(Page { items, next: None });
+            };
+            let Some((instant, ah)) = lists[b].ahead.pop_front() else {
+                return Ok(Page { items, next: None });
+            };
+            scanned += 1;
+            last = Some(instant);
+            if let Some(event) = self.event_at(t, &ah, &instant)? {
+                if keep(&event) {
+                    items.push(event);
+                }
+            }
+            if items.len() >= limit || scanned >= budget {
+                break;
+            }
+        }
+        Ok(Page {
+            items,
+            next: last.map(|instant| keys::at_instant(&all, &instant)),
+        })
+    }
+}
+
+/// One source's bounce list in a merged listing: entries read ahead, and where to go on.
+struct SourceList {
+    prefix: Vec<u8>,
+    from: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
+    ahead: std::collections::VecDeque<([u8; 16], AddressHash)>,
+    done: bool,
+}
+
+impl SourceList {
+    /// Reads up to `n` more entries.
+    fn fill<E: KvEngine>(&mut self, engine: &E, n: usize) -> Result<(), StoreError> {
+        let mut last = None;
+        let mut read = 0;
+        engine.scan(
+            self.from.as_ref().map(Vec::as_slice),
+            self.upper.as_ref().map(Vec::as_slice),
+            &mut |k, v| {
+                if !k.starts_with(&self.prefix) {
+                    return Ok(false);
+                }
+                let instant = keys::instant_of(k)
+                    .filter(|_| k.len() == self.prefix.len() + 16)
+                    .ok_or_else(|| StoreError::corrupt(k, "malformed bounce index key"))?;
+                let ah = AddressHash::from_slice(v)
+                    .ok_or_else(|| StoreError::corrupt(k, "malformed bounce index entry"))?;
+                self.ahead.push_back((instant, ah));
+                last = Some(k.to_vec());
+                read += 1;
+                Ok(read < n)
+            },
+        )?;
+        match last {
+            Some(k) if read == n => self.from = Bound::Excluded(k),
+            _ => self.done = true,
+        }
+        Ok(())
+    }
+}
+
 impl<E: KvEngine> SuppressionStore for KvStore<E> {
     fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>> {
         let queued = self.submit(writes);
@@ -664,15 +901,14 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         tenant: &Tenant,
         address: &EmailAddress,
     ) -> Result<Option<AddressRecord>, StoreError> {
+        let ah = self.shared.hasher.hash(tenant.as_str(), address.as_str());
         // most lookups are of addresses the service has never heard of: no read for those
-        if !self
-            .shared
-            .known
-            .may_exist(key_hash(tenant.as_str(), address.as_str()))
-        {
+        if !self.shared.known.may_exist(ah.short()) {
             return Ok(None);
         }
-        self.get_decoded(&keys::record(tenant.as_str(), address.as_str()))
+        Ok(self
+            .get_decoded::<StoredAddress>(&keys::record(tenant.as_str(), &ah))?
+            .map(|stored| stored.record))
     }
 
     fn suppressed_records(
@@ -682,22 +918,26 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
         let t = tenant.as_str();
         // Only the addresses the filter cannot rule out are read, all in one engine call.
-        let hashes: Vec<u64> = addresses.iter().map(|a| key_hash(t, a)).collect();
+        let hashes: Vec<AddressHash> = addresses
+            .iter()
+            .map(|a| self.shared.hasher.hash(t, a))
+            .collect();
+        let short: Vec<u64> = hashes.iter().map(AddressHash::short).collect();
         let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = {
             let filter = self.shared.filter.reader();
-            filter.warm(&hashes);
-            hashes
+            filter.warm(&short);
+            short
                 .iter()
                 .enumerate()
                 .filter(|&(_, &h)| filter.may_contain(h))
-                .map(|(i, _)| (i, keys::record(t, addresses[i])))
+                .map(|(i, _)| (i, keys::record(t, &hashes[i])))
                 .unzip()
         };
         let mut out = Vec::new();
         self.shared.engine.get_many(&record_keys, &mut |k, value| {
-            let record: AddressRecord = decode(&record_keys[k], value)?;
-            if record.is_suppressed() {
-                out.push((positions[k], record));
+            let stored: StoredAddress = decode(&record_keys[k], value)?;
+            if stored.record.is_suppressed() {
+                out.push((positions[k], stored.record));
             }
             Ok(())
         })?;
@@ -717,14 +957,11 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let lower = query.end.map(|end| keys::after_instant(&prefix, end));
         let upper = query.start.map(|start| keys::after_instant(&prefix, start));
         self.scan_keys(&prefix, lower, upper, cursor, limit, |k, _v| {
-            let Some(address) = k
-                .get(prefix.len() + 8..)
-                .and_then(|a| std::str::from_utf8(a).ok())
-            else {
+            let Some(ah) = k.get(prefix.len() + 8..).and_then(AddressHash::from_slice) else {
                 return Err(StoreError::corrupt(k, "malformed suppressed-index key"));
             };
-            let record_key = keys::record(t, address);
-            let Some(record) = self.get_decoded::<AddressRecord>(&record_key)? else {
+            let record_key = keys::record(t, &ah);
+            let Some(StoredAddress { address, record }) = self.get_decoded(&record_key)? else {
                 return Ok(None);
             };
             let Some(s) = &record.suppression else {
@@ -735,7 +972,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 && query
                     .needs_enrichment
                     .is_none_or(|n| n == record.needs_enrichment);
-            Ok(keep.then(|| (address.to_string(), record)))
+            Ok(keep.then_some((address, record)))
         })
     }
 
@@ -834,7 +1071,13 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         tenant: &Tenant,
         event_id: &str,
     ) -> Result<Option<RecordedEvent>, StoreError> {
-        self.get_decoded(&keys::exact(keys::EVENT, &[tenant.as_str()], event_id))
+        let t = tenant.as_str();
+        let key = keys::position(t, event_id);
+        let Some(position) = self.shared.engine.get(&key)? else {
+            return Ok(None);
+        };
+        let position = Position::from_bytes(&key, &position)?;
+        self.event_at(t, &position.ah, &position.instant)
     }
 
     fn list_bounces(
@@ -845,25 +1088,27 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         limit: usize,
     ) -> Result<Page<RecordedEvent>, StoreError> {
         let t = tenant.as_str();
-        let prefix = match &query.source {
-            Some(source) => keys::prefix(keys::BY_SOURCE, &[t, source]),
-            None => keys::prefix(keys::BOUNCES, &[t]),
-        };
-        // Newest first: the scan starts at `end` (exclusive) and stops after `start`.
-        let lower = query.end.map(|end| keys::after_instant(&prefix, end));
-        let upper = query.start.map(|start| keys::after_instant(&prefix, start));
-        self.scan_page(&prefix, lower, upper, cursor, limit, |k, v| {
-            let event_id = std::str::from_utf8(v).map_err(|e| StoreError::corrupt(k, e))?;
-            let Some(event) = self.get_event(tenant, event_id)? else {
-                return Ok(None);
-            };
+        let keep = |event: &RecordedEvent| {
             let type_ok = if query.types.is_empty() {
                 event.classification.bounce_type != BounceType::Delivered
             } else {
                 query.types.contains(&event.classification.bounce_type)
             };
-            let campaign_ok = query.campaign.as_ref().is_none_or(|c| *c == event.campaign);
-            Ok((type_ok && campaign_ok).then_some(event))
+            type_ok && query.campaign.as_ref().is_none_or(|c| *c == event.campaign)
+        };
+        let Some(source) = &query.source else {
+            return self.list_all_bounces(tenant, query, cursor, limit, keep);
+        };
+        let prefix = keys::prefix(keys::BOUNCES, &[t, source]);
+        // Newest first: the scan starts at `end` (exclusive) and stops after `start`.
+        let lower = query.end.map(|end| keys::after_instant(&prefix, end));
+        let upper = query.start.map(|start| keys::after_instant(&prefix, start));
+        self.scan_page(&prefix, lower, upper, cursor, limit, |k, v| {
+            let ah = AddressHash::from_slice(v)
+                .ok_or_else(|| StoreError::corrupt(k, "malformed bounce index entry"))?;
+            let instant = keys::instant_of(k)
+                .ok_or_else(|| StoreError::corrupt(k, "malformed bounce index key"))?;
+            Ok(self.event_at(t, &ah, &instant)?.filter(|e| keep(e)))
         })
     }
 
@@ -874,16 +1119,49 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         cursor: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page<HistoryEntry>, StoreError> {
-        let prefix = keys::prefix(keys::HISTORY, &[tenant.as_str(), address.as_str()]);
-        self.scan_page(&prefix, None, None, cursor, limit, |k, v| {
-            let stored: StoredHistory = decode(k, v)?;
-            Ok(match stored {
-                StoredHistory::Change(c) => Some(HistoryEntry::StateChange(c)),
-                StoredHistory::Event(id) => {
-                    self.get_event(tenant, &id)?.map(HistoryEntry::SendResult)
+        let ah = self.shared.hasher.hash(tenant.as_str(), address.as_str());
+        let prefix = keys::record(tenant.as_str(), &ah);
+        // A cursor is the key of the last entry read, then how many of its items were given.
+        let (start, skip) = match cursor {
+            None => (Bound::Excluded(prefix.clone()), 0),
+            Some(c) => {
+                if c.len() != prefix.len() + 17 || !c.starts_with(&prefix) {
+                    return Err(StoreError::BadCursor);
                 }
-            })
-        })
+                let (key, given) = c.split_at(prefix.len() + 16);
+                (Bound::Included(key.to_vec()), usize::from(given[0]))
+            }
+        };
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 17]);
+        let budget = (limit * 50).max(MIN_SCAN_BUDGET);
+        let mut items = Vec::new();
+        let mut next = None;
+        let mut scanned = 0;
+        let mut skip = skip;
+        self.shared.engine.scan(
+            start.as_ref().map(Vec::as_slice),
+            Bound::Excluded(&end),
+            &mut |k, v| {
+                scanned += 1;
+                let entry: StoredEntry = decode(k, v)?;
+                let len = entry.len();
+                let from = std::mem::take(&mut skip).min(len);
+                for (given, item) in entry.items().enumerate().skip(from) {
+                    if items.len() == limit {
+                        next = Some(history_cursor(k, given));
+                        return Ok(false);
+                    }
+                    items.push(item);
+                }
+                if items.len() == limit || scanned >= budget {
+                    next = Some(history_cursor(k, len));
+                    return Ok(false);
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(Page { items, next })
     }
 
     fn token_secret(&self) -> [u8; 32] {

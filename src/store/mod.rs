@@ -8,6 +8,7 @@
 //! atomically, and the returned future resolves only once every write in it is durable on disk.
 //! Concurrent callers share one flush (group commit).
 
+mod address_hash;
 #[cfg(test)]
 mod contract_tests;
 mod filter;
@@ -17,6 +18,7 @@ mod journal;
 mod keys;
 mod kv;
 mod kv_store;
+mod layout;
 mod legacy;
 mod memtable;
 mod records;
@@ -101,12 +103,18 @@ pub fn open(options: StoreOptions) -> Result<Arc<dyn SuppressionStore>, StoreErr
     })
 }
 
-fn open_sled(options: &StoreOptions) -> Result<KvStore<sled_engine::SledEngine>, StoreError> {
+type SledStore = KvStore<journal::Journaled<sled_engine::SledEngine>>;
+
+fn open_sled(options: &StoreOptions) -> Result<SledStore, StoreError> {
     KvStore::start(sled_engine(options)?, &options.path)
 }
 
-fn sled_engine(options: &StoreOptions) -> Result<sled_engine::SledEngine, StoreError> {
-    sled_engine::SledEngine::open(&options.path, options.cache_bytes)
+/// sled behind the journal.
+fn sled_engine(
+    options: &StoreOptions,
+) -> Result<journal::Journaled<sled_engine::SledEngine>, StoreError> {
+    let engine = sled_engine::SledEngine::open(&options.path, options.cache_bytes)?;
+    journaled(engine, options)
 }
 
 type RedbStore = KvStore<journal::Journaled<redb_engine::RedbEngine>>;
@@ -121,6 +129,14 @@ fn redb_engine(
 ) -> Result<journal::Journaled<redb_engine::RedbEngine>, StoreError> {
     let cache = usize::try_from(options.cache_bytes).unwrap_or(usize::MAX);
     let engine = redb_engine::RedbEngine::open(&options.path, cache)?;
+    journaled(engine, options)
+}
+
+/// `engine` behind the write-ahead journal in the data directory.
+fn journaled<E: kv::KvEngine>(
+    engine: E,
+    options: &StoreOptions,
+) -> Result<journal::Journaled<E>, StoreError> {
     journal::Journaled::open(
         engine,
         &options.path.join(JOURNAL_DIR),

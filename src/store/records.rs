@@ -20,7 +20,7 @@
 
 use prost::Message;
 
-use super::kv_store::{HourlyRow, StoredHistory};
+use super::kv_store::{HourlyRow, StoredAddress, StoredEntry, StoredHistory};
 use super::StoreError;
 use crate::domain::{
     AddressRecord, BounceReason, BounceType, Classification, EvidenceKind, OutcomeCounts,
@@ -268,6 +268,9 @@ pub(super) struct AddressMessage {
     pub needs_enrichment: bool,
     #[prost(message, optional, tag = "6")]
     pub pending_validation: Option<ReplacementMessage>,
+    /// The normalized address (schema 4: its key holds only its hash); empty in schema 3.
+    #[prost(string, tag = "7")]
+    pub address: String,
 }
 
 /// Why an address is suppressed.
@@ -321,6 +324,16 @@ pub(super) enum HistoryKind {
     /// A change of the address's state.
     #[prost(message, tag = "2")]
     Change(StateChangeMessage),
+}
+
+/// One history entry of schema 4 (`R tenant 0 ah inv(ts) inv(seq)` keys): a send result with
+/// the changes of state it caused, or changes of state alone.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct EntryMessage {
+    #[prost(message, optional, tag = "1")]
+    pub event: Option<EventMessage>,
+    #[prost(message, repeated, tag = "2")]
+    pub changes: Vec<StateChangeMessage>,
 }
 
 /// A change of an address's state.
@@ -639,6 +652,7 @@ impl Record for AddressRecord {
                     confidence: r.confidence,
                     at_micros: r.at.micros(),
                 }),
+            address: String::new(),
         }
     }
 
@@ -748,15 +762,7 @@ impl Record for StoredHistory {
         HistoryMessage {
             entry: Some(match self {
                 StoredHistory::Event(id) => HistoryKind::EventId(id.clone()),
-                StoredHistory::Change(c) => HistoryKind::Change(StateChangeMessage {
-                    kind: c.kind.number(),
-                    reason: c.reason.number(),
-                    actor: c.actor.clone(),
-                    note: c.note.clone(),
-                    event_id: c.event_id.clone(),
-                    at_micros: c.at.micros(),
-                    on_behalf_of: c.on_behalf_of.clone(),
-                }),
+                StoredHistory::Change(c) => HistoryKind::Change(change_message(c)),
             }),
         }
     }
@@ -764,15 +770,105 @@ impl Record for StoredHistory {
     fn from_message(m: HistoryMessage) -> Result<Self, RecordError> {
         Ok(match m.entry.ok_or(RecordError::Missing("entry"))? {
             HistoryKind::EventId(id) => StoredHistory::Event(id),
-            HistoryKind::Change(c) => StoredHistory::Change(StateChange {
-                kind: StateChangeKind::required(c.kind)?,
-                reason: BounceReason::required(c.reason)?,
-                actor: c.actor,
-                note: c.note,
-                event_id: c.event_id,
-                at: Timestamp(c.at_micros),
-                on_behalf_of: c.on_behalf_of,
-            }),
+            HistoryKind::Change(c) => StoredHistory::Change(change_from(c)?),
+        })
+    }
+}
+
+fn change_message(c: &StateChange) -> StateChangeMessage {
+    StateChangeMessage {
+        kind: c.kind.number(),
+        reason: c.reason.number(),
+        actor: c.actor.clone(),
+        note: c.note.clone(),
+        event_id: c.event_id.clone(),
+        at_micros: c.at.micros(),
+        on_behalf_of: c.on_behalf_of.clone(),
+    }
+}
+
+fn change_from(c: StateChangeMessage) -> Result<StateChange, RecordError> {
+    Ok(StateChange {
+        kind: StateChangeKind::required(c.kind)?,
+        reason: BounceReason::required(c.reason)?,
+        actor: c.actor,
+        note: c.note,
+        event_id: c.event_id,
+        at: Timestamp(c.at_micros),
+        on_behalf_of: c.on_behalf_of,
+    })
+}
+
+impl Record for StoredAddress {
+    type Message = AddressMessage;
+
+    fn to_message(&self) -> AddressMessage {
+        AddressMessage {
+            address: self.address.clone(),
+            ..self.record.to_message()
+        }
+    }
+
+    fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        // Fields may come in any order: the address goes after the record's own fields.
+        let mut out = self.record.encode_after(prefix)?;
+        let address = [(7, wire::Field::Str(&self.address), false)];
+        out.reserve_exact(wire::len(&address));
+        wire::put(&address, &mut out);
+        Ok(out)
+    }
+
+    fn from_message(mut m: AddressMessage) -> Result<Self, RecordError> {
+        let address = std::mem::take(&mut m.address);
+        Ok(StoredAddress {
+            address,
+            record: AddressRecord::from_message(m)?,
+        })
+    }
+}
+
+impl Record for StoredEntry {
+    type Message = EntryMessage;
+
+    fn to_message(&self) -> EntryMessage {
+        EntryMessage {
+            event: self.event.as_ref().map(Record::to_message),
+            changes: self.changes.iter().map(change_message).collect(),
+        }
+    }
+
+    fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+        // The event through its own encoder (its bytes after a throw-away prefix byte), then
+        // the changes as messages.
+        let event = self.event.as_ref().map(|e| e.encode_after(0)).transpose()?;
+        let event_bytes = event.as_ref().map_or(&[][..], |e| &e[1..]);
+        let changes: Vec<StateChangeMessage> = self.changes.iter().map(change_message).collect();
+        let mut len = 1 + prost::encoding::message::encoded_len_repeated(2, &changes);
+        if event.is_some() {
+            len += 1 + encoded_len_varint(event_bytes.len() as u64) + event_bytes.len();
+        }
+        let mut out = Vec::with_capacity(len);
+        out.push(prefix);
+        if event.is_some() {
+            encode_key(1, WireType::LengthDelimited, &mut out);
+            encode_varint(event_bytes.len() as u64, &mut out);
+            out.extend_from_slice(event_bytes);
+        }
+        for c in &changes {
+            prost::encoding::message::encode(2, c, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn from_message(m: EntryMessage) -> Result<Self, RecordError> {
+        Ok(StoredEntry {
+            event: m.event.map(RecordedEvent::from_message).transpose()?,
+            changes: m
+                .changes
+                .into_iter()
+                .map(change_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -955,6 +1051,45 @@ mod tests {
                 &decode::<AddressRecord>(b"k", &encode(r).unwrap()).unwrap(),
                 r
             );
+            for address in ["", "jo@example.com"] {
+                let stored = StoredAddress {
+                    address: address.into(),
+                    record: r.clone(),
+                };
+                let straight = stored.encode_after(RECORD_VERSION).unwrap();
+                assert_eq!(straight[1..], stored.to_message().encode_to_vec());
+                assert_eq!(straight.len(), straight.capacity());
+                assert_eq!(decode::<StoredAddress>(b"k", &straight).unwrap(), stored);
+            }
+        }
+        let change = StateChange {
+            kind: crate::domain::StateChangeKind::Suppressed,
+            reason: BounceReason::MailboxNotFound,
+            actor: "system".into(),
+            on_behalf_of: String::new(),
+            note: "n".into(),
+            event_id: "e".into(),
+            at: Timestamp(1),
+        };
+        let entries = [
+            StoredEntry {
+                event: Some(events[0].clone()),
+                changes: vec![],
+            },
+            StoredEntry {
+                event: Some(events[0].clone()),
+                changes: vec![change.clone(), change.clone()],
+            },
+            StoredEntry {
+                event: None,
+                changes: vec![change],
+            },
+        ];
+        for e in &entries {
+            let straight = e.encode_after(RECORD_VERSION).unwrap();
+            assert_eq!(straight[1..], e.to_message().encode_to_vec(), "{e:?}");
+            assert_eq!(straight.len(), straight.capacity());
+            assert_eq!(&decode::<StoredEntry>(b"k", &straight).unwrap(), e);
         }
     }
 

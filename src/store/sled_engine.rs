@@ -94,10 +94,11 @@ impl KvEngine for SledEngine {
             batches: Vec::new(),
             current: sled::Batch::default(),
             current_keys: 0,
+            applied: false,
         };
         let out = work(&mut txn)?;
         txn.cut();
-        if txn.batches.is_empty() {
+        if txn.batches.is_empty() && !txn.applied {
             return Ok(out);
         }
         for batch in txn.batches {
@@ -134,6 +135,8 @@ struct SledTxn<'a> {
     batches: Vec<sled::Batch>,
     current: sled::Batch,
     current_keys: usize,
+    /// Whether `write_sorted` applied batches already.
+    applied: bool,
 }
 
 impl KvTxn for SledTxn<'_> {
@@ -154,6 +157,32 @@ impl KvTxn for SledTxn<'_> {
     fn remove(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
         self.current.remove(key);
         self.current_keys += 1;
+        Ok(())
+    }
+
+    /// Applies the entries in batches of [`BATCH_CUT_KEYS`] as they come, instead of holding
+    /// copies of them all until the end (a journal checkpoint or replay passes hundreds of
+    /// thousands). Only the journal writes this way, and its writes are whole values replayed
+    /// in order, so applying a prefix before a failure leaves nothing that a replay does not
+    /// set right; everything is flushed before `transact` returns.
+    fn write_sorted<'e>(
+        &mut self,
+        entries: &mut dyn Iterator<Item = (&'e [u8], Option<&'e [u8]>)>,
+    ) -> Result<(), StoreError> {
+        self.cut();
+        for (k, v) in entries {
+            match v {
+                Some(v) => self.current.insert(k, v),
+                None => self.current.remove(k),
+            }
+            self.current_keys += 1;
+            if self.current_keys >= BATCH_CUT_KEYS {
+                let batch = std::mem::take(&mut self.current);
+                self.current_keys = 0;
+                self.engine.tree.apply_batch(batch).map_err(engine)?;
+                self.applied = true;
+            }
+        }
         Ok(())
     }
 

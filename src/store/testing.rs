@@ -30,14 +30,14 @@ pub fn open_with_commit_panic(
 }
 
 /// An engine that panics in its n-th write transaction, and is the engine it wraps otherwise.
-struct PanicOnCommit<E> {
+pub(super) struct PanicOnCommit<E> {
     inner: E,
     commits: AtomicUsize,
     panic_on: usize,
 }
 
 impl<E> PanicOnCommit<E> {
-    fn new(inner: E, panic_on: usize) -> Self {
+    pub(super) fn new(inner: E, panic_on: usize) -> Self {
         PanicOnCommit {
             inner,
             commits: AtomicUsize::new(0),

@@ -19,10 +19,13 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::filter::{key_hash, KnownFilter};
+use super::address_hash::{AddressHash, AddressHasher};
+use super::filter::KnownFilter;
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
-use super::kv_store::{decode, encode, hourly_slot, HourlyRow, Shared, StoredHistory};
+use super::kv_store::{
+    decode, encode, hourly_slot, HourlyRow, Position, Shared, StoredAddress, StoredEntry,
+};
 use super::records::Record;
 use super::{
     AddressWrite, CounterTouch, Decision, ErrorChain, Granularity, PairDecision, PairOutcome,
@@ -30,7 +33,7 @@ use super::{
 };
 use crate::domain::{
     AddressRecord, BounceType, Dimension, EmailAddress, OutcomeCounts, RecordedEvent, StateChange,
-    Tenant, Timestamp,
+    Tenant,
 };
 
 /// Most writes taken into one group commit. Bigger groups cost less per write (neighbouring keys
@@ -114,7 +117,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
         let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
         let committed = shared.engine.transact(|txn| {
-            let mut group = Group::new(txn, &shared.known);
+            let mut group = Group::new(txn, &shared.known, &shared.hasher);
             for job in jobs {
                 answers.push(match job {
                     Job::Writes { writes, reply } => {
@@ -205,19 +208,19 @@ struct Effects {
     touched: HashSet<CounterTouch>,
 }
 
-/// Where an address's record is: its key, and its hash in the in-memory indexes. Worked out
-/// once per write, for the read and for the record's write.
+/// Where an address's record is: its key and its keyed hash. Worked out once per write, for
+/// the read and for the writes of the record, its history and its index entries.
 struct RecordSlot {
     key: Vec<u8>,
-    hash: u64,
+    ah: AddressHash,
 }
 
 impl RecordSlot {
-    fn of(tenant: &Tenant, address: &EmailAddress) -> RecordSlot {
-        let (t, a) = (tenant.as_str(), address.as_str());
+    fn of(hasher: &AddressHasher, tenant: &Tenant, address: &EmailAddress) -> RecordSlot {
+        let ah = hasher.hash(tenant.as_str(), address.as_str());
         RecordSlot {
-            key: keys::record(t, a),
-            hash: key_hash(t, a),
+            key: keys::record(tenant.as_str(), &ah),
+            ah,
         }
     }
 }
@@ -227,8 +230,12 @@ impl RecordSlot {
 struct Group<'t> {
     txn: &'t mut dyn KvTxn,
     known: &'t KnownFilter,
+    hasher: &'t AddressHasher,
     records: HashMap<Vec<u8>, Option<AddressRecord>>,
-    events: HashMap<Vec<u8>, RecordedEvent>,
+    /// Event positions written this group, by `P` key.
+    positions: HashMap<Vec<u8>, Position>,
+    /// History entries with a send result written this group, by key.
+    entries: HashMap<Vec<u8>, StoredEntry>,
     /// Counter changes of the current atomic unit, by counter key: (added, taken away).
     counter_deltas: HashMap<Vec<u8>, (OutcomeCounts, OutcomeCounts)>,
     /// Counter values written so far in this group, by counter key.
@@ -246,12 +253,14 @@ struct Group<'t> {
 }
 
 impl<'t> Group<'t> {
-    fn new(txn: &'t mut dyn KvTxn, known: &'t KnownFilter) -> Self {
+    fn new(txn: &'t mut dyn KvTxn, known: &'t KnownFilter, hasher: &'t AddressHasher) -> Self {
         Group {
             txn,
             known,
+            hasher,
             records: HashMap::new(),
-            events: HashMap::new(),
+            positions: HashMap::new(),
+            entries: HashMap::new(),
             counter_deltas: HashMap::new(),
             counter_values: HashMap::new(),
             hourly_deltas: HashMap::new(),
@@ -281,16 +290,43 @@ impl<'t> Group<'t> {
             // Most send results are for addresses seen before or never: the known-address
             // index tells the second kind apart without a read (its `false` is exact, and this
             // thread adds each group's new records to it before the next group).
-            None if !self.known.may_exist(slot.hash) => Ok(None),
-            None => self.get(&slot.key),
+            None if !self.known.may_exist(slot.ah.short()) => Ok(None),
+            None => Ok(self
+                .get::<StoredAddress>(&slot.key)?
+                .map(|stored| stored.record)),
         }
     }
 
-    fn event(&mut self, key: &[u8]) -> Result<Option<RecordedEvent>, StoreError> {
-        match self.events.get(key) {
+    /// Where the event with position key `key` (`keys::position`) is recorded, if it is.
+    fn position(&mut self, key: &[u8]) -> Result<Option<Position>, StoreError> {
+        if let Some(p) = self.positions.get(key) {
+            return Ok(Some(*p));
+        }
+        match self.txn.get(key)? {
+            Some(v) => Ok(Some(Position::from_bytes(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The history entry under `key`, which holds a send result.
+    fn entry(&mut self, key: &[u8]) -> Result<Option<StoredEntry>, StoreError> {
+        match self.entries.get(key) {
             Some(e) => Ok(Some(e.clone())),
             None => self.get(key),
         }
+    }
+
+    /// The recorded event with id `event_id`: its position key, its entry's key and the entry.
+    fn recorded(
+        &mut self,
+        tenant: &str,
+        event_id: &str,
+    ) -> Result<Option<(Vec<u8>, StoredEntry)>, StoreError> {
+        let Some(position) = self.position(&keys::position(tenant, event_id))? else {
+            return Ok(None);
+        };
+        let key = position.entry_key(tenant);
+        Ok(self.entry(&key)?.map(|entry| (key, entry)))
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
@@ -393,45 +429,43 @@ impl<'t> Group<'t> {
         record: &AddressRecord,
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
-        let (t, a) = (tenant.as_str(), address.as_str());
+        let t = tenant.as_str();
         let RecordSlot {
             key: record_key,
-            hash,
+            ah,
         } = slot;
-        self.put(record_key.clone(), encode(record)?)?;
+        let stored = StoredAddress {
+            address: address.as_str().to_string(),
+            record: record.clone(),
+        };
+        self.put(record_key.clone(), encode(&stored)?)?;
         if previous.is_none() {
-            self.effects.new_records.push(hash);
+            self.effects.new_records.push(ah.short());
         }
         let before = previous.and_then(|p| p.suppression.as_ref());
         let after = record.suppression.as_ref();
         if before.map(|s| s.since) != after.map(|s| s.since) {
             if let Some(old) = before {
-                self.remove(keys::suppressed(t, old.since, a))?;
+                self.remove(keys::suppressed(t, old.since, &ah))?;
             }
             if let Some(new) = after {
-                self.put(keys::suppressed(t, new.since, a), Vec::new())?;
+                self.put(keys::suppressed(t, new.since, &ah), Vec::new())?;
             }
         }
         if before.is_some() != after.is_some() {
-            self.effects.filter_changes.push((hash, after.is_some()));
+            self.effects
+                .filter_changes
+                .push((ah.short(), after.is_some()));
         }
-        self.records.insert(record_key, Some(record.clone()));
         for c in changes {
-            self.add_history(tenant, address, c.at, &StoredHistory::Change(c.clone()))?;
+            let entry = StoredEntry {
+                event: None,
+                changes: vec![c.clone()],
+            };
+            let seq = self.txn.next_seq()?;
+            self.put(keys::timed(&record_key, c.at, seq), encode(&entry)?)?;
         }
-        Ok(())
-    }
-
-    fn add_history(
-        &mut self,
-        tenant: &Tenant,
-        address: &EmailAddress,
-        at: Timestamp,
-        entry: &StoredHistory,
-    ) -> Result<(), StoreError> {
-        let prefix = keys::prefix(keys::HISTORY, &[tenant.as_str(), address.as_str()]);
-        let seq = self.txn.next_seq()?;
-        self.put(keys::timed(&prefix, at, seq), encode(entry)?)?;
+        self.records.insert(record_key, Some(stored.record));
         Ok(())
     }
 
@@ -524,17 +558,19 @@ impl<'t> Group<'t> {
 
     fn try_add(&mut self, write: AddressWrite) -> Result<WriteOutcome, StoreError> {
         let tenant = &write.tenant;
+        let t = tenant.as_str();
         let address = &write.address;
-        let slot = RecordSlot::of(tenant, address);
+        let slot = RecordSlot::of(self.hasher, tenant, address);
         let previous = self.record(&slot)?;
 
         if let Some(event) = &write.event {
-            let event_key = keys::exact(keys::EVENT, &[tenant.as_str()], &event.event_id);
-            if let Some(original) = self.event(&event_key)? {
-                return Ok(WriteOutcome::Duplicate {
-                    original,
-                    record: previous,
-                });
+            if let Some((_, entry)) = self.recorded(t, &event.event_id)? {
+                if let Some(original) = entry.event {
+                    return Ok(WriteOutcome::Duplicate {
+                        original,
+                        record: previous,
+                    });
+                }
             }
         }
 
@@ -548,60 +584,71 @@ impl<'t> Group<'t> {
         }
 
         for updated in write.reclassified {
-            let key = keys::exact(keys::EVENT, &[tenant.as_str()], &updated.event_id);
-            if let Some(old) = self.event(&key)? {
-                self.adjust_counters(tenant, &old, CounterChange::Uncount)?;
-                self.adjust_counters(tenant, &updated, CounterChange::Count)?;
-                self.put(key.clone(), encode(&updated)?)?;
-                self.events.insert(key, updated);
+            if let Some((key, mut entry)) = self.recorded(t, &updated.event_id)? {
+                if let Some(old) = &entry.event {
+                    self.adjust_counters(tenant, old, CounterChange::Uncount)?;
+                    self.adjust_counters(tenant, &updated, CounterChange::Count)?;
+                    entry.event = Some(updated);
+                    self.put(key.clone(), encode(&entry)?)?;
+                    self.entries.insert(key, entry);
+                }
             }
         }
 
+        let (record, mut changes) = match decision {
+            Decision::Apply { record, changes } => (Some(record), changes),
+            Decision::Unchanged | Decision::Refuse(_) => (None, Vec::new()),
+        };
+        // The changes an event caused at its own instant share its history entry; others
+        // (none today) get entries of their own.
+        let mut caused = Vec::new();
         if let Some(event) = write.event {
-            let t = tenant.as_str();
-            let event_key = keys::exact(keys::EVENT, &[t], &event.event_id);
+            (caused, changes) = changes
+                .into_iter()
+                .partition(|c| c.at == event.occurred_at && c.event_id == event.event_id);
             let seq = self.txn.next_seq()?;
+            let entry_key = keys::timed(&slot.key, event.occurred_at, seq);
+            let instant = keys::instant_of(&entry_key).unwrap_or_default();
             if event.is_bounce() {
-                let by_source = keys::prefix(keys::BY_SOURCE, &[t, &event.source]);
+                let by_source = keys::prefix(keys::BOUNCES, &[t, &event.source]);
                 self.put(
-                    keys::timed(&by_source, event.occurred_at, seq),
-                    event.event_id.as_bytes().to_vec(),
-                )?;
-                let all = keys::prefix(keys::BOUNCES, &[t]);
-                self.put(
-                    keys::timed(&all, event.occurred_at, seq),
-                    event.event_id.as_bytes().to_vec(),
+                    keys::at_instant(&by_source, &instant),
+                    slot.ah.bytes().to_vec(),
                 )?;
             }
             self.count_event(tenant, address, &event)?;
-            self.add_history(
-                tenant,
-                address,
-                event.occurred_at,
-                &StoredHistory::Event(event.event_id.clone()),
-            )?;
-            self.put(event_key.clone(), encode(&event)?)?;
-            self.events.insert(event_key, event);
+            let position_key = keys::position(t, &event.event_id);
+            let position = Position {
+                ah: slot.ah,
+                instant,
+            };
+            self.put(position_key.clone(), position.to_bytes())?;
+            self.positions.insert(position_key, position);
+            let entry = StoredEntry {
+                event: Some(event),
+                changes: caused.clone(),
+            };
+            self.put(entry_key.clone(), encode(&entry)?)?;
+            self.entries.insert(entry_key, entry);
         }
 
-        Ok(match decision {
-            Decision::Apply { record, changes } => {
+        Ok(match record {
+            Some(record) => {
                 self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
+                caused.extend(changes);
                 WriteOutcome::Applied {
                     previous,
                     record,
-                    changes,
+                    changes: caused,
                 }
             }
-            Decision::Unchanged | Decision::Refuse(_) => {
-                WriteOutcome::Unchanged { record: previous }
-            }
+            None => WriteOutcome::Unchanged { record: previous },
         })
     }
 
     fn try_add_pair(&mut self, write: PairWrite) -> Result<PairOutcome, StoreError> {
-        let first_slot = RecordSlot::of(&write.tenant, &write.first);
-        let second_slot = RecordSlot::of(&write.tenant, &write.second);
+        let first_slot = RecordSlot::of(self.hasher, &write.tenant, &write.first);
+        let second_slot = RecordSlot::of(self.hasher, &write.tenant, &write.second);
         let first = self.record(&first_slot)?;
         let second = self.record(&second_slot)?;
         let decide = write.decide;
