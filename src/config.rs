@@ -100,8 +100,8 @@ pub struct ServeSettings {
     #[arg(long, env = "SUPPRESSD_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
 
-    /// redb only: MiB of written data that the write-ahead journal holds in memory before it
-    /// is checkpointed into the database; up to about twice this while a checkpoint runs.
+    /// MiB of written data that the write-ahead journal holds in memory before it is
+    /// checkpointed into the database; up to about twice this while a checkpoint runs.
     /// Larger tables trade memory for faster sustained ingest.
     #[arg(long, env = "SUPPRESSD_JOURNAL_MB", default_value_t = 384, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub journal_mb: u64,

@@ -1,12 +1,14 @@
-//! A write-ahead journal in front of an engine (`--engine redb`): a group commit is durable once
-//! its writes are appended to the journal and fsynced, and the engine's B-tree takes them later,
-//! in large sorted checkpoints on a thread of their own.
+//! A write-ahead journal in front of an engine (both sled and redb): a group commit is durable
+//! once its writes are appended to the journal and fsynced, and the engine takes them later, in
+//! large sorted checkpoints on a thread of their own.
 //!
-//! Why: a group's keys land all over the engine's tree (records, history, event ids, indexes by
-//! time), and a copy-on-write B-tree pays per page touched. The same keys cost less per key in a
-//! checkpoint of a few hundred thousand keys than in a group of a few thousand
-//! (`examples/redb_inserts.rs`, bench/README.md), and the caller waits only for one sequential
-//! append and fsync.
+//! Why: a group's keys land all over the engine's tree (records, history, positions, indexes by
+//! time). redb, a copy-on-write B-tree, pays per page touched: the same keys cost less per key
+//! in a checkpoint of a few hundred thousand keys than in a group of a few thousand
+//! (`examples/redb_inserts.rs`, bench/README.md). sled pays per key and per flush: a group
+//! commit straight into it spends most of its time in sled's own bookkeeping, while the writer
+//! here pays one sequential append and fsync, and the checkpoint applies sorted keys on the
+//! other core. The caller waits only for the append.
 //!
 //! How:
 //! - Writes that are journaled but not yet in the engine sit in memory: the `active` table takes

@@ -43,7 +43,7 @@ use kv_store::KvStore;
 
 /// Name of the redb database file inside the data directory.
 const REDB_FILE: &str = "suppressd.redb";
-/// Directory of the write-ahead journal in front of redb, inside the data directory.
+/// Directory of the write-ahead journal in front of the engine, inside the data directory.
 const JOURNAL_DIR: &str = "journal";
 /// How long the journal's table may go without a write before it is checkpointed anyway.
 const JOURNAL_IDLE_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -89,7 +89,7 @@ pub struct StoreOptions {
     pub path: PathBuf,
     /// The engine's page cache, in bytes.
     pub cache_bytes: u64,
-    /// redb only: bytes of written data that the journal holds in memory before a checkpoint.
+    /// Bytes of written data that the journal holds in memory before a checkpoint.
     pub journal_bytes: u64,
 }
 

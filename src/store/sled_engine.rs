@@ -1,9 +1,10 @@
 //! The default engine, sled 0.34: one tree holding every record (see `keys`), metadata in the
-//! default tree.
+//! default tree. In the store it sits behind the write-ahead journal (`journal`), whose
+//! checkpoints and replays write into it.
 //!
-//! A group commit is applied as several `apply_batch` calls, each cut between two writes, then
-//! flushed once. Batches are kept to well under a thousand keys, because larger ones make sled
-//! 0.34 hold memory per key for the life of the process.
+//! A transaction is applied as several `apply_batch` calls of at most [`BATCH_CUT_KEYS`] keys,
+//! then flushed once. Batches are kept well under a thousand keys, because larger ones make
+//! sled 0.34 hold memory per key for the life of the process.
 
 use std::ops::Bound;
 use std::path::Path;

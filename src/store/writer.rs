@@ -634,7 +634,11 @@ impl<'t> Group<'t> {
 
         Ok(match record {
             Some(record) => {
-                self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
+                // A send result that changes nothing (a block, a bounce of a suppressed
+                // address) leaves the record's key alone.
+                if previous.as_ref() != Some(&record) || !changes.is_empty() {
+                    self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
+                }
                 caused.extend(changes);
                 WriteOutcome::Applied {
                     previous,
