@@ -757,7 +757,69 @@ async fn a_writer_that_dies_is_reported_and_later_writes_fail(engine: Engine) {
     store.close().unwrap();
 }
 
+/// An address's history pages one item at a time through entries that hold several (a
+/// send result with the change it caused), in the order of the whole listing; a send result
+/// that changes nothing still appears, and the record's other readers see one record.
+async fn history_pages_item_by_item_through_entries_of_several(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    let a = "pat@example.com";
+    store
+        .write(vec![event_write("acme", hard_bounce("h1", a, T0))])
+        .await
+        .unwrap();
+    store.write(vec![lift("acme", a, T0 + 10)]).await.unwrap();
+    store
+        .write(vec![event_write("acme", hard_bounce("h2", a, T0 + 20))])
+        .await
+        .unwrap();
+    // A second hard bounce of a suppressed address changes nothing but is recorded.
+    store
+        .write(vec![event_write("acme", hard_bounce("h3", a, T0 + 30))])
+        .await
+        .unwrap();
+    let whole = history(&*store, "acme", a);
+    let kinds: Vec<String> = whole
+        .iter()
+        .map(|e| match e {
+            HistoryEntry::SendResult(e) => e.event_id.clone(),
+            HistoryEntry::StateChange(c) => format!("{:?}", c.kind),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["h3", "Suppressed", "h2", "Reactivated", "Suppressed", "h1"],
+        "newest first, each change before the send result that caused it"
+    );
+    for limit in [1, 2, 4] {
+        let mut paged = Vec::new();
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = store
+                .history(&tenant("acme"), &address(a), cursor.as_deref(), limit)
+                .unwrap();
+            assert!(page.items.len() <= limit);
+            paged.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, whole, "pages of {limit}");
+    }
+    assert_eq!(
+        store
+            .get_event(&tenant("acme"), "h3")
+            .unwrap()
+            .map(|e| e.event_id),
+        Some("h3".to_string())
+    );
+    assert_eq!(bounce_ids(&*store, "acme"), ["h3", "h2", "h1"]);
+    assert!(suppressed(&*store, "acme", a));
+}
+
 contract!(
+    history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
     a_writer_that_dies_is_reported_and_later_writes_fail,
     hourly_counters_of_schema_1_are_kept_at_open,

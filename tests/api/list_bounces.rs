@@ -288,3 +288,61 @@ async fn a_tampered_or_foreign_page_token_is_invalid_argument() {
     .unwrap();
     assert_eq!(next.bounces.len(), 2);
 }
+
+#[tokio::test]
+async fn pages_through_every_source_at_once_newest_first() {
+    let mut app = spawn_app().await;
+    let base = 1_780_000_000;
+    // Three sources (one of them none at all) interleaved in time, and a delivery.
+    let sources = ["alpha", "beta", ""];
+    let mut results: Vec<pb::SendResult> = (0..90)
+        .map(|i| bounce(&format!("b{i}"), sources[i % 3], "", base + i as i64))
+        .collect();
+    results.push(pb::SendResult {
+        occurred_at: at(base + 45),
+        ..result("d1", "d1@example.com", Outcome::Delivered, "250 OK")
+    });
+    ingest(&mut app, results).await;
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(
+            &mut app,
+            pb::ListBouncesRequest {
+                page_size: 7,
+                page_token: token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(page.bounces.len() <= 7);
+        seen.extend(page.bounces.iter().map(|b| b.event_id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let want: Vec<String> = (0..90).rev().map(|i| format!("b{i}")).collect();
+    assert_eq!(
+        seen, want,
+        "every bounce of every source once, newest first"
+    );
+
+    // A time window over every source: start inclusive, end exclusive.
+    let page = list(
+        &mut app,
+        pb::ListBouncesRequest {
+            start_time: at(base + 10),
+            end_time: at(base + 20),
+            page_size: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ids: Vec<&str> = page.bounces.iter().map(|b| b.event_id.as_str()).collect();
+    let want: Vec<String> = (10..20).rev().map(|i| format!("b{i}")).collect();
+    assert_eq!(ids, want);
+}

@@ -1,0 +1,97 @@
+//! What one key costs the sled engine at its best: the ceiling of the checkpoint thread that
+//! moves journaled writes into sled, and so of sustained durable ingest on the default engine.
+//!
+//! `cargo run --release --example sled_inserts -- [keys already in the tree] [dir]`
+//! (default 1,000,000 keys, a temporary directory). Loads the tree in sorted batches of 600
+//! keys (what a checkpoint does), then writes 200,000 new random keys (34-byte keys, 120-byte
+//! values, like records and history entries) in batches of 100, 600 and 5,000 keys, sorted as
+//! a checkpoint sorts them and not, and prints the time per key with one flush at the end of
+//! each run (as a checkpoint flushes once).
+
+use std::time::Instant;
+
+/// xorshift: the same keys on every run.
+struct Keys(u64);
+
+impl Keys {
+    fn next_key(&mut self) -> Vec<u8> {
+        let mut k = vec![b'R', b'b', b'e', b'n', b'c', b'h', 0];
+        for _ in 0..3 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            k.extend_from_slice(&self.0.to_be_bytes());
+        }
+        k.extend_from_slice(&[0u8; 3]);
+        k
+    }
+
+    fn batch(&mut self, n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|_| self.next_key()).collect()
+    }
+}
+
+/// Writes `keys` in batches of `per_batch`, then flushes; returns microseconds per key.
+fn write(
+    tree: &sled::Tree,
+    db: &sled::Db,
+    mut keys: Vec<Vec<u8>>,
+    per_batch: usize,
+    sorted: bool,
+) -> f64 {
+    if sorted {
+        keys.sort();
+    }
+    let value = [7u8; 120];
+    let started = Instant::now();
+    for chunk in keys.chunks(per_batch) {
+        let mut batch = sled::Batch::default();
+        for k in chunk {
+            batch.insert(k.as_slice(), &value[..]);
+        }
+        tree.apply_batch(batch).expect("apply_batch");
+    }
+    db.flush().expect("flush");
+    started.elapsed().as_secs_f64() * 1e6 / keys.len() as f64
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let preload: usize = args
+        .next()
+        .map(|n| n.parse().expect("a number of keys"))
+        .unwrap_or(1_000_000);
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let dir = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let db = sled::Config::new()
+        .path(&dir)
+        .cache_capacity(256 << 20)
+        .open()
+        .expect("open");
+    let tree = db.open_tree("keys").expect("tree");
+    let mut keys = Keys(0x9E37_79B9_7F4A_7C15);
+    let started = Instant::now();
+    let mut left = preload;
+    while left > 0 {
+        let n = left.min(500_000);
+        write(&tree, &db, keys.batch(n), 600, true);
+        left -= n;
+    }
+    println!(
+        "loaded {preload} keys in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for per_batch in [100, 600, 5_000] {
+        for sorted in [false, true] {
+            let us = write(&tree, &db, keys.batch(200_000), per_batch, sorted);
+            println!(
+                "200,000 new keys, batches of {per_batch:>5}, {:>8}: {us:.2} µs/key ({:.0} keys/s)",
+                if sorted { "sorted" } else { "unsorted" },
+                1e6 / us
+            );
+        }
+    }
+}
