@@ -4,9 +4,12 @@
 //! `cargo run --release --example sled_inserts -- [keys already in the tree] [dir]`
 //! (default 1,000,000 keys, a temporary directory). Loads the tree in sorted batches of 600
 //! keys (what a checkpoint does), then writes 200,000 new random keys (34-byte keys, 120-byte
-//! values, like records and history entries) in batches of 100, 600 and 5,000 keys, sorted as
+//! values, like records and history entries) one `insert` at a time and in batches of 100, 600
+//! and 5,000 keys, sorted as
 //! a checkpoint sorts them and not, and prints the time per key with one flush at the end of
-//! each run (as a checkpoint flushes once).
+//! each run (as a checkpoint flushes once). `SLED_MODE=throughput` opens sled in
+//! `Mode::HighThroughput` (default `LowSpace`, as the store opens it); `SLED_FLUSH_MS=none`
+//! turns sled's background flusher off (default every 500 ms).
 
 use std::time::Instant;
 
@@ -31,7 +34,8 @@ impl Keys {
     }
 }
 
-/// Writes `keys` in batches of `per_batch`, then flushes; returns microseconds per key.
+/// Writes `keys` in batches of `per_batch` (one `insert` each when `per_batch` is 1), then
+/// flushes; returns microseconds per key.
 fn write(
     tree: &sled::Tree,
     db: &sled::Db,
@@ -44,6 +48,13 @@ fn write(
     }
     let value = [7u8; 120];
     let started = Instant::now();
+    if per_batch == 1 {
+        for k in &keys {
+            tree.insert(k.as_slice(), &value[..]).expect("insert");
+        }
+        db.flush().expect("flush");
+        return started.elapsed().as_secs_f64() * 1e6 / keys.len() as f64;
+    }
     for chunk in keys.chunks(per_batch) {
         let mut batch = sled::Batch::default();
         for k in chunk {
@@ -66,9 +77,21 @@ fn main() {
         .next()
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
+    let mode = match std::env::var("SLED_MODE").as_deref() {
+        Ok("throughput") => sled::Mode::HighThroughput,
+        _ => sled::Mode::LowSpace,
+    };
+    let flush_every_ms = match std::env::var("SLED_FLUSH_MS").as_deref() {
+        Ok("none") => None,
+        Ok(ms) => Some(ms.parse().expect("milliseconds")),
+        Err(_) => Some(500),
+    };
+    println!("mode {mode:?}, flush every {flush_every_ms:?} ms");
     let db = sled::Config::new()
         .path(&dir)
         .cache_capacity(256 << 20)
+        .mode(mode)
+        .flush_every_ms(flush_every_ms)
         .open()
         .expect("open");
     let tree = db.open_tree("keys").expect("tree");
@@ -84,7 +107,7 @@ fn main() {
         "loaded {preload} keys in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    for per_batch in [100, 600, 5_000] {
+    for per_batch in [1, 100, 600, 5_000] {
         for sorted in [false, true] {
             let us = write(&tree, &db, keys.batch(200_000), per_batch, sorted);
             println!(

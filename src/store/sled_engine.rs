@@ -136,7 +136,7 @@ struct SledTxn<'a> {
     batches: Vec<sled::Batch>,
     current: sled::Batch,
     current_keys: usize,
-    /// Whether `write_sorted` applied batches already.
+    /// Whether `write_sorted` wrote into the tree already.
     applied: bool,
 }
 
@@ -161,28 +161,25 @@ impl KvTxn for SledTxn<'_> {
         Ok(())
     }
 
-    /// Applies the entries in batches of [`BATCH_CUT_KEYS`] as they come, instead of holding
-    /// copies of them all until the end (a journal checkpoint or replay passes hundreds of
-    /// thousands). Only the journal writes this way, and its writes are whole values replayed
-    /// in order, so applying a prefix before a failure leaves nothing that a replay does not
-    /// set right; everything is flushed before `transact` returns.
+    /// Inserts the entries one by one as they come, instead of holding copies of them all until
+    /// the end (a journal checkpoint or replay passes hundreds of thousands). A single insert
+    /// costs sled less per key than a batch (bench/README.md, "sled at its best"), and only the
+    /// journal writes this way: its writes are whole values replayed in order, so applying a
+    /// prefix before a failure leaves nothing that a replay does not set right. Everything is
+    /// flushed before `transact` returns.
     fn write_sorted<'e>(
         &mut self,
         entries: &mut dyn Iterator<Item = (&'e [u8], Option<&'e [u8]>)>,
     ) -> Result<(), StoreError> {
         self.cut();
+        let tree = &self.engine.tree;
         for (k, v) in entries {
             match v {
-                Some(v) => self.current.insert(k, v),
-                None => self.current.remove(k),
+                Some(v) => tree.insert(k, v).map(drop),
+                None => tree.remove(k).map(drop),
             }
-            self.current_keys += 1;
-            if self.current_keys >= BATCH_CUT_KEYS {
-                let batch = std::mem::take(&mut self.current);
-                self.current_keys = 0;
-                self.engine.tree.apply_batch(batch).map_err(engine)?;
-                self.applied = true;
-            }
+            .map_err(engine)?;
+            self.applied = true;
         }
         Ok(())
     }
