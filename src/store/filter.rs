@@ -11,7 +11,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fasthash::{HashSlots, PassThrough};
+use crate::fasthash::{KeySet, PassThrough};
 
 /// Hash of a tenant and a normalized address.
 pub fn key_hash(tenant: &str, address: &str) -> u64 {
@@ -35,7 +35,7 @@ pub fn key_hash(tenant: &str, address: &str) -> u64 {
 /// suppressed addresses share it (which a 64-bit hash makes rare, but not impossible).
 #[derive(Debug, Default)]
 struct Counted {
-    set: HashSlots<u64>,
+    set: KeySet<u64>,
     extra: HashMap<u64, u32, PassThrough>,
 }
 
@@ -56,11 +56,10 @@ impl FilterReader<'_> {
         self.0.set.contains(hash)
     }
 
-    /// Brings the entries of a batch's hashes into cache before they are looked up (see
-    /// [`HashSlots::warm`]).
-    pub fn warm(&self, hashes: &[u64]) {
-        self.0.set.warm(hashes);
-    }
+    /// Does nothing: the set's lookups of a batch overlap their memory trips without help, and
+    /// loading their buckets ahead made them slower (bench/README.md, "The hash table: ours
+    /// against hashbrown"). Kept for the store's caller until it drops the call.
+    pub fn warm(&self, _hashes: &[u64]) {}
 }
 
 /// The set of suppressed (tenant, address) hashes.
@@ -126,7 +125,7 @@ impl SuppressedFilter {
 /// complete, every address may have a record.
 #[derive(Debug, Default)]
 pub struct KnownFilter {
-    hashes: RwLock<HashSlots<u64>>,
+    hashes: RwLock<KeySet<u64>>,
     /// Whether every record written before start-up has been loaded.
     complete: AtomicBool,
 }
