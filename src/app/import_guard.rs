@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use super::correction::{Corrections, SuggestionCache};
 use super::{AppError, Caller, Context, FieldViolation};
 use crate::domain::{AddressError, AddressRecord, EmailAddress, Suppression, Tenant};
-use crate::fasthash::HashSlots;
+use crate::fasthash::KeySet;
 use crate::suggest::Suggestion;
 
 /// What the guard decides for one contact.
@@ -167,11 +167,11 @@ const POOLED_SEEN_BYTES: usize = 64 << 20;
 /// Seen-address tables of ended streams, kept for the next ones: a growing stream would
 /// otherwise take its table fresh from the kernel, page by page, and back-to-back import
 /// streams would spend their CPU clearing pages (measured in bench/README.md).
-static SEEN_POOL: Mutex<Vec<HashSlots<u128>>> = Mutex::new(Vec::new());
+static SEEN_POOL: Mutex<Vec<KeySet<u128>>> = Mutex::new(Vec::new());
 
 /// An import stream's seen-address table, handed back to [`SEEN_POOL`] when the stream ends.
 #[derive(Default)]
-struct SeenSet(HashSlots<u128>);
+struct SeenSet(KeySet<u128>);
 
 impl SeenSet {
     /// Makes room for `additional` more addresses. When the table must grow, a pooled table of
@@ -209,7 +209,7 @@ impl Drop for SeenSet {
             return;
         }
         let mut pool = SEEN_POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let pooled: usize = pool.iter().map(HashSlots::heap_bytes).sum();
+        let pooled: usize = pool.iter().map(KeySet::heap_bytes).sum();
         if pooled + set.heap_bytes() <= POOLED_SEEN_BYTES {
             pool.push(set);
         }
@@ -290,9 +290,7 @@ impl ImportGuard {
                 Ok((range, hash))
             })
             .collect();
-        let hashes: Vec<u128> = normalized.iter().flatten().map(|&(_, h)| h).collect();
-        session.seen.make_room(hashes.len());
-        session.seen.0.warm(&hashes);
+        session.seen.make_room(normalized.iter().flatten().count());
         let slots: Vec<Slot> = normalized
             .into_iter()
             .map(|n| match n {

@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use crate::fasthash::{HashSlots, PassThrough};
+use crate::fasthash::{KeySet, PassThrough};
 
 /// The suppressed hashes: each once in `set`, and in `extra` with its count when several
 /// suppressed addresses share it (which a 64-bit hash makes rare, but not impossible).
 #[derive(Debug, Default)]
 struct Counted {
-    set: HashSlots<u64>,
+    set: KeySet<u64>,
     extra: HashMap<u64, u32, PassThrough>,
 }
 
@@ -34,12 +34,6 @@ impl FilterReader<'_> {
     /// May the address with this hash be suppressed? `false` is exact.
     pub fn may_contain(&self, hash: u64) -> bool {
         self.0.set.contains(hash)
-    }
-
-    /// Brings the entries of a batch's hashes into cache before they are looked up (see
-    /// [`HashSlots::warm`]).
-    pub fn warm(&self, hashes: &[u64]) {
-        self.0.set.warm(hashes);
     }
 }
 
@@ -106,7 +100,7 @@ impl SuppressedFilter {
 /// complete, every address may have a record.
 #[derive(Debug, Default)]
 pub struct KnownFilter {
-    hashes: RwLock<HashSlots<u64>>,
+    hashes: RwLock<KeySet<u64>>,
     /// Whether every record written before start-up has been loaded.
     complete: AtomicBool,
 }

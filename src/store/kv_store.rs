@@ -925,7 +925,6 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let short: Vec<u64> = hashes.iter().map(AddressHash::short).collect();
         let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = {
             let filter = self.shared.filter.reader();
-            filter.warm(&short);
             short
                 .iter()
                 .enumerate()

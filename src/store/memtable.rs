@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fasthash::HashSlots;
+use crate::fasthash::KeySet;
 
 /// Writes in the order they were made (the last write of a key wins): a value, or `None` for
 /// a removed key.
@@ -243,7 +243,7 @@ pub(super) struct Table {
     /// Oldest first.
     runs: Vec<Arc<Run>>,
     /// Hashes of every key in the runs.
-    hashes: HashSlots<u64>,
+    hashes: KeySet<u64>,
     /// No merge makes a run larger than this.
     max_run_bytes: usize,
 }
@@ -253,7 +253,7 @@ impl Table {
     pub(super) fn new(max_run_bytes: usize) -> Table {
         Table {
             runs: Vec::new(),
-            hashes: HashSlots::default(),
+            hashes: KeySet::default(),
             max_run_bytes,
         }
     }
