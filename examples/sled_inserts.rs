@@ -107,6 +107,28 @@ fn main() {
         "loaded {preload} keys in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    for threads in [2, 4] {
+        let mut batch = keys.batch(200_000);
+        batch.sort();
+        let value = [7u8; 120];
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for part in batch.chunks(batch.len().div_ceil(threads)) {
+                let tree = &tree;
+                scope.spawn(move || {
+                    for k in part {
+                        tree.insert(k.as_slice(), &value[..]).expect("insert");
+                    }
+                });
+            }
+        });
+        db.flush().expect("flush");
+        let us = started.elapsed().as_secs_f64() * 1e6 / batch.len() as f64;
+        println!(
+            "200,000 new keys, one insert each on {threads} threads, sorted: {us:.2} µs/key ({:.0} keys/s)",
+            1e6 / us
+        );
+    }
     for per_batch in [1, 100, 600, 5_000] {
         for sorted in [false, true] {
             let us = write(&tree, &db, keys.batch(200_000), per_batch, sorted);
