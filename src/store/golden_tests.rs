@@ -978,7 +978,7 @@ fn census<E: KvEngine>(engine: &E) -> ((usize, usize), Option<Vec<u8>>) {
     let (mut old, mut new) = (0, 0);
     engine
         .scan(Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
-            if RECORD_KINDS.contains(&k[0]) || k[0] == keys::RECORD {
+            if RECORD_KINDS.contains(&k[0]) || [keys::RECORD, keys::LOG].contains(&k[0]) {
                 match v[0] {
                     legacy::RECORD_VERSION => old += 1,
                     super::records::RECORD_VERSION => new += 1,

@@ -6,11 +6,11 @@
 //!
 //! ```text
 //! R tenant 0 ah                          -> StoredAddress (the address text and its state)
-//! R tenant 0 ah inv(ts) inv(seq)         -> StoredEntry (a send result with the changes it
+//! L tenant 0 ah inv(ts) inv(seq)         -> StoredEntry (a send result with the changes it
 //!                                           caused, or changes of state alone)
 //! P tenant 0 event_id                    -> Position: ah inv(ts) inv(seq) of the event's entry
 //! T tenant 0 source 0 inv(ts) inv(seq)   -> ah   (bounces by source; the entry is
-//!                                           R tenant 0 ah inv(ts) inv(seq))
+//!                                           L tenant 0 ah inv(ts) inv(seq))
 //! Y tenant 0 inv(since) ah               -> ()   (suppressed addresses by time)
 //! G tenant 0 domain 0 local              -> ()   (delivered addresses, for typo suggestions)
 //! K tenant 0 domain                      -> u64  (delivered addresses per domain)
@@ -21,8 +21,9 @@
 //!
 //! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): only the `R` record (and the
 //! `G` entry of a delivered address) holds the address's text, so forgetting a person
-//! rewrites those and leaves every index alone. An address's record and its history share a
-//! prefix, so they sit side by side in the tree. `inv(ts)` is the timestamp mapped to
+//! rewrites those and leaves every index alone. Records have a kind of their own, apart from
+//! the history entries: the reads that screen imports and answer status lookups touch only
+//! records, which stay dense in the tree (and in the engine's cache). `inv(ts)` is the timestamp mapped to
 //! big-endian bytes that sort newest first; `seq` is a store-wide unique id that orders
 //! entries of the same instant, newest first.
 //!
@@ -33,8 +34,10 @@
 pub use super::address_hash::AddressHash;
 use crate::domain::Timestamp;
 
-/// An address's record and history.
+/// An address's record.
 pub const RECORD: u8 = b'R';
+/// An address's history entries.
+pub const LOG: u8 = b'L';
 /// Where an event's history entry is, by event id.
 pub const POSITION: u8 = b'P';
 /// Bounces by source and time.
@@ -90,17 +93,18 @@ pub fn exact(kind: u8, parts: &[&str], last: &str) -> Vec<u8> {
     k
 }
 
-/// The key of an address's record, which is also the prefix of its history entries.
+/// The key of an address's record.
 pub fn record(tenant: &str, ah: &AddressHash) -> Vec<u8> {
-    let mut k = prefix_with_room(RECORD, &[tenant], 16 + 16);
+    let mut k = prefix_with_room(RECORD, &[tenant], 16);
     k.extend_from_slice(ah.bytes());
     k
 }
 
-/// Whether `key`, under a tenant's `R` prefix of length `prefix_len` (`R tenant 0`), is an
-/// address's record rather than one of its history entries.
-pub fn is_record_key(key: &[u8], prefix_len: usize) -> bool {
-    key.len() == prefix_len + 16
+/// The prefix of an address's history entries: `L tenant 0 ah`.
+pub fn history(tenant: &str, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(LOG, &[tenant], 16 + 16);
+    k.extend_from_slice(ah.bytes());
+    k
 }
 
 /// The key of an event's position: `P tenant 0 event_id`.

@@ -136,7 +136,7 @@ impl Position {
 
     /// The key of the entry it points at.
     pub(super) fn entry_key(&self, tenant: &str) -> Vec<u8> {
-        keys::at_instant(&keys::record(tenant, &self.ah), &self.instant)
+        keys::at_instant(&keys::history(tenant, &self.ah), &self.instant)
     }
 }
 
@@ -541,13 +541,10 @@ fn load_known<E: KvEngine>(shared: &Shared<E>) {
         if shared.closing.load(Ordering::Relaxed) {
             return Err(StoreError::Closed);
         }
-        // `R tenant 0 ah`, among the history entries `R tenant 0 ah inv(ts) inv(seq)`; a
-        // malformed key stops the load: the index stays incomplete and rules nothing out
+        // `R tenant 0 ah`; a malformed key stops the load: the index stays incomplete and
+        // rules nothing out
         let prefix_len =
             tenant_prefix_len(k).ok_or_else(|| StoreError::corrupt(k, "malformed record key"))?;
-        if !keys::is_record_key(k, prefix_len) {
-            return Ok(());
-        }
         let ah = AddressHash::from_slice(&k[prefix_len..])
             .ok_or_else(|| StoreError::corrupt(k, "malformed record key"))?;
         chunk.push(ah.short());
@@ -722,7 +719,7 @@ impl<E: KvEngine> KvStore<E> {
         ah: &AddressHash,
         instant: &[u8; 16],
     ) -> Result<Option<RecordedEvent>, StoreError> {
-        let key = keys::at_instant(&keys::record(tenant, ah), instant);
+        let key = keys::at_instant(&keys::history(tenant, ah), instant);
         Ok(self
             .get_decoded::<StoredEntry>(&key)?
             .and_then(|entry| entry.event))
@@ -1119,7 +1116,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         limit: usize,
     ) -> Result<Page<HistoryEntry>, StoreError> {
         let ah = self.shared.hasher.hash(tenant.as_str(), address.as_str());
-        let prefix = keys::record(tenant.as_str(), &ah);
+        let prefix = keys::history(tenant.as_str(), &ah);
         // A cursor is the key of the last entry read, then how many of its items were given.
         let (start, skip) = match cursor {
             None => (Bound::Excluded(prefix.clone()), 0),

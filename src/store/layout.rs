@@ -6,7 +6,7 @@
 //!
 //! 1. `A tenant 0 address` records become `R tenant 0 ah` records (with the address inside),
 //!    with their `Y` suppressed-index entry when suppressed;
-//! 2. `H` history entries become `R` entries at the same instant: a send result takes its
+//! 2. `H` history entries become `L` entries at the same instant: a send result takes its
 //!    event out of its `E` key (removed with it) and leaves a `P` position under its id;
 //! 3. `E` events without a history entry (there should be none) get an entry of their own;
 //! 4. `S` bounce entries become `T` entries at their event's history instant (read from `P`);
@@ -163,7 +163,7 @@ fn history<E: KvEngine>(
         .ok_or_else(|| StoreError::corrupt(k, "malformed history key"))?;
     let address = text(k, &rest[..rest.len() - 17])?;
     let ah = hasher.hash(tenant, &address);
-    let entry_key = keys::at_instant(&keys::record(tenant, &ah), &instant);
+    let entry_key = keys::at_instant(&keys::history(tenant, &ah), &instant);
     let mut removes = vec![k.to_vec()];
     let mut puts = Vec::new();
     let entry = match decode::<StoredHistory>(k, v)? {
@@ -204,7 +204,7 @@ fn lone_event(
     let (tenant, _) = tenant_and_rest(k)?;
     let event: RecordedEvent = decode(k, v)?;
     let ah = hasher.hash(tenant, &event.address);
-    let entry_key = keys::timed(&keys::record(tenant, &ah), event.occurred_at, seq());
+    let entry_key = keys::timed(&keys::history(tenant, &ah), event.occurred_at, seq());
     let instant = keys::instant_of(&entry_key).unwrap_or_default();
     let position = (
         keys::position(tenant, &event.event_id),

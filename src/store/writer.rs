@@ -457,13 +457,14 @@ impl<'t> Group<'t> {
                 .filter_changes
                 .push((ah.short(), after.is_some()));
         }
+        let history = keys::history(t, &ah);
         for c in changes {
             let entry = StoredEntry {
                 event: None,
                 changes: vec![c.clone()],
             };
             let seq = self.txn.next_seq()?;
-            self.put(keys::timed(&record_key, c.at, seq), encode(&entry)?)?;
+            self.put(keys::timed(&history, c.at, seq), encode(&entry)?)?;
         }
         self.records.insert(record_key, Some(stored.record));
         Ok(())
@@ -607,7 +608,7 @@ impl<'t> Group<'t> {
                 .into_iter()
                 .partition(|c| c.at == event.occurred_at && c.event_id == event.event_id);
             let seq = self.txn.next_seq()?;
-            let entry_key = keys::timed(&slot.key, event.occurred_at, seq);
+            let entry_key = keys::timed(&keys::history(t, &slot.ah), event.occurred_at, seq);
             let instant = keys::instant_of(&entry_key).unwrap_or_default();
             if event.is_bounce() {
                 let by_source = keys::prefix(keys::BOUNCES, &[t, &event.source]);
