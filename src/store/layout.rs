@@ -76,10 +76,17 @@ fn convert_kind<E: KvEngine>(
     let mut converted = 0;
     // Sequence numbers for new entries: above every one handed out before.
     let mut next_seq = engine.last_seq()?;
+    // Each batch goes on after the last key of the one before: the converted keys are removed,
+    // but an engine behind the journal still passes over their removals until a checkpoint.
+    let mut after: Option<Vec<u8>> = None;
     loop {
         let mut conversions = Vec::new();
+        let start = match &after {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => Bound::Included(prefix.to_vec()),
+        };
         engine.scan(
-            Bound::Included(&prefix[..]),
+            start.as_ref().map(Vec::as_slice),
             Bound::Unbounded,
             &mut |k, v| {
                 if !k.starts_with(&prefix) {
@@ -90,6 +97,7 @@ fn convert_kind<E: KvEngine>(
                     next_seq
                 };
                 conversions.push(convert(k, v, &mut seq)?);
+                after = Some(k.to_vec());
                 Ok(conversions.len() < batch)
             },
         )?;
