@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use suppressd::auth::token_sha256;
 use suppressd::grpc::proto::suppression_admin_service_client::SuppressionAdminServiceClient;
 use suppressd::grpc::proto::{self as pb, history_entry::Entry, Outcome};
@@ -15,6 +14,7 @@ use tonic::{Code, Request};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 use crate::helpers::*;
+use crate::test_ca::TestCa;
 
 /// One principal per role, each with the token `t-<role>`, for tenant `acme` only; and `ops`,
 /// an admin of every tenant.
@@ -441,39 +441,6 @@ async fn a_non_loopback_address_without_authentication_is_refused_unless_insecur
         .await
         .unwrap();
     drop(app);
-}
-
-/// A certificate authority made for one test.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        TestCa {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A leaf certificate and key (PEM) for these names; the first is its common name.
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, &names[0]);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 /// A server over TLS with `auth`, and its CA; with `client_ca`, clients need certificates.

@@ -2,6 +2,8 @@
 //! client generated from the proto.
 
 mod helpers;
+#[path = "../support/test_ca.rs"]
+mod test_ca;
 
 mod auth;
 mod classification;
