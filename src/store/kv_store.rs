@@ -1118,7 +1118,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let ah = self.shared.hasher.hash(tenant.as_str(), address.as_str());
         let prefix = keys::history(tenant.as_str(), &ah);
         // A cursor is the key of the last entry read, then how many of its items were given.
-        let (start, skip) = match cursor {
+        let (start, mut skip) = match cursor {
             None => (Bound::Excluded(prefix.clone()), 0),
             Some(c) => {
                 if c.len() != prefix.len() + 17 || !c.starts_with(&prefix) {
@@ -1134,7 +1134,6 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let mut items = Vec::new();
         let mut next = None;
         let mut scanned = 0;
-        let mut skip = skip;
         self.shared.engine.scan(
             start.as_ref().map(Vec::as_slice),
             Bound::Excluded(&end),
