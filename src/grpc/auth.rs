@@ -32,9 +32,13 @@ pub fn required_role(path: &str) -> Option<Role> {
             | "ListSourceStats"
             | "WatchSourceHealth"
             | "SuggestCorrections"
-            | "ClassifySmtpResponse" => Role::Reader,
+            | "ClassifySmtpResponse"
+            | "WatchSuppressions"
+            | "GetDomainStatus"
+            | "ListSuppressedDomains" => Role::Reader,
             "CheckImport" => Role::Importer,
-            "Suppress" | "Reactivate" | "ReplaceAddress" => Role::Operator,
+            "Suppress" | "Reactivate" | "ReplaceAddress" | "SuppressDomain"
+            | "ReactivateDomain" | "SetDomainPolicy" | "ForgetAddress" => Role::Operator,
             _ => return None,
         },
         ("suppression.v1.SuppressionAdminService", "Reclassify") => Role::Admin,

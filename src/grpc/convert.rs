@@ -79,6 +79,9 @@ pub fn outcome(field: &str, raw: i32) -> Result<ReportedOutcome, FieldViolation>
         Ok(pb::Outcome::Block) => Ok(ReportedOutcome::Block),
         Ok(pb::Outcome::Complaint) => Ok(ReportedOutcome::Complaint),
         Ok(pb::Outcome::Bounce) => Ok(ReportedOutcome::Bounce),
+        Ok(pb::Outcome::Unsubscribe) => {
+            Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
+        }
         Ok(pb::Outcome::Unspecified) => Err(FieldViolation::new(field, "is required")),
         Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
     }
@@ -115,6 +118,9 @@ pub fn bounce_type(field: &str, raw: i32) -> Result<BounceType, FieldViolation> 
         Ok(pb::OutcomeType::Block) => Ok(BounceType::Block),
         Ok(pb::OutcomeType::Complaint) => Ok(BounceType::Complaint),
         Ok(pb::OutcomeType::Delivered) => Ok(BounceType::Delivered),
+        Ok(pb::OutcomeType::Unsubscribe) => {
+            Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
+        }
         Ok(pb::OutcomeType::Unspecified) => {
             Err(FieldViolation::new(field, "must not be unspecified"))
         }
@@ -173,6 +179,9 @@ pub fn reason(
         P::Manual => BounceReason::Manual,
         P::RepeatedSoftBounce => BounceReason::RepeatedSoftBounce,
         P::Unknown => BounceReason::Unknown,
+        P::Unsubscribed => {
+            return Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
+        }
     })
 }
 
@@ -251,6 +260,7 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
         smtp_response: s.smtp_response,
         event_id: s.event_id,
         rule_id: s.rule_id,
+        ..pb::Suppression::default()
     }
 }
 
@@ -280,6 +290,7 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
             .unwrap_or_default(),
         replaced_by: record.replaced_by.unwrap_or_default(),
         needs_enrichment: record.needs_enrichment,
+        ..pb::AddressStatus::default()
     }
 }
 
@@ -311,6 +322,7 @@ pub fn proto_recorded(e: &RecordedEvent) -> pb::RecordedResult {
             segment: e.segment.clone(),
             provider: e.provider.clone(),
             occurred_at: Some(proto_timestamp(e.occurred_at)),
+            list_id: String::new(),
         }),
         classification: Some(proto_classification(&e.classification)),
         recorded_at: Some(proto_timestamp(e.recorded_at)),
@@ -416,6 +428,7 @@ pub fn proto_counts(c: &OutcomeCounts) -> pb::OutcomeCounts {
         soft_bounces: c.soft,
         blocks: c.block,
         complaints: c.complaint,
+        ..pb::OutcomeCounts::default()
     }
 }
 

@@ -5,6 +5,9 @@
 //! - `suppression_service`: `suppression.v1.SuppressionService`, every RPC.
 //! - `admin_service`: `suppression.v1.SuppressionAdminService` (Reclassify).
 //! - `import`: the `CheckImport` stream and its verdict formats.
+//! - `feed`: the `WatchSuppressions` change feed.
+//! - `domains`: domain-level suppression and accept-all policies.
+//! - `forget`: `ForgetAddress`.
 //! - `monitoring`: the stats RPCs' windows, rankings and watch messages.
 //! - `convert`: wire <-> domain; validation of wire input, with field-named errors.
 //! - `paging`: signed page tokens bound to their request.
@@ -14,7 +17,10 @@
 mod admin_service;
 pub mod auth;
 mod convert;
+mod domains;
 pub mod error;
+mod feed;
+mod forget;
 mod import;
 mod monitoring;
 mod paging;

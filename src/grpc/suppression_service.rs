@@ -8,7 +8,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::convert;
+use super::domains;
 use super::error::{inbound_error, AppError, FieldViolation};
+use super::feed;
+use super::forget;
 use super::import;
 use super::monitoring;
 use super::paging::{PageTokens, Scope};
@@ -478,6 +481,7 @@ impl SuppressionService for SuppressionApi {
                 })
                 .collect(),
             next_page_token: self.next_page_token(&scope, page.next),
+            feed_cursor: String::new(),
         }))
     }
 
@@ -543,6 +547,57 @@ impl SuppressionService for SuppressionApi {
             .in_current_span(),
         );
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type WatchSuppressionsStream = feed::ChangeStream;
+
+    async fn watch_suppressions(
+        &self,
+        request: Request<pb::WatchSuppressionsRequest>,
+    ) -> Result<Response<Self::WatchSuppressionsStream>, Status> {
+        feed::watch_suppressions(&self.app, request).await
+    }
+
+    async fn suppress_domain(
+        &self,
+        request: Request<pb::SuppressDomainRequest>,
+    ) -> Result<Response<pb::SuppressDomainResponse>, Status> {
+        domains::suppress_domain(&self.app, request).await
+    }
+
+    async fn reactivate_domain(
+        &self,
+        request: Request<pb::ReactivateDomainRequest>,
+    ) -> Result<Response<pb::ReactivateDomainResponse>, Status> {
+        domains::reactivate_domain(&self.app, request).await
+    }
+
+    async fn set_domain_policy(
+        &self,
+        request: Request<pb::SetDomainPolicyRequest>,
+    ) -> Result<Response<pb::SetDomainPolicyResponse>, Status> {
+        domains::set_domain_policy(&self.app, request).await
+    }
+
+    async fn get_domain_status(
+        &self,
+        request: Request<pb::GetDomainStatusRequest>,
+    ) -> Result<Response<pb::GetDomainStatusResponse>, Status> {
+        domains::get_domain_status(&self.app, request).await
+    }
+
+    async fn list_suppressed_domains(
+        &self,
+        request: Request<pb::ListSuppressedDomainsRequest>,
+    ) -> Result<Response<pb::ListSuppressedDomainsResponse>, Status> {
+        domains::list_suppressed_domains(&self.app, &self.tokens, request).await
+    }
+
+    async fn forget_address(
+        &self,
+        request: Request<pb::ForgetAddressRequest>,
+    ) -> Result<Response<pb::ForgetAddressResponse>, Status> {
+        forget::forget_address(&self.app, request).await
     }
 
     async fn classify_smtp_response(
