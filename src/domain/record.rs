@@ -183,6 +183,10 @@ pub enum StateChangeKind {
     Validated,
     /// Newer classification rules lifted the suppression or moved it to another event.
     Reclassified,
+    /// The suppression reached its expiry.
+    Expired,
+    /// The address's personal data was erased; it stays suppressed.
+    Forgotten,
 }
 
 /// A change of an address's state, kept in its history.

@@ -22,6 +22,7 @@
 //! transaction was the alternative: simpler to reason about, but its memory would grow with the
 //! store (millions of records) and a crash would throw all its work away.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,12 +40,13 @@ pub(super) use super::records::{decode, encode};
 use super::records::{decode_record, Record};
 use super::writer::{writer_loop, Job};
 use super::{
-    AddressWrite, BounceQuery, CounterTouch, ErrorChain, Granularity, Page, PairOutcome, PairWrite,
-    StoreError, StoreFuture, SuppressionQuery, SuppressionStore, WriteOutcome,
+    AddressWrite, BounceQuery, ChangePage, CounterTouch, ErrorChain, Granularity, Page,
+    PairOutcome, PairWrite, StoreError, StoreFuture, SuppressionQuery, SuppressionStore,
+    WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent,
-    StateChange, Tenant,
+    AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, ListChange, OutcomeCounts,
+    RecordedEvent, StateChange, Tenant, Timestamp,
 };
 
 /// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
@@ -81,6 +83,14 @@ pub(super) enum StoredHistory {
 pub(super) struct StoredAddress {
     pub(super) address: String,
     pub(super) record: AddressRecord,
+}
+
+/// A change of a suppression list as the change log keeps it (`F` keys): the change, with the
+/// keyed hash of its address (none for domain changes). Its sequence number is in its key.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StoredChange {
+    pub(super) ah: Option<AddressHash>,
+    pub(super) change: ListChange,
 }
 
 /// A history entry as stored (schema 4): a send result with the changes of state it caused
@@ -372,6 +382,10 @@ pub(super) struct Shared<E> {
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     /// Why the writer thread ended, if it ended other than by `close`.
     writer_failure: watch::Sender<Option<String>>,
+    /// The last sequence number whose changes are durable (moved by the writer).
+    pub(super) feed_head: watch::Sender<u64>,
+    /// Each tenant's change log horizon: the last sequence number pruned.
+    pub(super) horizons: Mutex<HashMap<String, u64>>,
     path: PathBuf,
 }
 
@@ -432,6 +446,8 @@ impl<E: KvEngine> KvStore<E> {
         load_filter(&engine, &filter)?;
 
         let (touches, _) = broadcast::channel(1024);
+        let horizons = load_horizons(&engine)?;
+        let feed_head = watch::Sender::new(engine.last_seq()?);
         let shared = Arc::new(Shared {
             engine,
             filter,
@@ -441,6 +457,8 @@ impl<E: KvEngine> KvStore<E> {
             hasher,
             touches,
             writer_failure: watch::Sender::new(None),
+            feed_head,
+            horizons: Mutex::new(horizons),
             path: path.to_path_buf(),
         });
         let (tx, rx) = mpsc::channel::<Job>(1024);
@@ -461,6 +479,76 @@ impl<E: KvEngine> KvStore<E> {
             loader_thread: Arc::new(Mutex::new(Some(loader))),
         })
     }
+}
+
+impl<E: KvEngine> KvStore<E> {
+    /// The change log keys of every tenant made before `before` (oldest first, at most `limit`),
+    /// with each tenant's new horizon. Each tenant's log is read from its start until its first
+    /// change at or after `before`.
+    #[allow(clippy::type_complexity)]
+    fn due_changes(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Vec<(String, u64)>), StoreError> {
+        let mut removals: Vec<Vec<u8>> = Vec::new();
+        let mut horizons: Vec<(String, u64)> = Vec::new();
+        let mut start = vec![keys::CHANGES];
+        let end = [keys::CHANGES + 1];
+        loop {
+            // The tenant whose log reached a kept change: the next scan skips the rest of it.
+            let mut kept: Option<String> = None;
+            self.shared.engine.scan(
+                Bound::Included(&start[..]),
+                Bound::Excluded(&end[..]),
+                &mut |k, v| {
+                    if removals.len() >= limit {
+                        return Ok(false);
+                    }
+                    let (tenant, seq) = keys::change_parts(k)
+                        .ok_or_else(|| StoreError::corrupt(k, "not a change log key"))?;
+                    let stored: StoredChange = decode(k, v)?;
+                    if stored.change.at >= before {
+                        kept = Some(tenant.to_string());
+                        return Ok(false);
+                    }
+                    removals.push(k.to_vec());
+                    match horizons.last_mut() {
+                        Some((t, s)) if t == tenant => *s = seq,
+                        _ => horizons.push((tenant.to_string(), seq)),
+                    }
+                    Ok(true)
+                },
+            )?;
+            match kept {
+                // Past every key of that tenant: `F tenant 1` sorts after `F tenant 0 seq`.
+                Some(tenant) if removals.len() < limit => {
+                    start = keys::prefix(keys::CHANGES, &[&tenant]);
+                    if let Some(last) = start.last_mut() {
+                        *last = 1;
+                    }
+                }
+                _ => return Ok((removals, horizons)),
+            }
+        }
+    }
+}
+
+/// Every tenant's change log horizon.
+fn load_horizons<E: KvEngine>(engine: &E) -> Result<HashMap<String, u64>, StoreError> {
+    let mut horizons = HashMap::new();
+    let start = [keys::HORIZON];
+    let end = [keys::HORIZON + 1];
+    engine.scan(
+        Bound::Included(&start[..]),
+        Bound::Excluded(&end[..]),
+        &mut |k, v| {
+            let tenant = String::from_utf8_lossy(&k[1..]).into_owned();
+            horizons.insert(tenant, decode::<u64>(k, v)?);
+            Ok(true)
+        },
+    )?;
+    Ok(horizons)
 }
 
 /// Runs the writer thread's loop; if it ends by a panic (a decision's panic is caught per
@@ -1157,6 +1245,81 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             },
         )?;
         Ok(Page { items, next })
+    }
+
+    fn changes(&self, tenant: &Tenant, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let t = tenant.as_str();
+        // Only what is durable: a commit's changes become visible once its head is published.
+        let head = *self.shared.feed_head.borrow();
+        let mut page = ChangePage {
+            items: Vec::new(),
+            read_to: after,
+            more: false,
+        };
+        if after < head && limit > 0 {
+            let start = keys::change(t, after.saturating_add(1));
+            let end = keys::change(t, head);
+            self.shared.engine.scan(
+                Bound::Included(&start[..]),
+                Bound::Included(&end[..]),
+                &mut |k, v| {
+                    if page.items.len() == limit {
+                        page.more = true;
+                        return Ok(false);
+                    }
+                    let (_, seq) = keys::change_parts(k)
+                        .ok_or_else(|| StoreError::corrupt(k, "not a change log key"))?;
+                    let mut stored: StoredChange = decode(k, v)?;
+                    stored.change.seq = seq;
+                    page.read_to = seq;
+                    page.items.push(stored.change);
+                    Ok(true)
+                },
+            )?;
+            if !page.more {
+                // Nothing else committed up to the head: the next read starts there.
+                page.read_to = head;
+            }
+        }
+        // Checked after the read: a prune that ran meanwhile may have removed what it skipped.
+        let horizon = self
+            .shared
+            .horizons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(t)
+            .copied()
+            .unwrap_or(0);
+        if after < horizon {
+            return Err(StoreError::ChangesPruned { horizon });
+        }
+        Ok(page)
+    }
+
+    fn change_head(&self) -> watch::Receiver<u64> {
+        self.shared.feed_head.subscribe()
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<u64> {
+        let sender = self.sender();
+        let due = self.due_changes(before, limit);
+        Box::pin(async move {
+            let (removals, horizons) = due?;
+            if removals.is_empty() {
+                return Ok(0);
+            }
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Prune {
+                    removals,
+                    horizons,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     fn token_secret(&self) -> [u8; 32] {
