@@ -17,7 +17,8 @@ export function serverBinary(): string {
   const binary = given ? path.resolve(given) : path.join(target, 'debug', 'suppressd');
   if (!existsSync(binary)) {
     throw new Error(
-      `no suppressd binary at ${binary}: run \`cargo build --bin suppressd\` (or set SUPPRESSD_BIN)`,
+      `no suppressd binary at ${binary}: ` +
+        'run `cargo build --bin suppressd` (or set SUPPRESSD_BIN)',
     );
   }
   return binary;
