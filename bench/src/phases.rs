@@ -19,7 +19,7 @@ use crate::{echo, pg, svc, tls};
 const MIB: f64 = 1024.0 * 1024.0;
 /// Every phase, in order.
 pub const ALL_PHASES: &str =
-    "load,storage,pgload,import,status,batch,bounces,ingest,ingest-live,unary,tls";
+    "load,storage,pgload,import,status,batch,bounces,feed,ingest,ingest-live,unary,tls";
 
 /// Options of `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -155,6 +155,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "status" => status(&mut m, &args, &ds, &chans).await,
             "batch" => batch(&mut m, &args, &ds, &chans).await,
             "bounces" => bounces(&mut m, &ds, &chans).await,
+            "feed" => feed(&mut m, &ds, &chans).await,
             "ingest" => ingest(&mut m, &args, &ds, &chans, Spread::Days90).await,
             "ingest-live" => ingest(&mut m, &args, &ds, &chans, Spread::Live).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
@@ -582,6 +583,7 @@ async fn check_pool<T: Transport>(
             .get_suppression_status(pb::GetSuppressionStatusRequest {
                 tenant: TENANT.to_string(),
                 address: a.clone(),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -636,6 +638,7 @@ async fn status_loop<T: Transport>(
                 .get_suppression_status(pb::GetSuppressionStatusRequest {
                     tenant: TENANT.to_string(),
                     address,
+                    ..Default::default()
                 })
                 .await?;
             if r.into_inner().status.is_none() {
@@ -669,6 +672,7 @@ async fn batch(
                 .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
                     tenant: TENANT.to_string(),
                     addresses,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -699,6 +703,39 @@ async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Re
     m.set("bounces.pages", pages as f64);
     m.set("bounces.secs", elapsed.as_secs_f64());
     m.set("bounces.per_s", per_s(events, elapsed));
+    Ok(())
+}
+
+/// The change feed: one follower reads tenant `bench`'s change log from its start: one change
+/// per address of the tenant that the load suppressed.
+async fn feed(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Result<()> {
+    let mut client = SuppressionServiceClient::new(chans[0].clone())
+        .max_decoding_message_size(64 * 1024 * 1024);
+    let expected = (0..ds.n).filter(|&i| ds.tenant(i) == TENANT).count() as u64;
+    let started = Instant::now();
+    let mut stream = client
+        .watch_suppressions(pb::WatchSuppressionsRequest {
+            tenant: TENANT.into(),
+            // The position before the first change.
+            after_cursor: "c1.0000000000000000".into(),
+            kinds: vec![],
+        })
+        .await?
+        .into_inner();
+    let mut changes = 0u64;
+    while changes < expected {
+        match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+            Ok(Ok(Some(_))) => changes += 1,
+            _ => bail!("the change feed stopped after {changes} of {expected} changes"),
+        }
+    }
+    let elapsed = started.elapsed();
+    if changes == 0 {
+        bail!("the change feed gave nothing");
+    }
+    m.set("feed.changes", changes as f64);
+    m.set("feed.secs", elapsed.as_secs_f64());
+    m.set("feed.per_s", per_s(changes, elapsed));
     Ok(())
 }
 
@@ -913,6 +950,7 @@ async fn tls_phase(
         .get_suppression_status(pb::GetSuppressionStatusRequest {
             tenant: TENANT.to_string(),
             address: pool[0].clone(),
+            ..Default::default()
         })
         .await;
     match anonymous {

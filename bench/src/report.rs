@@ -356,6 +356,15 @@ fn rows(d: &Data) -> Vec<Row> {
         ..Row::default()
     });
 
+    out.push(Row {
+        name: "  WatchSuppressions: one follower reads tenant bench's whole change log".into(),
+        value: match (d.get("feed.changes"), d.get("feed.per_s")) {
+            (Some(n), Some(r)) => format!("{} changes ({}/s)", fmt_num(n), fmt_num(r)),
+            _ => String::new(),
+        },
+        ..Row::default()
+    });
+
     // 6. Storage
     out.push(section("6. Storage and memory"));
     out.push(Row {
