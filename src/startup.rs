@@ -46,6 +46,8 @@ pub struct Application {
     /// TLS, when configured.
     tls: Option<TlsAcceptor>,
     max_message_bytes: usize,
+    /// Where Prometheus metrics are served, when they are.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Application {
@@ -135,9 +137,13 @@ impl Application {
         auth: Option<Arc<Authenticator>>,
         tls: Option<TlsAcceptor>,
     ) -> anyhow::Result<Application> {
-        if let Some(addr) = settings.metrics_listen {
-            crate::telemetry::serve_metrics(addr)?;
-        }
+        let metrics_addr = match settings.metrics_listen {
+            Some(addr) => Some(crate::telemetry::serve_metrics(
+                addr,
+                settings.data_dir.clone(),
+            )?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -184,6 +190,7 @@ impl Application {
             auth,
             tls,
             max_message_bytes: settings.max_message_bytes,
+            metrics_addr,
         })
     }
 
@@ -195,6 +202,11 @@ impl Application {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the metrics listener bound, when `--metrics-listen` is given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, drains in-flight calls,
@@ -210,6 +222,7 @@ impl Application {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
+        metrics::gauge!("suppressd_serving").set(1.0);
 
         // Both reflection versions: grpcurl and other tools still ask v1alpha first.
         let reflection = tonic_reflection::server::Builder::configure()
@@ -260,6 +273,7 @@ impl Application {
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
+            metrics::gauge!("suppressd_serving").set(0.0);
             // Streams that never end by themselves (WatchSourceHealth) end now, so that the
             // drain does not wait for their clients.
             watchers.shutdown().await;

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// The server's clock: it stands still until a test moves it.
     pub clock: Clock,
+    /// Where the server serves Prometheus metrics, when `metrics_listen` was set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Keeps the temporary directory alive; `None` when the caller owns the directory.
     _dir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -108,6 +110,7 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         }
     };
     let addr = format!("http://127.0.0.1:{}", app.port());
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -122,6 +125,7 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         client,
         data_dir,
         clock,
+        metrics_addr,
         _dir: None,
         stop: Some(stop),
         handle: Some(handle),

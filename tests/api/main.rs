@@ -13,6 +13,7 @@ mod history_and_manual;
 mod import;
 mod limits;
 mod list_bounces;
+mod metrics;
 mod monitoring;
 mod operations;
 mod reporting;
