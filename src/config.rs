@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::clock::Clock;
+use crate::policy::ReasonTtl;
 
 /// suppressd: email suppression lists as a gRPC service.
 #[derive(Debug, Parser)]
@@ -91,6 +92,17 @@ pub struct ServeSettings {
     /// How many days back soft bounces count toward suppression.
     #[arg(long, env = "SUPPRESSD_SOFT_BOUNCE_WINDOW_DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub soft_bounce_window_days: u32,
+
+    /// How long suppressions for a reason last: REASON=DURATION (e.g. repeated-soft-bounce=30d,
+    /// mailbox-full=14d, manual=12h), repeatable. A reason not named never expires (a hard
+    /// bounce stays until reactivated). Applies to suppressions made while it is set.
+    #[arg(
+        long = "suppression-ttl",
+        env = "SUPPRESSD_SUPPRESSION_TTL",
+        value_name = "REASON=DURATION",
+        value_delimiter = ','
+    )]
+    pub suppression_ttl: Vec<ReasonTtl>,
 
     /// Where to serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464); off when not set.
     #[arg(long, env = "SUPPRESSD_METRICS_LISTEN")]
@@ -181,6 +193,7 @@ impl ServeSettings {
             max_message_bytes: 16 * 1024 * 1024,
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
+            suppression_ttl: Vec::new(),
             cache_mb: 256,
             journal_mb: 384,
             metrics_listen: None,
@@ -317,7 +330,7 @@ pub struct ClassifySettings {
     /// Enhanced status code given separately (e.g. 5.1.1).
     #[arg(long)]
     pub status: Option<String>,
-    /// The reporter's label: delivered, hard, soft, block, complaint or bounce.
+    /// The reporter's label: delivered, hard, soft, block, complaint, bounce or unsubscribe.
     #[arg(long, default_value = "bounce")]
     pub label: String,
     /// Which ESP or MTA reported it.

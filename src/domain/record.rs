@@ -1,8 +1,8 @@
 //! Send results, suppressions and history: the records the service keeps.
 
 use super::{
-    BounceReason, BounceType, Campaign, Classification, EmailAddress, ReportedOutcome, Segment,
-    Source, Timestamp,
+    BounceReason, BounceType, Campaign, Classification, EmailAddress, ListId, ReportedOutcome,
+    Segment, Source, Timestamp,
 };
 
 /// A validated send result, as reported.
@@ -28,6 +28,8 @@ pub struct SendReport {
     pub provider: String,
     /// When it happened (defaults to when it was received).
     pub occurred_at: Timestamp,
+    /// For an unsubscribe: the list the recipient left (empty: every list).
+    pub list_id: ListId,
 }
 
 /// A send result as stored: the report, the service's verdict and bookkeeping.
@@ -59,6 +61,8 @@ pub struct RecordedEvent {
     pub classification: Classification,
     /// Version of the rule set that classified it, so a rule change can be re-applied.
     pub rules_version: u32,
+    /// For an unsubscribe: the list the recipient left (empty: every list).
+    pub list_id: String,
 }
 
 impl RecordedEvent {
@@ -83,12 +87,16 @@ impl RecordedEvent {
             recorded_at,
             classification,
             rules_version,
+            list_id: report.list_id.into_string(),
         }
     }
 
-    /// True for the events listed by `ListBounces`: everything but deliveries.
+    /// True for the events listed by `ListBounces`: everything but deliveries and unsubscribes.
     pub fn is_bounce(&self) -> bool {
-        self.classification.bounce_type != BounceType::Delivered
+        !matches!(
+            self.classification.bounce_type,
+            BounceType::Delivered | BounceType::Unsubscribe
+        )
     }
 }
 
@@ -109,6 +117,20 @@ pub struct Suppression {
     pub event_id: String,
     /// Rule that classified the deciding event; empty for manual suppressions.
     pub rule_id: String,
+    /// When it ends by itself; `None`: it lasts until lifted.
+    pub expires_at: Option<Timestamp>,
+    /// For an unsubscribe from one list: that list; empty for a suppression of every mail.
+    pub list_id: String,
+}
+
+impl Suppression {
+    /// Whether it blocks mail at instant `t`: always, or until its expiry (from the instant of
+    /// its expiry on, it no longer does). The one rule every read and write applies, so that
+    /// status lookups, import screening, listings and the write policy agree at every instant,
+    /// whether or not the expired suppression has been swept from the record yet.
+    pub fn blocks_at(&self, t: Timestamp) -> bool {
+        self.expires_at.is_none_or(|end| t < end)
+    }
 }
 
 /// What backs a replacement of a bad address by a corrected one.
@@ -153,12 +175,57 @@ pub struct AddressRecord {
     pub needs_enrichment: bool,
     /// For a replacement address: set until its first delivery validates it.
     pub pending_validation: Option<Replacement>,
+    /// Unsubscribes from single lists (reason `Unsubscribed`, `list_id` set), oldest first, at
+    /// most one per list: each blocks only mail of its list.
+    pub list_unsubscribes: Vec<Suppression>,
 }
 
 impl AddressRecord {
-    /// True while the address must not be mailed.
+    /// True while the record holds a suppression of every mail: one in force, or one past its
+    /// expiry that the sweep has not cleared yet (see [`AddressRecord::suppression_at`]).
     pub fn is_suppressed(&self) -> bool {
         self.suppression.is_some()
+    }
+
+    /// The address's suppression of every mail, if it is in force at `t`.
+    pub fn suppression_at(&self, t: Timestamp) -> Option<&Suppression> {
+        self.suppression.as_ref().filter(|s| s.blocks_at(t))
+    }
+
+    /// The address's unsubscribe from `list`, if it is in force at `t`.
+    pub fn list_unsubscribe_at(&self, list: &str, t: Timestamp) -> Option<&Suppression> {
+        self.list_unsubscribes
+            .iter()
+            .find(|s| s.list_id == list && s.blocks_at(t))
+    }
+
+    /// What blocks mail to the address at `t`: its suppression of every mail, else, for mail
+    /// of list `list`, its unsubscribe from that list. `None`: the address may be mailed.
+    pub fn blocking(&self, t: Timestamp, list: Option<&str>) -> Option<&Suppression> {
+        self.suppression_at(t)
+            .or_else(|| list.and_then(|l| self.list_unsubscribe_at(l, t)))
+    }
+
+    /// The lists the address is unsubscribed from at `t`, oldest unsubscribe first.
+    pub fn unsubscribed_lists_at(&self, t: Timestamp) -> impl Iterator<Item = &str> {
+        self.list_unsubscribes
+            .iter()
+            .filter(move |s| s.blocks_at(t))
+            .map(|s| s.list_id.as_str())
+    }
+
+    /// The instants at which something of the record ends by itself (its suppression, its
+    /// unsubscribes from lists), each once, in order: what the store's expiry index holds.
+    pub fn expiries(&self) -> Vec<Timestamp> {
+        let mut out: Vec<Timestamp> = self
+            .suppression
+            .iter()
+            .chain(&self.list_unsubscribes)
+            .filter_map(|s| s.expires_at)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -183,6 +250,10 @@ pub enum StateChangeKind {
     Validated,
     /// Newer classification rules lifted the suppression or moved it to another event.
     Reclassified,
+    /// The suppression (or an unsubscribe from one list) reached its expiry.
+    Expired,
+    /// The address unsubscribed from one list (the note names it); other mail is unaffected.
+    UnsubscribedFromList,
 }
 
 /// A change of an address's state, kept in its history.

@@ -88,7 +88,7 @@ pub fn last_24_hours(
 }
 
 /// Resolves when a clock moved by hand moves; never for the system clock.
-async fn clock_moved(
+pub(crate) async fn clock_moved(
     moves: &mut Option<tokio::sync::watch::Receiver<i64>>,
 ) -> Result<(), tokio::sync::watch::error::RecvError> {
     match moves {

@@ -77,6 +77,7 @@ fn hard_bounce(id: &str, to: &str, at: i64) -> RecordedEvent {
             disagrees_with_reporter: false,
         },
         rules_version: 1,
+        list_id: String::new(),
     }
 }
 
@@ -129,7 +130,13 @@ fn lift(t: &str, a: &str, at: i64) -> AddressWrite {
         event: None,
         reclassified: Vec::new(),
         decide: Box::new(move |current| {
-            match EscalationPolicy::default().reactivate(current, "ops", "asked", Timestamp(at)) {
+            match EscalationPolicy::default().reactivate(
+                current,
+                "ops",
+                "asked",
+                Timestamp(at),
+                None,
+            ) {
                 Ok((next, _)) => Decision::Apply {
                     record: next.record,
                     changes: next.changes,
@@ -339,13 +346,17 @@ async fn the_suppressed_index_is_exact_after_a_reopen(engine: Engine) {
         .map(|i| address(&format!("s{i}@x.com")))
         .collect();
     let refs: Vec<&str> = asked.iter().map(EmailAddress::as_str).collect();
-    let found = store.suppressed_records(&tenant("acme"), &refs).unwrap();
+    let found = store
+        .suppressed_records(&tenant("acme"), &refs, false)
+        .unwrap();
     let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
     let want: Vec<usize> = (0..n + 50).filter(|i| *i < n && i % 3 != 0).collect();
     assert_eq!(positions, want);
     assert!(found.iter().all(|(_, r)| r.is_suppressed()));
     // The same addresses of another tenant are not suppressed.
-    let other = store.suppressed_records(&tenant("globex"), &refs).unwrap();
+    let other = store
+        .suppressed_records(&tenant("globex"), &refs, false)
+        .unwrap();
     assert!(other.is_empty());
     store.close().unwrap();
 }
