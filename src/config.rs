@@ -337,3 +337,42 @@ pub struct ClassifySettings {
     #[arg(long, default_value = "")]
     pub provider: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeSettings, clap::Error> {
+        let cli = Cli::try_parse_from(["suppressd", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(settings) => Ok(settings),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn suppression_lifetimes_are_repeatable_and_a_bad_one_is_refused_naming_the_flag() {
+        let settings = serve(&[
+            "--suppression-ttl",
+            "repeated-soft-bounce=30d",
+            "--suppression-ttl",
+            "mailbox-full=14d,manual=12h",
+        ])
+        .unwrap();
+        let reasons: Vec<&str> = settings
+            .suppression_ttl
+            .iter()
+            .map(|e| e.reason.name())
+            .collect();
+        assert_eq!(reasons, ["repeated-soft-bounce", "mailbox-full", "manual"]);
+        assert!(
+            serve(&[]).unwrap().suppression_ttl.is_empty(),
+            "none by default"
+        );
+        for bad in ["mailbox-fool=1d", "mailbox-full=soon", "mailbox-full"] {
+            let err = serve(&["--suppression-ttl", bad]).unwrap_err().to_string();
+            assert!(err.contains("--suppression-ttl"), "{err}");
+            assert!(err.contains(bad.split('=').next().unwrap_or(bad)), "{err}");
+        }
+    }
+}

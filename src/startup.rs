@@ -53,6 +53,7 @@ impl Application {
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
         // Refuse an unsafe configuration before touching the data.
         let (auth, tls) = Self::security(&settings)?;
+        Self::suppression_ttl(&settings)?;
         let options = Self::store_options(&settings);
         let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await
@@ -109,6 +110,12 @@ impl Application {
         Ok((auth, tls))
     }
 
+    /// The lifetimes of suppressions by reason, from `--suppression-ttl`.
+    fn suppression_ttl(settings: &ServeSettings) -> anyhow::Result<SuppressionTtl> {
+        SuppressionTtl::from_entries(&settings.suppression_ttl)
+            .map_err(|e| anyhow::anyhow!("--suppression-ttl: {e}"))
+    }
+
     /// How `settings` open the store.
     pub fn store_options(settings: &ServeSettings) -> StoreOptions {
         StoreOptions {
@@ -142,8 +149,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let ttl = SuppressionTtl::from_entries(&settings.suppression_ttl)
-            .map_err(|e| anyhow::anyhow!("--suppression-ttl: {e}"))?;
+        let ttl = Self::suppression_ttl(&settings)?;
         for entry in ttl.entries() {
             tracing::info!(
                 reason = entry.reason.name(),
