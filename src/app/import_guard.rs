@@ -444,13 +444,12 @@ impl ImportGuard {
                 {
                     let since = s.since.to_rfc3339();
                     let (reason, address_level) = (s.reason, s.reason.is_address_level());
-                    let list = (!s.list_id.is_empty())
-                        .then(|| format!(" from list {}", s.list_id))
-                        .unwrap_or_default();
+                    let list_unsubscribe = (!s.list_id.is_empty())
+                        .then(|| format!("unsubscribed from list {} since {since}", s.list_id));
                     verdict.suppression = Some(s);
-                    if !list.is_empty() {
+                    if let Some(detail) = list_unsubscribe {
                         verdict.decision = ImportDecision::BlockSuppressed;
-                        verdict.detail = format!("unsubscribed{list} since {since}");
+                        verdict.detail = detail;
                     } else if let Some(replacement) = replaced_by {
                         verdict.decision = ImportDecision::Replace;
                         verdict.detail = format!(
