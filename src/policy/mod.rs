@@ -98,6 +98,17 @@ fn replacing(previous: Option<&Suppression>) -> String {
     }
 }
 
+/// Whether the record holds a suppression of every mail (with `list`, an unsubscribe from
+/// it) that never ends by itself: nothing can take its place.
+fn holds_lasting(record: &AddressRecord, list: &str) -> bool {
+    let current = if list.is_empty() {
+        record.suppression.as_ref()
+    } else {
+        record.list_unsubscribes.iter().find(|s| s.list_id == list)
+    };
+    current.is_some_and(|s| s.expires_at.is_none())
+}
+
 /// Puts `new` in place as the suppression of every mail (or, with a list, as the unsubscribe
 /// from that list) unless the one there lasts at least as long ([`outlasts`]). Returns the
 /// one it replaced, if any, or `Err` when `new` was not taken.
@@ -194,9 +205,18 @@ impl EscalationPolicy {
                     BounceType::Unsubscribe => BounceReason::Unsubscribed,
                     _ => class.reason,
                 };
-                let new = self.suppression_from(event, reason);
-                let list = new.list_id.clone();
-                if let Ok(previous) = take(&mut record, new) {
+                let list = match class.bounce_type {
+                    BounceType::Unsubscribe => event.list_id.as_str(),
+                    _ => "",
+                };
+                // Most such results are for an address suppressed for good already: nothing
+                // to build for those.
+                let taken = if holds_lasting(&record, list) {
+                    Err(())
+                } else {
+                    take(&mut record, self.suppression_from(event, reason))
+                };
+                if let Ok(previous) = taken {
                     let (kind, what) = if list.is_empty() {
                         (
                             StateChangeKind::Suppressed,
