@@ -327,8 +327,8 @@ impl ImportGuard {
             .store
             .suppressed_records(&tenant, &lookups, list.is_some())?
             .into_iter()
-            .filter_map(|(k, record)| {
-                let suppression = record.blocking(now, list)?.clone();
+            .filter_map(|(k, mut record)| {
+                let suppression = record.take_blocking(now, list)?;
                 Some((lookup_positions[k], (record, suppression)))
             })
             .peekable();
@@ -396,7 +396,7 @@ impl ImportGuard {
     }
 
     /// The complete verdict of one contact that is not simply allowed; `record` comes with
-    /// what blocks the address for the import, when something does.
+    /// what blocks the address for the import (taken out of it), when something does.
     #[allow(clippy::too_many_arguments)]
     fn verdict(
         &self,

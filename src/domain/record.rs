@@ -206,6 +206,20 @@ impl AddressRecord {
             .or_else(|| list.and_then(|l| self.list_unsubscribe_at(l, t)))
     }
 
+    /// Takes [`AddressRecord::blocking`]'s answer out of the record (for a caller that needs
+    /// the rest of the record and the suppression apart, without copying it).
+    pub fn take_blocking(&mut self, t: Timestamp, list: Option<&str>) -> Option<Suppression> {
+        if self.suppression_at(t).is_some() {
+            return self.suppression.take();
+        }
+        let list = list?;
+        let at = self
+            .list_unsubscribes
+            .iter()
+            .position(|s| s.list_id == list && s.blocks_at(t))?;
+        Some(self.list_unsubscribes.swap_remove(at))
+    }
+
     /// The lists the address is unsubscribed from at `t`, oldest unsubscribe first.
     pub fn unsubscribed_lists_at(&self, t: Timestamp) -> impl Iterator<Item = &str> {
         self.list_unsubscribes
@@ -292,5 +306,62 @@ impl HistoryEntry {
             HistoryEntry::SendResult(e) => e.occurred_at,
             HistoryEntry::StateChange(c) => c.at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suppression(list: &str, expires_at: Option<i64>) -> Suppression {
+        Suppression {
+            reason: BounceReason::Unsubscribed,
+            bounce_type: None,
+            since: Timestamp(0),
+            source: String::new(),
+            smtp_response: String::new(),
+            event_id: String::new(),
+            rule_id: String::new(),
+            expires_at: expires_at.map(Timestamp),
+            list_id: list.into(),
+        }
+    }
+
+    #[test]
+    fn what_blocks_is_the_suppression_in_force_else_the_named_lists_unsubscribe() {
+        let record = AddressRecord {
+            suppression: Some(suppression("", Some(10))),
+            list_unsubscribes: vec![suppression("weekly", None), suppression("daily", Some(5))],
+            ..AddressRecord::default()
+        };
+        let list_of = |t: i64, list: Option<&str>| {
+            record
+                .blocking(Timestamp(t), list)
+                .map(|s| s.list_id.clone())
+        };
+        assert_eq!(list_of(9, None), Some(String::new()));
+        assert_eq!(
+            list_of(9, Some("weekly")),
+            Some(String::new()),
+            "every mail first"
+        );
+        assert_eq!(list_of(10, None), None);
+        assert_eq!(list_of(10, Some("weekly")), Some("weekly".into()));
+        assert_eq!(list_of(4, Some("daily")), Some(String::new()));
+        assert_eq!(
+            list_of(10, Some("daily")),
+            None,
+            "that unsubscribe ended at 5"
+        );
+        let lists: Vec<&str> = record.unsubscribed_lists_at(Timestamp(10)).collect();
+        assert_eq!(lists, ["weekly"]);
+        assert_eq!(record.expiries(), [Timestamp(5), Timestamp(10)]);
+
+        let mut taken = record.clone();
+        let s = taken.take_blocking(Timestamp(10), Some("weekly")).unwrap();
+        assert_eq!(s.list_id, "weekly");
+        assert!(taken.suppression.is_some(), "the rest stays");
+        assert_eq!(taken.list_unsubscribes.len(), 1);
+        assert!(record.clone().take_blocking(Timestamp(10), None).is_none());
     }
 }
