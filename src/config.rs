@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::clock::Clock;
+use crate::policy::ReasonTtl;
 
 /// suppressd: email suppression lists as a gRPC service.
 #[derive(Debug, Parser)]
@@ -96,6 +97,17 @@ pub struct ServeSettings {
     /// must list the suppressions again.
     #[arg(long, env = "SUPPRESSD_CHANGE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub change_retention_days: u32,
+
+    /// How long suppressions for a reason last: REASON=DURATION (e.g. repeated-soft-bounce=30d,
+    /// mailbox-full=14d, manual=12h), repeatable. A reason not named never expires (a hard
+    /// bounce stays until reactivated). Applies to suppressions made while it is set.
+    #[arg(
+        long = "suppression-ttl",
+        env = "SUPPRESSD_SUPPRESSION_TTL",
+        value_name = "REASON=DURATION",
+        value_delimiter = ','
+    )]
+    pub suppression_ttl: Vec<ReasonTtl>,
 
     /// Where to serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464); off when not set.
     #[arg(long, env = "SUPPRESSD_METRICS_LISTEN")]
@@ -187,6 +199,7 @@ impl ServeSettings {
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
             change_retention_days: 30,
+            suppression_ttl: Vec::new(),
             cache_mb: 256,
             journal_mb: 384,
             metrics_listen: None,
@@ -323,10 +336,49 @@ pub struct ClassifySettings {
     /// Enhanced status code given separately (e.g. 5.1.1).
     #[arg(long)]
     pub status: Option<String>,
-    /// The reporter's label: delivered, hard, soft, block, complaint or bounce.
+    /// The reporter's label: delivered, hard, soft, block, complaint, bounce or unsubscribe.
     #[arg(long, default_value = "bounce")]
     pub label: String,
     /// Which ESP or MTA reported it.
     #[arg(long, default_value = "")]
     pub provider: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeSettings, clap::Error> {
+        let cli = Cli::try_parse_from(["suppressd", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(settings) => Ok(settings),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn suppression_lifetimes_are_repeatable_and_a_bad_one_is_refused_naming_the_flag() {
+        let settings = serve(&[
+            "--suppression-ttl",
+            "repeated-soft-bounce=30d",
+            "--suppression-ttl",
+            "mailbox-full=14d,manual=12h",
+        ])
+        .unwrap();
+        let reasons: Vec<&str> = settings
+            .suppression_ttl
+            .iter()
+            .map(|e| e.reason.name())
+            .collect();
+        assert_eq!(reasons, ["repeated-soft-bounce", "mailbox-full", "manual"]);
+        assert!(
+            serve(&[]).unwrap().suppression_ttl.is_empty(),
+            "none by default"
+        );
+        for bad in ["mailbox-fool=1d", "mailbox-full=soon", "mailbox-full"] {
+            let err = serve(&["--suppression-ttl", bad]).unwrap_err().to_string();
+            assert!(err.contains("--suppression-ttl"), "{err}");
+            assert!(err.contains(bad.split('=').next().unwrap_or(bad)), "{err}");
+        }
+    }
 }

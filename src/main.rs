@@ -298,8 +298,9 @@ fn classify(settings: ClassifySettings) -> ExitCode {
         "block" => ReportedOutcome::Block,
         "complaint" => ReportedOutcome::Complaint,
         "bounce" => ReportedOutcome::Bounce,
+        "unsubscribe" => ReportedOutcome::Unsubscribe,
         other => {
-            eprintln!("error: unknown --label {other:?} (delivered, hard, soft, block, complaint, bounce)");
+            eprintln!("error: unknown --label {other:?} (delivered, hard, soft, block, complaint, bounce, unsubscribe)");
             return ExitCode::from(2);
         }
     };

@@ -23,7 +23,7 @@ use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::{AdminApi, SuppressionApi};
 use crate::policy::health::HealthThresholds;
-use crate::policy::EscalationPolicy;
+use crate::policy::{EscalationPolicy, SuppressionTtl};
 use crate::store::{StoreOptions, SuppressionStore};
 use crate::tls::{TlsAcceptor, TlsFiles};
 
@@ -55,6 +55,7 @@ impl Application {
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
         // Refuse an unsafe configuration before touching the data.
         let (auth, tls) = Self::security(&settings)?;
+        Self::suppression_ttl(&settings)?;
         let options = Self::store_options(&settings);
         let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await
@@ -111,6 +112,12 @@ impl Application {
         Ok((auth, tls))
     }
 
+    /// The lifetimes of suppressions by reason, from `--suppression-ttl`.
+    fn suppression_ttl(settings: &ServeSettings) -> anyhow::Result<SuppressionTtl> {
+        SuppressionTtl::from_entries(&settings.suppression_ttl)
+            .map_err(|e| anyhow::anyhow!("--suppression-ttl: {e}"))
+    }
+
     /// How `settings` open the store.
     pub fn store_options(settings: &ServeSettings) -> StoreOptions {
         StoreOptions {
@@ -148,12 +155,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let ttl = Self::suppression_ttl(&settings)?;
+        for entry in ttl.entries() {
+            tracing::info!(
+                reason = entry.reason.name(),
+                ttl = %humantime::format_duration(entry.ttl),
+                "suppressions for this reason expire"
+            );
+        }
         let app_settings = Settings {
             policy: EscalationPolicy {
                 soft_bounce_threshold: settings.soft_bounce_threshold,
                 soft_bounce_window: Duration::from_secs(
                     u64::from(settings.soft_bounce_window_days) * 86_400,
                 ),
+                ttl,
             },
             limits: Limits {
                 max_batch: settings.max_batch as usize,

@@ -709,8 +709,8 @@ async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Re
 /// The change feed: one follower reads tenant `bench`'s change log from its start: one change
 /// per address of the tenant that the load suppressed.
 async fn feed(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Result<()> {
-    let mut client = SuppressionServiceClient::new(chans[0].clone())
-        .max_decoding_message_size(64 * 1024 * 1024);
+    let mut client =
+        SuppressionServiceClient::new(chans[0].clone()).max_decoding_message_size(64 * 1024 * 1024);
     let expected = (0..ds.n).filter(|&i| ds.tenant(i) == TENANT).count() as u64;
     let started = Instant::now();
     let mut stream = client

@@ -246,11 +246,13 @@ impl Corrections {
             .filter(|(_, a)| seen.insert(a.as_str().to_string()))
             .collect();
         let lookups: Vec<&str> = parsed.iter().map(|(_, a)| a.as_str()).collect();
+        let now = self.context.clock.now();
         let suppressed: HashSet<usize> = self
             .context
             .store
-            .suppressed_records(tenant, &lookups)?
+            .suppressed_records(tenant, &lookups, false)?
             .into_iter()
+            .filter(|(_, record)| record.suppression_at(now).is_some())
             .map(|(i, _)| i)
             .collect();
         let mut candidates: Vec<Suggestion> = parsed

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use super::correction::{Corrections, SuggestionCache};
 use super::{AppError, Caller, Context, FieldViolation};
-use crate::domain::{AddressError, AddressRecord, EmailAddress, Suppression, Tenant};
+use crate::domain::{AddressError, AddressRecord, EmailAddress, ListId, Suppression, Tenant};
 use crate::fasthash::KeySet;
 use crate::suggest::Suggestion;
 
@@ -76,6 +76,9 @@ pub struct ImportBatch<'a> {
     pub lines: Vec<&'a str>,
     /// The field that carried the batch, named in errors (`contacts` or `address_lines`).
     pub field: &'static str,
+    /// The mailing list the contacts are imported into (empty: none); read from the first
+    /// batch of a stream.
+    pub list_id: &'a str,
 }
 
 /// The complete verdict of a contact that is not simply allowed.
@@ -135,6 +138,8 @@ pub struct ImportSession {
     /// Who screens: every batch's tenant must be one of its tenants.
     caller: Caller,
     tenant: Option<Tenant>,
+    /// The list the stream imports into, from its first batch: unsubscribes from it block.
+    list: ListId,
     /// Known-good domains and domain patterns, read once per stream.
     suggestions: SuggestionCache,
     /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
@@ -149,6 +154,7 @@ impl ImportSession {
         ImportSession {
             caller,
             tenant: None,
+            list: ListId::default(),
             suggestions: SuggestionCache::default(),
             seen: SeenSet::default(),
             batch_index: 0,
@@ -260,7 +266,11 @@ impl ImportGuard {
         let tenant = Tenant::parse(batch.tenant).map_err(|e| FieldViolation::new("tenant", e))?;
         session.caller.check_tenant(&tenant)?;
         match &session.tenant {
-            None => session.tenant = Some(tenant.clone()),
+            None => {
+                session.list =
+                    ListId::parse(batch.list_id).map_err(|e| FieldViolation::new("list_id", e))?;
+                session.tenant = Some(tenant.clone());
+            }
             Some(t) if *t != tenant => {
                 return Err(FieldViolation::new(
                     "tenant",
@@ -307,12 +317,20 @@ impl ImportGuard {
                 _ => None,
             })
             .unzip();
+        // One instant for the whole batch, the rule of status lookups: what has expired by then
+        // is allowed, swept or not.
+        let now = self.context.clock.now();
+        let list = session.list.named().map(str::to_string);
+        let list = list.as_deref();
         let mut suppressed = self
             .context
             .store
-            .suppressed_records(&tenant, &lookups)?
+            .suppressed_records(&tenant, &lookups, list.is_some())?
             .into_iter()
-            .map(|(k, record)| (lookup_positions[k], record))
+            .filter_map(|(k, mut record)| {
+                let suppression = record.take_blocking(now, list)?;
+                Some((lookup_positions[k], (record, suppression)))
+            })
             .peekable();
 
         let mut decisions = Vec::with_capacity(n);
@@ -377,7 +395,8 @@ impl ImportGuard {
         })
     }
 
-    /// The complete verdict of one contact that is not simply allowed.
+    /// The complete verdict of one contact that is not simply allowed; `record` comes with
+    /// what blocks the address for the import (taken out of it), when something does.
     #[allow(clippy::too_many_arguments)]
     fn verdict(
         &self,
@@ -388,7 +407,7 @@ impl ImportGuard {
         normalized: &str,
         names: Option<(&str, &str)>,
         slot: &Slot,
-        record: Option<AddressRecord>,
+        record: Option<(AddressRecord, Suppression)>,
     ) -> Result<ContactVerdict, AppError> {
         let mut verdict = ContactVerdict {
             position,
@@ -414,17 +433,24 @@ impl ImportGuard {
                 verdict.detail = "address appeared earlier in this import".to_string();
             }
             Slot::Check(_) => {
-                if let Some(AddressRecord {
-                    suppression: Some(s),
-                    replaced_by,
-                    needs_enrichment,
-                    ..
-                }) = record
+                if let Some((
+                    AddressRecord {
+                        replaced_by,
+                        needs_enrichment,
+                        ..
+                    },
+                    s,
+                )) = record
                 {
                     let since = s.since.to_rfc3339();
                     let (reason, address_level) = (s.reason, s.reason.is_address_level());
+                    let list_unsubscribe = (!s.list_id.is_empty())
+                        .then(|| format!("unsubscribed from list {} since {since}", s.list_id));
                     verdict.suppression = Some(s);
-                    if let Some(replacement) = replaced_by {
+                    if let Some(detail) = list_unsubscribe {
+                        verdict.decision = ImportDecision::BlockSuppressed;
+                        verdict.detail = detail;
+                    } else if let Some(replacement) = replaced_by {
                         verdict.decision = ImportDecision::Replace;
                         verdict.detail = format!(
                             "suppressed since {since} ({reason:?}); replaced by {replacement}"

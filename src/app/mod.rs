@@ -11,11 +11,13 @@
 //! - [`reclassify`]: re-run the classification rules over stored bounces.
 //! - [`monitoring`]: bounce rates by source, campaign and segment, and their verdicts.
 //! - [`feed`]: the change feed of suppression lists and its retention.
+//! - [`expiry`]: the background sweep that clears suppressions whose expiry has come.
 
 pub mod addresses;
 mod caller;
 pub mod correction;
 mod error;
+pub mod expiry;
 pub mod feed;
 pub mod import_guard;
 pub mod lookup;
@@ -33,7 +35,9 @@ pub use error::{AppError, FieldViolation};
 
 use crate::classify::Classifier;
 use crate::clock::Clock;
-use crate::domain::{AddressRecord, EmailAddress, StateChange, StateChangeKind, Timestamp};
+use crate::domain::{
+    AddressRecord, EmailAddress, StateChange, StateChangeKind, Suppression, Timestamp,
+};
 use crate::monitor::HealthMonitor;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
@@ -145,19 +149,38 @@ impl Context {
             .ok_or_else(|| AppError::Internal("store returned no outcome".into()))
     }
 
-    /// The status of a valid address given its record, as of `now`.
+    /// The status of a valid address given its record, as of `now`, for mail of no list.
     pub fn status(
         &self,
         address: EmailAddress,
         record: Option<AddressRecord>,
         now: Timestamp,
     ) -> AddressStatus {
+        self.status_for(address, record, now, None)
+    }
+
+    /// The status of a valid address given its record, as of `now`, for mail of `list`
+    /// (`None`: transactional or unlisted mail).
+    pub fn status_for(
+        &self,
+        address: EmailAddress,
+        record: Option<AddressRecord>,
+        now: Timestamp,
+        list: Option<&str>,
+    ) -> AddressStatus {
+        let suppression = record.as_ref().and_then(|r| r.blocking(now, list)).cloned();
+        let unsubscribed_lists = match (&suppression, &record) {
+            (None, Some(r)) => r.unsubscribed_lists_at(now).map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
         AddressStatus {
             recent_soft_bounces: record
                 .as_ref()
                 .map_or(0, |r| self.policy.recent_soft_bounces(r, now)),
             address,
             record,
+            suppression,
+            unsubscribed_lists,
         }
     }
 }
@@ -171,14 +194,17 @@ pub struct AddressStatus {
     pub record: Option<AddressRecord>,
     /// Soft bounces within the escalation window, now.
     pub recent_soft_bounces: u32,
+    /// What blocks the mail asked about, at the instant of the answer: the address's
+    /// suppression in force, or its unsubscribe from the list the mail is for.
+    pub suppression: Option<Suppression>,
+    /// The lists the address is unsubscribed from, when nothing blocks the mail asked about.
+    pub unsubscribed_lists: Vec<String>,
 }
 
 impl AddressStatus {
-    /// True while the address must not be mailed.
+    /// True while the address must not be mailed (for the mail asked about).
     pub fn is_suppressed(&self) -> bool {
-        self.record
-            .as_ref()
-            .is_some_and(AddressRecord::is_suppressed)
+        self.suppression.is_some()
     }
 }
 
@@ -195,6 +221,7 @@ pub(crate) fn observe_changes(changes: &[StateChange]) {
             StateChangeKind::Suppressed
                 | StateChangeKind::Escalated
                 | StateChangeKind::ManuallySuppressed
+                | StateChangeKind::UnsubscribedFromList
         ) {
             metrics::counter!("suppressd_suppressions_total", "reason" => format!("{:?}", ch.reason))
                 .increment(1);
@@ -221,6 +248,8 @@ pub struct App {
     pub monitoring: monitoring::Monitoring,
     /// The change feed of suppression lists.
     pub feed: feed::Feed,
+    /// Clears suppressions whose expiry has come, in the background.
+    expiry: Arc<expiry::ExpirySweep>,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -228,7 +257,8 @@ pub struct App {
 }
 
 impl App {
-    /// The use cases over `store`. Starts the health watcher on the current tokio runtime.
+    /// The use cases over `store`. Starts the health watcher and the expiry sweep on the
+    /// current tokio runtime.
     pub fn new(
         store: Arc<dyn SuppressionStore>,
         classifier: Arc<Classifier>,
@@ -244,6 +274,7 @@ impl App {
         };
         let monitor = HealthMonitor::spawn(store, settings.health, settings.clock.clone());
         let correction = correction::Corrections::new(context.clone());
+        let expiry = expiry::ExpirySweep::spawn(context.clone());
         App {
             report: report::Reporter::new(context.clone()),
             lookup: lookup::Lookups::new(context.clone()),
@@ -253,6 +284,7 @@ impl App {
             reclassify: reclassify::Reclassifier::new(context.clone()),
             feed: feed::Feed::spawn(context.clone(), settings.change_retention),
             monitoring: monitoring::Monitoring::new(context, monitor),
+            expiry,
             limits: settings.limits,
             clock: settings.clock,
         }
@@ -263,10 +295,11 @@ impl App {
         self.report.context().store.token_secret()
     }
 
-    /// Stops background work (the health watcher, the feed's retention) so the store can
-    /// close.
+    /// Stops background work (the health watcher, the feed's retention, the expiry sweep) so
+    /// the store can close.
     pub async fn shutdown(&self) {
         self.monitoring.stop().await;
         self.feed.stop().await;
+        self.expiry.stop().await;
     }
 }

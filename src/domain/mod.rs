@@ -16,8 +16,8 @@ pub use classification::{
     BounceReason, BounceType, Classification, ReportedOutcome, RuleId, SmtpEvidence,
 };
 pub use label::{
-    parse_smtp_response, Campaign, Label, LabelError, Note, Segment, Source, MAX_LABEL_CHARS,
-    MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
+    parse_smtp_response, Campaign, Label, LabelError, ListId, Note, Segment, Source,
+    MAX_LABEL_CHARS, MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
 };
 pub use principal::{Principal, Role, TenantScope};
 pub use record::{

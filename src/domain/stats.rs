@@ -56,6 +56,8 @@ pub struct OutcomeCounts {
     pub block: u64,
     /// Complaints.
     pub complaint: u64,
+    /// Unsubscribes (counted in `sent`, in no rate).
+    pub unsubscribe: u64,
 }
 
 impl OutcomeCounts {
@@ -71,6 +73,7 @@ impl OutcomeCounts {
             BounceType::Soft => c.soft = 1,
             BounceType::Block => c.block = 1,
             BounceType::Complaint => c.complaint = 1,
+            BounceType::Unsubscribe => c.unsubscribe = 1,
         }
         c
     }
@@ -83,6 +86,7 @@ impl OutcomeCounts {
         self.soft += other.soft;
         self.block += other.block;
         self.complaint += other.complaint;
+        self.unsubscribe += other.unsubscribe;
     }
 
     /// Takes `other` from these counts (never below zero).
@@ -93,6 +97,7 @@ impl OutcomeCounts {
         self.soft = self.soft.saturating_sub(other.soft);
         self.block = self.block.saturating_sub(other.block);
         self.complaint = self.complaint.saturating_sub(other.complaint);
+        self.unsubscribe = self.unsubscribe.saturating_sub(other.unsubscribe);
     }
 
     /// Hard bounces per result sent (0 when nothing was sent).

@@ -5,9 +5,9 @@ use super::proto as pb;
 use crate::app::{AddressStatus, FieldViolation};
 use crate::domain::{
     parse_smtp_response, BounceReason, BounceType, Campaign, ChangeKind, Classification, Dimension,
-    EmailAddress, EvidenceKind, HistoryEntry, Label, ListChange, OutcomeCounts, RecordedEvent,
-    ReportedOutcome, Segment, SendReport, Source, StateChange, StateChangeKind, Suppression,
-    Tenant, Timestamp,
+    EmailAddress, EvidenceKind, HistoryEntry, Label, ListChange, ListId, OutcomeCounts,
+    RecordedEvent, ReportedOutcome, Segment, SendReport, Source, StateChange, StateChangeKind,
+    Suppression, Tenant, Timestamp,
 };
 use crate::monitor::WindowCounts;
 use crate::policy::health::{Health, HealthVerdict};
@@ -21,6 +21,11 @@ pub fn tenant(raw: &str) -> Result<Tenant, FieldViolation> {
 /// Parses an address field.
 pub fn address(field: &str, raw: &str) -> Result<EmailAddress, FieldViolation> {
     EmailAddress::parse(raw).map_err(|e| FieldViolation::new(field, e))
+}
+
+/// Parses a `list_id` field: a label, empty meaning no list.
+pub fn list_id(field: &str, raw: &str) -> Result<ListId, FieldViolation> {
+    ListId::parse(raw).map_err(|e| FieldViolation::new(field, e))
 }
 
 /// Proto timestamp -> domain.
@@ -80,9 +85,7 @@ pub fn outcome(field: &str, raw: i32) -> Result<ReportedOutcome, FieldViolation>
         Ok(pb::Outcome::Block) => Ok(ReportedOutcome::Block),
         Ok(pb::Outcome::Complaint) => Ok(ReportedOutcome::Complaint),
         Ok(pb::Outcome::Bounce) => Ok(ReportedOutcome::Bounce),
-        Ok(pb::Outcome::Unsubscribe) => {
-            Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
-        }
+        Ok(pb::Outcome::Unsubscribe) => Ok(ReportedOutcome::Unsubscribe),
         Ok(pb::Outcome::Unspecified) => Err(FieldViolation::new(field, "is required")),
         Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
     }
@@ -97,6 +100,7 @@ pub fn proto_outcome(o: ReportedOutcome) -> pb::Outcome {
         ReportedOutcome::Block => pb::Outcome::Block,
         ReportedOutcome::Complaint => pb::Outcome::Complaint,
         ReportedOutcome::Bounce => pb::Outcome::Bounce,
+        ReportedOutcome::Unsubscribe => pb::Outcome::Unsubscribe,
     }
 }
 
@@ -108,6 +112,7 @@ pub fn proto_type(t: BounceType) -> pb::OutcomeType {
         BounceType::Block => pb::OutcomeType::Block,
         BounceType::Complaint => pb::OutcomeType::Complaint,
         BounceType::Delivered => pb::OutcomeType::Delivered,
+        BounceType::Unsubscribe => pb::OutcomeType::Unsubscribe,
     }
 }
 
@@ -119,9 +124,7 @@ pub fn bounce_type(field: &str, raw: i32) -> Result<BounceType, FieldViolation> 
         Ok(pb::OutcomeType::Block) => Ok(BounceType::Block),
         Ok(pb::OutcomeType::Complaint) => Ok(BounceType::Complaint),
         Ok(pb::OutcomeType::Delivered) => Ok(BounceType::Delivered),
-        Ok(pb::OutcomeType::Unsubscribe) => {
-            Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
-        }
+        Ok(pb::OutcomeType::Unsubscribe) => Ok(BounceType::Unsubscribe),
         Ok(pb::OutcomeType::Unspecified) => {
             Err(FieldViolation::new(field, "must not be unspecified"))
         }
@@ -150,6 +153,7 @@ pub fn proto_reason(r: BounceReason) -> pb::BounceReason {
         BounceReason::Manual => P::Manual,
         BounceReason::RepeatedSoftBounce => P::RepeatedSoftBounce,
         BounceReason::Unknown => P::Unknown,
+        BounceReason::Unsubscribed => P::Unsubscribed,
     }
 }
 
@@ -180,9 +184,7 @@ pub fn reason(
         P::Manual => BounceReason::Manual,
         P::RepeatedSoftBounce => BounceReason::RepeatedSoftBounce,
         P::Unknown => BounceReason::Unknown,
-        P::Unsubscribed => {
-            return Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
-        }
+        P::Unsubscribed => BounceReason::Unsubscribed,
     })
 }
 
@@ -214,6 +216,11 @@ pub fn send_report(
         move |e| FieldViolation::new(field, e)
     };
     let occurred_at = optional_timestamp(&f("occurred_at"), r.occurred_at.as_ref())?.unwrap_or(now);
+    // Checked whatever the outcome, kept only for unsubscribes (the others ignore it).
+    let mut list = list_id(&f("list_id"), &r.list_id)?;
+    if outcome != ReportedOutcome::Unsubscribe {
+        list = ListId::default();
+    }
     Ok(SendReport {
         event_id,
         address,
@@ -225,6 +232,7 @@ pub fn send_report(
         segment: Segment::parse(&r.segment).map_err(violation("segment"))?,
         provider: Label::optional(&r.provider).map_err(violation("provider"))?,
         occurred_at,
+        list_id: list,
     })
 }
 
@@ -261,7 +269,8 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
         smtp_response: s.smtp_response,
         event_id: s.event_id,
         rule_id: s.rule_id,
-        ..pb::Suppression::default()
+        expires_at: s.expires_at.map(proto_timestamp),
+        list_id: s.list_id,
     }
 }
 
@@ -271,16 +280,19 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
         address,
         record,
         recent_soft_bounces,
+        suppression,
+        unsubscribed_lists,
     } = status;
     let record = record.unwrap_or_default();
     pb::AddressStatus {
         address: address.as_str().to_string(),
-        state: if record.suppression.is_some() {
+        state: if suppression.is_some() {
             pb::AddressState::Suppressed
         } else {
             pb::AddressState::Allowed
         } as i32,
-        suppression: record.suppression.map(proto_suppression),
+        suppression: suppression.map(proto_suppression),
+        unsubscribed_lists,
         recent_soft_bounces,
         error: String::new(),
         given_address: given,
@@ -323,7 +335,7 @@ pub fn proto_recorded(e: &RecordedEvent) -> pb::RecordedResult {
             segment: e.segment.clone(),
             provider: e.provider.clone(),
             occurred_at: Some(proto_timestamp(e.occurred_at)),
-            list_id: String::new(),
+            list_id: e.list_id.clone(),
         }),
         classification: Some(proto_classification(&e.classification)),
         recorded_at: Some(proto_timestamp(e.recorded_at)),
@@ -343,6 +355,7 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::Reclassified => pb::StateChangeKind::Reclassified,
         StateChangeKind::Expired => pb::StateChangeKind::Expired,
         StateChangeKind::Forgotten => pb::StateChangeKind::Forgotten,
+        StateChangeKind::UnsubscribedFromList => pb::StateChangeKind::UnsubscribedFromList,
     };
     pb::StateChange {
         kind: kind as i32,
@@ -431,6 +444,7 @@ pub fn proto_counts(c: &OutcomeCounts) -> pb::OutcomeCounts {
         soft_bounces: c.soft,
         blocks: c.block,
         complaints: c.complaint,
+        unsubscribes: c.unsubscribe,
         ..pb::OutcomeCounts::default()
     }
 }

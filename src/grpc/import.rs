@@ -125,6 +125,7 @@ fn screen(
         } else {
             "address_lines"
         },
+        list_id: &message.list_id,
     };
     let mut screened = guard.screen(&mut state.session, &batch)?;
     drop(batch);

@@ -25,7 +25,8 @@ use crate::app::lookup::BatchStatus;
 use crate::app::App;
 use crate::classify::RULES_VERSION;
 use crate::domain::{
-    parse_smtp_response, BounceReason, Label, Note, ReportedOutcome, SmtpEvidence, Source, Tenant,
+    parse_smtp_response, BounceReason, BounceType, Label, Note, ReportedOutcome, SmtpEvidence,
+    Source, Tenant,
 };
 use crate::store::{BounceQuery, SuppressionQuery};
 
@@ -170,7 +171,8 @@ impl SuppressionService for SuppressionApi {
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
-        let status = self.app.lookup.status(&caller, &tenant, address)?;
+        let list = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
+        let status = self.app.lookup.status(&caller, &tenant, address, &list)?;
         Ok(Response::new(pb::GetSuppressionStatusResponse {
             status: Some(convert::proto_status(status, req.address)),
         }))
@@ -184,10 +186,11 @@ impl SuppressionService for SuppressionApi {
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, req.addresses.len());
+        let list = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
         let statuses = self
             .app
             .lookup
-            .statuses(&caller, tenant, req.addresses)
+            .statuses(&caller, tenant, req.addresses, list)
             .await?
             .into_iter()
             .map(|(given, status)| match status {
@@ -227,7 +230,17 @@ impl SuppressionService for SuppressionApi {
             .outcome_types
             .iter()
             .enumerate()
-            .map(|(i, &t)| convert::bounce_type(&format!("outcome_types[{i}]"), t))
+            .map(|(i, &t)| {
+                let field = format!("outcome_types[{i}]");
+                match convert::bounce_type(&field, t)? {
+                    BounceType::Unsubscribe => Err(FieldViolation::new(
+                        field,
+                        "unsubscribes are not bounces: ListSuppressions with reason \
+                         BOUNCE_REASON_UNSUBSCRIBED lists them",
+                    )),
+                    t => Ok(t),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(AppError::from)?;
         types.sort_by_key(|t| convert::proto_type(*t) as i32);
@@ -280,6 +293,9 @@ impl SuppressionService for SuppressionApi {
             convert::reason("reason", req.reason, BounceReason::Manual).map_err(AppError::from)?;
         let note = field("note", Note::optional(&req.note))?;
         let source = field("source", Source::parse(&req.source))?;
+        let expires_at = convert::optional_timestamp("expires_at", req.expires_at.as_ref())
+            .map_err(AppError::from)?;
+        let list_id = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
         let done = self
             .app
             .addresses
@@ -291,6 +307,8 @@ impl SuppressionService for SuppressionApi {
                     reason,
                     source,
                     note,
+                    expires_at,
+                    list_id,
                 },
             )
             .await?;
@@ -310,10 +328,11 @@ impl SuppressionService for SuppressionApi {
         record_span(&tenant, 1);
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
         let justification = field("justification", Note::required(&req.justification))?;
+        let list_id = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
         let done = self
             .app
             .addresses
-            .reactivate(&caller, tenant, address, justification)
+            .reactivate(&caller, tenant, address, justification, list_id)
             .await?;
         Ok(Response::new(pb::ReactivateResponse {
             status: Some(convert::proto_status(done.status, req.address)),
@@ -453,6 +472,7 @@ impl SuppressionService for SuppressionApi {
             start,
             end,
             needs_enrichment: req.needs_enrichment,
+            in_force_at: None,
         };
         let reason_numbers: Vec<i32> = query
             .reasons

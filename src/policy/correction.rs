@@ -73,7 +73,7 @@ pub fn decide_replacement(
     let old_name = req.old_address.as_str().to_string();
     let new_name = req.new_address.as_str().to_string();
     let old = old
-        .filter(|r| r.is_suppressed())
+        .filter(|r| r.suppression_at(req.now).is_some())
         .ok_or_else(|| ReplaceRefusal::OldNotSuppressed(old_name.clone()))?;
     let reason = old
         .suppression
@@ -87,7 +87,7 @@ pub fn decide_replacement(
         Some(existing) => return Err(ReplaceRefusal::AlreadyReplaced(old_name, existing.clone())),
         None => {}
     }
-    if new.is_some_and(AddressRecord::is_suppressed) {
+    if new.is_some_and(|r| r.suppression_at(req.now).is_some()) {
         return Err(ReplaceRefusal::NewSuppressed(new_name));
     }
     let change = |kind, note: String| StateChange {
@@ -167,6 +167,8 @@ mod tests {
                 smtp_response: String::new(),
                 event_id: "e".into(),
                 rule_id: "r".into(),
+                expires_at: None,
+                list_id: String::new(),
             }),
             ..AddressRecord::default()
         }

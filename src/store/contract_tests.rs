@@ -20,7 +20,7 @@ use crate::domain::{
     HistoryEntry, OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind, Tenant,
     Timestamp,
 };
-use crate::policy::EscalationPolicy;
+use crate::policy::{EscalationPolicy, ManualSuppress};
 
 /// 2026-01-01T10:00:00Z, in microseconds.
 const T0: i64 = 1_767_261_600_000_000;
@@ -78,6 +78,7 @@ fn hard_bounce(id: &str, to: &str, at: i64) -> RecordedEvent {
             disagrees_with_reporter: false,
         },
         rules_version: 1,
+        list_id: String::new(),
     }
 }
 
@@ -130,7 +131,13 @@ fn lift(t: &str, a: &str, at: i64) -> AddressWrite {
         event: None,
         reclassified: Vec::new(),
         decide: Box::new(move |current| {
-            match EscalationPolicy::default().reactivate(current, "ops", "asked", Timestamp(at)) {
+            match EscalationPolicy::default().reactivate(
+                current,
+                "ops",
+                "asked",
+                Timestamp(at),
+                None,
+            ) {
                 Ok((next, _)) => Decision::Apply {
                     record: next.record,
                     changes: next.changes,
@@ -340,13 +347,17 @@ async fn the_suppressed_index_is_exact_after_a_reopen(engine: Engine) {
         .map(|i| address(&format!("s{i}@x.com")))
         .collect();
     let refs: Vec<&str> = asked.iter().map(EmailAddress::as_str).collect();
-    let found = store.suppressed_records(&tenant("acme"), &refs).unwrap();
+    let found = store
+        .suppressed_records(&tenant("acme"), &refs, false)
+        .unwrap();
     let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
     let want: Vec<usize> = (0..n + 50).filter(|i| *i < n && i % 3 != 0).collect();
     assert_eq!(positions, want);
     assert!(found.iter().all(|(_, r)| r.is_suppressed()));
     // The same addresses of another tenant are not suppressed.
-    let other = store.suppressed_records(&tenant("globex"), &refs).unwrap();
+    let other = store
+        .suppressed_records(&tenant("globex"), &refs, false)
+        .unwrap();
     assert!(other.is_empty());
     store.close().unwrap();
 }
@@ -819,6 +830,185 @@ async fn history_pages_item_by_item_through_entries_of_several(engine: Engine) {
     assert!(suppressed(&*store, "acme", a));
 }
 
+/// A manual suppression (every mail, or with `list` an unsubscribe from it) that ends at
+/// `expires` (`None`: never).
+fn suppress_until(t: &str, a: &str, list: &str, expires: Option<i64>) -> AddressWrite {
+    let list = list.to_string();
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(a),
+        event: None,
+        reclassified: Vec::new(),
+        decide: Box::new(move |current| {
+            let reason = if list.is_empty() {
+                BounceReason::Manual
+            } else {
+                BounceReason::Unsubscribed
+            };
+            let request = ManualSuppress {
+                reason,
+                source: "ops",
+                note: "",
+                actor: "ops",
+                now: Timestamp(T0),
+                expires_at: expires.map(Timestamp),
+                list_id: &list,
+            };
+            match EscalationPolicy::default().suppress_manually(current, request) {
+                Some(t) => Decision::Apply {
+                    record: t.record,
+                    changes: t.changes,
+                },
+                None => Decision::Unchanged,
+            }
+        }),
+    }
+}
+
+/// What the expiry sweep would write to at `now`, as (tenant, address), paging by `limit`.
+fn due(store: &dyn SuppressionStore, now: i64, limit: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .due_expiries(Timestamp(now), cursor.as_deref(), limit)
+            .unwrap();
+        assert!(page.items.len() <= limit);
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|(t, a)| (t.as_str().to_string(), a.as_str().to_string())),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
+
+async fn what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = |t: &str, a: &str| (t.to_string(), a.to_string());
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store
+            .write(vec![
+                suppress_until("acme", "a@x.com", "", Some(T0 + 10)),
+                suppress_until("acme", "b@x.com", "weekly", Some(T0 + 20)),
+                suppress_until("acme", "c@x.com", "", None),
+                suppress_until("acme", "c@x.com", "daily", None),
+                suppress_until("globex", "d@x.com", "", Some(T0 + 5)),
+            ])
+            .await
+            .unwrap();
+        assert!(due(&*store, T0 + 4, 10).is_empty());
+        assert_eq!(due(&*store, T0 + 9, 10), [pair("globex", "d@x.com")]);
+        assert_eq!(
+            due(&*store, T0 + 10, 10),
+            [pair("acme", "a@x.com"), pair("globex", "d@x.com")],
+            "due at the instant of the expiry, tenant by tenant"
+        );
+        let all = [
+            pair("acme", "a@x.com"),
+            pair("acme", "b@x.com"),
+            pair("globex", "d@x.com"),
+        ];
+        assert_eq!(due(&*store, i64::MAX, 10), all);
+        assert_eq!(due(&*store, i64::MAX, 1), all, "pages of one");
+
+        // Clearing what ended takes it out of the index.
+        let clear = AddressWrite {
+            tenant: tenant("acme"),
+            address: address("a@x.com"),
+            event: None,
+            reclassified: Vec::new(),
+            decide: Box::new(|current| {
+                let mut record = current.cloned().unwrap_or_default();
+                let changes = crate::policy::expire(&mut record, Timestamp(T0 + 10));
+                Decision::Apply { record, changes }
+            }),
+        };
+        store.write(vec![clear]).await.unwrap();
+        assert_eq!(due(&*store, T0 + 10, 10), [pair("globex", "d@x.com")]);
+        let kinds: Vec<String> = history(&*store, "acme", "a@x.com")
+            .iter()
+            .map(|e| match e {
+                HistoryEntry::StateChange(c) => format!("{:?}", c.kind),
+                HistoryEntry::SendResult(e) => e.event_id.clone(),
+            })
+            .collect();
+        assert_eq!(kinds, ["Expired", "ManuallySuppressed"]);
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    assert_eq!(
+        due(&*store, i64::MAX, 10),
+        [pair("acme", "b@x.com"), pair("globex", "d@x.com")]
+    );
+    store.close().unwrap();
+}
+
+async fn list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store
+            .write(vec![
+                suppress_until("acme", "l0@x.com", "weekly", None),
+                suppress_until("acme", "l1@x.com", "daily", None),
+                suppress_until("acme", "s2@x.com", "", None),
+                // Unsubscribed, then resubscribed: no longer in the index.
+                suppress_until("acme", "l3@x.com", "weekly", None),
+            ])
+            .await
+            .unwrap();
+        let resubscribe = AddressWrite {
+            tenant: tenant("acme"),
+            address: address("l3@x.com"),
+            event: None,
+            reclassified: Vec::new(),
+            decide: Box::new(|current| {
+                match EscalationPolicy::default().reactivate(
+                    current,
+                    "ops",
+                    "asked",
+                    Timestamp(T0),
+                    Some("weekly"),
+                ) {
+                    Ok((t, _)) => Decision::Apply {
+                        record: t.record,
+                        changes: t.changes,
+                    },
+                    Err(e) => Decision::Refuse(e.to_string()),
+                }
+            }),
+        };
+        store.write(vec![resubscribe]).await.unwrap();
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    let asked = ["l0@x.com", "l1@x.com", "s2@x.com", "l3@x.com", "n4@x.com"];
+    let positions = |lists: bool| -> Vec<usize> {
+        store
+            .suppressed_records(&tenant("acme"), &asked, lists)
+            .unwrap()
+            .iter()
+            .map(|(i, _)| *i)
+            .collect()
+    };
+    assert_eq!(
+        positions(false),
+        [2],
+        "without a list: suppressions of every mail"
+    );
+    assert_eq!(positions(true), [0, 1, 2]);
+    let found = store
+        .suppressed_records(&tenant("globex"), &asked, true)
+        .unwrap();
+    assert!(found.is_empty(), "another tenant's");
+    store.close().unwrap();
+}
+
 /// The change log: every change of a tenant's list once, in commit order, only what is
 /// durable, per tenant; retention removes old changes, and a position before them is refused
 /// (also after a reopen).
@@ -935,6 +1125,8 @@ async fn the_change_log_keeps_commit_order_and_refuses_positions_past_retention(
 
 contract!(
     the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
+    what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared,
+    list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen,
     history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
     a_writer_that_dies_is_reported_and_later_writes_fail,

@@ -131,6 +131,7 @@ fn event(i: usize) -> RecordedEvent {
             disagrees_with_reporter: i % 2 == 1,
         },
         rules_version: 7 + i as u32,
+        list_id: String::new(),
     }
 }
 
@@ -145,6 +146,8 @@ fn full_address(i: usize) -> AddressRecord {
             smtp_response: "550 5.1.1 user unknown".into(),
             event_id: "evt-01".into(),
             rule_id: "status.5.1.1".into(),
+            expires_at: None,
+            list_id: String::new(),
         }),
         soft_bounces: vec![Timestamp(T0), Timestamp(T0 + HOUR)],
         last_delivered: Some(Timestamp(T0 - 24 * HOUR)),
@@ -156,6 +159,7 @@ fn full_address(i: usize) -> AddressRecord {
             confidence: 0.875,
             at: Timestamp(T0 + 6 * HOUR),
         }),
+        list_unsubscribes: Vec::new(),
     }
 }
 
@@ -204,6 +208,8 @@ pub(super) fn samples() -> Vec<(String, Sample)> {
                 smtp_response: "customer asked".into(),
                 event_id: String::new(),
                 rule_id: String::new(),
+                expires_at: None,
+                list_id: String::new(),
             }),
             ..AddressRecord::default()
         }),
@@ -239,6 +245,7 @@ pub(super) fn samples() -> Vec<(String, Sample)> {
             soft: 6,
             block: 3,
             complaint: 2,
+            unsubscribe: 0,
         }),
     ));
     out.push(("domain-count".into(), Sample::Count(300)));
@@ -290,6 +297,7 @@ pub(super) fn script_event(
             disagrees_with_reporter: false,
         },
         rules_version: 3,
+        list_id: String::new(),
     }
 }
 
@@ -302,6 +310,8 @@ fn suppression_by(event: &RecordedEvent) -> Suppression {
         smtp_response: event.smtp_response.clone(),
         event_id: event.event_id.clone(),
         rule_id: event.classification.rule_id.to_string(),
+        expires_at: None,
+        list_id: String::new(),
     }
 }
 
@@ -411,6 +421,8 @@ pub(super) fn script_records() -> Vec<(&'static str, &'static str, AddressRecord
                     smtp_response: "asked to stop".into(),
                     event_id: String::new(),
                     rule_id: String::new(),
+                    expires_at: None,
+                    list_id: String::new(),
                 }),
                 ..AddressRecord::default()
             },
@@ -906,7 +918,11 @@ fn answers(store: &dyn SuppressionStore) -> Answers {
         ),
         suppressed: tenants
             .iter()
-            .map(|t| store.suppressed_records(&tenant(t), &addresses).unwrap())
+            .map(|t| {
+                store
+                    .suppressed_records(&tenant(t), &addresses, false)
+                    .unwrap()
+            })
             .collect(),
         suppressions: tenants
             .iter()

@@ -12,6 +12,9 @@
 //! T tenant 0 source 0 inv(ts) inv(seq)   -> ah   (bounces by source; the entry is
 //!                                           L tenant 0 ah inv(ts) inv(seq))
 //! Y tenant 0 inv(since) ah               -> ()   (suppressed addresses by time)
+//! Z tenant 0 ordered(expires_at) ah      -> ()   (what ends by itself, by expiry, soonest
+//!                                           first: a suppression or a list unsubscribe)
+//! U tenant 0 ah                          -> ()   (addresses unsubscribed from some list)
 //! G tenant 0 domain 0 local              -> ()   (delivered addresses, for typo suggestions)
 //! K tenant 0 domain                      -> u64  (delivered addresses per domain)
 //! W tenant 0 dim value 0 ordered(day)    -> HourlyRow  (a UTC day's hourly counters)
@@ -48,6 +51,10 @@ pub const POSITION: u8 = b'P';
 pub const BOUNCES: u8 = b'T';
 /// Suppressed addresses by time.
 pub const SUPPRESSED: u8 = b'Y';
+/// Addresses by the expiry of their suppression or list unsubscribes, soonest first.
+pub const EXPIRY: u8 = b'Z';
+/// Addresses unsubscribed from at least one list.
+pub const LIST_UNSUBSCRIBED: u8 = b'U';
 /// Schema 3: events by id.
 pub const OLD_EVENT: u8 = b'E';
 /// Schema 3: address records by address text.
@@ -149,6 +156,21 @@ pub fn change_parts(key: &[u8]) -> Option<(&str, u64)> {
 /// The key of a tenant's change log horizon: `I tenant`.
 pub fn horizon(tenant: &str) -> Vec<u8> {
     exact(HORIZON, &[], tenant)
+}
+
+/// The key of an address in the expiry index: `Z tenant 0 ordered(expires_at) ah`.
+pub fn expiry(tenant: &str, expires_at: Timestamp, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(EXPIRY, &[tenant], 8 + 16);
+    k.extend_from_slice(&ordered_i64(expires_at.micros()));
+    k.extend_from_slice(ah.bytes());
+    k
+}
+
+/// The key of an address in the index of list unsubscribes: `U tenant 0 ah`.
+pub fn list_unsubscribed(tenant: &str, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(LIST_UNSUBSCRIBED, &[tenant], 16);
+    k.extend_from_slice(ah.bytes());
+    k
 }
 
 /// The time-and-sequence part of a timed key (its last 16 bytes), which an event's history

@@ -370,6 +370,9 @@ pub(super) struct Shared<E> {
     pub(super) engine: E,
     /// Exact in-memory index of suppressed addresses.
     pub(super) filter: SuppressedFilter,
+    /// Exact in-memory index of the addresses unsubscribed from some list, consulted only by
+    /// screens that name a list.
+    pub(super) list_filter: SuppressedFilter,
     /// Superset of the addresses that have a record (loaded in the background at start-up).
     pub(super) known: KnownFilter,
     /// Set on close: the background load stops.
@@ -443,7 +446,9 @@ impl<E: KvEngine> KvStore<E> {
         let token_secret = secret::<E, 32>(&engine, "token_secret")?;
 
         let filter = SuppressedFilter::default();
-        load_filter(&engine, &filter)?;
+        load_filter(&engine, keys::SUPPRESSED, &filter)?;
+        let list_filter = SuppressedFilter::default();
+        load_filter(&engine, keys::LIST_UNSUBSCRIBED, &list_filter)?;
 
         let (touches, _) = broadcast::channel(1024);
         let horizons = load_horizons(&engine)?;
@@ -451,6 +456,7 @@ impl<E: KvEngine> KvStore<E> {
         let shared = Arc::new(Shared {
             engine,
             filter,
+            list_filter,
             known: KnownFilter::default(),
             closing: AtomicBool::new(false),
             token_secret,
@@ -585,16 +591,20 @@ pub(super) fn secret<E: KvEngine, const N: usize>(
     Ok(s)
 }
 
-/// Loads the suppressed index from the `Y` keys, which end with the address's hash.
-fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(), StoreError> {
+/// Loads an in-memory index from the keys of `kind` (`Y tenant 0 inv(since) ah` for the
+/// suppressed index, `U tenant 0 ah` for list unsubscribes), which end with the address's hash.
+fn load_filter<E: KvEngine>(
+    engine: &E,
+    kind: u8,
+    filter: &SuppressedFilter,
+) -> Result<(), StoreError> {
     let mut hashes = Vec::new();
-    scan_prefix(engine, &[keys::SUPPRESSED], |k, _| {
-        // `Y tenant 0 inv(since) ah`
+    scan_prefix(engine, &[kind], |k, _| {
         let ah = k
             .len()
             .checked_sub(16)
             .and_then(|at| AddressHash::from_slice(&k[at..]))
-            .ok_or_else(|| StoreError::corrupt(k, "malformed suppressed-index key"))?;
+            .ok_or_else(|| StoreError::corrupt(k, "malformed index key"))?;
         hashes.push(ah.short());
         Ok(())
     })?;
@@ -1000,9 +1010,10 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         &self,
         tenant: &Tenant,
         addresses: &[&str],
+        lists: bool,
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
         let t = tenant.as_str();
-        // Only the addresses the filter cannot rule out are read, all in one engine call.
+        // Only the addresses the filters cannot rule out are read, all in one engine call.
         let hashes: Vec<AddressHash> = addresses
             .iter()
             .map(|a| self.shared.hasher.hash(t, a))
@@ -1010,22 +1021,101 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let short: Vec<u64> = hashes.iter().map(AddressHash::short).collect();
         let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = {
             let filter = self.shared.filter.reader();
+            let listed = lists.then(|| self.shared.list_filter.reader());
             short
                 .iter()
                 .enumerate()
-                .filter(|&(_, &h)| filter.may_contain(h))
+                .filter(|&(_, &h)| {
+                    filter.may_contain(h) || listed.as_ref().is_some_and(|l| l.may_contain(h))
+                })
                 .map(|(i, _)| (i, keys::record(t, &hashes[i])))
                 .unzip()
         };
         let mut out = Vec::new();
         self.shared.engine.get_many(&record_keys, &mut |k, value| {
             let stored: StoredAddress = decode(&record_keys[k], value)?;
-            if stored.record.is_suppressed() {
-                out.push((positions[k], stored.record));
+            let record = stored.record;
+            if record.is_suppressed() || (lists && !record.list_unsubscribes.is_empty()) {
+                out.push((positions[k], record));
             }
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn due_expiries(
+        &self,
+        now: Timestamp,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(Tenant, EmailAddress)>, StoreError> {
+        let mut start = match cursor {
+            Some(c) if c.first() == Some(&keys::EXPIRY) => Bound::Excluded(c.to_vec()),
+            Some(_) => return Err(StoreError::BadCursor),
+            None => Bound::Included(vec![keys::EXPIRY]),
+        };
+        let mut items = Vec::new();
+        loop {
+            // Each tenant's entries are in expiry order: its due ones come first, and the
+            // first that is not due sends the scan on to the next tenant.
+            let mut next_tenant: Option<Vec<u8>> = None;
+            let mut full_at: Option<Vec<u8>> = None;
+            self.shared.engine.scan(
+                start.as_ref().map(Vec::as_slice),
+                Bound::Unbounded,
+                &mut |k, _| {
+                    if k.first() != Some(&keys::EXPIRY) {
+                        return Ok(false);
+                    }
+                    // `Z tenant 0 ordered(expires_at) ah`
+                    let malformed = || StoreError::corrupt(k, "malformed expiry-index key");
+                    let prefix_len = tenant_prefix_len(k).ok_or_else(malformed)?;
+                    let end = k
+                        .get(prefix_len..prefix_len + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(keys::i64_from_ordered)
+                        .ok_or_else(malformed)?;
+                    if end > now.micros() {
+                        let mut after = k[..prefix_len - 1].to_vec();
+                        after.push(1);
+                        next_tenant = Some(after);
+                        return Ok(false);
+                    }
+                    let ah = k
+                        .get(prefix_len + 8..)
+                        .and_then(AddressHash::from_slice)
+                        .ok_or_else(malformed)?;
+                    let tenant = std::str::from_utf8(&k[1..prefix_len - 1])
+                        .ok()
+                        .and_then(|t| Tenant::parse(t).ok())
+                        .ok_or_else(malformed)?;
+                    let record_key = keys::record(tenant.as_str(), &ah);
+                    match self.get_decoded::<StoredAddress>(&record_key)? {
+                        Some(stored) => match EmailAddress::parse(&stored.address) {
+                            Ok(address) => items.push((tenant, address)),
+                            // A record without its address text cannot be written by address.
+                            Err(_) => tracing::debug!("an expiring record without an address"),
+                        },
+                        None => tracing::debug!("an expiry-index entry without a record"),
+                    }
+                    if items.len() >= limit {
+                        full_at = Some(k.to_vec());
+                        return Ok(false);
+                    }
+                    Ok(true)
+                },
+            )?;
+            if let Some(last) = full_at {
+                return Ok(Page {
+                    items,
+                    next: Some(last),
+                });
+            }
+            match next_tenant {
+                Some(after) => start = Bound::Included(after),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
     }
 
     fn list_suppressions(
@@ -1051,7 +1141,8 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             let Some(s) = &record.suppression else {
                 return Ok(None);
             };
-            let keep = (query.reasons.is_empty() || query.reasons.contains(&s.reason))
+            let keep = query.in_force_at.is_none_or(|t| s.blocks_at(t))
+                && (query.reasons.is_empty() || query.reasons.contains(&s.reason))
                 && query.source.as_ref().is_none_or(|src| *src == s.source)
                 && query
                     .needs_enrichment

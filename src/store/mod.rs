@@ -376,6 +376,9 @@ pub struct SuppressionQuery {
     pub end: Option<Timestamp>,
     /// Only addresses that do / do not need enrichment.
     pub needs_enrichment: Option<bool>,
+    /// Only suppressions still in force at this instant (`None`: every stored one, including
+    /// those past their expiry that the sweep has not cleared yet).
+    pub in_force_at: Option<Timestamp>,
 }
 
 /// What became of one write.
@@ -462,13 +465,26 @@ pub trait SuppressionStore: Send + Sync + 'static {
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome>;
 
     /// The suppressed ones among many normalized addresses (as [`EmailAddress::as_str`] gives
-    /// them), as (index in `addresses`, record) in index order. Answers the common case (not
-    /// suppressed) from memory, exactly, and allocates nothing for it.
+    /// them), as (index in `addresses`, record) in index order: those whose record holds a
+    /// suppression of every mail (in force or past its expiry: the caller judges at its
+    /// instant) and, with `lists`, those unsubscribed from some list. Answers the common case
+    /// (neither) from memory, exactly, and allocates nothing for it.
     fn suppressed_records(
         &self,
         tenant: &Tenant,
         addresses: &[&str],
+        lists: bool,
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError>;
+
+    /// The addresses with something that ends by itself at or before `now` (a suppression, an
+    /// unsubscribe from a list), from the expiry index, after `cursor`, at most `limit` per
+    /// page: what the expiry sweep writes to. Every tenant's.
+    fn due_expiries(
+        &self,
+        now: Timestamp,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(Tenant, EmailAddress)>, StoreError>;
 
     /// Suppressed addresses with their records, newest suppression first, after `cursor`.
     fn list_suppressions(

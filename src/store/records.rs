@@ -72,11 +72,7 @@ pub(super) trait Record: Sized {
     /// written on every write override it to write straight from the domain value, without
     /// copying its strings into a message first (the bytes are the same: see the tests).
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
-        let message = self.to_message();
-        let mut out = Vec::with_capacity(1 + message.encoded_len());
-        out.push(prefix);
-        message.encode(&mut out)?;
-        Ok(out)
+        encode_message_after(&self.to_message(), prefix)
     }
 }
 
@@ -152,6 +148,7 @@ numbering!(ReportedOutcome, "outcome", {
     Block = 4,
     Complaint = 5,
     Bounce = 6,
+    Unsubscribe = 7,
 });
 
 numbering!(BounceType, "bounce_type", {
@@ -160,6 +157,7 @@ numbering!(BounceType, "bounce_type", {
     Block = 3,
     Complaint = 4,
     Delivered = 5,
+    Unsubscribe = 6,
 });
 
 numbering!(BounceReason, "reason", {
@@ -180,6 +178,7 @@ numbering!(BounceReason, "reason", {
     Manual = 15,
     RepeatedSoftBounce = 16,
     Unknown = 17,
+    Unsubscribed = 18,
 });
 
 numbering!(ChangeKind, "change_kind", {
@@ -211,6 +210,7 @@ numbering!(StateChangeKind, "kind", {
     Reclassified = 9,
     Expired = 10,
     Forgotten = 11,
+    UnsubscribedFromList = 15,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -247,6 +247,9 @@ pub(super) struct EventMessage {
     pub classification: Option<ClassificationMessage>,
     #[prost(uint32, tag = "13")]
     pub rules_version: u32,
+    /// For an unsubscribe: the list left (empty: every list).
+    #[prost(string, tag = "14")]
+    pub list_id: String,
 }
 
 /// The classifier's verdict on a recorded event.
@@ -284,6 +287,9 @@ pub(super) struct AddressMessage {
     /// The normalized address (schema 4: its key holds only its hash); empty in schema 3.
     #[prost(string, tag = "7")]
     pub address: String,
+    /// Unsubscribes from single lists (each with its `list_id`).
+    #[prost(message, repeated, tag = "8")]
+    pub list_unsubscribes: Vec<SuppressionMessage>,
 }
 
 /// Why an address is suppressed.
@@ -305,6 +311,12 @@ pub(super) struct SuppressionMessage {
     pub event_id: String,
     #[prost(string, tag = "7")]
     pub rule_id: String,
+    /// When it ends by itself; absent: it lasts until lifted.
+    #[prost(int64, optional, tag = "8")]
+    pub expires_at_micros: Option<i64>,
+    /// For an unsubscribe from one list: the list.
+    #[prost(string, tag = "9")]
+    pub list_id: String,
 }
 
 /// The bad address a replacement address replaced.
@@ -409,6 +421,8 @@ pub(super) struct CountsMessage {
     pub block: u64,
     #[prost(uint64, tag = "6")]
     pub complaint: u64,
+    #[prost(uint64, tag = "7")]
+    pub unsubscribe: u64,
 }
 
 /// The hourly counters of one UTC day (`W` keys), by hour.
@@ -587,6 +601,7 @@ impl Record for RecordedEvent {
                 disagrees_with_reporter: c.disagrees_with_reporter,
             }),
             rules_version: self.rules_version,
+            list_id: self.list_id.clone(),
         }
     }
 
@@ -619,7 +634,10 @@ impl Record for RecordedEvent {
             (11, Field::Int(self.recorded_at.micros()), false),
             (12, Field::Message(classification_len), true),
         ];
-        let last = [(13, Field::Uint(self.rules_version.into()), false)];
+        let last = [
+            (13, Field::Uint(self.rules_version.into()), false),
+            (14, Field::Str(&self.list_id), false),
+        ];
         let enhanced: &wire::Fields<'_> = enhanced.as_ref().map_or(&[], |e| &e[..]);
         let mut out = Vec::with_capacity(
             1 + wire::len(&head) + wire::len(enhanced) + wire::len(&tail) + wire::len(&last),
@@ -657,6 +675,7 @@ impl Record for RecordedEvent {
                 disagrees_with_reporter: c.disagrees_with_reporter,
             },
             rules_version: m.rules_version,
+            list_id: m.list_id,
         })
     }
 }
@@ -666,15 +685,7 @@ impl Record for AddressRecord {
 
     fn to_message(&self) -> AddressMessage {
         AddressMessage {
-            suppression: self.suppression.as_ref().map(|s| SuppressionMessage {
-                reason: s.reason.number(),
-                bounce_type: s.bounce_type.map(Numbered::number),
-                since_micros: s.since.micros(),
-                source: s.source.clone(),
-                smtp_response: s.smtp_response.clone(),
-                event_id: s.event_id.clone(),
-                rule_id: s.rule_id.clone(),
-            }),
+            suppression: self.suppression.as_ref().map(suppression_message),
             soft_bounces_micros: self.soft_bounces.iter().map(|t| t.micros()).collect(),
             last_delivered_micros: self.last_delivered.map(Timestamp::micros),
             replaced_by: self.replaced_by.clone(),
@@ -689,10 +700,20 @@ impl Record for AddressRecord {
                     at_micros: r.at.micros(),
                 }),
             address: String::new(),
+            list_unsubscribes: self
+                .list_unsubscribes
+                .iter()
+                .map(suppression_message)
+                .collect(),
         }
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        // Unsubscribes from single lists are rare: a record with some goes through the
+        // message, whose bytes the straight writer below would have to match field by field.
+        if !self.list_unsubscribes.is_empty() {
+            return encode_message_after(&self.to_message(), prefix);
+        }
         let suppression = self.suppression.as_ref().map(|s| {
             let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
             [
@@ -708,6 +729,13 @@ impl Record for AddressRecord {
                 (5, Field::Str(&s.smtp_response), false),
                 (6, Field::Str(&s.event_id), false),
                 (7, Field::Str(&s.rule_id), false),
+                // `optional`: present when set
+                (
+                    8,
+                    Field::Int(s.expires_at.map_or(0, Timestamp::micros)),
+                    s.expires_at.is_some(),
+                ),
+                (9, Field::Str(&s.list_id), false),
             ]
         });
         let replacement = self.pending_validation.as_ref().map(|r| {
@@ -759,18 +787,7 @@ impl Record for AddressRecord {
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
-        let suppression = match m.suppression {
-            Some(s) => Some(Suppression {
-                reason: BounceReason::required(s.reason)?,
-                bounce_type: s.bounce_type.map(BounceType::required).transpose()?,
-                since: Timestamp(s.since_micros),
-                source: s.source,
-                smtp_response: s.smtp_response,
-                event_id: s.event_id,
-                rule_id: s.rule_id,
-            }),
-            None => None,
-        };
+        let suppression = m.suppression.map(suppression_from).transpose()?;
         let pending_validation = match m.pending_validation {
             Some(r) => Some(Replacement {
                 replaces: r.replaces,
@@ -787,8 +804,52 @@ impl Record for AddressRecord {
             replaced_by: m.replaced_by,
             needs_enrichment: m.needs_enrichment,
             pending_validation,
+            list_unsubscribes: m
+                .list_unsubscribes
+                .into_iter()
+                .map(suppression_from)
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+fn suppression_message(s: &Suppression) -> SuppressionMessage {
+    SuppressionMessage {
+        reason: s.reason.number(),
+        bounce_type: s.bounce_type.map(Numbered::number),
+        since_micros: s.since.micros(),
+        source: s.source.clone(),
+        smtp_response: s.smtp_response.clone(),
+        event_id: s.event_id.clone(),
+        rule_id: s.rule_id.clone(),
+        expires_at_micros: s.expires_at.map(Timestamp::micros),
+        list_id: s.list_id.clone(),
+    }
+}
+
+fn suppression_from(s: SuppressionMessage) -> Result<Suppression, RecordError> {
+    Ok(Suppression {
+        reason: BounceReason::required(s.reason)?,
+        bounce_type: s.bounce_type.map(BounceType::required).transpose()?,
+        since: Timestamp(s.since_micros),
+        source: s.source,
+        smtp_response: s.smtp_response,
+        event_id: s.event_id,
+        rule_id: s.rule_id,
+        expires_at: s.expires_at_micros.map(Timestamp),
+        list_id: s.list_id,
+    })
+}
+
+/// `prefix` followed by `message`, in a vector of exactly that size.
+fn encode_message_after<M: Message>(
+    message: &M,
+    prefix: u8,
+) -> Result<Vec<u8>, prost::EncodeError> {
+    let mut out = Vec::with_capacity(1 + message.encoded_len());
+    out.push(prefix);
+    message.encode(&mut out)?;
+    Ok(out)
 }
 
 impl Record for StoredHistory {
@@ -846,6 +907,9 @@ impl Record for StoredAddress {
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        if !self.record.list_unsubscribes.is_empty() {
+            return encode_message_after(&self.to_message(), prefix);
+        }
         // Fields may come in any order: the address goes after the record's own fields.
         let mut out = self.record.encode_after(prefix)?;
         let address = [(7, wire::Field::Str(&self.address), false)];
@@ -971,6 +1035,7 @@ impl From<&OutcomeCounts> for CountsMessage {
             soft: c.soft,
             block: c.block,
             complaint: c.complaint,
+            unsubscribe: c.unsubscribe,
         }
     }
 }
@@ -984,6 +1049,7 @@ impl From<CountsMessage> for OutcomeCounts {
             soft: c.soft,
             block: c.block,
             complaint: c.complaint,
+            unsubscribe: c.unsubscribe,
         }
     }
 }
@@ -1067,6 +1133,7 @@ mod tests {
                 disagrees_with_reporter: false,
             },
             rules_version: 1,
+            list_id: String::new(),
         }
     }
 
@@ -1102,14 +1169,52 @@ mod tests {
         let mut events = vec![event.clone()];
         event.enhanced_status = None;
         event.classification.confidence = f32::NAN;
+        events.push(event.clone());
+        event.list_id = "newsletter-weekly".into();
+        event.classification.bounce_type = BounceType::Unsubscribe;
         events.push(event);
         for e in &events {
             let straight = e.encode_after(RECORD_VERSION).unwrap();
             assert_eq!(straight[1..], e.to_message().encode_to_vec(), "{e:?}");
             assert_eq!(straight.len(), straight.capacity());
         }
+        let expiring = Suppression {
+            reason: BounceReason::Unsubscribed,
+            bounce_type: Some(BounceType::Unsubscribe),
+            since: Timestamp(5),
+            source: "prefs".into(),
+            smtp_response: String::new(),
+            event_id: "u1".into(),
+            rule_id: "label.unsubscribe".into(),
+            // Present though zero: an `optional` field keeps it.
+            expires_at: Some(Timestamp(0)),
+            list_id: String::new(),
+        };
         let records = [
             AddressRecord::default(),
+            AddressRecord {
+                suppression: Some(expiring.clone()),
+                ..AddressRecord::default()
+            },
+            AddressRecord {
+                suppression: Some(Suppression {
+                    expires_at: Some(Timestamp(-3)),
+                    ..expiring.clone()
+                }),
+                list_unsubscribes: vec![
+                    Suppression {
+                        list_id: "weekly".into(),
+                        expires_at: None,
+                        ..expiring.clone()
+                    },
+                    Suppression {
+                        list_id: "daily".into(),
+                        ..expiring.clone()
+                    },
+                ],
+                last_delivered: Some(Timestamp(7)),
+                ..AddressRecord::default()
+            },
             AddressRecord {
                 suppression: Some(Suppression {
                     reason: BounceReason::Manual,
@@ -1119,6 +1224,8 @@ mod tests {
                     smtp_response: String::new(),
                     event_id: String::new(),
                     rule_id: String::new(),
+                    expires_at: None,
+                    list_id: String::new(),
                 }),
                 soft_bounces: vec![Timestamp(-1), Timestamp(0), Timestamp(i64::MAX)],
                 last_delivered: Some(Timestamp(0)),
@@ -1130,6 +1237,7 @@ mod tests {
                     confidence: 0.0,
                     at: Timestamp(i64::MIN),
                 }),
+                list_unsubscribes: Vec::new(),
             },
         ];
         for r in &records {

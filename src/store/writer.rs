@@ -182,6 +182,13 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     }
                 }
             }
+            for &(hash, listed) in &effects.list_changes {
+                if listed {
+                    shared.list_filter.insert(hash);
+                } else {
+                    shared.list_filter.remove(hash);
+                }
+            }
             if !effects.touched.is_empty() {
                 // Nobody listening is fine.
                 let _ = shared
@@ -239,6 +246,9 @@ fn decided<T>(decide: impl FnOnce() -> T) -> Result<T, StoreError> {
 struct Effects {
     /// Filter changes: (hash, now suppressed), in write order.
     filter_changes: Vec<(u64, bool)>,
+    /// Changes of the set of addresses unsubscribed from some list: (hash, now in it), in
+    /// write order.
+    list_changes: Vec<(u64, bool)>,
     /// Hashes of the addresses whose first record this group wrote.
     new_records: Vec<u64>,
     /// Dimension values whose counters changed.
@@ -310,6 +320,7 @@ impl<'t> Group<'t> {
             domain_counts: HashMap::new(),
             effects: Effects {
                 filter_changes: Vec::new(),
+                list_changes: Vec::new(),
                 new_records: Vec::new(),
                 touched: HashSet::new(),
                 logged_changes: false,
@@ -499,6 +510,27 @@ impl<'t> Group<'t> {
             self.effects
                 .filter_changes
                 .push((ah.short(), after.is_some()));
+        }
+        // What ends by itself, for the sweep (no key, and no allocation, for the many records
+        // with nothing that expires).
+        let ends_before = previous.map(AddressRecord::expiries).unwrap_or_default();
+        let ends_after = record.expiries();
+        for &end in ends_before.iter().filter(|e| !ends_after.contains(e)) {
+            self.remove(keys::expiry(t, end, &ah))?;
+        }
+        for &end in ends_after.iter().filter(|e| !ends_before.contains(e)) {
+            self.put(keys::expiry(t, end, &ah), Vec::new())?;
+        }
+        let listed_before = previous.is_some_and(|p| !p.list_unsubscribes.is_empty());
+        let listed_after = !record.list_unsubscribes.is_empty();
+        if listed_before != listed_after {
+            let key = keys::list_unsubscribed(t, &ah);
+            if listed_after {
+                self.put(key, Vec::new())?;
+            } else {
+                self.remove(key)?;
+            }
+            self.effects.list_changes.push((ah.short(), listed_after));
         }
         let history = keys::history(t, &ah);
         for c in changes {
