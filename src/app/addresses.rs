@@ -68,7 +68,7 @@ impl Addresses {
         let policy = self.context.policy;
         let now = self.context.clock.now();
         let write = AddressWrite {
-            tenant,
+            tenant: tenant.clone(),
             address: address.clone(),
             event: None,
             reclassified: Vec::new(),
@@ -97,7 +97,7 @@ impl Addresses {
             other => return Err(unexpected(other)),
         };
         Ok(Suppressed {
-            status: self.context.status(address, record, now),
+            status: self.context.status(&tenant, address, record, now),
             already_suppressed,
         })
     }
@@ -138,7 +138,7 @@ impl Addresses {
                 previous, record, ..
             } => Ok(Reactivated {
                 lifted: previous.and_then(|p| p.suppression),
-                status: self.context.status(address, Some(record), now),
+                status: self.context.status(&tenant, address, Some(record), now),
             }),
             WriteOutcome::Refused { .. } => Err(AppError::NotFound(format!(
                 "{address} is not suppressed for tenant {tenant}"
@@ -186,8 +186,9 @@ impl Addresses {
     ) -> Result<Page<AddressStatus>, AppError> {
         caller.check_tenant(&tenant)?;
         let store = self.context.store.clone();
+        let listed = tenant.clone();
         let page = blocking(move || {
-            Ok(store.list_suppressions(&tenant, &query, cursor.as_deref(), limit)?)
+            Ok(store.list_suppressions(&listed, &query, cursor.as_deref(), limit)?)
         })
         .await?;
         let now = self.context.clock.now();
@@ -197,7 +198,7 @@ impl Addresses {
                 .into_iter()
                 .filter_map(|(address, record)| {
                     let address = EmailAddress::parse(&address).ok()?;
-                    Some(self.context.status(address, Some(record), now))
+                    Some(self.context.status(&tenant, address, Some(record), now))
                 })
                 .collect(),
             next: page.next,

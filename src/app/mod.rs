@@ -10,10 +10,12 @@
 //! - [`correction`]: correction suggestions and replacements of bad addresses.
 //! - [`reclassify`]: re-run the classification rules over stored bounces.
 //! - [`monitoring`]: bounce rates by source, campaign and segment, and their verdicts.
+//! - [`domains`]: whole domains: suppress, lift, mark accept-all, read their state.
 
 pub mod addresses;
 mod caller;
 pub mod correction;
+pub mod domains;
 mod error;
 pub mod import_guard;
 pub mod lookup;
@@ -31,11 +33,14 @@ pub use error::{AppError, FieldViolation};
 
 use crate::classify::Classifier;
 use crate::clock::Clock;
-use crate::domain::{AddressRecord, EmailAddress, StateChange, StateChangeKind, Timestamp};
+use crate::domain::{
+    AddressRecord, DomainSuppression, EmailAddress, StateChange, StateChangeKind, Tenant, Timestamp,
+};
 use crate::monitor::HealthMonitor;
+use crate::policy::domains::DomainPolicy;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
-use crate::store::{AddressWrite, SuppressionStore, WriteOutcome};
+use crate::store::{AddressWrite, DomainFacts, SuppressionStore, WriteOutcome};
 
 /// Limits on what one request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +98,8 @@ pub struct Settings {
     pub health: HealthThresholds,
     /// Confidence a replacement needs, and a suggestion needs to be shown in import verdicts.
     pub correction_threshold: f32,
+    /// Domain-level rules: automatic suppression and accept-all inference.
+    pub domains: DomainPolicy,
     /// Where every rule reads the time.
     pub clock: Clock,
 }
@@ -100,6 +107,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            domains: domains::default_policy(),
             policy: EscalationPolicy::default(),
             limits: Limits::default(),
             health: HealthThresholds::default(),
@@ -122,6 +130,8 @@ pub(crate) struct Context {
     pub limits: Limits,
     /// Confidence a replacement needs.
     pub correction_threshold: f32,
+    /// The domain rules.
+    pub domains: DomainPolicy,
     /// Where the time comes from.
     pub clock: Clock,
 }
@@ -136,21 +146,60 @@ impl Context {
             .ok_or_else(|| AppError::Internal("store returned no outcome".into()))
     }
 
-    /// The status of a valid address given its record, as of `now`.
+    /// The status of a valid address of `tenant` given its record, as of `now`, with what its
+    /// domain's marks say (from memory).
     pub fn status(
         &self,
+        tenant: &Tenant,
         address: EmailAddress,
         record: Option<AddressRecord>,
         now: Timestamp,
     ) -> AddressStatus {
+        let facts = self
+            .store
+            .domain_facts(tenant, &[address.domain()])
+            .pop()
+            .map(|(_, f)| f);
+        self.status_with(address, record, facts, now)
+    }
+
+    /// [`Context::status`] with the facts of the address's domain already looked up.
+    pub fn status_with(
+        &self,
+        address: EmailAddress,
+        record: Option<AddressRecord>,
+        facts: Option<DomainFacts>,
+        now: Timestamp,
+    ) -> AddressStatus {
+        let (domain_suppression, uncertain_mailbox) = match facts {
+            None => (None, None),
+            Some(DomainFacts {
+                suppressed,
+                accept_all,
+            }) => {
+                let uncertain = accept_all
+                    .filter(|_| uncertain_mailbox(record.as_ref()))
+                    .map(|mark| mark.cause(address.domain()));
+                (suppressed, uncertain)
+            }
+        };
         AddressStatus {
             recent_soft_bounces: record
                 .as_ref()
                 .map_or(0, |r| self.policy.recent_soft_bounces(r, now)),
             address,
             record,
+            domain_suppression,
+            uncertain_mailbox,
         }
     }
+}
+
+/// Whether an address at an accept-all domain has an uncertain mailbox: no person was seen
+/// acting through it (no complaint or unsubscribe recorded, no replacement confirmed by the
+/// contact). Deliveries there prove nothing.
+pub(crate) fn uncertain_mailbox(record: Option<&AddressRecord>) -> bool {
+    record.is_none_or(|r| r.engaged_at.is_none())
 }
 
 /// What the service knows of one address, as "may I send?" answers it.
@@ -162,14 +211,33 @@ pub struct AddressStatus {
     pub record: Option<AddressRecord>,
     /// Soft bounces within the escalation window, now.
     pub recent_soft_bounces: u32,
+    /// The suppression of the address's domain (its own, or a parent's that covers
+    /// subdomains), with the domain it belongs to. The address's own suppression, if it has
+    /// one, is the more specific answer.
+    pub domain_suppression: Option<(String, DomainSuppression)>,
+    /// For an address at an accept-all domain without confirmed engagement: why its mailbox
+    /// may not exist, in words.
+    pub uncertain_mailbox: Option<String>,
 }
 
 impl AddressStatus {
-    /// True while the address must not be mailed.
+    /// True while the address must not be mailed: it is suppressed itself, or its domain is.
     pub fn is_suppressed(&self) -> bool {
-        self.record
+        self.domain_suppression.is_some()
+            || self
+                .record
+                .as_ref()
+                .is_some_and(AddressRecord::is_suppressed)
+    }
+
+    /// The domain suppression that answers for the address: set when the address is not
+    /// suppressed itself but its domain is.
+    pub fn domain_level(&self) -> Option<&(String, DomainSuppression)> {
+        let own = self
+            .record
             .as_ref()
-            .is_some_and(AddressRecord::is_suppressed)
+            .is_some_and(AddressRecord::is_suppressed);
+        self.domain_suppression.as_ref().filter(|_| !own)
     }
 }
 
@@ -210,6 +278,8 @@ pub struct App {
     pub reclassify: reclassify::Reclassifier,
     /// Bounce rates and health verdicts.
     pub monitoring: monitoring::Monitoring,
+    /// Domain-level suppression and accept-all marks.
+    pub domains: domains::Domains,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -229,8 +299,10 @@ impl App {
             policy: settings.policy,
             limits: settings.limits,
             correction_threshold: settings.correction_threshold,
+            domains: settings.domains,
             clock: settings.clock.clone(),
         };
+        store.set_domain_rules(Arc::new(settings.domains));
         let monitor = HealthMonitor::spawn(store, settings.health, settings.clock.clone());
         let correction = correction::Corrections::new(context.clone());
         App {
@@ -240,6 +312,7 @@ impl App {
             import_guard: import_guard::ImportGuard::new(context.clone(), correction.clone()),
             correction,
             reclassify: reclassify::Reclassifier::new(context.clone()),
+            domains: domains::Domains::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),
             limits: settings.limits,
             clock: settings.clock,

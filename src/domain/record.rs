@@ -153,6 +153,10 @@ pub struct AddressRecord {
     pub needs_enrichment: bool,
     /// For a replacement address: set until its first delivery validates it.
     pub pending_validation: Option<Replacement>,
+    /// When a person was last seen acting through the mailbox (a complaint, an unsubscribe,
+    /// or confirming it as a replacement): proof that the mailbox exists, which a delivery to
+    /// an accept-all domain is not.
+    pub engaged_at: Option<Timestamp>,
 }
 
 impl AddressRecord {
@@ -183,6 +187,12 @@ pub enum StateChangeKind {
     Validated,
     /// Newer classification rules lifted the suppression or moved it to another event.
     Reclassified,
+    /// Domain history: the domain was suppressed (by an operator, or automatically).
+    DomainSuppressed,
+    /// Domain history: the domain's suppression was lifted (by an operator, or by a delivery).
+    DomainReactivated,
+    /// Domain history: the domain's accept-all mark was set, inferred or cleared.
+    DomainPolicyChanged,
 }
 
 /// A change of an address's state, kept in its history.

@@ -2,11 +2,13 @@
 //! field-named violations.
 
 use super::proto as pb;
+use crate::app::domains::DomainStatus;
 use crate::app::{AddressStatus, FieldViolation};
 use crate::domain::{
-    parse_smtp_response, BounceReason, BounceType, Campaign, Classification, Dimension,
-    EmailAddress, EvidenceKind, HistoryEntry, Label, OutcomeCounts, RecordedEvent, ReportedOutcome,
-    Segment, SendReport, Source, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
+    parse_smtp_response, AcceptAllOrigin, BounceReason, BounceType, Campaign, Classification,
+    Dimension, DomainSuppression, EmailAddress, EvidenceKind, HistoryEntry, Label, MailDomain,
+    OutcomeCounts, RecordedEvent, ReportedOutcome, Segment, SendReport, Source, StateChange,
+    StateChangeKind, Suppression, Tenant, Timestamp,
 };
 use crate::monitor::WindowCounts;
 use crate::policy::health::{Health, HealthVerdict};
@@ -20,6 +22,11 @@ pub fn tenant(raw: &str) -> Result<Tenant, FieldViolation> {
 /// Parses an address field.
 pub fn address(field: &str, raw: &str) -> Result<EmailAddress, FieldViolation> {
     EmailAddress::parse(raw).map_err(|e| FieldViolation::new(field, e))
+}
+
+/// Parses a domain field.
+pub fn mail_domain(field: &str, raw: &str) -> Result<MailDomain, FieldViolation> {
+    MailDomain::parse(raw).map_err(|e| FieldViolation::new(field, e))
 }
 
 /// Proto timestamp -> domain.
@@ -264,22 +271,35 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
     }
 }
 
-/// The status of a valid address; `given` is the address as the caller wrote it.
+/// The status of a valid address; `given` is the address as the caller wrote it. An address
+/// suppressed itself answers with its own suppression; one that is not, at a suppressed
+/// domain, with the domain's (`domain_level`).
 pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
     let AddressStatus {
         address,
         record,
         recent_soft_bounces,
+        domain_suppression,
+        uncertain_mailbox,
     } = status;
     let record = record.unwrap_or_default();
+    let (suppression, suppressed_domain) = match (record.suppression, domain_suppression) {
+        (Some(own), _) => (Some(own), None),
+        (None, Some((domain, s))) => (Some(Suppression::of_domain(s)), Some(domain)),
+        (None, None) => (None, None),
+    };
     pb::AddressStatus {
         address: address.as_str().to_string(),
-        state: if record.suppression.is_some() {
+        state: if suppression.is_some() {
             pb::AddressState::Suppressed
         } else {
             pb::AddressState::Allowed
         } as i32,
-        suppression: record.suppression.map(proto_suppression),
+        suppression: suppression.map(proto_suppression),
+        domain_level: suppressed_domain.is_some(),
+        suppressed_domain: suppressed_domain.unwrap_or_default(),
+        uncertain_mailbox: uncertain_mailbox.is_some(),
+        uncertain_mailbox_cause: uncertain_mailbox.unwrap_or_default(),
         recent_soft_bounces,
         error: String::new(),
         given_address: given,
@@ -329,7 +349,8 @@ pub fn proto_recorded(e: &RecordedEvent) -> pb::RecordedResult {
     }
 }
 
-fn proto_change(c: &StateChange) -> pb::StateChange {
+/// A change of state -> wire.
+pub fn proto_change(c: &StateChange) -> pb::StateChange {
     let kind = match c.kind {
         StateChangeKind::Suppressed => pb::StateChangeKind::Suppressed,
         StateChangeKind::Escalated => pb::StateChangeKind::Escalated,
@@ -340,6 +361,9 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::ReplacementPending => pb::StateChangeKind::ReplacementPending,
         StateChangeKind::Validated => pb::StateChangeKind::Validated,
         StateChangeKind::Reclassified => pb::StateChangeKind::Reclassified,
+        StateChangeKind::DomainSuppressed => pb::StateChangeKind::DomainSuppressed,
+        StateChangeKind::DomainReactivated => pb::StateChangeKind::DomainReactivated,
+        StateChangeKind::DomainPolicyChanged => pb::StateChangeKind::DomainPolicyChanged,
     };
     pb::StateChange {
         kind: kind as i32,
@@ -428,7 +452,47 @@ pub fn proto_counts(c: &OutcomeCounts) -> pb::OutcomeCounts {
         soft_bounces: c.soft,
         blocks: c.block,
         complaints: c.complaint,
+        to_accept_all_domains: c.to_accept_all,
         ..pb::OutcomeCounts::default()
+    }
+}
+
+/// A domain's suppression -> wire.
+pub fn proto_domain_suppression(s: DomainSuppression) -> pb::DomainSuppression {
+    pb::DomainSuppression {
+        reason: proto_reason(s.reason) as i32,
+        since: Some(proto_timestamp(s.since)),
+        include_subdomains: s.include_subdomains,
+        automatic: s.automatic,
+        note: s.note,
+        actor: s.actor,
+    }
+}
+
+/// A domain's status -> wire.
+pub fn proto_domain_status(status: DomainStatus) -> pb::DomainStatus {
+    let DomainStatus {
+        domain,
+        record,
+        applies,
+        recent_not_found,
+    } = status;
+    let (suppressed_domain, suppression) = applies.unzip();
+    let accept_all = record.accept_all;
+    pb::DomainStatus {
+        domain,
+        suppression: suppression.map(proto_domain_suppression),
+        suppressed_domain: suppressed_domain.unwrap_or_default(),
+        accept_all: accept_all.is_some(),
+        accept_all_origin: match accept_all.as_ref().map(|a| a.origin) {
+            None => pb::AcceptAllOrigin::Unspecified,
+            Some(AcceptAllOrigin::Set) => pb::AcceptAllOrigin::Set,
+            Some(AcceptAllOrigin::Inferred) => pb::AcceptAllOrigin::Inferred,
+        } as i32,
+        accept_all_note: accept_all.map(|a| a.note).unwrap_or_default(),
+        last_delivered: record.last_delivered.map(proto_timestamp),
+        recent_domain_not_found: recent_not_found,
+        bounced_after_delivery: record.bounced_after_delivery,
     }
 }
 

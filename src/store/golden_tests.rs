@@ -156,6 +156,8 @@ fn full_address(i: usize) -> AddressRecord {
             confidence: 0.875,
             at: Timestamp(T0 + 6 * HOUR),
         }),
+        // Written by later schemas only: absent from the fixtures.
+        engaged_at: None,
     }
 }
 
@@ -239,6 +241,7 @@ pub(super) fn samples() -> Vec<(String, Sample)> {
             soft: 6,
             block: 3,
             complaint: 2,
+            to_accept_all: 0,
         }),
     ));
     out.push(("domain-count".into(), Sample::Count(300)));

@@ -194,6 +194,7 @@ impl From<Address> for domain::AddressRecord {
                 confidence: r.confidence,
                 at: Timestamp(r.at),
             }),
+            engaged_at: None,
         }
     }
 }
@@ -251,6 +252,7 @@ impl From<Counts> for domain::OutcomeCounts {
             soft: m.soft,
             block: m.block,
             complaint: m.complaint,
+            to_accept_all: 0,
         }
     }
 }

@@ -183,6 +183,7 @@ impl TestApp {
             .get_suppression_status(pb::GetSuppressionStatusRequest {
                 tenant: tenant.into(),
                 address: address.into(),
+                list_id: String::new(),
             })
             .await
             .expect("status succeeds")

@@ -154,6 +154,8 @@ async fn counters_are_exact_under_replays_and_eight_concurrent_reporters() {
         soft_bounces: 8 * 10,
         blocks: 0,
         complaints: 0,
+        unsubscribes: 0,
+        to_accept_all_domains: 0,
     };
     for dimension in [
         StatsDimension::Source,
