@@ -510,6 +510,44 @@ fn rows(d: &Data) -> Vec<Row> {
         x_tonic: ratio(plain, plain_echo).0,
         ..Row::default()
     });
+    // 8. Domain marks
+    out.push(section(
+        "8. Suppressed domains: the same calls with none, and with --domains suppressed domains (every tenth with its subdomains), none of them a domain of the data set",
+    ));
+    for (name, key) in [
+        ("GetSuppressionStatus, concurrency 16", "status.c16"),
+        ("GetSuppressionStatus, concurrency 256", "status.c256"),
+        (
+            "CheckImport, 4 streams, batch 1,000, packed",
+            "import.x4.packed.b1000",
+        ),
+    ] {
+        let (none, with) = (
+            d.get(&format!("domains.none.{key}.per_s")),
+            d.get(&format!("domains.with.{key}.per_s")),
+        );
+        out.push(Row {
+            name: format!("  {name}, no suppressed domain"),
+            value: rate(none),
+            latency: latency(d, &format!("domains.none.{key}")),
+            ..Row::default()
+        });
+        let r = ratio(with, none).1;
+        out.push(Row {
+            name: format!(
+                "    with the suppressed domains{}",
+                r.map(|r| format!(" = {r:.2}x none")).unwrap_or_default()
+            ),
+            value: rate(with),
+            latency: latency(d, &format!("domains.with.{key}")),
+            ..Row::default()
+        });
+    }
+    out.push(Row {
+        name: "  SuppressDomain, 64 callers".into(),
+        value: rate(d.get("domains.suppress_domain.per_s")),
+        ..Row::default()
+    });
     out
 }
 

@@ -226,6 +226,16 @@ impl Drop for SeenSet {
     }
 }
 
+/// What the domain marks say about the screened addresses of a batch, by their index among
+/// the addresses looked up.
+#[derive(Default)]
+struct DomainScreen {
+    /// The facts of the addresses at marked domains, in index order.
+    facts: Vec<(usize, DomainFacts)>,
+    /// Addresses at accept-all domains with confirmed engagement, in index order.
+    engaged: Vec<usize>,
+}
+
 /// What the first pass found out about a contact. The ranges locate its normalized address in
 /// the batch's arena of normalized addresses.
 enum Slot {
@@ -319,10 +329,10 @@ impl ImportGuard {
             .unzip();
         let suppressed = self.context.store.suppressed_records(&tenant, &lookups)?;
         // Domain marks: nothing to do (no allocation) while the tenant has none.
-        let (facts, engaged) = if self.context.store.has_marked_domains(&tenant) {
+        let DomainScreen { facts, engaged } = if self.context.store.has_marked_domains(&tenant) {
             self.domain_facts(&tenant, &lookups, &suppressed)?
         } else {
-            (Vec::new(), Vec::new())
+            DomainScreen::default()
         };
         let mut suppressed = suppressed
             .into_iter()
@@ -419,7 +429,7 @@ impl ImportGuard {
         tenant: &Tenant,
         lookups: &[&str],
         suppressed: &[(usize, AddressRecord)],
-    ) -> Result<(Vec<(usize, DomainFacts)>, Vec<usize>), AppError> {
+    ) -> Result<DomainScreen, AppError> {
         let domains: Vec<&str> = lookups
             .iter()
             .map(|a| a.rsplit_once('@').map_or(*a, |(_, d)| d))
@@ -446,7 +456,7 @@ impl ImportGuard {
             }
         }
         engaged.sort_unstable();
-        Ok((facts, engaged))
+        Ok(DomainScreen { facts, engaged })
     }
 
     /// The complete verdict of one contact that is not simply allowed.

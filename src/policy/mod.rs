@@ -446,7 +446,7 @@ mod tests {
     fn a_complaint_is_engagement() {
         let p = EscalationPolicy::default();
         let complaint = event("c", BounceType::Complaint, BounceReason::Complaint, 3);
-        let (r, _) = run(&p, &[complaint.clone()]);
+        let (r, _) = run(&p, std::slice::from_ref(&complaint));
         assert_eq!(r.engaged_at, Some(complaint.occurred_at));
         let (r, _) = run(&p, &[soft("s", 1)]);
         assert_eq!(r.engaged_at, None);
