@@ -315,7 +315,7 @@ impl DomainPolicy {
             StateChangeKind::DomainSuppressed,
             reason,
             actor,
-            format!("suppressed{scope}: {note}"),
+            with_note(format!("suppressed{scope}"), note),
             "",
             now,
         )];
@@ -368,12 +368,12 @@ impl DomainPolicy {
                     since: now,
                     actor: actor.to_string(),
                 });
-                format!("accept-all set: {note}")
+                with_note("accept-all set".to_string(), note)
             }
             (false, Some(_)) => {
                 record.accept_all = None;
                 record.bounced_after_delivery = 0;
-                format!("accept-all cleared: {note}")
+                with_note("accept-all cleared".to_string(), note)
             }
         };
         let changes = vec![change(
@@ -385,6 +385,15 @@ impl DomainPolicy {
             now,
         )];
         Some(DomainTransition { record, changes })
+    }
+}
+
+/// What happened, then the operator's note if there is one.
+fn with_note(what: String, note: &str) -> String {
+    if note.is_empty() {
+        what
+    } else {
+        format!("{what}: {note}")
     }
 }
 
