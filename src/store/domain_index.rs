@@ -12,7 +12,7 @@ use std::sync::RwLock;
 use foldhash::HashMap;
 
 use super::DomainFacts;
-use crate::domain::{self_and_parents, AcceptAll, DomainMarks, DomainSuppression, Timestamp};
+use crate::domain::{self_and_parents, DomainMarks, DomainSuppression, Timestamp};
 
 /// The marked domains of one tenant.
 #[derive(Debug, Default)]
@@ -27,14 +27,24 @@ struct TenantDomains {
 }
 
 impl TenantDomains {
-    /// The suppression that applies to an address at `domain`: the domain's own, else the
-    /// nearest parent's that covers subdomains.
-    fn suppression_of(&self, domain: &str) -> Option<(&str, &DomainSuppression)> {
-        if let Some((d, m)) = self.marks.get_key_value(domain) {
-            if let Some(s) = &m.suppression {
-                return Some((d.as_str(), s));
-            }
+    /// What the marks say about addresses at `domain`: the suppression that applies (the
+    /// domain's own, else the nearest parent's that covers subdomains) and its accept-all mark.
+    fn facts(&self, domain: &str) -> Option<DomainFacts> {
+        let own = self.marks.get_key_value(domain);
+        let own_suppression = own.and_then(|(d, m)| Some((d.as_str(), m.suppression.as_ref()?)));
+        let suppressed = own_suppression.or_else(|| self.parent_suppression(domain));
+        let accept_all = own.and_then(|(_, m)| m.accept_all.as_ref());
+        if suppressed.is_none() && accept_all.is_none() {
+            return None;
         }
+        Some(DomainFacts {
+            suppressed: suppressed.map(|(d, s)| (d.to_string(), s.clone())),
+            accept_all: accept_all.cloned(),
+        })
+    }
+
+    /// The suppression of the nearest parent of `domain` that covers its subdomains.
+    fn parent_suppression(&self, domain: &str) -> Option<(&str, &DomainSuppression)> {
         if self.with_subdomains == 0 {
             return None;
         }
@@ -44,21 +54,6 @@ impl TenantDomains {
                 .as_ref()
                 .filter(|s| s.include_subdomains)
                 .map(|s| (d.as_str(), s))
-        })
-    }
-
-    fn accept_all_of(&self, domain: &str) -> Option<&AcceptAll> {
-        self.marks.get(domain)?.accept_all.as_ref()
-    }
-
-    fn facts(&self, domain: &str) -> Option<DomainFacts> {
-        let suppressed = self
-            .suppression_of(domain)
-            .map(|(d, s)| (d.to_string(), s.clone()));
-        let accept_all = self.accept_all_of(domain).cloned();
-        (suppressed.is_some() || accept_all.is_some()).then_some(DomainFacts {
-            suppressed,
-            accept_all,
         })
     }
 
@@ -154,7 +149,9 @@ impl DomainIndex {
 
     /// Whether `domain` is marked accept-all.
     pub(super) fn accept_all(&self, tenant: &str, domain: &str) -> bool {
-        self.with_tenant(tenant, |t| t.accept_all_of(domain).is_some())
+        self.with_tenant(tenant, |t| {
+            t.marks.get(domain).is_some_and(|m| m.accept_all.is_some())
+        })
     }
 
     /// What the marks say about addresses at each of `domains`: (index, facts) for those with
@@ -218,7 +215,7 @@ impl DomainIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AcceptAllOrigin, BounceReason};
+    use crate::domain::{AcceptAll, AcceptAllOrigin, BounceReason};
 
     fn suppressed(since: i64, include_subdomains: bool) -> DomainMarks {
         DomainMarks {
