@@ -205,6 +205,53 @@ async fn an_operator_suppresses_a_domain_and_every_address_there_answers_suppres
 }
 
 #[tokio::test]
+async fn no_correction_points_at_an_address_of_a_suppressed_domain() {
+    let mut app = spawn_app().await;
+    app.report(
+        "",
+        result("h1", "jane@gmial.com", Outcome::HardBounce, USER_UNKNOWN),
+    )
+    .await;
+    let suggested = |app: &mut TestApp| {
+        let mut client = app.client.clone();
+        async move {
+            client
+                .suggest_corrections(pb::SuggestCorrectionsRequest {
+                    address: "jane@gmial.com".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .suggestions
+                .into_iter()
+                .map(|s| s.address)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(suggested(&mut app)
+        .await
+        .contains(&"jane@gmail.com".to_string()));
+    suppress_domain(&mut app, "gmail.com", false).await;
+    assert!(!suggested(&mut app)
+        .await
+        .contains(&"jane@gmail.com".to_string()));
+    let err = app
+        .client
+        .replace_address(pb::ReplaceAddressRequest {
+            old_address: "jane@gmial.com".into(),
+            new_address: "jane@gmail.com".into(),
+            evidence: EvidenceKind::TypoFix as i32,
+            confidence: 0.99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("gmail.com"), "{}", err.message());
+}
+
+#[tokio::test]
 async fn reactivating_a_domain_needs_a_justification_and_is_recorded_with_who_and_why() {
     let mut app = spawn_app().await;
     let err = app
