@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -109,6 +110,20 @@ pub struct ServeSettings {
     )]
     pub suppression_ttl: Vec<ReasonTtl>,
 
+    /// Distinct addresses at one domain that must hard-bounce with DOMAIN_NOT_FOUND within the
+    /// window for the domain to be suppressed automatically.
+    #[arg(long, env = "SUPPRESSD_DOMAIN_SUPPRESSION_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub domain_suppression_threshold: u32,
+
+    /// How far back those DOMAIN_NOT_FOUND bounces count, e.g. 7d, 36h.
+    #[arg(long, env = "SUPPRESSD_DOMAIN_SUPPRESSION_WINDOW", default_value = "7d", value_parser = window_duration)]
+    pub domain_suppression_window: Duration,
+
+    /// Addresses at one domain delivered to and later hard-bounced as missing mailboxes that
+    /// mark the domain accept-all.
+    #[arg(long, env = "SUPPRESSD_ACCEPT_ALL_INFERENCE_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub accept_all_inference_threshold: u32,
+
     /// Where to serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464); off when not set.
     #[arg(long, env = "SUPPRESSD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -174,6 +189,15 @@ pub struct ServeSettings {
     pub clock: Clock,
 }
 
+/// A duration from one hour to one year, written like `7d`, `36h` or `2weeks`.
+fn window_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 7d, 36h)"))?;
+    if d < Duration::from_secs(3600) || d > Duration::from_secs(366 * 86_400) {
+        return Err("must be between 1h and 366d".into());
+    }
+    Ok(d)
+}
+
 fn unit_interval_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&v) {
@@ -200,6 +224,9 @@ impl ServeSettings {
             soft_bounce_window_days: 14,
             change_retention_days: 30,
             suppression_ttl: Vec::new(),
+            domain_suppression_threshold: 3,
+            domain_suppression_window: Duration::from_secs(7 * 86_400),
+            accept_all_inference_threshold: 3,
             cache_mb: 256,
             journal_mb: 384,
             metrics_listen: None,

@@ -22,6 +22,7 @@ use crate::grpc::proto::suppression_admin_service_server::SuppressionAdminServic
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::{AdminApi, SuppressionApi};
+use crate::policy::domains::DomainPolicy;
 use crate::policy::health::HealthThresholds;
 use crate::policy::{EscalationPolicy, SuppressionTtl};
 use crate::store::{StoreOptions, SuppressionStore};
@@ -183,6 +184,12 @@ impl Application {
                 min_sample: settings.health_min_sample,
             },
             correction_threshold: settings.correction_threshold,
+            domains: DomainPolicy {
+                suppression_threshold: settings.domain_suppression_threshold,
+                suppression_window: settings.domain_suppression_window,
+                accept_all_threshold: settings.accept_all_inference_threshold,
+                ..crate::app::domains::default_policy()
+            },
             clock: settings.clock.clone(),
             change_retention: Duration::from_secs(
                 u64::from(settings.change_retention_days) * 86_400,

@@ -70,9 +70,13 @@ pub struct RunArgs {
     /// bounces, ingest, ingest-live, unary, tls (without --tls-ca: its plaintext references;
     /// with it: over TLS with the token, and then the only phase); also import-packed (only the packed CheckImport on one stream, three
     /// times) and import-x4 (four streams, three times, see --x4-format): for profiling the
-    /// server.
+    /// server; and domains (status and import screens before and after suppressing --domains
+    /// domains; it leaves them suppressed, so run it last).
     #[arg(long, default_value = ALL_PHASES)]
     pub phases: String,
+    /// Domains the domains phase suppresses.
+    #[arg(long, default_value_t = 100_000)]
+    pub domains: u64,
     /// Verdict format of the import-x4 phase.
     #[arg(long, value_enum, default_value_t = Verdicts::Packed)]
     pub x4_format: Verdicts,
@@ -159,11 +163,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "ingest" => ingest(&mut m, &args, &ds, &chans, Spread::Days90).await,
             "ingest-live" => ingest(&mut m, &args, &ds, &chans, Spread::Live).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
+            "domains" => domains(&mut m, &args, &ds, &chans).await,
             "tls" => match &tls {
                 None => tls_reference(&mut m, &args, &ds, &chans).await,
                 Some(tls) => tls_phase(&mut m, &args, &ds, &chans, tls).await,
             },
-            other => bail!("unknown phase {other:?} (phases: {ALL_PHASES})"),
+            other => bail!("unknown phase {other:?} (phases: {ALL_PHASES}; also domains)"),
         }
         .with_context(|| format!("phase {phase}"))?;
         m.note(
@@ -648,6 +653,134 @@ async fn status_loop<T: Transport>(
         }
     })
     .await
+}
+
+/// The `i`-th domain the domains phase suppresses; none is a domain of the data set.
+fn bench_domain(i: u64) -> String {
+    format!("d{i}.defunct-bench.example")
+}
+
+/// What suppressed domains cost the lookups of addresses at other domains (most lookups):
+/// GetSuppressionStatus at concurrency 16 and 256 and CheckImport on 4 streams (batch 1,000,
+/// packed) with no suppressed domain, then once `--domains` domains of the main tenant are
+/// suppressed (every tenth with its subdomains, so that each lookup also walks up to the
+/// parent domains), then again once they are all reactivated (no mark left: the bracket shows
+/// the machine's drift). No domain of the data set is suppressed: every answer stays the same.
+async fn domains(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+    let clients: Arc<Vec<svc::Client>> = Arc::new(chans.iter().map(svc::client).collect());
+    let plan = data::import_plan(ds, args.contacts);
+    let listed = clients[0]
+        .clone()
+        .list_suppressed_domains(pb::ListSuppressedDomainsRequest {
+            tenant: TENANT.to_string(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    if !listed.domains.is_empty() {
+        bail!(
+            "tenant {TENANT} has suppressed domains already: run the domains phase once per load"
+        );
+    }
+    check_pool(clients[0].clone(), &pool).await?;
+    status_loop(clients.clone(), pool.clone(), 16, Duration::from_secs(1)).await?;
+
+    for label in ["none", "with", "none_again"] {
+        match label {
+            "with" => {
+                let rate = domain_calls(&clients, args.domains, true).await?;
+                eprintln!("  {} domains suppressed at {rate:.0}/s", args.domains);
+                m.set("domains.suppress_domain.per_s", rate);
+                for probe in [
+                    format!("someone@{}", bench_domain(args.domains / 2 + 1)),
+                    format!("someone@mail.{}", bench_domain(0)),
+                ] {
+                    let status = clients[0]
+                        .clone()
+                        .get_suppression_status(pb::GetSuppressionStatusRequest {
+                            tenant: TENANT.to_string(),
+                            address: probe.clone(),
+                            ..Default::default()
+                        })
+                        .await?
+                        .into_inner()
+                        .status
+                        .context("no status")?;
+                    if !status.domain_level {
+                        bail!("{probe} is not suppressed by its domain");
+                    }
+                }
+            }
+            "none_again" => {
+                let rate = domain_calls(&clients, args.domains, false).await?;
+                eprintln!("  {} domains reactivated at {rate:.0}/s", args.domains);
+                m.set("domains.reactivate_domain.per_s", rate);
+            }
+            _ => {}
+        }
+        // The journal checkpoints the domain writes once idle: not during the measurement.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        for c in [16usize, 256] {
+            let r = status_loop(clients.clone(), pool.clone(), c, args.duration()).await?;
+            eprintln!("  {label}: status c{c} {:.0}/s", r.calls_per_s());
+            m.set_loop(&format!("domains.{label}.status.c{c}"), &r, false);
+        }
+        let elapsed = four_streams(chans, &plan, Verdicts::Packed).await?;
+        let rate = per_s(args.contacts, elapsed);
+        eprintln!("  {label}: import x4 packed {rate:.0}/s");
+        m.set(
+            &format!("domains.{label}.import.x4.packed.b1000.per_s"),
+            rate,
+        );
+    }
+    Ok(())
+}
+
+/// Suppresses (or reactivates) the first `n` bench domains from 64 callers; returns calls/s.
+async fn domain_calls(clients: &[svc::Client], n: u64, suppress: bool) -> anyhow::Result<f64> {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..64 {
+        let mut c = clients[k % clients.len()].clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                if suppress {
+                    c.suppress_domain(pb::SuppressDomainRequest {
+                        tenant: TENANT.to_string(),
+                        domain: bench_domain(i),
+                        note: "bench".into(),
+                        include_subdomains: i.is_multiple_of(10),
+                        ..Default::default()
+                    })
+                    .await?;
+                } else {
+                    c.reactivate_domain(pb::ReactivateDomainRequest {
+                        tenant: TENANT.to_string(),
+                        domain: bench_domain(i),
+                        justification: "bench".into(),
+                    })
+                    .await?;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.context("domain call task panicked")??;
+    }
+    Ok(per_s(n, started.elapsed()))
 }
 
 /// BatchGetSuppressionStatus, 1,000 addresses a call, 4 callers.

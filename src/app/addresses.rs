@@ -97,7 +97,7 @@ impl Addresses {
         let policy = self.context.policy;
         let list = list_id.clone();
         let write = AddressWrite {
-            tenant,
+            tenant: tenant.clone(),
             address: address.clone(),
             event: None,
             reclassified: Vec::new(),
@@ -136,7 +136,7 @@ impl Addresses {
         Ok(Suppressed {
             status: self
                 .context
-                .status_for(address, record, now, list_id.named()),
+                .status_for(&tenant, address, record, now, list_id.named()),
             already_suppressed,
         })
     }
@@ -183,9 +183,13 @@ impl Addresses {
                     None => p.suppression,
                     Some(list) => p.list_unsubscribes.into_iter().find(|s| s.list_id == list),
                 }),
-                status: self
-                    .context
-                    .status_for(address, Some(record), now, list_id.named()),
+                status: self.context.status_for(
+                    &tenant,
+                    address,
+                    Some(record),
+                    now,
+                    list_id.named(),
+                ),
             }),
             WriteOutcome::Refused { .. } => Err(AppError::NotFound(match list_id.named() {
                 None => format!("{address} is not suppressed for tenant {tenant}"),
@@ -239,8 +243,9 @@ impl Addresses {
         let store = self.context.store.clone();
         let now = self.context.clock.now();
         query.in_force_at = Some(now);
+        let listed = tenant.clone();
         let page = blocking(move || {
-            Ok(store.list_suppressions(&tenant, &query, cursor.as_deref(), limit)?)
+            Ok(store.list_suppressions(&listed, &query, cursor.as_deref(), limit)?)
         })
         .await?;
         Ok(Page {
@@ -249,7 +254,7 @@ impl Addresses {
                 .into_iter()
                 .filter_map(|(address, record)| {
                     let address = EmailAddress::parse(&address).ok()?;
-                    Some(self.context.status(address, Some(record), now))
+                    Some(self.context.status(&tenant, address, Some(record), now))
                 })
                 .collect(),
             next: page.next,

@@ -247,7 +247,7 @@ impl Corrections {
             .collect();
         let lookups: Vec<&str> = parsed.iter().map(|(_, a)| a.as_str()).collect();
         let now = self.context.clock.now();
-        let suppressed: HashSet<usize> = self
+        let mut suppressed: HashSet<usize> = self
             .context
             .store
             .suppressed_records(tenant, &lookups, false)?
@@ -255,6 +255,18 @@ impl Corrections {
             .filter(|(_, record)| record.suppression_at(now).is_some())
             .map(|(i, _)| i)
             .collect();
+        // Nor an address at a suppressed domain.
+        if self.context.store.has_marked_domains(tenant) {
+            let domains: Vec<&str> = parsed.iter().map(|(_, a)| a.domain()).collect();
+            suppressed.extend(
+                self.context
+                    .store
+                    .domain_facts(tenant, &domains)
+                    .into_iter()
+                    .filter(|(_, f)| f.suppressed.is_some())
+                    .map(|(i, _)| i),
+            );
+        }
         let mut candidates: Vec<Suggestion> = parsed
             .into_iter()
             .enumerate()
@@ -360,6 +372,17 @@ impl Corrections {
                 FieldViolation::new("new_address", "is the same address as old_address").into(),
             );
         }
+        if let Some((domain, _)) = self
+            .context
+            .store
+            .domain_facts(&tenant, &[new.domain()])
+            .pop()
+            .and_then(|(_, f)| f.suppressed)
+        {
+            return Err(AppError::FailedPrecondition(format!(
+                "{new} is itself suppressed: its domain {domain} is"
+            )));
+        }
         if !(0.0..=1.0).contains(&confidence) {
             return Err(FieldViolation::new("confidence", "must be between 0 and 1").into());
         }
@@ -370,7 +393,7 @@ impl Corrections {
         let already = Arc::new(AtomicBool::new(false));
         let (low_flag, already_flag) = (low_confidence.clone(), already.clone());
         let write = PairWrite {
-            tenant,
+            tenant: tenant.clone(),
             first: old.clone(),
             second: new.clone(),
             decide: Box::new(move |old_record, new_record| {
@@ -430,8 +453,8 @@ impl Corrections {
             )));
         }
         Ok(Replaced {
-            old: self.context.status(old, outcome.first, now),
-            new: self.context.status(new, outcome.second, now),
+            old: self.context.status(&tenant, old, outcome.first, now),
+            new: self.context.status(&tenant, new, outcome.second, now),
             already_replaced: already.load(Ordering::Relaxed),
         })
     }

@@ -10,9 +10,12 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use super::correction::{Corrections, SuggestionCache};
-use super::{AppError, Caller, Context, FieldViolation};
-use crate::domain::{AddressError, AddressRecord, EmailAddress, ListId, Suppression, Tenant};
+use super::{uncertain_mailbox, AppError, Caller, Context, FieldViolation};
+use crate::domain::{
+    AddressError, AddressRecord, DomainSuppression, EmailAddress, ListId, Suppression, Tenant,
+};
 use crate::fasthash::KeySet;
+use crate::store::DomainFacts;
 use crate::suggest::Suggestion;
 
 /// What the guard decides for one contact.
@@ -96,6 +99,10 @@ pub struct ContactVerdict {
     pub replacement: Option<String>,
     /// The best correction, when it reaches the confidence threshold.
     pub suggestion: Option<Suggestion>,
+    /// Blocked because the address's domain is suppressed (`suppression` is the domain's).
+    pub domain_level: bool,
+    /// The address is at an accept-all domain and has no confirmed engagement.
+    pub uncertain_mailbox: bool,
 }
 
 /// The verdicts of one screened batch.
@@ -107,6 +114,9 @@ pub struct Screened {
     pub decisions: Vec<ImportDecision>,
     /// Complete verdicts of the contacts that are not allowed, in position order.
     pub verdicts: Vec<ContactVerdict>,
+    /// Positions of allowed contacts at accept-all domains without confirmed engagement, in
+    /// order.
+    pub allowed_uncertain: Vec<usize>,
     /// Normalized addresses of the batch, concatenated.
     arena: String,
     /// Where each contact's normalized address is in `arena` (empty for invalid ones).
@@ -222,6 +232,16 @@ impl Drop for SeenSet {
     }
 }
 
+/// What the domain marks say about the screened addresses of a batch, by their index among
+/// the addresses looked up.
+#[derive(Default)]
+struct DomainScreen {
+    /// The facts of the addresses at marked domains, in index order.
+    facts: Vec<(usize, DomainFacts)>,
+    /// Addresses at accept-all domains with confirmed engagement, in index order.
+    engaged: Vec<usize>,
+}
+
 /// What the first pass found out about a contact. The ranges locate its normalized address in
 /// the batch's arena of normalized addresses.
 enum Slot {
@@ -322,16 +342,29 @@ impl ImportGuard {
         let now = self.context.clock.now();
         let list = session.list.named().map(str::to_string);
         let list = list.as_deref();
-        let mut suppressed = self
-            .context
-            .store
-            .suppressed_records(&tenant, &lookups, list.is_some())?
+        let suppressed =
+            self.context
+                .store
+                .suppressed_records(&tenant, &lookups, list.is_some())?;
+        // Domain marks: nothing to do (no allocation) while the tenant has none.
+        let DomainScreen { facts, engaged } = if self.context.store.has_marked_domains(&tenant) {
+            self.domain_facts(&tenant, &lookups, &suppressed)?
+        } else {
+            DomainScreen::default()
+        };
+        let mut suppressed = suppressed
             .into_iter()
             .filter_map(|(k, mut record)| {
                 let suppression = record.take_blocking(now, list)?;
                 Some((lookup_positions[k], (record, suppression)))
             })
             .peekable();
+        let mut facts = facts
+            .into_iter()
+            .map(|(k, f)| (lookup_positions[k], f))
+            .peekable();
+        let mut engaged = engaged.into_iter().map(|k| lookup_positions[k]).peekable();
+        let mut allowed_uncertain = Vec::new();
 
         let mut decisions = Vec::with_capacity(n);
         let mut verdicts = Vec::new();
@@ -345,10 +378,20 @@ impl ImportGuard {
                 Slot::Check(r) | Slot::Duplicate(r) => r.clone(),
                 Slot::Invalid(_) => 0..0,
             };
-            if record.is_none() && matches!(slot, Slot::Check(_)) {
+            let (domain_suppression, uncertain) = match facts.next_if(|(p, _)| *p == position) {
+                None => (None, false),
+                Some((_, f)) => (
+                    f.suppressed,
+                    f.accept_all.is_some() && engaged.next_if(|p| *p == position).is_none(),
+                ),
+            };
+            if record.is_none() && domain_suppression.is_none() && matches!(slot, Slot::Check(_)) {
                 by_decision[ImportDecision::Allow as usize] += 1;
                 decisions.push(ImportDecision::Allow);
                 ranges.push(range);
+                if uncertain {
+                    allowed_uncertain.push(position);
+                }
                 continue;
             }
             let contact = contacts.get(position).copied();
@@ -362,7 +405,7 @@ impl ImportGuard {
                 |c| c.address,
             );
             let names = contact.map(|c| (c.given_name, c.family_name));
-            let verdict = self.verdict(
+            let mut verdict = self.verdict(
                 &tenant,
                 session,
                 position,
@@ -371,7 +414,9 @@ impl ImportGuard {
                 names,
                 slot,
                 record,
+                domain_suppression,
             )?;
+            verdict.uncertain_mailbox = uncertain;
             by_decision[verdict.decision as usize] += 1;
             decisions.push(verdict.decision);
             verdicts.push(verdict);
@@ -390,9 +435,49 @@ impl ImportGuard {
             batch_index,
             decisions,
             verdicts,
+            allowed_uncertain,
             arena,
             normalized: ranges,
         })
+    }
+
+    /// What the domain marks say about the screened addresses (`lookups`), by index, and the
+    /// indexes of those at accept-all domains with confirmed engagement. Only the records of
+    /// addresses at accept-all domains are read (those the known-address index cannot rule
+    /// out, and not the suppressed ones, whose records are at hand).
+    fn domain_facts(
+        &self,
+        tenant: &Tenant,
+        lookups: &[&str],
+        suppressed: &[(usize, AddressRecord)],
+    ) -> Result<DomainScreen, AppError> {
+        let domains: Vec<&str> = lookups
+            .iter()
+            .map(|a| a.rsplit_once('@').map_or(*a, |(_, d)| d))
+            .collect();
+        let facts = self.context.store.domain_facts(tenant, &domains);
+        let mut engaged = Vec::new();
+        let mut unread = Vec::new();
+        for (k, f) in &facts {
+            if f.accept_all.is_none() {
+                continue;
+            }
+            match suppressed.binary_search_by_key(k, |(i, _)| *i) {
+                Ok(at) if !uncertain_mailbox(Some(&suppressed[at].1)) => engaged.push(*k),
+                Ok(_) => {}
+                Err(_) => unread.push(*k),
+            }
+        }
+        if !unread.is_empty() {
+            let addresses: Vec<&str> = unread.iter().map(|&k| lookups[k]).collect();
+            for (i, record) in self.context.store.records(tenant, &addresses)? {
+                if !uncertain_mailbox(Some(&record)) {
+                    engaged.push(unread[i]);
+                }
+            }
+        }
+        engaged.sort_unstable();
+        Ok(DomainScreen { facts, engaged })
     }
 
     /// The complete verdict of one contact that is not simply allowed; `record` comes with
@@ -408,6 +493,7 @@ impl ImportGuard {
         names: Option<(&str, &str)>,
         slot: &Slot,
         record: Option<(AddressRecord, Suppression)>,
+        domain_suppression: Option<(String, DomainSuppression)>,
     ) -> Result<ContactVerdict, AppError> {
         let mut verdict = ContactVerdict {
             position,
@@ -416,6 +502,8 @@ impl ImportGuard {
             suppression: None,
             replacement: None,
             suggestion: None,
+            domain_level: false,
+            uncertain_mailbox: false,
         };
         match slot {
             Slot::Invalid(e) => {
@@ -474,11 +562,30 @@ impl ImportGuard {
                             )?;
                         }
                     }
+                } else if let Some((domain, s)) = domain_suppression {
+                    verdict.decision = ImportDecision::BlockSuppressed;
+                    verdict.domain_level = true;
+                    verdict.detail = domain_detail(&domain, &s);
+                    verdict.suppression = Some(Suppression::of_domain(s));
                 }
             }
         }
         Ok(verdict)
     }
+}
+
+/// Why an address at a suppressed domain is blocked, naming the domain.
+fn domain_detail(domain: &str, s: &DomainSuppression) -> String {
+    let scope = if s.include_subdomains {
+        " with its subdomains"
+    } else {
+        ""
+    };
+    format!(
+        "the domain {domain} is suppressed{scope} ({:?} since {})",
+        s.reason,
+        s.since.to_rfc3339()
+    )
 }
 
 #[cfg(test)]

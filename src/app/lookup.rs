@@ -37,9 +37,13 @@ impl Lookups {
     ) -> Result<AddressStatus, AppError> {
         caller.check_tenant(tenant)?;
         let record = self.context.store.get_record(tenant, &address)?;
-        Ok(self
-            .context
-            .status_for(address, record, self.context.clock.now(), list.named()))
+        Ok(self.context.status_for(
+            tenant,
+            address,
+            record,
+            self.context.clock.now(),
+            list.named(),
+        ))
     }
 
     /// The status of each of `addresses` for mail of `list`, in order, each with the address
@@ -66,6 +70,7 @@ impl Lookups {
                         Ok(address) => {
                             let record = context.store.get_record(&tenant, &address)?;
                             BatchStatus::Valid(context.status_for(
+                                &tenant,
                                 address,
                                 record,
                                 now,

@@ -12,10 +12,12 @@
 //! - [`monitoring`]: bounce rates by source, campaign and segment, and their verdicts.
 //! - [`feed`]: the change feed of suppression lists and its retention.
 //! - [`expiry`]: the background sweep that clears suppressions whose expiry has come.
+//! - [`domains`]: whole domains: suppress, lift, mark accept-all, read their state.
 
 pub mod addresses;
 mod caller;
 pub mod correction;
+pub mod domains;
 mod error;
 pub mod expiry;
 pub mod feed;
@@ -36,12 +38,14 @@ pub use error::{AppError, FieldViolation};
 use crate::classify::Classifier;
 use crate::clock::Clock;
 use crate::domain::{
-    AddressRecord, EmailAddress, StateChange, StateChangeKind, Suppression, Timestamp,
+    AddressRecord, DomainSuppression, EmailAddress, StateChange, StateChangeKind, Suppression,
+    Tenant, Timestamp,
 };
 use crate::monitor::HealthMonitor;
+use crate::policy::domains::DomainPolicy;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
-use crate::store::{AddressWrite, SuppressionStore, WriteOutcome};
+use crate::store::{AddressWrite, DomainFacts, SuppressionStore, WriteOutcome};
 
 /// Limits on what one request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +103,8 @@ pub struct Settings {
     pub health: HealthThresholds,
     /// Confidence a replacement needs, and a suggestion needs to be shown in import verdicts.
     pub correction_threshold: f32,
+    /// Domain-level rules: automatic suppression and accept-all inference.
+    pub domains: DomainPolicy,
     /// Where every rule reads the time.
     pub clock: Clock,
     /// How long the change feed keeps changes.
@@ -112,6 +118,7 @@ pub const DEFAULT_CHANGE_RETENTION: std::time::Duration =
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            domains: domains::default_policy(),
             policy: EscalationPolicy::default(),
             limits: Limits::default(),
             health: HealthThresholds::default(),
@@ -135,6 +142,8 @@ pub(crate) struct Context {
     pub limits: Limits,
     /// Confidence a replacement needs.
     pub correction_threshold: f32,
+    /// The domain rules.
+    pub domains: DomainPolicy,
     /// Where the time comes from.
     pub clock: Clock,
 }
@@ -149,22 +158,41 @@ impl Context {
             .ok_or_else(|| AppError::Internal("store returned no outcome".into()))
     }
 
-    /// The status of a valid address given its record, as of `now`, for mail of no list.
+    /// The status of a valid address of `tenant` given its record, as of `now`, for mail of no
+    /// list, with what its domain's marks say (from memory).
     pub fn status(
         &self,
+        tenant: &Tenant,
         address: EmailAddress,
         record: Option<AddressRecord>,
         now: Timestamp,
     ) -> AddressStatus {
-        self.status_for(address, record, now, None)
+        self.status_for(tenant, address, record, now, None)
     }
 
-    /// The status of a valid address given its record, as of `now`, for mail of `list`
-    /// (`None`: transactional or unlisted mail).
+    /// [`Context::status`] for mail of `list` (`None`: transactional or unlisted mail).
     pub fn status_for(
+        &self,
+        tenant: &Tenant,
+        address: EmailAddress,
+        record: Option<AddressRecord>,
+        now: Timestamp,
+        list: Option<&str>,
+    ) -> AddressStatus {
+        let facts = self
+            .store
+            .domain_facts(tenant, &[address.domain()])
+            .pop()
+            .map(|(_, f)| f);
+        self.status_with(address, record, facts, now, list)
+    }
+
+    /// [`Context::status_for`] with the facts of the address's domain already looked up.
+    pub fn status_with(
         &self,
         address: EmailAddress,
         record: Option<AddressRecord>,
+        facts: Option<DomainFacts>,
         now: Timestamp,
         list: Option<&str>,
     ) -> AddressStatus {
@@ -172,6 +200,18 @@ impl Context {
         let unsubscribed_lists = match (&suppression, &record) {
             (None, Some(r)) => r.unsubscribed_lists_at(now).map(str::to_string).collect(),
             _ => Vec::new(),
+        };
+        let (domain_suppression, uncertain_mailbox) = match facts {
+            None => (None, None),
+            Some(DomainFacts {
+                suppressed,
+                accept_all,
+            }) => {
+                let uncertain = accept_all
+                    .filter(|_| uncertain_mailbox(record.as_ref()))
+                    .map(|mark| mark.cause(address.domain()));
+                (suppressed, uncertain)
+            }
         };
         AddressStatus {
             recent_soft_bounces: record
@@ -181,8 +221,17 @@ impl Context {
             record,
             suppression,
             unsubscribed_lists,
+            domain_suppression,
+            uncertain_mailbox,
         }
     }
+}
+
+/// Whether an address at an accept-all domain has an uncertain mailbox: no person was seen
+/// acting through it (no complaint or unsubscribe recorded, no replacement confirmed by the
+/// contact). Deliveries there prove nothing.
+pub(crate) fn uncertain_mailbox(record: Option<&AddressRecord>) -> bool {
+    record.is_none_or(|r| r.engaged_at.is_none())
 }
 
 /// What the service knows of one address, as "may I send?" answers it.
@@ -199,12 +248,28 @@ pub struct AddressStatus {
     pub suppression: Option<Suppression>,
     /// The lists the address is unsubscribed from, when nothing blocks the mail asked about.
     pub unsubscribed_lists: Vec<String>,
+    /// The suppression of the address's domain (its own, or a parent's that covers
+    /// subdomains), with the domain it belongs to. The address's own suppression, if it has
+    /// one, is the more specific answer.
+    pub domain_suppression: Option<(String, DomainSuppression)>,
+    /// For an address at an accept-all domain without confirmed engagement: why its mailbox
+    /// may not exist, in words.
+    pub uncertain_mailbox: Option<String>,
 }
 
 impl AddressStatus {
-    /// True while the address must not be mailed (for the mail asked about).
+    /// True while the address must not be mailed (for the mail asked about): it is suppressed
+    /// itself, or its domain is.
     pub fn is_suppressed(&self) -> bool {
-        self.suppression.is_some()
+        self.suppression.is_some() || self.domain_suppression.is_some()
+    }
+
+    /// The domain suppression that answers for the address: set when the address is not
+    /// suppressed itself but its domain is.
+    pub fn domain_level(&self) -> Option<&(String, DomainSuppression)> {
+        self.domain_suppression
+            .as_ref()
+            .filter(|_| self.suppression.is_none())
     }
 }
 
@@ -250,6 +315,8 @@ pub struct App {
     pub feed: feed::Feed,
     /// Clears suppressions whose expiry has come, in the background.
     expiry: Arc<expiry::ExpirySweep>,
+    /// Domain-level suppression and accept-all marks.
+    pub domains: domains::Domains,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -270,8 +337,10 @@ impl App {
             policy: settings.policy,
             limits: settings.limits,
             correction_threshold: settings.correction_threshold,
+            domains: settings.domains,
             clock: settings.clock.clone(),
         };
+        store.set_domain_rules(Arc::new(settings.domains));
         let monitor = HealthMonitor::spawn(store, settings.health, settings.clock.clone());
         let correction = correction::Corrections::new(context.clone());
         let expiry = expiry::ExpirySweep::spawn(context.clone());
@@ -283,6 +352,7 @@ impl App {
             correction,
             reclassify: reclassify::Reclassifier::new(context.clone()),
             feed: feed::Feed::spawn(context.clone(), settings.change_retention),
+            domains: domains::Domains::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),
             expiry,
             limits: settings.limits,

@@ -4,6 +4,7 @@ mod address;
 mod change;
 mod classification;
 mod label;
+mod mail_domain;
 mod principal;
 mod record;
 mod stats;
@@ -18,6 +19,10 @@ pub use classification::{
 pub use label::{
     parse_smtp_response, Campaign, Label, LabelError, ListId, Note, Segment, Source,
     MAX_LABEL_CHARS, MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
+};
+pub use mail_domain::{
+    self_and_parents, AcceptAll, AcceptAllOrigin, DomainError, DomainMarks, DomainRecord,
+    DomainSuppression, MailDomain, RecentBounce, DOMAIN_SOURCE,
 };
 pub use principal::{Principal, Role, TenantScope};
 pub use record::{

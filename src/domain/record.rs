@@ -178,6 +178,10 @@ pub struct AddressRecord {
     /// Unsubscribes from single lists (reason `Unsubscribed`, `list_id` set), oldest first, at
     /// most one per list: each blocks only mail of its list.
     pub list_unsubscribes: Vec<Suppression>,
+    /// When a person was last seen acting through the mailbox (a complaint, an unsubscribe,
+    /// or confirming it as a replacement): proof that the mailbox exists, which a delivery to
+    /// an accept-all domain is not.
+    pub engaged_at: Option<Timestamp>,
 }
 
 impl AddressRecord {
@@ -270,6 +274,12 @@ pub enum StateChangeKind {
     Forgotten,
     /// The address unsubscribed from one list (the note names it); other mail is unaffected.
     UnsubscribedFromList,
+    /// Domain history: the domain was suppressed (by an operator, or automatically).
+    DomainSuppressed,
+    /// Domain history: the domain's suppression was lifted (by an operator, or by a delivery).
+    DomainReactivated,
+    /// Domain history: the domain's accept-all mark was set, inferred or cleared.
+    DomainPolicyChanged,
 }
 
 /// A change of an address's state, kept in its history.

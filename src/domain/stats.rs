@@ -58,6 +58,8 @@ pub struct OutcomeCounts {
     pub complaint: u64,
     /// Unsubscribes (counted in `sent`, in no rate).
     pub unsubscribe: u64,
+    /// Results (of every type) for addresses at domains marked accept-all at the time.
+    pub to_accept_all: u64,
 }
 
 impl OutcomeCounts {
@@ -87,6 +89,7 @@ impl OutcomeCounts {
         self.block += other.block;
         self.complaint += other.complaint;
         self.unsubscribe += other.unsubscribe;
+        self.to_accept_all += other.to_accept_all;
     }
 
     /// Takes `other` from these counts (never below zero).
@@ -98,6 +101,7 @@ impl OutcomeCounts {
         self.block = self.block.saturating_sub(other.block);
         self.complaint = self.complaint.saturating_sub(other.complaint);
         self.unsubscribe = self.unsubscribe.saturating_sub(other.unsubscribe);
+        self.to_accept_all = self.to_accept_all.saturating_sub(other.to_accept_all);
     }
 
     /// Hard bounces per result sent (0 when nothing was sent).

@@ -2,12 +2,13 @@
 //! field-named violations.
 
 use super::proto as pb;
+use crate::app::domains::DomainStatus;
 use crate::app::{AddressStatus, FieldViolation};
 use crate::domain::{
-    parse_smtp_response, BounceReason, BounceType, Campaign, ChangeKind, Classification, Dimension,
-    EmailAddress, EvidenceKind, HistoryEntry, Label, ListChange, ListId, OutcomeCounts,
-    RecordedEvent, ReportedOutcome, Segment, SendReport, Source, StateChange, StateChangeKind,
-    Suppression, Tenant, Timestamp,
+    parse_smtp_response, AcceptAllOrigin, BounceReason, BounceType, Campaign, ChangeKind,
+    Classification, Dimension, DomainSuppression, EmailAddress, EvidenceKind, HistoryEntry, Label,
+    ListChange, ListId, MailDomain, OutcomeCounts, RecordedEvent, ReportedOutcome, Segment,
+    SendReport, Source, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
 };
 use crate::monitor::WindowCounts;
 use crate::policy::health::{Health, HealthVerdict};
@@ -26,6 +27,11 @@ pub fn address(field: &str, raw: &str) -> Result<EmailAddress, FieldViolation> {
 /// Parses a `list_id` field: a label, empty meaning no list.
 pub fn list_id(field: &str, raw: &str) -> Result<ListId, FieldViolation> {
     ListId::parse(raw).map_err(|e| FieldViolation::new(field, e))
+}
+
+/// Parses a domain field.
+pub fn mail_domain(field: &str, raw: &str) -> Result<MailDomain, FieldViolation> {
+    MailDomain::parse(raw).map_err(|e| FieldViolation::new(field, e))
 }
 
 /// Proto timestamp -> domain.
@@ -274,7 +280,9 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
     }
 }
 
-/// The status of a valid address; `given` is the address as the caller wrote it.
+/// The status of a valid address; `given` is the address as the caller wrote it. An address
+/// suppressed itself answers with its own suppression; one that is not, at a suppressed
+/// domain, with the domain's (`domain_level`).
 pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
     let AddressStatus {
         address,
@@ -282,8 +290,15 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
         recent_soft_bounces,
         suppression,
         unsubscribed_lists,
+        domain_suppression,
+        uncertain_mailbox,
     } = status;
     let record = record.unwrap_or_default();
+    let (suppression, suppressed_domain) = match (suppression, domain_suppression) {
+        (Some(own), _) => (Some(own), None),
+        (None, Some((domain, s))) => (Some(Suppression::of_domain(s)), Some(domain)),
+        (None, None) => (None, None),
+    };
     pb::AddressStatus {
         address: address.as_str().to_string(),
         state: if suppression.is_some() {
@@ -293,6 +308,10 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
         } as i32,
         suppression: suppression.map(proto_suppression),
         unsubscribed_lists,
+        domain_level: suppressed_domain.is_some(),
+        suppressed_domain: suppressed_domain.unwrap_or_default(),
+        uncertain_mailbox: uncertain_mailbox.is_some(),
+        uncertain_mailbox_cause: uncertain_mailbox.unwrap_or_default(),
         recent_soft_bounces,
         error: String::new(),
         given_address: given,
@@ -342,7 +361,8 @@ pub fn proto_recorded(e: &RecordedEvent) -> pb::RecordedResult {
     }
 }
 
-fn proto_change(c: &StateChange) -> pb::StateChange {
+/// A change of state -> wire.
+pub fn proto_change(c: &StateChange) -> pb::StateChange {
     let kind = match c.kind {
         StateChangeKind::Suppressed => pb::StateChangeKind::Suppressed,
         StateChangeKind::Escalated => pb::StateChangeKind::Escalated,
@@ -356,6 +376,9 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::Expired => pb::StateChangeKind::Expired,
         StateChangeKind::Forgotten => pb::StateChangeKind::Forgotten,
         StateChangeKind::UnsubscribedFromList => pb::StateChangeKind::UnsubscribedFromList,
+        StateChangeKind::DomainSuppressed => pb::StateChangeKind::DomainSuppressed,
+        StateChangeKind::DomainReactivated => pb::StateChangeKind::DomainReactivated,
+        StateChangeKind::DomainPolicyChanged => pb::StateChangeKind::DomainPolicyChanged,
     };
     pb::StateChange {
         kind: kind as i32,
@@ -445,7 +468,46 @@ pub fn proto_counts(c: &OutcomeCounts) -> pb::OutcomeCounts {
         blocks: c.block,
         complaints: c.complaint,
         unsubscribes: c.unsubscribe,
-        ..pb::OutcomeCounts::default()
+        to_accept_all_domains: c.to_accept_all,
+    }
+}
+
+/// A domain's suppression -> wire.
+pub fn proto_domain_suppression(s: DomainSuppression) -> pb::DomainSuppression {
+    pb::DomainSuppression {
+        reason: proto_reason(s.reason) as i32,
+        since: Some(proto_timestamp(s.since)),
+        include_subdomains: s.include_subdomains,
+        automatic: s.automatic,
+        note: s.note,
+        actor: s.actor,
+    }
+}
+
+/// A domain's status -> wire.
+pub fn proto_domain_status(status: DomainStatus) -> pb::DomainStatus {
+    let DomainStatus {
+        domain,
+        record,
+        applies,
+        recent_not_found,
+    } = status;
+    let (suppressed_domain, suppression) = applies.unzip();
+    let accept_all = record.accept_all;
+    pb::DomainStatus {
+        domain,
+        suppression: suppression.map(proto_domain_suppression),
+        suppressed_domain: suppressed_domain.unwrap_or_default(),
+        accept_all: accept_all.is_some(),
+        accept_all_origin: match accept_all.as_ref().map(|a| a.origin) {
+            None => pb::AcceptAllOrigin::Unspecified,
+            Some(AcceptAllOrigin::Set) => pb::AcceptAllOrigin::Set,
+            Some(AcceptAllOrigin::Inferred) => pb::AcceptAllOrigin::Inferred,
+        } as i32,
+        accept_all_note: accept_all.map(|a| a.note).unwrap_or_default(),
+        last_delivered: record.last_delivered.map(proto_timestamp),
+        recent_domain_not_found: recent_not_found,
+        bounced_after_delivery: record.bounced_after_delivery,
     }
 }
 

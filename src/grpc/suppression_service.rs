@@ -68,7 +68,8 @@ impl SuppressionApi {
     }
 }
 
-fn field<T, E: ToString>(name: &str, r: Result<T, E>) -> Result<T, AppError> {
+/// A field's parse result, its error a violation of `name`.
+pub(super) fn field<T, E: ToString>(name: &str, r: Result<T, E>) -> Result<T, AppError> {
     r.map_err(|e| FieldViolation::new(name, e).into())
 }
 

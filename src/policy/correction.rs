@@ -118,6 +118,10 @@ pub fn decide_replacement(
     old.replaced_by = Some(new_name.clone());
     old.needs_enrichment = false;
     let mut new = new.cloned().unwrap_or_default();
+    if req.evidence == EvidenceKind::VerifiedReplacement {
+        // The contact confirmed the address: a person acts through that mailbox.
+        new.engaged_at = Some(req.now);
+    }
     // An address that has already had a delivery needs no validation message.
     if new.last_delivered.is_none() {
         new.pending_validation = Some(Replacement {
@@ -203,6 +207,17 @@ mod tests {
         assert!(o.is_suppressed());
         assert_eq!(o.replaced_by.as_deref(), Some("jane.smith@company.com"));
         assert_eq!(n.pending_validation.unwrap().replaces, "jnae@company.com");
+        assert_eq!(n.engaged_at, None, "a company pattern is a guess");
+        let verified = ReplaceRequest {
+            evidence: EvidenceKind::VerifiedReplacement,
+            ..request(&old, &new, 0.95)
+        };
+        let ReplaceDecision::Replace { new: n, .. } =
+            decide_replacement(&verified, Some(&rec), None).unwrap()
+        else {
+            panic!("replaced")
+        };
+        assert_eq!(n.engaged_at, Some(Timestamp(2)), "the contact confirmed it");
     }
 
     #[test]

@@ -11,8 +11,13 @@
 //! - A bad address may be *replaced* by a corrected one only with high confidence; the bad one
 //!   stays suppressed, the new one awaits validation by its first delivery ([`correction`]).
 //! - Bounce and complaint rates of a source give a health verdict ([`health`]).
+//! - Whole domains: suppressed by an operator or by repeated DOMAIN_NOT_FOUND bounces, and
+//!   marked accept-all ([`domains`]). At an accept-all domain a delivery does not prove that a
+//!   mailbox exists, so it validates a pending replacement only if a person was seen acting
+//!   through the mailbox (`AddressRecord::engaged_at`).
 
 pub mod correction;
+pub mod domains;
 pub mod expiry;
 pub mod health;
 pub mod reclassify;
@@ -146,6 +151,18 @@ impl EscalationPolicy {
         current: Option<&AddressRecord>,
         event: &RecordedEvent,
     ) -> Transition {
+        self.apply_event_at(current, event, false)
+    }
+
+    /// [`EscalationPolicy::apply_event`] for an address whose domain is marked accept-all when
+    /// `accept_all` is true: there a delivery validates a pending replacement only if the
+    /// address has confirmed engagement, since the server accepts mail for any local part.
+    pub fn apply_event_at(
+        &self,
+        current: Option<&AddressRecord>,
+        event: &RecordedEvent,
+        accept_all: bool,
+    ) -> Transition {
         let mut record = current.cloned().unwrap_or_default();
         let at = event.occurred_at;
         let mut changes = expire(&mut record, at);
@@ -156,7 +173,8 @@ impl EscalationPolicy {
                 // that happened before it.
                 record.soft_bounces.retain(|&t| t > at);
                 record.last_delivered = Some(record.last_delivered.map_or(at, |d| d.max(at)));
-                if let Some(pending) = record.pending_validation.take() {
+                let proven = !accept_all || record.engaged_at.is_some();
+                if let Some(pending) = record.pending_validation.take_if(|_| proven) {
                     changes.push(StateChange {
                         kind: StateChangeKind::Validated,
                         reason: BounceReason::None,
@@ -200,6 +218,13 @@ impl EscalationPolicy {
                 }
             }
             BounceType::Hard | BounceType::Complaint | BounceType::Unsubscribe => {
+                if matches!(
+                    class.bounce_type,
+                    BounceType::Complaint | BounceType::Unsubscribe
+                ) {
+                    // A person acted through the mailbox: it exists.
+                    record.engaged_at = Some(record.engaged_at.map_or(at, |e| e.max(at)));
+                }
                 let reason = match class.bounce_type {
                     BounceType::Complaint => BounceReason::Complaint,
                     BounceType::Unsubscribe => BounceReason::Unsubscribed,
@@ -534,6 +559,52 @@ mod tests {
             &[delivered, soft("s1", 1), soft("s2", 2), soft("s3", 3)],
         );
         assert!(r.suppression.is_none());
+    }
+
+    #[test]
+    fn at_an_accept_all_domain_only_an_engaged_address_is_validated_by_a_delivery() {
+        let p = EscalationPolicy::default();
+        let pending = AddressRecord {
+            pending_validation: Some(crate::domain::Replacement {
+                replaces: "old@catchall.example".into(),
+                evidence: crate::domain::EvidenceKind::CrmCorrection,
+                confidence: 0.95,
+                at: Timestamp(0),
+            }),
+            ..AddressRecord::default()
+        };
+        let delivered = event("d", BounceType::Delivered, BounceReason::None, 2);
+        let t = p.apply_event_at(Some(&pending), &delivered, true);
+        assert!(
+            t.record.pending_validation.is_some(),
+            "a delivery alone proves nothing"
+        );
+        assert!(t.changes.is_empty());
+        assert_eq!(t.record.last_delivered, Some(delivered.occurred_at));
+
+        let engaged = AddressRecord {
+            engaged_at: Some(Timestamp(DAY)),
+            ..pending.clone()
+        };
+        let t = p.apply_event_at(Some(&engaged), &delivered, true);
+        assert!(t.record.pending_validation.is_none());
+        assert_eq!(t.changes[0].kind, StateChangeKind::Validated);
+
+        let t = p.apply_event_at(Some(&pending), &delivered, false);
+        assert!(
+            t.record.pending_validation.is_none(),
+            "elsewhere a delivery validates"
+        );
+    }
+
+    #[test]
+    fn a_complaint_is_engagement() {
+        let p = EscalationPolicy::default();
+        let complaint = event("c", BounceType::Complaint, BounceReason::Complaint, 3);
+        let (r, _) = run(&p, std::slice::from_ref(&complaint));
+        assert_eq!(r.engaged_at, Some(complaint.occurred_at));
+        let (r, _) = run(&p, &[soft("s", 1)]);
+        assert_eq!(r.engaged_at, None);
     }
 
     #[test]

@@ -12,14 +12,15 @@ use super::legacy;
 use super::redb_engine::RedbEngine;
 use super::sled_engine::SledEngine;
 use super::{
-    keys, open, testing, AddressWrite, BounceQuery, Decision, Engine, Granularity, PairDecision,
-    PairWrite, StoreError, StoreOptions, SuppressionStore, WriteOutcome,
+    keys, open, testing, AddressWrite, BounceQuery, Decision, DomainDecision, DomainWrite, Engine,
+    Granularity, PairDecision, PairWrite, StoreError, StoreOptions, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, Dimension, EmailAddress,
-    HistoryEntry, OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind, Tenant,
-    Timestamp,
+    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, Dimension, DomainRecord,
+    EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind,
+    Tenant, Timestamp,
 };
+use crate::policy::domains::DomainPolicy;
 use crate::policy::{EscalationPolicy, ManualSuppress};
 
 /// 2026-01-01T10:00:00Z, in microseconds.
@@ -477,6 +478,253 @@ async fn concurrent_writers_share_commits_and_lose_nothing(engine: Engine) {
     let store = reopen_at(engine, dir.path());
     assert_eq!(store.suppressed_count(), 8 * 10 * 20);
     assert_eq!(hard_count(&*store, "acme", T0), 8 * 10 * 20);
+    store.close().unwrap();
+}
+
+/// A send result of type `t` and reason `reason` to `to`, at `at`.
+fn result_of(id: &str, to: &str, t: BounceType, reason: BounceReason, at: i64) -> RecordedEvent {
+    let mut e = hard_bounce(id, to, at);
+    e.classification.bounce_type = t;
+    e.classification.reason = reason;
+    e
+}
+
+/// An operator's domain write deciding with `decide`.
+fn domain_write(
+    t: &str,
+    domain: &str,
+    decide: impl FnOnce(&DomainRecord) -> DomainDecision + Send + 'static,
+) -> DomainWrite {
+    DomainWrite {
+        tenant: tenant(t),
+        domain: domain.into(),
+        decide: Box::new(decide),
+    }
+}
+
+/// Suppresses `domain` by hand (with its subdomains when `all`).
+fn suppress_domain(t: &str, domain: &str, all: bool) -> DomainWrite {
+    domain_write(t, domain, move |current| {
+        match DomainPolicy::default().suppress(
+            current,
+            BounceReason::Manual,
+            "closed",
+            all,
+            "ops",
+            Timestamp(T0),
+        ) {
+            Some(next) => DomainDecision::Apply {
+                record: next.record,
+                changes: next.changes,
+            },
+            None => DomainDecision::Unchanged,
+        }
+    })
+}
+
+fn domain_suppressed_at(store: &dyn SuppressionStore, t: &str, domain: &str) -> Option<String> {
+    store
+        .domain_facts(&tenant(t), &[domain])
+        .pop()
+        .and_then(|(_, f)| f.suppressed)
+        .map(|(d, _)| d)
+}
+
+/// Domain writes are durable, their marks answer from memory at once and again after a reopen;
+/// a refused or panicking domain decision stores nothing.
+async fn domain_writes_survive_a_reopen_and_refusals_store_nothing(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        assert!(!store.has_marked_domains(&tenant("acme")));
+        let done = store
+            .write_domain(suppress_domain("acme", "closed.example", true))
+            .await
+            .unwrap();
+        assert!(done.applied && done.previous.suppression.is_none());
+        let again = store
+            .write_domain(suppress_domain("acme", "closed.example", true))
+            .await
+            .unwrap();
+        assert!(!again.applied);
+        let refused = store
+            .write_domain(domain_write("acme", "other.example", |_| {
+                DomainDecision::Refuse("no".into())
+            }))
+            .await
+            .unwrap();
+        assert_eq!(refused.refused.as_deref(), Some("no"));
+        let panicked = store
+            .write_domain(domain_write("acme", "other.example", |_| {
+                panic!("policy bug")
+            }))
+            .await;
+        assert!(matches!(panicked, Err(StoreError::DecisionPanicked(_))));
+        assert_eq!(
+            domain_suppressed_at(&*store, "acme", "mail.closed.example").as_deref(),
+            Some("closed.example")
+        );
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    assert!(store.has_marked_domains(&tenant("acme")));
+    assert!(!store.has_marked_domains(&tenant("globex")));
+    assert_eq!(
+        domain_suppressed_at(&*store, "acme", "mail.closed.example").as_deref(),
+        Some("closed.example")
+    );
+    assert_eq!(domain_suppressed_at(&*store, "acme", "other.example"), None);
+    let record = store.domain(&tenant("acme"), "closed.example").unwrap();
+    assert!(record.suppression.unwrap().include_subdomains);
+    let history = store
+        .domain_history(&tenant("acme"), "closed.example", 10)
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].kind, StateChangeKind::DomainSuppressed);
+    assert!(store
+        .domain_history(&tenant("acme"), "other.example", 10)
+        .unwrap()
+        .is_empty());
+    let page = store
+        .list_suppressed_domains(&tenant("acme"), None, 10)
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.next.is_none());
+    assert!(matches!(
+        store.list_suppressed_domains(&tenant("acme"), Some(b"short"), 10),
+        Err(StoreError::BadCursor)
+    ));
+    store.close().unwrap();
+}
+
+/// Send results change their domain in the same group commit: DOMAIN_NOT_FOUND bounces of one
+/// group add up to an automatic suppression, deliveries set the domain's delivery hour and lift
+/// it, results to accept-all domains are counted; all of it is there after a reopen.
+async fn send_results_update_their_domains_in_the_same_commit(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Arc::new(DomainPolicy::default());
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store.set_domain_rules(rules.clone());
+        let not_found = |i: usize| {
+            event_write(
+                "acme",
+                result_of(
+                    &format!("n{i}"),
+                    &format!("a{i}@gone.example"),
+                    BounceType::Hard,
+                    BounceReason::DomainNotFound,
+                    T0 + i as i64,
+                ),
+            )
+        };
+        store
+            .write(vec![not_found(0), not_found(1), not_found(2)])
+            .await
+            .unwrap();
+        assert_eq!(
+            domain_suppressed_at(&*store, "acme", "gone.example").as_deref(),
+            Some("gone.example")
+        );
+        let delivered = |id: &str, to: &str, at: i64| {
+            event_write(
+                "acme",
+                result_of(id, to, BounceType::Delivered, BounceReason::None, at),
+            )
+        };
+        store
+            .write(vec![
+                delivered("d1", "x@fine.example", T0 + 60_000_000),
+                delivered("d2", "y@fine.example", T0 + 120_000_000),
+            ])
+            .await
+            .unwrap();
+        let fine = store.domain(&tenant("acme"), "fine.example").unwrap();
+        assert_eq!(
+            fine.last_delivered,
+            Some(Granularity::Hourly.start(Granularity::Hourly.bucket(Timestamp(T0))))
+        );
+
+        store
+            .write_domain(domain_write("acme", "catchall.example", |current| {
+                let next = DomainPolicy::default()
+                    .set_accept_all(current, true, "", "ops", Timestamp(T0))
+                    .unwrap();
+                DomainDecision::Apply {
+                    record: next.record,
+                    changes: next.changes,
+                }
+            }))
+            .await
+            .unwrap();
+        store
+            .write(vec![
+                delivered("d3", "a@catchall.example", T0),
+                event_write("acme", hard_bounce("h3", "b@catchall.example", T0)),
+            ])
+            .await
+            .unwrap();
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    store.set_domain_rules(rules);
+    assert!(domain_suppressed_at(&*store, "acme", "gone.example").is_some());
+    let gone = store.domain(&tenant("acme"), "gone.example").unwrap();
+    assert_eq!(gone.recent_not_found.len(), 3);
+    assert!(gone.suppression.unwrap().automatic);
+    let day = Granularity::Daily.bucket(Timestamp(T0));
+    let counts = store
+        .counters(
+            &tenant("acme"),
+            Dimension::Source,
+            "signup-form",
+            Granularity::Daily,
+            day,
+            day + 1,
+        )
+        .unwrap();
+    assert_eq!(counts[0].1.to_accept_all, 2);
+    assert_eq!(counts[0].1.sent, 3 + 2 + 2);
+
+    store
+        .write(vec![event_write(
+            "acme",
+            result_of(
+                "d4",
+                "z@gone.example",
+                BounceType::Delivered,
+                BounceReason::None,
+                T0 + 3_600_000_000,
+            ),
+        )])
+        .await
+        .unwrap();
+    assert!(domain_suppressed_at(&*store, "acme", "gone.example").is_none());
+    let history = store
+        .domain_history(&tenant("acme"), "gone.example", 10)
+        .unwrap();
+    let kinds: Vec<StateChangeKind> = history.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            StateChangeKind::DomainReactivated,
+            StateChangeKind::DomainSuppressed
+        ]
+    );
+    store.close().unwrap();
+}
+
+/// `records` gives the records of the addresses that have one, by index.
+async fn records_of_many_addresses_come_back_by_index(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    store.write(hard_bounces("acme", "r", 3)).await.unwrap();
+    let found = store
+        .records(&tenant("acme"), &["r2@x.com", "nobody@x.com", "r0@x.com"])
+        .unwrap();
+    let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    assert_eq!(positions, [0, 2]);
+    assert!(found.iter().all(|(_, r)| r.is_suppressed()));
     store.close().unwrap();
 }
 
@@ -1127,6 +1375,9 @@ contract!(
     the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
     what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared,
     list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen,
+    domain_writes_survive_a_reopen_and_refusals_store_nothing,
+    send_results_update_their_domains_in_the_same_commit,
+    records_of_many_addresses_come_back_by_index,
     history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
     a_writer_that_dies_is_reported_and_later_writes_fail,

@@ -160,6 +160,7 @@ fn full_address(i: usize) -> AddressRecord {
             at: Timestamp(T0 + 6 * HOUR),
         }),
         list_unsubscribes: Vec::new(),
+        engaged_at: None,
     }
 }
 
@@ -246,6 +247,7 @@ pub(super) fn samples() -> Vec<(String, Sample)> {
             block: 3,
             complaint: 2,
             unsubscribe: 0,
+            to_accept_all: 0,
         }),
     ));
     out.push(("domain-count".into(), Sample::Count(300)));

@@ -24,7 +24,16 @@
 //!                                           the tenant's suppression list, in commit order)
 //! I tenant                               -> u64  (the change log's horizon: the last
 //!                                           sequence number pruned by retention)
+//! M tenant 0 domain                      -> StoredDomain (a domain's suppression and
+//!                                           accept-all mark; all of them are kept in memory)
+//! N tenant 0 domain 0                    -> DomainActivity (its latest delivery hour and the
+//!                                           automatic rules' evidence)
+//! N tenant 0 domain 0 inv(ts) inv(seq)   -> StoredEntry (the domain's history: changes alone)
 //! ```
+//!
+//! A domain's marks (`M`) and its activity (`N`) are apart so that the marks, which are loaded
+//! into memory at open, stay few (domains with a suppression or a mark ever), while every
+//! domain that had a delivery has an activity record, written at most about once an hour.
 //!
 //! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): only the `R` record (and the
 //! `G` entry of a delivered address) holds the address's text, so forgetting a person
@@ -79,6 +88,10 @@ pub const VALUES: u8 = b'V';
 pub const CHANGES: u8 = b'F';
 /// The change log's horizon per tenant.
 pub const HORIZON: u8 = b'I';
+/// A domain's suppression and accept-all mark.
+pub const DOMAIN: u8 = b'M';
+/// A domain's activity record and history entries.
+pub const DOMAIN_LOG: u8 = b'N';
 /// The single key `Q`: the journal's state in the engine (see `journal`).
 pub const JOURNAL: u8 = b'Q';
 const SEP: u8 = 0;
@@ -120,6 +133,17 @@ pub fn history(tenant: &str, ah: &AddressHash) -> Vec<u8> {
     let mut k = prefix_with_room(LOG, &[tenant], 16 + 16);
     k.extend_from_slice(ah.bytes());
     k
+}
+
+/// The key of a domain's marks: `M tenant 0 domain`.
+pub fn domain(tenant: &str, domain: &str) -> Vec<u8> {
+    exact(DOMAIN, &[tenant], domain)
+}
+
+/// The key of a domain's activity record, which is also the prefix of its history entries:
+/// `N tenant 0 domain 0`.
+pub fn domain_log(tenant: &str, domain: &str) -> Vec<u8> {
+    prefix(DOMAIN_LOG, &[tenant, domain])
 }
 
 /// The key of an event's position: `P tenant 0 event_id`.

@@ -32,6 +32,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::address_hash::{AddressHash, AddressHasher};
+use super::domain_index::DomainIndex;
 use super::filter::{KnownFilter, SuppressedFilter};
 use super::keys;
 use super::kv::KvEngine;
@@ -40,13 +41,13 @@ pub(super) use super::records::{decode, encode};
 use super::records::{decode_record, Record};
 use super::writer::{writer_loop, Job};
 use super::{
-    AddressWrite, BounceQuery, ChangePage, CounterTouch, ErrorChain, Granularity, Page,
-    PairOutcome, PairWrite, StoreError, StoreFuture, SuppressionQuery, SuppressionStore,
-    WriteOutcome,
+    AddressWrite, BounceQuery, ChangePage, CounterTouch, DomainFacts, DomainOutcome, DomainRules,
+    DomainWrite, ErrorChain, Granularity, Page, PairOutcome, PairWrite, StoreError, StoreFuture,
+    SuppressionQuery, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, ListChange, OutcomeCounts,
-    RecordedEvent, StateChange, Tenant, Timestamp,
+    AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, EmailAddress, HistoryEntry,
+    ListChange, OutcomeCounts, RecentBounce, RecordedEvent, StateChange, Tenant, Timestamp,
 };
 
 /// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
@@ -115,6 +116,37 @@ impl StoredEntry {
     /// How many history items it holds.
     fn len(&self) -> usize {
         self.changes.len() + usize::from(self.event.is_some())
+    }
+}
+
+/// A domain's activity as stored under its `N tenant 0 domain 0` key: what the automatic
+/// domain rules read, apart from its marks (`M`), which are kept in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct DomainActivity {
+    pub(super) last_delivered: Option<Timestamp>,
+    pub(super) recent_not_found: Vec<RecentBounce>,
+    pub(super) bounced_after_delivery: u32,
+}
+
+impl DomainActivity {
+    /// The activity part of a domain's record.
+    pub(super) fn of(record: &DomainRecord) -> DomainActivity {
+        DomainActivity {
+            last_delivered: record.last_delivered,
+            recent_not_found: record.recent_not_found.clone(),
+            bounced_after_delivery: record.bounced_after_delivery,
+        }
+    }
+
+    /// The whole record, with the domain's marks.
+    pub(super) fn with_marks(self, marks: DomainMarks) -> DomainRecord {
+        DomainRecord {
+            suppression: marks.suppression,
+            accept_all: marks.accept_all,
+            last_delivered: self.last_delivered,
+            recent_not_found: self.recent_not_found,
+            bounced_after_delivery: self.bounced_after_delivery,
+        }
     }
 }
 
@@ -375,6 +407,10 @@ pub(super) struct Shared<E> {
     pub(super) list_filter: SuppressedFilter,
     /// Superset of the addresses that have a record (loaded in the background at start-up).
     pub(super) known: KnownFilter,
+    /// Every domain's marks (suppression, accept-all), loaded at open.
+    pub(super) domains: DomainIndex,
+    /// The rules send results apply to their domains, once the application set them.
+    pub(super) domain_rules: std::sync::RwLock<Option<Arc<dyn DomainRules>>>,
     /// Set on close: the background load stops.
     closing: AtomicBool,
     /// Key for page tokens, kept with the data.
@@ -449,6 +485,8 @@ impl<E: KvEngine> KvStore<E> {
         load_filter(&engine, keys::SUPPRESSED, &filter)?;
         let list_filter = SuppressedFilter::default();
         load_filter(&engine, keys::LIST_UNSUBSCRIBED, &list_filter)?;
+        let domains = DomainIndex::default();
+        load_domains(&engine, &domains)?;
 
         let (touches, _) = broadcast::channel(1024);
         let horizons = load_horizons(&engine)?;
@@ -458,6 +496,8 @@ impl<E: KvEngine> KvStore<E> {
             filter,
             list_filter,
             known: KnownFilter::default(),
+            domains,
+            domain_rules: std::sync::RwLock::new(None),
             closing: AtomicBool::new(false),
             token_secret,
             hasher,
@@ -610,6 +650,23 @@ fn load_filter<E: KvEngine>(
     })?;
     filter.extend(hashes);
     Ok(())
+}
+
+/// Loads every domain's marks from the `M` keys.
+fn load_domains<E: KvEngine>(engine: &E, domains: &DomainIndex) -> Result<(), StoreError> {
+    scan_prefix(engine, &[keys::DOMAIN], |k, v| {
+        // `M tenant 0 domain`
+        let at =
+            tenant_prefix_len(k).ok_or_else(|| StoreError::corrupt(k, "malformed domain key"))?;
+        let (tenant, domain) = (&k[1..at - 1], &k[at..]);
+        let (Ok(tenant), Ok(domain)) = (std::str::from_utf8(tenant), std::str::from_utf8(domain))
+        else {
+            return Err(StoreError::corrupt(k, "malformed domain key"));
+        };
+        let marks: DomainMarks = decode(k, v)?;
+        domains.set(tenant, domain, marks);
+        Ok(())
+    })
 }
 
 /// The length of the `kind tenant 0` prefix of key `k`.
@@ -1411,6 +1468,138 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 .map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn write_domain(&self, write: DomainWrite) -> StoreFuture<DomainOutcome> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Domain { write, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn set_domain_rules(&self, rules: Arc<dyn DomainRules>) {
+        *self
+            .shared
+            .domain_rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    fn has_marked_domains(&self, tenant: &Tenant) -> bool {
+        self.shared.domains.has_tenant(tenant.as_str())
+    }
+
+    fn domain_facts(&self, tenant: &Tenant, domains: &[&str]) -> Vec<(usize, DomainFacts)> {
+        self.shared.domains.facts(tenant.as_str(), domains)
+    }
+
+    fn domain(&self, tenant: &Tenant, domain: &str) -> Result<DomainRecord, StoreError> {
+        let t = tenant.as_str();
+        let activity: DomainActivity = self
+            .get_decoded(&keys::domain_log(t, domain))?
+            .unwrap_or_default();
+        Ok(activity.with_marks(self.shared.domains.get(t, domain)))
+    }
+
+    fn domain_history(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        let prefix = keys::domain_log(tenant.as_str(), domain);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 17]);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // The key equal to the prefix is the activity record; history entries follow it.
+        self.shared.engine.scan(
+            Bound::Excluded(&prefix),
+            Bound::Excluded(&end),
+            &mut |k, v| {
+                let entry: StoredEntry = decode(k, v)?;
+                for item in entry.changes.into_iter().rev() {
+                    out.push(item);
+                    if out.len() == limit {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    fn list_suppressed_domains(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(String, DomainRecord)>, StoreError> {
+        // A cursor is the last domain given: its suppression's time (8 bytes), then its name.
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let (since, domain) = c.split_at_checked(8).ok_or(StoreError::BadCursor)?;
+                let since = <[u8; 8]>::try_from(since).map_err(|_| StoreError::BadCursor)?;
+                let domain = std::str::from_utf8(domain).map_err(|_| StoreError::BadCursor)?;
+                Some((Timestamp(keys::i64_from_ordered(since)), domain))
+            }
+        };
+        let t = tenant.as_str();
+        let (marked, more) = self.shared.domains.suppressed_page(t, after, limit);
+        let mut items = Vec::with_capacity(marked.len());
+        for (domain, marks) in marked {
+            let activity: DomainActivity = self
+                .get_decoded(&keys::domain_log(t, &domain))?
+                .unwrap_or_default();
+            items.push((domain, activity.with_marks(marks)));
+        }
+        let next = match items.last() {
+            Some((domain, record)) if more => {
+                let since = record.suppression.as_ref().map_or(0, |s| s.since.micros());
+                let mut c = keys::ordered_i64(since).to_vec();
+                c.extend_from_slice(domain.as_bytes());
+                Some(c)
+            }
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    fn records(
+        &self,
+        tenant: &Tenant,
+        addresses: &[&str],
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        let t = tenant.as_str();
+        let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = addresses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let ah = self.shared.hasher.hash(t, a);
+                self.shared
+                    .known
+                    .may_exist(ah.short())
+                    .then(|| (i, keys::record(t, &ah)))
+            })
+            .unzip();
+        let mut out = Vec::new();
+        self.shared.engine.get_many(&record_keys, &mut |k, value| {
+            let stored: StoredAddress = decode(&record_keys[k], value)?;
+            out.push((positions[k], stored.record));
+            Ok(())
+        })?;
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
     }
 
     fn token_secret(&self) -> [u8; 32] {

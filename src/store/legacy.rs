@@ -198,6 +198,7 @@ impl From<Address> for domain::AddressRecord {
                 at: Timestamp(r.at),
             }),
             list_unsubscribes: Vec::new(),
+            engaged_at: None,
         }
     }
 }
@@ -256,6 +257,7 @@ impl From<Counts> for domain::OutcomeCounts {
             block: m.block,
             complaint: m.complaint,
             unsubscribe: 0,
+            to_accept_all: 0,
         }
     }
 }

@@ -21,11 +21,14 @@
 use prost::Message;
 
 use super::address_hash::AddressHash;
-use super::kv_store::{HourlyRow, StoredAddress, StoredChange, StoredEntry, StoredHistory};
+use super::kv_store::{
+    DomainActivity, HourlyRow, StoredAddress, StoredChange, StoredEntry, StoredHistory,
+};
 use super::StoreError;
 use crate::domain::{
-    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, EvidenceKind, ListChange,
-    OutcomeCounts, RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind,
+    AcceptAll, AcceptAllOrigin, AddressRecord, BounceReason, BounceType, ChangeKind,
+    Classification, DomainMarks, DomainSuppression, EvidenceKind, ListChange, OutcomeCounts,
+    RecentBounce, RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind,
     Suppression, Timestamp,
 };
 
@@ -211,6 +214,14 @@ numbering!(StateChangeKind, "kind", {
     Expired = 10,
     Forgotten = 11,
     UnsubscribedFromList = 15,
+    DomainSuppressed = 12,
+    DomainReactivated = 13,
+    DomainPolicyChanged = 14,
+});
+
+numbering!(AcceptAllOrigin, "origin", {
+    Set = 1,
+    Inferred = 2,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +301,9 @@ pub(super) struct AddressMessage {
     /// Unsubscribes from single lists (each with its `list_id`).
     #[prost(message, repeated, tag = "8")]
     pub list_unsubscribes: Vec<SuppressionMessage>,
+    /// When a person was last seen acting through the mailbox (confirmed engagement).
+    #[prost(int64, optional, tag = "11")]
+    pub engaged_at_micros: Option<i64>,
 }
 
 /// Why an address is suppressed.
@@ -423,6 +437,9 @@ pub(super) struct CountsMessage {
     pub complaint: u64,
     #[prost(uint64, tag = "7")]
     pub unsubscribe: u64,
+    /// Results for addresses at accept-all domains.
+    #[prost(uint64, tag = "8")]
+    pub to_accept_all_domains: u64,
 }
 
 /// The hourly counters of one UTC day (`W` keys), by hour.
@@ -447,6 +464,70 @@ pub(super) struct HourMessage {
 pub(super) struct CountMessage {
     #[prost(uint64, tag = "1")]
     pub count: u64,
+}
+
+/// A domain's suppression and accept-all mark (`M` keys).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct DomainMessage {
+    #[prost(message, optional, tag = "1")]
+    pub suppression: Option<DomainSuppressionMessage>,
+    #[prost(message, optional, tag = "2")]
+    pub accept_all: Option<AcceptAllMessage>,
+}
+
+/// Why a whole domain is suppressed.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct DomainSuppressionMessage {
+    /// [`BounceReason`] numbering.
+    #[prost(int32, tag = "1")]
+    pub reason: i32,
+    #[prost(int64, tag = "2")]
+    pub since_micros: i64,
+    #[prost(bool, tag = "3")]
+    pub include_subdomains: bool,
+    #[prost(bool, tag = "4")]
+    pub automatic: bool,
+    #[prost(string, tag = "5")]
+    pub note: String,
+    #[prost(string, tag = "6")]
+    pub actor: String,
+    #[prost(string, tag = "7")]
+    pub event_id: String,
+}
+
+/// A domain's accept-all mark.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AcceptAllMessage {
+    /// [`AcceptAllOrigin`] numbering.
+    #[prost(int32, tag = "1")]
+    pub origin: i32,
+    #[prost(string, tag = "2")]
+    pub note: String,
+    #[prost(int64, tag = "3")]
+    pub since_micros: i64,
+    #[prost(string, tag = "4")]
+    pub actor: String,
+}
+
+/// A domain's activity (`N tenant 0 domain 0` keys).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct DomainActivityMessage {
+    /// The start of the hour of the latest delivery.
+    #[prost(int64, optional, tag = "1")]
+    pub last_delivered_micros: Option<i64>,
+    #[prost(message, repeated, tag = "2")]
+    pub recent_not_found: Vec<RecentBounceMessage>,
+    #[prost(uint32, tag = "3")]
+    pub bounced_after_delivery: u32,
+}
+
+/// One address's DOMAIN_NOT_FOUND bounce: 64 bits of its keyed hash, and when.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct RecentBounceMessage {
+    #[prost(fixed64, tag = "1")]
+    pub address: u64,
+    #[prost(int64, tag = "2")]
+    pub at_micros: i64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -705,85 +786,17 @@ impl Record for AddressRecord {
                 .iter()
                 .map(suppression_message)
                 .collect(),
+            engaged_at_micros: self.engaged_at.map(Timestamp::micros),
         }
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
         // Unsubscribes from single lists are rare: a record with some goes through the
-        // message, whose bytes the straight writer below would have to match field by field.
+        // message, whose bytes the straight writer would have to match field by field.
         if !self.list_unsubscribes.is_empty() {
             return encode_message_after(&self.to_message(), prefix);
         }
-        let suppression = self.suppression.as_ref().map(|s| {
-            let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
-            [
-                (1, Field::Int(s.reason.number().into()), false),
-                // `optional`: present when set, absent for a manual suppression
-                (
-                    2,
-                    Field::Int(bounce_type.unwrap_or(0)),
-                    bounce_type.is_some(),
-                ),
-                (3, Field::Int(s.since.micros()), false),
-                (4, Field::Str(&s.source), false),
-                (5, Field::Str(&s.smtp_response), false),
-                (6, Field::Str(&s.event_id), false),
-                (7, Field::Str(&s.rule_id), false),
-                // `optional`: present when set
-                (
-                    8,
-                    Field::Int(s.expires_at.map_or(0, Timestamp::micros)),
-                    s.expires_at.is_some(),
-                ),
-                (9, Field::Str(&s.list_id), false),
-            ]
-        });
-        let replacement = self.pending_validation.as_ref().map(|r| {
-            [
-                (1, Field::Str(&r.replaces), false),
-                (2, Field::Int(r.evidence.number().into()), false),
-                (3, Field::Float(r.confidence), false),
-                (4, Field::Int(r.at.micros()), false),
-            ]
-        });
-        // Timestamps are i64 microseconds already: the packed field borrows them.
-        let soft: Vec<i64> = self.soft_bounces.iter().map(|t| t.micros()).collect();
-        let suppression_header = suppression
-            .as_ref()
-            .map(|f| [(1, Field::Message(wire::len(f)), true)]);
-        let fields = [
-            (2, Field::Packed(&soft), false),
-            (
-                3,
-                Field::Int(self.last_delivered.map_or(0, Timestamp::micros)),
-                self.last_delivered.is_some(),
-            ),
-            (
-                4,
-                Field::Str(self.replaced_by.as_deref().unwrap_or("")),
-                self.replaced_by.is_some(),
-            ),
-            (5, Field::Bool(self.needs_enrichment), false),
-        ];
-        let replacement_header = replacement
-            .as_ref()
-            .map(|f| [(6, Field::Message(wire::len(f)), true)]);
-        let none: &wire::Fields<'_> = &[];
-        let parts: [&wire::Fields<'_>; 5] = [
-            suppression_header.as_ref().map_or(none, |h| &h[..]),
-            suppression.as_ref().map_or(none, |f| &f[..]),
-            &fields,
-            replacement_header.as_ref().map_or(none, |h| &h[..]),
-            replacement.as_ref().map_or(none, |f| &f[..]),
-        ];
-        // A message's header counts its body: the bodies (parts 1 and 4) are not counted again.
-        let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]);
-        let mut out = Vec::with_capacity(1 + len);
-        out.push(prefix);
-        for part in parts {
-            wire::put(part, &mut out);
-        }
-        Ok(out)
+        Ok(encode_address(self, "", prefix))
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
@@ -809,6 +822,7 @@ impl Record for AddressRecord {
                 .into_iter()
                 .map(suppression_from)
                 .collect::<Result<_, _>>()?,
+            engaged_at: m.engaged_at_micros.map(Timestamp),
         })
     }
 }
@@ -850,6 +864,90 @@ fn encode_message_after<M: Message>(
     out.push(prefix);
     message.encode(&mut out)?;
     Ok(out)
+}
+
+/// The message of an address's record followed by its text `address` (left out when empty),
+/// written straight from the domain value in tag order, as prost writes the message.
+fn encode_address(record: &AddressRecord, address: &str, prefix: u8) -> Vec<u8> {
+    let suppression = record.suppression.as_ref().map(|s| {
+        let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
+        [
+            (1, Field::Int(s.reason.number().into()), false),
+            // `optional`: present when set, absent for a manual suppression
+            (
+                2,
+                Field::Int(bounce_type.unwrap_or(0)),
+                bounce_type.is_some(),
+            ),
+            (3, Field::Int(s.since.micros()), false),
+            (4, Field::Str(&s.source), false),
+            (5, Field::Str(&s.smtp_response), false),
+            (6, Field::Str(&s.event_id), false),
+            (7, Field::Str(&s.rule_id), false),
+            // `optional`: present when set
+            (
+                8,
+                Field::Int(s.expires_at.map_or(0, Timestamp::micros)),
+                s.expires_at.is_some(),
+            ),
+            (9, Field::Str(&s.list_id), false),
+        ]
+    });
+    let replacement = record.pending_validation.as_ref().map(|r| {
+        [
+            (1, Field::Str(&r.replaces), false),
+            (2, Field::Int(r.evidence.number().into()), false),
+            (3, Field::Float(r.confidence), false),
+            (4, Field::Int(r.at.micros()), false),
+        ]
+    });
+    // Timestamps are i64 microseconds already: the packed field borrows them.
+    let soft: Vec<i64> = record.soft_bounces.iter().map(|t| t.micros()).collect();
+    let suppression_header = suppression
+        .as_ref()
+        .map(|f| [(1, Field::Message(wire::len(f)), true)]);
+    let fields = [
+        (2, Field::Packed(&soft), false),
+        (
+            3,
+            Field::Int(record.last_delivered.map_or(0, Timestamp::micros)),
+            record.last_delivered.is_some(),
+        ),
+        (
+            4,
+            Field::Str(record.replaced_by.as_deref().unwrap_or("")),
+            record.replaced_by.is_some(),
+        ),
+        (5, Field::Bool(record.needs_enrichment), false),
+    ];
+    let tail = [
+        (7, Field::Str(address), false),
+        (
+            11,
+            Field::Int(record.engaged_at.map_or(0, Timestamp::micros)),
+            record.engaged_at.is_some(),
+        ),
+    ];
+    let replacement_header = replacement
+        .as_ref()
+        .map(|f| [(6, Field::Message(wire::len(f)), true)]);
+    let none: &wire::Fields<'_> = &[];
+    let parts: [&wire::Fields<'_>; 6] = [
+        suppression_header.as_ref().map_or(none, |h| &h[..]),
+        suppression.as_ref().map_or(none, |f| &f[..]),
+        &fields,
+        replacement_header.as_ref().map_or(none, |h| &h[..]),
+        replacement.as_ref().map_or(none, |f| &f[..]),
+        &tail,
+    ];
+    // A message's header counts its body: the bodies (parts 1 and 4) are not counted again.
+    let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]) + wire::len(parts[5]);
+    let mut out = Vec::with_capacity(1 + len);
+    out.push(prefix);
+    for part in parts {
+        wire::put(part, &mut out);
+    }
+    out
 }
 
 impl Record for StoredHistory {
@@ -910,12 +1008,7 @@ impl Record for StoredAddress {
         if !self.record.list_unsubscribes.is_empty() {
             return encode_message_after(&self.to_message(), prefix);
         }
-        // Fields may come in any order: the address goes after the record's own fields.
-        let mut out = self.record.encode_after(prefix)?;
-        let address = [(7, wire::Field::Str(&self.address), false)];
-        out.reserve_exact(wire::len(&address));
-        wire::put(&address, &mut out);
-        Ok(out)
+        Ok(encode_address(&self.record, &self.address, prefix))
     }
 
     fn from_message(mut m: AddressMessage) -> Result<Self, RecordError> {
@@ -1026,6 +1119,90 @@ impl Record for StoredChange {
     }
 }
 
+impl Record for DomainMarks {
+    type Message = DomainMessage;
+
+    fn to_message(&self) -> DomainMessage {
+        DomainMessage {
+            suppression: self.suppression.as_ref().map(|s| DomainSuppressionMessage {
+                reason: s.reason.number(),
+                since_micros: s.since.micros(),
+                include_subdomains: s.include_subdomains,
+                automatic: s.automatic,
+                note: s.note.clone(),
+                actor: s.actor.clone(),
+                event_id: s.event_id.clone(),
+            }),
+            accept_all: self.accept_all.as_ref().map(|a| AcceptAllMessage {
+                origin: a.origin.number(),
+                note: a.note.clone(),
+                since_micros: a.since.micros(),
+                actor: a.actor.clone(),
+            }),
+        }
+    }
+
+    fn from_message(m: DomainMessage) -> Result<Self, RecordError> {
+        Ok(DomainMarks {
+            suppression: match m.suppression {
+                Some(s) => Some(DomainSuppression {
+                    reason: BounceReason::required(s.reason)?,
+                    since: Timestamp(s.since_micros),
+                    include_subdomains: s.include_subdomains,
+                    automatic: s.automatic,
+                    note: s.note,
+                    actor: s.actor,
+                    event_id: s.event_id,
+                }),
+                None => None,
+            },
+            accept_all: match m.accept_all {
+                Some(a) => Some(AcceptAll {
+                    origin: AcceptAllOrigin::required(a.origin)?,
+                    note: a.note,
+                    since: Timestamp(a.since_micros),
+                    actor: a.actor,
+                }),
+                None => None,
+            },
+        })
+    }
+}
+
+impl Record for DomainActivity {
+    type Message = DomainActivityMessage;
+
+    fn to_message(&self) -> DomainActivityMessage {
+        DomainActivityMessage {
+            last_delivered_micros: self.last_delivered.map(Timestamp::micros),
+            recent_not_found: self
+                .recent_not_found
+                .iter()
+                .map(|b| RecentBounceMessage {
+                    address: b.address,
+                    at_micros: b.at.micros(),
+                })
+                .collect(),
+            bounced_after_delivery: self.bounced_after_delivery,
+        }
+    }
+
+    fn from_message(m: DomainActivityMessage) -> Result<Self, RecordError> {
+        Ok(DomainActivity {
+            last_delivered: m.last_delivered_micros.map(Timestamp),
+            recent_not_found: m
+                .recent_not_found
+                .into_iter()
+                .map(|b| RecentBounce {
+                    address: b.address,
+                    at: Timestamp(b.at_micros),
+                })
+                .collect(),
+            bounced_after_delivery: m.bounced_after_delivery,
+        })
+    }
+}
+
 impl From<&OutcomeCounts> for CountsMessage {
     fn from(c: &OutcomeCounts) -> Self {
         CountsMessage {
@@ -1036,6 +1213,7 @@ impl From<&OutcomeCounts> for CountsMessage {
             block: c.block,
             complaint: c.complaint,
             unsubscribe: c.unsubscribe,
+            to_accept_all_domains: c.to_accept_all,
         }
     }
 }
@@ -1050,6 +1228,7 @@ impl From<CountsMessage> for OutcomeCounts {
             block: c.block,
             complaint: c.complaint,
             unsubscribe: c.unsubscribe,
+            to_accept_all: c.to_accept_all_domains,
         }
     }
 }
@@ -1238,6 +1417,11 @@ mod tests {
                     at: Timestamp(i64::MIN),
                 }),
                 list_unsubscribes: Vec::new(),
+                engaged_at: Some(Timestamp(0)),
+            },
+            AddressRecord {
+                engaged_at: Some(Timestamp(-7)),
+                ..AddressRecord::default()
             },
         ];
         for r in &records {
@@ -1296,5 +1480,60 @@ mod tests {
         assert!(err.to_string().contains("Kacme"), "{err}");
         let cause = std::error::Error::source(&err).expect("the cause is kept");
         assert_eq!(cause.to_string(), "unknown record version 9");
+    }
+
+    #[test]
+    fn domain_marks_and_activity_round_trip() {
+        let marks = DomainMarks {
+            suppression: Some(DomainSuppression {
+                reason: BounceReason::DomainNotFound,
+                since: Timestamp(5),
+                include_subdomains: true,
+                automatic: true,
+                note: "3 addresses".into(),
+                actor: "system".into(),
+                event_id: "e3".into(),
+            }),
+            accept_all: Some(AcceptAll {
+                origin: AcceptAllOrigin::Inferred,
+                note: "n".into(),
+                since: Timestamp(-1),
+                actor: "system".into(),
+            }),
+        };
+        for m in [marks, DomainMarks::default()] {
+            assert_eq!(
+                decode::<DomainMarks>(b"k", &encode(&m).unwrap()).unwrap(),
+                m
+            );
+        }
+        let activity = DomainActivity {
+            last_delivered: Some(Timestamp(3_600_000_000)),
+            recent_not_found: vec![RecentBounce {
+                address: u64::MAX,
+                at: Timestamp(9),
+            }],
+            bounced_after_delivery: 2,
+        };
+        for a in [activity, DomainActivity::default()] {
+            assert_eq!(
+                decode::<DomainActivity>(b"k", &encode(&a).unwrap()).unwrap(),
+                a
+            );
+        }
+    }
+
+    #[test]
+    fn counts_keep_results_to_accept_all_domains() {
+        let c = OutcomeCounts {
+            sent: 3,
+            delivered: 2,
+            to_accept_all: 2,
+            ..OutcomeCounts::default()
+        };
+        assert_eq!(
+            decode::<OutcomeCounts>(b"k", &encode(&c).unwrap()).unwrap(),
+            c
+        );
     }
 }

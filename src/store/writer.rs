@@ -10,6 +10,13 @@
 //! A write's `decide` step is code of the caller's (policy): if it panics, the panic is caught
 //! and only that write fails (its caller gets [`StoreError::DecisionPanicked`]); the step runs
 //! before the write puts any key, so nothing of it is stored, and the rest of the group goes on.
+//!
+//! A send result also updates its domain, in the same atomic unit: the domain's latest
+//! delivery hour (at most one read and one write per domain and hour, see [`DeliveryStamps`])
+//! and, when the domain rules say it concerns its domain (a DOMAIN_NOT_FOUND bounce, a bounce
+//! after a delivery, a delivery to an automatically suppressed domain), the domain's record and
+//! history. Domain writes of operators run here too, and the in-memory domain marks follow
+//! each commit once it is durable, like the suppressed index.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -20,27 +27,32 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_hash::{AddressHash, AddressHasher};
+use super::domain_index::DomainIndex;
 use super::filter::KnownFilter;
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
 use super::kv_store::{
-    decode, encode, hourly_slot, HourlyRow, Position, Shared, StoredAddress, StoredChange,
-    StoredEntry,
+    decode, encode, hourly_slot, DomainActivity, HourlyRow, Position, Shared, StoredAddress,
+    StoredChange, StoredEntry,
 };
 use super::records::Record;
 use super::{
-    AddressWrite, CounterTouch, Decision, ErrorChain, Granularity, PairDecision, PairOutcome,
-    PairWrite, StoreError, WriteOutcome,
+    AddressWrite, CounterTouch, Decision, DomainDecision, DomainOutcome, DomainRules, DomainWrite,
+    ErrorChain, Granularity, PairDecision, PairOutcome, PairWrite, StoreError, WriteOutcome,
 };
 use crate::domain::{
-    list_change, AddressRecord, BounceType, ChangeKind, Dimension, EmailAddress, ListChange,
-    OutcomeCounts, RecordedEvent, StateChange, Suppression, Tenant, Timestamp,
+    list_change, AddressRecord, BounceType, ChangeKind, Dimension, DomainMarks, DomainRecord,
+    DomainSuppression, EmailAddress, ListChange, OutcomeCounts, RecordedEvent, StateChange,
+    StateChangeKind, Suppression, Tenant, Timestamp,
 };
 
 /// Most writes taken into one group commit. Bigger groups cost less per write (neighbouring keys
 /// share B-tree pages), but every caller queued behind a group waits for all of it; the
 /// measurements behind the size are in bench/README.md.
 const MAX_GROUP_WRITES: usize = 8192;
+/// Most domains whose delivery hour the writer remembers; beyond, it forgets them all (each
+/// costs one read again).
+const MAX_DELIVERY_STAMPS: usize = 100_000;
 
 /// Which way an event moves its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +81,18 @@ pub enum Job {
         horizons: Vec<(String, u64)>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// A domain write.
+    Domain {
+        write: DomainWrite,
+        reply: oneshot::Sender<Result<DomainOutcome, StoreError>>,
+    },
 }
 
 impl Job {
     fn len(&self) -> usize {
         match self {
             Job::Writes { writes, .. } => writes.len(),
-            Job::Pair { .. } => 1,
+            Job::Pair { .. } | Job::Domain { .. } => 1,
             Job::Prune { removals, .. } => removals.len(),
         }
     }
@@ -98,6 +115,10 @@ enum Answer {
         oneshot::Sender<Result<u64, StoreError>>,
         Result<u64, String>,
     ),
+    Domain(
+        oneshot::Sender<Result<DomainOutcome, StoreError>>,
+        Result<DomainOutcome, String>,
+    ),
 }
 
 /// The message of a caught panic.
@@ -111,8 +132,64 @@ pub(super) fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The hour of the latest delivery that each domain's activity record holds, as this writer
+/// wrote or read it: a delivery whose hour its domain's record has already costs no engine read
+/// or write, so deliveries (most send results) cost at most one read and one write per domain
+/// and hour. Bounded by [`MAX_DELIVERY_STAMPS`]. Changed only once a commit is durable.
+#[derive(Default)]
+pub(super) struct DeliveryStamps {
+    /// (hash of tenant and domain, `tenant 0 domain`, hour number).
+    table: hashbrown::HashTable<(u64, Box<str>, i64)>,
+    state: foldhash::fast::FixedState,
+}
+
+impl DeliveryStamps {
+    fn hash(&self, tenant: &str, domain: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.state, (tenant, domain))
+    }
+
+    fn matches(key: &str, tenant: &str, domain: &str) -> bool {
+        key.len() == tenant.len() + 1 + domain.len()
+            && key.starts_with(tenant)
+            && key.as_bytes()[tenant.len()] == 0
+            && key.ends_with(domain)
+    }
+
+    /// Whether the domain's record holds hour `hour` (or a later one) already.
+    fn fresh(&self, tenant: &str, domain: &str, hour: i64) -> bool {
+        let hash = self.hash(tenant, domain);
+        self.table
+            .find(hash, |(h, key, _)| {
+                *h == hash && Self::matches(key, tenant, domain)
+            })
+            .is_some_and(|(_, _, stamped)| *stamped >= hour)
+    }
+
+    /// Remembers that the domain's record holds hour `hour`.
+    fn record(&mut self, tenant: &str, domain: &str, hour: i64) {
+        let hash = self.hash(tenant, domain);
+        match self.table.entry(
+            hash,
+            |(h, key, _)| *h == hash && Self::matches(key, tenant, domain),
+            |(h, _, _)| *h,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
+                let stamped = &mut e.get_mut().2;
+                *stamped = (*stamped).max(hour);
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert((hash, format!("{tenant}\0{domain}").into_boxed_str(), hour));
+                if self.table.len() > MAX_DELIVERY_STAMPS {
+                    self.table.clear();
+                }
+            }
+        }
+    }
+}
+
 /// Runs until every sender is dropped, then flushes.
 pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<Job>) {
+    let mut stamps = DeliveryStamps::default();
     while let Some(first) = rx.blocking_recv() {
         let mut total = first.len();
         let mut jobs = vec![first];
@@ -128,8 +205,22 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         let started = std::time::Instant::now();
         metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
         let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
+        let rules = shared
+            .domain_rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let committed = shared.engine.transact(|txn| {
-            let mut group = Group::new(txn, &shared.known, &shared.hasher);
+            let mut group = Group::new(
+                txn,
+                &shared.known,
+                &shared.hasher,
+                DomainState {
+                    index: &shared.domains,
+                    rules: rules.as_deref(),
+                    stamps: &stamps,
+                },
+            );
             for job in jobs {
                 answers.push(match job {
                     Job::Writes { writes, reply } => {
@@ -151,6 +242,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                         horizons,
                         reply,
                     } => Answer::Prune(reply, group.prune(removals, horizons)),
+                    Job::Domain { write, reply } => Answer::Domain(reply, group.add_domain(write)),
                 });
             }
             group.finish()
@@ -189,6 +281,12 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     shared.list_filter.remove(hash);
                 }
             }
+            for (tenant, domain, marks) in &effects.domain_marks {
+                shared.domains.set(tenant, domain, marks.clone());
+            }
+            for (tenant, domain, hour) in &effects.stamps {
+                stamps.record(tenant, domain, *hour);
+            }
             if !effects.touched.is_empty() {
                 // Nobody listening is fine.
                 let _ = shared
@@ -213,6 +311,9 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
                 Answer::Prune(reply, outcome) => {
+                    let _ = reply.send(answer_of(&committed, outcome));
+                }
+                Answer::Domain(reply, outcome) => {
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
             }
@@ -257,6 +358,31 @@ struct Effects {
     logged_changes: bool,
     /// Change log horizons moved by pruning: (tenant, last pruned sequence number).
     horizons: Vec<(String, u64)>,
+    /// Domains whose marks changed: (tenant, domain, marks now), in write order.
+    domain_marks: Vec<(String, String, DomainMarks)>,
+    /// Domains whose activity record now holds a delivery hour: (tenant, domain, hour).
+    stamps: Vec<(String, String, i64)>,
+}
+
+/// What a group reads about domains besides the engine.
+struct DomainState<'t> {
+    /// The committed domain marks.
+    index: &'t DomainIndex,
+    /// The rules send results apply to their domains, if set.
+    rules: Option<&'t dyn DomainRules>,
+    /// The delivery hours the domains' records hold.
+    stamps: &'t DeliveryStamps,
+}
+
+/// A domain's change, worked out before any key of its write is put.
+struct DomainPlan {
+    tenant: Tenant,
+    domain: String,
+    previous: DomainRecord,
+    record: DomainRecord,
+    changes: Vec<StateChange>,
+    /// The delivery hour the domain's record holds afterwards, for a delivery.
+    stamp: Option<i64>,
 }
 
 /// Where an address's record is: its key and its keyed hash. Worked out once per write, for
@@ -299,16 +425,29 @@ struct Group<'t> {
     /// with the count of known-good addresses per domain key.
     written_once: HashSet<Vec<u8>>,
     domain_counts: HashMap<Vec<u8>, u64>,
+    domains: DomainState<'t>,
+    /// Domain marks changed this group: tenant -> domain -> marks.
+    marks: HashMap<String, HashMap<String, DomainMarks>>,
+    /// Domain activity records written this group, by key.
+    activities: HashMap<Vec<u8>, DomainActivity>,
     effects: Effects,
     error: Option<StoreError>,
 }
 
 impl<'t> Group<'t> {
-    fn new(txn: &'t mut dyn KvTxn, known: &'t KnownFilter, hasher: &'t AddressHasher) -> Self {
+    fn new(
+        txn: &'t mut dyn KvTxn,
+        known: &'t KnownFilter,
+        hasher: &'t AddressHasher,
+        domains: DomainState<'t>,
+    ) -> Self {
         Group {
             txn,
             known,
             hasher,
+            domains,
+            marks: HashMap::new(),
+            activities: HashMap::new(),
             records: HashMap::new(),
             positions: HashMap::new(),
             entries: HashMap::new(),
@@ -325,6 +464,8 @@ impl<'t> Group<'t> {
                 touched: HashSet::new(),
                 logged_changes: false,
                 horizons: Vec::new(),
+                domain_marks: Vec::new(),
+                stamps: Vec::new(),
             },
             error: None,
         }
@@ -473,6 +614,18 @@ impl<'t> Group<'t> {
         )
     }
 
+    fn add_domain(&mut self, write: DomainWrite) -> Result<DomainOutcome, String> {
+        self.guarded(
+            |g| g.try_add_domain(write),
+            |reason| DomainOutcome {
+                previous: DomainRecord::default(),
+                record: DomainRecord::default(),
+                applied: false,
+                refused: Some(reason),
+            },
+        )
+    }
+
     /// Stores an address's new record with its history and index changes.
     fn set_record(
         &mut self,
@@ -545,15 +698,18 @@ impl<'t> Group<'t> {
         Ok(ah)
     }
 
-    /// Counts one event in its counters, or takes it away again.
+    /// Counts one event in its counters, or takes it away again; `to_accept_all` counts it as
+    /// a result for an address at an accept-all domain too.
     fn adjust_counters(
         &mut self,
         tenant: &Tenant,
         event: &RecordedEvent,
         change: CounterChange,
+        to_accept_all: bool,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
-        let one = OutcomeCounts::one(event.classification.bounce_type);
+        let mut one = OutcomeCounts::one(event.classification.bounce_type);
+        one.to_accept_all = u64::from(to_accept_all);
         for (dimension, value) in [
             (Dimension::Source, &event.source),
             (Dimension::Campaign, &event.campaign),
@@ -609,7 +765,8 @@ impl<'t> Group<'t> {
         event: &RecordedEvent,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
-        self.adjust_counters(tenant, event, CounterChange::Count)?;
+        let to_accept_all = self.accept_all(t, address.domain());
+        self.adjust_counters(tenant, event, CounterChange::Count, to_accept_all)?;
         if event.classification.bounce_type == BounceType::Delivered {
             let good = keys::exact(
                 keys::GOOD_ADDRESS,
@@ -658,12 +815,19 @@ impl<'t> Group<'t> {
                 reason,
             });
         }
+        // The domain's rules are the caller's code too: they run before any key is put.
+        let domain_plan = match &write.event {
+            Some(event) => self.plan_domain(tenant, address, &slot.ah, event, previous.as_ref())?,
+            None => None,
+        };
 
         for updated in write.reclassified {
             if let Some((key, mut entry)) = self.recorded(t, &updated.event_id)? {
                 if let Some(old) = &entry.event {
-                    self.adjust_counters(tenant, old, CounterChange::Uncount)?;
-                    self.adjust_counters(tenant, &updated, CounterChange::Count)?;
+                    // A new classification leaves the result's domain as it was: the count of
+                    // results to accept-all domains stays.
+                    self.adjust_counters(tenant, old, CounterChange::Uncount, false)?;
+                    self.adjust_counters(tenant, &updated, CounterChange::Count, false)?;
                     entry.event = Some(updated);
                     self.put(key.clone(), encode(&entry)?)?;
                     self.entries.insert(key, entry);
@@ -706,6 +870,9 @@ impl<'t> Group<'t> {
             };
             self.put(entry_key.clone(), encode(&entry)?)?;
             self.entries.insert(entry_key, entry);
+        }
+        if let Some(plan) = domain_plan {
+            self.store_domain(plan)?;
         }
 
         Ok(match record {
@@ -832,6 +999,153 @@ impl<'t> Group<'t> {
         Ok(())
     }
 
+    /// A domain's marks as this group left them.
+    fn marks(&self, tenant: &str, domain: &str) -> DomainMarks {
+        match self.marks.get(tenant).and_then(|m| m.get(domain)) {
+            Some(m) => m.clone(),
+            None => self.domains.index.get(tenant, domain),
+        }
+    }
+
+    /// Whether a domain is marked accept-all, as this group left it.
+    fn accept_all(&self, tenant: &str, domain: &str) -> bool {
+        match self.marks.get(tenant).and_then(|m| m.get(domain)) {
+            Some(m) => m.accept_all.is_some(),
+            None => self.domains.index.accept_all(tenant, domain),
+        }
+    }
+
+    /// Whether a domain itself has a suppression that a delivery lifts, as this group left it.
+    fn automatic(&self, tenant: &str, domain: &str) -> bool {
+        match self.marks.get(tenant).and_then(|m| m.get(domain)) {
+            Some(m) => m.suppression.as_ref().is_some_and(|s| s.automatic),
+            None => self.domains.index.automatic(tenant, domain),
+        }
+    }
+
+    /// A domain's record: its marks, and its activity record.
+    fn domain_record(&mut self, tenant: &str, domain: &str) -> Result<DomainRecord, StoreError> {
+        let key = keys::domain_log(tenant, domain);
+        let activity = match self.activities.get(&key) {
+            Some(a) => a.clone(),
+            None => self.get::<DomainActivity>(&key)?.unwrap_or_default(),
+        };
+        Ok(activity.with_marks(self.marks(tenant, domain)))
+    }
+
+    /// What a send result does to its domain, if anything: its delivery hour, and what the
+    /// domain rules decide.
+    fn plan_domain(
+        &mut self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        ah: &AddressHash,
+        event: &RecordedEvent,
+        before: Option<&AddressRecord>,
+    ) -> Result<Option<DomainPlan>, StoreError> {
+        let t = tenant.as_str();
+        let domain = address.domain();
+        let delivered = event.classification.bounce_type == BounceType::Delivered;
+        let rules = self.domains.rules;
+        let concerns = rules.is_some_and(|r| r.concerns(event, before));
+        let automatic = delivered && self.automatic(t, domain);
+        let hour = Granularity::Hourly.bucket(event.occurred_at);
+        let stale = delivered && !self.domains.stamps.fresh(t, domain, hour);
+        if !(concerns || automatic || stale) {
+            return Ok(None);
+        }
+        let previous = self.domain_record(t, domain)?;
+        let mut record = previous.clone();
+        let mut stamp = None;
+        if delivered {
+            let start = Granularity::Hourly.start(hour);
+            let latest = record.last_delivered.map_or(start, |d| d.max(start));
+            record.last_delivered = Some(latest);
+            stamp = Some(Granularity::Hourly.bucket(latest));
+        }
+        let mut changes = Vec::new();
+        if let Some(rules) = rules.filter(|_| concerns || automatic) {
+            if let Some((next, caused)) =
+                decided(|| rules.apply(domain, &record, event, ah.short(), before))?
+            {
+                record = next;
+                changes = caused;
+            }
+        }
+        Ok(Some(DomainPlan {
+            tenant: tenant.clone(),
+            domain: domain.to_string(),
+            previous,
+            record,
+            changes,
+            stamp,
+        }))
+    }
+
+    /// Puts a domain's changed marks, activity and history.
+    fn store_domain(&mut self, plan: DomainPlan) -> Result<(), StoreError> {
+        let DomainPlan {
+            tenant,
+            domain,
+            previous,
+            record,
+            changes,
+            stamp,
+        } = plan;
+        let t = tenant.as_str();
+        let marks = record.marks();
+        if previous.marks() != marks {
+            let key = keys::domain(t, &domain);
+            if marks.is_empty() {
+                self.remove(key)?;
+            } else {
+                self.put(key, encode(&marks)?)?;
+            }
+            if previous.suppression != record.suppression {
+                for change in changes.iter().filter(|c| {
+                    matches!(
+                        c.kind,
+                        StateChangeKind::DomainSuppressed | StateChangeKind::DomainReactivated
+                    )
+                }) {
+                    self.domain_suppression_changed(
+                        &tenant,
+                        &domain,
+                        previous.suppression.as_ref(),
+                        record.suppression.as_ref(),
+                        change,
+                    )?;
+                }
+            }
+            self.marks
+                .entry(t.to_string())
+                .or_default()
+                .insert(domain.clone(), marks.clone());
+            self.effects
+                .domain_marks
+                .push((t.to_string(), domain.clone(), marks));
+        }
+        let log = keys::domain_log(t, &domain);
+        let activity = DomainActivity::of(&record);
+        if activity != DomainActivity::of(&previous) {
+            self.put(log.clone(), encode(&activity)?)?;
+            self.activities.insert(log.clone(), activity);
+        }
+        for c in changes {
+            let at = c.at;
+            let entry = StoredEntry {
+                event: None,
+                changes: vec![c],
+            };
+            let seq = self.txn.next_seq()?;
+            self.put(keys::timed(&log, at, seq), encode(&entry)?)?;
+        }
+        if let Some(hour) = stamp {
+            self.effects.stamps.push((t.to_string(), domain, hour));
+        }
+        Ok(())
+    }
+
     /// Appends one change to the tenant's change log.
     fn log_change(
         &mut self,
@@ -866,6 +1180,83 @@ impl<'t> Group<'t> {
             },
             |_| 0,
         )
+    }
+
+    /// Every change of a domain's own suppression passes here, with the history entry that
+    /// records it: set (`after` is `Some`: suppressed, or its suppression replaced) or lifted
+    /// (`after` is `None`), by an operator or by the domain rules. The change log records it
+    /// (DOMAIN_SUPPRESSED / DOMAIN_LIFTED), in the same atomic unit as the change.
+    fn domain_suppression_changed(
+        &mut self,
+        tenant: &Tenant,
+        domain: &str,
+        before: Option<&DomainSuppression>,
+        after: Option<&DomainSuppression>,
+        change: &StateChange,
+    ) -> Result<(), StoreError> {
+        let (what, automatic, kind, suppression) = match (before, after) {
+            (_, Some(s)) => ("suppressed", s.automatic, ChangeKind::DomainSuppressed, s),
+            (Some(s), None) => ("lifted", s.automatic, ChangeKind::DomainLifted, s),
+            (None, None) => return Ok(()),
+        };
+        let mut logged = list_change(
+            kind,
+            Some(Suppression::of_domain(suppression.clone())),
+            Some(change),
+            change.at,
+        );
+        logged.domain = domain.to_string();
+        self.log_change(tenant.as_str(), None, logged)?;
+        metrics::counter!(
+            "suppressd_domain_suppression_changes_total",
+            "change" => what,
+            "automatic" => if automatic { "true" } else { "false" }
+        )
+        .increment(1);
+        tracing::info!(
+            tenant = tenant.as_str(),
+            domain,
+            change = what,
+            automatic,
+            actor = change.actor.as_str(),
+            "domain suppression changed"
+        );
+        Ok(())
+    }
+
+    fn try_add_domain(&mut self, write: DomainWrite) -> Result<DomainOutcome, StoreError> {
+        let previous = self.domain_record(write.tenant.as_str(), &write.domain)?;
+        let decide = write.decide;
+        match decided(|| decide(&previous))? {
+            DomainDecision::Refuse(reason) => Ok(DomainOutcome {
+                record: previous.clone(),
+                previous,
+                applied: false,
+                refused: Some(reason),
+            }),
+            DomainDecision::Unchanged => Ok(DomainOutcome {
+                record: previous.clone(),
+                previous,
+                applied: false,
+                refused: None,
+            }),
+            DomainDecision::Apply { record, changes } => {
+                self.store_domain(DomainPlan {
+                    tenant: write.tenant,
+                    domain: write.domain,
+                    previous: previous.clone(),
+                    record: record.clone(),
+                    changes,
+                    stamp: None,
+                })?;
+                Ok(DomainOutcome {
+                    previous,
+                    record,
+                    applied: true,
+                    refused: None,
+                })
+            }
+        }
     }
 
     /// Ends the group: fails it if any write failed, else writes the last counter updates.

@@ -8,6 +8,7 @@ mod test_ca;
 mod auth;
 mod classification;
 mod correction;
+mod domains;
 mod expiry;
 mod feed;
 mod history_and_manual;
