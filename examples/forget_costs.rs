@@ -22,7 +22,9 @@ use sha2::Sha256;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 fn addresses(n: usize) -> Vec<String> {
-    let firsts = ["jane", "john", "maria", "li", "ahmed", "olga", "kwame", "sofia"];
+    let firsts = [
+        "jane", "john", "maria", "li", "ahmed", "olga", "kwame", "sofia",
+    ];
     let domains = ["gmail.com", "example.com", "yahoo.co.uk", "company-name.de"];
     (0..n)
         .map(|i| {

@@ -68,7 +68,7 @@ impl Addresses {
         let policy = self.context.policy;
         let now = self.context.clock.now();
         let write = AddressWrite {
-            tenant,
+            tenant: tenant.clone(),
             address: address.clone(),
             event: None,
             reclassified: Vec::new(),
@@ -97,13 +97,14 @@ impl Addresses {
             other => return Err(unexpected(other)),
         };
         Ok(Suppressed {
-            status: self.context.status(address, record, now),
+            status: self.context.status(&tenant, address, record, now),
             already_suppressed,
         })
     }
 
     /// Lifts an address's suppression: the only way one ends. Recorded in its history with
-    /// who and why.
+    /// who and why. A forgotten address's suppression is never lifted: the erasure and the
+    /// suppression that keeps the person from being mailed again are one (`FailedPrecondition`).
     pub async fn reactivate(
         &self,
         caller: &Caller,
@@ -138,8 +139,14 @@ impl Addresses {
                 previous, record, ..
             } => Ok(Reactivated {
                 lifted: previous.and_then(|p| p.suppression),
-                status: self.context.status(address, Some(record), now),
+                status: self.context.status(&tenant, address, Some(record), now),
             }),
+            WriteOutcome::Unchanged { record: Some(r) } if r.forgotten => {
+                Err(AppError::FailedPrecondition(format!(
+                    "the address was forgotten for tenant {tenant}: erasure is irreversible, \
+                     and so is the suppression that comes with it"
+                )))
+            }
             WriteOutcome::Refused { .. } => Err(AppError::NotFound(format!(
                 "{address} is not suppressed for tenant {tenant}"
             ))),
@@ -195,9 +202,10 @@ impl Addresses {
             items: page
                 .items
                 .into_iter()
-                .filter_map(|(address, record)| {
-                    let address = EmailAddress::parse(&address).ok()?;
-                    Some(self.context.status(address, Some(record), now))
+                .map(|listed| {
+                    let address = EmailAddress::parse(&listed.address).ok();
+                    self.context
+                        .listed_status(address, listed.id, Some(listed.record), now)
                 })
                 .collect(),
             next: page.next,

@@ -368,7 +368,7 @@ impl Corrections {
         let already = Arc::new(AtomicBool::new(false));
         let (low_flag, already_flag) = (low_confidence.clone(), already.clone());
         let write = PairWrite {
-            tenant,
+            tenant: tenant.clone(),
             first: old.clone(),
             second: new.clone(),
             decide: Box::new(move |old_record, new_record| {
@@ -428,8 +428,8 @@ impl Corrections {
             )));
         }
         Ok(Replaced {
-            old: self.context.status(old, outcome.first, now),
-            new: self.context.status(new, outcome.second, now),
+            old: self.context.status(&tenant, old, outcome.first, now),
+            new: self.context.status(&tenant, new, outcome.second, now),
             already_replaced: already.load(Ordering::Relaxed),
         })
     }

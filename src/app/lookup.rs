@@ -37,7 +37,7 @@ impl Lookups {
         let record = self.context.store.get_record(tenant, &address)?;
         Ok(self
             .context
-            .status(address, record, self.context.clock.now()))
+            .status(tenant, address, record, self.context.clock.now()))
     }
 
     /// The status of each of `addresses`, in order, each with the address as given; an invalid
@@ -61,7 +61,7 @@ impl Lookups {
                     let status = match EmailAddress::parse(&given) {
                         Ok(address) => {
                             let record = context.store.get_record(&tenant, &address)?;
-                            BatchStatus::Valid(context.status(address, record, now))
+                            BatchStatus::Valid(context.status(&tenant, address, record, now))
                         }
                         Err(e) => BatchStatus::Invalid(e),
                     };

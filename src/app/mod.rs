@@ -6,6 +6,7 @@
 //! - [`lookup`]: "may I send to this address?", one or many.
 //! - [`addresses`]: operator actions (suppress, reactivate) and listings (history, bounces,
 //!   suppressions).
+//! - [`forget`]: erasing a person's data while still blocking the address.
 //! - [`import_guard`]: screen the contacts of a CRM sync or list upload.
 //! - [`correction`]: correction suggestions and replacements of bad addresses.
 //! - [`reclassify`]: re-run the classification rules over stored bounces.
@@ -15,6 +16,7 @@ pub mod addresses;
 mod caller;
 pub mod correction;
 mod error;
+pub mod forget;
 pub mod import_guard;
 pub mod lookup;
 pub mod monitoring;
@@ -31,7 +33,9 @@ pub use error::{AppError, FieldViolation};
 
 use crate::classify::Classifier;
 use crate::clock::Clock;
-use crate::domain::{AddressRecord, EmailAddress, StateChange, StateChangeKind, Timestamp};
+use crate::domain::{
+    AddressId, AddressRecord, EmailAddress, StateChange, StateChangeKind, Tenant, Timestamp,
+};
 use crate::monitor::HealthMonitor;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
@@ -136,18 +140,34 @@ impl Context {
             .ok_or_else(|| AppError::Internal("store returned no outcome".into()))
     }
 
-    /// The status of a valid address given its record, as of `now`.
+    /// The status of a valid address of `tenant` given its record, as of `now`. A forgotten
+    /// address's status does not name it.
     pub fn status(
         &self,
+        tenant: &Tenant,
         address: EmailAddress,
         record: Option<AddressRecord>,
         now: Timestamp,
     ) -> AddressStatus {
+        let address_id = self.store.address_id(tenant, &address);
+        self.listed_status(Some(address), address_id, record, now)
+    }
+
+    /// The status of an address known by its id (and its text, unless forgotten).
+    pub fn listed_status(
+        &self,
+        address: Option<EmailAddress>,
+        address_id: AddressId,
+        record: Option<AddressRecord>,
+        now: Timestamp,
+    ) -> AddressStatus {
+        let forgotten = record.as_ref().is_some_and(|r| r.forgotten);
         AddressStatus {
             recent_soft_bounces: record
                 .as_ref()
                 .map_or(0, |r| self.policy.recent_soft_bounces(r, now)),
-            address,
+            address: address.filter(|_| !forgotten),
+            address_id,
             record,
         }
     }
@@ -156,8 +176,10 @@ impl Context {
 /// What the service knows of one address, as "may I send?" answers it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddressStatus {
-    /// The normalized address.
-    pub address: EmailAddress,
+    /// The normalized address; `None` once forgotten.
+    pub address: Option<EmailAddress>,
+    /// Its opaque, stable identifier within the tenant.
+    pub address_id: AddressId,
     /// Its record; `None` for an address the service has never heard of.
     pub record: Option<AddressRecord>,
     /// Soft bounces within the escalation window, now.
@@ -210,6 +232,8 @@ pub struct App {
     pub reclassify: reclassify::Reclassifier,
     /// Bounce rates and health verdicts.
     pub monitoring: monitoring::Monitoring,
+    /// Erases a person's data.
+    pub forget: forget::Forgetting,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -240,6 +264,7 @@ impl App {
             import_guard: import_guard::ImportGuard::new(context.clone(), correction.clone()),
             correction,
             reclassify: reclassify::Reclassifier::new(context.clone()),
+            forget: forget::Forgetting::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),
             limits: settings.limits,
             clock: settings.clock,

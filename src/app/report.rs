@@ -92,7 +92,7 @@ impl Reporter {
         Ok(Recorded {
             classification,
             duplicate,
-            status: self.context.status(address, record, now),
+            status: self.context.status(&tenant, address, record, now),
         })
     }
 

@@ -19,8 +19,8 @@ pub use label::{
 };
 pub use principal::{Principal, Role, TenantScope};
 pub use record::{
-    AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport, StateChange,
-    StateChangeKind, Suppression,
+    AddressId, AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport,
+    StateChange, StateChangeKind, Suppression,
 };
 pub use stats::{Dimension, OutcomeCounts};
 pub use tenant::{Tenant, TenantError};

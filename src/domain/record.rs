@@ -153,12 +153,30 @@ pub struct AddressRecord {
     pub needs_enrichment: bool,
     /// For a replacement address: set until its first delivery validates it.
     pub pending_validation: Option<Replacement>,
+    /// The person's data was erased (`ForgetAddress`): the record keeps only the suppression
+    /// that blocks the address (without its SMTP response or note), and nothing changes it
+    /// any more.
+    pub forgotten: bool,
 }
 
 impl AddressRecord {
     /// True while the address must not be mailed.
     pub fn is_suppressed(&self) -> bool {
         self.suppression.is_some()
+    }
+}
+
+/// An address's opaque, stable identifier within its tenant: a keyed hash of the address, the
+/// only name a forgotten address still has. Shown as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressId(pub [u8; 16]);
+
+impl std::fmt::Display for AddressId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -183,6 +201,8 @@ pub enum StateChangeKind {
     Validated,
     /// Newer classification rules lifted the suppression or moved it to another event.
     Reclassified,
+    /// The person's data was erased; the address stays suppressed.
+    Forgotten,
 }
 
 /// A change of an address's state, kept in its history.

@@ -264,16 +264,20 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
     }
 }
 
-/// The status of a valid address; `given` is the address as the caller wrote it.
+/// The status of a valid address; `given` is the address as the caller wrote it. A forgotten
+/// address has no text (but `given`) and is known by its `address_id`.
 pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
     let AddressStatus {
         address,
+        address_id,
         record,
         recent_soft_bounces,
     } = status;
     let record = record.unwrap_or_default();
     pb::AddressStatus {
-        address: address.as_str().to_string(),
+        address: address.map(|a| a.as_str().to_string()).unwrap_or_default(),
+        address_id: address_id.to_string(),
+        forgotten: record.forgotten,
         state: if record.suppression.is_some() {
             pb::AddressState::Suppressed
         } else {
@@ -340,6 +344,7 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::ReplacementPending => pb::StateChangeKind::ReplacementPending,
         StateChangeKind::Validated => pb::StateChangeKind::Validated,
         StateChangeKind::Reclassified => pb::StateChangeKind::Reclassified,
+        StateChangeKind::Forgotten => pb::StateChangeKind::Forgotten,
     };
     pb::StateChange {
         kind: kind as i32,

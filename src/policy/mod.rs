@@ -8,8 +8,10 @@
 //! - A bad address may be *replaced* by a corrected one only with high confidence; the bad one
 //!   stays suppressed, the new one awaits validation by its first delivery ([`correction`]).
 //! - Bounce and complaint rates of a source give a health verdict ([`health`]).
+//! - Forgetting a person erases what names them and keeps the address suppressed ([`forget`]).
 
 pub mod correction;
+pub mod forget;
 pub mod health;
 pub mod reclassify;
 

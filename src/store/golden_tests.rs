@@ -156,6 +156,7 @@ fn full_address(i: usize) -> AddressRecord {
             confidence: 0.875,
             at: Timestamp(T0 + 6 * HOUR),
         }),
+        forgotten: false,
     }
 }
 
@@ -834,6 +835,7 @@ struct Answers {
     values: Vec<Vec<String>>,
     good: (Vec<(String, u64)>, Vec<String>),
     suppressed: Vec<Vec<(usize, AddressRecord)>>,
+    /// (address, record): the ids are keyed hashes under each store's own key.
     suppressions: Vec<Vec<(String, AddressRecord)>>,
     suppressed_count: u64,
 }
@@ -915,6 +917,9 @@ fn answers(store: &dyn SuppressionStore) -> Answers {
                     .list_suppressions(&tenant(t), &SuppressionQuery::default(), None, 100)
                     .unwrap()
                     .items
+                    .into_iter()
+                    .map(|s| (s.address, s.record))
+                    .collect()
             })
             .collect(),
         suppressed_count: store.suppressed_count(),

@@ -198,6 +198,7 @@ numbering!(StateChangeKind, "kind", {
     ReplacementPending = 7,
     Validated = 8,
     Reclassified = 9,
+    Forgotten = 11,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -268,9 +269,40 @@ pub(super) struct AddressMessage {
     pub needs_enrichment: bool,
     #[prost(message, optional, tag = "6")]
     pub pending_validation: Option<ReplacementMessage>,
-    /// The normalized address (schema 4: its key holds only its hash); empty in schema 3.
+    /// The normalized address (schema 4: its key holds only its hash); empty in schema 3, and
+    /// in a sealed record (it is in `sealed`).
     #[prost(string, tag = "7")]
     pub address: String,
+    /// The person's data was erased: no personal field, no key slot (tag 9; tags 8, 10 and 11
+    /// belong to other fields of the record).
+    #[prost(bool, tag = "9")]
+    pub forgotten: bool,
+    /// The keyring slot of the address's data key (`keyring`); absent in records written
+    /// before the keyring, which hold their personal fields in the clear, and in forgotten ones.
+    #[prost(uint64, optional, tag = "20")]
+    pub key_slot: Option<u64>,
+    /// With `key_slot`: a [`PersonalMessage`] sealed under the data key. The personal fields
+    /// elsewhere in the message are then empty.
+    #[prost(bytes = "vec", tag = "21")]
+    pub sealed: Vec<u8>,
+}
+
+/// The personal fields of an address record, sealed under its data key (`AddressMessage`
+/// tag 21). What stays outside (times, reasons, sources, rule and event ids) names no one.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PersonalMessage {
+    /// The normalized address.
+    #[prost(string, tag = "1")]
+    pub address: String,
+    /// The suppression's SMTP response, or the operator's note.
+    #[prost(string, tag = "2")]
+    pub smtp_response: String,
+    /// The address that replaced this one.
+    #[prost(string, optional, tag = "3")]
+    pub replaced_by: Option<String>,
+    /// The address this one replaces (with a pending validation).
+    #[prost(string, tag = "4")]
+    pub replaces: String,
 }
 
 /// Why an address is suppressed.
@@ -412,6 +444,7 @@ mod wire {
     /// One field's value.
     pub(super) enum Field<'a> {
         Str(&'a str),
+        Bytes(&'a [u8]),
         Int(i64),
         Uint(u64),
         Float(f32),
@@ -426,6 +459,7 @@ mod wire {
         fn is_default(&self) -> bool {
             match *self {
                 Field::Str(s) => s.is_empty(),
+                Field::Bytes(b) => b.is_empty(),
                 Field::Int(v) => v == 0,
                 Field::Uint(v) => v == 0,
                 Field::Float(v) => v == 0.0,
@@ -447,6 +481,7 @@ mod wire {
             key_len(tag)
                 + match *self {
                     Field::Str(s) => encoded_len_varint(s.len() as u64) + s.len(),
+                    Field::Bytes(b) => encoded_len_varint(b.len() as u64) + b.len(),
                     Field::Int(v) => encoded_len_varint(v as u64),
                     Field::Uint(v) => encoded_len_varint(v),
                     Field::Float(_) => 4,
@@ -469,6 +504,11 @@ mod wire {
                     encode_key(tag, WireType::LengthDelimited, out);
                     encode_varint(s.len() as u64, out);
                     out.extend_from_slice(s.as_bytes());
+                }
+                Field::Bytes(b) => {
+                    encode_key(tag, WireType::LengthDelimited, out);
+                    encode_varint(b.len() as u64, out);
+                    out.extend_from_slice(b);
                 }
                 Field::Int(v) => {
                     encode_key(tag, WireType::Varint, out);
@@ -653,73 +693,14 @@ impl Record for AddressRecord {
                     at_micros: r.at.micros(),
                 }),
             address: String::new(),
+            forgotten: self.forgotten,
+            key_slot: None,
+            sealed: Vec::new(),
         }
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
-        let suppression = self.suppression.as_ref().map(|s| {
-            let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
-            [
-                (1, Field::Int(s.reason.number().into()), false),
-                // `optional`: present when set, absent for a manual suppression
-                (
-                    2,
-                    Field::Int(bounce_type.unwrap_or(0)),
-                    bounce_type.is_some(),
-                ),
-                (3, Field::Int(s.since.micros()), false),
-                (4, Field::Str(&s.source), false),
-                (5, Field::Str(&s.smtp_response), false),
-                (6, Field::Str(&s.event_id), false),
-                (7, Field::Str(&s.rule_id), false),
-            ]
-        });
-        let replacement = self.pending_validation.as_ref().map(|r| {
-            [
-                (1, Field::Str(&r.replaces), false),
-                (2, Field::Int(r.evidence.number().into()), false),
-                (3, Field::Float(r.confidence), false),
-                (4, Field::Int(r.at.micros()), false),
-            ]
-        });
-        // Timestamps are i64 microseconds already: the packed field borrows them.
-        let soft: Vec<i64> = self.soft_bounces.iter().map(|t| t.micros()).collect();
-        let suppression_header = suppression
-            .as_ref()
-            .map(|f| [(1, Field::Message(wire::len(f)), true)]);
-        let fields = [
-            (2, Field::Packed(&soft), false),
-            (
-                3,
-                Field::Int(self.last_delivered.map_or(0, Timestamp::micros)),
-                self.last_delivered.is_some(),
-            ),
-            (
-                4,
-                Field::Str(self.replaced_by.as_deref().unwrap_or("")),
-                self.replaced_by.is_some(),
-            ),
-            (5, Field::Bool(self.needs_enrichment), false),
-        ];
-        let replacement_header = replacement
-            .as_ref()
-            .map(|f| [(6, Field::Message(wire::len(f)), true)]);
-        let none: &wire::Fields<'_> = &[];
-        let parts: [&wire::Fields<'_>; 5] = [
-            suppression_header.as_ref().map_or(none, |h| &h[..]),
-            suppression.as_ref().map_or(none, |f| &f[..]),
-            &fields,
-            replacement_header.as_ref().map_or(none, |h| &h[..]),
-            replacement.as_ref().map_or(none, |f| &f[..]),
-        ];
-        // A message's header counts its body: the bodies (parts 1 and 4) are not counted again.
-        let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]);
-        let mut out = Vec::with_capacity(1 + len);
-        out.push(prefix);
-        for part in parts {
-            wire::put(part, &mut out);
-        }
-        Ok(out)
+        Ok(encode_address(self, prefix, "", None, &[]))
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
@@ -751,8 +732,90 @@ impl Record for AddressRecord {
             replaced_by: m.replaced_by,
             needs_enrichment: m.needs_enrichment,
             pending_validation,
+            forgotten: m.forgotten,
         })
     }
+}
+
+/// The bytes of an [`AddressMessage`] after `prefix`, written straight from the record and the
+/// stored fields beside it (the same bytes as prost's, in tag order: see the tests).
+fn encode_address(
+    record: &AddressRecord,
+    prefix: u8,
+    address: &str,
+    key_slot: Option<u64>,
+    sealed: &[u8],
+) -> Vec<u8> {
+    let suppression = record.suppression.as_ref().map(|s| {
+        let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
+        [
+            (1, Field::Int(s.reason.number().into()), false),
+            // `optional`: present when set, absent for a manual suppression
+            (
+                2,
+                Field::Int(bounce_type.unwrap_or(0)),
+                bounce_type.is_some(),
+            ),
+            (3, Field::Int(s.since.micros()), false),
+            (4, Field::Str(&s.source), false),
+            (5, Field::Str(&s.smtp_response), false),
+            (6, Field::Str(&s.event_id), false),
+            (7, Field::Str(&s.rule_id), false),
+        ]
+    });
+    let replacement = record.pending_validation.as_ref().map(|r| {
+        [
+            (1, Field::Str(&r.replaces), false),
+            (2, Field::Int(r.evidence.number().into()), false),
+            (3, Field::Float(r.confidence), false),
+            (4, Field::Int(r.at.micros()), false),
+        ]
+    });
+    // Timestamps are i64 microseconds already: the packed field borrows them.
+    let soft: Vec<i64> = record.soft_bounces.iter().map(|t| t.micros()).collect();
+    let suppression_header = suppression
+        .as_ref()
+        .map(|f| [(1, Field::Message(wire::len(f)), true)]);
+    let fields = [
+        (2, Field::Packed(&soft), false),
+        (
+            3,
+            Field::Int(record.last_delivered.map_or(0, Timestamp::micros)),
+            record.last_delivered.is_some(),
+        ),
+        (
+            4,
+            Field::Str(record.replaced_by.as_deref().unwrap_or("")),
+            record.replaced_by.is_some(),
+        ),
+        (5, Field::Bool(record.needs_enrichment), false),
+    ];
+    let replacement_header = replacement
+        .as_ref()
+        .map(|f| [(6, Field::Message(wire::len(f)), true)]);
+    let none: &wire::Fields<'_> = &[];
+    let parts: [&wire::Fields<'_>; 5] = [
+        suppression_header.as_ref().map_or(none, |h| &h[..]),
+        suppression.as_ref().map_or(none, |f| &f[..]),
+        &fields,
+        replacement_header.as_ref().map_or(none, |h| &h[..]),
+        replacement.as_ref().map_or(none, |f| &f[..]),
+    ];
+    // A message's header counts its body: the bodies (parts 1 and 4) are not counted again.
+    let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]);
+    let stored = [
+        (7, Field::Str(address), false),
+        (9, Field::Bool(record.forgotten), false),
+        (20, Field::Uint(key_slot.unwrap_or(0)), key_slot.is_some()),
+        (21, Field::Bytes(sealed), false),
+    ];
+    let mut out = Vec::with_capacity(1 + len + wire::len(&stored));
+    out.push(prefix);
+    for part in parts {
+        wire::put(part, &mut out);
+    }
+    wire::put(&stored, &mut out);
+    out
 }
 
 impl Record for StoredHistory {
@@ -805,26 +868,72 @@ impl Record for StoredAddress {
     fn to_message(&self) -> AddressMessage {
         AddressMessage {
             address: self.address.clone(),
+            key_slot: self.key_slot,
+            sealed: self.sealed.clone(),
             ..self.record.to_message()
         }
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
-        // Fields may come in any order: the address goes after the record's own fields.
-        let mut out = self.record.encode_after(prefix)?;
-        let address = [(7, wire::Field::Str(&self.address), false)];
-        out.reserve_exact(wire::len(&address));
-        wire::put(&address, &mut out);
-        Ok(out)
+        Ok(encode_address(
+            &self.record,
+            prefix,
+            &self.address,
+            self.key_slot,
+            &self.sealed,
+        ))
     }
 
     fn from_message(mut m: AddressMessage) -> Result<Self, RecordError> {
         let address = std::mem::take(&mut m.address);
+        let key_slot = m.key_slot.take();
+        let sealed = std::mem::take(&mut m.sealed);
         Ok(StoredAddress {
             address,
             record: AddressRecord::from_message(m)?,
+            key_slot,
+            sealed,
         })
     }
+}
+
+/// The personal fields of `address`'s `record`, as the plain bytes to seal under its data key;
+/// `record` keeps the rest, with those fields emptied.
+pub(super) fn take_personal(address: &str, record: &mut AddressRecord) -> Vec<u8> {
+    let personal = PersonalMessage {
+        address: address.to_string(),
+        smtp_response: record
+            .suppression
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.smtp_response))
+            .unwrap_or_default(),
+        replaced_by: record.replaced_by.as_mut().map(std::mem::take),
+        replaces: record
+            .pending_validation
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.replaces))
+            .unwrap_or_default(),
+    };
+    personal.encode_to_vec()
+}
+
+/// Puts the personal fields of `plain` (as [`take_personal`] made them) back into `stored`.
+pub(super) fn restore_personal(
+    plain: &[u8],
+    stored: &mut StoredAddress,
+) -> Result<(), RecordError> {
+    let personal = PersonalMessage::decode(plain)?;
+    stored.address = personal.address;
+    if let Some(s) = stored.record.suppression.as_mut() {
+        s.smtp_response = personal.smtp_response;
+    }
+    if stored.record.replaced_by.is_some() {
+        stored.record.replaced_by = personal.replaced_by;
+    }
+    if let Some(p) = stored.record.pending_validation.as_mut() {
+        p.replaces = personal.replaces;
+    }
+    Ok(())
 }
 
 impl Record for StoredEntry {
@@ -1041,6 +1150,20 @@ mod tests {
                     confidence: 0.0,
                     at: Timestamp(i64::MIN),
                 }),
+                forgotten: false,
+            },
+            AddressRecord {
+                suppression: Some(Suppression {
+                    reason: BounceReason::MailboxNotFound,
+                    bounce_type: Some(BounceType::Hard),
+                    since: Timestamp(7),
+                    source: "forget".into(),
+                    smtp_response: String::new(),
+                    event_id: String::new(),
+                    rule_id: "r".into(),
+                }),
+                forgotten: true,
+                ..AddressRecord::default()
             },
         ];
         for r in &records {
@@ -1051,15 +1174,18 @@ mod tests {
                 &decode::<AddressRecord>(b"k", &encode(r).unwrap()).unwrap(),
                 r
             );
-            for address in ["", "jo@example.com"] {
-                let stored = StoredAddress {
-                    address: address.into(),
-                    record: r.clone(),
-                };
+            let plain = ["", "jo@example.com"]
+                .map(|address| StoredAddress::plain(address.into(), r.clone()));
+            let sealed = [0, 1, u64::MAX].map(|slot| StoredAddress {
+                key_slot: Some(slot),
+                sealed: vec![slot as u8; 40],
+                ..StoredAddress::plain(String::new(), r.clone())
+            });
+            for stored in plain.iter().chain(&sealed) {
                 let straight = stored.encode_after(RECORD_VERSION).unwrap();
                 assert_eq!(straight[1..], stored.to_message().encode_to_vec());
                 assert_eq!(straight.len(), straight.capacity());
-                assert_eq!(decode::<StoredAddress>(b"k", &straight).unwrap(), stored);
+                assert_eq!(&decode::<StoredAddress>(b"k", &straight).unwrap(), stored);
             }
         }
         let change = StateChange {
