@@ -95,6 +95,16 @@ impl Clock {
     }
 }
 
+/// Resolves when a manual clock moves (given its [`Clock::moves`]); never for the system clock.
+pub async fn moved(
+    moves: &mut Option<watch::Receiver<i64>>,
+) -> Result<(), watch::error::RecvError> {
+    match moves {
+        Some(m) => m.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {

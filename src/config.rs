@@ -92,6 +92,11 @@ pub struct ServeSettings {
     #[arg(long, env = "SUPPRESSD_SOFT_BOUNCE_WINDOW_DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub soft_bounce_window_days: u32,
 
+    /// Days the change feed (WatchSuppressions) keeps changes; a follower whose cursor is older
+    /// must list the suppressions again.
+    #[arg(long, env = "SUPPRESSD_CHANGE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub change_retention_days: u32,
+
     /// Where to serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464); off when not set.
     #[arg(long, env = "SUPPRESSD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -181,6 +186,7 @@ impl ServeSettings {
             max_message_bytes: 16 * 1024 * 1024,
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
+            change_retention_days: 30,
             cache_mb: 256,
             journal_mb: 384,
             metrics_listen: None,

@@ -162,6 +162,9 @@ impl Application {
             },
             correction_threshold: settings.correction_threshold,
             clock: settings.clock.clone(),
+            change_retention: Duration::from_secs(
+                u64::from(settings.change_retention_days) * 86_400,
+            ),
         };
         let app = App::new(store.clone(), Arc::new(Classifier::new()), app_settings);
         tracing::info!(

@@ -40,6 +40,9 @@ pub enum AppError {
     /// The request is valid but the system is not in a state to perform it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A position the caller gave is outside what the service keeps.
+    #[error("{0}")]
+    OutOfRange(String),
     /// The server is shutting down or the store is unavailable.
     #[error("{0}")]
     Unavailable(String),

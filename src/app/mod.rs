@@ -11,11 +11,13 @@
 //! - [`correction`]: correction suggestions and replacements of bad addresses.
 //! - [`reclassify`]: re-run the classification rules over stored bounces.
 //! - [`monitoring`]: bounce rates by source, campaign and segment, and their verdicts.
+//! - [`feed`]: the change feed of suppression lists and its retention.
 
 pub mod addresses;
 mod caller;
 pub mod correction;
 mod error;
+pub mod feed;
 pub mod forget;
 pub mod import_guard;
 pub mod lookup;
@@ -99,7 +101,13 @@ pub struct Settings {
     pub correction_threshold: f32,
     /// Where every rule reads the time.
     pub clock: Clock,
+    /// How long the change feed keeps changes.
+    pub change_retention: std::time::Duration,
 }
+
+/// The change feed's retention unless configured.
+pub const DEFAULT_CHANGE_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(30 * 86_400);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -109,6 +117,7 @@ impl Default for Settings {
             health: HealthThresholds::default(),
             correction_threshold: 0.9,
             clock: Clock::system(),
+            change_retention: DEFAULT_CHANGE_RETENTION,
         }
     }
 }
@@ -234,6 +243,8 @@ pub struct App {
     pub monitoring: monitoring::Monitoring,
     /// Erases a person's data.
     pub forget: forget::Forgetting,
+    /// The change feed of suppression lists.
+    pub feed: feed::Feed,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -265,6 +276,7 @@ impl App {
             correction,
             reclassify: reclassify::Reclassifier::new(context.clone()),
             forget: forget::Forgetting::new(context.clone()),
+            feed: feed::Feed::spawn(context.clone(), settings.change_retention),
             monitoring: monitoring::Monitoring::new(context, monitor),
             limits: settings.limits,
             clock: settings.clock,
@@ -276,8 +288,10 @@ impl App {
         self.report.context().store.token_secret()
     }
 
-    /// Stops background work (the health watcher) so the store can close.
+    /// Stops background work (the health watcher, the feed's retention) so the store can
+    /// close.
     pub async fn shutdown(&self) {
         self.monitoring.stop().await;
+        self.feed.stop().await;
     }
 }

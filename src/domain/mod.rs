@@ -1,6 +1,7 @@
 //! Validated domain types. Nothing here knows the wire format or the storage engine.
 
 mod address;
+mod change;
 mod classification;
 mod label;
 mod principal;
@@ -10,6 +11,7 @@ mod tenant;
 mod time;
 
 pub use address::{AddressError, EmailAddress, MAX_ADDRESS_LEN};
+pub use change::{list_change, ChangeKind, ListChange};
 pub use classification::{
     BounceReason, BounceType, Classification, ReportedOutcome, RuleId, SmtpEvidence,
 };

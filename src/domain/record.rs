@@ -201,7 +201,9 @@ pub enum StateChangeKind {
     Validated,
     /// Newer classification rules lifted the suppression or moved it to another event.
     Reclassified,
-    /// The person's data was erased; the address stays suppressed.
+    /// The suppression reached its expiry.
+    Expired,
+    /// The address's personal data was erased; it stays suppressed.
     Forgotten,
 }
 

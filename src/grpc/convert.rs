@@ -4,9 +4,10 @@
 use super::proto as pb;
 use crate::app::{AddressStatus, FieldViolation};
 use crate::domain::{
-    parse_smtp_response, BounceReason, BounceType, Campaign, Classification, Dimension,
-    EmailAddress, EvidenceKind, HistoryEntry, Label, OutcomeCounts, RecordedEvent, ReportedOutcome,
-    Segment, SendReport, Source, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
+    parse_smtp_response, BounceReason, BounceType, Campaign, ChangeKind, Classification, Dimension,
+    EmailAddress, EvidenceKind, HistoryEntry, Label, ListChange, OutcomeCounts, RecordedEvent,
+    ReportedOutcome, Segment, SendReport, Source, StateChange, StateChangeKind, Suppression,
+    Tenant, Timestamp,
 };
 use crate::monitor::WindowCounts;
 use crate::policy::health::{Health, HealthVerdict};
@@ -344,6 +345,7 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::ReplacementPending => pb::StateChangeKind::ReplacementPending,
         StateChangeKind::Validated => pb::StateChangeKind::Validated,
         StateChangeKind::Reclassified => pb::StateChangeKind::Reclassified,
+        StateChangeKind::Expired => pb::StateChangeKind::Expired,
         StateChangeKind::Forgotten => pb::StateChangeKind::Forgotten,
     };
     pb::StateChange {
@@ -463,6 +465,54 @@ pub fn proto_verdict(v: &HealthVerdict) -> pb::HealthVerdict {
         health: proto_health(v.health) as i32,
         reason: v.reason.clone(),
         sample_too_small: v.sample_too_small,
+    }
+}
+
+/// A change kind from the wire.
+pub fn change_kind(field: &str, raw: i32) -> Result<ChangeKind, FieldViolation> {
+    use pb::SuppressionChangeKind as P;
+    match P::try_from(raw) {
+        Ok(P::Suppressed) => Ok(ChangeKind::Suppressed),
+        Ok(P::Lifted) => Ok(ChangeKind::Lifted),
+        Ok(P::Replaced) => Ok(ChangeKind::Replaced),
+        Ok(P::Expired) => Ok(ChangeKind::Expired),
+        Ok(P::Forgotten) => Ok(ChangeKind::Forgotten),
+        Ok(P::DomainSuppressed) => Ok(ChangeKind::DomainSuppressed),
+        Ok(P::DomainLifted) => Ok(ChangeKind::DomainLifted),
+        Ok(P::Unspecified) => Err(FieldViolation::new(field, "must not be unspecified")),
+        Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
+    }
+}
+
+/// A change kind -> wire.
+pub fn proto_change_kind(k: ChangeKind) -> pb::SuppressionChangeKind {
+    use pb::SuppressionChangeKind as P;
+    match k {
+        ChangeKind::Suppressed => P::Suppressed,
+        ChangeKind::Lifted => P::Lifted,
+        ChangeKind::Replaced => P::Replaced,
+        ChangeKind::Expired => P::Expired,
+        ChangeKind::Forgotten => P::Forgotten,
+        ChangeKind::DomainSuppressed => P::DomainSuppressed,
+        ChangeKind::DomainLifted => P::DomainLifted,
+    }
+}
+
+/// A change of a suppression list -> wire, with its cursor made by `cursor`.
+pub fn proto_list_change(
+    c: ListChange,
+    cursor: impl Fn(crate::app::feed::FeedPosition) -> String,
+) -> pb::SuppressionChange {
+    pb::SuppressionChange {
+        kind: proto_change_kind(c.kind) as i32,
+        address: c.address,
+        domain: c.domain,
+        suppression: c.suppression.map(proto_suppression),
+        actor: c.actor,
+        at: Some(proto_timestamp(c.at)),
+        cursor: cursor(crate::app::feed::FeedPosition(c.seq)),
+        address_id: c.address_id,
+        note: c.note,
     }
 }
 

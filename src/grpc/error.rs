@@ -33,6 +33,7 @@ fn to_status(err: AppError) -> Status {
             AppError::NotFound(m) => Status::not_found(m),
             AppError::FailedPrecondition(m) => Status::failed_precondition(m),
             AppError::Unavailable(m) => Status::unavailable(m),
+            AppError::OutOfRange(m) => Status::out_of_range(m),
             AppError::Store(StoreError::Closed) => {
                 Status::unavailable("the server is shutting down")
             }

@@ -20,6 +20,7 @@ use super::proto::suppression_service_server::SuppressionService;
 use super::request::{caller, record_span};
 use crate::app::addresses::ManualSuppression;
 use crate::app::correction::Replace;
+use crate::app::feed::FeedPosition;
 use crate::app::lookup::BatchStatus;
 use crate::app::App;
 use crate::classify::RULES_VERSION;
@@ -458,7 +459,8 @@ impl SuppressionService for SuppressionApi {
             .iter()
             .map(|r| convert::proto_reason(*r) as i32)
             .collect();
-        let scope = Scope::new("ListSuppressions")
+        // Version 2 of the token: its cursor starts with the listing's feed position.
+        let scope = Scope::new("ListSuppressions.2")
             .with("tenant", &tenant)
             .with_list("reasons", &reason_numbers)
             .with_optional("source", query.source.as_deref())
@@ -466,11 +468,27 @@ impl SuppressionService for SuppressionApi {
             .with_optional("end", query.end.map(|t| t.micros()))
             .with_optional("needs_enrichment", query.needs_enrichment);
         let (cursor, limit) = self.page_request(&tenant, &scope, &req.page_token, req.page_size)?;
+        // The feed position of the listing's first page, carried by every page token after it:
+        // a follower that lists every page, then watches from there, misses nothing.
+        let (feed_position, cursor) = match cursor {
+            None => (self.app.feed.head(), None),
+            Some(c) if c.len() >= 8 => {
+                let (position, rest) = c.split_at(8);
+                let position = u64::from_be_bytes(position.try_into().unwrap_or_default());
+                (FeedPosition(position), Some(rest.to_vec()))
+            }
+            Some(_) => return Err(AppError::Store(crate::store::StoreError::BadCursor).into()),
+        };
         let page = self
             .app
             .addresses
             .suppressions(&caller, tenant, query, cursor, limit)
             .await?;
+        let next = page.next.map(|c| {
+            let mut token = feed_position.0.to_be_bytes().to_vec();
+            token.extend_from_slice(&c);
+            token
+        });
         Ok(Response::new(pb::ListSuppressionsResponse {
             suppressions: page
                 .items
@@ -484,8 +502,8 @@ impl SuppressionService for SuppressionApi {
                     convert::proto_status(s, given)
                 })
                 .collect(),
-            next_page_token: self.next_page_token(&scope, page.next),
-            feed_cursor: String::new(),
+            next_page_token: self.next_page_token(&scope, next),
+            feed_cursor: feed::cursor(feed_position),
         }))
     }
 

@@ -87,16 +87,6 @@ pub fn last_24_hours(
     )
 }
 
-/// Resolves when a clock moved by hand moves; never for the system clock.
-async fn clock_moved(
-    moves: &mut Option<tokio::sync::watch::Receiver<i64>>,
-) -> Result<(), tokio::sync::watch::error::RecvError> {
-    match moves {
-        Some(m) => m.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// A verdict that changed.
 #[derive(Debug, Clone)]
 pub struct HealthChange {
@@ -163,7 +153,7 @@ impl HealthMonitor {
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     _ = tick.tick() => watcher.judged(),
-                    Ok(()) = clock_moved(&mut moves) => watcher.judged(),
+                    Ok(()) = crate::clock::moved(&mut moves) => watcher.judged(),
                     _ = stopped.changed() => break,
                 };
                 let w = watcher.clone();

@@ -26,6 +26,15 @@ impl AddressHash {
         bytes.try_into().ok().map(AddressHash)
     }
 
+    /// The address's opaque stable id, as clients see it: the hash in lowercase hex.
+    pub fn id(&self) -> String {
+        let mut s = String::with_capacity(32);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
     /// The 64 bits the in-memory indexes use.
     pub fn short(&self) -> u64 {
         let mut first = [0u8; 8];

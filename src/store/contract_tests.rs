@@ -16,8 +16,9 @@ use super::{
     PairWrite, StoreError, StoreOptions, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceReason, BounceType, Classification, Dimension, EmailAddress, HistoryEntry,
-    OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind, Tenant, Timestamp,
+    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, Dimension, EmailAddress,
+    HistoryEntry, OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind, Tenant,
+    Timestamp,
 };
 use crate::policy::EscalationPolicy;
 
@@ -818,7 +819,122 @@ async fn history_pages_item_by_item_through_entries_of_several(engine: Engine) {
     assert!(suppressed(&*store, "acme", a));
 }
 
+/// The change log: every change of a tenant's list once, in commit order, only what is
+/// durable, per tenant; retention removes old changes, and a position before them is refused
+/// (also after a reopen).
+async fn the_change_log_keeps_commit_order_and_refuses_positions_past_retention(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = tenant("acme");
+    let start;
+    let middle;
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        start = *store.change_head().borrow();
+        assert!(store.changes(&acme, start, 100).unwrap().items.is_empty());
+        store.write(hard_bounces("acme", "a", 3)).await.unwrap();
+        store.write(hard_bounces("globex", "g", 2)).await.unwrap();
+        middle = *store.change_head().borrow();
+        store
+            .write(vec![lift("acme", "a1@x.com", T0 + 10)])
+            .await
+            .unwrap();
+        // Changing nothing of the list (a second bounce of a suppressed address) logs nothing.
+        store
+            .write(vec![event_write(
+                "acme",
+                hard_bounce("again", "a0@x.com", T0 + 20),
+            )])
+            .await
+            .unwrap();
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    let page = store.changes(&acme, start, 100).unwrap();
+    let got: Vec<(ChangeKind, String)> = page
+        .items
+        .iter()
+        .map(|c| (c.kind, c.address.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ChangeKind::Suppressed, "a0@x.com".to_string()),
+            (ChangeKind::Suppressed, "a1@x.com".to_string()),
+            (ChangeKind::Suppressed, "a2@x.com".to_string()),
+            (ChangeKind::Lifted, "a1@x.com".to_string()),
+        ]
+    );
+    assert!(page.items.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(page.items[3].actor, "ops");
+    assert_eq!(page.items[3].note, "asked");
+    assert!(!page.more);
+    // Read in small steps from a change's position, nothing is given twice or skipped.
+    let mut after = start;
+    let mut stepped = Vec::new();
+    loop {
+        let p = store.changes(&acme, after, 1).unwrap();
+        stepped.extend(p.items.iter().map(|c| c.seq));
+        after = p.read_to;
+        if !p.more {
+            break;
+        }
+    }
+    assert_eq!(
+        stepped,
+        page.items.iter().map(|c| c.seq).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store
+            .changes(&tenant("globex"), middle, 100)
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
+    assert_eq!(
+        store
+            .changes(&tenant("globex"), start, 100)
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+
+    // Retention: the changes before T0 + 5 go (the three bounces of acme, both of globex).
+    assert_eq!(
+        store.prune_changes(Timestamp(T0 + 5), 100).await.unwrap(),
+        5
+    );
+    assert!(matches!(
+        store.changes(&acme, start, 100),
+        Err(StoreError::ChangesPruned { .. })
+    ));
+    let kept = store.changes(&acme, page.items[2].seq, 100).unwrap();
+    assert_eq!(kept.items.len(), 1);
+    store.close().unwrap();
+    drop(store);
+    let store = reopen_at(engine, dir.path());
+    assert!(matches!(
+        store.changes(&acme, start, 100),
+        Err(StoreError::ChangesPruned { .. })
+    ));
+    assert_eq!(
+        store
+            .changes(&acme, page.items[2].seq, 100)
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.prune_changes(Timestamp(T0 + 5), 100).await.unwrap(),
+        0
+    );
+    store.close().unwrap();
+}
+
 contract!(
+    the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
     history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
     a_writer_that_dies_is_reported_and_later_writes_fail,

@@ -19,6 +19,10 @@
 //! W tenant 0 dim value 0 ordered(day)    -> HourlyRow  (a UTC day's hourly counters)
 //! D tenant 0 dim value 0 ordered(day)    -> OutcomeCounts (daily counters)
 //! V tenant 0 dim value 0                 -> ()   (the dimension values seen)
+//! F tenant 0 be(seq)                     -> StoredChange (the change log: every change of
+//!                                           the tenant's suppression list, in commit order)
+//! I tenant                               -> u64  (the change log's horizon: the last
+//!                                           sequence number pruned by retention)
 //! ```
 //!
 //! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): no key holds an address's text
@@ -69,6 +73,10 @@ pub const HOURLY: u8 = b'C';
 pub const HOURS: u8 = b'W';
 pub const DAILY: u8 = b'D';
 pub const VALUES: u8 = b'V';
+/// The change log of suppression lists.
+pub const CHANGES: u8 = b'F';
+/// The change log's horizon per tenant.
+pub const HORIZON: u8 = b'I';
 /// The single key `Q`: the journal's state in the engine (see `journal`).
 pub const JOURNAL: u8 = b'Q';
 const SEP: u8 = 0;
@@ -135,6 +143,29 @@ pub fn suppressed(tenant: &str, since: Timestamp, ah: &AddressHash) -> Vec<u8> {
     k.extend_from_slice(&inv_ts(since));
     k.extend_from_slice(ah.bytes());
     k
+}
+
+/// The key of a change in a tenant's change log: `F tenant 0 be(seq)`.
+pub fn change(tenant: &str, seq: u64) -> Vec<u8> {
+    let mut k = prefix_with_room(CHANGES, &[tenant], 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The sequence number of a change log key, and its tenant.
+pub fn change_parts(key: &[u8]) -> Option<(&str, u64)> {
+    let rest = key.strip_prefix(&[CHANGES])?;
+    let (tenant, seq) = rest.split_at(rest.len().checked_sub(9)?);
+    let seq = seq.strip_prefix(&[SEP])?;
+    Some((
+        std::str::from_utf8(tenant).ok()?,
+        u64::from_be_bytes(seq.try_into().ok()?),
+    ))
+}
+
+/// The key of a tenant's change log horizon: `I tenant`.
+pub fn horizon(tenant: &str) -> Vec<u8> {
+    exact(HORIZON, &[], tenant)
 }
 
 /// The time-and-sequence part of a timed key (its last 16 bytes), which an event's history

@@ -22,6 +22,7 @@
 //! transaction was the alternative: simpler to reason about, but its memory would grow with the
 //! store (millions of records) and a crash would throw all its work away.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,13 +41,13 @@ pub(super) use super::records::{decode, encode};
 use super::records::{decode_record, Record};
 use super::writer::{writer_loop, Job};
 use super::{
-    AddressWrite, BounceQuery, CounterTouch, ErrorChain, ForgetWrite, Granularity, Page,
-    PairOutcome, PairWrite, StoreError, StoreFuture, SuppressedAddress, SuppressionQuery,
+    AddressWrite, BounceQuery, ChangePage, CounterTouch, ErrorChain, ForgetWrite, Granularity,
+    Page, PairOutcome, PairWrite, StoreError, StoreFuture, SuppressedAddress, SuppressionQuery,
     SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressId, AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts,
-    RecordedEvent, StateChange, Tenant,
+    AddressId, AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, ListChange,
+    OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
 };
 
 /// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
@@ -129,6 +130,46 @@ impl StoredAddress {
             sealed,
         })
     }
+}
+
+/// A change of a suppression list as the change log keeps it (`F` keys): the change, with the
+/// keyed hash of its address (none for domain changes). Its sequence number is in its key. An
+/// address's change is written with its personal fields sealed under the address's data key
+/// (`seal_change`); once the address is forgotten they read as empty.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StoredChange {
+    pub(super) ah: Option<AddressHash>,
+    pub(super) change: ListChange,
+    /// The keyring slot of the data key the personal fields are sealed under.
+    pub(super) key_slot: Option<u64>,
+    /// The sealed personal fields; empty once opened.
+    pub(super) sealed: Vec<u8>,
+}
+
+impl StoredChange {
+    /// A change with nothing sealed.
+    pub(super) fn plain(ah: Option<AddressHash>, change: ListChange) -> StoredChange {
+        StoredChange {
+            ah,
+            change,
+            key_slot: None,
+            sealed: Vec::new(),
+        }
+    }
+}
+
+/// `stored` with its personal fields sealed under `key` (in keyring slot `slot`).
+pub(super) fn seal_change(
+    mut stored: StoredChange,
+    slot: u64,
+    key: &DataKey,
+) -> Result<StoredChange, StoreError> {
+    let plain = super::records::take_change_personal(&mut stored.change);
+    let mut sealed = Vec::new();
+    key.seal_into(&plain, &mut sealed)?;
+    stored.key_slot = Some(slot);
+    stored.sealed = sealed;
+    Ok(stored)
 }
 
 /// A history entry as stored (schema 4): a send result with the changes of state it caused
@@ -424,6 +465,10 @@ pub(super) struct Shared<E> {
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     /// Why the writer thread ended, if it ended other than by `close`.
     writer_failure: watch::Sender<Option<String>>,
+    /// The last sequence number whose changes are durable (moved by the writer).
+    pub(super) feed_head: watch::Sender<u64>,
+    /// Each tenant's change log horizon: the last sequence number pruned.
+    pub(super) horizons: Mutex<HashMap<String, u64>>,
     path: PathBuf,
 }
 
@@ -450,6 +495,24 @@ impl<E> Shared<E> {
         super::records::restore_personal(&plain, &mut stored)
             .map_err(|e| StoreError::corrupt(key, e))?;
         Ok((stored, Some(data_key)))
+    }
+
+    /// The change stored as `bytes` under `key`, its personal fields opened (left empty if their
+    /// key was destroyed: the address was forgotten).
+    pub(super) fn open_change(&self, key: &[u8], bytes: &[u8]) -> Result<StoredChange, StoreError> {
+        let mut stored: StoredChange = decode(key, bytes)?;
+        let Some(slot) = stored.key_slot else {
+            return Ok(stored);
+        };
+        let sealed = std::mem::take(&mut stored.sealed);
+        if let Some(data_key) = self.keyring.key(slot)? {
+            let plain = data_key.open(&sealed).ok_or_else(|| {
+                StoreError::corrupt(key, "sealed fields not authentic under their key")
+            })?;
+            super::records::restore_change_personal(&plain, &mut stored.change)
+                .map_err(|e| StoreError::corrupt(key, e))?;
+        }
+        Ok(stored)
     }
 
     /// The value stored as `bytes` under `key`, sealed or not; `None` if it was sealed under a
@@ -565,6 +628,8 @@ impl<E: KvEngine> KvStore<E> {
         load_filter(&engine, &filter)?;
 
         let (touches, _) = broadcast::channel(1024);
+        let horizons = load_horizons(&engine)?;
+        let feed_head = watch::Sender::new(engine.last_seq()?);
         let shared = Arc::new(Shared {
             engine,
             filter,
@@ -575,6 +640,8 @@ impl<E: KvEngine> KvStore<E> {
             keyring,
             touches,
             writer_failure: watch::Sender::new(None),
+            feed_head,
+            horizons: Mutex::new(horizons),
             path: path.to_path_buf(),
         });
         let (tx, rx) = mpsc::channel::<Job>(1024);
@@ -595,6 +662,76 @@ impl<E: KvEngine> KvStore<E> {
             loader_thread: Arc::new(Mutex::new(Some(loader))),
         })
     }
+}
+
+impl<E: KvEngine> KvStore<E> {
+    /// The change log keys of every tenant made before `before` (oldest first, at most `limit`),
+    /// with each tenant's new horizon. Each tenant's log is read from its start until its first
+    /// change at or after `before`.
+    #[allow(clippy::type_complexity)]
+    fn due_changes(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Vec<(String, u64)>), StoreError> {
+        let mut removals: Vec<Vec<u8>> = Vec::new();
+        let mut horizons: Vec<(String, u64)> = Vec::new();
+        let mut start = vec![keys::CHANGES];
+        let end = [keys::CHANGES + 1];
+        loop {
+            // The tenant whose log reached a kept change: the next scan skips the rest of it.
+            let mut kept: Option<String> = None;
+            self.shared.engine.scan(
+                Bound::Included(&start[..]),
+                Bound::Excluded(&end[..]),
+                &mut |k, v| {
+                    if removals.len() >= limit {
+                        return Ok(false);
+                    }
+                    let (tenant, seq) = keys::change_parts(k)
+                        .ok_or_else(|| StoreError::corrupt(k, "not a change log key"))?;
+                    let stored: StoredChange = decode(k, v)?;
+                    if stored.change.at >= before {
+                        kept = Some(tenant.to_string());
+                        return Ok(false);
+                    }
+                    removals.push(k.to_vec());
+                    match horizons.last_mut() {
+                        Some((t, s)) if t == tenant => *s = seq,
+                        _ => horizons.push((tenant.to_string(), seq)),
+                    }
+                    Ok(true)
+                },
+            )?;
+            match kept {
+                // Past every key of that tenant: `F tenant 1` sorts after `F tenant 0 seq`.
+                Some(tenant) if removals.len() < limit => {
+                    start = keys::prefix(keys::CHANGES, &[&tenant]);
+                    if let Some(last) = start.last_mut() {
+                        *last = 1;
+                    }
+                }
+                _ => return Ok((removals, horizons)),
+            }
+        }
+    }
+}
+
+/// Every tenant's change log horizon.
+fn load_horizons<E: KvEngine>(engine: &E) -> Result<HashMap<String, u64>, StoreError> {
+    let mut horizons = HashMap::new();
+    let start = [keys::HORIZON];
+    let end = [keys::HORIZON + 1];
+    engine.scan(
+        Bound::Included(&start[..]),
+        Bound::Excluded(&end[..]),
+        &mut |k, v| {
+            let tenant = String::from_utf8_lossy(&k[1..]).into_owned();
+            horizons.insert(tenant, decode::<u64>(k, v)?);
+            Ok(true)
+        },
+    )?;
+    Ok(horizons)
 }
 
 /// Runs the writer thread's loop; if it ends by a panic (a decision's panic is caught per
@@ -1347,6 +1484,81 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             },
         )?;
         Ok(Page { items, next })
+    }
+
+    fn changes(&self, tenant: &Tenant, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let t = tenant.as_str();
+        // Only what is durable: a commit's changes become visible once its head is published.
+        let head = *self.shared.feed_head.borrow();
+        let mut page = ChangePage {
+            items: Vec::new(),
+            read_to: after,
+            more: false,
+        };
+        if after < head && limit > 0 {
+            let start = keys::change(t, after.saturating_add(1));
+            let end = keys::change(t, head);
+            self.shared.engine.scan(
+                Bound::Included(&start[..]),
+                Bound::Included(&end[..]),
+                &mut |k, v| {
+                    if page.items.len() == limit {
+                        page.more = true;
+                        return Ok(false);
+                    }
+                    let (_, seq) = keys::change_parts(k)
+                        .ok_or_else(|| StoreError::corrupt(k, "not a change log key"))?;
+                    let mut stored = self.shared.open_change(k, v)?;
+                    stored.change.seq = seq;
+                    page.read_to = seq;
+                    page.items.push(stored.change);
+                    Ok(true)
+                },
+            )?;
+            if !page.more {
+                // Nothing else committed up to the head: the next read starts there.
+                page.read_to = head;
+            }
+        }
+        // Checked after the read: a prune that ran meanwhile may have removed what it skipped.
+        let horizon = self
+            .shared
+            .horizons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(t)
+            .copied()
+            .unwrap_or(0);
+        if after < horizon {
+            return Err(StoreError::ChangesPruned { horizon });
+        }
+        Ok(page)
+    }
+
+    fn change_head(&self) -> watch::Receiver<u64> {
+        self.shared.feed_head.subscribe()
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<u64> {
+        let sender = self.sender();
+        let due = self.due_changes(before, limit);
+        Box::pin(async move {
+            let (removals, horizons) = due?;
+            if removals.is_empty() {
+                return Ok(0);
+            }
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Prune {
+                    removals,
+                    horizons,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     fn token_secret(&self) -> [u8; 32] {

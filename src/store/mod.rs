@@ -36,8 +36,8 @@ use std::{future::Future, pin::Pin};
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{
-    AddressId, AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, OutcomeCounts,
-    RecordedEvent, StateChange, Tenant, Timestamp,
+    AddressId, AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, ListChange,
+    OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
 };
 
 use kv_store::KvStore;
@@ -209,6 +209,12 @@ pub enum StoreError {
     /// A page cursor that this store did not produce.
     #[error("invalid page cursor")]
     BadCursor,
+    /// Changes after the asked position were removed by the change log's retention.
+    #[error("the change log holds changes only after sequence number {horizon}")]
+    ChangesPruned {
+        /// The last sequence number removed.
+        horizon: u64,
+    },
 }
 
 impl StoreError {
@@ -452,6 +458,18 @@ pub struct Page<T> {
     pub next: Option<Vec<u8>>,
 }
 
+/// A stretch of a tenant's change log.
+#[derive(Debug, Clone)]
+pub struct ChangePage {
+    /// The changes, in commit order.
+    pub items: Vec<ListChange>,
+    /// The position read up to: the last change's sequence number, or where the read started
+    /// when it found none. Read on from here.
+    pub read_to: u64,
+    /// True when the log may hold more committed changes after `read_to`.
+    pub more: bool,
+}
+
 /// A boxed future returned by the store's asynchronous calls.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
@@ -563,6 +581,19 @@ pub trait SuppressionStore: Send + Sync + 'static {
         cursor: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page<HistoryEntry>, StoreError>;
+
+    /// The tenant's changes with sequence numbers after `after`, in commit order, up to
+    /// `limit`, as far as they are durable. [`StoreError::ChangesPruned`] when retention
+    /// removed changes after `after`: the caller missed some.
+    fn changes(&self, tenant: &Tenant, after: u64, limit: usize) -> Result<ChangePage, StoreError>;
+
+    /// The sequence number up to which changes are durable: it moves after each commit that
+    /// logged a change. Its current value is where a new follower starts.
+    fn change_head(&self) -> watch::Receiver<u64>;
+
+    /// Removes every tenant's changes made before `before` (at most `limit` per call); resolves
+    /// to how many were removed once that is durable.
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<u64>;
 
     /// A secret kept with the data, for signing page tokens so they survive restarts.
     fn token_secret(&self) -> [u8; 32];

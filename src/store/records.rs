@@ -20,12 +20,13 @@
 
 use prost::Message;
 
-use super::kv_store::{HourlyRow, StoredAddress, StoredEntry, StoredHistory};
+use super::address_hash::AddressHash;
+use super::kv_store::{HourlyRow, StoredAddress, StoredChange, StoredEntry, StoredHistory};
 use super::StoreError;
 use crate::domain::{
-    AddressRecord, BounceReason, BounceType, Classification, EvidenceKind, OutcomeCounts,
-    RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind, Suppression,
-    Timestamp,
+    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, EvidenceKind, ListChange,
+    OutcomeCounts, RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind,
+    Suppression, Timestamp,
 };
 
 /// Version byte in front of every value encoded here.
@@ -181,6 +182,16 @@ numbering!(BounceReason, "reason", {
     Unknown = 17,
 });
 
+numbering!(ChangeKind, "change_kind", {
+    Suppressed = 1,
+    Lifted = 2,
+    Replaced = 3,
+    Expired = 4,
+    Forgotten = 5,
+    DomainSuppressed = 6,
+    DomainLifted = 7,
+});
+
 numbering!(EvidenceKind, "evidence", {
     CrmCorrection = 1,
     CompanyPattern = 2,
@@ -198,6 +209,7 @@ numbering!(StateChangeKind, "kind", {
     ReplacementPending = 7,
     Validated = 8,
     Reclassified = 9,
+    Expired = 10,
     Forgotten = 11,
 });
 
@@ -388,6 +400,49 @@ pub(super) struct StateChangeMessage {
     /// Added in schema 3 without a migration: older records read it as empty.
     #[prost(string, tag = "7")]
     pub on_behalf_of: String,
+}
+
+/// One change of a suppression list (`F` keys).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct ChangeMessage {
+    /// [`ChangeKind`] numbering.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    /// The address's keyed hash; empty for domain changes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub ah: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub address: String,
+    #[prost(string, tag = "4")]
+    pub domain: String,
+    #[prost(message, optional, tag = "5")]
+    pub suppression: Option<SuppressionMessage>,
+    #[prost(string, tag = "6")]
+    pub actor: String,
+    #[prost(string, tag = "7")]
+    pub note: String,
+    #[prost(int64, tag = "8")]
+    pub at_micros: i64,
+    /// The keyring slot of the data key of the address's personal fields (`keyring`).
+    #[prost(uint64, optional, tag = "20")]
+    pub key_slot: Option<u64>,
+    /// With `key_slot`: a [`PersonalChangeMessage`] sealed under the address's data key; the
+    /// address, domain, note and SMTP response elsewhere in the message are then empty.
+    #[prost(bytes = "vec", tag = "21")]
+    pub sealed: Vec<u8>,
+}
+
+/// The personal fields of an address's change (`ChangeMessage` tag 21).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PersonalChangeMessage {
+    #[prost(string, tag = "1")]
+    pub address: String,
+    #[prost(string, tag = "2")]
+    pub domain: String,
+    #[prost(string, tag = "3")]
+    pub smtp_response: String,
+    #[prost(string, tag = "4")]
+    pub note: String,
 }
 
 /// Send results by outcome type (`D` keys, and each hour of a day row).
@@ -897,6 +952,37 @@ impl Record for StoredAddress {
     }
 }
 
+/// The personal fields of a change of an address's list, as the plain bytes to seal under its
+/// data key; `change` keeps the rest, with those fields emptied.
+pub(super) fn take_change_personal(change: &mut ListChange) -> Vec<u8> {
+    PersonalChangeMessage {
+        address: std::mem::take(&mut change.address),
+        domain: std::mem::take(&mut change.domain),
+        smtp_response: change
+            .suppression
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.smtp_response))
+            .unwrap_or_default(),
+        note: std::mem::take(&mut change.note),
+    }
+    .encode_to_vec()
+}
+
+/// Puts the personal fields of `plain` (as [`take_change_personal`] made them) back.
+pub(super) fn restore_change_personal(
+    plain: &[u8],
+    change: &mut ListChange,
+) -> Result<(), RecordError> {
+    let personal = PersonalChangeMessage::decode(plain)?;
+    change.address = personal.address;
+    change.domain = personal.domain;
+    change.note = personal.note;
+    if let Some(s) = change.suppression.as_mut() {
+        s.smtp_response = personal.smtp_response;
+    }
+    Ok(())
+}
+
 /// The personal fields of `address`'s `record`, as the plain bytes to seal under its data key;
 /// `record` keeps the rest, with those fields emptied.
 pub(super) fn take_personal(address: &str, record: &mut AddressRecord) -> Vec<u8> {
@@ -978,6 +1064,63 @@ impl Record for StoredEntry {
                 .into_iter()
                 .map(change_from)
                 .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl Record for StoredChange {
+    type Message = ChangeMessage;
+
+    fn to_message(&self) -> ChangeMessage {
+        let c = &self.change;
+        // The suppression is stored as an address record's: one encoding of its fields.
+        let suppression = c.suppression.clone().and_then(|s| {
+            AddressRecord {
+                suppression: Some(s),
+                ..AddressRecord::default()
+            }
+            .to_message()
+            .suppression
+        });
+        ChangeMessage {
+            kind: c.kind.number(),
+            ah: self.ah.map(|ah| ah.bytes().to_vec()).unwrap_or_default(),
+            address: c.address.clone(),
+            domain: c.domain.clone(),
+            suppression,
+            actor: c.actor.clone(),
+            note: c.note.clone(),
+            at_micros: c.at.micros(),
+            key_slot: self.key_slot,
+            sealed: self.sealed.clone(),
+        }
+    }
+
+    fn from_message(m: ChangeMessage) -> Result<Self, RecordError> {
+        let suppression = AddressRecord::from_message(AddressMessage {
+            suppression: m.suppression,
+            ..AddressMessage::default()
+        })?
+        .suppression;
+        let ah = match m.ah.len() {
+            0 => None,
+            _ => Some(AddressHash::from_slice(&m.ah).ok_or(RecordError::Missing("ah"))?),
+        };
+        Ok(StoredChange {
+            ah,
+            key_slot: m.key_slot,
+            sealed: m.sealed,
+            change: ListChange {
+                seq: 0,
+                kind: ChangeKind::required(m.kind)?,
+                address: m.address,
+                address_id: ah.map(|ah| ah.id()).unwrap_or_default(),
+                domain: m.domain,
+                suppression,
+                actor: m.actor,
+                note: m.note,
+                at: Timestamp(m.at_micros),
+            },
         })
     }
 }

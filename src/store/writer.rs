@@ -29,8 +29,8 @@ use super::keyring::{self, DataKey};
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
 use super::kv_store::{
-    decode, encode, hourly_slot, scan_prefix, seal, HourlyRow, Position, Shared, StoredAddress,
-    StoredEntry,
+    decode, encode, hourly_slot, scan_prefix, seal, seal_change, HourlyRow, Position, Shared,
+    StoredAddress, StoredChange, StoredEntry,
 };
 use super::records::Record;
 use super::{
@@ -38,8 +38,8 @@ use super::{
     PairOutcome, PairWrite, StoreError, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceType, Dimension, EmailAddress, OutcomeCounts, RecordedEvent, StateChange,
-    StateChangeKind, Tenant,
+    list_change, AddressRecord, BounceType, ChangeKind, Dimension, EmailAddress, ListChange,
+    OutcomeCounts, RecordedEvent, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
 };
 
 /// What stands in a linked address's history for the text of an address that was forgotten.
@@ -76,6 +76,12 @@ pub enum Job {
         write: ForgetWrite,
         reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
     },
+    /// Removes change log entries past their retention and moves the tenants' horizons.
+    Prune {
+        removals: Vec<Vec<u8>>,
+        horizons: Vec<(String, u64)>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 impl Job {
@@ -83,6 +89,7 @@ impl Job {
         match self {
             Job::Writes { writes, .. } => writes.len(),
             Job::Pair { .. } | Job::Forget { .. } => 1,
+            Job::Prune { removals, .. } => removals.len(),
         }
     }
 
@@ -107,6 +114,10 @@ enum Answer {
     Forget(
         oneshot::Sender<Result<WriteOutcome, StoreError>>,
         Result<WriteOutcome, String>,
+    ),
+    Prune(
+        oneshot::Sender<Result<u64, StoreError>>,
+        Result<u64, String>,
     ),
 }
 
@@ -167,6 +178,11 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     }
                     Job::Pair { write, reply } => Answer::Pair(reply, group.add_pair(write)),
                     Job::Forget { write, reply } => Answer::Forget(reply, group.add_forget(write)),
+                    Job::Prune {
+                        removals,
+                        horizons,
+                        reply,
+                    } => Answer::Prune(reply, group.prune(removals, horizons)),
                 });
             }
             group.finish()
@@ -179,6 +195,23 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     shared.filter.insert(hash);
                 } else {
                     shared.filter.remove(hash);
+                }
+            }
+            if !effects.horizons.is_empty() {
+                let mut known = shared.horizons.lock().unwrap_or_else(|e| e.into_inner());
+                for (tenant, seq) in &effects.horizons {
+                    known.insert(tenant.clone(), *seq);
+                }
+            }
+            if effects.logged_changes {
+                // Followers of the change feed read up to the last sequence number committed.
+                match shared.engine.last_seq() {
+                    Ok(seq) => {
+                        shared.feed_head.send_replace(seq);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %ErrorChain(&e), "cannot read the last sequence number")
+                    }
                 }
             }
             if !effects.touched.is_empty() {
@@ -205,6 +238,9 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
                 Answer::Forget(reply, outcome) => {
+                    let _ = reply.send(answer_of(&committed, outcome));
+                }
+                Answer::Prune(reply, outcome) => {
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
             }
@@ -242,6 +278,10 @@ struct Effects {
     new_records: Vec<u64>,
     /// Dimension values whose counters changed.
     touched: HashSet<CounterTouch>,
+    /// Whether the group added to a change log.
+    logged_changes: bool,
+    /// Change log horizons moved by pruning: (tenant, last pruned sequence number).
+    horizons: Vec<(String, u64)>,
 }
 
 /// Where an address's record is: its key and its keyed hash. Worked out once per write, for
@@ -315,6 +355,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 filter_changes: Vec::new(),
                 new_records: Vec::new(),
                 touched: HashSet::new(),
+                logged_changes: false,
+                horizons: Vec::new(),
             },
             error: None,
         }
@@ -512,7 +554,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
         previous: Option<&AddressRecord>,
         record: &AddressRecord,
         changes: &[StateChange],
-    ) -> Result<(), StoreError> {
+    ) -> Result<AddressHash, StoreError> {
         let t = tenant.as_str();
         let key = if record.forgotten {
             None
@@ -561,7 +603,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
             self.put(keys::timed(&history, c.at, seq), value)?;
         }
         self.records.insert(record_key, Some(record.clone()));
-        Ok(())
+        Ok(ah)
     }
 
     /// Counts one event in its counters, or takes it away again.
@@ -764,10 +806,28 @@ impl<'t, E: KvEngine> Group<'t, E> {
             Some(record) => {
                 // A send result that changes nothing (a block, a bounce of a suppressed
                 // address) leaves the record's key alone.
-                if previous.as_ref() != Some(&record) || !changes.is_empty() || unnamed_key {
-                    self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
-                }
+                let changed = previous.as_ref() != Some(&record) || !changes.is_empty();
+                // The changes of their own entries follow those the event caused.
+                let own = caused.len();
                 caused.extend(changes);
+                if changed || unnamed_key {
+                    let ah = self.set_record(
+                        tenant,
+                        address,
+                        slot,
+                        previous.as_ref(),
+                        &record,
+                        &caused[own..],
+                    )?;
+                    self.log_address_change(
+                        t,
+                        ah,
+                        address.as_str(),
+                        previous.as_ref().and_then(|p| p.suppression.as_ref()),
+                        record.suppression.as_ref(),
+                        &caused,
+                    )?;
+                }
                 WriteOutcome::Applied {
                     previous,
                     record,
@@ -815,27 +875,34 @@ impl<'t, E: KvEngine> Group<'t, E> {
                     second: second.clone(),
                     refused: None,
                 };
-                if let Some((record, changes)) = new_first {
-                    self.set_record(
-                        &write.tenant,
-                        &write.first,
-                        first_slot,
-                        first.as_ref(),
-                        &record,
-                        &changes,
-                    )?;
-                    out.first = Some(record);
-                }
-                if let Some((record, changes)) = new_second {
-                    self.set_record(
-                        &write.tenant,
+                for (is_first, address, slot, before, new) in [
+                    (true, &write.first, first_slot, first.as_ref(), new_first),
+                    (
+                        false,
                         &write.second,
                         second_slot,
                         second.as_ref(),
-                        &record,
+                        new_second,
+                    ),
+                ] {
+                    let Some((record, changes)) = new else {
+                        continue;
+                    };
+                    let ah =
+                        self.set_record(&write.tenant, address, slot, before, &record, &changes)?;
+                    self.log_address_change(
+                        write.tenant.as_str(),
+                        ah,
+                        address.as_str(),
+                        before.and_then(|p| p.suppression.as_ref()),
+                        record.suppression.as_ref(),
                         &changes,
                     )?;
-                    out.second = Some(record);
+                    if is_first {
+                        out.first = Some(record);
+                    } else {
+                        out.second = Some(record);
+                    }
                 }
                 Ok(out)
             }
@@ -938,7 +1005,19 @@ impl<'t, E: KvEngine> Group<'t, E> {
         }
         self.data_keys.remove(&slot.key);
         self.fresh_keys.remove(&slot.key);
-        self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
+        let ah = self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
+        // One change for followers of the feed: erase the address, keep blocking its id. It
+        // names no one (its note is the justification, which may not name the address).
+        let change = list_change(
+            ChangeKind::Forgotten,
+            record.suppression.clone(),
+            changes.last(),
+            record
+                .suppression
+                .as_ref()
+                .map_or(Timestamp(0), |s| s.since),
+        );
+        self.log_change(t, Some(ah), change, None)?;
         Ok(WriteOutcome::Applied {
             previous,
             record,
@@ -1015,6 +1094,83 @@ impl<'t, E: KvEngine> Group<'t, E> {
             self.shared.keyring.destroy(old)?;
         }
         Ok(())
+    }
+
+    /// Appends the changes of an address's suppression (if its list changed) to the tenant's
+    /// change log, in this group's commit order, their personal fields (address, domain, SMTP
+    /// response, note) sealed under the address's data key: forgetting the address makes them
+    /// unreadable with the rest of its data.
+    fn log_address_change(
+        &mut self,
+        tenant: &str,
+        ah: AddressHash,
+        address: &str,
+        before: Option<&Suppression>,
+        after: Option<&Suppression>,
+        changes: &[StateChange],
+    ) -> Result<(), StoreError> {
+        let kinds = ChangeKind::of_address(before, after, changes);
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        let cause = changes.last();
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        let key = self.data_keys.get(&keys::record(tenant, &ah)).cloned();
+        for kind in kinds {
+            let suppression = match kind {
+                ChangeKind::Lifted | ChangeKind::Expired => before,
+                _ => after,
+            };
+            let at = suppression.map_or(Timestamp(0), |s| s.since);
+            let mut change = list_change(kind, suppression.cloned(), cause, at);
+            if kind != ChangeKind::Forgotten {
+                change.address = address.to_string();
+                change.domain = domain.to_string();
+            }
+            self.log_change(tenant, Some(ah), change, key.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Appends one change to the tenant's change log, sealed under `key` if given.
+    fn log_change(
+        &mut self,
+        tenant: &str,
+        ah: Option<AddressHash>,
+        change: ListChange,
+        key: Option<&(u64, DataKey)>,
+    ) -> Result<(), StoreError> {
+        let seq = self.txn.next_seq()?;
+        let stored = StoredChange::plain(ah, change);
+        let value = match key {
+            Some((n, k)) => encode(&seal_change(stored, *n, k)?)?,
+            None => encode(&stored)?,
+        };
+        self.put(keys::change(tenant, seq), value)?;
+        self.effects.logged_changes = true;
+        Ok(())
+    }
+
+    /// Removes change log entries past their retention and records the new horizons.
+    fn prune(
+        &mut self,
+        removals: Vec<Vec<u8>>,
+        horizons: Vec<(String, u64)>,
+    ) -> Result<u64, String> {
+        self.guarded(
+            |g| {
+                let removed = removals.len() as u64;
+                for key in removals {
+                    g.remove(key)?;
+                }
+                for (tenant, seq) in &horizons {
+                    g.put(keys::horizon(tenant), encode(seq)?)?;
+                }
+                g.effects.horizons.extend(horizons);
+                Ok(removed)
+            },
+            |_| 0,
+        )
     }
 
     /// Ends the group: fails it if any write failed, else writes the last counter updates and

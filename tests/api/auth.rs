@@ -63,6 +63,7 @@ fn status(tenant: &str, address: &str) -> pb::GetSuppressionStatusRequest {
     pb::GetSuppressionStatusRequest {
         tenant: tenant.into(),
         address: address.into(),
+        ..Default::default()
     }
 }
 
@@ -250,6 +251,7 @@ async fn a_foreign_tenant_is_permission_denied_and_nothing_of_it_is_written() {
             pb::BatchGetSuppressionStatusRequest {
                 tenant: "globex".into(),
                 addresses: vec!["g@x.com".into()],
+                ..Default::default()
             },
             "t-reader",
         ))

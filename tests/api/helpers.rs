@@ -183,6 +183,7 @@ impl TestApp {
             .get_suppression_status(pb::GetSuppressionStatusRequest {
                 tenant: tenant.into(),
                 address: address.into(),
+                ..Default::default()
             })
             .await
             .expect("status succeeds")

@@ -12,6 +12,7 @@ async fn invalid_fields_in_unary_calls_are_invalid_argument_naming_the_field() {
         .get_suppression_status(pb::GetSuppressionStatusRequest {
             tenant: "Bad Tenant".into(),
             address: "a@example.com".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -20,6 +21,7 @@ async fn invalid_fields_in_unary_calls_are_invalid_argument_naming_the_field() {
         .get_suppression_status(pb::GetSuppressionStatusRequest {
             tenant: String::new(),
             address: "a@@example.com".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -127,6 +129,7 @@ async fn batches_over_the_limit_are_refused_with_the_limit_in_the_message() {
         .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
             tenant: String::new(),
             addresses,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -200,6 +203,7 @@ async fn a_message_over_the_size_limit_is_refused_with_the_limit() {
         .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
             tenant: String::new(),
             addresses,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -8,6 +8,7 @@ mod test_ca;
 mod auth;
 mod classification;
 mod correction;
+mod feed;
 mod forget;
 mod history_and_manual;
 mod import;

@@ -154,6 +154,7 @@ async fn counters_are_exact_under_replays_and_eight_concurrent_reporters() {
         soft_bounces: 8 * 10,
         blocks: 0,
         complaints: 0,
+        ..Default::default()
     };
     for dimension in [
         StatsDimension::Source,

@@ -386,6 +386,7 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
             .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
                 tenant: String::new(),
                 addresses: chunk.to_vec(),
+                ..Default::default()
             })
             .await
             .unwrap()

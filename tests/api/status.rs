@@ -58,6 +58,7 @@ async fn batch_lookup_answers_in_request_order_with_invalid_slots() {
         .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
             tenant: String::new(),
             addresses: addresses.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
