@@ -42,6 +42,9 @@ use crate::domain::{
     OutcomeCounts, RecordedEvent, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
 };
 
+/// A key and its value, as a scan read them.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// What stands in a linked address's history for the text of an address that was forgotten.
 const FORGOTTEN_ADDRESS: &str = "(a forgotten address)";
 
@@ -910,7 +913,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
     }
 
     /// Every history entry of address `ah`: (key, value), oldest last.
-    fn history_of(&self, t: &str, ah: &AddressHash) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn history_of(&self, t: &str, ah: &AddressHash) -> Result<Vec<KeyValue>, StoreError> {
         let mut entries = Vec::new();
         scan_prefix(&self.shared.engine, &keys::history(t, ah), |k, v| {
             entries.push((k.to_vec(), v.to_vec()));

@@ -511,3 +511,75 @@ async fn every_status_carries_the_same_stable_address_id() {
         id
     );
 }
+
+/// The first `n` changes of the acme feed after `cursor`.
+async fn feed_after(app: &mut TestApp, cursor: &str, n: usize) -> Vec<pb::SuppressionChange> {
+    let mut stream = app
+        .client
+        .watch_suppressions(pb::WatchSuppressionsRequest {
+            tenant: "acme".into(),
+            after_cursor: cursor.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut changes = Vec::new();
+    while changes.len() < n {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(20), stream.message());
+        changes.push(
+            next.await
+                .expect("a change comes")
+                .unwrap()
+                .expect("open stream"),
+        );
+    }
+    changes
+}
+
+#[tokio::test]
+async fn the_change_feed_forgets_the_person_too() {
+    let mut app = spawn_app().await;
+    let start = app
+        .client
+        .list_suppressions(pb::ListSuppressionsRequest {
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .feed_cursor;
+    a_person_with_a_history(&mut app).await;
+    let before = feed_after(&mut app, &start, 1).await;
+    assert_eq!(before[0].kind(), pb::SuppressionChangeKind::Suppressed);
+    assert_eq!(before[0].address, ADDRESS);
+    assert!(before[0].note.contains(NOTE_SNIPPET));
+    let address_id = before[0].address_id.clone();
+
+    forget(&mut app, ADDRESS, JUSTIFICATION).await;
+    let after = feed_after(&mut app, &start, 2).await;
+    assert_eq!(
+        after[0].cursor, before[0].cursor,
+        "the same change, still in its place"
+    );
+    assert_eq!(after[0].kind(), pb::SuppressionChangeKind::Suppressed);
+    assert_eq!(after[0].address_id, address_id);
+    assert_eq!(
+        (after[0].address.as_str(), after[0].domain.as_str()),
+        ("", "")
+    );
+    assert_eq!(after[0].note, "", "its note named the person");
+    let forgotten = &after[1];
+    assert_eq!(forgotten.kind(), pb::SuppressionChangeKind::Forgotten);
+    assert_eq!(forgotten.address_id, address_id);
+    assert_eq!(
+        (forgotten.address.as_str(), forgotten.domain.as_str()),
+        ("", "")
+    );
+    assert_eq!(forgotten.actor, "privacy-officer");
+    assert_eq!(forgotten.note, JUSTIFICATION);
+    let suppression = forgotten.suppression.as_ref().unwrap();
+    assert_eq!(suppression.reason(), BounceReason::Manual);
+    assert_eq!(suppression.smtp_response, "");
+}
