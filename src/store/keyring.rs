@@ -9,6 +9,10 @@
 //! every copy of the values sealed under it, wherever the engines left them, is unreadable. The
 //! engines and the journal only ever see sealed bytes of personal data.
 //!
+//! What "overwritten in place" cannot promise: a copy-on-write file system (btrfs, ZFS) or an
+//! SSD's remapping may keep the old block of a zeroed slot where no file reaches it; where that
+//! matters, the data directory belongs on encrypted storage.
+//!
 //! Order of writes: a group commit writes the slots it allocates (or zeroes) during the group and
 //! fsyncs the keyring before the journal commit that references them. A crash in between leaves
 //! an orphan slot (harmless: a key nobody refers to) or a zeroed key whose values were not yet
