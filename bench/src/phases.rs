@@ -582,6 +582,7 @@ async fn check_pool<T: Transport>(
             .get_suppression_status(pb::GetSuppressionStatusRequest {
                 tenant: TENANT.to_string(),
                 address: a.clone(),
+                list_id: String::new(),
             })
             .await?
             .into_inner();
@@ -636,6 +637,7 @@ async fn status_loop<T: Transport>(
                 .get_suppression_status(pb::GetSuppressionStatusRequest {
                     tenant: TENANT.to_string(),
                     address,
+                    list_id: String::new(),
                 })
                 .await?;
             if r.into_inner().status.is_none() {
@@ -669,6 +671,7 @@ async fn batch(
                 .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
                     tenant: TENANT.to_string(),
                     addresses,
+                    list_id: String::new(),
                 })
                 .await?
                 .into_inner();
@@ -913,6 +916,7 @@ async fn tls_phase(
         .get_suppression_status(pb::GetSuppressionStatusRequest {
             tenant: TENANT.to_string(),
             address: pool[0].clone(),
+            list_id: String::new(),
         })
         .await;
     match anonymous {

@@ -398,6 +398,10 @@ pub(super) fn migrate_records<E: KvEngine>(
     Ok(rewritten)
 }
 
+/// Engine metadata set when the store holds data from before schema 5, whose personal fields
+/// (and delivered-address keys) may be in the clear: only then do writes look for them.
+const PLAIN_DATA: &str = "plain_data";
+
 /// Brings the data up to [`SCHEMA_VERSION`], or refuses a newer one.
 fn check_schema<E: KvEngine>(
     engine: &E,
@@ -409,7 +413,10 @@ fn check_schema<E: KvEngine>(
         None => engine.meta_put(KEY, &[SCHEMA_VERSION]),
         Some([SCHEMA_VERSION]) => Ok(()),
         // Version 5 reads version 4's values and keys as they are (see SCHEMA_VERSION).
-        Some([4]) => engine.meta_put(KEY, &[SCHEMA_VERSION]),
+        Some([4]) => {
+            engine.meta_put(PLAIN_DATA, &[1])?;
+            engine.meta_put(KEY, &[SCHEMA_VERSION])
+        }
         Some(&[old @ (1..=3)]) => {
             let started = std::time::Instant::now();
             tracing::info!(from = old, to = SCHEMA_VERSION, "migrating the stored data");
@@ -426,6 +433,7 @@ fn check_schema<E: KvEngine>(
             }
             let moved = super::layout::migrate(engine, hasher, MIGRATION_BATCH)?;
             engine.flush()?;
+            engine.meta_put(PLAIN_DATA, &[1])?;
             engine.meta_put(KEY, &[SCHEMA_VERSION])?;
             tracing::info!(
                 moved,
@@ -461,6 +469,9 @@ pub(super) struct Shared<E> {
     pub(super) hasher: AddressHasher,
     /// The data keys that personal data is sealed under.
     pub(super) keyring: Keyring,
+    /// The store holds data from before schema 5 (see `PLAIN_DATA`): delivered addresses may
+    /// still be named by their local part in `G` keys.
+    pub(super) plain_data: bool,
     /// Dimension values whose counters changed, per commit.
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     /// Why the writer thread ended, if it ended other than by `close`.
@@ -623,6 +634,7 @@ impl<E: KvEngine> KvStore<E> {
         check_schema(&engine, path, &hasher)?;
         let token_secret = secret::<E, 32>(&engine, "token_secret")?;
         let keyring = open_keyring(&engine, path)?;
+        let plain_data = engine.meta_get(PLAIN_DATA)?.is_some();
 
         let filter = SuppressedFilter::default();
         load_filter(&engine, &filter)?;
@@ -638,6 +650,7 @@ impl<E: KvEngine> KvStore<E> {
             token_secret,
             hasher,
             keyring,
+            plain_data,
             touches,
             writer_failure: watch::Sender::new(None),
             feed_head,

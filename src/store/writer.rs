@@ -192,6 +192,9 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         });
         // Only now that the writes are durable does the in-memory state follow them.
         if let Ok(effects) = &committed {
+            if !effects.retired_keys.is_empty() {
+                retire_keys(&shared, &effects.retired_keys);
+            }
             shared.known.extend(&effects.new_records);
             for &(hash, suppressed) in &effects.filter_changes {
                 if suppressed {
@@ -254,6 +257,18 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
     }
 }
 
+/// Destroys the keys that a committed group replaced. The group is durable already: a failure
+/// here leaves the old keys readable (and is logged), it loses nothing.
+fn retire_keys<E: KvEngine>(shared: &Shared<E>, slots: &[u64]) {
+    let done = slots
+        .iter()
+        .try_for_each(|&slot| shared.keyring.destroy(slot))
+        .and_then(|_| shared.keyring.sync());
+    if let Err(e) = done {
+        tracing::error!(error = %ErrorChain(&e), "cannot destroy replaced data keys");
+    }
+}
+
 /// What a job's caller is answered: the group's failure, else its own outcome.
 fn answer_of<T>(
     committed: &Result<Effects, Arc<StoreError>>,
@@ -285,6 +300,10 @@ struct Effects {
     logged_changes: bool,
     /// Change log horizons moved by pruning: (tenant, last pruned sequence number).
     horizons: Vec<(String, u64)>,
+    /// Keyring slots of keys replaced by new ones in this group (an address whose data was
+    /// sealed again), destroyed once the commit that stops referring to them is durable: a
+    /// crash before that leaves the old key alive, never a record without its key.
+    retired_keys: Vec<u64>,
 }
 
 /// Where an address's record is: its key and its keyed hash. Worked out once per write, for
@@ -360,6 +379,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 touched: HashSet::new(),
                 logged_changes: false,
                 horizons: Vec::new(),
+                retired_keys: Vec::new(),
             },
             error: None,
         }
@@ -689,7 +709,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 // An entry of schema 4 names the local part in its key: counted already, it is
                 // replaced by the sealed one.
                 let plain = keys::plain_good_address(t, address.domain(), address.local_part());
-                if self.txn.contains(&plain)? {
+                if self.shared.plain_data && self.txn.contains(&plain)? {
                     self.remove(plain)?;
                 } else {
                     self.add_to_domain_count(t, address.domain(), 1)?;
@@ -1030,8 +1050,10 @@ impl<'t, E: KvEngine> Group<'t, E> {
 
     /// Takes every mention of forgotten address `gone` out of `other`'s record (its replacement
     /// links) and history (notes and SMTP responses), and seals all of `other`'s data again
-    /// under a new key, destroying the old one: the copies of the old values that the engines
-    /// may still hold become unreadable with it. Does nothing if `other` does not name `gone`.
+    /// under a new key, destroying the old one once the group is durable: the copies of the old
+    /// values that the engines may still hold become unreadable with it. `other`'s earlier
+    /// change-feed entries were sealed under the old key too: they keep their kind, time and
+    /// id but lose their address text. Does nothing if `other` does not name `gone`.
     fn unlink(
         &mut self,
         tenant: &Tenant,
@@ -1093,9 +1115,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
         self.put(slot.key.clone(), encode(&sealed)?)?;
         self.records.insert(slot.key.clone(), Some(record));
         self.data_keys.insert(slot.key, (n, key));
-        for old in old_slots {
-            self.shared.keyring.destroy(old)?;
-        }
+        self.effects.retired_keys.extend(old_slots);
         Ok(())
     }
 
