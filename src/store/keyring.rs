@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(again, id);
         assert!(ring.key(a).unwrap().is_none());
         assert_eq!(ring.key(b).unwrap().map(|k| k.0), Some(key_b.0));
-        assert!(ring.key(RESERVE as u64 + 7).unwrap().is_none(), "beyond the end");
+        assert!(
+            ring.key(RESERVE as u64 + 7).unwrap().is_none(),
+            "beyond the end"
+        );
         // The reserve written before the reopen is left to orphan slots: nothing is handed
         // out twice.
         let (c, _) = ring.allocate().unwrap();
