@@ -142,7 +142,9 @@ impl Addresses {
     }
 
     /// Lifts an address's suppression (or, with a list, its unsubscribe from that list): the
-    /// only way one ends before its expiry. Recorded in its history with who and why.
+    /// only way one ends before its expiry. Recorded in its history with who and why. A
+    /// forgotten address's suppression is never lifted: the erasure and the suppression that
+    /// keeps the person from being mailed again are one (`FailedPrecondition`).
     pub async fn reactivate(
         &self,
         caller: &Caller,
@@ -191,6 +193,12 @@ impl Addresses {
                     list_id.named(),
                 ),
             }),
+            WriteOutcome::Unchanged { record: Some(r) } if r.forgotten => {
+                Err(AppError::FailedPrecondition(format!(
+                    "the address was forgotten for tenant {tenant}: erasure is irreversible, \
+                     and so is the suppression that comes with it"
+                )))
+            }
             WriteOutcome::Refused { .. } => Err(AppError::NotFound(match list_id.named() {
                 None => format!("{address} is not suppressed for tenant {tenant}"),
                 Some(list) => {
@@ -252,9 +260,10 @@ impl Addresses {
             items: page
                 .items
                 .into_iter()
-                .filter_map(|(address, record)| {
-                    let address = EmailAddress::parse(&address).ok()?;
-                    Some(self.context.status(&tenant, address, Some(record), now))
+                .map(|listed| {
+                    let address = EmailAddress::parse(&listed.address).ok();
+                    self.context
+                        .listed_status(address, listed.id, Some(listed.record), now)
                 })
                 .collect(),
             next: page.next,

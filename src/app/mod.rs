@@ -6,6 +6,7 @@
 //! - [`lookup`]: "may I send to this address?", one or many.
 //! - [`addresses`]: operator actions (suppress, reactivate) and listings (history, bounces,
 //!   suppressions).
+//! - [`forget`]: erasing a person's data while still blocking the address.
 //! - [`import_guard`]: screen the contacts of a CRM sync or list upload.
 //! - [`correction`]: correction suggestions and replacements of bad addresses.
 //! - [`reclassify`]: re-run the classification rules over stored bounces.
@@ -21,6 +22,7 @@ pub mod domains;
 mod error;
 pub mod expiry;
 pub mod feed;
+pub mod forget;
 pub mod import_guard;
 pub mod lookup;
 pub mod monitoring;
@@ -38,8 +40,8 @@ pub use error::{AppError, FieldViolation};
 use crate::classify::Classifier;
 use crate::clock::Clock;
 use crate::domain::{
-    AddressRecord, DomainSuppression, EmailAddress, StateChange, StateChangeKind, Suppression,
-    Tenant, Timestamp,
+    AddressId, AddressRecord, DomainSuppression, EmailAddress, StateChange, StateChangeKind,
+    Suppression, Tenant, Timestamp,
 };
 use crate::monitor::HealthMonitor;
 use crate::policy::domains::DomainPolicy;
@@ -159,7 +161,8 @@ impl Context {
     }
 
     /// The status of a valid address of `tenant` given its record, as of `now`, for mail of no
-    /// list, with what its domain's marks say (from memory).
+    /// list, with what its domain's marks say (from memory). A forgotten address's status does
+    /// not name it.
     pub fn status(
         &self,
         tenant: &Tenant,
@@ -184,40 +187,59 @@ impl Context {
             .domain_facts(tenant, &[address.domain()])
             .pop()
             .map(|(_, f)| f);
-        self.status_with(address, record, facts, now, list)
+        let address_id = self.store.address_id(tenant, &address);
+        self.status_with(Some(address), address_id, record, facts, now, list)
+    }
+
+    /// The status of an address known by its id (and its text, unless forgotten), as a
+    /// listing gives it: for mail of no list, without its domain's marks.
+    pub fn listed_status(
+        &self,
+        address: Option<EmailAddress>,
+        address_id: AddressId,
+        record: Option<AddressRecord>,
+        now: Timestamp,
+    ) -> AddressStatus {
+        self.status_with(address, address_id, record, None, now, None)
     }
 
     /// [`Context::status_for`] with the facts of the address's domain already looked up.
     pub fn status_with(
         &self,
-        address: EmailAddress,
+        address: Option<EmailAddress>,
+        address_id: AddressId,
         record: Option<AddressRecord>,
         facts: Option<DomainFacts>,
         now: Timestamp,
         list: Option<&str>,
     ) -> AddressStatus {
+        let forgotten = record.as_ref().is_some_and(|r| r.forgotten);
         let suppression = record.as_ref().and_then(|r| r.blocking(now, list)).cloned();
         let unsubscribed_lists = match (&suppression, &record) {
             (None, Some(r)) => r.unsubscribed_lists_at(now).map(str::to_string).collect(),
             _ => Vec::new(),
         };
-        let (domain_suppression, uncertain_mailbox) = match facts {
-            None => (None, None),
-            Some(DomainFacts {
-                suppressed,
-                accept_all,
-            }) => {
+        let (domain_suppression, uncertain_mailbox) = match (facts, &address) {
+            (
+                Some(DomainFacts {
+                    suppressed,
+                    accept_all,
+                }),
+                Some(a),
+            ) => {
                 let uncertain = accept_all
                     .filter(|_| uncertain_mailbox(record.as_ref()))
-                    .map(|mark| mark.cause(address.domain()));
+                    .map(|mark| mark.cause(a.domain()));
                 (suppressed, uncertain)
             }
+            _ => (None, None),
         };
         AddressStatus {
             recent_soft_bounces: record
                 .as_ref()
                 .map_or(0, |r| self.policy.recent_soft_bounces(r, now)),
-            address,
+            address: address.filter(|_| !forgotten),
+            address_id,
             record,
             suppression,
             unsubscribed_lists,
@@ -237,8 +259,10 @@ pub(crate) fn uncertain_mailbox(record: Option<&AddressRecord>) -> bool {
 /// What the service knows of one address, as "may I send?" answers it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddressStatus {
-    /// The normalized address.
-    pub address: EmailAddress,
+    /// The normalized address; `None` once forgotten.
+    pub address: Option<EmailAddress>,
+    /// Its opaque, stable identifier within the tenant.
+    pub address_id: AddressId,
     /// Its record; `None` for an address the service has never heard of.
     pub record: Option<AddressRecord>,
     /// Soft bounces within the escalation window, now.
@@ -311,6 +335,8 @@ pub struct App {
     pub reclassify: reclassify::Reclassifier,
     /// Bounce rates and health verdicts.
     pub monitoring: monitoring::Monitoring,
+    /// Erases a person's data.
+    pub forget: forget::Forgetting,
     /// The change feed of suppression lists.
     pub feed: feed::Feed,
     /// Clears suppressions whose expiry has come, in the background.
@@ -351,6 +377,7 @@ impl App {
             import_guard: import_guard::ImportGuard::new(context.clone(), correction.clone()),
             correction,
             reclassify: reclassify::Reclassifier::new(context.clone()),
+            forget: forget::Forgetting::new(context.clone()),
             feed: feed::Feed::spawn(context.clone(), settings.change_retention),
             domains: domains::Domains::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),

@@ -26,8 +26,8 @@ pub use mail_domain::{
 };
 pub use principal::{Principal, Role, TenantScope};
 pub use record::{
-    AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport, StateChange,
-    StateChangeKind, Suppression,
+    AddressId, AddressRecord, EvidenceKind, HistoryEntry, RecordedEvent, Replacement, SendReport,
+    StateChange, StateChangeKind, Suppression,
 };
 pub use stats::{Dimension, OutcomeCounts};
 pub use tenant::{Tenant, TenantError};

@@ -182,6 +182,10 @@ pub struct AddressRecord {
     /// or confirming it as a replacement): proof that the mailbox exists, which a delivery to
     /// an accept-all domain is not.
     pub engaged_at: Option<Timestamp>,
+    /// The person's data was erased (`ForgetAddress`): the record keeps only the suppression
+    /// that blocks the address (without its SMTP response or note), and nothing changes it
+    /// any more.
+    pub forgotten: bool,
 }
 
 impl AddressRecord {
@@ -244,6 +248,20 @@ impl AddressRecord {
         out.sort_unstable();
         out.dedup();
         out
+    }
+}
+
+/// An address's opaque, stable identifier within its tenant: a keyed hash of the address, the
+/// only name a forgotten address still has. Shown as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressId(pub [u8; 16]);
+
+impl std::fmt::Display for AddressId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }
 

@@ -282,10 +282,12 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
 
 /// The status of a valid address; `given` is the address as the caller wrote it. An address
 /// suppressed itself answers with its own suppression; one that is not, at a suppressed
-/// domain, with the domain's (`domain_level`).
+/// domain, with the domain's (`domain_level`). A forgotten address has no text (but `given`)
+/// and is known by its `address_id`.
 pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
     let AddressStatus {
         address,
+        address_id,
         record,
         recent_soft_bounces,
         suppression,
@@ -300,7 +302,9 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
         (None, None) => (None, None),
     };
     pb::AddressStatus {
-        address: address.as_str().to_string(),
+        address: address.map(|a| a.as_str().to_string()).unwrap_or_default(),
+        address_id: address_id.to_string(),
+        forgotten: record.forgotten,
         state: if suppression.is_some() {
             pb::AddressState::Suppressed
         } else {
@@ -322,7 +326,6 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
             .unwrap_or_default(),
         replaced_by: record.replaced_by.unwrap_or_default(),
         needs_enrichment: record.needs_enrichment,
-        ..pb::AddressStatus::default()
     }
 }
 

@@ -88,8 +88,8 @@ impl SuppressionService for SuppressionApi {
             .ok_or_else(|| AppError::from(FieldViolation::new("result", "is required")))?;
         let report = convert::send_report("result", result, self.app.report.now())
             .map_err(AppError::from)?;
+        let given = report.address.as_str().to_string();
         let recorded = self.app.report.report(&caller, tenant, report).await?;
-        let given = recorded.status.address.as_str().to_string();
         Ok(Response::new(pb::ReportSendResultResponse {
             classification: Some(convert::proto_classification(&recorded.classification)),
             status: Some(convert::proto_status(recorded.status, given)),
@@ -515,7 +515,11 @@ impl SuppressionService for SuppressionApi {
                 .items
                 .into_iter()
                 .map(|s| {
-                    let given = s.address.as_str().to_string();
+                    let given = s
+                        .address
+                        .as_ref()
+                        .map(|a| a.as_str().to_string())
+                        .unwrap_or_default();
                     convert::proto_status(s, given)
                 })
                 .collect(),

@@ -15,10 +15,12 @@
 //!   marked accept-all ([`domains`]). At an accept-all domain a delivery does not prove that a
 //!   mailbox exists, so it validates a pending replacement only if a person was seen acting
 //!   through the mailbox (`AddressRecord::engaged_at`).
+//! - Forgetting a person erases what names them and keeps the address suppressed ([`forget`]).
 
 pub mod correction;
 pub mod domains;
 pub mod expiry;
+pub mod forget;
 pub mod health;
 pub mod reclassify;
 

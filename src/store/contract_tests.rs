@@ -13,7 +13,8 @@ use super::redb_engine::RedbEngine;
 use super::sled_engine::SledEngine;
 use super::{
     keys, open, testing, AddressWrite, BounceQuery, Decision, DomainDecision, DomainWrite, Engine,
-    Granularity, PairDecision, PairWrite, StoreError, StoreOptions, SuppressionStore, WriteOutcome,
+    ForgetWrite, Granularity, PairDecision, PairWrite, StoreError, StoreOptions, SuppressionQuery,
+    SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
     AddressRecord, BounceReason, BounceType, ChangeKind, Classification, Dimension, DomainRecord,
@@ -1371,7 +1372,239 @@ async fn the_change_log_keeps_commit_order_and_refuses_positions_past_retention(
     store.close().unwrap();
 }
 
+/// Forgets `a` as `ForgetAddress` does.
+fn forget_write(t: &str, a: &str, at: i64) -> ForgetWrite {
+    ForgetWrite {
+        tenant: tenant(t),
+        address: address(a),
+        decide: Box::new(move |current| {
+            match crate::policy::forget::forget(current, "ops", "ticket 7", Timestamp(at)) {
+                Some(next) => Decision::Apply {
+                    record: next.record,
+                    changes: next.changes,
+                },
+                None => Decision::Unchanged,
+            }
+        }),
+    }
+}
+
+fn delivery(id: &str, to: &str, at: i64) -> RecordedEvent {
+    let mut e = hard_bounce(id, to, at);
+    e.classification.bounce_type = BounceType::Delivered;
+    e.classification.reason = BounceReason::None;
+    e.outcome = ReportedOutcome::Delivered;
+    e.smtp_response = format!("250 OK <{to}>");
+    e
+}
+
+/// How many data keys the keyring of data directory `path` had destroyed (slots zeroed).
+fn destroyed_keys(path: &Path) -> usize {
+    let bytes = std::fs::read(path.join(super::keyring::KEYRING_FILE)).unwrap();
+    bytes[32..]
+        .chunks(32)
+        .filter(|slot| slot.iter().all(|&b| b == 0))
+        .count()
+}
+
+async fn forgetting_erases_an_address_and_destroys_its_key(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    let mut gone = hard_bounce("a-2", "gone@example.com", T0 + 2);
+    gone.smtp_response = "550 5.1.1 <gone@example.com> unknown".into();
+    store
+        .write(vec![
+            event_write("acme", delivery("a-1", "gone@example.com", T0 + 1)),
+            event_write("acme", gone),
+            event_write("acme", delivery("c-1", "kept@example.com", T0 + 1)),
+            event_write("acme", hard_bounce("b-1", "other@example.com", T0 + 3)),
+        ])
+        .await
+        .unwrap();
+    let t = tenant("acme");
+    assert_eq!(
+        store.known_good_domains(&t, 10).unwrap(),
+        [("example.com".to_string(), 2)]
+    );
+    assert_eq!(destroyed_keys(dir.path()), 0);
+
+    let outcome = store
+        .forget(forget_write("acme", "gone@example.com", T0 + 9))
+        .await;
+    assert!(matches!(outcome.unwrap(), WriteOutcome::Applied { .. }));
+    assert_eq!(destroyed_keys(dir.path()), 1, "its key is destroyed");
+    the_forgotten_address_is_gone(&*store, "first open").await;
+    store.close().unwrap();
+    drop(store);
+    let store = reopen_at(engine, dir.path());
+    the_forgotten_address_is_gone(&*store, "after a reopen").await;
+    store.close().unwrap();
+    assert_eq!(destroyed_keys(dir.path()), 1);
+}
+
+/// What `forgetting_erases_an_address_and_destroys_its_key` expects of its store afterwards.
+async fn the_forgotten_address_is_gone(store: &dyn SuppressionStore, when: &str) {
+    let t = tenant("acme");
+    let record = store
+        .get_record(&t, &address("gone@example.com"))
+        .unwrap()
+        .unwrap();
+    assert!(record.forgotten && record.is_suppressed(), "{when}");
+    assert_eq!(record.suppression.as_ref().unwrap().smtp_response, "");
+    let entries = history(store, "acme", "gone@example.com");
+    assert!(
+        matches!(&entries[..], [HistoryEntry::StateChange(c)] if c.kind == StateChangeKind::Forgotten),
+        "{when}: {entries:?}"
+    );
+    for id in ["a-1", "a-2"] {
+        assert!(store.get_event(&t, id).unwrap().is_none(), "{id}");
+    }
+    assert_eq!(bounce_ids(store, "acme"), ["b-1"]);
+    assert_eq!(
+        store.known_good_locals(&t, "example.com", 10).unwrap(),
+        ["kept"]
+    );
+    assert_eq!(
+        store.known_good_domains(&t, 10).unwrap(),
+        [("example.com".to_string(), 1)]
+    );
+    let listed = store
+        .list_suppressions(&t, &SuppressionQuery::default(), None, 10)
+        .unwrap()
+        .items;
+    let forgotten: Vec<_> = listed.iter().filter(|s| s.record.forgotten).collect();
+    assert_eq!(forgotten.len(), 1);
+    assert_eq!(forgotten[0].address, "");
+    assert_eq!(
+        forgotten[0].id,
+        store.address_id(&t, &address("gone@example.com"))
+    );
+    assert_eq!(store.suppressed_count(), 2);
+    assert!(suppressed(store, "acme", "other@example.com"));
+    assert_eq!(
+        store
+            .get_record(&t, &address("kept@example.com"))
+            .unwrap()
+            .unwrap(),
+        AddressRecord {
+            last_delivered: Some(Timestamp(T0 + 1)),
+            ..AddressRecord::default()
+        }
+    );
+
+    // Once forgotten: nothing changes it, a send result is only counted.
+    let again = store
+        .forget(forget_write("acme", "gone@example.com", T0 + 10))
+        .await;
+    assert!(matches!(again.unwrap(), WriteOutcome::Unchanged { record: Some(r) } if r.forgotten));
+    let hard = hard_count(store, "acme", T0 + 20);
+    let id = format!("late-{when}");
+    let late = store
+        .write(vec![event_write(
+            "acme",
+            hard_bounce(&id, "gone@example.com", T0 + 20),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(&late[0], WriteOutcome::Unchanged { record: Some(r) } if r.forgotten));
+    assert_eq!(hard_count(store, "acme", T0 + 20), hard + 1);
+    assert!(store.get_event(&t, &id).unwrap().is_none());
+    let lifted = store
+        .write(vec![lift("acme", "gone@example.com", T0 + 21)])
+        .await
+        .unwrap();
+    assert!(matches!(&lifted[0], WriteOutcome::Unchanged { .. }));
+    assert_eq!(history(store, "acme", "gone@example.com").len(), 1);
+}
+
+/// An erasure whose key destruction reached the disk but whose commit did not (a crash in
+/// between): the address's sealed data reads as empty, its state as it was, and forgetting it
+/// again finishes the job.
+async fn a_record_whose_key_is_gone_reads_without_personal_data(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store
+            .write(vec![event_write(
+                "acme",
+                hard_bounce("e1", "lost@example.com", T0),
+            )])
+            .await
+            .unwrap();
+        store.close().unwrap();
+    }
+    let path = dir.path().join(super::keyring::KEYRING_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[32..].fill(0);
+    std::fs::write(&path, bytes).unwrap();
+
+    let store = reopen_at(engine, dir.path());
+    let t = tenant("acme");
+    let record = store
+        .get_record(&t, &address("lost@example.com"))
+        .unwrap()
+        .unwrap();
+    assert!(record.is_suppressed() && !record.forgotten);
+    assert_eq!(record.suppression.unwrap().smtp_response, "");
+    assert!(history(&*store, "acme", "lost@example.com").is_empty());
+    assert!(store.get_event(&t, "e1").unwrap().is_none());
+    let listed = store
+        .list_suppressions(&t, &SuppressionQuery::default(), None, 10)
+        .unwrap()
+        .items;
+    assert_eq!(listed[0].address, "");
+    let done = store
+        .forget(forget_write("acme", "lost@example.com", T0 + 1))
+        .await
+        .unwrap();
+    assert!(matches!(done, WriteOutcome::Applied { .. }));
+    assert_eq!(history(&*store, "acme", "lost@example.com").len(), 1);
+    store.close().unwrap();
+}
+
+/// A forget among a stream of writes to the same address: whatever the order, the address
+/// ends forgotten with its erasure as its whole history.
+async fn a_forget_among_concurrent_writes_leaves_only_the_erasure(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let id = format!("w{w}-{i}");
+                store
+                    .write(vec![event_write(
+                        "acme",
+                        hard_bounce(&id, "busy@example.com", T0 + i),
+                    )])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    tokio::task::yield_now().await;
+    let done = store
+        .forget(forget_write("acme", "busy@example.com", T0 + 100))
+        .await
+        .unwrap();
+    assert!(matches!(done, WriteOutcome::Applied { .. }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = history(&*store, "acme", "busy@example.com");
+    assert!(
+        matches!(&entries[..], [HistoryEntry::StateChange(c)] if c.kind == StateChangeKind::Forgotten),
+        "{entries:?}"
+    );
+    assert!(bounce_ids(&*store, "acme").is_empty());
+    store.close().unwrap();
+}
+
 contract!(
+    forgetting_erases_an_address_and_destroys_its_key,
+    a_record_whose_key_is_gone_reads_without_personal_data,
+    a_forget_among_concurrent_writes_leaves_only_the_erasure,
     the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
     what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared,
     list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen,

@@ -161,6 +161,7 @@ fn full_address(i: usize) -> AddressRecord {
         }),
         list_unsubscribes: Vec::new(),
         engaged_at: None,
+        forgotten: false,
     }
 }
 
@@ -848,6 +849,7 @@ struct Answers {
     values: Vec<Vec<String>>,
     good: (Vec<(String, u64)>, Vec<String>),
     suppressed: Vec<Vec<(usize, AddressRecord)>>,
+    /// (address, record): the ids are keyed hashes under each store's own key.
     suppressions: Vec<Vec<(String, AddressRecord)>>,
     suppressed_count: u64,
 }
@@ -933,6 +935,9 @@ fn answers(store: &dyn SuppressionStore) -> Answers {
                     .list_suppressions(&tenant(t), &SuppressionQuery::default(), None, 100)
                     .unwrap()
                     .items
+                    .into_iter()
+                    .map(|s| (s.address, s.record))
+                    .collect()
             })
             .collect(),
         suppressed_count: store.suppressed_count(),
@@ -1224,6 +1229,138 @@ async fn a_data_directory_of_a_newer_schema_is_refused(engine: super::Engine) {
     assert!(refused.to_string().contains("newer"), "{refused}");
 }
 
+/// The record values of `engine` by how their personal fields are kept: (in the clear, sealed).
+fn sealed_census<E: KvEngine>(engine: &E) -> (usize, usize) {
+    let (mut plain, mut sealed) = (0, 0);
+    engine
+        .scan(Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
+            if k[0] == keys::RECORD {
+                let stored: super::kv_store::StoredAddress = decode(k, v)?;
+                match stored.key_slot {
+                    Some(_) => sealed += 1,
+                    None if !stored.record.forgotten => plain += 1,
+                    None => {}
+                }
+            }
+            Ok(true)
+        })
+        .unwrap();
+    (plain, sealed)
+}
+
+/// Data written before the keyring (schema 4, here migrated from the schema-3 fixture) keeps
+/// personal fields in the clear: it is read as it is, sealed at an address's next write, and
+/// forgetting an address of it erases its record, history and delivered entry all the same.
+async fn data_from_before_the_keyring_is_read_sealed_on_write_and_forgotten(engine: super::Engine) {
+    let work = unpack(&format!("golden-schema3-datadir-{}.tar.gz", engine.name()));
+    let data = work.path().join("data");
+    let store = reopen(engine, &data);
+    let acme = tenant("acme");
+    assert_eq!(
+        store.known_good_locals(&acme, "y.com", 10).unwrap(),
+        ["good"]
+    );
+    let fixed = store.get_record(&acme, &address("fixed@x.com")).unwrap();
+    assert_eq!(
+        fixed.unwrap().pending_validation.unwrap().replaces,
+        "hard@x.com"
+    );
+    store.close().unwrap();
+    drop(store);
+    let (plain, sealed) = with_engine!(engine, &data, |e| sealed_census(&e));
+    assert!(plain >= 7 && sealed == 0, "({plain}, {sealed})");
+
+    let store = reopen(engine, &data);
+    for gone in ["hard@x.com", "good@y.com"] {
+        let done = store
+            .forget(super::ForgetWrite {
+                tenant: acme.clone(),
+                address: address(gone),
+                decide: Box::new(|current| {
+                    let next =
+                        crate::policy::forget::forget(current, "ops", "ticket", Timestamp(T0))
+                            .unwrap();
+                    Decision::Apply {
+                        record: next.record,
+                        changes: next.changes,
+                    }
+                }),
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(done, super::WriteOutcome::Applied { .. }),
+            "{gone}"
+        );
+        assert_eq!(
+            store
+                .history(&acme, &address(gone), None, 10)
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+    }
+    assert!(store
+        .known_good_locals(&acme, "y.com", 10)
+        .unwrap()
+        .is_empty());
+    assert!(store.known_good_domains(&acme, 10).unwrap().is_empty());
+    let fixed = store
+        .get_record(&acme, &address("fixed@x.com"))
+        .unwrap()
+        .unwrap();
+    assert!(fixed.pending_validation.is_none(), "{fixed:?}");
+    assert!(!format!(
+        "{:?}",
+        store
+            .history(&acme, &address("fixed@x.com"), None, 10)
+            .unwrap()
+    )
+    .contains("hard@x.com"));
+    // A write seals the record it touches.
+    let event = script_event(
+        "e-new",
+        "soft@x.com",
+        BounceType::Soft,
+        BounceReason::MailboxFull,
+        T0 + 3 * HOUR,
+        "signup-form",
+    );
+    let for_policy = event.clone();
+    store
+        .write(vec![AddressWrite {
+            tenant: acme.clone(),
+            address: address("soft@x.com"),
+            event: Some(event),
+            reclassified: Vec::new(),
+            decide: Box::new(move |current| {
+                let next =
+                    crate::policy::EscalationPolicy::default().apply_event(current, &for_policy);
+                Decision::Apply {
+                    record: next.record,
+                    changes: next.changes,
+                }
+            }),
+        }])
+        .await
+        .unwrap();
+    let soft = store
+        .get_record(&acme, &address("soft@x.com"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(soft.soft_bounces.len(), 3);
+    assert_eq!(
+        store.get_event(&acme, "e-new").unwrap().unwrap().address,
+        "soft@x.com"
+    );
+    store.close().unwrap();
+    drop(store);
+    let (plain_after, sealed_after) = with_engine!(engine, &data, |e| sealed_census(&e));
+    // Two forgotten, and two sealed: the one written and the replacement the erasure unlinked.
+    assert_eq!((plain_after, sealed_after), (plain - 4, 2));
+}
+
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {
         mod on_sled {
@@ -1252,4 +1389,5 @@ on_both_engines!(
     the_migration_goes_batch_by_batch_and_a_second_run_changes_nothing,
     a_data_directory_of_schema_3_is_migrated_and_answers_as_written,
     a_layout_migration_stopped_midway_is_finished_at_the_next_open,
+    data_from_before_the_keyring_is_read_sealed_on_write_and_forgotten,
 );

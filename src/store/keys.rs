@@ -2,7 +2,7 @@
 //! a redb table); the first byte names the record kind, and components are separated by 0x00,
 //! which no tenant, source or event id contains (all are validated before they get here).
 //!
-//! Schema 4 (this version):
+//! Schema 5 (this version):
 //!
 //! ```text
 //! R tenant 0 ah                          -> StoredAddress (the address text and its state)
@@ -15,7 +15,9 @@
 //! Z tenant 0 ordered(expires_at) ah      -> ()   (what ends by itself, by expiry, soonest
 //!                                           first: a suppression or a list unsubscribe)
 //! U tenant 0 ah                          -> ()   (addresses unsubscribed from some list)
-//! G tenant 0 domain 0 local              -> ()   (delivered addresses, for typo suggestions)
+//! G tenant 0 domain 0 ah                 -> sealed local part (delivered addresses, for
+//!                                           typo suggestions; schema 4 wrote
+//!                                           `G tenant 0 domain 0 local -> ()`, still read)
 //! K tenant 0 domain                      -> u64  (delivered addresses per domain)
 //! W tenant 0 dim value 0 ordered(day)    -> HourlyRow  (a UTC day's hourly counters)
 //! D tenant 0 dim value 0 ordered(day)    -> OutcomeCounts (daily counters)
@@ -35,9 +37,10 @@
 //! into memory at open, stay few (domains with a suppression or a mark ever), while every
 //! domain that had a delivery has an activity record, written at most about once an hour.
 //!
-//! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): only the `R` record (and the
-//! `G` entry of a delivered address) holds the address's text, so forgetting a person
-//! rewrites those and leaves every index alone. Records have a kind of their own, apart from
+//! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): no key holds an address's text
+//! (but the `G` keys of schema 4). Its personal data is in the values of its `R` record, `L`
+//! entries and `G` entry, sealed under the address's data key (`keyring`) since schema 5:
+//! forgetting a person destroys that key, deletes those values and leaves the indexes alone. Records have a kind of their own, apart from
 //! the history entries: the reads that screen imports and answer status lookups touch only
 //! records, which stay dense in the tree (and in the engine's cache). `inv(ts)` is the timestamp mapped to
 //! big-endian bytes that sort newest first; `seq` is a store-wide unique id that orders
@@ -76,7 +79,9 @@ pub const OLD_BY_SOURCE: u8 = b'S';
 pub const OLD_BOUNCES: u8 = b'B';
 /// Schema 3: suppressed addresses by time, with the address text.
 pub const OLD_SUPPRESSED: u8 = b'X';
+/// Delivered addresses by domain.
 pub const GOOD_ADDRESS: u8 = b'G';
+/// Delivered addresses per domain.
 pub const GOOD_DOMAIN: u8 = b'K';
 /// Hourly counters of schema version 1, one key per hour; moved into `HOURS` rows at open.
 pub const HOURLY: u8 = b'C';
@@ -144,6 +149,18 @@ pub fn domain(tenant: &str, domain: &str) -> Vec<u8> {
 /// `N tenant 0 domain 0`.
 pub fn domain_log(tenant: &str, domain: &str) -> Vec<u8> {
     prefix(DOMAIN_LOG, &[tenant, domain])
+}
+
+/// The key of a delivered address's entry: `G tenant 0 domain 0 ah`.
+pub fn good_address(tenant: &str, domain: &str, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(GOOD_ADDRESS, &[tenant, domain], 16);
+    k.extend_from_slice(ah.bytes());
+    k
+}
+
+/// The key of a delivered address's entry as schema 4 wrote it: `G tenant 0 domain 0 local`.
+pub fn plain_good_address(tenant: &str, domain: &str, local: &str) -> Vec<u8> {
+    exact(GOOD_ADDRESS, &[tenant, domain], local)
 }
 
 /// The key of an event's position: `P tenant 0 event_id`.

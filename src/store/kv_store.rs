@@ -34,6 +34,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::address_hash::{AddressHash, AddressHasher};
 use super::domain_index::DomainIndex;
 use super::filter::{KnownFilter, SuppressedFilter};
+use super::keyring::{self, DataKey, Keyring};
 use super::keys;
 use super::kv::KvEngine;
 use super::legacy::{self, Legacy};
@@ -42,12 +43,13 @@ use super::records::{decode_record, Record};
 use super::writer::{writer_loop, Job};
 use super::{
     AddressWrite, BounceQuery, ChangePage, CounterTouch, DomainFacts, DomainOutcome, DomainRules,
-    DomainWrite, ErrorChain, Granularity, Page, PairOutcome, PairWrite, StoreError, StoreFuture,
-    SuppressionQuery, SuppressionStore, WriteOutcome,
+    DomainWrite, ErrorChain, ForgetWrite, Granularity, Page, PairOutcome, PairWrite, StoreError,
+    StoreFuture, SuppressedAddress, SuppressionQuery, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, EmailAddress, HistoryEntry,
-    ListChange, OutcomeCounts, RecentBounce, RecordedEvent, StateChange, Tenant, Timestamp,
+    AddressId, AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, EmailAddress,
+    HistoryEntry, ListChange, OutcomeCounts, RecentBounce, RecordedEvent, StateChange, Tenant,
+    Timestamp,
 };
 
 /// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
@@ -55,7 +57,10 @@ use crate::domain::{
 /// (`keys::HOURS`); version 3 stores protobuf records instead of postcard; version 4 keys
 /// addresses by their keyed hash and keeps each event once, in its address's history
 /// (`keys`, `layout`).
-pub(super) const SCHEMA_VERSION: u8 = 4;
+/// Version 5 seals personal data under per-address keys (`keyring`) and names delivered
+/// addresses by hash (`keys::good_address`); it reads version 4's plain values and keys as
+/// they are, sealing each on its next write, so moving up rewrites nothing.
+pub(super) const SCHEMA_VERSION: u8 = 5;
 /// Most values rewritten in one transaction by the schema 2 -> 3 migration.
 const MIGRATION_BATCH: usize = 4096;
 /// The kinds of keys of schemas 2 and 3 whose values are encoded records (the others hold
@@ -79,19 +84,94 @@ pub(super) enum StoredHistory {
 }
 
 /// An address's record as stored under its `R` key: the address itself (the key holds only
-/// its hash) and its state.
+/// its hash) and its state. Written with its personal fields (the address, the suppression's
+/// SMTP response or note, the replacement links) sealed under the address's data key
+/// (`keyring`); records written before the keyring hold them in the clear, forgotten ones not
+/// at all.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct StoredAddress {
+    /// The normalized address; empty while sealed, and once forgotten.
     pub(super) address: String,
     pub(super) record: AddressRecord,
+    /// The keyring slot of the data key the personal fields are sealed under.
+    pub(super) key_slot: Option<u64>,
+    /// The sealed personal fields (`records::take_personal`); empty once opened.
+    pub(super) sealed: Vec<u8>,
+}
+
+impl StoredAddress {
+    /// A record with its personal fields in the clear (as schema 4 wrote them).
+    pub(super) fn plain(address: String, record: AddressRecord) -> StoredAddress {
+        StoredAddress {
+            address,
+            record,
+            key_slot: None,
+            sealed: Vec::new(),
+        }
+    }
+
+    /// The stored form of `record`: its personal fields sealed under `key` (in `slot`), or, for
+    /// a forgotten record, none at all.
+    pub(super) fn sealed(
+        address: &str,
+        record: &AddressRecord,
+        slot: u64,
+        key: &DataKey,
+    ) -> Result<StoredAddress, StoreError> {
+        let mut record = record.clone();
+        if record.forgotten {
+            return Ok(StoredAddress::plain(String::new(), record));
+        }
+        let plain = super::records::take_personal(address, &mut record);
+        let mut sealed = Vec::new();
+        key.seal_into(&plain, &mut sealed)?;
+        Ok(StoredAddress {
+            address: String::new(),
+            record,
+            key_slot: Some(slot),
+            sealed,
+        })
+    }
 }
 
 /// A change of a suppression list as the change log keeps it (`F` keys): the change, with the
-/// keyed hash of its address (none for domain changes). Its sequence number is in its key.
+/// keyed hash of its address (none for domain changes). Its sequence number is in its key. An
+/// address's change is written with its personal fields sealed under the address's data key
+/// (`seal_change`); once the address is forgotten they read as empty.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct StoredChange {
     pub(super) ah: Option<AddressHash>,
     pub(super) change: ListChange,
+    /// The keyring slot of the data key the personal fields are sealed under.
+    pub(super) key_slot: Option<u64>,
+    /// The sealed personal fields; empty once opened.
+    pub(super) sealed: Vec<u8>,
+}
+
+impl StoredChange {
+    /// A change with nothing sealed.
+    pub(super) fn plain(ah: Option<AddressHash>, change: ListChange) -> StoredChange {
+        StoredChange {
+            ah,
+            change,
+            key_slot: None,
+            sealed: Vec::new(),
+        }
+    }
+}
+
+/// `stored` with its personal fields sealed under `key` (in keyring slot `slot`).
+pub(super) fn seal_change(
+    mut stored: StoredChange,
+    slot: u64,
+    key: &DataKey,
+) -> Result<StoredChange, StoreError> {
+    let plain = super::records::take_change_personal(&mut stored.change);
+    let mut sealed = Vec::new();
+    key.seal_into(&plain, &mut sealed)?;
+    stored.key_slot = Some(slot);
+    stored.sealed = sealed;
+    Ok(stored)
 }
 
 /// A history entry as stored (schema 4): a send result with the changes of state it caused
@@ -351,6 +431,10 @@ pub(super) fn migrate_records<E: KvEngine>(
     Ok(rewritten)
 }
 
+/// Engine metadata set when the store holds data from before schema 5, whose personal fields
+/// (and delivered-address keys) may be in the clear: only then do writes look for them.
+const PLAIN_DATA: &str = "plain_data";
+
 /// Brings the data up to [`SCHEMA_VERSION`], or refuses a newer one.
 fn check_schema<E: KvEngine>(
     engine: &E,
@@ -361,6 +445,11 @@ fn check_schema<E: KvEngine>(
     match engine.meta_get(KEY)?.as_deref() {
         None => engine.meta_put(KEY, &[SCHEMA_VERSION]),
         Some([SCHEMA_VERSION]) => Ok(()),
+        // Version 5 reads version 4's values and keys as they are (see SCHEMA_VERSION).
+        Some([4]) => {
+            engine.meta_put(PLAIN_DATA, &[1])?;
+            engine.meta_put(KEY, &[SCHEMA_VERSION])
+        }
         Some(&[old @ (1..=3)]) => {
             let started = std::time::Instant::now();
             tracing::info!(from = old, to = SCHEMA_VERSION, "migrating the stored data");
@@ -377,6 +466,7 @@ fn check_schema<E: KvEngine>(
             }
             let moved = super::layout::migrate(engine, hasher, MIGRATION_BATCH)?;
             engine.flush()?;
+            engine.meta_put(PLAIN_DATA, &[1])?;
             engine.meta_put(KEY, &[SCHEMA_VERSION])?;
             tracing::info!(
                 moved,
@@ -417,6 +507,11 @@ pub(super) struct Shared<E> {
     token_secret: [u8; 32],
     /// The keyed hash of addresses in keys and in the in-memory indexes.
     pub(super) hasher: AddressHasher,
+    /// The data keys that personal data is sealed under.
+    pub(super) keyring: Keyring,
+    /// The store holds data from before schema 5 (see `PLAIN_DATA`): delivered addresses may
+    /// still be named by their local part in `G` keys.
+    pub(super) plain_data: bool,
     /// Dimension values whose counters changed, per commit.
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     /// Why the writer thread ended, if it ended other than by `close`.
@@ -426,6 +521,104 @@ pub(super) struct Shared<E> {
     /// Each tenant's change log horizon: the last sequence number pruned.
     pub(super) horizons: Mutex<HashMap<String, u64>>,
     path: PathBuf,
+}
+
+impl<E> Shared<E> {
+    /// The address record stored as `bytes` under `key`, its personal fields opened, with the
+    /// data key they were sealed under. A record whose key was destroyed (an erasure that a
+    /// crash cut short) keeps them empty; a record from before the keyring has no key.
+    pub(super) fn open_address(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<(StoredAddress, Option<DataKey>), StoreError> {
+        let mut stored: StoredAddress = decode(key, bytes)?;
+        let Some(slot) = stored.key_slot else {
+            return Ok((stored, None));
+        };
+        let sealed = std::mem::take(&mut stored.sealed);
+        let Some(data_key) = self.keyring.key(slot)? else {
+            return Ok((stored, None));
+        };
+        let plain = data_key.open(&sealed).ok_or_else(|| {
+            StoreError::corrupt(key, "sealed fields not authentic under their key")
+        })?;
+        super::records::restore_personal(&plain, &mut stored)
+            .map_err(|e| StoreError::corrupt(key, e))?;
+        Ok((stored, Some(data_key)))
+    }
+
+    /// The change stored as `bytes` under `key`, its personal fields opened (left empty if their
+    /// key was destroyed: the address was forgotten).
+    pub(super) fn open_change(&self, key: &[u8], bytes: &[u8]) -> Result<StoredChange, StoreError> {
+        let mut stored: StoredChange = decode(key, bytes)?;
+        let Some(slot) = stored.key_slot else {
+            return Ok(stored);
+        };
+        let sealed = std::mem::take(&mut stored.sealed);
+        if let Some(data_key) = self.keyring.key(slot)? {
+            let plain = data_key.open(&sealed).ok_or_else(|| {
+                StoreError::corrupt(key, "sealed fields not authentic under their key")
+            })?;
+            super::records::restore_change_personal(&plain, &mut stored.change)
+                .map_err(|e| StoreError::corrupt(key, e))?;
+        }
+        Ok(stored)
+    }
+
+    /// The value stored as `bytes` under `key`, sealed or not; `None` if it was sealed under a
+    /// key since destroyed.
+    pub(super) fn open_value<T: Record>(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match keyring::sealed_parts(bytes) {
+            None => decode(key, bytes).map(Some),
+            Some((slot, sealed)) => match self.keyring.key(slot)? {
+                None => Ok(None),
+                Some(data_key) => {
+                    let plain = data_key.open(sealed).ok_or_else(|| {
+                        StoreError::corrupt(key, "sealed value not authentic under its key")
+                    })?;
+                    decode(key, &plain).map(Some)
+                }
+            },
+        }
+    }
+
+    /// The local part held by a delivered-address entry (`keys::good_address`), or by the key
+    /// itself in the format before the keyring (an empty value); `None` once its key is gone.
+    fn open_local(
+        &self,
+        prefix: &[u8],
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<Option<String>, StoreError> {
+        if bytes.is_empty() {
+            return Ok(Some(
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+            ));
+        }
+        let Some((slot, sealed)) = keyring::sealed_parts(bytes) else {
+            return Err(StoreError::corrupt(
+                key,
+                "malformed delivered-address entry",
+            ));
+        };
+        let Some(data_key) = self.keyring.key(slot)? else {
+            return Ok(None);
+        };
+        let plain = data_key
+            .open(sealed)
+            .ok_or_else(|| StoreError::corrupt(key, "sealed value not authentic under its key"))?;
+        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+    }
+}
+
+/// `value`'s stored bytes sealed under `key` (in keyring slot `slot`).
+pub(super) fn seal<T: Record>(value: &T, slot: u64, key: &DataKey) -> Result<Vec<u8>, StoreError> {
+    keyring::seal_value(slot, key, &encode(value)?)
 }
 
 /// The store over engine `E`. Cheap to clone.
@@ -480,6 +673,8 @@ impl<E: KvEngine> KvStore<E> {
         let hasher = AddressHasher::new(&secret::<E, 16>(&engine, "address_key")?);
         check_schema(&engine, path, &hasher)?;
         let token_secret = secret::<E, 32>(&engine, "token_secret")?;
+        let keyring = open_keyring(&engine, path)?;
+        let plain_data = engine.meta_get(PLAIN_DATA)?.is_some();
 
         let filter = SuppressedFilter::default();
         load_filter(&engine, keys::SUPPRESSED, &filter)?;
@@ -501,6 +696,8 @@ impl<E: KvEngine> KvStore<E> {
             closing: AtomicBool::new(false),
             token_secret,
             hasher,
+            keyring,
+            plain_data,
             touches,
             writer_failure: watch::Sender::new(None),
             feed_head,
@@ -629,6 +826,24 @@ pub(super) fn secret<E: KvEngine, const N: usize>(
     rand::Rng::fill(&mut rand::rng(), &mut s[..]);
     engine.meta_put(name, &s)?;
     Ok(s)
+}
+
+/// Opens the data directory's keyring, and records its id in the engine's metadata the first
+/// time (after the file is durable: a crash in between leaves a keyring the next open adopts).
+fn open_keyring<E: KvEngine>(engine: &E, path: &Path) -> Result<Keyring, StoreError> {
+    const KEY: &str = "keyring_id";
+    let expected = match engine.meta_get(KEY)? {
+        None => None,
+        Some(v) => Some(
+            <[u8; 16]>::try_from(v.as_slice())
+                .map_err(|_| StoreError::corrupt(KEY.as_bytes(), "a keyring id is 16 bytes"))?,
+        ),
+    };
+    let (keyring, id) = Keyring::open(path, expected)?;
+    if expected.is_none() {
+        engine.meta_put(KEY, &id)?;
+    }
+    Ok(keyring)
 }
 
 /// Loads an in-memory index from the keys of `kind` (`Y tenant 0 inv(since) ah` for the
@@ -875,8 +1090,12 @@ impl<E: KvEngine> KvStore<E> {
         instant: &[u8; 16],
     ) -> Result<Option<RecordedEvent>, StoreError> {
         let key = keys::at_instant(&keys::history(tenant, ah), instant);
+        let Some(value) = self.shared.engine.get(&key)? else {
+            return Ok(None);
+        };
         Ok(self
-            .get_decoded::<StoredEntry>(&key)?
+            .shared
+            .open_value::<StoredEntry>(&key, &value)?
             .and_then(|entry| entry.event))
     }
 
@@ -1048,6 +1267,19 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         })
     }
 
+    fn forget(&self, write: ForgetWrite) -> StoreFuture<WriteOutcome> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Forget { write, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn get_record(
         &self,
         tenant: &Tenant,
@@ -1058,9 +1290,21 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         if !self.shared.known.may_exist(ah.short()) {
             return Ok(None);
         }
-        Ok(self
-            .get_decoded::<StoredAddress>(&keys::record(tenant.as_str(), &ah))?
-            .map(|stored| stored.record))
+        let key = keys::record(tenant.as_str(), &ah);
+        match self.shared.engine.get(&key)? {
+            Some(v) => Ok(Some(self.shared.open_address(&key, &v)?.0.record)),
+            None => Ok(None),
+        }
+    }
+
+    fn address_id(&self, tenant: &Tenant, address: &EmailAddress) -> AddressId {
+        AddressId(
+            *self
+                .shared
+                .hasher
+                .hash(tenant.as_str(), address.as_str())
+                .bytes(),
+        )
     }
 
     fn suppressed_records(
@@ -1090,7 +1334,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         };
         let mut out = Vec::new();
         self.shared.engine.get_many(&record_keys, &mut |k, value| {
-            let stored: StoredAddress = decode(&record_keys[k], value)?;
+            let (stored, _) = self.shared.open_address(&record_keys[k], value)?;
             let record = stored.record;
             if record.is_suppressed() || (lists && !record.list_unsubscribes.is_empty()) {
                 out.push((positions[k], record));
@@ -1147,7 +1391,11 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                         .and_then(|t| Tenant::parse(t).ok())
                         .ok_or_else(malformed)?;
                     let record_key = keys::record(tenant.as_str(), &ah);
-                    match self.get_decoded::<StoredAddress>(&record_key)? {
+                    let stored = match self.shared.engine.get(&record_key)? {
+                        Some(v) => Some(self.shared.open_address(&record_key, &v)?.0),
+                        None => None,
+                    };
+                    match stored {
                         Some(stored) => match EmailAddress::parse(&stored.address) {
                             Ok(address) => items.push((tenant, address)),
                             // A record without its address text cannot be written by address.
@@ -1181,7 +1429,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         query: &SuppressionQuery,
         cursor: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Page<(String, AddressRecord)>, StoreError> {
+    ) -> Result<Page<SuppressedAddress>, StoreError> {
         let t = tenant.as_str();
         let prefix = keys::prefix(keys::SUPPRESSED, &[t]);
         // Newest first: the scan starts at `end` (exclusive) and stops after `start`.
@@ -1192,9 +1440,15 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 return Err(StoreError::corrupt(k, "malformed suppressed-index key"));
             };
             let record_key = keys::record(t, &ah);
-            let Some(StoredAddress { address, record }) = self.get_decoded(&record_key)? else {
+            let Some(value) = self.shared.engine.get(&record_key)? else {
                 return Ok(None);
             };
+            let (
+                StoredAddress {
+                    address, record, ..
+                },
+                _,
+            ) = self.shared.open_address(&record_key, &value)?;
             let Some(s) = &record.suppression else {
                 return Ok(None);
             };
@@ -1204,7 +1458,11 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 && query
                     .needs_enrichment
                     .is_none_or(|n| n == record.needs_enrichment);
-            Ok(keep.then_some((address, record)))
+            Ok(keep.then_some(SuppressedAddress {
+                address,
+                id: AddressId(*ah.bytes()),
+                record,
+            }))
         })
     }
 
@@ -1239,11 +1497,13 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         }
         self.shared
             .engine
-            .scan(Bound::Included(&prefix), Bound::Unbounded, &mut |k, _| {
+            .scan(Bound::Included(&prefix), Bound::Unbounded, &mut |k, v| {
                 if !k.starts_with(&prefix) {
                     return Ok(false);
                 }
-                out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+                if let Some(local) = self.shared.open_local(&prefix, k, v)? {
+                    out.push(local);
+                }
                 Ok(out.len() < limit)
             })?;
         Ok(out)
@@ -1375,7 +1635,11 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             Bound::Excluded(&end),
             &mut |k, v| {
                 scanned += 1;
-                let entry: StoredEntry = decode(k, v)?;
+                // An entry sealed under a destroyed key holds nothing to show.
+                let entry = self
+                    .shared
+                    .open_value::<StoredEntry>(k, v)?
+                    .unwrap_or_default();
                 let len = entry.len();
                 let from = std::mem::take(&mut skip).min(len);
                 for (given, item) in entry.items().enumerate().skip(from) {
@@ -1417,7 +1681,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                     }
                     let (_, seq) = keys::change_parts(k)
                         .ok_or_else(|| StoreError::corrupt(k, "not a change log key"))?;
-                    let mut stored: StoredChange = decode(k, v)?;
+                    let mut stored = self.shared.open_change(k, v)?;
                     stored.change.seq = seq;
                     page.read_to = seq;
                     page.items.push(stored.change);
@@ -1594,7 +1858,7 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             .unzip();
         let mut out = Vec::new();
         self.shared.engine.get_many(&record_keys, &mut |k, value| {
-            let stored: StoredAddress = decode(&record_keys[k], value)?;
+            let (stored, _) = self.shared.open_address(&record_keys[k], value)?;
             out.push((positions[k], stored.record));
             Ok(())
         })?;

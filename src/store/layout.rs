@@ -148,7 +148,7 @@ fn address(hasher: &AddressHasher, k: &[u8], v: &[u8]) -> Result<Conversion, Sto
     }
     puts.push((
         keys::record(tenant, &ah),
-        encode(&StoredAddress { address, record })?,
+        encode(&StoredAddress::plain(address, record))?,
     ));
     Ok(Conversion {
         puts,

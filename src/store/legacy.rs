@@ -191,6 +191,7 @@ impl From<Address> for domain::AddressRecord {
             last_delivered: m.last_delivered.map(Timestamp),
             replaced_by: m.replaced_by,
             needs_enrichment: m.needs_enrichment,
+            forgotten: false,
             pending_validation: m.pending_validation.map(|r| domain::Replacement {
                 replaces: r.replaces,
                 evidence: r.evidence.into(),

@@ -16,6 +16,7 @@ mod filter;
 #[cfg(test)]
 mod golden_tests;
 mod journal;
+mod keyring;
 mod keys;
 mod kv;
 mod kv_store;
@@ -36,8 +37,9 @@ use std::{future::Future, pin::Pin};
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{
-    AcceptAll, AddressRecord, BounceType, Dimension, DomainRecord, DomainSuppression, EmailAddress,
-    HistoryEntry, ListChange, OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
+    AcceptAll, AddressId, AddressRecord, BounceType, Dimension, DomainRecord, DomainSuppression,
+    EmailAddress, HistoryEntry, ListChange, OutcomeCounts, RecordedEvent, StateChange, Tenant,
+    Timestamp,
 };
 
 use kv_store::KvStore;
@@ -282,6 +284,38 @@ pub struct AddressWrite {
     pub reclassified: Vec<RecordedEvent>,
     /// Decides the address's next record.
     pub decide: Decide,
+}
+
+/// Erasing an address's personal data (`ForgetAddress`), in one atomic write: `decide` turns
+/// the current record into the forgotten one ([`AddressRecord::forgotten`], with the changes to
+/// keep in its history, which then hold nothing else); the store then deletes every history
+/// entry of the address with its event positions and bounce index entries, its delivered-address
+/// entry, destroys its data key (so that every copy of its sealed values that the engines and
+/// the journal may still hold is unreadable), and clears the links to it from the address it
+/// replaced or was replaced by. A record that is forgotten already is left as it is
+/// ([`WriteOutcome::Unchanged`]); `decide` is not called then.
+///
+/// Once forgotten, an address's record no longer changes: a send result for it is counted in
+/// the counters and stored nowhere else, and any other write leaves it as it is.
+pub struct ForgetWrite {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The address whose data is erased.
+    pub address: EmailAddress,
+    /// Decides the forgotten record: [`Decision::Apply`] with a record whose `forgotten` is
+    /// set (any other record is refused), or `Refuse`.
+    pub decide: Decide,
+}
+
+/// A suppressed address as a listing gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuppressedAddress {
+    /// The normalized address; empty once forgotten.
+    pub address: String,
+    /// Its identifier (what [`SuppressionStore::address_id`] gives for it).
+    pub id: AddressId,
+    /// Its record.
+    pub record: AddressRecord,
 }
 
 /// The decision function of a write that changes two addresses at once (a replacement).
@@ -538,6 +572,14 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// Applies a two-address write atomically; resolves once it is durable.
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome>;
 
+    /// Erases an address's personal data (see [`ForgetWrite`]); resolves once durable,
+    /// data key destruction included.
+    fn forget(&self, write: ForgetWrite) -> StoreFuture<WriteOutcome>;
+
+    /// The opaque, stable identifier of an address within its tenant (a keyed hash: the same
+    /// one the store names the address by; nothing outside the store can compute it).
+    fn address_id(&self, tenant: &Tenant, address: &EmailAddress) -> AddressId;
+
     /// The suppressed ones among many normalized addresses (as [`EmailAddress::as_str`] gives
     /// them), as (index in `addresses`, record) in index order: those whose record holds a
     /// suppression of every mail (in force or past its expiry: the caller judges at its
@@ -567,7 +609,7 @@ pub trait SuppressionStore: Send + Sync + 'static {
         query: &SuppressionQuery,
         cursor: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Page<(String, AddressRecord)>, StoreError>;
+    ) -> Result<Page<SuppressedAddress>, StoreError>;
 
     /// Domains of the tenant with delivered addresses, with how many, most first.
     fn known_good_domains(

@@ -295,7 +295,8 @@ pub(super) struct AddressMessage {
     pub needs_enrichment: bool,
     #[prost(message, optional, tag = "6")]
     pub pending_validation: Option<ReplacementMessage>,
-    /// The normalized address (schema 4: its key holds only its hash); empty in schema 3.
+    /// The normalized address (schema 4: its key holds only its hash); empty in schema 3, and
+    /// in a sealed record (it is in `sealed`).
     #[prost(string, tag = "7")]
     pub address: String,
     /// Unsubscribes from single lists (each with its `list_id`).
@@ -304,6 +305,36 @@ pub(super) struct AddressMessage {
     /// When a person was last seen acting through the mailbox (confirmed engagement).
     #[prost(int64, optional, tag = "11")]
     pub engaged_at_micros: Option<i64>,
+    /// The person's data was erased: no personal field, no key slot (tag 9; tags 8, 10 and 11
+    /// belong to other fields of the record).
+    #[prost(bool, tag = "9")]
+    pub forgotten: bool,
+    /// The keyring slot of the address's data key (`keyring`); absent in records written
+    /// before the keyring, which hold their personal fields in the clear, and in forgotten ones.
+    #[prost(uint64, optional, tag = "20")]
+    pub key_slot: Option<u64>,
+    /// With `key_slot`: a [`PersonalMessage`] sealed under the data key. The personal fields
+    /// elsewhere in the message are then empty.
+    #[prost(bytes = "vec", tag = "21")]
+    pub sealed: Vec<u8>,
+}
+
+/// The personal fields of an address record, sealed under its data key (`AddressMessage`
+/// tag 21). What stays outside (times, reasons, sources, rule and event ids) names no one.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PersonalMessage {
+    /// The normalized address.
+    #[prost(string, tag = "1")]
+    pub address: String,
+    /// The suppression's SMTP response, or the operator's note.
+    #[prost(string, tag = "2")]
+    pub smtp_response: String,
+    /// The address that replaced this one.
+    #[prost(string, optional, tag = "3")]
+    pub replaced_by: Option<String>,
+    /// The address this one replaces (with a pending validation).
+    #[prost(string, tag = "4")]
+    pub replaces: String,
 }
 
 /// Why an address is suppressed.
@@ -418,6 +449,26 @@ pub(super) struct ChangeMessage {
     pub note: String,
     #[prost(int64, tag = "8")]
     pub at_micros: i64,
+    /// The keyring slot of the data key of the address's personal fields (`keyring`).
+    #[prost(uint64, optional, tag = "20")]
+    pub key_slot: Option<u64>,
+    /// With `key_slot`: a [`PersonalChangeMessage`] sealed under the address's data key; the
+    /// address, domain, note and SMTP response elsewhere in the message are then empty.
+    #[prost(bytes = "vec", tag = "21")]
+    pub sealed: Vec<u8>,
+}
+
+/// The personal fields of an address's change (`ChangeMessage` tag 21).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PersonalChangeMessage {
+    #[prost(string, tag = "1")]
+    pub address: String,
+    #[prost(string, tag = "2")]
+    pub domain: String,
+    #[prost(string, tag = "3")]
+    pub smtp_response: String,
+    #[prost(string, tag = "4")]
+    pub note: String,
 }
 
 /// Send results by outcome type (`D` keys, and each hour of a day row).
@@ -543,6 +594,7 @@ mod wire {
     /// One field's value.
     pub(super) enum Field<'a> {
         Str(&'a str),
+        Bytes(&'a [u8]),
         Int(i64),
         Uint(u64),
         Float(f32),
@@ -557,6 +609,7 @@ mod wire {
         fn is_default(&self) -> bool {
             match *self {
                 Field::Str(s) => s.is_empty(),
+                Field::Bytes(b) => b.is_empty(),
                 Field::Int(v) => v == 0,
                 Field::Uint(v) => v == 0,
                 Field::Float(v) => v == 0.0,
@@ -578,6 +631,7 @@ mod wire {
             key_len(tag)
                 + match *self {
                     Field::Str(s) => encoded_len_varint(s.len() as u64) + s.len(),
+                    Field::Bytes(b) => encoded_len_varint(b.len() as u64) + b.len(),
                     Field::Int(v) => encoded_len_varint(v as u64),
                     Field::Uint(v) => encoded_len_varint(v),
                     Field::Float(_) => 4,
@@ -600,6 +654,11 @@ mod wire {
                     encode_key(tag, WireType::LengthDelimited, out);
                     encode_varint(s.len() as u64, out);
                     out.extend_from_slice(s.as_bytes());
+                }
+                Field::Bytes(b) => {
+                    encode_key(tag, WireType::LengthDelimited, out);
+                    encode_varint(b.len() as u64, out);
+                    out.extend_from_slice(b);
                 }
                 Field::Int(v) => {
                     encode_key(tag, WireType::Varint, out);
@@ -787,6 +846,9 @@ impl Record for AddressRecord {
                 .map(suppression_message)
                 .collect(),
             engaged_at_micros: self.engaged_at.map(Timestamp::micros),
+            forgotten: self.forgotten,
+            key_slot: None,
+            sealed: Vec::new(),
         }
     }
 
@@ -796,7 +858,7 @@ impl Record for AddressRecord {
         if !self.list_unsubscribes.is_empty() {
             return encode_message_after(&self.to_message(), prefix);
         }
-        Ok(encode_address(self, "", prefix))
+        Ok(encode_address(self, prefix, "", None, &[]))
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
@@ -823,6 +885,7 @@ impl Record for AddressRecord {
                 .map(suppression_from)
                 .collect::<Result<_, _>>()?,
             engaged_at: m.engaged_at_micros.map(Timestamp),
+            forgotten: m.forgotten,
         })
     }
 }
@@ -866,9 +929,15 @@ fn encode_message_after<M: Message>(
     Ok(out)
 }
 
-/// The message of an address's record followed by its text `address` (left out when empty),
-/// written straight from the domain value in tag order, as prost writes the message.
-fn encode_address(record: &AddressRecord, address: &str, prefix: u8) -> Vec<u8> {
+/// The bytes of an [`AddressMessage`] after `prefix`, written straight from the record and the
+/// stored fields beside it (the same bytes as prost's, in tag order: see the tests).
+fn encode_address(
+    record: &AddressRecord,
+    prefix: u8,
+    address: &str,
+    key_slot: Option<u64>,
+    sealed: &[u8],
+) -> Vec<u8> {
     let suppression = record.suppression.as_ref().map(|s| {
         let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
         [
@@ -920,33 +989,36 @@ fn encode_address(record: &AddressRecord, address: &str, prefix: u8) -> Vec<u8> 
         ),
         (5, Field::Bool(record.needs_enrichment), false),
     ];
-    let tail = [
-        (7, Field::Str(address), false),
-        (
-            11,
-            Field::Int(record.engaged_at.map_or(0, Timestamp::micros)),
-            record.engaged_at.is_some(),
-        ),
-    ];
     let replacement_header = replacement
         .as_ref()
         .map(|f| [(6, Field::Message(wire::len(f)), true)]);
     let none: &wire::Fields<'_> = &[];
-    let parts: [&wire::Fields<'_>; 6] = [
+    let parts: [&wire::Fields<'_>; 5] = [
         suppression_header.as_ref().map_or(none, |h| &h[..]),
         suppression.as_ref().map_or(none, |f| &f[..]),
         &fields,
         replacement_header.as_ref().map_or(none, |h| &h[..]),
         replacement.as_ref().map_or(none, |f| &f[..]),
-        &tail,
     ];
     // A message's header counts its body: the bodies (parts 1 and 4) are not counted again.
-    let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]) + wire::len(parts[5]);
-    let mut out = Vec::with_capacity(1 + len);
+    let len = wire::len(parts[0]) + wire::len(parts[2]) + wire::len(parts[3]);
+    let stored = [
+        (7, Field::Str(address), false),
+        (9, Field::Bool(record.forgotten), false),
+        (
+            11,
+            Field::Int(record.engaged_at.map_or(0, Timestamp::micros)),
+            record.engaged_at.is_some(),
+        ),
+        (20, Field::Uint(key_slot.unwrap_or(0)), key_slot.is_some()),
+        (21, Field::Bytes(sealed), false),
+    ];
+    let mut out = Vec::with_capacity(1 + len + wire::len(&stored));
     out.push(prefix);
     for part in parts {
         wire::put(part, &mut out);
     }
+    wire::put(&stored, &mut out);
     out
 }
 
@@ -1000,6 +1072,8 @@ impl Record for StoredAddress {
     fn to_message(&self) -> AddressMessage {
         AddressMessage {
             address: self.address.clone(),
+            key_slot: self.key_slot,
+            sealed: self.sealed.clone(),
             ..self.record.to_message()
         }
     }
@@ -1008,16 +1082,96 @@ impl Record for StoredAddress {
         if !self.record.list_unsubscribes.is_empty() {
             return encode_message_after(&self.to_message(), prefix);
         }
-        Ok(encode_address(&self.record, &self.address, prefix))
+        Ok(encode_address(
+            &self.record,
+            prefix,
+            &self.address,
+            self.key_slot,
+            &self.sealed,
+        ))
     }
 
     fn from_message(mut m: AddressMessage) -> Result<Self, RecordError> {
         let address = std::mem::take(&mut m.address);
+        let key_slot = m.key_slot.take();
+        let sealed = std::mem::take(&mut m.sealed);
         Ok(StoredAddress {
             address,
             record: AddressRecord::from_message(m)?,
+            key_slot,
+            sealed,
         })
     }
+}
+
+/// The personal fields of a change of an address's list, as the plain bytes to seal under its
+/// data key; `change` keeps the rest, with those fields emptied.
+pub(super) fn take_change_personal(change: &mut ListChange) -> Vec<u8> {
+    PersonalChangeMessage {
+        address: std::mem::take(&mut change.address),
+        domain: std::mem::take(&mut change.domain),
+        smtp_response: change
+            .suppression
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.smtp_response))
+            .unwrap_or_default(),
+        note: std::mem::take(&mut change.note),
+    }
+    .encode_to_vec()
+}
+
+/// Puts the personal fields of `plain` (as [`take_change_personal`] made them) back.
+pub(super) fn restore_change_personal(
+    plain: &[u8],
+    change: &mut ListChange,
+) -> Result<(), RecordError> {
+    let personal = PersonalChangeMessage::decode(plain)?;
+    change.address = personal.address;
+    change.domain = personal.domain;
+    change.note = personal.note;
+    if let Some(s) = change.suppression.as_mut() {
+        s.smtp_response = personal.smtp_response;
+    }
+    Ok(())
+}
+
+/// The personal fields of `address`'s `record`, as the plain bytes to seal under its data key;
+/// `record` keeps the rest, with those fields emptied.
+pub(super) fn take_personal(address: &str, record: &mut AddressRecord) -> Vec<u8> {
+    let personal = PersonalMessage {
+        address: address.to_string(),
+        smtp_response: record
+            .suppression
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.smtp_response))
+            .unwrap_or_default(),
+        replaced_by: record.replaced_by.as_mut().map(std::mem::take),
+        replaces: record
+            .pending_validation
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.replaces))
+            .unwrap_or_default(),
+    };
+    personal.encode_to_vec()
+}
+
+/// Puts the personal fields of `plain` (as [`take_personal`] made them) back into `stored`.
+pub(super) fn restore_personal(
+    plain: &[u8],
+    stored: &mut StoredAddress,
+) -> Result<(), RecordError> {
+    let personal = PersonalMessage::decode(plain)?;
+    stored.address = personal.address;
+    if let Some(s) = stored.record.suppression.as_mut() {
+        s.smtp_response = personal.smtp_response;
+    }
+    if stored.record.replaced_by.is_some() {
+        stored.record.replaced_by = personal.replaced_by;
+    }
+    if let Some(p) = stored.record.pending_validation.as_mut() {
+        p.replaces = personal.replaces;
+    }
+    Ok(())
 }
 
 impl Record for StoredEntry {
@@ -1089,6 +1243,8 @@ impl Record for StoredChange {
             actor: c.actor.clone(),
             note: c.note.clone(),
             at_micros: c.at.micros(),
+            key_slot: self.key_slot,
+            sealed: self.sealed.clone(),
         }
     }
 
@@ -1104,6 +1260,8 @@ impl Record for StoredChange {
         };
         Ok(StoredChange {
             ah,
+            key_slot: m.key_slot,
+            sealed: m.sealed,
             change: ListChange {
                 seq: 0,
                 kind: ChangeKind::required(m.kind)?,
@@ -1418,9 +1576,25 @@ mod tests {
                 }),
                 list_unsubscribes: Vec::new(),
                 engaged_at: Some(Timestamp(0)),
+                forgotten: false,
             },
             AddressRecord {
                 engaged_at: Some(Timestamp(-7)),
+                ..AddressRecord::default()
+            },
+            AddressRecord {
+                suppression: Some(Suppression {
+                    reason: BounceReason::MailboxNotFound,
+                    bounce_type: Some(BounceType::Hard),
+                    since: Timestamp(7),
+                    source: "forget".into(),
+                    smtp_response: String::new(),
+                    event_id: String::new(),
+                    rule_id: "r".into(),
+                    expires_at: None,
+                    list_id: String::new(),
+                }),
+                forgotten: true,
                 ..AddressRecord::default()
             },
         ];
@@ -1432,15 +1606,18 @@ mod tests {
                 &decode::<AddressRecord>(b"k", &encode(r).unwrap()).unwrap(),
                 r
             );
-            for address in ["", "jo@example.com"] {
-                let stored = StoredAddress {
-                    address: address.into(),
-                    record: r.clone(),
-                };
+            let plain = ["", "jo@example.com"]
+                .map(|address| StoredAddress::plain(address.into(), r.clone()));
+            let sealed = [0, 1, u64::MAX].map(|slot| StoredAddress {
+                key_slot: Some(slot),
+                sealed: vec![slot as u8; 40],
+                ..StoredAddress::plain(String::new(), r.clone())
+            });
+            for stored in plain.iter().chain(&sealed) {
                 let straight = stored.encode_after(RECORD_VERSION).unwrap();
                 assert_eq!(straight[1..], stored.to_message().encode_to_vec());
                 assert_eq!(straight.len(), straight.capacity());
-                assert_eq!(decode::<StoredAddress>(b"k", &straight).unwrap(), stored);
+                assert_eq!(&decode::<StoredAddress>(b"k", &straight).unwrap(), stored);
             }
         }
         let change = StateChange {

@@ -17,34 +17,46 @@
 //! after a delivery, a delivery to an automatically suppressed domain), the domain's record and
 //! history. Domain writes of operators run here too, and the in-memory domain marks follow
 //! each commit once it is durable, like the suppressed index.
+//!
+//! Personal data is sealed here, under each address's data key (`keyring`): the writer
+//! allocates a key the first time an address needs one, and fsyncs the keyring before the
+//! group's commit whenever the group wrote to it. A forget (`ForgetWrite`) runs in a group of
+//! its own, so that its scans of the address's history see everything written before it.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::address_hash::{AddressHash, AddressHasher};
+use super::address_hash::AddressHash;
 use super::domain_index::DomainIndex;
-use super::filter::KnownFilter;
+use super::keyring::{self, DataKey};
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
 use super::kv_store::{
-    decode, encode, hourly_slot, DomainActivity, HourlyRow, Position, Shared, StoredAddress,
-    StoredChange, StoredEntry,
+    decode, encode, hourly_slot, scan_prefix, seal, seal_change, DomainActivity, HourlyRow,
+    Position, Shared, StoredAddress, StoredChange, StoredEntry,
 };
 use super::records::Record;
 use super::{
     AddressWrite, CounterTouch, Decision, DomainDecision, DomainOutcome, DomainRules, DomainWrite,
-    ErrorChain, Granularity, PairDecision, PairOutcome, PairWrite, StoreError, WriteOutcome,
+    ErrorChain, ForgetWrite, Granularity, PairDecision, PairOutcome, PairWrite, StoreError,
+    WriteOutcome,
 };
 use crate::domain::{
     list_change, AddressRecord, BounceType, ChangeKind, Dimension, DomainMarks, DomainRecord,
     DomainSuppression, EmailAddress, ListChange, OutcomeCounts, RecordedEvent, StateChange,
     StateChangeKind, Suppression, Tenant, Timestamp,
 };
+
+/// A key and its value, as a scan read them.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// What stands in a linked address's history for the text of an address that was forgotten.
+const FORGOTTEN_ADDRESS: &str = "(a forgotten address)";
 
 /// Most writes taken into one group commit. Bigger groups cost less per write (neighbouring keys
 /// share B-tree pages), but every caller queued behind a group waits for all of it; the
@@ -75,6 +87,11 @@ pub enum Job {
         write: PairWrite,
         reply: oneshot::Sender<Result<PairOutcome, StoreError>>,
     },
+    /// Erasing an address's personal data; runs in a group of its own.
+    Forget {
+        write: ForgetWrite,
+        reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    },
     /// Removes change log entries past their retention and moves the tenants' horizons.
     Prune {
         removals: Vec<Vec<u8>>,
@@ -92,9 +109,13 @@ impl Job {
     fn len(&self) -> usize {
         match self {
             Job::Writes { writes, .. } => writes.len(),
-            Job::Pair { .. } | Job::Domain { .. } => 1,
+            Job::Pair { .. } | Job::Domain { .. } | Job::Forget { .. } => 1,
             Job::Prune { removals, .. } => removals.len(),
         }
+    }
+
+    fn is_forget(&self) -> bool {
+        matches!(self, Job::Forget { .. })
     }
 }
 
@@ -110,6 +131,10 @@ enum Answer {
     Pair(
         oneshot::Sender<Result<PairOutcome, StoreError>>,
         Result<PairOutcome, String>,
+    ),
+    Forget(
+        oneshot::Sender<Result<WriteOutcome, StoreError>>,
+        Result<WriteOutcome, String>,
     ),
     Prune(
         oneshot::Sender<Result<u64, StoreError>>,
@@ -190,11 +215,21 @@ impl DeliveryStamps {
 /// Runs until every sender is dropped, then flushes.
 pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<Job>) {
     let mut stamps = DeliveryStamps::default();
-    while let Some(first) = rx.blocking_recv() {
+    // A forget taken from the queue while a group was being gathered: it starts the next one.
+    let mut waiting: Option<Job> = None;
+    loop {
+        let Some(first) = waiting.take().or_else(|| rx.blocking_recv()) else {
+            break;
+        };
         let mut total = first.len();
+        let alone = first.is_forget();
         let mut jobs = vec![first];
-        while total < MAX_GROUP_WRITES {
+        while !alone && total < MAX_GROUP_WRITES {
             match rx.try_recv() {
+                Ok(job) if job.is_forget() => {
+                    waiting = Some(job);
+                    break;
+                }
                 Ok(job) => {
                     total += job.len();
                     jobs.push(job);
@@ -213,8 +248,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         let committed = shared.engine.transact(|txn| {
             let mut group = Group::new(
                 txn,
-                &shared.known,
-                &shared.hasher,
+                &shared,
                 DomainState {
                     index: &shared.domains,
                     rules: rules.as_deref(),
@@ -237,6 +271,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                         Answer::Writes(reply, panicked.map_or(Ok(outcomes), Err))
                     }
                     Job::Pair { write, reply } => Answer::Pair(reply, group.add_pair(write)),
+                    Job::Forget { write, reply } => Answer::Forget(reply, group.add_forget(write)),
                     Job::Prune {
                         removals,
                         horizons,
@@ -249,6 +284,9 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         });
         // Only now that the writes are durable does the in-memory state follow them.
         if let Ok(effects) = &committed {
+            if !effects.retired_keys.is_empty() {
+                retire_keys(&shared, &effects.retired_keys);
+            }
             shared.known.extend(&effects.new_records);
             for &(hash, suppressed) in &effects.filter_changes {
                 if suppressed {
@@ -310,6 +348,9 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                 Answer::Pair(reply, outcome) => {
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
+                Answer::Forget(reply, outcome) => {
+                    let _ = reply.send(answer_of(&committed, outcome));
+                }
                 Answer::Prune(reply, outcome) => {
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
@@ -321,6 +362,18 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
     }
     if let Err(e) = shared.engine.flush() {
         tracing::error!(error = %ErrorChain(&e), "final flush failed");
+    }
+}
+
+/// Destroys the keys that a committed group replaced. The group is durable already: a failure
+/// here leaves the old keys readable (and is logged), it loses nothing.
+fn retire_keys<E: KvEngine>(shared: &Shared<E>, slots: &[u64]) {
+    let done = slots
+        .iter()
+        .try_for_each(|&slot| shared.keyring.destroy(slot))
+        .and_then(|_| shared.keyring.sync());
+    if let Err(e) = done {
+        tracing::error!(error = %ErrorChain(&e), "cannot destroy replaced data keys");
     }
 }
 
@@ -358,6 +411,10 @@ struct Effects {
     logged_changes: bool,
     /// Change log horizons moved by pruning: (tenant, last pruned sequence number).
     horizons: Vec<(String, u64)>,
+    /// Keyring slots of keys replaced by new ones in this group (an address whose data was
+    /// sealed again), destroyed once the commit that stops referring to them is durable: a
+    /// crash before that leaves the old key alive, never a record without its key.
+    retired_keys: Vec<u64>,
     /// Domains whose marks changed: (tenant, domain, marks now), in write order.
     domain_marks: Vec<(String, String, DomainMarks)>,
     /// Domains whose activity record now holds a delivery hour: (tenant, domain, hour).
@@ -393,7 +450,11 @@ struct RecordSlot {
 }
 
 impl RecordSlot {
-    fn of(hasher: &AddressHasher, tenant: &Tenant, address: &EmailAddress) -> RecordSlot {
+    fn of(
+        hasher: &super::address_hash::AddressHasher,
+        tenant: &Tenant,
+        address: &EmailAddress,
+    ) -> RecordSlot {
         let ah = hasher.hash(tenant.as_str(), address.as_str());
         RecordSlot {
             key: keys::record(tenant.as_str(), &ah),
@@ -404,11 +465,14 @@ impl RecordSlot {
 
 /// The writes of one group commit, with overlays of what they changed so far so that later
 /// writes in the group see earlier ones (engines need not show a transaction its own writes).
-struct Group<'t> {
+struct Group<'t, E> {
     txn: &'t mut dyn KvTxn,
-    known: &'t KnownFilter,
-    hasher: &'t AddressHasher,
+    shared: &'t Shared<E>,
     records: HashMap<Vec<u8>, Option<AddressRecord>>,
+    /// Data keys of the addresses this group read or wrote, by record key: (slot, key).
+    data_keys: HashMap<Vec<u8>, (u64, DataKey)>,
+    /// Record keys whose data key this group allocated and whose record does not name it yet.
+    fresh_keys: HashSet<Vec<u8>>,
     /// Event positions written this group, by `P` key.
     positions: HashMap<Vec<u8>, Position>,
     /// History entries with a send result written this group, by key.
@@ -434,21 +498,17 @@ struct Group<'t> {
     error: Option<StoreError>,
 }
 
-impl<'t> Group<'t> {
-    fn new(
-        txn: &'t mut dyn KvTxn,
-        known: &'t KnownFilter,
-        hasher: &'t AddressHasher,
-        domains: DomainState<'t>,
-    ) -> Self {
+impl<'t, E: KvEngine> Group<'t, E> {
+    fn new(txn: &'t mut dyn KvTxn, shared: &'t Shared<E>, domains: DomainState<'t>) -> Self {
         Group {
             txn,
-            known,
-            hasher,
+            shared,
             domains,
             marks: HashMap::new(),
             activities: HashMap::new(),
             records: HashMap::new(),
+            data_keys: HashMap::new(),
+            fresh_keys: HashSet::new(),
             positions: HashMap::new(),
             entries: HashMap::new(),
             counter_deltas: HashMap::new(),
@@ -466,6 +526,7 @@ impl<'t> Group<'t> {
                 horizons: Vec::new(),
                 domain_marks: Vec::new(),
                 stamps: Vec::new(),
+                retired_keys: Vec::new(),
             },
             error: None,
         }
@@ -478,18 +539,43 @@ impl<'t> Group<'t> {
         }
     }
 
-    /// The current record of the address in `slot`.
+    /// The current record of the address in `slot` (its data key, if it has one, is then at
+    /// hand for `data_key`).
     fn record(&mut self, slot: &RecordSlot) -> Result<Option<AddressRecord>, StoreError> {
         match self.records.get(&slot.key) {
             Some(r) => Ok(r.clone()),
             // Most send results are for addresses seen before or never: the known-address
             // index tells the second kind apart without a read (its `false` is exact, and this
             // thread adds each group's new records to it before the next group).
-            None if !self.known.may_exist(slot.ah.short()) => Ok(None),
-            None => Ok(self
-                .get::<StoredAddress>(&slot.key)?
-                .map(|stored| stored.record)),
+            None if !self.shared.known.may_exist(slot.ah.short()) => Ok(None),
+            None => Ok(self.stored(slot)?.map(|stored| stored.record)),
         }
+    }
+
+    /// The stored record of the address in `slot`, opened, as the engine holds it; remembers
+    /// its data key.
+    fn stored(&mut self, slot: &RecordSlot) -> Result<Option<StoredAddress>, StoreError> {
+        let Some(value) = self.txn.get(&slot.key)? else {
+            return Ok(None);
+        };
+        let (stored, key) = self.shared.open_address(&slot.key, &value)?;
+        if let (Some(n), Some(key)) = (stored.key_slot, key) {
+            self.data_keys.insert(slot.key.clone(), (n, key));
+        }
+        Ok(Some(stored))
+    }
+
+    /// The data key of the address in `slot` (read before with `record`), allocated on first
+    /// need: a new address, a record written before the keyring, or one whose key a crash
+    /// destroyed before its erasure was committed.
+    fn data_key(&mut self, slot: &RecordSlot) -> Result<(u64, DataKey), StoreError> {
+        if let Some(found) = self.data_keys.get(&slot.key) {
+            return Ok(found.clone());
+        }
+        let allocated = self.shared.keyring.allocate()?;
+        self.data_keys.insert(slot.key.clone(), allocated.clone());
+        self.fresh_keys.insert(slot.key.clone());
+        Ok(allocated)
     }
 
     /// Where the event with position key `key` (`keys::position`) is recorded, if it is.
@@ -503,11 +589,15 @@ impl<'t> Group<'t> {
         }
     }
 
-    /// The history entry under `key`, which holds a send result.
+    /// The history entry under `key`, which holds a send result (`None` also when it was
+    /// sealed under a key since destroyed).
     fn entry(&mut self, key: &[u8]) -> Result<Option<StoredEntry>, StoreError> {
         match self.entries.get(key) {
             Some(e) => Ok(Some(e.clone())),
-            None => self.get(key),
+            None => match self.txn.get(key)? {
+                Some(v) => self.shared.open_value(key, &v),
+                None => Ok(None),
+            },
         }
     }
 
@@ -626,7 +716,18 @@ impl<'t> Group<'t> {
         )
     }
 
-    /// Stores an address's new record with its history and index changes.
+    fn add_forget(&mut self, write: ForgetWrite) -> Result<WriteOutcome, String> {
+        self.guarded(
+            |g| g.try_forget(write),
+            |reason| WriteOutcome::Refused {
+                record: None,
+                reason,
+            },
+        )
+    }
+
+    /// Stores an address's new record with its history and index changes: sealed under the
+    /// address's data key, or, for a forgotten record, with nothing personal to seal.
     fn set_record(
         &mut self,
         tenant: &Tenant,
@@ -637,13 +738,19 @@ impl<'t> Group<'t> {
         changes: &[StateChange],
     ) -> Result<AddressHash, StoreError> {
         let t = tenant.as_str();
+        let key = if record.forgotten {
+            None
+        } else {
+            Some(self.data_key(&slot)?)
+        };
+        self.fresh_keys.remove(&slot.key);
         let RecordSlot {
             key: record_key,
             ah,
         } = slot;
-        let stored = StoredAddress {
-            address: address.as_str().to_string(),
-            record: record.clone(),
+        let stored = match &key {
+            Some((n, k)) => StoredAddress::sealed(address.as_str(), record, *n, k)?,
+            None => StoredAddress::plain(String::new(), record.clone()),
         };
         self.put(record_key.clone(), encode(&stored)?)?;
         if previous.is_none() {
@@ -692,9 +799,13 @@ impl<'t> Group<'t> {
                 changes: vec![c.clone()],
             };
             let seq = self.txn.next_seq()?;
-            self.put(keys::timed(&history, c.at, seq), encode(&entry)?)?;
+            let value = match &key {
+                Some((n, k)) => seal(&entry, *n, k)?,
+                None => encode(&entry)?,
+            };
+            self.put(keys::timed(&history, c.at, seq), value)?;
         }
-        self.records.insert(record_key, Some(stored.record));
+        self.records.insert(record_key, Some(record.clone()));
         Ok(ah)
     }
 
@@ -757,43 +868,62 @@ impl<'t> Group<'t> {
         Ok(())
     }
 
-    /// Counts the event per dimension value and hour/day, and remembers delivered addresses.
+    /// Counts the event per dimension value and hour/day, and remembers delivered addresses
+    /// (their local part sealed under the address's data key).
     fn count_event(
         &mut self,
         tenant: &Tenant,
         address: &EmailAddress,
+        slot: &RecordSlot,
         event: &RecordedEvent,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
         let to_accept_all = self.accept_all(t, address.domain());
         self.adjust_counters(tenant, event, CounterChange::Count, to_accept_all)?;
         if event.classification.bounce_type == BounceType::Delivered {
-            let good = keys::exact(
-                keys::GOOD_ADDRESS,
-                &[t, address.domain()],
-                address.local_part(),
-            );
+            let good = keys::good_address(t, address.domain(), &slot.ah);
             let known = self.written_once.contains(&good) || self.txn.contains(&good)?;
             if !known {
                 self.written_once.insert(good.clone());
-                self.put(good, Vec::new())?;
-                let domain_key = keys::exact(keys::GOOD_DOMAIN, &[t], address.domain());
-                let count = match self.domain_counts.get(&domain_key) {
-                    Some(c) => *c,
-                    None => self.get::<u64>(&domain_key)?.unwrap_or(0),
-                } + 1;
-                self.domain_counts.insert(domain_key.clone(), count);
-                self.put(domain_key, encode(&count)?)?;
+                let (n, key) = self.data_key(slot)?;
+                self.put(
+                    good,
+                    keyring::seal_value(n, &key, address.local_part().as_bytes())?,
+                )?;
+                // An entry of schema 4 names the local part in its key: counted already, it is
+                // replaced by the sealed one.
+                let plain = keys::plain_good_address(t, address.domain(), address.local_part());
+                if self.shared.plain_data && self.txn.contains(&plain)? {
+                    self.remove(plain)?;
+                } else {
+                    self.add_to_domain_count(t, address.domain(), 1)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Moves the count of delivered addresses at `domain` by `delta` (the key goes at zero).
+    fn add_to_domain_count(&mut self, t: &str, domain: &str, delta: i64) -> Result<(), StoreError> {
+        let domain_key = keys::exact(keys::GOOD_DOMAIN, &[t], domain);
+        let count = match self.domain_counts.get(&domain_key) {
+            Some(c) => *c,
+            None => self.get::<u64>(&domain_key)?.unwrap_or(0),
+        }
+        .saturating_add_signed(delta);
+        self.domain_counts.insert(domain_key.clone(), count);
+        if count == 0 {
+            self.remove(domain_key)
+        } else {
+            self.put(domain_key, encode(&count)?)
+        }
     }
 
     fn try_add(&mut self, write: AddressWrite) -> Result<WriteOutcome, StoreError> {
         let tenant = &write.tenant;
         let t = tenant.as_str();
         let address = &write.address;
-        let slot = RecordSlot::of(self.hasher, tenant, address);
+        let slot = RecordSlot::of(&self.shared.hasher, tenant, address);
         let previous = self.record(&slot)?;
 
         if let Some(event) = &write.event {
@@ -805,6 +935,16 @@ impl<'t> Group<'t> {
                     });
                 }
             }
+        }
+
+        if previous.as_ref().is_some_and(|r| r.forgotten) {
+            // The person's data is gone for good: a send result is counted (counters name no
+            // one) and stored nowhere else, and nothing changes the record.
+            if let Some(event) = &write.event {
+                let to_accept_all = self.accept_all(t, write.address.domain());
+                self.adjust_counters(tenant, event, CounterChange::Count, to_accept_all)?;
+            }
+            return Ok(WriteOutcome::Unchanged { record: previous });
         }
 
         let decide = write.decide;
@@ -829,7 +969,8 @@ impl<'t> Group<'t> {
                     self.adjust_counters(tenant, old, CounterChange::Uncount, false)?;
                     self.adjust_counters(tenant, &updated, CounterChange::Count, false)?;
                     entry.event = Some(updated);
-                    self.put(key.clone(), encode(&entry)?)?;
+                    let (n, data_key) = self.data_key(&slot)?;
+                    self.put(key.clone(), seal(&entry, n, &data_key)?)?;
                     self.entries.insert(key, entry);
                 }
             }
@@ -856,7 +997,7 @@ impl<'t> Group<'t> {
                     slot.ah.bytes().to_vec(),
                 )?;
             }
-            self.count_event(tenant, address, &event)?;
+            self.count_event(tenant, address, &slot, &event)?;
             let position_key = keys::position(t, &event.event_id);
             let position = Position {
                 ah: slot.ah,
@@ -868,13 +1009,17 @@ impl<'t> Group<'t> {
                 event: Some(event),
                 changes: caused.clone(),
             };
-            self.put(entry_key.clone(), encode(&entry)?)?;
+            let (n, data_key) = self.data_key(&slot)?;
+            self.put(entry_key.clone(), seal(&entry, n, &data_key)?)?;
             self.entries.insert(entry_key, entry);
         }
         if let Some(plan) = domain_plan {
             self.store_domain(plan)?;
         }
 
+        // A record that does not name the data key its new values are sealed under (written
+        // before the keyring) is written again with it.
+        let unnamed_key = self.fresh_keys.contains(&slot.key);
         Ok(match record {
             Some(record) => {
                 // A send result that changes nothing (a block, a bounce of a suppressed
@@ -883,7 +1028,7 @@ impl<'t> Group<'t> {
                 // The changes of their own entries follow those the event caused.
                 let own = caused.len();
                 caused.extend(changes);
-                if changed {
+                if changed || unnamed_key {
                     let ah = self.set_record(
                         tenant,
                         address,
@@ -907,15 +1052,31 @@ impl<'t> Group<'t> {
                     changes: caused,
                 }
             }
-            None => WriteOutcome::Unchanged { record: previous },
+            None => {
+                if let (true, Some(current)) = (unnamed_key, &previous) {
+                    self.set_record(tenant, address, slot, Some(current), current, &[])?;
+                }
+                WriteOutcome::Unchanged { record: previous }
+            }
         })
     }
 
     fn try_add_pair(&mut self, write: PairWrite) -> Result<PairOutcome, StoreError> {
-        let first_slot = RecordSlot::of(self.hasher, &write.tenant, &write.first);
-        let second_slot = RecordSlot::of(self.hasher, &write.tenant, &write.second);
+        let first_slot = RecordSlot::of(&self.shared.hasher, &write.tenant, &write.first);
+        let second_slot = RecordSlot::of(&self.shared.hasher, &write.tenant, &write.second);
         let first = self.record(&first_slot)?;
         let second = self.record(&second_slot)?;
+        if first.iter().chain(&second).any(|r| r.forgotten) {
+            return Ok(PairOutcome {
+                first,
+                second,
+                refused: Some(
+                    "one of the addresses was forgotten (ForgetAddress): its record no longer \
+                     changes"
+                        .to_string(),
+                ),
+            });
+        }
         let decide = write.decide;
         match decided(|| decide(first.as_ref(), second.as_ref()))? {
             PairDecision::Refuse(reason) => Ok(PairOutcome {
@@ -966,8 +1127,197 @@ impl<'t> Group<'t> {
         }
     }
 
+    /// Every history entry of address `ah`: (key, value), oldest last.
+    fn history_of(&self, t: &str, ah: &AddressHash) -> Result<Vec<KeyValue>, StoreError> {
+        let mut entries = Vec::new();
+        scan_prefix(&self.shared.engine, &keys::history(t, ah), |k, v| {
+            entries.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(entries)
+    }
+
+    /// See [`ForgetWrite`]. Runs alone in its group: the scans below see every earlier write.
+    fn try_forget(&mut self, write: ForgetWrite) -> Result<WriteOutcome, StoreError> {
+        let tenant = &write.tenant;
+        let t = tenant.as_str();
+        let address = &write.address;
+        let slot = RecordSlot::of(&self.shared.hasher, tenant, address);
+        let stored = self.stored(&slot)?;
+        let record_slot = stored.as_ref().and_then(|s| s.key_slot);
+        let previous = stored.map(|s| s.record);
+        if previous.as_ref().is_some_and(|r| r.forgotten) {
+            return Ok(WriteOutcome::Unchanged { record: previous });
+        }
+        let decide = write.decide;
+        let (record, changes) = match decided(|| decide(previous.as_ref()))? {
+            Decision::Apply { record, changes } if record.forgotten => (record, changes),
+            Decision::Apply { .. } => {
+                return Ok(WriteOutcome::Refused {
+                    record: previous,
+                    reason: "a forget must leave a forgotten record".to_string(),
+                })
+            }
+            Decision::Unchanged => return Ok(WriteOutcome::Unchanged { record: previous }),
+            Decision::Refuse(reason) => {
+                return Ok(WriteOutcome::Refused {
+                    record: previous,
+                    reason,
+                })
+            }
+        };
+
+        // Every key the address's data was sealed under is destroyed below.
+        let mut doomed: BTreeSet<u64> = record_slot.into_iter().collect();
+        // Addresses whose data may name this one: the replacement links of its record, and
+        // those its history recorded.
+        let mut linked: Vec<String> = Vec::new();
+        if let Some(p) = &previous {
+            linked.extend(p.replaced_by.clone());
+            linked.extend(p.pending_validation.as_ref().map(|r| r.replaces.clone()));
+        }
+        for (k, v) in self.history_of(t, &slot.ah)? {
+            if let Some((n, _)) = keyring::sealed_parts(&v) {
+                doomed.insert(n);
+            }
+            if let Some(entry) = self.shared.open_value::<StoredEntry>(&k, &v)? {
+                if let Some(event) = &entry.event {
+                    self.remove(keys::position(t, &event.event_id))?;
+                    if let (true, Some(instant)) = (event.is_bounce(), keys::instant_of(&k)) {
+                        let by_source = keys::prefix(keys::BOUNCES, &[t, &event.source]);
+                        self.remove(keys::at_instant(&by_source, &instant))?;
+                    }
+                }
+                linked.extend(entry.changes.iter().filter_map(named_replacement));
+            }
+            self.remove(k)?;
+        }
+        // Its delivered-address entry, in either format, and its place in the domain's count.
+        let mut delivered = false;
+        for k in [
+            keys::good_address(t, address.domain(), &slot.ah),
+            keys::plain_good_address(t, address.domain(), address.local_part()),
+        ] {
+            if let Some(v) = self.txn.get(&k)? {
+                if let Some((n, _)) = keyring::sealed_parts(&v) {
+                    doomed.insert(n);
+                }
+                self.remove(k)?;
+                delivered = true;
+            }
+        }
+        if delivered {
+            self.add_to_domain_count(t, address.domain(), -1)?;
+        }
+        linked.sort();
+        linked.dedup();
+        for other in linked {
+            if let Ok(other) = EmailAddress::parse(&other) {
+                if other != *address {
+                    self.unlink(tenant, &other, address)?;
+                }
+            }
+        }
+        for n in doomed {
+            self.shared.keyring.destroy(n)?;
+        }
+        self.data_keys.remove(&slot.key);
+        self.fresh_keys.remove(&slot.key);
+        let ah = self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
+        // One change for followers of the feed: erase the address, keep blocking its id. It
+        // names no one (its note is the justification, which may not name the address).
+        let change = list_change(
+            ChangeKind::Forgotten,
+            record.suppression.clone(),
+            changes.last(),
+            record
+                .suppression
+                .as_ref()
+                .map_or(Timestamp(0), |s| s.since),
+        );
+        self.log_change(t, Some(ah), change, None)?;
+        Ok(WriteOutcome::Applied {
+            previous,
+            record,
+            changes,
+        })
+    }
+
+    /// Takes every mention of forgotten address `gone` out of `other`'s record (its replacement
+    /// links) and history (notes and SMTP responses), and seals all of `other`'s data again
+    /// under a new key, destroying the old one once the group is durable: the copies of the old
+    /// values that the engines may still hold become unreadable with it. `other`'s earlier
+    /// change-feed entries were sealed under the old key too: they keep their kind, time and
+    /// id but lose their address text. Does nothing if `other` does not name `gone`.
+    fn unlink(
+        &mut self,
+        tenant: &Tenant,
+        other: &EmailAddress,
+        gone: &EmailAddress,
+    ) -> Result<(), StoreError> {
+        let t = tenant.as_str();
+        let gone = gone.as_str();
+        let slot = RecordSlot::of(&self.shared.hasher, tenant, other);
+        let Some(stored) = self.stored(&slot)? else {
+            return Ok(());
+        };
+        if stored.record.forgotten {
+            return Ok(());
+        }
+        let mut record = stored.record;
+        let mut named = false;
+        if record.replaced_by.as_deref() == Some(gone) {
+            record.replaced_by = None;
+            named = true;
+        }
+        if record
+            .pending_validation
+            .as_ref()
+            .is_some_and(|p| p.replaces == gone)
+        {
+            record.pending_validation = None;
+            named = true;
+        }
+        let mut old_slots: BTreeSet<u64> = stored.key_slot.into_iter().collect();
+        let mut entries = Vec::new();
+        for (k, v) in self.history_of(t, &slot.ah)? {
+            if let Some((n, _)) = keyring::sealed_parts(&v) {
+                old_slots.insert(n);
+            }
+            if let Some(mut entry) = self.shared.open_value::<StoredEntry>(&k, &v)? {
+                named |= scrub(&mut entry, gone);
+                entries.push((k, entry));
+            }
+        }
+        if !named {
+            return Ok(());
+        }
+        let (n, key) = self.shared.keyring.allocate()?;
+        for (k, entry) in entries {
+            self.put(k, seal(&entry, n, &key)?)?;
+        }
+        let good = keys::good_address(t, other.domain(), &slot.ah);
+        if let Some(v) = self.txn.get(&good)? {
+            if let Some((old, _)) = keyring::sealed_parts(&v) {
+                old_slots.insert(old);
+                self.put(
+                    good,
+                    keyring::seal_value(n, &key, other.local_part().as_bytes())?,
+                )?;
+            }
+        }
+        let sealed = StoredAddress::sealed(other.as_str(), &record, n, &key)?;
+        self.put(slot.key.clone(), encode(&sealed)?)?;
+        self.records.insert(slot.key.clone(), Some(record));
+        self.data_keys.insert(slot.key, (n, key));
+        self.effects.retired_keys.extend(old_slots);
+        Ok(())
+    }
+
     /// Appends the changes of an address's suppression (if its list changed) to the tenant's
-    /// change log, in this group's commit order.
+    /// change log, in this group's commit order, their personal fields (address, domain, SMTP
+    /// response, note) sealed under the address's data key: forgetting the address makes them
+    /// unreadable with the rest of its data.
     fn log_address_change(
         &mut self,
         tenant: &str,
@@ -983,6 +1333,7 @@ impl<'t> Group<'t> {
         }
         let cause = changes.last();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        let key = self.data_keys.get(&keys::record(tenant, &ah)).cloned();
         for kind in kinds {
             let suppression = match kind {
                 ChangeKind::Lifted | ChangeKind::Expired => before,
@@ -994,7 +1345,7 @@ impl<'t> Group<'t> {
                 change.address = address.to_string();
                 change.domain = domain.to_string();
             }
-            self.log_change(tenant, Some(ah), change)?;
+            self.log_change(tenant, Some(ah), change, key.as_ref())?;
         }
         Ok(())
     }
@@ -1146,16 +1497,21 @@ impl<'t> Group<'t> {
         Ok(())
     }
 
-    /// Appends one change to the tenant's change log.
+    /// Appends one change to the tenant's change log, sealed under `key` if given.
     fn log_change(
         &mut self,
         tenant: &str,
         ah: Option<AddressHash>,
         change: ListChange,
+        key: Option<&(u64, DataKey)>,
     ) -> Result<(), StoreError> {
         let seq = self.txn.next_seq()?;
-        let stored = StoredChange { ah, change };
-        self.put(keys::change(tenant, seq), encode(&stored)?)?;
+        let stored = StoredChange::plain(ah, change);
+        let value = match key {
+            Some((n, k)) => encode(&seal_change(stored, *n, k)?)?,
+            None => encode(&stored)?,
+        };
+        self.put(keys::change(tenant, seq), value)?;
         self.effects.logged_changes = true;
         Ok(())
     }
@@ -1206,7 +1562,7 @@ impl<'t> Group<'t> {
             change.at,
         );
         logged.domain = domain.to_string();
-        self.log_change(tenant.as_str(), None, logged)?;
+        self.log_change(tenant.as_str(), None, logged, None)?;
         metrics::counter!(
             "suppressd_domain_suppression_changes_total",
             "change" => what,
@@ -1259,12 +1615,41 @@ impl<'t> Group<'t> {
         }
     }
 
-    /// Ends the group: fails it if any write failed, else writes the last counter updates.
+    /// Ends the group: fails it if any write failed, else writes the last counter updates and
+    /// makes the keyring durable before the commit that refers to it.
     fn finish(mut self) -> Result<Effects, StoreError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         self.flush_counters()?;
+        self.shared.keyring.sync()?;
         Ok(self.effects)
     }
+}
+
+/// The address a `ReplacementPending` change says its address replaces ("replaces X (...").
+fn named_replacement(change: &StateChange) -> Option<String> {
+    if change.kind != StateChangeKind::ReplacementPending {
+        return None;
+    }
+    let rest = change.note.strip_prefix("replaces ")?;
+    Some(rest.split_once(' ').map_or(rest, |(a, _)| a).to_string())
+}
+
+/// Replaces `gone` in the entry's texts; true if it was there.
+fn scrub(entry: &mut StoredEntry, gone: &str) -> bool {
+    let mut found = false;
+    let mut clean = |text: &mut String| {
+        if text.contains(gone) {
+            *text = text.replace(gone, FORGOTTEN_ADDRESS);
+            found = true;
+        }
+    };
+    for c in &mut entry.changes {
+        clean(&mut c.note);
+    }
+    if let Some(e) = &mut entry.event {
+        clean(&mut e.smtp_response);
+    }
+    found
 }

@@ -11,6 +11,7 @@ mod correction;
 mod domains;
 mod expiry;
 mod feed;
+mod forget;
 mod history_and_manual;
 mod import;
 mod limits;
