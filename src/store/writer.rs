@@ -1041,8 +1041,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
                         t,
                         ah,
                         address.as_str(),
-                        previous.as_ref().and_then(|p| p.suppression.as_ref()),
-                        record.suppression.as_ref(),
+                        previous.as_ref(),
+                        &record,
                         &caused,
                     )?;
                 }
@@ -1112,8 +1112,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
                         write.tenant.as_str(),
                         ah,
                         address.as_str(),
-                        before.and_then(|p| p.suppression.as_ref()),
-                        record.suppression.as_ref(),
+                        before,
+                        &record,
                         &changes,
                     )?;
                     if is_first {
@@ -1323,22 +1323,53 @@ impl<'t, E: KvEngine> Group<'t, E> {
         tenant: &str,
         ah: AddressHash,
         address: &str,
-        before: Option<&Suppression>,
-        after: Option<&Suppression>,
+        previous: Option<&AddressRecord>,
+        record: &AddressRecord,
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
-        let kinds = ChangeKind::of_address(before, after, changes);
-        if kinds.is_empty() {
+        let before = previous.and_then(|p| p.suppression.as_ref());
+        let after = record.suppression.as_ref();
+        let mut logged: Vec<(ChangeKind, Option<&Suppression>)> =
+            ChangeKind::of_address(before, after, changes)
+                .into_iter()
+                .map(|kind| match kind {
+                    ChangeKind::Lifted | ChangeKind::Expired => (kind, before),
+                    _ => (kind, after),
+                })
+                .collect();
+        // Unsubscribes from single lists: their changes carry the list in `list_id`.
+        let no_lists = Vec::new();
+        let old_lists = previous.map_or(&no_lists, |p| &p.list_unsubscribes);
+        for old in old_lists {
+            if !record
+                .list_unsubscribes
+                .iter()
+                .any(|s| s.list_id == old.list_id)
+            {
+                let expired = changes.iter().any(|c| {
+                    c.kind == StateChangeKind::Expired
+                        && c.note.starts_with(&format!("list {}", old.list_id))
+                });
+                let kind = if expired {
+                    ChangeKind::Expired
+                } else {
+                    ChangeKind::Lifted
+                };
+                logged.push((kind, Some(old)));
+            }
+        }
+        for new in &record.list_unsubscribes {
+            if !old_lists.contains(new) {
+                logged.push((ChangeKind::Suppressed, Some(new)));
+            }
+        }
+        if logged.is_empty() {
             return Ok(());
         }
         let cause = changes.last();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
         let key = self.data_keys.get(&keys::record(tenant, &ah)).cloned();
-        for kind in kinds {
-            let suppression = match kind {
-                ChangeKind::Lifted | ChangeKind::Expired => before,
-                _ => after,
-            };
+        for (kind, suppression) in logged {
             let at = suppression.map_or(Timestamp(0), |s| s.since);
             let mut change = list_change(kind, suppression.cloned(), cause, at);
             if kind != ChangeKind::Forgotten {
