@@ -19,8 +19,8 @@ use suppressd::app::report::event_write;
 use suppressd::app::{App, Caller, Settings};
 use suppressd::classify::Classifier;
 use suppressd::domain::{
-    BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome,
-    Tenant, Timestamp,
+    BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome, Tenant,
+    Timestamp,
 };
 use suppressd::policy::domains::DomainPolicy;
 use suppressd::policy::EscalationPolicy;
@@ -255,7 +255,13 @@ async fn main() {
         })
         .collect();
     let contacts: Vec<String> = (0..CONTACTS)
-        .map(|i| address(if i % 10 == 0 { i % SUPPRESSED } else { 2 << 40 | i }))
+        .map(|i| {
+            address(if i % 10 == 0 {
+                i % SUPPRESSED
+            } else {
+                2 << 40 | i
+            })
+        })
         .collect();
     let mut rates: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
     for round in 0..rounds {
