@@ -229,16 +229,6 @@ impl AddressStatus {
                 .as_ref()
                 .is_some_and(AddressRecord::is_suppressed)
     }
-
-    /// The domain suppression that answers for the address: set when the address is not
-    /// suppressed itself but its domain is.
-    pub fn domain_level(&self) -> Option<&(String, DomainSuppression)> {
-        let own = self
-            .record
-            .as_ref()
-            .is_some_and(AddressRecord::is_suppressed);
-        self.domain_suppression.as_ref().filter(|_| !own)
-    }
 }
 
 /// An outcome a use case did not expect from the store: the server's fault.
