@@ -348,7 +348,7 @@ impl ImportGuard {
                 .suppressed_records(&tenant, &lookups, list.is_some())?;
         // Domain marks: nothing to do (no allocation) while the tenant has none.
         let DomainScreen { facts, engaged } = if self.context.store.has_marked_domains(&tenant) {
-            self.domain_facts(&tenant, &lookups, &suppressed)?
+            self.screen_domains(&tenant, &lookups, &suppressed)?
         } else {
             DomainScreen::default()
         };
@@ -445,7 +445,7 @@ impl ImportGuard {
     /// indexes of those at accept-all domains with confirmed engagement. Only the records of
     /// addresses at accept-all domains are read (those the known-address index cannot rule
     /// out, and not the suppressed ones, whose records are at hand).
-    fn domain_facts(
+    fn screen_domains(
         &self,
         tenant: &Tenant,
         lookups: &[&str],

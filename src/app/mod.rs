@@ -287,14 +287,6 @@ impl AddressStatus {
     pub fn is_suppressed(&self) -> bool {
         self.suppression.is_some() || self.domain_suppression.is_some()
     }
-
-    /// The domain suppression that answers for the address: set when the address is not
-    /// suppressed itself but its domain is.
-    pub fn domain_level(&self) -> Option<&(String, DomainSuppression)> {
-        self.domain_suppression
-            .as_ref()
-            .filter(|_| self.suppression.is_none())
-    }
 }
 
 /// An outcome a use case did not expect from the store: the server's fault.

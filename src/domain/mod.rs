@@ -22,7 +22,7 @@ pub use label::{
 };
 pub use mail_domain::{
     self_and_parents, AcceptAll, AcceptAllOrigin, DomainError, DomainMarks, DomainRecord,
-    DomainSuppression, MailDomain, RecentBounce, DOMAIN_SOURCE,
+    DomainSuppression, MailDomain, RecentBounce,
 };
 pub use principal::{Principal, Role, TenantScope};
 pub use record::{

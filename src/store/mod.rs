@@ -6,7 +6,9 @@
 //! Writes go through [`SuppressionStore::write`]: each [`AddressWrite`] is a read-modify-write
 //! of one address (plus, for send results, the event and its indexes) that is applied
 //! atomically, and the returned future resolves only once every write in it is durable on disk.
-//! Concurrent callers share one flush (group commit).
+//! Concurrent callers share one flush (group commit). Domain writes
+//! ([`SuppressionStore::write_domain`]) go through the same writer; every domain's suppression
+//! and accept-all mark is kept in memory ([`SuppressionStore::domain_facts`]).
 
 mod address_hash;
 #[cfg(test)]

@@ -75,6 +75,18 @@ async fn set_accept_all(app: &mut TestApp, domain: &str, accept_all: bool) -> pb
         .expect("status present")
 }
 
+/// The refusal of a ReactivateDomain call.
+async fn reactivate_refused(app: &mut TestApp, domain: &str, justification: &str) -> tonic::Status {
+    app.client
+        .reactivate_domain(pb::ReactivateDomainRequest {
+            domain: domain.into(),
+            justification: justification.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("ReactivateDomain is refused")
+}
+
 /// A DOMAIN_NOT_FOUND hard bounce.
 fn not_found(id: &str, address: &str) -> pb::SendResult {
     result(id, address, Outcome::Bounce, DOMAIN_NOT_FOUND)
@@ -254,27 +266,11 @@ async fn no_correction_points_at_an_address_of_a_suppressed_domain() {
 #[tokio::test]
 async fn reactivating_a_domain_needs_a_justification_and_is_recorded_with_who_and_why() {
     let mut app = spawn_app().await;
-    let err = app
-        .client
-        .reactivate_domain(pb::ReactivateDomainRequest {
-            domain: "defunct.example".into(),
-            justification: "checked".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = reactivate_refused(&mut app, "defunct.example", "checked").await;
     assert_eq!(err.code(), Code::NotFound);
 
     suppress_domain(&mut app, "defunct.example", false).await;
-    let err = app
-        .client
-        .reactivate_domain(pb::ReactivateDomainRequest {
-            domain: "defunct.example".into(),
-            justification: "  ".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = reactivate_refused(&mut app, "defunct.example", "  ").await;
     assert_invalid(&err, "justification");
     assert_eq!(
         app.state("", "a@defunct.example").await,
@@ -339,15 +335,7 @@ async fn include_subdomains_covers_every_domain_under_it() {
     assert!(status.suppression.unwrap().include_subdomains);
 
     // Only the suppressed domain itself can be reactivated; the answer names it.
-    let err = app
-        .client
-        .reactivate_domain(pb::ReactivateDomainRequest {
-            domain: "eu.closed.example".into(),
-            justification: "x".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = reactivate_refused(&mut app, "eu.closed.example", "x").await;
     assert_eq!(err.code(), Code::NotFound);
     assert!(
         err.message().contains("closed.example"),
