@@ -61,6 +61,8 @@ pub enum Command {
     Classify(ClassifySettings),
     /// Make bearer tokens for the auth file.
     Token(TokenSettings),
+    /// Bring in an email provider's suppression export (docs/import-formats.md).
+    Import(ImportSettings),
 }
 
 /// Settings of `suppressd serve`.
@@ -277,6 +279,34 @@ pub struct HealthcheckSettings {
         requires = "tls_ca"
     )]
     pub tls_server_name: Option<String>,
+}
+
+/// Settings of `suppressd import`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportSettings {
+    /// The export's format.
+    #[arg(long, value_enum)]
+    pub format: crate::cli::import::Format,
+    /// Which export of the provider (SendGrid: bounces, blocks, spam_reports, unsubscribes;
+    /// Mailgun: bounces, complaints, unsubscribes); told from the file name and columns when
+    /// not given.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// The tenant to import into; empty means "default".
+    #[arg(long, env = "SUPPRESSD_TENANT", default_value = "")]
+    pub tenant: String,
+    /// Bearer token of an operator.
+    #[arg(long, env = "SUPPRESSD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Suppressions per stream message (one store write each).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// The server and how to reach it (as for `suppressd healthcheck`; `--timeout-secs` bounds
+    /// the connection only).
+    #[command(flatten)]
+    pub server: HealthcheckSettings,
+    /// The export file.
+    pub file: PathBuf,
 }
 
 /// Settings of `suppressd token`.

@@ -24,6 +24,7 @@ pub mod expiry;
 pub mod feed;
 pub mod forget;
 pub mod import_guard;
+pub mod imports;
 pub mod lookup;
 pub mod monitoring;
 pub mod reclassify;
@@ -335,6 +336,8 @@ pub struct App {
     expiry: Arc<expiry::ExpirySweep>,
     /// Domain-level suppression and accept-all marks.
     pub domains: domains::Domains,
+    /// Suppressions brought in from other systems.
+    pub imports: imports::Imports,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -372,6 +375,7 @@ impl App {
             forget: forget::Forgetting::new(context.clone()),
             feed: feed::Feed::spawn(context.clone(), settings.change_retention),
             domains: domains::Domains::new(context.clone()),
+            imports: imports::Imports::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),
             expiry,
             limits: settings.limits,

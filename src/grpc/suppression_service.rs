@@ -13,6 +13,7 @@ use super::error::{inbound_error, AppError, FieldViolation};
 use super::feed;
 use super::forget;
 use super::import;
+use super::import_suppressions;
 use super::monitoring;
 use super::paging::{PageTokens, Scope};
 use super::proto as pb;
@@ -641,6 +642,13 @@ impl SuppressionService for SuppressionApi {
         request: Request<pb::ForgetAddressRequest>,
     ) -> Result<Response<pb::ForgetAddressResponse>, Status> {
         forget::forget_address(&self.app, request).await
+    }
+
+    async fn import_suppressions(
+        &self,
+        request: Request<Streaming<pb::ImportSuppressionsRequest>>,
+    ) -> Result<Response<pb::ImportSuppressionsResponse>, Status> {
+        import_suppressions::import_suppressions(&self.app, request).await
     }
 
     async fn classify_smtp_response(

@@ -22,6 +22,7 @@ pub mod domains;
 pub mod expiry;
 pub mod forget;
 pub mod health;
+pub mod import;
 pub mod reclassify;
 
 use std::time::Duration;

@@ -14,6 +14,7 @@ mod feed;
 mod forget;
 mod history_and_manual;
 mod import;
+mod import_suppressions;
 mod limits;
 mod list_bounces;
 mod metrics;
