@@ -172,6 +172,9 @@ pub async fn run(args: CheckArgs) -> Outcome {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        // Records end at "\n" only, so that line numbers count CRLF files right; the "\r" left
+        // at the end of a line's last field is trimmed like any surrounding space.
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(std::io::BufReader::with_capacity(1 << 20, input));
 
     // The first record decides the layout; without a header it is the first contact.
@@ -276,7 +279,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 break;
             }
             let line = record.position().map(|p| p.line()).unwrap_or(line);
-            if record.len() == 1 && record[0].is_empty() {
+            if record.len() == 1 && record[0].trim().is_empty() {
                 continue; // a blank line
             }
             let problem = if record.len() != layout.fields && layout.fields > 0 {
@@ -308,7 +311,11 @@ pub async fn run(args: CheckArgs) -> Outcome {
             }
             lines.push('\n');
             let id = match layout.id {
-                Some(i) => record.get(i).unwrap_or("").to_string(),
+                Some(i) => record
+                    .get(i)
+                    .unwrap_or("")
+                    .trim_end_matches('\r')
+                    .to_string(),
                 None => line.to_string(),
             };
             batch.push(Row {
