@@ -221,6 +221,14 @@ async fn a_file_without_header_is_read_by_the_column_holding_addresses() {
     let rows = csv_rows(&stdout(&output));
     assert_eq!(rows[1][..3], ["1", "gone@example.com", "block-suppressed"]);
     assert_eq!(rows[2][..3], ["2", "ok@example.com", "allow"]);
+
+    // A byte order mark before the header does not hide the first column's name.
+    let bom = server.file("bom.csv", b"\xef\xbb\xbfEmail,id\r\ngone@example.com,9\r\n");
+    let output = server.run(&["check", &bom]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rows = csv_rows(&stdout(&output));
+    assert_eq!(rows[0][0], "id");
+    assert_eq!(rows[1][..3], ["9", "gone@example.com", "block-suppressed"]);
 }
 
 #[tokio::test]
@@ -434,4 +442,13 @@ async fn operators_suppress_see_status_and_history_and_reactivate_with_json() {
         Some(3),
         "not suppressed: the server refuses"
     );
+}
+
+#[tokio::test]
+async fn check_help_documents_the_exit_codes() {
+    let output = run(vec!["check".into(), "--help".into()]).await;
+    assert!(output.status.success());
+    let help = stdout(&output);
+    assert!(help.contains("4 with --fail-on-blocked"), "{help}");
+    assert!(help.contains("3 the server"), "{help}");
 }

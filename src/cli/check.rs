@@ -1,7 +1,6 @@
 //! `suppressd check`: a CSV of contacts screened through CheckImport, one verdict row per
 //! input row, in input order.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -27,7 +26,7 @@ use crate::grpc::proto as pb;
 /// usage error (no such column); 3 the server cannot be reached or failed the call; 4 with
 /// --fail-on-blocked, at least one contact is not `allow`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = super::CHECK_EXIT_CODES)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -61,10 +60,54 @@ pub struct CheckArgs {
     pub window: u32,
 }
 
-/// One contact of the file: its id (or line number) and its address as written.
-struct Row {
-    id: String,
-    address: String,
+/// The contacts of one request message, kept until its answer comes back: each contact's id
+/// (or line number) and address as written, in one buffer (no allocation per contact).
+struct Batch {
+    text: String,
+    /// Per contact: where its id ends and where its address ends in `text`.
+    ends: Vec<(u32, u32)>,
+    /// How far into the file the batch reaches (for the progress bar).
+    bytes: u64,
+}
+
+impl Batch {
+    fn new(contacts: usize) -> Batch {
+        Batch {
+            text: String::with_capacity(contacts * 40),
+            ends: Vec::with_capacity(contacts),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, id: impl std::fmt::Display, address: &str) {
+        use std::fmt::Write as _;
+        let _ = write!(self.text, "{id}");
+        let id_end = self.text.len() as u32;
+        self.text.push_str(address);
+        self.ends.push((id_end, self.text.len() as u32));
+    }
+
+    /// The id and address of contact `i`.
+    fn get(&self, i: usize) -> (&str, &str) {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1].1 as usize
+        };
+        let (id_end, end) = self.ends[i];
+        (
+            &self.text[start..id_end as usize],
+            &self.text[id_end as usize..end as usize],
+        )
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 }
 
 /// Where the id and the address are in each record.
@@ -134,20 +177,53 @@ fn layout(first: &csv::StringRecord, args: &CheckArgs) -> anyhow::Result<(Layout
     ))
 }
 
-/// Counts per decision, and the bad rows.
-#[derive(Default)]
+/// Decision values the tally counts by; anything else counts under the last.
+const DECISIONS: usize = 8;
+
+/// Counts per decision.
 struct Tally {
-    decisions: BTreeMap<String, u64>,
+    names: Vec<String>,
+    counts: [u64; DECISIONS],
     contacts: u64,
     not_allowed: u64,
 }
 
 impl Tally {
+    fn new() -> Tally {
+        Tally {
+            names: (0..DECISIONS as i32).map(text::decision).collect(),
+            counts: [0; DECISIONS],
+            contacts: 0,
+            not_allowed: 0,
+        }
+    }
+
+    /// Counts one decision and gives its name.
+    fn add(&mut self, decision: i32) -> &str {
+        let i = usize::try_from(decision)
+            .unwrap_or(DECISIONS - 1)
+            .min(DECISIONS - 1);
+        self.counts[i] += 1;
+        self.contacts += 1;
+        if decision != pb::ImportDecision::Allow as i32 {
+            self.not_allowed += 1;
+        }
+        &self.names[i]
+    }
+
+    /// The decisions seen, with their counts.
+    fn rows(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.names
+            .iter()
+            .zip(self.counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.as_str(), n))
+    }
+
     fn line(&self, started: Instant) -> String {
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let counts = self
-            .decisions
-            .iter()
+            .rows()
             .map(|(d, n)| format!("{d} {n}"))
             .collect::<Vec<_>>()
             .join(", ");
@@ -229,7 +305,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
     // waits for, in order) and then to the request stream; both channels hold at most
     // `window` batches, so an unanswered backlog stops the reading.
     let window = args.window as usize;
-    let (pending_tx, mut pending_rx) = mpsc::channel::<(Vec<Row>, u64)>(window);
+    let (pending_tx, mut pending_rx) = mpsc::channel::<Batch>(window);
     let (request_tx, request_rx) = mpsc::channel::<pb::CheckImportRequest>(window);
     let tenant = args.client.tenant.clone();
     let batch_size = args.batch_size as usize;
@@ -237,10 +313,10 @@ pub async fn run(args: CheckArgs) -> Outcome {
     let bar = progress.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut bad_rows = 0u64;
-        let mut batch: Vec<Row> = Vec::with_capacity(batch_size);
+        let mut batch = Batch::new(batch_size);
         let mut lines = String::new();
         let mut first_message = true;
-        let mut send = |batch: &mut Vec<Row>, lines: &mut String, bytes: u64| -> bool {
+        let mut send = |batch: &mut Batch, lines: &mut String, bytes: u64| -> bool {
             let request = pb::CheckImportRequest {
                 tenant: tenant.clone(),
                 address_lines: std::mem::take(lines),
@@ -248,12 +324,12 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 ..Default::default()
             };
             first_message = false;
-            let rows = std::mem::replace(batch, Vec::with_capacity(batch_size));
-            pending_tx.blocking_send((rows, bytes)).is_ok()
-                && request_tx.blocking_send(request).is_ok()
+            let mut rows = std::mem::replace(batch, Batch::new(batch_size));
+            rows.bytes = bytes;
+            pending_tx.blocking_send(rows).is_ok() && request_tx.blocking_send(request).is_ok()
         };
-        let mut record = csv::StringRecord::new();
-        let mut pending_first = (!is_header).then_some(first);
+        let mut record = csv::ByteRecord::new();
+        let mut pending_first = (!is_header).then(|| first.into_byte_record());
         loop {
             let line = reader.position().line();
             let row = match pending_first.take() {
@@ -261,7 +337,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
                     record = r;
                     true
                 }
-                None => match reader.read_record(&mut record) {
+                None => match reader.read_byte_record(&mut record) {
                     Ok(more) => more,
                     Err(e) => {
                         let at = e.position().map(|p| p.line()).unwrap_or(line);
@@ -279,7 +355,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 break;
             }
             let line = record.position().map(|p| p.line()).unwrap_or(line);
-            if record.len() == 1 && record[0].trim().is_empty() {
+            if record.len() == 1 && record[0].trim_ascii().is_empty() {
                 continue; // a blank line
             }
             let problem = if record.len() != layout.fields && layout.fields > 0 {
@@ -288,10 +364,12 @@ pub async fn run(args: CheckArgs) -> Outcome {
                     record.len(),
                     layout.fields
                 ))
-            } else if record.get(layout.address).is_none() {
-                Some("no address column".to_string())
             } else {
-                None
+                match record.get(layout.address).map(std::str::from_utf8) {
+                    None => Some("no address column".to_string()),
+                    Some(Err(_)) => Some("the address is not UTF-8".to_string()),
+                    Some(Ok(_)) => None,
+                }
             };
             if let Some(problem) = problem {
                 let message = format!("line {line}: {problem}");
@@ -302,7 +380,9 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 bad_rows += 1;
                 continue;
             }
-            let address = record[layout.address].trim();
+            let address = std::str::from_utf8(&record[layout.address])
+                .expect("checked above")
+                .trim();
             // One contact per line: a line break inside a quoted address cannot split it.
             if address.contains(['\n', '\r']) {
                 lines.push_str(&address.replace(['\n', '\r'], " "));
@@ -310,18 +390,13 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 lines.push_str(address);
             }
             lines.push('\n');
-            let id = match layout.id {
-                Some(i) => record
-                    .get(i)
-                    .unwrap_or("")
-                    .trim_end_matches('\r')
-                    .to_string(),
-                None => line.to_string(),
-            };
-            batch.push(Row {
-                id,
-                address: address.to_string(),
-            });
+            match layout.id {
+                Some(i) => {
+                    let id = String::from_utf8_lossy(record.get(i).unwrap_or(b""));
+                    batch.push(id.trim_end_matches('\r'), address);
+                }
+                None => batch.push(line, address),
+            }
             if batch.len() == batch_size && !send(&mut batch, &mut lines, reader.position().byte())
             {
                 return Ok(bad_rows);
@@ -334,7 +409,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
     });
 
     let started = Instant::now();
-    let mut tally = Tally::default();
+    let mut tally = Tally::new();
     let mut last_line = Instant::now();
     let mut responses = client
         .check_import(ReceiverStream::new(request_rx))
@@ -342,7 +417,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
         .context("CheckImport")?
         .into_inner();
     while let Some(response) = responses.message().await.context("CheckImport")? {
-        let Some((rows, bytes)) = pending_rx.recv().await else {
+        let Some(rows) = pending_rx.recv().await else {
             anyhow::bail!("the server answered more batches than were sent");
         };
         let mut verdicts: Vec<Option<&pb::ImportVerdict>> = vec![None; rows.len()];
@@ -351,7 +426,8 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 *slot = Some(v);
             }
         }
-        for (i, row) in rows.iter().enumerate() {
+        for i in 0..rows.len() {
+            let (id, address) = rows.get(i);
             let decision = response
                 .decisions
                 .get(i)
@@ -359,18 +435,12 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 .or_else(|| verdicts[i].map(|v| v.decision))
                 .unwrap_or(pb::ImportDecision::Unspecified as i32);
             let allowed = decision == pb::ImportDecision::Allow as i32;
-            let name = text::decision(decision);
-            tally.contacts += 1;
-            if !allowed {
-                tally.not_allowed += 1;
-            }
-            match tally.decisions.get_mut(&name) {
-                Some(n) => *n += 1,
-                None => {
-                    tally.decisions.insert(name.clone(), 1);
-                }
-            }
+            let name = tally.add(decision);
             if allowed && args.only_blocked {
+                continue;
+            }
+            if allowed {
+                writer.write_record([id, address, name, "", "", ""])?;
                 continue;
             }
             let (reason, since, suggestion) = match verdicts[i] {
@@ -393,15 +463,15 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 None => Default::default(),
             };
             writer.write_record([
-                row.id.as_str(),
-                row.address.as_str(),
-                name.as_str(),
+                id,
+                address,
+                name,
                 reason.as_str(),
                 since.as_str(),
                 suggestion.as_str(),
             ])?;
         }
-        progress.set_position(bytes);
+        progress.set_position(rows.bytes);
         progress.set_message(tally.line(started));
         if progress.is_hidden() && last_line.elapsed() >= Duration::from_secs(5) {
             eprintln!("{}", tally.line(started));
@@ -414,9 +484,8 @@ pub async fn run(args: CheckArgs) -> Outcome {
     progress.finish_and_clear();
 
     let mut rows: Vec<Vec<String>> = tally
-        .decisions
-        .iter()
-        .map(|(d, n)| vec![d.clone(), n.to_string()])
+        .rows()
+        .map(|(d, n)| vec![d.to_string(), n.to_string()])
         .collect();
     rows.push(vec!["bad rows".into(), bad_rows.to_string()]);
     rows.push(vec!["contacts".into(), tally.contacts.to_string()]);

@@ -25,7 +25,7 @@ pub enum Format {
 /// Exit codes: 0 done; 1 the output cannot be written; 2 a usage error (unknown reason, bad
 /// time); 3 the server cannot be reached or failed a call.
 #[derive(Debug, Clone, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = super::CLIENT_EXIT_CODES)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub client: ClientArgs,

@@ -22,6 +22,16 @@ pub use connect::{endpoint, ClientArgs, TlsFlags};
 pub use export::ExportArgs;
 pub use operator::{HistoryArgs, ReactivateArgs, StatusArgs, SuppressArgs};
 
+/// The exit codes, as `--help` shows them.
+pub(crate) const CLIENT_EXIT_CODES: &str =
+    "Exit codes: 0 done; 1 a file cannot be read or written; \
+2 a usage error; 3 the server cannot be reached, refused or failed the call.";
+
+/// The exit codes of `check`, as `--help` shows them.
+pub(crate) const CHECK_EXIT_CODES: &str = "Exit codes: 0 done; 1 a file cannot be read or written, \
+or a bad row under --strict; 2 a usage error (such as no such column); 3 the server cannot be \
+reached, refused or failed the call; 4 with --fail-on-blocked, at least one contact is not `allow`.";
+
 /// A command's outcome when it ran to its end: success, or the exit code it chose (4).
 pub(crate) type Outcome = anyhow::Result<u8>;
 

@@ -11,7 +11,7 @@ use crate::grpc::proto as pb;
 ///
 /// Exit codes: 0 done; 2 a usage error; 3 the server cannot be reached or refused the call.
 #[derive(Debug, Clone, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = super::CLIENT_EXIT_CODES)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -27,7 +27,7 @@ pub struct StatusArgs {
 ///
 /// Exit codes: 0 done; 2 a usage error; 3 the server cannot be reached or refused the call.
 #[derive(Debug, Clone, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = super::CLIENT_EXIT_CODES)]
 pub struct HistoryArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -43,7 +43,7 @@ pub struct HistoryArgs {
 /// Exit codes: 0 done (also when it was suppressed already); 2 a usage error; 3 the server
 /// cannot be reached or refused the call.
 #[derive(Debug, Clone, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = super::CLIENT_EXIT_CODES)]
 pub struct SuppressArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -68,7 +68,7 @@ pub struct SuppressArgs {
 /// Exit codes: 0 done; 2 a usage error; 3 the server cannot be reached or refused the call
 /// (the address is not suppressed, a missing permission).
 #[derive(Debug, Clone, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = super::CLIENT_EXIT_CODES)]
 pub struct ReactivateArgs {
     #[command(flatten)]
     pub client: ClientArgs,
