@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-200000}
-max_rss_kb=${CLI_MAX_RSS_KB:-120000}
+max_rss_kb=${CLI_MAX_RSS_KB:-64000}
 
 cargo build --locked --quiet --bin suppressd --example cli_screen_data
 target=${CARGO_TARGET_DIR:-target}/debug

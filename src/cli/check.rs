@@ -426,13 +426,13 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 *slot = Some(v);
             }
         }
-        for i in 0..rows.len() {
+        for (i, verdict) in verdicts.iter().enumerate() {
             let (id, address) = rows.get(i);
             let decision = response
                 .decisions
                 .get(i)
                 .map(|&d| i32::from(d))
-                .or_else(|| verdicts[i].map(|v| v.decision))
+                .or_else(|| verdict.map(|v| v.decision))
                 .unwrap_or(pb::ImportDecision::Unspecified as i32);
             let allowed = decision == pb::ImportDecision::Allow as i32;
             let name = tally.add(decision);
@@ -443,7 +443,7 @@ pub async fn run(args: CheckArgs) -> Outcome {
                 writer.write_record([id, address, name, "", "", ""])?;
                 continue;
             }
-            let (reason, since, suggestion) = match verdicts[i] {
+            let (reason, since, suggestion) = match verdict {
                 Some(v) => {
                     let reason = match &v.suppression {
                         Some(s) => text::reason(s.reason),
