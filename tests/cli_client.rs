@@ -21,8 +21,15 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(|_, _| {}).await
+}
+
+/// A server whose settings `tweak` adjusts (given the test's directory).
+async fn server_with(tweak: impl FnOnce(&mut ServeSettings, &Path)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    let mut settings =
+        ServeSettings::local("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    tweak(&mut settings, dir.path());
     let app = Application::build(settings).await.unwrap();
     let addr = format!("127.0.0.1:{}", app.port());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -77,12 +84,23 @@ impl Server {
 
 /// Runs the binary off the async workers (the test server runs on them).
 async fn run(args: Vec<String>) -> Output {
+    run_with_token(args, None).await
+}
+
+/// Runs the binary with `SUPPRESSD_TOKEN` set to `token`, if any.
+async fn run_with_token(args: Vec<String>, token: Option<&str>) -> Output {
+    let token = token.map(str::to_string);
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_suppressd"));
+        if let Some(token) = token {
+            command.env("SUPPRESSD_TOKEN", token);
+        } else {
+            command.env_remove("SUPPRESSD_TOKEN");
+        }
+        let mut child = command
             .args(&args)
             .env_remove("SUPPRESSD_ADDR")
             .env_remove("SUPPRESSD_TENANT")
-            .env_remove("SUPPRESSD_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -451,4 +469,53 @@ async fn check_help_documents_the_exit_codes() {
     let help = stdout(&output);
     assert!(help.contains("4 with --fail-on-blocked"), "{help}");
     assert!(help.contains("3 the server"), "{help}");
+}
+
+#[tokio::test]
+async fn the_token_comes_from_suppressd_token_and_without_it_the_server_refuses() {
+    use sha2::Digest as _;
+    let token = "cli-test-token";
+    let hash = format!("{:x}", sha2::Sha256::digest(token.as_bytes()));
+    let server = server_with(|settings, dir| {
+        let path = dir.join("auth.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[principal]]\nname = \"ops\"\ntoken_sha256 = \"{hash}\"\ntenants = [\"acme\"]\nroles = [\"reader\"]\n"
+            ),
+        )
+        .unwrap();
+        settings.auth_file = Some(path);
+    })
+    .await;
+    let args = |tenant: &str| -> Vec<String> {
+        [
+            "status",
+            "a@example.com",
+            "--json",
+            "--tenant",
+            tenant,
+            "--addr",
+            &server.addr,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+
+    let allowed = run_with_token(args("acme"), Some(token)).await;
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&allowed)).unwrap();
+    assert_eq!(json[0]["state"], "allowed");
+
+    let anonymous = run_with_token(args("acme"), None).await;
+    assert_eq!(anonymous.status.code(), Some(3), "{}", stderr(&anonymous));
+    assert!(
+        stderr(&anonymous).contains("needs credentials"),
+        "{}",
+        stderr(&anonymous)
+    );
+
+    let foreign = run_with_token(args("globex"), Some(token)).await;
+    assert_eq!(foreign.status.code(), Some(3), "{}", stderr(&foreign));
 }
