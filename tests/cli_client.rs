@@ -366,6 +366,11 @@ async fn export_writes_every_suppression_of_the_tenant_as_csv_or_json_lines() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 1);
+    assert!(
+        stdout(&jsonl).starts_with("{\"address\":\"vip@example.com\",\"reason\":\"manual\""),
+        "keys in column order: {}",
+        stdout(&jsonl)
+    );
     assert_eq!(lines[0]["address"], "vip@example.com");
     assert_eq!(lines[0]["reason"], "manual");
     assert_eq!(lines[0]["smtp_response"], "ticket 7");

@@ -52,6 +52,20 @@ const COLUMNS: [&str; 6] = [
     "event_id",
 ];
 
+/// One exported suppression as a JSON object, keys in column order.
+struct JsonRow<'a, I>(I)
+where
+    I: Iterator<Item = (&'a &'static str, &'a String)> + Clone;
+
+impl<'a, I> serde::Serialize for JsonRow<'a, I>
+where
+    I: Iterator<Item = (&'a &'static str, &'a String)> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.clone())
+    }
+}
+
 pub async fn run(args: ExportArgs) -> Outcome {
     let reasons = args
         .reason
@@ -115,11 +129,8 @@ pub async fn run(args: ExportArgs) -> Outcome {
                 Some(w) => w.write_record(&row)?,
                 None => {
                     let out = out.as_mut().expect("jsonl writes to `out`");
-                    let object: serde_json::Map<String, serde_json::Value> = COLUMNS
-                        .iter()
-                        .zip(row)
-                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-                        .collect();
+                    // A map of the columns in their order (serde_json's own map sorts keys).
+                    let object = JsonRow(COLUMNS.iter().zip(&row));
                     serde_json::to_writer(&mut *out, &object)?;
                     out.write_all(b"\n")?;
                 }
