@@ -63,6 +63,18 @@ pub enum Command {
     Token(TokenSettings),
     /// Bring in an email provider's suppression export (docs/import-formats.md).
     Import(ImportSettings),
+    /// Screen a CSV of contacts through CheckImport and write one verdict per row.
+    Check(crate::cli::CheckArgs),
+    /// Write every suppression of a tenant as CSV or JSON lines.
+    Export(crate::cli::ExportArgs),
+    /// Show whether addresses may be mailed, and why not.
+    Status(crate::cli::StatusArgs),
+    /// Show an address's history.
+    History(crate::cli::HistoryArgs),
+    /// Suppress an address by hand.
+    Suppress(crate::cli::SuppressArgs),
+    /// Lift an address's suppression.
+    Reactivate(crate::cli::ReactivateArgs),
 }
 
 /// Settings of `suppressd serve`.

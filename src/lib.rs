@@ -21,7 +21,8 @@
 //! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
 //!   become gRPC status codes. The only module that knows tonic.
 //! - [`tls`]: the server's reloadable TLS/mTLS acceptor and the client certificate's identity.
-//! - [`cli`]: the provider exports `suppressd import` reads (no I/O beyond a reader).
+//! - [`cli`]: the command line's client commands (`check`, `export`, operator commands), gRPC
+//!   clients of a running server, and the provider exports `suppressd import` reads.
 //! - [`config`], [`telemetry`], [`startup`]: command line, logging, and the one start-up path
 //!   shared by `main` and the tests.
 

@@ -7,8 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine as _;
 use clap::Parser;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use suppressd::classify::Classifier;
 use suppressd::config::{
@@ -43,6 +41,12 @@ fn main() -> ExitCode {
             TokenCommand::Hash => token_hash(),
         },
         Command::Import(settings) => run_async(import(settings), ErrorOutput::Stderr),
+        Command::Check(args) => suppressd::cli::check(args),
+        Command::Export(args) => suppressd::cli::export(args),
+        Command::Status(args) => suppressd::cli::status(args),
+        Command::History(args) => suppressd::cli::history(args),
+        Command::Suppress(args) => suppressd::cli::suppress(args),
+        Command::Reactivate(args) => suppressd::cli::reactivate(args),
     }
 }
 
@@ -187,80 +191,19 @@ async fn import(settings: ImportSettings) -> anyhow::Result<()> {
 
 /// The endpoint `--addr` names: `host:port` gets `https://` with `--tls-ca`, `http://` without;
 /// a URL is taken as written, and its scheme must agree with `--tls-ca`.
+/// The endpoint `--addr` names, with the health check's TLS flags.
 fn healthcheck_endpoint(
     settings: &HealthcheckSettings,
 ) -> anyhow::Result<tonic::transport::Endpoint> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-    let tls = settings.tls_ca.is_some();
-    let url = endpoint_url(&settings.addr, tls);
-    let endpoint = Endpoint::from_shared(url.clone()).with_context(|| {
-        format!(
-            "--addr {:?} is neither host:port nor a URL (http://host:port, https://host:port)",
-            settings.addr
-        )
-    })?;
-    let Some(ca) = &settings.tls_ca else {
-        if url.starts_with("https://") {
-            anyhow::bail!(
-                "--addr {url} asks for TLS: give --tls-ca with the CA that signed the server's certificate"
-            );
-        }
-        return Ok(endpoint);
-    };
-    if url.starts_with("http://") {
-        anyhow::bail!(
-            "--addr {url} is plaintext but --tls-ca asks for TLS: write https://, or host:port"
-        );
-    }
-    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
-        read_pem_certificates(ca, "--tls-ca")?,
-    ));
-    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
-        let cert = read_pem_certificates(cert, "--tls-cert")?;
-        let key_pem = std::fs::read(key)
-            .with_context(|| format!("cannot read --tls-key {}", key.display()))?;
-        PrivateKeyDer::from_pem_slice(&key_pem).with_context(|| {
-            format!(
-                "--tls-key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                key.display()
-            )
-        })?;
-        config = config.identity(Identity::from_pem(cert, key_pem));
-    }
-    if let Some(name) = &settings.tls_server_name {
-        config = config.domain_name(name);
-    }
-    endpoint
-        .tls_config(config)
-        .context("cannot set up TLS for the health check")
-}
-
-/// `host:port` becomes a URL; anything with a scheme is left as it is.
-fn endpoint_url(addr: &str, tls: bool) -> String {
-    let addr = addr.trim();
-    if addr.contains("://") {
-        addr.to_string()
-    } else if tls {
-        format!("https://{addr}")
-    } else {
-        format!("http://{addr}")
-    }
-}
-
-/// The file's bytes, once checked to hold at least one PEM certificate.
-fn read_pem_certificates(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{flag} {} is not valid PEM", path.display()))?;
-    if certificates.is_empty() {
-        anyhow::bail!(
-            "{flag} {} holds no certificate (expected a \"BEGIN CERTIFICATE\" PEM block)",
-            path.display()
-        );
-    }
-    Ok(pem)
+    suppressd::cli::endpoint(
+        &settings.addr,
+        suppressd::cli::TlsFlags {
+            ca: settings.tls_ca.as_deref(),
+            cert: settings.tls_cert.as_deref(),
+            key: settings.tls_key.as_deref(),
+            server_name: settings.tls_server_name.as_deref(),
+        },
+    )
 }
 
 /// Random bytes in a token: 256 bits, beyond any guessing.
@@ -402,23 +345,6 @@ fn classify(settings: ClassifySettings) -> ExitCode {
 mod tests {
     use super::*;
     use suppressd::config::TokenRole;
-
-    #[test]
-    fn host_and_port_becomes_a_url_of_the_scheme_tls_asks_for() {
-        assert_eq!(
-            endpoint_url("127.0.0.1:50051", false),
-            "http://127.0.0.1:50051"
-        );
-        assert_eq!(
-            endpoint_url("127.0.0.1:50051", true),
-            "https://127.0.0.1:50051"
-        );
-        assert_eq!(endpoint_url("[::1]:50051", true), "https://[::1]:50051");
-        assert_eq!(
-            endpoint_url("http://localhost:50051", true),
-            "http://localhost:50051"
-        );
-    }
 
     #[test]
     fn the_token_on_stdin_loses_only_its_line_ending() {
