@@ -58,6 +58,7 @@ fn event(i: u64, address: &str, kind: u64, at: i64) -> RecordedEvent {
         campaign: format!("campaign-{}", i % 50),
         segment: String::new(),
         provider: "bench".into(),
+        list_id: String::new(),
         occurred_at: Timestamp(at),
         recorded_at: Timestamp(at),
         classification: Classification {

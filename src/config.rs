@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::clock::Clock;
+use crate::policy::ReasonTtl;
 
 /// suppressd: email suppression lists as a gRPC service.
 #[derive(Debug, Parser)]
@@ -59,6 +61,8 @@ pub enum Command {
     Classify(ClassifySettings),
     /// Make bearer tokens for the auth file.
     Token(TokenSettings),
+    /// Bring in an email provider's suppression export (docs/import-formats.md).
+    Import(ImportSettings),
 }
 
 /// Settings of `suppressd serve`.
@@ -96,6 +100,31 @@ pub struct ServeSettings {
     /// must list the suppressions again.
     #[arg(long, env = "SUPPRESSD_CHANGE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub change_retention_days: u32,
+
+    /// How long suppressions for a reason last: REASON=DURATION (e.g. repeated-soft-bounce=30d,
+    /// mailbox-full=14d, manual=12h), repeatable. A reason not named never expires (a hard
+    /// bounce stays until reactivated). Applies to suppressions made while it is set.
+    #[arg(
+        long = "suppression-ttl",
+        env = "SUPPRESSD_SUPPRESSION_TTL",
+        value_name = "REASON=DURATION",
+        value_delimiter = ','
+    )]
+    pub suppression_ttl: Vec<ReasonTtl>,
+
+    /// Distinct addresses at one domain that must hard-bounce with DOMAIN_NOT_FOUND within the
+    /// window for the domain to be suppressed automatically.
+    #[arg(long, env = "SUPPRESSD_DOMAIN_SUPPRESSION_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub domain_suppression_threshold: u32,
+
+    /// How far back those DOMAIN_NOT_FOUND bounces count, e.g. 7d, 36h.
+    #[arg(long, env = "SUPPRESSD_DOMAIN_SUPPRESSION_WINDOW", default_value = "7d", value_parser = window_duration)]
+    pub domain_suppression_window: Duration,
+
+    /// Addresses at one domain delivered to and later hard-bounced as missing mailboxes that
+    /// mark the domain accept-all.
+    #[arg(long, env = "SUPPRESSD_ACCEPT_ALL_INFERENCE_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub accept_all_inference_threshold: u32,
 
     /// Where to serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464); off when not set.
     #[arg(long, env = "SUPPRESSD_METRICS_LISTEN")]
@@ -162,6 +191,15 @@ pub struct ServeSettings {
     pub clock: Clock,
 }
 
+/// A duration from one hour to one year, written like `7d`, `36h` or `2weeks`.
+fn window_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 7d, 36h)"))?;
+    if d < Duration::from_secs(3600) || d > Duration::from_secs(366 * 86_400) {
+        return Err("must be between 1h and 366d".into());
+    }
+    Ok(d)
+}
+
 fn unit_interval_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&v) {
@@ -187,6 +225,10 @@ impl ServeSettings {
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
             change_retention_days: 30,
+            suppression_ttl: Vec::new(),
+            domain_suppression_threshold: 3,
+            domain_suppression_window: Duration::from_secs(7 * 86_400),
+            accept_all_inference_threshold: 3,
             cache_mb: 256,
             journal_mb: 384,
             metrics_listen: None,
@@ -237,6 +279,34 @@ pub struct HealthcheckSettings {
         requires = "tls_ca"
     )]
     pub tls_server_name: Option<String>,
+}
+
+/// Settings of `suppressd import`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportSettings {
+    /// The export's format.
+    #[arg(long, value_enum)]
+    pub format: crate::cli::import::Format,
+    /// Which export of the provider (SendGrid: bounces, blocks, spam_reports, unsubscribes;
+    /// Mailgun: bounces, complaints, unsubscribes); told from the file name and columns when
+    /// not given.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// The tenant to import into; empty means "default".
+    #[arg(long, env = "SUPPRESSD_TENANT", default_value = "")]
+    pub tenant: String,
+    /// Bearer token of an operator.
+    #[arg(long, env = "SUPPRESSD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Suppressions per stream message (one store write each).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// The server and how to reach it (as for `suppressd healthcheck`; `--timeout-secs` bounds
+    /// the connection only).
+    #[command(flatten)]
+    pub server: HealthcheckSettings,
+    /// The export file.
+    pub file: PathBuf,
 }
 
 /// Settings of `suppressd token`.
@@ -323,10 +393,49 @@ pub struct ClassifySettings {
     /// Enhanced status code given separately (e.g. 5.1.1).
     #[arg(long)]
     pub status: Option<String>,
-    /// The reporter's label: delivered, hard, soft, block, complaint or bounce.
+    /// The reporter's label: delivered, hard, soft, block, complaint, bounce or unsubscribe.
     #[arg(long, default_value = "bounce")]
     pub label: String,
     /// Which ESP or MTA reported it.
     #[arg(long, default_value = "")]
     pub provider: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeSettings, clap::Error> {
+        let cli = Cli::try_parse_from(["suppressd", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(settings) => Ok(settings),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn suppression_lifetimes_are_repeatable_and_a_bad_one_is_refused_naming_the_flag() {
+        let settings = serve(&[
+            "--suppression-ttl",
+            "repeated-soft-bounce=30d",
+            "--suppression-ttl",
+            "mailbox-full=14d,manual=12h",
+        ])
+        .unwrap();
+        let reasons: Vec<&str> = settings
+            .suppression_ttl
+            .iter()
+            .map(|e| e.reason.name())
+            .collect();
+        assert_eq!(reasons, ["repeated-soft-bounce", "mailbox-full", "manual"]);
+        assert!(
+            serve(&[]).unwrap().suppression_ttl.is_empty(),
+            "none by default"
+        );
+        for bad in ["mailbox-fool=1d", "mailbox-full=soon", "mailbox-full"] {
+            let err = serve(&["--suppression-ttl", bad]).unwrap_err().to_string();
+            assert!(err.contains("--suppression-ttl"), "{err}");
+            assert!(err.contains(bad.split('=').next().unwrap_or(bad)), "{err}");
+        }
+    }
 }

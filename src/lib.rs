@@ -21,12 +21,14 @@
 //! - [`grpc`]: the tonic services, proto <-> domain conversion, and the one place where errors
 //!   become gRPC status codes. The only module that knows tonic.
 //! - [`tls`]: the server's reloadable TLS/mTLS acceptor and the client certificate's identity.
+//! - [`cli`]: the provider exports `suppressd import` reads (no I/O beyond a reader).
 //! - [`config`], [`telemetry`], [`startup`]: command line, logging, and the one start-up path
 //!   shared by `main` and the tests.
 
 pub mod app;
 pub mod auth;
 pub mod classify;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;

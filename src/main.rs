@@ -12,7 +12,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use suppressd::classify::Classifier;
 use suppressd::config::{
-    ClassifySettings, Cli, Command, HealthcheckSettings, TokenCommand, TokenNewSettings,
+    ClassifySettings, Cli, Command, HealthcheckSettings, ImportSettings, TokenCommand,
+    TokenNewSettings,
 };
 use suppressd::domain::{ReportedOutcome, SmtpEvidence};
 use suppressd::startup::{shutdown_signal, Application};
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
             TokenCommand::New(settings) => token_new(settings),
             TokenCommand::Hash => token_hash(),
         },
+        Command::Import(settings) => run_async(import(settings), ErrorOutput::Stderr),
     }
 }
 
@@ -102,6 +104,85 @@ async fn healthcheck(settings: HealthcheckSettings) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("{} answers {:?}", settings.addr, response.status())
     }
+}
+
+/// `suppressd import`: reads the export, sends its suppressions, and prints a summary: rows
+/// imported, already suppressed, skipped (with why) and invalid (with line numbers and why).
+/// Progress goes to stderr. Fails (exit 1) only when the server cannot be reached or refuses
+/// the stream.
+async fn import(settings: ImportSettings) -> anyhow::Result<()> {
+    use suppressd::cli::import::{parse, Parsed};
+    use suppressd::grpc::import_client::import_rows;
+    use suppressd::grpc::proto::{
+        suppression_service_client::SuppressionServiceClient, ImportOutcome,
+    };
+    let file = std::fs::File::open(&settings.file)
+        .with_context(|| format!("cannot read {}", settings.file.display()))?;
+    let name = settings
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rows = parse(
+        settings.format,
+        settings.kind.as_deref(),
+        &name,
+        std::io::BufReader::new(file),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", settings.file.display()))?;
+    let mut lines = Vec::new();
+    let mut items = Vec::new();
+    let mut skipped = Vec::new();
+    let mut invalid = Vec::new();
+    for row in rows {
+        match row.parsed {
+            Parsed::Import(item) => {
+                lines.push(row.line);
+                items.push(item);
+            }
+            Parsed::Skipped(why) => skipped.push((row.line, why)),
+            Parsed::Invalid(why) => invalid.push((row.line, why)),
+        }
+    }
+    let timeout = Duration::from_secs(settings.server.timeout_secs);
+    let channel = healthcheck_endpoint(&settings.server)?
+        .connect_timeout(timeout)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", settings.server.addr))?;
+    let mut client = SuppressionServiceClient::new(channel);
+    let total = items.len();
+    let answer = import_rows(
+        &mut client,
+        settings.token.as_deref(),
+        &settings.tenant,
+        settings.format.source(),
+        &items,
+        settings.batch as usize,
+        move |sent| eprintln!("sent {sent} of {total}"),
+    )
+    .await
+    .context("the server refused the import")?;
+    let mut already = Vec::new();
+    for v in &answer.verdicts {
+        let line = lines.get(v.index as usize).copied().unwrap_or(0);
+        match v.outcome() {
+            ImportOutcome::Invalid => invalid.push((line, v.message.clone())),
+            _ => already.push(line),
+        }
+    }
+    invalid.sort();
+    println!("imported: {}", answer.imported);
+    println!("already suppressed: {}", answer.already_suppressed);
+    println!("skipped: {}", skipped.len());
+    for (line, why) in &skipped {
+        println!("  line {line}: {why}");
+    }
+    println!("invalid: {}", invalid.len());
+    for (line, why) in &invalid {
+        println!("  line {line}: {why}");
+    }
+    Ok(())
 }
 
 /// The endpoint `--addr` names: `host:port` gets `https://` with `--tls-ca`, `http://` without;
@@ -298,8 +379,9 @@ fn classify(settings: ClassifySettings) -> ExitCode {
         "block" => ReportedOutcome::Block,
         "complaint" => ReportedOutcome::Complaint,
         "bounce" => ReportedOutcome::Bounce,
+        "unsubscribe" => ReportedOutcome::Unsubscribe,
         other => {
-            eprintln!("error: unknown --label {other:?} (delivered, hard, soft, block, complaint, bounce)");
+            eprintln!("error: unknown --label {other:?} (delivered, hard, soft, block, complaint, bounce, unsubscribe)");
             return ExitCode::from(2);
         }
     };

@@ -22,8 +22,9 @@ use crate::grpc::proto::suppression_admin_service_server::SuppressionAdminServic
 use crate::grpc::proto::suppression_service_server::SuppressionServiceServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::{AdminApi, SuppressionApi};
+use crate::policy::domains::DomainPolicy;
 use crate::policy::health::HealthThresholds;
-use crate::policy::EscalationPolicy;
+use crate::policy::{EscalationPolicy, SuppressionTtl};
 use crate::store::{StoreOptions, SuppressionStore};
 use crate::tls::{TlsAcceptor, TlsFiles};
 
@@ -46,6 +47,8 @@ pub struct Application {
     /// TLS, when configured.
     tls: Option<TlsAcceptor>,
     max_message_bytes: usize,
+    /// Where Prometheus metrics are served, when they are.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Application {
@@ -53,6 +56,7 @@ impl Application {
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Application> {
         // Refuse an unsafe configuration before touching the data.
         let (auth, tls) = Self::security(&settings)?;
+        Self::suppression_ttl(&settings)?;
         let options = Self::store_options(&settings);
         let store = tokio::task::spawn_blocking(move || crate::store::open(options))
             .await
@@ -109,6 +113,12 @@ impl Application {
         Ok((auth, tls))
     }
 
+    /// The lifetimes of suppressions by reason, from `--suppression-ttl`.
+    fn suppression_ttl(settings: &ServeSettings) -> anyhow::Result<SuppressionTtl> {
+        SuppressionTtl::from_entries(&settings.suppression_ttl)
+            .map_err(|e| anyhow::anyhow!("--suppression-ttl: {e}"))
+    }
+
     /// How `settings` open the store.
     pub fn store_options(settings: &ServeSettings) -> StoreOptions {
         StoreOptions {
@@ -135,19 +145,32 @@ impl Application {
         auth: Option<Arc<Authenticator>>,
         tls: Option<TlsAcceptor>,
     ) -> anyhow::Result<Application> {
-        if let Some(addr) = settings.metrics_listen {
-            crate::telemetry::serve_metrics(addr)?;
-        }
+        let metrics_addr = match settings.metrics_listen {
+            Some(addr) => Some(crate::telemetry::serve_metrics(
+                addr,
+                settings.data_dir.clone(),
+            )?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let ttl = Self::suppression_ttl(&settings)?;
+        for entry in ttl.entries() {
+            tracing::info!(
+                reason = entry.reason.name(),
+                ttl = %humantime::format_duration(entry.ttl),
+                "suppressions for this reason expire"
+            );
+        }
         let app_settings = Settings {
             policy: EscalationPolicy {
                 soft_bounce_threshold: settings.soft_bounce_threshold,
                 soft_bounce_window: Duration::from_secs(
                     u64::from(settings.soft_bounce_window_days) * 86_400,
                 ),
+                ttl,
             },
             limits: Limits {
                 max_batch: settings.max_batch as usize,
@@ -161,6 +184,12 @@ impl Application {
                 min_sample: settings.health_min_sample,
             },
             correction_threshold: settings.correction_threshold,
+            domains: DomainPolicy {
+                suppression_threshold: settings.domain_suppression_threshold,
+                suppression_window: settings.domain_suppression_window,
+                accept_all_threshold: settings.accept_all_inference_threshold,
+                ..crate::app::domains::default_policy()
+            },
             clock: settings.clock.clone(),
             change_retention: Duration::from_secs(
                 u64::from(settings.change_retention_days) * 86_400,
@@ -184,6 +213,7 @@ impl Application {
             auth,
             tls,
             max_message_bytes: settings.max_message_bytes,
+            metrics_addr,
         })
     }
 
@@ -195,6 +225,11 @@ impl Application {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the metrics listener bound, when `--metrics-listen` is given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, drains in-flight calls,
@@ -210,6 +245,7 @@ impl Application {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
+        metrics::gauge!("suppressd_serving").set(1.0);
 
         // Both reflection versions: grpcurl and other tools still ask v1alpha first.
         let reflection = tonic_reflection::server::Builder::configure()
@@ -260,6 +296,7 @@ impl Application {
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
+            metrics::gauge!("suppressd_serving").set(0.0);
             // Streams that never end by themselves (WatchSourceHealth) end now, so that the
             // drain does not wait for their clients.
             watchers.shutdown().await;

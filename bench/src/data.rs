@@ -303,7 +303,7 @@ impl DataSet {
             segment: pick(&SEGMENTS, h >> 16).to_string(),
             provider: pick(&PROVIDERS, h >> 20).to_string(),
             occurred_at: Some(self.occurred_at(h)),
-            list_id: String::new(),
+            ..Default::default()
         }
     }
 
@@ -348,7 +348,7 @@ impl DataSet {
             segment: pick(&SEGMENTS, h >> 52).to_string(),
             provider: pick(&PROVIDERS, h >> 56).to_string(),
             occurred_at: Some(self.occurred_within(h.rotate_left(17), spread)),
-            list_id: String::new(),
+            ..Default::default()
         };
         (idx, result)
     }

@@ -19,7 +19,7 @@ use crate::{echo, pg, svc, tls};
 const MIB: f64 = 1024.0 * 1024.0;
 /// Every phase, in order.
 pub const ALL_PHASES: &str =
-    "load,storage,pgload,import,status,batch,bounces,ingest,ingest-live,unary,tls";
+    "load,storage,pgload,import,status,batch,bounces,feed,ingest,ingest-live,unary,tls";
 
 /// Options of `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,9 +70,13 @@ pub struct RunArgs {
     /// bounces, ingest, ingest-live, unary, tls (without --tls-ca: its plaintext references;
     /// with it: over TLS with the token, and then the only phase); also import-packed (only the packed CheckImport on one stream, three
     /// times) and import-x4 (four streams, three times, see --x4-format): for profiling the
-    /// server.
+    /// server; and domains (status and import screens before and after suppressing --domains
+    /// domains; it leaves them suppressed, so run it last).
     #[arg(long, default_value = ALL_PHASES)]
     pub phases: String,
+    /// Domains the domains phase suppresses.
+    #[arg(long, default_value_t = 100_000)]
+    pub domains: u64,
     /// Verdict format of the import-x4 phase.
     #[arg(long, value_enum, default_value_t = Verdicts::Packed)]
     pub x4_format: Verdicts,
@@ -155,14 +159,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "status" => status(&mut m, &args, &ds, &chans).await,
             "batch" => batch(&mut m, &args, &ds, &chans).await,
             "bounces" => bounces(&mut m, &ds, &chans).await,
+            "feed" => feed(&mut m, &ds, &chans).await,
             "ingest" => ingest(&mut m, &args, &ds, &chans, Spread::Days90).await,
             "ingest-live" => ingest(&mut m, &args, &ds, &chans, Spread::Live).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
+            "domains" => domains(&mut m, &args, &ds, &chans).await,
             "tls" => match &tls {
                 None => tls_reference(&mut m, &args, &ds, &chans).await,
                 Some(tls) => tls_phase(&mut m, &args, &ds, &chans, tls).await,
             },
-            other => bail!("unknown phase {other:?} (phases: {ALL_PHASES})"),
+            other => bail!("unknown phase {other:?} (phases: {ALL_PHASES}; also domains)"),
         }
         .with_context(|| format!("phase {phase}"))?;
         m.note(
@@ -582,7 +588,7 @@ async fn check_pool<T: Transport>(
             .get_suppression_status(pb::GetSuppressionStatusRequest {
                 tenant: TENANT.to_string(),
                 address: a.clone(),
-                list_id: String::new(),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -637,7 +643,7 @@ async fn status_loop<T: Transport>(
                 .get_suppression_status(pb::GetSuppressionStatusRequest {
                     tenant: TENANT.to_string(),
                     address,
-                    list_id: String::new(),
+                    ..Default::default()
                 })
                 .await?;
             if r.into_inner().status.is_none() {
@@ -647,6 +653,134 @@ async fn status_loop<T: Transport>(
         }
     })
     .await
+}
+
+/// The `i`-th domain the domains phase suppresses; none is a domain of the data set.
+fn bench_domain(i: u64) -> String {
+    format!("d{i}.defunct-bench.example")
+}
+
+/// What suppressed domains cost the lookups of addresses at other domains (most lookups):
+/// GetSuppressionStatus at concurrency 16 and 256 and CheckImport on 4 streams (batch 1,000,
+/// packed) with no suppressed domain, then once `--domains` domains of the main tenant are
+/// suppressed (every tenth with its subdomains, so that each lookup also walks up to the
+/// parent domains), then again once they are all reactivated (no mark left: the bracket shows
+/// the machine's drift). No domain of the data set is suppressed: every answer stays the same.
+async fn domains(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+    let clients: Arc<Vec<svc::Client>> = Arc::new(chans.iter().map(svc::client).collect());
+    let plan = data::import_plan(ds, args.contacts);
+    let listed = clients[0]
+        .clone()
+        .list_suppressed_domains(pb::ListSuppressedDomainsRequest {
+            tenant: TENANT.to_string(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    if !listed.domains.is_empty() {
+        bail!(
+            "tenant {TENANT} has suppressed domains already: run the domains phase once per load"
+        );
+    }
+    check_pool(clients[0].clone(), &pool).await?;
+    status_loop(clients.clone(), pool.clone(), 16, Duration::from_secs(1)).await?;
+
+    for label in ["none", "with", "none_again"] {
+        match label {
+            "with" => {
+                let rate = domain_calls(&clients, args.domains, true).await?;
+                eprintln!("  {} domains suppressed at {rate:.0}/s", args.domains);
+                m.set("domains.suppress_domain.per_s", rate);
+                for probe in [
+                    format!("someone@{}", bench_domain(args.domains / 2 + 1)),
+                    format!("someone@mail.{}", bench_domain(0)),
+                ] {
+                    let status = clients[0]
+                        .clone()
+                        .get_suppression_status(pb::GetSuppressionStatusRequest {
+                            tenant: TENANT.to_string(),
+                            address: probe.clone(),
+                            ..Default::default()
+                        })
+                        .await?
+                        .into_inner()
+                        .status
+                        .context("no status")?;
+                    if !status.domain_level {
+                        bail!("{probe} is not suppressed by its domain");
+                    }
+                }
+            }
+            "none_again" => {
+                let rate = domain_calls(&clients, args.domains, false).await?;
+                eprintln!("  {} domains reactivated at {rate:.0}/s", args.domains);
+                m.set("domains.reactivate_domain.per_s", rate);
+            }
+            _ => {}
+        }
+        // The journal checkpoints the domain writes once idle: not during the measurement.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        for c in [16usize, 256] {
+            let r = status_loop(clients.clone(), pool.clone(), c, args.duration()).await?;
+            eprintln!("  {label}: status c{c} {:.0}/s", r.calls_per_s());
+            m.set_loop(&format!("domains.{label}.status.c{c}"), &r, false);
+        }
+        let elapsed = four_streams(chans, &plan, Verdicts::Packed).await?;
+        let rate = per_s(args.contacts, elapsed);
+        eprintln!("  {label}: import x4 packed {rate:.0}/s");
+        m.set(
+            &format!("domains.{label}.import.x4.packed.b1000.per_s"),
+            rate,
+        );
+    }
+    Ok(())
+}
+
+/// Suppresses (or reactivates) the first `n` bench domains from 64 callers; returns calls/s.
+async fn domain_calls(clients: &[svc::Client], n: u64, suppress: bool) -> anyhow::Result<f64> {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..64 {
+        let mut c = clients[k % clients.len()].clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                if suppress {
+                    c.suppress_domain(pb::SuppressDomainRequest {
+                        tenant: TENANT.to_string(),
+                        domain: bench_domain(i),
+                        note: "bench".into(),
+                        include_subdomains: i.is_multiple_of(10),
+                        ..Default::default()
+                    })
+                    .await?;
+                } else {
+                    c.reactivate_domain(pb::ReactivateDomainRequest {
+                        tenant: TENANT.to_string(),
+                        domain: bench_domain(i),
+                        justification: "bench".into(),
+                    })
+                    .await?;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.context("domain call task panicked")??;
+    }
+    Ok(per_s(n, started.elapsed()))
 }
 
 /// BatchGetSuppressionStatus, 1,000 addresses a call, 4 callers.
@@ -671,7 +805,7 @@ async fn batch(
                 .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
                     tenant: TENANT.to_string(),
                     addresses,
-                    list_id: String::new(),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -702,6 +836,39 @@ async fn bounces(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Re
     m.set("bounces.pages", pages as f64);
     m.set("bounces.secs", elapsed.as_secs_f64());
     m.set("bounces.per_s", per_s(events, elapsed));
+    Ok(())
+}
+
+/// The change feed: one follower reads tenant `bench`'s change log from its start: one change
+/// per address of the tenant that the load suppressed.
+async fn feed(m: &mut Metrics, ds: &DataSet, chans: &[Channel]) -> anyhow::Result<()> {
+    let mut client =
+        SuppressionServiceClient::new(chans[0].clone()).max_decoding_message_size(64 * 1024 * 1024);
+    let expected = (0..ds.n).filter(|&i| ds.tenant(i) == TENANT).count() as u64;
+    let started = Instant::now();
+    let mut stream = client
+        .watch_suppressions(pb::WatchSuppressionsRequest {
+            tenant: TENANT.into(),
+            // The position before the first change.
+            after_cursor: "c1.0000000000000000".into(),
+            kinds: vec![],
+        })
+        .await?
+        .into_inner();
+    let mut changes = 0u64;
+    while changes < expected {
+        match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+            Ok(Ok(Some(_))) => changes += 1,
+            _ => bail!("the change feed stopped after {changes} of {expected} changes"),
+        }
+    }
+    let elapsed = started.elapsed();
+    if changes == 0 {
+        bail!("the change feed gave nothing");
+    }
+    m.set("feed.changes", changes as f64);
+    m.set("feed.secs", elapsed.as_secs_f64());
+    m.set("feed.per_s", per_s(changes, elapsed));
     Ok(())
 }
 
@@ -916,7 +1083,7 @@ async fn tls_phase(
         .get_suppression_status(pb::GetSuppressionStatusRequest {
             tenant: TENANT.to_string(),
             address: pool[0].clone(),
-            list_id: String::new(),
+            ..Default::default()
         })
         .await;
     match anonymous {

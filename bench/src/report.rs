@@ -356,6 +356,15 @@ fn rows(d: &Data) -> Vec<Row> {
         ..Row::default()
     });
 
+    out.push(Row {
+        name: "  WatchSuppressions: one follower reads tenant bench's whole change log".into(),
+        value: match (d.get("feed.changes"), d.get("feed.per_s")) {
+            (Some(n), Some(r)) => format!("{} changes ({}/s)", fmt_num(n), fmt_num(r)),
+            _ => String::new(),
+        },
+        ..Row::default()
+    });
+
     // 6. Storage
     out.push(section("6. Storage and memory"));
     out.push(Row {
@@ -510,6 +519,62 @@ fn rows(d: &Data) -> Vec<Row> {
         x_tonic: ratio(plain, plain_echo).0,
         ..Row::default()
     });
+    // 8. Domain marks
+    out.push(section(
+        "8. Suppressed domains: the same calls with none, with --domains suppressed domains (every tenth with its subdomains, none of them a domain of the data set), and with none again once they are reactivated",
+    ));
+    for (name, key) in [
+        ("GetSuppressionStatus, concurrency 16", "status.c16"),
+        ("GetSuppressionStatus, concurrency 256", "status.c256"),
+        (
+            "CheckImport, 4 streams, batch 1,000, packed",
+            "import.x4.packed.b1000",
+        ),
+    ] {
+        let per_s = |label: &str| d.get(&format!("domains.{label}.{key}.per_s"));
+        let none = match (per_s("none"), per_s("none_again")) {
+            (Some(a), Some(b)) => Some((a + b) / 2.0),
+            (a, b) => a.or(b),
+        };
+        for (label, title) in [
+            ("none", format!("  {name}, no suppressed domain")),
+            ("with", "    with the suppressed domains".to_string()),
+            (
+                "none_again",
+                "    none again, after reactivating them".to_string(),
+            ),
+        ] {
+            let r = (label == "with")
+                .then(|| ratio(per_s(label), none).1)
+                .flatten();
+            out.push(Row {
+                name: format!(
+                    "{title}{}",
+                    r.map(|r| format!(" = {r:.2}x the mean of none"))
+                        .unwrap_or_default()
+                ),
+                value: rate(per_s(label)),
+                latency: latency(d, &format!("domains.{label}.{key}")),
+                ..Row::default()
+            });
+        }
+    }
+    for (name, key) in [
+        (
+            "SuppressDomain, 64 callers",
+            "domains.suppress_domain.per_s",
+        ),
+        (
+            "ReactivateDomain, 64 callers",
+            "domains.reactivate_domain.per_s",
+        ),
+    ] {
+        out.push(Row {
+            name: format!("  {name}"),
+            value: rate(d.get(key)),
+            ..Row::default()
+        });
+    }
     out
 }
 

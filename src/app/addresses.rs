@@ -1,10 +1,15 @@
-//! What operators and analysts do with addresses: suppress by hand, lift a suppression with a
-//! justification, read an address's history, list bounces and suppressions.
+//! What operators and analysts do with addresses: suppress by hand (for every mail, or
+//! unsubscribe from one list), lift a suppression with a justification, read an address's
+//! history, list bounces and suppressions.
 
-use super::{blocking, observe_changes, unexpected, AddressStatus, AppError, Caller, Context};
-use crate::domain::{
-    BounceReason, EmailAddress, HistoryEntry, RecordedEvent, Source, Suppression, Tenant,
+use super::{
+    blocking, observe_changes, unexpected, AddressStatus, AppError, Caller, Context, FieldViolation,
 };
+use crate::domain::{
+    BounceReason, EmailAddress, HistoryEntry, ListId, RecordedEvent, Source, Suppression, Tenant,
+    Timestamp,
+};
+use crate::policy::ManualSuppress;
 use crate::store::{AddressWrite, BounceQuery, Decision, Page, SuppressionQuery, WriteOutcome};
 
 /// Operator actions and listings.
@@ -24,6 +29,11 @@ pub struct ManualSuppression {
     pub source: Source,
     /// The operator's note.
     pub note: String,
+    /// When it ends by itself (must be in the future); `None`: the lifetime the server gives
+    /// its reason, if any.
+    pub expires_at: Option<Timestamp>,
+    /// With reason `Unsubscribed`: the list the address leaves (empty: every mail).
+    pub list_id: ListId,
 }
 
 /// What a manual suppression did.
@@ -49,7 +59,9 @@ impl Addresses {
         Addresses { context }
     }
 
-    /// Suppresses an address by hand. Suppressing a suppressed address changes nothing.
+    /// Suppresses an address by hand: every mail, or, with reason `Unsubscribed` and a list,
+    /// mail of that list. Suppressing a suppressed address changes nothing (unless the new
+    /// suppression lasts longer than one that would end by itself).
     pub async fn suppress(
         &self,
         caller: &Caller,
@@ -62,19 +74,44 @@ impl Addresses {
             reason,
             source,
             note,
+            expires_at,
+            list_id,
         } = request;
+        let now = self.context.clock.now();
+        if expires_at.is_some_and(|end| end <= now) {
+            return Err(FieldViolation::new(
+                "expires_at",
+                format!("must be in the future (now is {})", now.to_rfc3339()),
+            )
+            .into());
+        }
+        if !list_id.is_empty() && reason != BounceReason::Unsubscribed {
+            return Err(FieldViolation::new(
+                "list_id",
+                "is only for reason BOUNCE_REASON_UNSUBSCRIBED: other suppressions block every mail",
+            )
+            .into());
+        }
         let signer = caller.clone();
         let source = source.given().unwrap_or_else(|| "manual".to_string());
         let policy = self.context.policy;
-        let now = self.context.clock.now();
+        let list = list_id.clone();
         let write = AddressWrite {
             tenant: tenant.clone(),
             address: address.clone(),
             event: None,
             reclassified: Vec::new(),
             decide: Box::new(move |current| {
-                match policy.suppress_manually(current, reason, &source, &note, signer.actor(), now)
-                {
+                let request = ManualSuppress {
+                    reason,
+                    source: &source,
+                    note: &note,
+                    actor: signer.actor(),
+                    now,
+                    expires_at,
+                    list_id: list.as_str(),
+                };
+                match policy.suppress_manually(current, request) {
                     Some(mut t) => {
                         signer.sign(&mut t.changes);
                         Decision::Apply {
@@ -97,32 +134,38 @@ impl Addresses {
             other => return Err(unexpected(other)),
         };
         Ok(Suppressed {
-            status: self.context.status(&tenant, address, record, now),
+            status: self
+                .context
+                .status_for(&tenant, address, record, now, list_id.named()),
             already_suppressed,
         })
     }
 
-    /// Lifts an address's suppression: the only way one ends. Recorded in its history with
-    /// who and why. A forgotten address's suppression is never lifted: the erasure and the
-    /// suppression that keeps the person from being mailed again are one (`FailedPrecondition`).
+    /// Lifts an address's suppression (or, with a list, its unsubscribe from that list): the
+    /// only way one ends before its expiry. Recorded in its history with who and why. A
+    /// forgotten address's suppression is never lifted: the erasure and the suppression that
+    /// keeps the person from being mailed again are one (`FailedPrecondition`).
     pub async fn reactivate(
         &self,
         caller: &Caller,
         tenant: Tenant,
         address: EmailAddress,
         justification: String,
+        list_id: ListId,
     ) -> Result<Reactivated, AppError> {
         caller.check_tenant(&tenant)?;
         let signer = caller.clone();
         let policy = self.context.policy;
         let now = self.context.clock.now();
+        let list = list_id.clone();
         let write = AddressWrite {
             tenant: tenant.clone(),
             address: address.clone(),
             event: None,
             reclassified: Vec::new(),
             decide: Box::new(move |current| {
-                match policy.reactivate(current, signer.actor(), &justification, now) {
+                match policy.reactivate(current, signer.actor(), &justification, now, list.named())
+                {
                     Ok((mut t, _lifted)) => {
                         signer.sign(&mut t.changes);
                         Decision::Apply {
@@ -138,8 +181,17 @@ impl Addresses {
             WriteOutcome::Applied {
                 previous, record, ..
             } => Ok(Reactivated {
-                lifted: previous.and_then(|p| p.suppression),
-                status: self.context.status(&tenant, address, Some(record), now),
+                lifted: previous.and_then(|p| match list_id.named() {
+                    None => p.suppression,
+                    Some(list) => p.list_unsubscribes.into_iter().find(|s| s.list_id == list),
+                }),
+                status: self.context.status_for(
+                    &tenant,
+                    address,
+                    Some(record),
+                    now,
+                    list_id.named(),
+                ),
             }),
             WriteOutcome::Unchanged { record: Some(r) } if r.forgotten => {
                 Err(AppError::FailedPrecondition(format!(
@@ -147,9 +199,12 @@ impl Addresses {
                      and so is the suppression that comes with it"
                 )))
             }
-            WriteOutcome::Refused { .. } => Err(AppError::NotFound(format!(
-                "{address} is not suppressed for tenant {tenant}"
-            ))),
+            WriteOutcome::Refused { .. } => Err(AppError::NotFound(match list_id.named() {
+                None => format!("{address} is not suppressed for tenant {tenant}"),
+                Some(list) => {
+                    format!("{address} is not unsubscribed from list {list} for tenant {tenant}")
+                }
+            })),
             other => Err(unexpected(other)),
         }
     }
@@ -182,22 +237,25 @@ impl Addresses {
         blocking(move || Ok(store.list_bounces(&tenant, &query, cursor.as_deref(), limit)?)).await
     }
 
-    /// One page of suppressed addresses with their status, newest suppression first.
+    /// One page of suppressed addresses with their status, newest suppression first: the
+    /// suppressions in force now (one past its expiry is not listed, swept or not).
     pub async fn suppressions(
         &self,
         caller: &Caller,
         tenant: Tenant,
-        query: SuppressionQuery,
+        mut query: SuppressionQuery,
         cursor: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Page<AddressStatus>, AppError> {
         caller.check_tenant(&tenant)?;
         let store = self.context.store.clone();
+        let now = self.context.clock.now();
+        query.in_force_at = Some(now);
+        let listed = tenant.clone();
         let page = blocking(move || {
-            Ok(store.list_suppressions(&tenant, &query, cursor.as_deref(), limit)?)
+            Ok(store.list_suppressions(&listed, &query, cursor.as_deref(), limit)?)
         })
         .await?;
-        let now = self.context.clock.now();
         Ok(Page {
             items: page
                 .items

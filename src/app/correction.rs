@@ -246,13 +246,27 @@ impl Corrections {
             .filter(|(_, a)| seen.insert(a.as_str().to_string()))
             .collect();
         let lookups: Vec<&str> = parsed.iter().map(|(_, a)| a.as_str()).collect();
-        let suppressed: HashSet<usize> = self
+        let now = self.context.clock.now();
+        let mut suppressed: HashSet<usize> = self
             .context
             .store
-            .suppressed_records(tenant, &lookups)?
+            .suppressed_records(tenant, &lookups, false)?
             .into_iter()
+            .filter(|(_, record)| record.suppression_at(now).is_some())
             .map(|(i, _)| i)
             .collect();
+        // Nor an address at a suppressed domain.
+        if self.context.store.has_marked_domains(tenant) {
+            let domains: Vec<&str> = parsed.iter().map(|(_, a)| a.domain()).collect();
+            suppressed.extend(
+                self.context
+                    .store
+                    .domain_facts(tenant, &domains)
+                    .into_iter()
+                    .filter(|(_, f)| f.suppressed.is_some())
+                    .map(|(i, _)| i),
+            );
+        }
         let mut candidates: Vec<Suggestion> = parsed
             .into_iter()
             .enumerate()
@@ -357,6 +371,17 @@ impl Corrections {
             return Err(
                 FieldViolation::new("new_address", "is the same address as old_address").into(),
             );
+        }
+        if let Some((domain, _)) = self
+            .context
+            .store
+            .domain_facts(&tenant, &[new.domain()])
+            .pop()
+            .and_then(|(_, f)| f.suppressed)
+        {
+            return Err(AppError::FailedPrecondition(format!(
+                "{new} is itself suppressed: its domain {domain} is"
+            )));
         }
         if !(0.0..=1.0).contains(&confidence) {
             return Err(FieldViolation::new("confidence", "must be between 0 and 1").into());

@@ -10,9 +10,12 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use super::correction::{Corrections, SuggestionCache};
-use super::{AppError, Caller, Context, FieldViolation};
-use crate::domain::{AddressError, AddressRecord, EmailAddress, Suppression, Tenant};
+use super::{uncertain_mailbox, AppError, Caller, Context, FieldViolation};
+use crate::domain::{
+    AddressError, AddressRecord, DomainSuppression, EmailAddress, ListId, Suppression, Tenant,
+};
 use crate::fasthash::KeySet;
+use crate::store::DomainFacts;
 use crate::suggest::Suggestion;
 
 /// What the guard decides for one contact.
@@ -76,6 +79,9 @@ pub struct ImportBatch<'a> {
     pub lines: Vec<&'a str>,
     /// The field that carried the batch, named in errors (`contacts` or `address_lines`).
     pub field: &'static str,
+    /// The mailing list the contacts are imported into (empty: none); read from the first
+    /// batch of a stream.
+    pub list_id: &'a str,
 }
 
 /// The complete verdict of a contact that is not simply allowed.
@@ -93,6 +99,10 @@ pub struct ContactVerdict {
     pub replacement: Option<String>,
     /// The best correction, when it reaches the confidence threshold.
     pub suggestion: Option<Suggestion>,
+    /// Blocked because the address's domain is suppressed (`suppression` is the domain's).
+    pub domain_level: bool,
+    /// The address is at an accept-all domain and has no confirmed engagement.
+    pub uncertain_mailbox: bool,
 }
 
 /// The verdicts of one screened batch.
@@ -104,6 +114,9 @@ pub struct Screened {
     pub decisions: Vec<ImportDecision>,
     /// Complete verdicts of the contacts that are not allowed, in position order.
     pub verdicts: Vec<ContactVerdict>,
+    /// Positions of allowed contacts at accept-all domains without confirmed engagement, in
+    /// order.
+    pub allowed_uncertain: Vec<usize>,
     /// Normalized addresses of the batch, concatenated.
     arena: String,
     /// Where each contact's normalized address is in `arena` (empty for invalid ones).
@@ -135,6 +148,8 @@ pub struct ImportSession {
     /// Who screens: every batch's tenant must be one of its tenants.
     caller: Caller,
     tenant: Option<Tenant>,
+    /// The list the stream imports into, from its first batch: unsubscribes from it block.
+    list: ListId,
     /// Known-good domains and domain patterns, read once per stream.
     suggestions: SuggestionCache,
     /// 128-bit hashes of the normalized addresses seen so far (collisions are negligible:
@@ -149,6 +164,7 @@ impl ImportSession {
         ImportSession {
             caller,
             tenant: None,
+            list: ListId::default(),
             suggestions: SuggestionCache::default(),
             seen: SeenSet::default(),
             batch_index: 0,
@@ -216,6 +232,16 @@ impl Drop for SeenSet {
     }
 }
 
+/// What the domain marks say about the screened addresses of a batch, by their index among
+/// the addresses looked up.
+#[derive(Default)]
+struct DomainScreen {
+    /// The facts of the addresses at marked domains, in index order.
+    facts: Vec<(usize, DomainFacts)>,
+    /// Addresses at accept-all domains with confirmed engagement, in index order.
+    engaged: Vec<usize>,
+}
+
 /// What the first pass found out about a contact. The ranges locate its normalized address in
 /// the batch's arena of normalized addresses.
 enum Slot {
@@ -260,7 +286,11 @@ impl ImportGuard {
         let tenant = Tenant::parse(batch.tenant).map_err(|e| FieldViolation::new("tenant", e))?;
         session.caller.check_tenant(&tenant)?;
         match &session.tenant {
-            None => session.tenant = Some(tenant.clone()),
+            None => {
+                session.list =
+                    ListId::parse(batch.list_id).map_err(|e| FieldViolation::new("list_id", e))?;
+                session.tenant = Some(tenant.clone());
+            }
             Some(t) if *t != tenant => {
                 return Err(FieldViolation::new(
                     "tenant",
@@ -307,13 +337,34 @@ impl ImportGuard {
                 _ => None,
             })
             .unzip();
-        let mut suppressed = self
-            .context
-            .store
-            .suppressed_records(&tenant, &lookups)?
+        // One instant for the whole batch, the rule of status lookups: what has expired by then
+        // is allowed, swept or not.
+        let now = self.context.clock.now();
+        let list = session.list.named().map(str::to_string);
+        let list = list.as_deref();
+        let suppressed =
+            self.context
+                .store
+                .suppressed_records(&tenant, &lookups, list.is_some())?;
+        // Domain marks: nothing to do (no allocation) while the tenant has none.
+        let DomainScreen { facts, engaged } = if self.context.store.has_marked_domains(&tenant) {
+            self.screen_domains(&tenant, &lookups, &suppressed)?
+        } else {
+            DomainScreen::default()
+        };
+        let mut suppressed = suppressed
             .into_iter()
-            .map(|(k, record)| (lookup_positions[k], record))
+            .filter_map(|(k, mut record)| {
+                let suppression = record.take_blocking(now, list)?;
+                Some((lookup_positions[k], (record, suppression)))
+            })
             .peekable();
+        let mut facts = facts
+            .into_iter()
+            .map(|(k, f)| (lookup_positions[k], f))
+            .peekable();
+        let mut engaged = engaged.into_iter().map(|k| lookup_positions[k]).peekable();
+        let mut allowed_uncertain = Vec::new();
 
         let mut decisions = Vec::with_capacity(n);
         let mut verdicts = Vec::new();
@@ -327,10 +378,20 @@ impl ImportGuard {
                 Slot::Check(r) | Slot::Duplicate(r) => r.clone(),
                 Slot::Invalid(_) => 0..0,
             };
-            if record.is_none() && matches!(slot, Slot::Check(_)) {
+            let (domain_suppression, uncertain) = match facts.next_if(|(p, _)| *p == position) {
+                None => (None, false),
+                Some((_, f)) => (
+                    f.suppressed,
+                    f.accept_all.is_some() && engaged.next_if(|p| *p == position).is_none(),
+                ),
+            };
+            if record.is_none() && domain_suppression.is_none() && matches!(slot, Slot::Check(_)) {
                 by_decision[ImportDecision::Allow as usize] += 1;
                 decisions.push(ImportDecision::Allow);
                 ranges.push(range);
+                if uncertain {
+                    allowed_uncertain.push(position);
+                }
                 continue;
             }
             let contact = contacts.get(position).copied();
@@ -344,7 +405,7 @@ impl ImportGuard {
                 |c| c.address,
             );
             let names = contact.map(|c| (c.given_name, c.family_name));
-            let verdict = self.verdict(
+            let mut verdict = self.verdict(
                 &tenant,
                 session,
                 position,
@@ -353,7 +414,9 @@ impl ImportGuard {
                 names,
                 slot,
                 record,
+                domain_suppression,
             )?;
+            verdict.uncertain_mailbox = uncertain;
             by_decision[verdict.decision as usize] += 1;
             decisions.push(verdict.decision);
             verdicts.push(verdict);
@@ -372,12 +435,53 @@ impl ImportGuard {
             batch_index,
             decisions,
             verdicts,
+            allowed_uncertain,
             arena,
             normalized: ranges,
         })
     }
 
-    /// The complete verdict of one contact that is not simply allowed.
+    /// What the domain marks say about the screened addresses (`lookups`), by index, and the
+    /// indexes of those at accept-all domains with confirmed engagement. Only the records of
+    /// addresses at accept-all domains are read (those the known-address index cannot rule
+    /// out, and not the suppressed ones, whose records are at hand).
+    fn screen_domains(
+        &self,
+        tenant: &Tenant,
+        lookups: &[&str],
+        suppressed: &[(usize, AddressRecord)],
+    ) -> Result<DomainScreen, AppError> {
+        let domains: Vec<&str> = lookups
+            .iter()
+            .map(|a| a.rsplit_once('@').map_or(*a, |(_, d)| d))
+            .collect();
+        let facts = self.context.store.domain_facts(tenant, &domains);
+        let mut engaged = Vec::new();
+        let mut unread = Vec::new();
+        for (k, f) in &facts {
+            if f.accept_all.is_none() {
+                continue;
+            }
+            match suppressed.binary_search_by_key(k, |(i, _)| *i) {
+                Ok(at) if !uncertain_mailbox(Some(&suppressed[at].1)) => engaged.push(*k),
+                Ok(_) => {}
+                Err(_) => unread.push(*k),
+            }
+        }
+        if !unread.is_empty() {
+            let addresses: Vec<&str> = unread.iter().map(|&k| lookups[k]).collect();
+            for (i, record) in self.context.store.records(tenant, &addresses)? {
+                if !uncertain_mailbox(Some(&record)) {
+                    engaged.push(unread[i]);
+                }
+            }
+        }
+        engaged.sort_unstable();
+        Ok(DomainScreen { facts, engaged })
+    }
+
+    /// The complete verdict of one contact that is not simply allowed; `record` comes with
+    /// what blocks the address for the import (taken out of it), when something does.
     #[allow(clippy::too_many_arguments)]
     fn verdict(
         &self,
@@ -388,7 +492,8 @@ impl ImportGuard {
         normalized: &str,
         names: Option<(&str, &str)>,
         slot: &Slot,
-        record: Option<AddressRecord>,
+        record: Option<(AddressRecord, Suppression)>,
+        domain_suppression: Option<(String, DomainSuppression)>,
     ) -> Result<ContactVerdict, AppError> {
         let mut verdict = ContactVerdict {
             position,
@@ -397,6 +502,8 @@ impl ImportGuard {
             suppression: None,
             replacement: None,
             suggestion: None,
+            domain_level: false,
+            uncertain_mailbox: false,
         };
         match slot {
             Slot::Invalid(e) => {
@@ -414,17 +521,24 @@ impl ImportGuard {
                 verdict.detail = "address appeared earlier in this import".to_string();
             }
             Slot::Check(_) => {
-                if let Some(AddressRecord {
-                    suppression: Some(s),
-                    replaced_by,
-                    needs_enrichment,
-                    ..
-                }) = record
+                if let Some((
+                    AddressRecord {
+                        replaced_by,
+                        needs_enrichment,
+                        ..
+                    },
+                    s,
+                )) = record
                 {
                     let since = s.since.to_rfc3339();
                     let (reason, address_level) = (s.reason, s.reason.is_address_level());
+                    let list_unsubscribe = (!s.list_id.is_empty())
+                        .then(|| format!("unsubscribed from list {} since {since}", s.list_id));
                     verdict.suppression = Some(s);
-                    if let Some(replacement) = replaced_by {
+                    if let Some(detail) = list_unsubscribe {
+                        verdict.decision = ImportDecision::BlockSuppressed;
+                        verdict.detail = detail;
+                    } else if let Some(replacement) = replaced_by {
                         verdict.decision = ImportDecision::Replace;
                         verdict.detail = format!(
                             "suppressed since {since} ({reason:?}); replaced by {replacement}"
@@ -448,11 +562,30 @@ impl ImportGuard {
                             )?;
                         }
                     }
+                } else if let Some((domain, s)) = domain_suppression {
+                    verdict.decision = ImportDecision::BlockSuppressed;
+                    verdict.domain_level = true;
+                    verdict.detail = domain_detail(&domain, &s);
+                    verdict.suppression = Some(Suppression::of_domain(s));
                 }
             }
         }
         Ok(verdict)
     }
+}
+
+/// Why an address at a suppressed domain is blocked, naming the domain.
+fn domain_detail(domain: &str, s: &DomainSuppression) -> String {
+    let scope = if s.include_subdomains {
+        " with its subdomains"
+    } else {
+        ""
+    };
+    format!(
+        "the domain {domain} is suppressed{scope} ({:?} since {})",
+        s.reason,
+        s.since.to_rfc3339()
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! "May I send to this address?": the status of one address or of many.
 
 use super::{blocking, AddressStatus, AppError, Caller, Context};
-use crate::domain::{AddressError, EmailAddress, Tenant};
+use crate::domain::{AddressError, EmailAddress, ListId, Tenant};
 
 /// Answers status lookups.
 #[derive(Clone)]
@@ -25,28 +25,36 @@ impl Lookups {
         Lookups { context }
     }
 
-    /// The status of one address. A point read, answered from memory for addresses the
-    /// service has never heard of: called on the async workers.
+    /// The status of one address for mail of `list` (empty: of no list). A point read,
+    /// answered from memory for addresses the service has never heard of: called on the async
+    /// workers.
     pub fn status(
         &self,
         caller: &Caller,
         tenant: &Tenant,
         address: EmailAddress,
+        list: &ListId,
     ) -> Result<AddressStatus, AppError> {
         caller.check_tenant(tenant)?;
         let record = self.context.store.get_record(tenant, &address)?;
-        Ok(self
-            .context
-            .status(tenant, address, record, self.context.clock.now()))
+        Ok(self.context.status_for(
+            tenant,
+            address,
+            record,
+            self.context.clock.now(),
+            list.named(),
+        ))
     }
 
-    /// The status of each of `addresses`, in order, each with the address as given; an invalid
-    /// address gets its own verdict.
+    /// The status of each of `addresses` for mail of `list`, in order, each with the address
+    /// as given; an invalid address gets its own verdict. Every address is judged at the same
+    /// instant.
     pub async fn statuses(
         &self,
         caller: &Caller,
         tenant: Tenant,
         addresses: Vec<String>,
+        list: ListId,
     ) -> Result<Vec<(String, BatchStatus)>, AppError> {
         caller.check_tenant(&tenant)?;
         self.context
@@ -61,7 +69,13 @@ impl Lookups {
                     let status = match EmailAddress::parse(&given) {
                         Ok(address) => {
                             let record = context.store.get_record(&tenant, &address)?;
-                            BatchStatus::Valid(context.status(&tenant, address, record, now))
+                            BatchStatus::Valid(context.status_for(
+                                &tenant,
+                                address,
+                                record,
+                                now,
+                                list.named(),
+                            ))
                         }
                         Err(e) => BatchStatus::Invalid(e),
                     };

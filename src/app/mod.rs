@@ -12,14 +12,19 @@
 //! - [`reclassify`]: re-run the classification rules over stored bounces.
 //! - [`monitoring`]: bounce rates by source, campaign and segment, and their verdicts.
 //! - [`feed`]: the change feed of suppression lists and its retention.
+//! - [`expiry`]: the background sweep that clears suppressions whose expiry has come.
+//! - [`domains`]: whole domains: suppress, lift, mark accept-all, read their state.
 
 pub mod addresses;
 mod caller;
 pub mod correction;
+pub mod domains;
 mod error;
+pub mod expiry;
 pub mod feed;
 pub mod forget;
 pub mod import_guard;
+pub mod imports;
 pub mod lookup;
 pub mod monitoring;
 pub mod reclassify;
@@ -36,12 +41,14 @@ pub use error::{AppError, FieldViolation};
 use crate::classify::Classifier;
 use crate::clock::Clock;
 use crate::domain::{
-    AddressId, AddressRecord, EmailAddress, StateChange, StateChangeKind, Tenant, Timestamp,
+    AddressId, AddressRecord, DomainSuppression, EmailAddress, StateChange, StateChangeKind,
+    Suppression, Tenant, Timestamp,
 };
 use crate::monitor::HealthMonitor;
+use crate::policy::domains::DomainPolicy;
 use crate::policy::health::HealthThresholds;
 use crate::policy::EscalationPolicy;
-use crate::store::{AddressWrite, SuppressionStore, WriteOutcome};
+use crate::store::{AddressWrite, DomainFacts, SuppressionStore, WriteOutcome};
 
 /// Limits on what one request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +106,8 @@ pub struct Settings {
     pub health: HealthThresholds,
     /// Confidence a replacement needs, and a suggestion needs to be shown in import verdicts.
     pub correction_threshold: f32,
+    /// Domain-level rules: automatic suppression and accept-all inference.
+    pub domains: DomainPolicy,
     /// Where every rule reads the time.
     pub clock: Clock,
     /// How long the change feed keeps changes.
@@ -112,6 +121,7 @@ pub const DEFAULT_CHANGE_RETENTION: std::time::Duration =
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            domains: domains::default_policy(),
             policy: EscalationPolicy::default(),
             limits: Limits::default(),
             health: HealthThresholds::default(),
@@ -135,6 +145,8 @@ pub(crate) struct Context {
     pub limits: Limits,
     /// Confidence a replacement needs.
     pub correction_threshold: f32,
+    /// The domain rules.
+    pub domains: DomainPolicy,
     /// Where the time comes from.
     pub clock: Clock,
 }
@@ -149,8 +161,9 @@ impl Context {
             .ok_or_else(|| AppError::Internal("store returned no outcome".into()))
     }
 
-    /// The status of a valid address of `tenant` given its record, as of `now`. A forgotten
-    /// address's status does not name it.
+    /// The status of a valid address of `tenant` given its record, as of `now`, for mail of no
+    /// list, with what its domain's marks say (from memory). A forgotten address's status does
+    /// not name it.
     pub fn status(
         &self,
         tenant: &Tenant,
@@ -158,11 +171,29 @@ impl Context {
         record: Option<AddressRecord>,
         now: Timestamp,
     ) -> AddressStatus {
-        let address_id = self.store.address_id(tenant, &address);
-        self.listed_status(Some(address), address_id, record, now)
+        self.status_for(tenant, address, record, now, None)
     }
 
-    /// The status of an address known by its id (and its text, unless forgotten).
+    /// [`Context::status`] for mail of `list` (`None`: transactional or unlisted mail).
+    pub fn status_for(
+        &self,
+        tenant: &Tenant,
+        address: EmailAddress,
+        record: Option<AddressRecord>,
+        now: Timestamp,
+        list: Option<&str>,
+    ) -> AddressStatus {
+        let facts = self
+            .store
+            .domain_facts(tenant, &[address.domain()])
+            .pop()
+            .map(|(_, f)| f);
+        let address_id = self.store.address_id(tenant, &address);
+        self.status_with(Some(address), address_id, record, facts, now, list)
+    }
+
+    /// The status of an address known by its id (and its text, unless forgotten), as a
+    /// listing gives it: for mail of no list, without its domain's marks.
     pub fn listed_status(
         &self,
         address: Option<EmailAddress>,
@@ -170,7 +201,40 @@ impl Context {
         record: Option<AddressRecord>,
         now: Timestamp,
     ) -> AddressStatus {
+        self.status_with(address, address_id, record, None, now, None)
+    }
+
+    /// [`Context::status_for`] with the facts of the address's domain already looked up.
+    pub fn status_with(
+        &self,
+        address: Option<EmailAddress>,
+        address_id: AddressId,
+        record: Option<AddressRecord>,
+        facts: Option<DomainFacts>,
+        now: Timestamp,
+        list: Option<&str>,
+    ) -> AddressStatus {
         let forgotten = record.as_ref().is_some_and(|r| r.forgotten);
+        let suppression = record.as_ref().and_then(|r| r.blocking(now, list)).cloned();
+        let unsubscribed_lists = match (&suppression, &record) {
+            (None, Some(r)) => r.unsubscribed_lists_at(now).map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        let (domain_suppression, uncertain_mailbox) = match (facts, &address) {
+            (
+                Some(DomainFacts {
+                    suppressed,
+                    accept_all,
+                }),
+                Some(a),
+            ) => {
+                let uncertain = accept_all
+                    .filter(|_| uncertain_mailbox(record.as_ref()))
+                    .map(|mark| mark.cause(a.domain()));
+                (suppressed, uncertain)
+            }
+            _ => (None, None),
+        };
         AddressStatus {
             recent_soft_bounces: record
                 .as_ref()
@@ -178,8 +242,19 @@ impl Context {
             address: address.filter(|_| !forgotten),
             address_id,
             record,
+            suppression,
+            unsubscribed_lists,
+            domain_suppression,
+            uncertain_mailbox,
         }
     }
+}
+
+/// Whether an address at an accept-all domain has an uncertain mailbox: no person was seen
+/// acting through it (no complaint or unsubscribe recorded, no replacement confirmed by the
+/// contact). Deliveries there prove nothing.
+pub(crate) fn uncertain_mailbox(record: Option<&AddressRecord>) -> bool {
+    record.is_none_or(|r| r.engaged_at.is_none())
 }
 
 /// What the service knows of one address, as "may I send?" answers it.
@@ -193,14 +268,25 @@ pub struct AddressStatus {
     pub record: Option<AddressRecord>,
     /// Soft bounces within the escalation window, now.
     pub recent_soft_bounces: u32,
+    /// What blocks the mail asked about, at the instant of the answer: the address's
+    /// suppression in force, or its unsubscribe from the list the mail is for.
+    pub suppression: Option<Suppression>,
+    /// The lists the address is unsubscribed from, when nothing blocks the mail asked about.
+    pub unsubscribed_lists: Vec<String>,
+    /// The suppression of the address's domain (its own, or a parent's that covers
+    /// subdomains), with the domain it belongs to. The address's own suppression, if it has
+    /// one, is the more specific answer.
+    pub domain_suppression: Option<(String, DomainSuppression)>,
+    /// For an address at an accept-all domain without confirmed engagement: why its mailbox
+    /// may not exist, in words.
+    pub uncertain_mailbox: Option<String>,
 }
 
 impl AddressStatus {
-    /// True while the address must not be mailed.
+    /// True while the address must not be mailed (for the mail asked about): it is suppressed
+    /// itself, or its domain is.
     pub fn is_suppressed(&self) -> bool {
-        self.record
-            .as_ref()
-            .is_some_and(AddressRecord::is_suppressed)
+        self.suppression.is_some() || self.domain_suppression.is_some()
     }
 }
 
@@ -217,6 +303,7 @@ pub(crate) fn observe_changes(changes: &[StateChange]) {
             StateChangeKind::Suppressed
                 | StateChangeKind::Escalated
                 | StateChangeKind::ManuallySuppressed
+                | StateChangeKind::UnsubscribedFromList
         ) {
             metrics::counter!("suppressd_suppressions_total", "reason" => format!("{:?}", ch.reason))
                 .increment(1);
@@ -245,6 +332,12 @@ pub struct App {
     pub forget: forget::Forgetting,
     /// The change feed of suppression lists.
     pub feed: feed::Feed,
+    /// Clears suppressions whose expiry has come, in the background.
+    expiry: Arc<expiry::ExpirySweep>,
+    /// Domain-level suppression and accept-all marks.
+    pub domains: domains::Domains,
+    /// Suppressions brought in from other systems.
+    pub imports: imports::Imports,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -252,7 +345,8 @@ pub struct App {
 }
 
 impl App {
-    /// The use cases over `store`. Starts the health watcher on the current tokio runtime.
+    /// The use cases over `store`. Starts the health watcher and the expiry sweep on the
+    /// current tokio runtime.
     pub fn new(
         store: Arc<dyn SuppressionStore>,
         classifier: Arc<Classifier>,
@@ -264,10 +358,13 @@ impl App {
             policy: settings.policy,
             limits: settings.limits,
             correction_threshold: settings.correction_threshold,
+            domains: settings.domains,
             clock: settings.clock.clone(),
         };
+        store.set_domain_rules(Arc::new(settings.domains));
         let monitor = HealthMonitor::spawn(store, settings.health, settings.clock.clone());
         let correction = correction::Corrections::new(context.clone());
+        let expiry = expiry::ExpirySweep::spawn(context.clone());
         App {
             report: report::Reporter::new(context.clone()),
             lookup: lookup::Lookups::new(context.clone()),
@@ -277,7 +374,10 @@ impl App {
             reclassify: reclassify::Reclassifier::new(context.clone()),
             forget: forget::Forgetting::new(context.clone()),
             feed: feed::Feed::spawn(context.clone(), settings.change_retention),
+            domains: domains::Domains::new(context.clone()),
+            imports: imports::Imports::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),
+            expiry,
             limits: settings.limits,
             clock: settings.clock,
         }
@@ -288,10 +388,11 @@ impl App {
         self.report.context().store.token_secret()
     }
 
-    /// Stops background work (the health watcher, the feed's retention) so the store can
-    /// close.
+    /// Stops background work (the health watcher, the feed's retention, the expiry sweep) so
+    /// the store can close.
     pub async fn shutdown(&self) {
         self.monitoring.stop().await;
         self.feed.stop().await;
+        self.expiry.stop().await;
     }
 }

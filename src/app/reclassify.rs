@@ -295,6 +295,7 @@ impl Reclassifier {
             &plan.before,
             plan.reactivated_at,
             now,
+            &self.context.policy.ttl,
         );
         match effect {
             Effect::None => {}
@@ -351,6 +352,7 @@ impl Reclassifier {
                 reactivated_at,
             } = plan;
             let signer = caller.clone();
+            let ttl = self.context.policy.ttl;
             out.writes.push(AddressWrite {
                 tenant: tenant.clone(),
                 address,
@@ -358,7 +360,7 @@ impl Reclassifier {
                 reclassified: updated,
                 // Decided again on the record as it is when the write applies.
                 decide: Box::new(move |current| {
-                    match reclassify_address(current, &events, &before, reactivated_at, now) {
+                    match reclassify_address(current, &events, &before, reactivated_at, now, &ttl) {
                         (_, Some(mut t)) => {
                             for change in &mut t.changes {
                                 change.actor = signer.actor().to_string();

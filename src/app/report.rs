@@ -127,8 +127,16 @@ impl Reporter {
             provider: report.provider.clone(),
         };
         let event = RecordedEvent::new(report, classification, RULES_VERSION, now);
+        // Whether the address's domain accepts any local part: there a delivery does not
+        // validate a pending replacement (from memory; nothing while the tenant marks none).
+        let accept_all = self
+            .context
+            .store
+            .domain_facts(tenant, &[address.domain()])
+            .first()
+            .is_some_and(|(_, f)| f.accept_all.is_some());
         (
-            event_write(tenant, address, event, self.context.policy),
+            event_write_at(tenant, address, event, self.context.policy, accept_all),
             meta,
         )
     }
@@ -142,6 +150,17 @@ pub fn event_write(
     event: RecordedEvent,
     policy: EscalationPolicy,
 ) -> AddressWrite {
+    event_write_at(tenant, address, event, policy, false)
+}
+
+/// [`event_write`] for an address whose domain is marked accept-all when `accept_all` is true.
+fn event_write_at(
+    tenant: &Tenant,
+    address: EmailAddress,
+    event: RecordedEvent,
+    policy: EscalationPolicy,
+    accept_all: bool,
+) -> AddressWrite {
     let for_policy = event.clone();
     AddressWrite {
         tenant: tenant.clone(),
@@ -149,7 +168,7 @@ pub fn event_write(
         event: Some(event),
         reclassified: Vec::new(),
         decide: Box::new(move |current| {
-            let t = policy.apply_event(current, &for_policy);
+            let t = policy.apply_event_at(current, &for_policy, accept_all);
             Decision::Apply {
                 record: t.record,
                 changes: t.changes,

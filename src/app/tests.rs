@@ -65,6 +65,7 @@ fn legacy_bounce(id: String, address: &str, at: Timestamp) -> RecordedEvent {
             disagrees_with_reporter: false,
         },
         rules_version: 0,
+        list_id: String::new(),
     }
 }
 
@@ -119,7 +120,7 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
     let probe = EmailAddress::parse(&addresses[7]).unwrap();
     assert!(app
         .lookup
-        .status(&ops, &tenant, probe.clone())
+        .status(&ops, &tenant, probe.clone(), &Default::default())
         .unwrap()
         .is_suppressed());
 
@@ -133,7 +134,7 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
         let address = EmailAddress::parse(a).unwrap();
         assert!(!app
             .lookup
-            .status(&ops, &tenant, address.clone())
+            .status(&ops, &tenant, address.clone(), &Default::default())
             .unwrap()
             .is_suppressed());
         let history = app
@@ -180,6 +181,8 @@ async fn a_manual_suppression_is_dated_by_the_injected_clock_and_lifted_only_wit
         reason: BounceReason::Manual,
         source: Source::parse("").unwrap(),
         note: "ticket 4711".into(),
+        expires_at: None,
+        list_id: Default::default(),
     };
     let foreign = app
         .addresses
@@ -217,6 +220,7 @@ async fn a_manual_suppression_is_dated_by_the_injected_clock_and_lifted_only_wit
                 segment: Default::default(),
                 provider: String::new(),
                 occurred_at: clock.now(),
+                list_id: Default::default(),
             },
         )
         .await
@@ -225,14 +229,26 @@ async fn a_manual_suppression_is_dated_by_the_injected_clock_and_lifted_only_wit
 
     let lifted = app
         .addresses
-        .reactivate(&support, tenant.clone(), address.clone(), "asked".into())
+        .reactivate(
+            &support,
+            tenant.clone(),
+            address.clone(),
+            "asked".into(),
+            Default::default(),
+        )
         .await
         .unwrap();
     assert!(!lifted.status.is_suppressed());
     assert_eq!(lifted.lifted.unwrap().since, START);
     let err = app
         .addresses
-        .reactivate(&support, tenant.clone(), address.clone(), "again".into())
+        .reactivate(
+            &support,
+            tenant.clone(),
+            address.clone(),
+            "again".into(),
+            Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, super::AppError::NotFound(_)), "{err:?}");

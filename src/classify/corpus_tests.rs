@@ -73,6 +73,7 @@ fn type_name(t: T) -> &'static str {
         T::Block => "block",
         T::Complaint => "complaint",
         T::Delivered => "delivered",
+        T::Unsubscribe => "unsubscribe",
     }
 }
 

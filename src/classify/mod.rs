@@ -2,6 +2,8 @@
 //!
 //! The decision is made in this order (first that applies wins):
 //!
+//! 0. **Unsubscribes**: a result the reporter labels an unsubscribe is one, whatever its text
+//!    says (only the sender knows of them; rule `label.unsubscribe`, confidence 1.0).
 //! 1. **No evidence** (empty text and no enhanced status): the reporter's label decides
 //!    (confidence 0.5, rule `label.*`).
 //! 2. **Success codes** (enhanced class 2, or a 2xx reply without an enhanced code): delivered.
@@ -65,6 +67,7 @@ struct LabelIds {
     soft: RuleId,
     block: RuleId,
     bounce: RuleId,
+    unsubscribe: RuleId,
 }
 
 impl LabelIds {
@@ -76,6 +79,7 @@ impl LabelIds {
             soft: "label.soft".into(),
             block: "label.block".into(),
             bounce: "label.bounce".into(),
+            unsubscribe: "label.unsubscribe".into(),
         }
     }
 }
@@ -157,6 +161,9 @@ impl Classifier {
     }
 
     fn decide<'r>(&'r self, ev: &SmtpEvidence<'_>) -> Decision<'r> {
+        if ev.reported == ReportedOutcome::Unsubscribe {
+            return self.label_decision(ev.reported);
+        }
         let text = truncate(ev.smtp_response, MAX_TEXT_BYTES);
         let has_text = !text.trim().is_empty();
         let body = smtp::strip_type_prefix(text);
@@ -404,11 +411,21 @@ impl Classifier {
             ReportedOutcome::SoftBounce => (BounceType::Soft, BounceReason::Unknown, &ids.soft),
             ReportedOutcome::Block => (BounceType::Block, BounceReason::Unknown, &ids.block),
             ReportedOutcome::Bounce => (BounceType::Soft, BounceReason::Unknown, &ids.bounce),
+            ReportedOutcome::Unsubscribe => (
+                BounceType::Unsubscribe,
+                BounceReason::Unsubscribed,
+                &ids.unsubscribe,
+            ),
         };
         Decision {
             kind,
             reason,
-            confidence: 0.5,
+            // The sender alone knows of an unsubscribe: its label is the whole evidence.
+            confidence: if l == ReportedOutcome::Unsubscribe {
+                1.0
+            } else {
+                0.5
+            },
             id,
             source: Source::Label,
             permanent: false,
@@ -424,6 +441,7 @@ fn label_type(l: ReportedOutcome) -> Option<BounceType> {
         ReportedOutcome::SoftBounce => Some(BounceType::Soft),
         ReportedOutcome::Block => Some(BounceType::Block),
         ReportedOutcome::Complaint => Some(BounceType::Complaint),
+        ReportedOutcome::Unsubscribe => Some(BounceType::Unsubscribe),
         ReportedOutcome::Bounce => None,
     }
 }

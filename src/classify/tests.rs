@@ -277,6 +277,25 @@ fn labels_decide_without_evidence() {
 }
 
 #[test]
+fn a_reported_unsubscribe_is_one_whatever_the_smtp_text_says() {
+    for text in [
+        "",
+        "550 5.1.1 user unknown",
+        "250 2.0.0 OK queued",
+        "452 4.2.2 mailbox full",
+    ] {
+        let c = run(L::Unsubscribe, text, Some("5.1.1"), "gmail");
+        assert_eq!(
+            (c.bounce_type, c.reason, c.rule_id.as_str()),
+            (T::Unsubscribe, R::Unsubscribed, "label.unsubscribe"),
+            "{text}"
+        );
+        assert_eq!(c.confidence, 1.0);
+        assert!(!c.disagrees_with_reporter);
+    }
+}
+
+#[test]
 fn a_verdict_other_than_the_reporters_label_is_flagged_as_disagreement() {
     let c = run(L::HardBounce, "452 4.2.2 Mailbox full", None, "");
     assert_eq!(c.bounce_type, T::Soft);

@@ -342,7 +342,8 @@ fn normalize_local(local: &str) -> Result<String, AddressError> {
     Ok(lowered)
 }
 
-fn normalize_domain(domain: &str) -> Result<String, AddressError> {
+/// Normalizes and validates a domain: IDNA to ASCII, lowercase, label rules.
+pub(super) fn normalize_domain(domain: &str) -> Result<String, AddressError> {
     if domain.is_empty() {
         return Err(AddressError::EmptyDomain);
     }

@@ -117,6 +117,8 @@ mod tests {
             smtp_response: String::new(),
             event_id: String::new(),
             rule_id: String::new(),
+            expires_at: None,
+            list_id: String::new(),
         }
     }
 

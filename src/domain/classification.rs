@@ -22,6 +22,8 @@ pub enum ReportedOutcome {
     Complaint,
     /// "It bounced; you decide": the reporter does not classify.
     Bounce,
+    /// The recipient unsubscribed (a List-Unsubscribe click, a preference centre).
+    Unsubscribe,
 }
 
 /// The service's own judgement of a send result.
@@ -37,6 +39,8 @@ pub enum BounceType {
     Complaint,
     /// Accepted by the receiving server.
     Delivered,
+    /// The recipient unsubscribed: suppress now (for one list, or for every mail). Not a bounce.
+    Unsubscribe,
 }
 
 /// Why a send result turned out as it did.
@@ -76,9 +80,64 @@ pub enum BounceReason {
     RepeatedSoftBounce,
     /// No evidence either way.
     Unknown,
+    /// The recipient unsubscribed.
+    Unsubscribed,
 }
 
 impl BounceReason {
+    /// Every reason a suppression can have (every reason but `None`).
+    pub const SUPPRESSING: [BounceReason; 17] = [
+        BounceReason::MailboxNotFound,
+        BounceReason::DomainNotFound,
+        BounceReason::InvalidAddress,
+        BounceReason::MailboxDisabled,
+        BounceReason::RecipientRejected,
+        BounceReason::MailboxFull,
+        BounceReason::MessageTooLarge,
+        BounceReason::RateLimited,
+        BounceReason::TemporaryFailure,
+        BounceReason::SenderBlocked,
+        BounceReason::ContentRejected,
+        BounceReason::AuthenticationFailed,
+        BounceReason::Complaint,
+        BounceReason::Manual,
+        BounceReason::RepeatedSoftBounce,
+        BounceReason::Unknown,
+        BounceReason::Unsubscribed,
+    ];
+
+    /// The reason's name as operators write it (`mailbox-full`, `repeated-soft-bounce`): the
+    /// proto name without its prefix, in kebab case.
+    pub fn name(self) -> &'static str {
+        match self {
+            BounceReason::None => "none",
+            BounceReason::MailboxNotFound => "mailbox-not-found",
+            BounceReason::DomainNotFound => "domain-not-found",
+            BounceReason::InvalidAddress => "invalid-address",
+            BounceReason::MailboxDisabled => "mailbox-disabled",
+            BounceReason::RecipientRejected => "recipient-rejected",
+            BounceReason::MailboxFull => "mailbox-full",
+            BounceReason::MessageTooLarge => "message-too-large",
+            BounceReason::RateLimited => "rate-limited",
+            BounceReason::TemporaryFailure => "temporary-failure",
+            BounceReason::SenderBlocked => "sender-blocked",
+            BounceReason::ContentRejected => "content-rejected",
+            BounceReason::AuthenticationFailed => "authentication-failed",
+            BounceReason::Complaint => "complaint",
+            BounceReason::Manual => "manual",
+            BounceReason::RepeatedSoftBounce => "repeated-soft-bounce",
+            BounceReason::Unknown => "unknown",
+            BounceReason::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    /// The suppressing reason named `name` (see [`BounceReason::name`]).
+    pub fn from_name(name: &str) -> Option<BounceReason> {
+        BounceReason::SUPPRESSING
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+
     /// True for reasons that say the address itself is bad (as opposed to the sender, the
     /// message or a passing condition). Such suppressions may later be corrected by replacement.
     pub fn is_address_level(self) -> bool {

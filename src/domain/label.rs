@@ -95,6 +95,11 @@ macro_rules! optional_label {
                 self.0.is_empty()
             }
 
+            /// The label, borrowed, or `None` when not given.
+            pub fn named(&self) -> Option<&str> {
+                (!self.0.is_empty()).then_some(self.0.as_str())
+            }
+
             /// The label, or `None` when not given.
             pub fn given(self) -> Option<String> {
                 (!self.0.is_empty()).then_some(self.0)
@@ -126,6 +131,12 @@ optional_label!(
 optional_label!(
     /// The audience segment a message was sent to.
     Segment
+);
+
+optional_label!(
+    /// A mailing list ("newsletter-weekly"): what an unsubscribe may be limited to, and what a
+    /// status lookup or an import may name. Empty: no list (transactional or unlisted mail).
+    ListId
 );
 
 /// Validates a raw SMTP response: at most [`MAX_SMTP_RESPONSE_BYTES`] bytes, kept verbatim.

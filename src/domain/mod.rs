@@ -4,6 +4,7 @@ mod address;
 mod change;
 mod classification;
 mod label;
+mod mail_domain;
 mod principal;
 mod record;
 mod stats;
@@ -16,8 +17,12 @@ pub use classification::{
     BounceReason, BounceType, Classification, ReportedOutcome, RuleId, SmtpEvidence,
 };
 pub use label::{
-    parse_smtp_response, Campaign, Label, LabelError, Note, Segment, Source, MAX_LABEL_CHARS,
-    MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
+    parse_smtp_response, Campaign, Label, LabelError, ListId, Note, Segment, Source,
+    MAX_LABEL_CHARS, MAX_NOTE_CHARS, MAX_SMTP_RESPONSE_BYTES,
+};
+pub use mail_domain::{
+    self_and_parents, AcceptAll, AcceptAllOrigin, DomainError, DomainMarks, DomainRecord,
+    DomainSuppression, MailDomain, RecentBounce,
 };
 pub use principal::{Principal, Role, TenantScope};
 pub use record::{

@@ -56,6 +56,10 @@ pub struct OutcomeCounts {
     pub block: u64,
     /// Complaints.
     pub complaint: u64,
+    /// Unsubscribes (counted in `sent`, in no rate).
+    pub unsubscribe: u64,
+    /// Results (of every type) for addresses at domains marked accept-all at the time.
+    pub to_accept_all: u64,
 }
 
 impl OutcomeCounts {
@@ -71,6 +75,7 @@ impl OutcomeCounts {
             BounceType::Soft => c.soft = 1,
             BounceType::Block => c.block = 1,
             BounceType::Complaint => c.complaint = 1,
+            BounceType::Unsubscribe => c.unsubscribe = 1,
         }
         c
     }
@@ -83,6 +88,8 @@ impl OutcomeCounts {
         self.soft += other.soft;
         self.block += other.block;
         self.complaint += other.complaint;
+        self.unsubscribe += other.unsubscribe;
+        self.to_accept_all += other.to_accept_all;
     }
 
     /// Takes `other` from these counts (never below zero).
@@ -93,6 +100,8 @@ impl OutcomeCounts {
         self.soft = self.soft.saturating_sub(other.soft);
         self.block = self.block.saturating_sub(other.block);
         self.complaint = self.complaint.saturating_sub(other.complaint);
+        self.unsubscribe = self.unsubscribe.saturating_sub(other.unsubscribe);
+        self.to_accept_all = self.to_accept_all.saturating_sub(other.to_accept_all);
     }
 
     /// Hard bounces per result sent (0 when nothing was sent).

@@ -32,6 +32,14 @@ impl Timestamp {
         )
     }
 
+    /// This instant moved forward by `d` (saturating).
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(d.as_micros().min(i64::MAX as u128) as i64),
+        )
+    }
+
     /// RFC 3339 form, for messages meant for people.
     pub fn to_rfc3339(self) -> String {
         let (secs, nanos) = self.to_parts();

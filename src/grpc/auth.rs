@@ -38,7 +38,9 @@ pub fn required_role(path: &str) -> Option<Role> {
             | "ListSuppressedDomains" => Role::Reader,
             "CheckImport" => Role::Importer,
             "Suppress" | "Reactivate" | "ReplaceAddress" | "SuppressDomain"
-            | "ReactivateDomain" | "SetDomainPolicy" | "ForgetAddress" => Role::Operator,
+            | "ReactivateDomain" | "SetDomainPolicy" | "ForgetAddress" | "ImportSuppressions" => {
+                Role::Operator
+            }
             _ => return None,
         },
         ("suppression.v1.SuppressionAdminService", "Reclassify") => Role::Admin,

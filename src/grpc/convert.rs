@@ -2,12 +2,13 @@
 //! field-named violations.
 
 use super::proto as pb;
+use crate::app::domains::DomainStatus;
 use crate::app::{AddressStatus, FieldViolation};
 use crate::domain::{
-    parse_smtp_response, BounceReason, BounceType, Campaign, ChangeKind, Classification, Dimension,
-    EmailAddress, EvidenceKind, HistoryEntry, Label, ListChange, OutcomeCounts, RecordedEvent,
-    ReportedOutcome, Segment, SendReport, Source, StateChange, StateChangeKind, Suppression,
-    Tenant, Timestamp,
+    parse_smtp_response, AcceptAllOrigin, BounceReason, BounceType, Campaign, ChangeKind,
+    Classification, Dimension, DomainSuppression, EmailAddress, EvidenceKind, HistoryEntry, Label,
+    ListChange, ListId, MailDomain, OutcomeCounts, RecordedEvent, ReportedOutcome, Segment,
+    SendReport, Source, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
 };
 use crate::monitor::WindowCounts;
 use crate::policy::health::{Health, HealthVerdict};
@@ -21,6 +22,16 @@ pub fn tenant(raw: &str) -> Result<Tenant, FieldViolation> {
 /// Parses an address field.
 pub fn address(field: &str, raw: &str) -> Result<EmailAddress, FieldViolation> {
     EmailAddress::parse(raw).map_err(|e| FieldViolation::new(field, e))
+}
+
+/// Parses a `list_id` field: a label, empty meaning no list.
+pub fn list_id(field: &str, raw: &str) -> Result<ListId, FieldViolation> {
+    ListId::parse(raw).map_err(|e| FieldViolation::new(field, e))
+}
+
+/// Parses a domain field.
+pub fn mail_domain(field: &str, raw: &str) -> Result<MailDomain, FieldViolation> {
+    MailDomain::parse(raw).map_err(|e| FieldViolation::new(field, e))
 }
 
 /// Proto timestamp -> domain.
@@ -80,9 +91,7 @@ pub fn outcome(field: &str, raw: i32) -> Result<ReportedOutcome, FieldViolation>
         Ok(pb::Outcome::Block) => Ok(ReportedOutcome::Block),
         Ok(pb::Outcome::Complaint) => Ok(ReportedOutcome::Complaint),
         Ok(pb::Outcome::Bounce) => Ok(ReportedOutcome::Bounce),
-        Ok(pb::Outcome::Unsubscribe) => {
-            Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
-        }
+        Ok(pb::Outcome::Unsubscribe) => Ok(ReportedOutcome::Unsubscribe),
         Ok(pb::Outcome::Unspecified) => Err(FieldViolation::new(field, "is required")),
         Err(_) => Err(FieldViolation::new(field, format!("unknown value {raw}"))),
     }
@@ -97,6 +106,7 @@ pub fn proto_outcome(o: ReportedOutcome) -> pb::Outcome {
         ReportedOutcome::Block => pb::Outcome::Block,
         ReportedOutcome::Complaint => pb::Outcome::Complaint,
         ReportedOutcome::Bounce => pb::Outcome::Bounce,
+        ReportedOutcome::Unsubscribe => pb::Outcome::Unsubscribe,
     }
 }
 
@@ -108,6 +118,7 @@ pub fn proto_type(t: BounceType) -> pb::OutcomeType {
         BounceType::Block => pb::OutcomeType::Block,
         BounceType::Complaint => pb::OutcomeType::Complaint,
         BounceType::Delivered => pb::OutcomeType::Delivered,
+        BounceType::Unsubscribe => pb::OutcomeType::Unsubscribe,
     }
 }
 
@@ -119,9 +130,7 @@ pub fn bounce_type(field: &str, raw: i32) -> Result<BounceType, FieldViolation> 
         Ok(pb::OutcomeType::Block) => Ok(BounceType::Block),
         Ok(pb::OutcomeType::Complaint) => Ok(BounceType::Complaint),
         Ok(pb::OutcomeType::Delivered) => Ok(BounceType::Delivered),
-        Ok(pb::OutcomeType::Unsubscribe) => {
-            Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
-        }
+        Ok(pb::OutcomeType::Unsubscribe) => Ok(BounceType::Unsubscribe),
         Ok(pb::OutcomeType::Unspecified) => {
             Err(FieldViolation::new(field, "must not be unspecified"))
         }
@@ -150,6 +159,7 @@ pub fn proto_reason(r: BounceReason) -> pb::BounceReason {
         BounceReason::Manual => P::Manual,
         BounceReason::RepeatedSoftBounce => P::RepeatedSoftBounce,
         BounceReason::Unknown => P::Unknown,
+        BounceReason::Unsubscribed => P::Unsubscribed,
     }
 }
 
@@ -180,9 +190,7 @@ pub fn reason(
         P::Manual => BounceReason::Manual,
         P::RepeatedSoftBounce => BounceReason::RepeatedSoftBounce,
         P::Unknown => BounceReason::Unknown,
-        P::Unsubscribed => {
-            return Err(FieldViolation::new(field, "unsubscribes are not taken yet"))
-        }
+        P::Unsubscribed => BounceReason::Unsubscribed,
     })
 }
 
@@ -214,6 +222,11 @@ pub fn send_report(
         move |e| FieldViolation::new(field, e)
     };
     let occurred_at = optional_timestamp(&f("occurred_at"), r.occurred_at.as_ref())?.unwrap_or(now);
+    // Checked whatever the outcome, kept only for unsubscribes (the others ignore it).
+    let mut list = list_id(&f("list_id"), &r.list_id)?;
+    if outcome != ReportedOutcome::Unsubscribe {
+        list = ListId::default();
+    }
     Ok(SendReport {
         event_id,
         address,
@@ -225,6 +238,7 @@ pub fn send_report(
         segment: Segment::parse(&r.segment).map_err(violation("segment"))?,
         provider: Label::optional(&r.provider).map_err(violation("provider"))?,
         occurred_at,
+        list_id: list,
     })
 }
 
@@ -261,30 +275,47 @@ pub fn proto_suppression(s: Suppression) -> pb::Suppression {
         smtp_response: s.smtp_response,
         event_id: s.event_id,
         rule_id: s.rule_id,
-        ..pb::Suppression::default()
+        expires_at: s.expires_at.map(proto_timestamp),
+        list_id: s.list_id,
     }
 }
 
-/// The status of a valid address; `given` is the address as the caller wrote it. A forgotten
-/// address has no text (but `given`) and is known by its `address_id`.
+/// The status of a valid address; `given` is the address as the caller wrote it. An address
+/// suppressed itself answers with its own suppression; one that is not, at a suppressed
+/// domain, with the domain's (`domain_level`). A forgotten address has no text (but `given`)
+/// and is known by its `address_id`.
 pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
     let AddressStatus {
         address,
         address_id,
         record,
         recent_soft_bounces,
+        suppression,
+        unsubscribed_lists,
+        domain_suppression,
+        uncertain_mailbox,
     } = status;
     let record = record.unwrap_or_default();
+    let (suppression, suppressed_domain) = match (suppression, domain_suppression) {
+        (Some(own), _) => (Some(own), None),
+        (None, Some((domain, s))) => (Some(Suppression::of_domain(s)), Some(domain)),
+        (None, None) => (None, None),
+    };
     pb::AddressStatus {
         address: address.map(|a| a.as_str().to_string()).unwrap_or_default(),
         address_id: address_id.to_string(),
         forgotten: record.forgotten,
-        state: if record.suppression.is_some() {
+        state: if suppression.is_some() {
             pb::AddressState::Suppressed
         } else {
             pb::AddressState::Allowed
         } as i32,
-        suppression: record.suppression.map(proto_suppression),
+        suppression: suppression.map(proto_suppression),
+        unsubscribed_lists,
+        domain_level: suppressed_domain.is_some(),
+        suppressed_domain: suppressed_domain.unwrap_or_default(),
+        uncertain_mailbox: uncertain_mailbox.is_some(),
+        uncertain_mailbox_cause: uncertain_mailbox.unwrap_or_default(),
         recent_soft_bounces,
         error: String::new(),
         given_address: given,
@@ -295,7 +326,6 @@ pub fn proto_status(status: AddressStatus, given: String) -> pb::AddressStatus {
             .unwrap_or_default(),
         replaced_by: record.replaced_by.unwrap_or_default(),
         needs_enrichment: record.needs_enrichment,
-        ..pb::AddressStatus::default()
     }
 }
 
@@ -327,14 +357,15 @@ pub fn proto_recorded(e: &RecordedEvent) -> pb::RecordedResult {
             segment: e.segment.clone(),
             provider: e.provider.clone(),
             occurred_at: Some(proto_timestamp(e.occurred_at)),
-            list_id: String::new(),
+            list_id: e.list_id.clone(),
         }),
         classification: Some(proto_classification(&e.classification)),
         recorded_at: Some(proto_timestamp(e.recorded_at)),
     }
 }
 
-fn proto_change(c: &StateChange) -> pb::StateChange {
+/// A change of state -> wire.
+pub fn proto_change(c: &StateChange) -> pb::StateChange {
     let kind = match c.kind {
         StateChangeKind::Suppressed => pb::StateChangeKind::Suppressed,
         StateChangeKind::Escalated => pb::StateChangeKind::Escalated,
@@ -347,6 +378,10 @@ fn proto_change(c: &StateChange) -> pb::StateChange {
         StateChangeKind::Reclassified => pb::StateChangeKind::Reclassified,
         StateChangeKind::Expired => pb::StateChangeKind::Expired,
         StateChangeKind::Forgotten => pb::StateChangeKind::Forgotten,
+        StateChangeKind::UnsubscribedFromList => pb::StateChangeKind::UnsubscribedFromList,
+        StateChangeKind::DomainSuppressed => pb::StateChangeKind::DomainSuppressed,
+        StateChangeKind::DomainReactivated => pb::StateChangeKind::DomainReactivated,
+        StateChangeKind::DomainPolicyChanged => pb::StateChangeKind::DomainPolicyChanged,
     };
     pb::StateChange {
         kind: kind as i32,
@@ -435,7 +470,47 @@ pub fn proto_counts(c: &OutcomeCounts) -> pb::OutcomeCounts {
         soft_bounces: c.soft,
         blocks: c.block,
         complaints: c.complaint,
-        ..pb::OutcomeCounts::default()
+        unsubscribes: c.unsubscribe,
+        to_accept_all_domains: c.to_accept_all,
+    }
+}
+
+/// A domain's suppression -> wire.
+pub fn proto_domain_suppression(s: DomainSuppression) -> pb::DomainSuppression {
+    pb::DomainSuppression {
+        reason: proto_reason(s.reason) as i32,
+        since: Some(proto_timestamp(s.since)),
+        include_subdomains: s.include_subdomains,
+        automatic: s.automatic,
+        note: s.note,
+        actor: s.actor,
+    }
+}
+
+/// A domain's status -> wire.
+pub fn proto_domain_status(status: DomainStatus) -> pb::DomainStatus {
+    let DomainStatus {
+        domain,
+        record,
+        applies,
+        recent_not_found,
+    } = status;
+    let (suppressed_domain, suppression) = applies.unzip();
+    let accept_all = record.accept_all;
+    pb::DomainStatus {
+        domain,
+        suppression: suppression.map(proto_domain_suppression),
+        suppressed_domain: suppressed_domain.unwrap_or_default(),
+        accept_all: accept_all.is_some(),
+        accept_all_origin: match accept_all.as_ref().map(|a| a.origin) {
+            None => pb::AcceptAllOrigin::Unspecified,
+            Some(AcceptAllOrigin::Set) => pb::AcceptAllOrigin::Set,
+            Some(AcceptAllOrigin::Inferred) => pb::AcceptAllOrigin::Inferred,
+        } as i32,
+        accept_all_note: accept_all.map(|a| a.note).unwrap_or_default(),
+        last_delivered: record.last_delivered.map(proto_timestamp),
+        recent_domain_not_found: recent_not_found,
+        bounced_after_delivery: record.bounced_after_delivery,
     }
 }
 

@@ -125,6 +125,7 @@ fn screen(
         } else {
             "address_lines"
         },
+        list_id: &message.list_id,
     };
     let mut screened = guard.screen(&mut state.session, &batch)?;
     drop(batch);
@@ -158,6 +159,8 @@ fn screen(
             .as_ref()
             .map(|s| Box::new(convert::proto_suggestion(s))),
         position: v.position as u32,
+        domain_level: v.domain_level,
+        uncertain_mailbox: v.uncertain_mailbox,
         ..pb::ImportVerdict::default()
     };
 
@@ -170,6 +173,10 @@ fn screen(
         decisions = screened.decisions.iter().map(|&d| d as u8).collect();
     }
     let mut details = std::mem::take(&mut screened.verdicts)
+        .into_iter()
+        .peekable();
+    // Only full verdicts of allowed contacts have room for the flag.
+    let mut uncertain = std::mem::take(&mut screened.allowed_uncertain)
         .into_iter()
         .peekable();
     for (position, &decision) in screened.decisions.iter().enumerate() {
@@ -186,6 +193,7 @@ fn screen(
                         normalized_address: screened.normalized(position).to_string(),
                         decision: ImportDecision::Allow as i32,
                         position: position as u32,
+                        uncertain_mailbox: uncertain.next_if_eq(&position).is_some(),
                         ..pb::ImportVerdict::default()
                     };
                     take_given(position, &mut v);

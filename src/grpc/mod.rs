@@ -8,6 +8,8 @@
 //! - `feed`: the `WatchSuppressions` change feed.
 //! - `domains`: domain-level suppression and accept-all policies.
 //! - `forget`: `ForgetAddress`.
+//! - `import_suppressions`: `ImportSuppressions`; [`import_client`]: its client side, for
+//!   `suppressd import`.
 //! - `monitoring`: the stats RPCs' windows, rankings and watch messages.
 //! - `convert`: wire <-> domain; validation of wire input, with field-named errors.
 //! - `paging`: signed page tokens bound to their request.
@@ -22,6 +24,8 @@ pub mod error;
 mod feed;
 mod forget;
 mod import;
+pub mod import_client;
+mod import_suppressions;
 mod monitoring;
 mod paging;
 mod request;

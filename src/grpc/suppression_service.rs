@@ -13,6 +13,7 @@ use super::error::{inbound_error, AppError, FieldViolation};
 use super::feed;
 use super::forget;
 use super::import;
+use super::import_suppressions;
 use super::monitoring;
 use super::paging::{PageTokens, Scope};
 use super::proto as pb;
@@ -25,7 +26,8 @@ use crate::app::lookup::BatchStatus;
 use crate::app::App;
 use crate::classify::RULES_VERSION;
 use crate::domain::{
-    parse_smtp_response, BounceReason, Label, Note, ReportedOutcome, SmtpEvidence, Source, Tenant,
+    parse_smtp_response, BounceReason, BounceType, Label, Note, ReportedOutcome, SmtpEvidence,
+    Source, Tenant,
 };
 use crate::store::{BounceQuery, SuppressionQuery};
 
@@ -67,7 +69,8 @@ impl SuppressionApi {
     }
 }
 
-fn field<T, E: ToString>(name: &str, r: Result<T, E>) -> Result<T, AppError> {
+/// A field's parse result, its error a violation of `name`.
+pub(super) fn field<T, E: ToString>(name: &str, r: Result<T, E>) -> Result<T, AppError> {
     r.map_err(|e| FieldViolation::new(name, e).into())
 }
 
@@ -170,7 +173,8 @@ impl SuppressionService for SuppressionApi {
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, 1);
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
-        let status = self.app.lookup.status(&caller, &tenant, address)?;
+        let list = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
+        let status = self.app.lookup.status(&caller, &tenant, address, &list)?;
         Ok(Response::new(pb::GetSuppressionStatusResponse {
             status: Some(convert::proto_status(status, req.address)),
         }))
@@ -184,10 +188,11 @@ impl SuppressionService for SuppressionApi {
         let req = request.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(AppError::from)?;
         record_span(&tenant, req.addresses.len());
+        let list = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
         let statuses = self
             .app
             .lookup
-            .statuses(&caller, tenant, req.addresses)
+            .statuses(&caller, tenant, req.addresses, list)
             .await?
             .into_iter()
             .map(|(given, status)| match status {
@@ -227,7 +232,17 @@ impl SuppressionService for SuppressionApi {
             .outcome_types
             .iter()
             .enumerate()
-            .map(|(i, &t)| convert::bounce_type(&format!("outcome_types[{i}]"), t))
+            .map(|(i, &t)| {
+                let field = format!("outcome_types[{i}]");
+                match convert::bounce_type(&field, t)? {
+                    BounceType::Unsubscribe => Err(FieldViolation::new(
+                        field,
+                        "unsubscribes are not bounces: ListSuppressions with reason \
+                         BOUNCE_REASON_UNSUBSCRIBED lists them",
+                    )),
+                    t => Ok(t),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(AppError::from)?;
         types.sort_by_key(|t| convert::proto_type(*t) as i32);
@@ -280,6 +295,9 @@ impl SuppressionService for SuppressionApi {
             convert::reason("reason", req.reason, BounceReason::Manual).map_err(AppError::from)?;
         let note = field("note", Note::optional(&req.note))?;
         let source = field("source", Source::parse(&req.source))?;
+        let expires_at = convert::optional_timestamp("expires_at", req.expires_at.as_ref())
+            .map_err(AppError::from)?;
+        let list_id = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
         let done = self
             .app
             .addresses
@@ -291,6 +309,8 @@ impl SuppressionService for SuppressionApi {
                     reason,
                     source,
                     note,
+                    expires_at,
+                    list_id,
                 },
             )
             .await?;
@@ -310,10 +330,11 @@ impl SuppressionService for SuppressionApi {
         record_span(&tenant, 1);
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
         let justification = field("justification", Note::required(&req.justification))?;
+        let list_id = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
         let done = self
             .app
             .addresses
-            .reactivate(&caller, tenant, address, justification)
+            .reactivate(&caller, tenant, address, justification, list_id)
             .await?;
         Ok(Response::new(pb::ReactivateResponse {
             status: Some(convert::proto_status(done.status, req.address)),
@@ -453,6 +474,7 @@ impl SuppressionService for SuppressionApi {
             start,
             end,
             needs_enrichment: req.needs_enrichment,
+            in_force_at: None,
         };
         let reason_numbers: Vec<i32> = query
             .reasons
@@ -620,6 +642,13 @@ impl SuppressionService for SuppressionApi {
         request: Request<pb::ForgetAddressRequest>,
     ) -> Result<Response<pb::ForgetAddressResponse>, Status> {
         forget::forget_address(&self.app, request).await
+    }
+
+    async fn import_suppressions(
+        &self,
+        request: Request<Streaming<pb::ImportSuppressionsRequest>>,
+    ) -> Result<Response<pb::ImportSuppressionsResponse>, Status> {
+        import_suppressions::import_suppressions(&self.app, request).await
     }
 
     async fn classify_smtp_response(

@@ -1,10 +1,11 @@
 //! Bounce-rate monitoring: window sums over the store's counters, and a background watcher
 //! that re-judges a source, campaign or segment whenever its counters change (and every minute,
 //! so a verdict also recovers as bad hours slide out of the window) and announces verdict
-//! changes to subscribers.
+//! changes to subscribers. The values currently WATCH or PAUSE, over every running watcher, are
+//! what the metrics endpoint publishes ([`unhealthy_values`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -102,6 +103,38 @@ pub struct HealthChange {
     pub at: Timestamp,
 }
 
+/// Every watcher started in this process (one per server), for [`unhealthy_values`].
+static RUNNING: Mutex<Vec<Weak<HealthMonitor>>> = Mutex::new(Vec::new());
+
+/// The dimension values that are WATCH or PAUSE right now, over every watcher of this process
+/// that has not stopped, sorted by tenant, dimension and value. A value is listed from the
+/// judgement that found it not healthy until the one that finds it healthy again.
+pub fn unhealthy_values() -> Vec<(CounterTouch, Health)> {
+    let monitors: Vec<Arc<HealthMonitor>> = {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|m| m.upgrade().is_some_and(|m| !*m.stop.borrow()));
+        running.iter().filter_map(Weak::upgrade).collect()
+    };
+    let mut values: Vec<(CounterTouch, Health)> = monitors
+        .iter()
+        .flat_map(|m| {
+            let verdicts = m.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+            verdicts
+                .iter()
+                .map(|(subject, health)| (subject.clone(), *health))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    values.sort_by(|(a, _), (b, _)| {
+        (a.tenant.as_str(), a.dimension, a.value.as_str()).cmp(&(
+            b.tenant.as_str(),
+            b.dimension,
+            b.value.as_str(),
+        ))
+    });
+    values
+}
+
 /// Watches counters and announces verdict changes.
 pub struct HealthMonitor {
     store: Arc<dyn SuppressionStore>,
@@ -164,6 +197,10 @@ impl HealthMonitor {
             }
         });
         *monitor.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(&monitor));
         monitor
     }
 

@@ -73,7 +73,7 @@ pub fn decide_replacement(
     let old_name = req.old_address.as_str().to_string();
     let new_name = req.new_address.as_str().to_string();
     let old = old
-        .filter(|r| r.is_suppressed())
+        .filter(|r| r.suppression_at(req.now).is_some())
         .ok_or_else(|| ReplaceRefusal::OldNotSuppressed(old_name.clone()))?;
     let reason = old
         .suppression
@@ -87,7 +87,7 @@ pub fn decide_replacement(
         Some(existing) => return Err(ReplaceRefusal::AlreadyReplaced(old_name, existing.clone())),
         None => {}
     }
-    if new.is_some_and(AddressRecord::is_suppressed) {
+    if new.is_some_and(|r| r.suppression_at(req.now).is_some()) {
         return Err(ReplaceRefusal::NewSuppressed(new_name));
     }
     let change = |kind, note: String| StateChange {
@@ -118,6 +118,10 @@ pub fn decide_replacement(
     old.replaced_by = Some(new_name.clone());
     old.needs_enrichment = false;
     let mut new = new.cloned().unwrap_or_default();
+    if req.evidence == EvidenceKind::VerifiedReplacement {
+        // The contact confirmed the address: a person acts through that mailbox.
+        new.engaged_at = Some(req.now);
+    }
     // An address that has already had a delivery needs no validation message.
     if new.last_delivered.is_none() {
         new.pending_validation = Some(Replacement {
@@ -167,6 +171,8 @@ mod tests {
                 smtp_response: String::new(),
                 event_id: "e".into(),
                 rule_id: "r".into(),
+                expires_at: None,
+                list_id: String::new(),
             }),
             ..AddressRecord::default()
         }
@@ -201,6 +207,17 @@ mod tests {
         assert!(o.is_suppressed());
         assert_eq!(o.replaced_by.as_deref(), Some("jane.smith@company.com"));
         assert_eq!(n.pending_validation.unwrap().replaces, "jnae@company.com");
+        assert_eq!(n.engaged_at, None, "a company pattern is a guess");
+        let verified = ReplaceRequest {
+            evidence: EvidenceKind::VerifiedReplacement,
+            ..request(&old, &new, 0.95)
+        };
+        let ReplaceDecision::Replace { new: n, .. } =
+            decide_replacement(&verified, Some(&rec), None).unwrap()
+        else {
+            panic!("replaced")
+        };
+        assert_eq!(n.engaged_at, Some(Timestamp(2)), "the contact confirmed it");
     }
 
     #[test]

@@ -26,9 +26,12 @@ pub fn forget(
         return None;
     }
     let suppression = match current.and_then(|r| r.suppression.clone()) {
+        // The erasure and the suppression that keeps the person from being mailed again are
+        // one: it no longer ends by itself.
         Some(s) => Suppression {
             smtp_response: String::new(),
             event_id: String::new(),
+            expires_at: None,
             ..s
         },
         None => Suppression {
@@ -39,6 +42,8 @@ pub fn forget(
             smtp_response: String::new(),
             event_id: String::new(),
             rule_id: String::new(),
+            expires_at: None,
+            list_id: String::new(),
         },
     };
     let change = StateChange {
@@ -75,6 +80,8 @@ mod tests {
                 smtp_response: "550 5.1.1 <jo@example.com> unknown".into(),
                 event_id: "e1".into(),
                 rule_id: "status.5.1.1".into(),
+                expires_at: None,
+                list_id: String::new(),
             }),
             soft_bounces: vec![Timestamp(3)],
             last_delivered: Some(Timestamp(2)),
@@ -86,6 +93,8 @@ mod tests {
                 confidence: 1.0,
                 at: Timestamp(1),
             }),
+            list_unsubscribes: Vec::new(),
+            engaged_at: None,
             forgotten: false,
         }
     }

@@ -4,15 +4,25 @@
 //! - Soft bounces count; `threshold` of them within `window`, with no delivery after them,
 //!   suppress with reason "repeated soft bounce". A delivery resets the count.
 //! - Blocks (sender, content or policy rejections) never change the address's state.
-//! - Nothing lifts a suppression but [`EscalationPolicy::reactivate`].
+//! - Unsubscribes suppress at once, like complaints; one naming a list only blocks mail of
+//!   that list.
+//! - Suppressions of a reason with a lifetime end by themselves at their expiry ([`expiry`]);
+//!   otherwise nothing lifts a suppression but [`EscalationPolicy::reactivate`].
 //! - A bad address may be *replaced* by a corrected one only with high confidence; the bad one
 //!   stays suppressed, the new one awaits validation by its first delivery ([`correction`]).
 //! - Bounce and complaint rates of a source give a health verdict ([`health`]).
+//! - Whole domains: suppressed by an operator or by repeated DOMAIN_NOT_FOUND bounces, and
+//!   marked accept-all ([`domains`]). At an accept-all domain a delivery does not prove that a
+//!   mailbox exists, so it validates a pending replacement only if a person was seen acting
+//!   through the mailbox (`AddressRecord::engaged_at`).
 //! - Forgetting a person erases what names them and keeps the address suppressed ([`forget`]).
 
 pub mod correction;
+pub mod domains;
+pub mod expiry;
 pub mod forget;
 pub mod health;
+pub mod import;
 pub mod reclassify;
 
 use std::time::Duration;
@@ -21,6 +31,8 @@ use crate::domain::{
     AddressRecord, BounceReason, BounceType, RecordedEvent, StateChange, StateChangeKind,
     Suppression, Timestamp,
 };
+
+pub use expiry::{expire, outlasts, ReasonTtl, SuppressionTtl};
 
 /// Actor recorded for changes the service makes by itself.
 pub const SYSTEM_ACTOR: &str = "system";
@@ -35,6 +47,8 @@ pub struct EscalationPolicy {
     pub soft_bounce_threshold: u32,
     /// How far back soft bounces count.
     pub soft_bounce_window: Duration,
+    /// How long suppressions last, by reason (by default none ends by itself).
+    pub ttl: SuppressionTtl,
 }
 
 impl Default for EscalationPolicy {
@@ -42,6 +56,7 @@ impl Default for EscalationPolicy {
         EscalationPolicy {
             soft_bounce_threshold: 3,
             soft_bounce_window: Duration::from_secs(14 * 24 * 3600),
+            ttl: SuppressionTtl::default(),
         }
     }
 }
@@ -55,21 +70,105 @@ pub struct Transition {
     pub changes: Vec<StateChange>,
 }
 
-/// `Reactivate` on an address that is not suppressed.
+/// `Reactivate` on an address that is not suppressed (or not unsubscribed from the list).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("address is not suppressed")]
 pub struct NotSuppressed;
 
+/// A suppression asked for by an operator.
+#[derive(Debug, Clone, Copy)]
+pub struct ManualSuppress<'a> {
+    /// Why.
+    pub reason: BounceReason,
+    /// Where the request came from.
+    pub source: &'a str,
+    /// The operator's note.
+    pub note: &'a str,
+    /// Who asks.
+    pub actor: &'a str,
+    /// When.
+    pub now: Timestamp,
+    /// When it ends by itself; `None`: the lifetime of its reason, if it has one.
+    pub expires_at: Option<Timestamp>,
+    /// For an unsubscribe from one list: the list (empty: every mail).
+    pub list_id: &'a str,
+}
+
+/// How a suppression came to replace one that would have ended by itself, for the history.
+fn replacing(previous: Option<&Suppression>) -> String {
+    match previous.and_then(|p| p.expires_at.map(|end| (p.reason, end))) {
+        Some((reason, end)) => format!(
+            "; in place of a suppression for {} that would have ended at {}",
+            reason.name(),
+            end.to_rfc3339()
+        ),
+        None => String::new(),
+    }
+}
+
+/// Whether the record holds a suppression of every mail (with `list`, an unsubscribe from
+/// it) that never ends by itself: nothing can take its place.
+fn holds_lasting(record: &AddressRecord, list: &str) -> bool {
+    let current = if list.is_empty() {
+        record.suppression.as_ref()
+    } else {
+        record.list_unsubscribes.iter().find(|s| s.list_id == list)
+    };
+    current.is_some_and(|s| s.expires_at.is_none())
+}
+
+/// Puts `new` in place as the suppression of every mail (or, with a list, as the unsubscribe
+/// from that list) unless the one there lasts at least as long ([`outlasts`]). Returns the
+/// one it replaced, if any, or `Err` when `new` was not taken.
+fn take(record: &mut AddressRecord, new: Suppression) -> Result<Option<Suppression>, ()> {
+    if new.list_id.is_empty() {
+        match &record.suppression {
+            Some(current) if !outlasts(&new, current) => Err(()),
+            _ => Ok(record.suppression.replace(new)),
+        }
+    } else {
+        let at = record
+            .list_unsubscribes
+            .iter()
+            .position(|s| s.list_id == new.list_id);
+        match at {
+            Some(i) if !outlasts(&new, &record.list_unsubscribes[i]) => Err(()),
+            Some(i) => Ok(Some(std::mem::replace(
+                &mut record.list_unsubscribes[i],
+                new,
+            ))),
+            None => {
+                record.list_unsubscribes.push(new);
+                Ok(None)
+            }
+        }
+    }
+}
+
 impl EscalationPolicy {
-    /// Applies a classified send result to the address's current record.
+    /// Applies a classified send result to the address's current record. What had expired
+    /// by the time the result happened is cleared first: an expired suppression does not make
+    /// the address suppressed any more.
     pub fn apply_event(
         &self,
         current: Option<&AddressRecord>,
         event: &RecordedEvent,
     ) -> Transition {
+        self.apply_event_at(current, event, false)
+    }
+
+    /// [`EscalationPolicy::apply_event`] for an address whose domain is marked accept-all when
+    /// `accept_all` is true: there a delivery validates a pending replacement only if the
+    /// address has confirmed engagement, since the server accepts mail for any local part.
+    pub fn apply_event_at(
+        &self,
+        current: Option<&AddressRecord>,
+        event: &RecordedEvent,
+        accept_all: bool,
+    ) -> Transition {
         let mut record = current.cloned().unwrap_or_default();
-        let mut changes = Vec::new();
         let at = event.occurred_at;
+        let mut changes = expire(&mut record, at);
         let class = &event.classification;
         match class.bounce_type {
             BounceType::Delivered => {
@@ -77,7 +176,8 @@ impl EscalationPolicy {
                 // that happened before it.
                 record.soft_bounces.retain(|&t| t > at);
                 record.last_delivered = Some(record.last_delivered.map_or(at, |d| d.max(at)));
-                if let Some(pending) = record.pending_validation.take() {
+                let proven = !accept_all || record.engaged_at.is_some();
+                if let Some(pending) = record.pending_validation.take_if(|_| proven) {
                     changes.push(StateChange {
                         kind: StateChangeKind::Validated,
                         reason: BounceReason::None,
@@ -104,7 +204,7 @@ impl EscalationPolicy {
                     let in_window = self.count_within(&record.soft_bounces, at);
                     if record.suppression.is_none() && in_window >= self.soft_bounce_threshold {
                         record.suppression =
-                            Some(suppression_from(event, BounceReason::RepeatedSoftBounce));
+                            Some(self.suppression_from(event, BounceReason::RepeatedSoftBounce));
                         changes.push(StateChange {
                             kind: StateChangeKind::Escalated,
                             reason: BounceReason::RepeatedSoftBounce,
@@ -120,23 +220,51 @@ impl EscalationPolicy {
                     }
                 }
             }
-            BounceType::Hard | BounceType::Complaint => {
-                if record.suppression.is_none() {
-                    let reason = if class.bounce_type == BounceType::Complaint {
-                        BounceReason::Complaint
+            BounceType::Hard | BounceType::Complaint | BounceType::Unsubscribe => {
+                if matches!(
+                    class.bounce_type,
+                    BounceType::Complaint | BounceType::Unsubscribe
+                ) {
+                    // A person acted through the mailbox: it exists.
+                    record.engaged_at = Some(record.engaged_at.map_or(at, |e| e.max(at)));
+                }
+                let reason = match class.bounce_type {
+                    BounceType::Complaint => BounceReason::Complaint,
+                    BounceType::Unsubscribe => BounceReason::Unsubscribed,
+                    _ => class.reason,
+                };
+                let list = match class.bounce_type {
+                    BounceType::Unsubscribe => event.list_id.as_str(),
+                    _ => "",
+                };
+                // Most such results are for an address suppressed for good already: nothing
+                // to build for those.
+                let taken = if holds_lasting(&record, list) {
+                    Err(())
+                } else {
+                    take(&mut record, self.suppression_from(event, reason))
+                };
+                if let Ok(previous) = taken {
+                    let (kind, what) = if list.is_empty() {
+                        (
+                            StateChangeKind::Suppressed,
+                            format!(
+                                "{:?} classified by rule {}",
+                                class.bounce_type, class.rule_id
+                            ),
+                        )
                     } else {
-                        class.reason
+                        (
+                            StateChangeKind::UnsubscribedFromList,
+                            format!("list {list}"),
+                        )
                     };
-                    record.suppression = Some(suppression_from(event, reason));
                     changes.push(StateChange {
-                        kind: StateChangeKind::Suppressed,
+                        kind,
                         reason,
                         actor: SYSTEM_ACTOR.to_string(),
                         on_behalf_of: String::new(),
-                        note: format!(
-                            "{:?} classified by rule {}",
-                            class.bounce_type, class.rule_id
-                        ),
+                        note: what + &replacing(previous.as_ref()),
                         event_id: event.event_id.clone(),
                         at,
                     });
@@ -147,21 +275,25 @@ impl EscalationPolicy {
         Transition { record, changes }
     }
 
-    /// Suppresses by hand. `None` when the address is already suppressed (nothing changes).
+    /// Suppresses by hand (every mail, or, with a list, mail of that list). `None` when the
+    /// address is already suppressed so (nothing changes).
     pub fn suppress_manually(
         &self,
         current: Option<&AddressRecord>,
-        reason: BounceReason,
-        source: &str,
-        note: &str,
-        actor: &str,
-        now: Timestamp,
+        request: ManualSuppress<'_>,
     ) -> Option<Transition> {
+        let ManualSuppress {
+            reason,
+            source,
+            note,
+            actor,
+            now,
+            expires_at,
+            list_id,
+        } = request;
         let mut record = current.cloned().unwrap_or_default();
-        if record.suppression.is_some() {
-            return None;
-        }
-        record.suppression = Some(Suppression {
+        let mut changes = expire(&mut record, now);
+        let new = Suppression {
             reason,
             bounce_type: None,
             since: now,
@@ -169,71 +301,116 @@ impl EscalationPolicy {
             smtp_response: note.to_string(),
             event_id: String::new(),
             rule_id: String::new(),
-        });
-        let change = StateChange {
-            kind: StateChangeKind::ManuallySuppressed,
+            expires_at: expires_at.or_else(|| self.ttl.expires_at(reason, now)),
+            list_id: list_id.to_string(),
+        };
+        let previous = take(&mut record, new).ok()?;
+        let (kind, note) = if list_id.is_empty() {
+            (StateChangeKind::ManuallySuppressed, note.to_string())
+        } else if note.is_empty() {
+            (
+                StateChangeKind::UnsubscribedFromList,
+                format!("list {list_id}"),
+            )
+        } else {
+            (
+                StateChangeKind::UnsubscribedFromList,
+                format!("list {list_id}: {note}"),
+            )
+        };
+        changes.push(StateChange {
+            kind,
             reason,
             actor: actor.to_string(),
             on_behalf_of: String::new(),
-            note: note.to_string(),
+            note: note + &replacing(previous.as_ref()),
             event_id: String::new(),
             at: now,
-        };
-        Some(Transition {
-            record,
-            changes: vec![change],
-        })
+        });
+        Some(Transition { record, changes })
     }
 
-    /// Lifts a suppression. The soft-bounce count starts again from zero.
+    /// Lifts the suppression of every mail (`list` `None`; the soft-bounce count starts again
+    /// from zero), or the unsubscribe from one list. Only what is in force at `now` can be
+    /// lifted.
     pub fn reactivate(
         &self,
         current: Option<&AddressRecord>,
         actor: &str,
         justification: &str,
         now: Timestamp,
+        list: Option<&str>,
     ) -> Result<(Transition, Suppression), NotSuppressed> {
         let mut record = current.cloned().ok_or(NotSuppressed)?;
-        let lifted = record.suppression.take().ok_or(NotSuppressed)?;
-        record.soft_bounces.clear();
-        let change = StateChange {
+        let mut changes = expire(&mut record, now);
+        let (lifted, note) = match list {
+            None => {
+                let lifted = record.suppression.take().ok_or(NotSuppressed)?;
+                record.soft_bounces.clear();
+                (lifted, justification.to_string())
+            }
+            Some(list) => {
+                let at = record
+                    .list_unsubscribes
+                    .iter()
+                    .position(|s| s.list_id == list)
+                    .ok_or(NotSuppressed)?;
+                (
+                    record.list_unsubscribes.remove(at),
+                    format!("list {list}: {justification}"),
+                )
+            }
+        };
+        changes.push(StateChange {
             kind: StateChangeKind::Reactivated,
             reason: lifted.reason,
             actor: actor.to_string(),
             on_behalf_of: String::new(),
-            note: justification.to_string(),
+            note,
             event_id: lifted.event_id.clone(),
             at: now,
-        };
-        Ok((
-            Transition {
-                record,
-                changes: vec![change],
-            },
-            lifted,
-        ))
+        });
+        Ok((Transition { record, changes }, lifted))
     }
 
-    /// Soft bounces of `record` within the window ending at `now`.
+    /// Soft bounces of `record` within the window ending at `now`. After the end of a
+    /// suppression the count restarts: soft bounces from before it do not count, whether or
+    /// not the sweep has cleared it yet.
     pub fn recent_soft_bounces(&self, record: &AddressRecord, now: Timestamp) -> u32 {
-        self.count_within(&record.soft_bounces, now)
+        let restart = record
+            .suppression
+            .as_ref()
+            .and_then(|s| s.expires_at)
+            .filter(|&end| end <= now);
+        let times = match restart {
+            Some(end) => &record.soft_bounces[record.soft_bounces.partition_point(|&t| t < end)..],
+            None => &record.soft_bounces[..],
+        };
+        self.count_within(times, now)
     }
 
     fn count_within(&self, times: &[Timestamp], end: Timestamp) -> u32 {
         let start = end.minus(self.soft_bounce_window);
         times.iter().filter(|&&t| t >= start && t <= end).count() as u32
     }
-}
 
-fn suppression_from(event: &RecordedEvent, reason: BounceReason) -> Suppression {
-    Suppression {
-        reason,
-        bounce_type: Some(event.classification.bounce_type),
-        since: event.occurred_at,
-        source: event.source.clone(),
-        smtp_response: event.smtp_response.clone(),
-        event_id: event.event_id.clone(),
-        rule_id: event.classification.rule_id.to_string(),
+    /// The suppression `event` causes for `reason`, with the lifetime of the reason.
+    fn suppression_from(&self, event: &RecordedEvent, reason: BounceReason) -> Suppression {
+        Suppression {
+            reason,
+            bounce_type: Some(event.classification.bounce_type),
+            since: event.occurred_at,
+            source: event.source.clone(),
+            smtp_response: event.smtp_response.clone(),
+            event_id: event.event_id.clone(),
+            rule_id: event.classification.rule_id.to_string(),
+            expires_at: self.ttl.expires_at(reason, event.occurred_at),
+            list_id: if event.classification.bounce_type == BounceType::Unsubscribe {
+                event.list_id.clone()
+            } else {
+                String::new()
+            },
+        }
     }
 }
 
@@ -265,6 +442,7 @@ mod tests {
                 disagrees_with_reporter: false,
             },
             rules_version: 1,
+            list_id: String::new(),
         }
     }
 
@@ -387,6 +565,52 @@ mod tests {
     }
 
     #[test]
+    fn at_an_accept_all_domain_only_an_engaged_address_is_validated_by_a_delivery() {
+        let p = EscalationPolicy::default();
+        let pending = AddressRecord {
+            pending_validation: Some(crate::domain::Replacement {
+                replaces: "old@catchall.example".into(),
+                evidence: crate::domain::EvidenceKind::CrmCorrection,
+                confidence: 0.95,
+                at: Timestamp(0),
+            }),
+            ..AddressRecord::default()
+        };
+        let delivered = event("d", BounceType::Delivered, BounceReason::None, 2);
+        let t = p.apply_event_at(Some(&pending), &delivered, true);
+        assert!(
+            t.record.pending_validation.is_some(),
+            "a delivery alone proves nothing"
+        );
+        assert!(t.changes.is_empty());
+        assert_eq!(t.record.last_delivered, Some(delivered.occurred_at));
+
+        let engaged = AddressRecord {
+            engaged_at: Some(Timestamp(DAY)),
+            ..pending.clone()
+        };
+        let t = p.apply_event_at(Some(&engaged), &delivered, true);
+        assert!(t.record.pending_validation.is_none());
+        assert_eq!(t.changes[0].kind, StateChangeKind::Validated);
+
+        let t = p.apply_event_at(Some(&pending), &delivered, false);
+        assert!(
+            t.record.pending_validation.is_none(),
+            "elsewhere a delivery validates"
+        );
+    }
+
+    #[test]
+    fn a_complaint_is_engagement() {
+        let p = EscalationPolicy::default();
+        let complaint = event("c", BounceType::Complaint, BounceReason::Complaint, 3);
+        let (r, _) = run(&p, std::slice::from_ref(&complaint));
+        assert_eq!(r.engaged_at, Some(complaint.occurred_at));
+        let (r, _) = run(&p, &[soft("s", 1)]);
+        assert_eq!(r.engaged_at, None);
+    }
+
+    #[test]
     fn delivery_does_not_lift_a_suppression() {
         let p = EscalationPolicy::default();
         let hard = event("h", BounceType::Hard, BounceReason::MailboxNotFound, 1);
@@ -395,40 +619,188 @@ mod tests {
         assert!(r.is_suppressed());
     }
 
+    fn manual<'a>(reason: BounceReason, note: &'a str, now: Timestamp) -> ManualSuppress<'a> {
+        ManualSuppress {
+            reason,
+            source: "support",
+            note,
+            actor: "ops",
+            now,
+            expires_at: None,
+            list_id: "",
+        }
+    }
+
     #[test]
     fn manual_suppression_is_idempotent_and_reactivation_needs_a_suppression() {
         let p = EscalationPolicy::default();
         let now = Timestamp(DAY);
         let t = p
-            .suppress_manually(
-                None,
-                BounceReason::Manual,
-                "support",
-                "ticket 1",
-                "ops",
-                now,
-            )
+            .suppress_manually(None, manual(BounceReason::Manual, "ticket 1", now))
             .expect("first suppression applies");
         assert!(p
-            .suppress_manually(
-                Some(&t.record),
-                BounceReason::Manual,
-                "support",
-                "again",
-                "ops",
-                now
-            )
+            .suppress_manually(Some(&t.record), manual(BounceReason::Manual, "again", now))
             .is_none());
         let (after, lifted) = p
-            .reactivate(Some(&t.record), "ops", "confirmed by phone", now)
+            .reactivate(Some(&t.record), "ops", "confirmed by phone", now, None)
             .unwrap();
         assert_eq!(lifted.reason, BounceReason::Manual);
         assert!(!after.record.is_suppressed());
         assert_eq!(after.changes[0].kind, StateChangeKind::Reactivated);
         assert_eq!(
-            p.reactivate(Some(&after.record), "ops", "x", now),
+            p.reactivate(Some(&after.record), "ops", "x", now, None),
             Err(NotSuppressed)
         );
-        assert_eq!(p.reactivate(None, "ops", "x", now), Err(NotSuppressed));
+        assert_eq!(
+            p.reactivate(None, "ops", "x", now, None),
+            Err(NotSuppressed)
+        );
+    }
+
+    fn with_ttl(entries: &[&str]) -> EscalationPolicy {
+        let entries: Vec<ReasonTtl> = entries.iter().map(|e| e.parse().unwrap()).collect();
+        EscalationPolicy {
+            ttl: SuppressionTtl::from_entries(&entries).unwrap(),
+            ..EscalationPolicy::default()
+        }
+    }
+
+    fn unsubscribe(id: &str, list: &str, day: i64) -> RecordedEvent {
+        RecordedEvent {
+            list_id: list.into(),
+            ..event(id, BounceType::Unsubscribe, BounceReason::Unsubscribed, day)
+        }
+    }
+
+    #[test]
+    fn a_suppression_gets_the_lifetime_of_its_reason_from_the_deciding_event() {
+        let p = with_ttl(&["repeated-soft-bounce=30d"]);
+        let (r, _) = run(&p, &[soft("s1", 1), soft("s2", 2), soft("s3", 3)]);
+        assert_eq!(r.suppression.unwrap().expires_at, Some(Timestamp(33 * DAY)));
+        let (r, _) = run(
+            &p,
+            &[event(
+                "h",
+                BounceType::Hard,
+                BounceReason::MailboxNotFound,
+                1,
+            )],
+        );
+        assert_eq!(r.suppression.unwrap().expires_at, None, "no lifetime given");
+    }
+
+    #[test]
+    fn after_its_expiry_soft_bounces_from_before_do_not_count_and_a_new_escalation_needs_all() {
+        let p = with_ttl(&["repeated-soft-bounce=10d"]);
+        // Suppressed on day 3 until day 13; soft bounces keep coming while suppressed.
+        let (r, _) = run(
+            &p,
+            &[soft("s1", 1), soft("s2", 2), soft("s3", 3), soft("s4", 12)],
+        );
+        assert!(r.suppression.is_some());
+        assert_eq!(p.recent_soft_bounces(&r, Timestamp(12 * DAY)), 4);
+        assert_eq!(
+            p.recent_soft_bounces(&r, Timestamp(13 * DAY)),
+            0,
+            "the count restarts at the expiry, before any sweep"
+        );
+        let t = p.apply_event(Some(&r), &soft("s5", 14));
+        assert!(
+            t.record.suppression.is_none(),
+            "one soft bounce after the expiry"
+        );
+        assert_eq!(t.record.soft_bounces, [Timestamp(14 * DAY)]);
+        assert_eq!(t.changes.len(), 1);
+        assert_eq!(t.changes[0].kind, StateChangeKind::Expired);
+        assert_eq!(t.changes[0].at, Timestamp(13 * DAY));
+        let t2 = p.apply_event(Some(&t.record), &soft("s6", 15));
+        let t3 = p.apply_event(Some(&t2.record), &soft("s7", 16));
+        assert_eq!(t3.changes[0].kind, StateChangeKind::Escalated);
+    }
+
+    #[test]
+    fn a_bounce_after_an_expiry_that_was_not_swept_treats_the_address_as_not_suppressed() {
+        let p = with_ttl(&["mailbox-full=5d"]);
+        let full = event("f", BounceType::Hard, BounceReason::MailboxFull, 1);
+        let (r, _) = run(&p, &[full]);
+        // A late report of a bounce from before the expiry changes nothing.
+        let late = event("l", BounceType::Hard, BounceReason::MailboxFull, 4);
+        assert!(p.apply_event(Some(&r), &late).changes.is_empty());
+        // One after it suppresses again, recording the expiry first.
+        let again = event("g", BounceType::Hard, BounceReason::MailboxFull, 7);
+        let t = p.apply_event(Some(&r), &again);
+        let kinds: Vec<_> = t.changes.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [StateChangeKind::Expired, StateChangeKind::Suppressed]
+        );
+        let s = t.record.suppression.unwrap();
+        assert_eq!(
+            (s.event_id.as_str(), s.expires_at),
+            ("g", Some(Timestamp(12 * DAY)))
+        );
+    }
+
+    #[test]
+    fn a_lasting_suppression_takes_the_place_of_one_that_would_end() {
+        let p = with_ttl(&["repeated-soft-bounce=30d"]);
+        let (r, _) = run(&p, &[soft("s1", 1), soft("s2", 2), soft("s3", 3)]);
+        let t = p.apply_event(Some(&r), &unsubscribe("u", "", 4));
+        let s = t.record.suppression.unwrap();
+        assert_eq!((s.reason, s.expires_at), (BounceReason::Unsubscribed, None));
+        assert_eq!(t.changes[0].kind, StateChangeKind::Suppressed);
+        assert!(
+            t.changes[0].note.contains("would have ended"),
+            "{}",
+            t.changes[0].note
+        );
+    }
+
+    #[test]
+    fn an_unsubscribe_suppresses_every_mail_or_only_its_list_once() {
+        let p = EscalationPolicy::default();
+        let (r, changes) = run(&p, &[unsubscribe("u1", "weekly", 1)]);
+        assert!(r.suppression.is_none());
+        assert_eq!(r.list_unsubscribes.len(), 1);
+        assert_eq!(
+            r.blocking(Timestamp(2 * DAY), Some("weekly"))
+                .map(|s| s.list_id.as_str()),
+            Some("weekly")
+        );
+        assert!(r.blocking(Timestamp(2 * DAY), Some("daily")).is_none());
+        assert!(r.blocking(Timestamp(2 * DAY), None).is_none());
+        assert_eq!(changes[0].kind, StateChangeKind::UnsubscribedFromList);
+        assert_eq!(changes[0].note, "list weekly");
+        assert!(p
+            .apply_event(Some(&r), &unsubscribe("u2", "weekly", 2))
+            .changes
+            .is_empty());
+
+        let t = p.apply_event(Some(&r), &unsubscribe("u3", "", 3));
+        assert_eq!(
+            t.record.suppression.unwrap().reason,
+            BounceReason::Unsubscribed
+        );
+        assert_eq!(t.changes[0].kind, StateChangeKind::Suppressed);
+
+        let (lifted_list, list) = p
+            .reactivate(
+                Some(&r),
+                "ops",
+                "asked to come back",
+                Timestamp(4 * DAY),
+                Some("weekly"),
+            )
+            .unwrap();
+        assert_eq!(list.list_id, "weekly");
+        assert!(lifted_list.record.list_unsubscribes.is_empty());
+        assert_eq!(
+            lifted_list.changes[0].note,
+            "list weekly: asked to come back"
+        );
+        assert_eq!(
+            p.reactivate(Some(&r), "ops", "x", Timestamp(4 * DAY), Some("daily")),
+            Err(NotSuppressed)
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::{
     StateChangeKind, Suppression, Timestamp,
 };
 
-use super::{Transition, SYSTEM_ACTOR};
+use super::{SuppressionTtl, Transition, SYSTEM_ACTOR};
 
 /// What reclassification does to an address's suppression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,13 +33,15 @@ fn decides(t: BounceType) -> bool {
 
 /// The address's next state. `events` are all its results, with the current rules'
 /// classification; `before` maps the ids of reclassified events to their old classification;
-/// `reactivated_at` is the time of its last reactivation, if any.
+/// `reactivated_at` is the time of its last reactivation, if any; a suppression it makes gets
+/// the lifetime `ttl` gives its reason.
 pub fn reclassify_address(
     current: Option<&AddressRecord>,
     events: &[RecordedEvent],
     before: &HashMap<String, Classification>,
     reactivated_at: Option<Timestamp>,
     now: Timestamp,
+    ttl: &SuppressionTtl,
 ) -> (Effect, Option<Transition>) {
     let record = current.cloned().unwrap_or_default();
     let rule_change = |e: &RecordedEvent| -> String {
@@ -66,18 +68,23 @@ pub fn reclassify_address(
         .filter(|e| decides(e.classification.bounce_type))
         .filter(|e| reactivated_at.is_none_or(|r| e.occurred_at > r))
         .min_by_key(|e| (e.occurred_at, e.event_id.clone()));
-    let suppression_for = |e: &RecordedEvent| Suppression {
-        reason: if e.classification.bounce_type == BounceType::Complaint {
+    let suppression_for = |e: &RecordedEvent| {
+        let reason = if e.classification.bounce_type == BounceType::Complaint {
             BounceReason::Complaint
         } else {
             e.classification.reason
-        },
-        bounce_type: Some(e.classification.bounce_type),
-        since: e.occurred_at,
-        source: e.source.clone(),
-        smtp_response: e.smtp_response.clone(),
-        event_id: e.event_id.clone(),
-        rule_id: e.classification.rule_id.to_string(),
+        };
+        Suppression {
+            reason,
+            bounce_type: Some(e.classification.bounce_type),
+            since: e.occurred_at,
+            source: e.source.clone(),
+            smtp_response: e.smtp_response.clone(),
+            event_id: e.event_id.clone(),
+            rule_id: e.classification.rule_id.to_string(),
+            expires_at: ttl.expires_at(reason, e.occurred_at),
+            list_id: String::new(),
+        }
     };
     let change = |kind, reason, note: String, event_id: &str| StateChange {
         kind,
@@ -191,6 +198,7 @@ mod tests {
                 disagrees_with_reporter: false,
             },
             rules_version: 2,
+            list_id: String::new(),
         }
     }
 
@@ -204,6 +212,8 @@ mod tests {
                 smtp_response: String::new(),
                 event_id: e.event_id.clone(),
                 rule_id: "old".into(),
+                expires_at: None,
+                list_id: String::new(),
             }),
             ..AddressRecord::default()
         }
@@ -224,7 +234,14 @@ mod tests {
         let e = event("e1", BounceType::Block, BounceReason::ContentRejected, 1);
         let record = suppressed_by(&e, BounceType::Hard);
         let before = HashMap::from([("e1".to_string(), old(BounceType::Hard))]);
-        let (effect, t) = reclassify_address(Some(&record), &[e], &before, None, Timestamp(9));
+        let (effect, t) = reclassify_address(
+            Some(&record),
+            &[e],
+            &before,
+            None,
+            Timestamp(9),
+            &SuppressionTtl::default(),
+        );
         assert_eq!(effect, Effect::Lifted);
         let t = t.unwrap();
         assert!(!t.record.is_suppressed());
@@ -237,7 +254,14 @@ mod tests {
         let e2 = event("e2", BounceType::Hard, BounceReason::MailboxNotFound, 2);
         let record = suppressed_by(&e1, BounceType::Hard);
         let before = HashMap::from([("e1".to_string(), old(BounceType::Hard))]);
-        let (effect, t) = reclassify_address(Some(&record), &[e1, e2], &before, None, Timestamp(9));
+        let (effect, t) = reclassify_address(
+            Some(&record),
+            &[e1, e2],
+            &before,
+            None,
+            Timestamp(9),
+            &SuppressionTtl::default(),
+        );
         assert_eq!(effect, Effect::Repointed);
         assert_eq!(t.unwrap().record.suppression.unwrap().event_id, "e2");
     }
@@ -246,10 +270,23 @@ mod tests {
     fn an_event_now_judged_hard_suppresses_unless_reactivated_since() {
         let e = event("e1", BounceType::Hard, BounceReason::MailboxNotFound, 5);
         let before = HashMap::from([("e1".to_string(), old(BounceType::Soft))]);
-        let (effect, _) =
-            reclassify_address(None, std::slice::from_ref(&e), &before, None, Timestamp(9));
+        let (effect, _) = reclassify_address(
+            None,
+            std::slice::from_ref(&e),
+            &before,
+            None,
+            Timestamp(9),
+            &SuppressionTtl::default(),
+        );
         assert_eq!(effect, Effect::Suppressed);
-        let (effect, _) = reclassify_address(None, &[e], &before, Some(Timestamp(6)), Timestamp(9));
+        let (effect, _) = reclassify_address(
+            None,
+            &[e],
+            &before,
+            Some(Timestamp(6)),
+            Timestamp(9),
+            &SuppressionTtl::default(),
+        );
         assert_eq!(
             effect,
             Effect::None,
@@ -264,7 +301,15 @@ mod tests {
         record.suppression.as_mut().unwrap().bounce_type = None;
         let before = HashMap::from([("e1".to_string(), old(BounceType::Hard))]);
         assert_eq!(
-            reclassify_address(Some(&record), &[e], &before, None, Timestamp(9)).0,
+            reclassify_address(
+                Some(&record),
+                &[e],
+                &before,
+                None,
+                Timestamp(9),
+                &SuppressionTtl::default()
+            )
+            .0,
             Effect::None
         );
     }

@@ -12,16 +12,17 @@ use super::legacy;
 use super::redb_engine::RedbEngine;
 use super::sled_engine::SledEngine;
 use super::{
-    keys, open, testing, AddressWrite, BounceQuery, Decision, Engine, ForgetWrite, Granularity,
-    PairDecision, PairWrite, StoreError, StoreOptions, SuppressionQuery, SuppressionStore,
-    WriteOutcome,
+    keys, open, testing, AddressWrite, BounceQuery, Decision, DomainDecision, DomainWrite, Engine,
+    ForgetWrite, Granularity, PairDecision, PairWrite, StoreError, StoreOptions, SuppressionQuery,
+    SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, Dimension, EmailAddress,
-    HistoryEntry, OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind, Tenant,
-    Timestamp,
+    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, Dimension, DomainRecord,
+    EmailAddress, HistoryEntry, OutcomeCounts, RecordedEvent, ReportedOutcome, StateChangeKind,
+    Tenant, Timestamp,
 };
-use crate::policy::EscalationPolicy;
+use crate::policy::domains::DomainPolicy;
+use crate::policy::{EscalationPolicy, ManualSuppress};
 
 /// 2026-01-01T10:00:00Z, in microseconds.
 const T0: i64 = 1_767_261_600_000_000;
@@ -79,6 +80,7 @@ fn hard_bounce(id: &str, to: &str, at: i64) -> RecordedEvent {
             disagrees_with_reporter: false,
         },
         rules_version: 1,
+        list_id: String::new(),
     }
 }
 
@@ -131,7 +133,13 @@ fn lift(t: &str, a: &str, at: i64) -> AddressWrite {
         event: None,
         reclassified: Vec::new(),
         decide: Box::new(move |current| {
-            match EscalationPolicy::default().reactivate(current, "ops", "asked", Timestamp(at)) {
+            match EscalationPolicy::default().reactivate(
+                current,
+                "ops",
+                "asked",
+                Timestamp(at),
+                None,
+            ) {
                 Ok((next, _)) => Decision::Apply {
                     record: next.record,
                     changes: next.changes,
@@ -341,13 +349,17 @@ async fn the_suppressed_index_is_exact_after_a_reopen(engine: Engine) {
         .map(|i| address(&format!("s{i}@x.com")))
         .collect();
     let refs: Vec<&str> = asked.iter().map(EmailAddress::as_str).collect();
-    let found = store.suppressed_records(&tenant("acme"), &refs).unwrap();
+    let found = store
+        .suppressed_records(&tenant("acme"), &refs, false)
+        .unwrap();
     let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
     let want: Vec<usize> = (0..n + 50).filter(|i| *i < n && i % 3 != 0).collect();
     assert_eq!(positions, want);
     assert!(found.iter().all(|(_, r)| r.is_suppressed()));
     // The same addresses of another tenant are not suppressed.
-    let other = store.suppressed_records(&tenant("globex"), &refs).unwrap();
+    let other = store
+        .suppressed_records(&tenant("globex"), &refs, false)
+        .unwrap();
     assert!(other.is_empty());
     store.close().unwrap();
 }
@@ -467,6 +479,253 @@ async fn concurrent_writers_share_commits_and_lose_nothing(engine: Engine) {
     let store = reopen_at(engine, dir.path());
     assert_eq!(store.suppressed_count(), 8 * 10 * 20);
     assert_eq!(hard_count(&*store, "acme", T0), 8 * 10 * 20);
+    store.close().unwrap();
+}
+
+/// A send result of type `t` and reason `reason` to `to`, at `at`.
+fn result_of(id: &str, to: &str, t: BounceType, reason: BounceReason, at: i64) -> RecordedEvent {
+    let mut e = hard_bounce(id, to, at);
+    e.classification.bounce_type = t;
+    e.classification.reason = reason;
+    e
+}
+
+/// An operator's domain write deciding with `decide`.
+fn domain_write(
+    t: &str,
+    domain: &str,
+    decide: impl FnOnce(&DomainRecord) -> DomainDecision + Send + 'static,
+) -> DomainWrite {
+    DomainWrite {
+        tenant: tenant(t),
+        domain: domain.into(),
+        decide: Box::new(decide),
+    }
+}
+
+/// Suppresses `domain` by hand (with its subdomains when `all`).
+fn suppress_domain(t: &str, domain: &str, all: bool) -> DomainWrite {
+    domain_write(t, domain, move |current| {
+        match DomainPolicy::default().suppress(
+            current,
+            BounceReason::Manual,
+            "closed",
+            all,
+            "ops",
+            Timestamp(T0),
+        ) {
+            Some(next) => DomainDecision::Apply {
+                record: next.record,
+                changes: next.changes,
+            },
+            None => DomainDecision::Unchanged,
+        }
+    })
+}
+
+fn domain_suppressed_at(store: &dyn SuppressionStore, t: &str, domain: &str) -> Option<String> {
+    store
+        .domain_facts(&tenant(t), &[domain])
+        .pop()
+        .and_then(|(_, f)| f.suppressed)
+        .map(|(d, _)| d)
+}
+
+/// Domain writes are durable, their marks answer from memory at once and again after a reopen;
+/// a refused or panicking domain decision stores nothing.
+async fn domain_writes_survive_a_reopen_and_refusals_store_nothing(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        assert!(!store.has_marked_domains(&tenant("acme")));
+        let done = store
+            .write_domain(suppress_domain("acme", "closed.example", true))
+            .await
+            .unwrap();
+        assert!(done.applied && done.previous.suppression.is_none());
+        let again = store
+            .write_domain(suppress_domain("acme", "closed.example", true))
+            .await
+            .unwrap();
+        assert!(!again.applied);
+        let refused = store
+            .write_domain(domain_write("acme", "other.example", |_| {
+                DomainDecision::Refuse("no".into())
+            }))
+            .await
+            .unwrap();
+        assert_eq!(refused.refused.as_deref(), Some("no"));
+        let panicked = store
+            .write_domain(domain_write("acme", "other.example", |_| {
+                panic!("policy bug")
+            }))
+            .await;
+        assert!(matches!(panicked, Err(StoreError::DecisionPanicked(_))));
+        assert_eq!(
+            domain_suppressed_at(&*store, "acme", "mail.closed.example").as_deref(),
+            Some("closed.example")
+        );
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    assert!(store.has_marked_domains(&tenant("acme")));
+    assert!(!store.has_marked_domains(&tenant("globex")));
+    assert_eq!(
+        domain_suppressed_at(&*store, "acme", "mail.closed.example").as_deref(),
+        Some("closed.example")
+    );
+    assert_eq!(domain_suppressed_at(&*store, "acme", "other.example"), None);
+    let record = store.domain(&tenant("acme"), "closed.example").unwrap();
+    assert!(record.suppression.unwrap().include_subdomains);
+    let history = store
+        .domain_history(&tenant("acme"), "closed.example", 10)
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].kind, StateChangeKind::DomainSuppressed);
+    assert!(store
+        .domain_history(&tenant("acme"), "other.example", 10)
+        .unwrap()
+        .is_empty());
+    let page = store
+        .list_suppressed_domains(&tenant("acme"), None, 10)
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.next.is_none());
+    assert!(matches!(
+        store.list_suppressed_domains(&tenant("acme"), Some(b"short"), 10),
+        Err(StoreError::BadCursor)
+    ));
+    store.close().unwrap();
+}
+
+/// Send results change their domain in the same group commit: DOMAIN_NOT_FOUND bounces of one
+/// group add up to an automatic suppression, deliveries set the domain's delivery hour and lift
+/// it, results to accept-all domains are counted; all of it is there after a reopen.
+async fn send_results_update_their_domains_in_the_same_commit(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Arc::new(DomainPolicy::default());
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store.set_domain_rules(rules.clone());
+        let not_found = |i: usize| {
+            event_write(
+                "acme",
+                result_of(
+                    &format!("n{i}"),
+                    &format!("a{i}@gone.example"),
+                    BounceType::Hard,
+                    BounceReason::DomainNotFound,
+                    T0 + i as i64,
+                ),
+            )
+        };
+        store
+            .write(vec![not_found(0), not_found(1), not_found(2)])
+            .await
+            .unwrap();
+        assert_eq!(
+            domain_suppressed_at(&*store, "acme", "gone.example").as_deref(),
+            Some("gone.example")
+        );
+        let delivered = |id: &str, to: &str, at: i64| {
+            event_write(
+                "acme",
+                result_of(id, to, BounceType::Delivered, BounceReason::None, at),
+            )
+        };
+        store
+            .write(vec![
+                delivered("d1", "x@fine.example", T0 + 60_000_000),
+                delivered("d2", "y@fine.example", T0 + 120_000_000),
+            ])
+            .await
+            .unwrap();
+        let fine = store.domain(&tenant("acme"), "fine.example").unwrap();
+        assert_eq!(
+            fine.last_delivered,
+            Some(Granularity::Hourly.start(Granularity::Hourly.bucket(Timestamp(T0))))
+        );
+
+        store
+            .write_domain(domain_write("acme", "catchall.example", |current| {
+                let next = DomainPolicy::default()
+                    .set_accept_all(current, true, "", "ops", Timestamp(T0))
+                    .unwrap();
+                DomainDecision::Apply {
+                    record: next.record,
+                    changes: next.changes,
+                }
+            }))
+            .await
+            .unwrap();
+        store
+            .write(vec![
+                delivered("d3", "a@catchall.example", T0),
+                event_write("acme", hard_bounce("h3", "b@catchall.example", T0)),
+            ])
+            .await
+            .unwrap();
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    store.set_domain_rules(rules);
+    assert!(domain_suppressed_at(&*store, "acme", "gone.example").is_some());
+    let gone = store.domain(&tenant("acme"), "gone.example").unwrap();
+    assert_eq!(gone.recent_not_found.len(), 3);
+    assert!(gone.suppression.unwrap().automatic);
+    let day = Granularity::Daily.bucket(Timestamp(T0));
+    let counts = store
+        .counters(
+            &tenant("acme"),
+            Dimension::Source,
+            "signup-form",
+            Granularity::Daily,
+            day,
+            day + 1,
+        )
+        .unwrap();
+    assert_eq!(counts[0].1.to_accept_all, 2);
+    assert_eq!(counts[0].1.sent, 3 + 2 + 2);
+
+    store
+        .write(vec![event_write(
+            "acme",
+            result_of(
+                "d4",
+                "z@gone.example",
+                BounceType::Delivered,
+                BounceReason::None,
+                T0 + 3_600_000_000,
+            ),
+        )])
+        .await
+        .unwrap();
+    assert!(domain_suppressed_at(&*store, "acme", "gone.example").is_none());
+    let history = store
+        .domain_history(&tenant("acme"), "gone.example", 10)
+        .unwrap();
+    let kinds: Vec<StateChangeKind> = history.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            StateChangeKind::DomainReactivated,
+            StateChangeKind::DomainSuppressed
+        ]
+    );
+    store.close().unwrap();
+}
+
+/// `records` gives the records of the addresses that have one, by index.
+async fn records_of_many_addresses_come_back_by_index(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    store.write(hard_bounces("acme", "r", 3)).await.unwrap();
+    let found = store
+        .records(&tenant("acme"), &["r2@x.com", "nobody@x.com", "r0@x.com"])
+        .unwrap();
+    let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    assert_eq!(positions, [0, 2]);
+    assert!(found.iter().all(|(_, r)| r.is_suppressed()));
     store.close().unwrap();
 }
 
@@ -820,6 +1079,185 @@ async fn history_pages_item_by_item_through_entries_of_several(engine: Engine) {
     assert!(suppressed(&*store, "acme", a));
 }
 
+/// A manual suppression (every mail, or with `list` an unsubscribe from it) that ends at
+/// `expires` (`None`: never).
+fn suppress_until(t: &str, a: &str, list: &str, expires: Option<i64>) -> AddressWrite {
+    let list = list.to_string();
+    AddressWrite {
+        tenant: tenant(t),
+        address: address(a),
+        event: None,
+        reclassified: Vec::new(),
+        decide: Box::new(move |current| {
+            let reason = if list.is_empty() {
+                BounceReason::Manual
+            } else {
+                BounceReason::Unsubscribed
+            };
+            let request = ManualSuppress {
+                reason,
+                source: "ops",
+                note: "",
+                actor: "ops",
+                now: Timestamp(T0),
+                expires_at: expires.map(Timestamp),
+                list_id: &list,
+            };
+            match EscalationPolicy::default().suppress_manually(current, request) {
+                Some(t) => Decision::Apply {
+                    record: t.record,
+                    changes: t.changes,
+                },
+                None => Decision::Unchanged,
+            }
+        }),
+    }
+}
+
+/// What the expiry sweep would write to at `now`, as (tenant, address), paging by `limit`.
+fn due(store: &dyn SuppressionStore, now: i64, limit: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .due_expiries(Timestamp(now), cursor.as_deref(), limit)
+            .unwrap();
+        assert!(page.items.len() <= limit);
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|(t, a)| (t.as_str().to_string(), a.as_str().to_string())),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
+
+async fn what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = |t: &str, a: &str| (t.to_string(), a.to_string());
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store
+            .write(vec![
+                suppress_until("acme", "a@x.com", "", Some(T0 + 10)),
+                suppress_until("acme", "b@x.com", "weekly", Some(T0 + 20)),
+                suppress_until("acme", "c@x.com", "", None),
+                suppress_until("acme", "c@x.com", "daily", None),
+                suppress_until("globex", "d@x.com", "", Some(T0 + 5)),
+            ])
+            .await
+            .unwrap();
+        assert!(due(&*store, T0 + 4, 10).is_empty());
+        assert_eq!(due(&*store, T0 + 9, 10), [pair("globex", "d@x.com")]);
+        assert_eq!(
+            due(&*store, T0 + 10, 10),
+            [pair("acme", "a@x.com"), pair("globex", "d@x.com")],
+            "due at the instant of the expiry, tenant by tenant"
+        );
+        let all = [
+            pair("acme", "a@x.com"),
+            pair("acme", "b@x.com"),
+            pair("globex", "d@x.com"),
+        ];
+        assert_eq!(due(&*store, i64::MAX, 10), all);
+        assert_eq!(due(&*store, i64::MAX, 1), all, "pages of one");
+
+        // Clearing what ended takes it out of the index.
+        let clear = AddressWrite {
+            tenant: tenant("acme"),
+            address: address("a@x.com"),
+            event: None,
+            reclassified: Vec::new(),
+            decide: Box::new(|current| {
+                let mut record = current.cloned().unwrap_or_default();
+                let changes = crate::policy::expire(&mut record, Timestamp(T0 + 10));
+                Decision::Apply { record, changes }
+            }),
+        };
+        store.write(vec![clear]).await.unwrap();
+        assert_eq!(due(&*store, T0 + 10, 10), [pair("globex", "d@x.com")]);
+        let kinds: Vec<String> = history(&*store, "acme", "a@x.com")
+            .iter()
+            .map(|e| match e {
+                HistoryEntry::StateChange(c) => format!("{:?}", c.kind),
+                HistoryEntry::SendResult(e) => e.event_id.clone(),
+            })
+            .collect();
+        assert_eq!(kinds, ["Expired", "ManuallySuppressed"]);
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    assert_eq!(
+        due(&*store, i64::MAX, 10),
+        [pair("acme", "b@x.com"), pair("globex", "d@x.com")]
+    );
+    store.close().unwrap();
+}
+
+async fn list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_at(engine, dir.path()).unwrap();
+        store
+            .write(vec![
+                suppress_until("acme", "l0@x.com", "weekly", None),
+                suppress_until("acme", "l1@x.com", "daily", None),
+                suppress_until("acme", "s2@x.com", "", None),
+                // Unsubscribed, then resubscribed: no longer in the index.
+                suppress_until("acme", "l3@x.com", "weekly", None),
+            ])
+            .await
+            .unwrap();
+        let resubscribe = AddressWrite {
+            tenant: tenant("acme"),
+            address: address("l3@x.com"),
+            event: None,
+            reclassified: Vec::new(),
+            decide: Box::new(|current| {
+                match EscalationPolicy::default().reactivate(
+                    current,
+                    "ops",
+                    "asked",
+                    Timestamp(T0),
+                    Some("weekly"),
+                ) {
+                    Ok((t, _)) => Decision::Apply {
+                        record: t.record,
+                        changes: t.changes,
+                    },
+                    Err(e) => Decision::Refuse(e.to_string()),
+                }
+            }),
+        };
+        store.write(vec![resubscribe]).await.unwrap();
+        store.close().unwrap();
+    }
+    let store = reopen_at(engine, dir.path());
+    let asked = ["l0@x.com", "l1@x.com", "s2@x.com", "l3@x.com", "n4@x.com"];
+    let positions = |lists: bool| -> Vec<usize> {
+        store
+            .suppressed_records(&tenant("acme"), &asked, lists)
+            .unwrap()
+            .iter()
+            .map(|(i, _)| *i)
+            .collect()
+    };
+    assert_eq!(
+        positions(false),
+        [2],
+        "without a list: suppressions of every mail"
+    );
+    assert_eq!(positions(true), [0, 1, 2]);
+    let found = store
+        .suppressed_records(&tenant("globex"), &asked, true)
+        .unwrap();
+    assert!(found.is_empty(), "another tenant's");
+    store.close().unwrap();
+}
+
 /// The change log: every change of a tenant's list once, in commit order, only what is
 /// durable, per tenant; retention removes old changes, and a position before them is refused
 /// (also after a reopen).
@@ -1168,6 +1606,11 @@ contract!(
     a_record_whose_key_is_gone_reads_without_personal_data,
     a_forget_among_concurrent_writes_leaves_only_the_erasure,
     the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
+    what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared,
+    list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen,
+    domain_writes_survive_a_reopen_and_refusals_store_nothing,
+    send_results_update_their_domains_in_the_same_commit,
+    records_of_many_addresses_come_back_by_index,
     history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
     a_writer_that_dies_is_reported_and_later_writes_fail,

@@ -131,6 +131,7 @@ fn event(i: usize) -> RecordedEvent {
             disagrees_with_reporter: i % 2 == 1,
         },
         rules_version: 7 + i as u32,
+        list_id: String::new(),
     }
 }
 
@@ -145,6 +146,8 @@ fn full_address(i: usize) -> AddressRecord {
             smtp_response: "550 5.1.1 user unknown".into(),
             event_id: "evt-01".into(),
             rule_id: "status.5.1.1".into(),
+            expires_at: None,
+            list_id: String::new(),
         }),
         soft_bounces: vec![Timestamp(T0), Timestamp(T0 + HOUR)],
         last_delivered: Some(Timestamp(T0 - 24 * HOUR)),
@@ -156,6 +159,8 @@ fn full_address(i: usize) -> AddressRecord {
             confidence: 0.875,
             at: Timestamp(T0 + 6 * HOUR),
         }),
+        list_unsubscribes: Vec::new(),
+        engaged_at: None,
         forgotten: false,
     }
 }
@@ -205,6 +210,8 @@ pub(super) fn samples() -> Vec<(String, Sample)> {
                 smtp_response: "customer asked".into(),
                 event_id: String::new(),
                 rule_id: String::new(),
+                expires_at: None,
+                list_id: String::new(),
             }),
             ..AddressRecord::default()
         }),
@@ -240,6 +247,8 @@ pub(super) fn samples() -> Vec<(String, Sample)> {
             soft: 6,
             block: 3,
             complaint: 2,
+            unsubscribe: 0,
+            to_accept_all: 0,
         }),
     ));
     out.push(("domain-count".into(), Sample::Count(300)));
@@ -291,6 +300,7 @@ pub(super) fn script_event(
             disagrees_with_reporter: false,
         },
         rules_version: 3,
+        list_id: String::new(),
     }
 }
 
@@ -303,6 +313,8 @@ fn suppression_by(event: &RecordedEvent) -> Suppression {
         smtp_response: event.smtp_response.clone(),
         event_id: event.event_id.clone(),
         rule_id: event.classification.rule_id.to_string(),
+        expires_at: None,
+        list_id: String::new(),
     }
 }
 
@@ -412,6 +424,8 @@ pub(super) fn script_records() -> Vec<(&'static str, &'static str, AddressRecord
                     smtp_response: "asked to stop".into(),
                     event_id: String::new(),
                     rule_id: String::new(),
+                    expires_at: None,
+                    list_id: String::new(),
                 }),
                 ..AddressRecord::default()
             },
@@ -908,7 +922,11 @@ fn answers(store: &dyn SuppressionStore) -> Answers {
         ),
         suppressed: tenants
             .iter()
-            .map(|t| store.suppressed_records(&tenant(t), &addresses).unwrap())
+            .map(|t| {
+                store
+                    .suppressed_records(&tenant(t), &addresses, false)
+                    .unwrap()
+            })
             .collect(),
         suppressions: tenants
             .iter()

@@ -12,6 +12,9 @@
 //! T tenant 0 source 0 inv(ts) inv(seq)   -> ah   (bounces by source; the entry is
 //!                                           L tenant 0 ah inv(ts) inv(seq))
 //! Y tenant 0 inv(since) ah               -> ()   (suppressed addresses by time)
+//! Z tenant 0 ordered(expires_at) ah      -> ()   (what ends by itself, by expiry, soonest
+//!                                           first: a suppression or a list unsubscribe)
+//! U tenant 0 ah                          -> ()   (addresses unsubscribed from some list)
 //! G tenant 0 domain 0 ah                 -> sealed local part (delivered addresses, for
 //!                                           typo suggestions; schema 4 wrote
 //!                                           `G tenant 0 domain 0 local -> ()`, still read)
@@ -23,7 +26,16 @@
 //!                                           the tenant's suppression list, in commit order)
 //! I tenant                               -> u64  (the change log's horizon: the last
 //!                                           sequence number pruned by retention)
+//! M tenant 0 domain                      -> StoredDomain (a domain's suppression and
+//!                                           accept-all mark; all of them are kept in memory)
+//! N tenant 0 domain 0                    -> DomainActivity (its latest delivery hour and the
+//!                                           automatic rules' evidence)
+//! N tenant 0 domain 0 inv(ts) inv(seq)   -> StoredEntry (the domain's history: changes alone)
 //! ```
+//!
+//! A domain's marks (`M`) and its activity (`N`) are apart so that the marks, which are loaded
+//! into memory at open, stay few (domains with a suppression or a mark ever), while every
+//! domain that had a delivery has an activity record, written at most about once an hour.
 //!
 //! `ah` is the address's 16-byte keyed hash ([`AddressHash`]): no key holds an address's text
 //! (but the `G` keys of schema 4). Its personal data is in the values of its `R` record, `L`
@@ -51,6 +63,10 @@ pub const POSITION: u8 = b'P';
 pub const BOUNCES: u8 = b'T';
 /// Suppressed addresses by time.
 pub const SUPPRESSED: u8 = b'Y';
+/// Addresses by the expiry of their suppression or list unsubscribes, soonest first.
+pub const EXPIRY: u8 = b'Z';
+/// Addresses unsubscribed from at least one list.
+pub const LIST_UNSUBSCRIBED: u8 = b'U';
 /// Schema 3: events by id.
 pub const OLD_EVENT: u8 = b'E';
 /// Schema 3: address records by address text.
@@ -77,6 +93,10 @@ pub const VALUES: u8 = b'V';
 pub const CHANGES: u8 = b'F';
 /// The change log's horizon per tenant.
 pub const HORIZON: u8 = b'I';
+/// A domain's suppression and accept-all mark.
+pub const DOMAIN: u8 = b'M';
+/// A domain's activity record and history entries.
+pub const DOMAIN_LOG: u8 = b'N';
 /// The single key `Q`: the journal's state in the engine (see `journal`).
 pub const JOURNAL: u8 = b'Q';
 const SEP: u8 = 0;
@@ -118,6 +138,17 @@ pub fn history(tenant: &str, ah: &AddressHash) -> Vec<u8> {
     let mut k = prefix_with_room(LOG, &[tenant], 16 + 16);
     k.extend_from_slice(ah.bytes());
     k
+}
+
+/// The key of a domain's marks: `M tenant 0 domain`.
+pub fn domain(tenant: &str, domain: &str) -> Vec<u8> {
+    exact(DOMAIN, &[tenant], domain)
+}
+
+/// The key of a domain's activity record, which is also the prefix of its history entries:
+/// `N tenant 0 domain 0`.
+pub fn domain_log(tenant: &str, domain: &str) -> Vec<u8> {
+    prefix(DOMAIN_LOG, &[tenant, domain])
 }
 
 /// The key of a delivered address's entry: `G tenant 0 domain 0 ah`.
@@ -166,6 +197,21 @@ pub fn change_parts(key: &[u8]) -> Option<(&str, u64)> {
 /// The key of a tenant's change log horizon: `I tenant`.
 pub fn horizon(tenant: &str) -> Vec<u8> {
     exact(HORIZON, &[], tenant)
+}
+
+/// The key of an address in the expiry index: `Z tenant 0 ordered(expires_at) ah`.
+pub fn expiry(tenant: &str, expires_at: Timestamp, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(EXPIRY, &[tenant], 8 + 16);
+    k.extend_from_slice(&ordered_i64(expires_at.micros()));
+    k.extend_from_slice(ah.bytes());
+    k
+}
+
+/// The key of an address in the index of list unsubscribes: `U tenant 0 ah`.
+pub fn list_unsubscribed(tenant: &str, ah: &AddressHash) -> Vec<u8> {
+    let mut k = prefix_with_room(LIST_UNSUBSCRIBED, &[tenant], 16);
+    k.extend_from_slice(ah.bytes());
+    k
 }
 
 /// The time-and-sequence part of a timed key (its last 16 bytes), which an event's history

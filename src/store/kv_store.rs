@@ -32,6 +32,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::address_hash::{AddressHash, AddressHasher};
+use super::domain_index::DomainIndex;
 use super::filter::{KnownFilter, SuppressedFilter};
 use super::keyring::{self, DataKey, Keyring};
 use super::keys;
@@ -41,13 +42,14 @@ pub(super) use super::records::{decode, encode};
 use super::records::{decode_record, Record};
 use super::writer::{writer_loop, Job};
 use super::{
-    AddressWrite, BounceQuery, ChangePage, CounterTouch, ErrorChain, ForgetWrite, Granularity,
-    Page, PairOutcome, PairWrite, StoreError, StoreFuture, SuppressedAddress, SuppressionQuery,
-    SuppressionStore, WriteOutcome,
+    AddressWrite, BounceQuery, ChangePage, CounterTouch, DomainFacts, DomainOutcome, DomainRules,
+    DomainWrite, ErrorChain, ForgetWrite, Granularity, Page, PairOutcome, PairWrite, StoreError,
+    StoreFuture, SuppressedAddress, SuppressionQuery, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
-    AddressId, AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, ListChange,
-    OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
+    AddressId, AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, EmailAddress,
+    HistoryEntry, ListChange, OutcomeCounts, RecentBounce, RecordedEvent, StateChange, Tenant,
+    Timestamp,
 };
 
 /// Version of the on-disk layout, checked at open (see the module's documentation). Version 1
@@ -171,6 +173,37 @@ impl StoredEntry {
     /// How many history items it holds.
     fn len(&self) -> usize {
         self.changes.len() + usize::from(self.event.is_some())
+    }
+}
+
+/// A domain's activity as stored under its `N tenant 0 domain 0` key: what the automatic
+/// domain rules read, apart from its marks (`M`), which are kept in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct DomainActivity {
+    pub(super) last_delivered: Option<Timestamp>,
+    pub(super) recent_not_found: Vec<RecentBounce>,
+    pub(super) bounced_after_delivery: u32,
+}
+
+impl DomainActivity {
+    /// The activity part of a domain's record.
+    pub(super) fn of(record: &DomainRecord) -> DomainActivity {
+        DomainActivity {
+            last_delivered: record.last_delivered,
+            recent_not_found: record.recent_not_found.clone(),
+            bounced_after_delivery: record.bounced_after_delivery,
+        }
+    }
+
+    /// The whole record, with the domain's marks.
+    pub(super) fn with_marks(self, marks: DomainMarks) -> DomainRecord {
+        DomainRecord {
+            suppression: marks.suppression,
+            accept_all: marks.accept_all,
+            last_delivered: self.last_delivered,
+            recent_not_found: self.recent_not_found,
+            bounced_after_delivery: self.bounced_after_delivery,
+        }
     }
 }
 
@@ -436,8 +469,15 @@ pub(super) struct Shared<E> {
     pub(super) engine: E,
     /// Exact in-memory index of suppressed addresses.
     pub(super) filter: SuppressedFilter,
+    /// Exact in-memory index of the addresses unsubscribed from some list, consulted only by
+    /// screens that name a list.
+    pub(super) list_filter: SuppressedFilter,
     /// Superset of the addresses that have a record (loaded in the background at start-up).
     pub(super) known: KnownFilter,
+    /// Every domain's marks (suppression, accept-all), loaded at open.
+    pub(super) domains: DomainIndex,
+    /// The rules send results apply to their domains, once the application set them.
+    pub(super) domain_rules: std::sync::RwLock<Option<Arc<dyn DomainRules>>>,
     /// Set on close: the background load stops.
     closing: AtomicBool,
     /// Key for page tokens, kept with the data.
@@ -614,7 +654,11 @@ impl<E: KvEngine> KvStore<E> {
         let plain_data = engine.meta_get(PLAIN_DATA)?.is_some();
 
         let filter = SuppressedFilter::default();
-        load_filter(&engine, &filter)?;
+        load_filter(&engine, keys::SUPPRESSED, &filter)?;
+        let list_filter = SuppressedFilter::default();
+        load_filter(&engine, keys::LIST_UNSUBSCRIBED, &list_filter)?;
+        let domains = DomainIndex::default();
+        load_domains(&engine, &domains)?;
 
         let (touches, _) = broadcast::channel(1024);
         let horizons = load_horizons(&engine)?;
@@ -622,7 +666,10 @@ impl<E: KvEngine> KvStore<E> {
         let shared = Arc::new(Shared {
             engine,
             filter,
+            list_filter,
             known: KnownFilter::default(),
+            domains,
+            domain_rules: std::sync::RwLock::new(None),
             closing: AtomicBool::new(false),
             token_secret,
             hasher,
@@ -776,21 +823,42 @@ fn open_keyring<E: KvEngine>(engine: &E, path: &Path) -> Result<Keyring, StoreEr
     Ok(keyring)
 }
 
-/// Loads the suppressed index from the `Y` keys, which end with the address's hash.
-fn load_filter<E: KvEngine>(engine: &E, filter: &SuppressedFilter) -> Result<(), StoreError> {
+/// Loads an in-memory index from the keys of `kind` (`Y tenant 0 inv(since) ah` for the
+/// suppressed index, `U tenant 0 ah` for list unsubscribes), which end with the address's hash.
+fn load_filter<E: KvEngine>(
+    engine: &E,
+    kind: u8,
+    filter: &SuppressedFilter,
+) -> Result<(), StoreError> {
     let mut hashes = Vec::new();
-    scan_prefix(engine, &[keys::SUPPRESSED], |k, _| {
-        // `Y tenant 0 inv(since) ah`
+    scan_prefix(engine, &[kind], |k, _| {
         let ah = k
             .len()
             .checked_sub(16)
             .and_then(|at| AddressHash::from_slice(&k[at..]))
-            .ok_or_else(|| StoreError::corrupt(k, "malformed suppressed-index key"))?;
+            .ok_or_else(|| StoreError::corrupt(k, "malformed index key"))?;
         hashes.push(ah.short());
         Ok(())
     })?;
     filter.extend(hashes);
     Ok(())
+}
+
+/// Loads every domain's marks from the `M` keys.
+fn load_domains<E: KvEngine>(engine: &E, domains: &DomainIndex) -> Result<(), StoreError> {
+    scan_prefix(engine, &[keys::DOMAIN], |k, v| {
+        // `M tenant 0 domain`
+        let at =
+            tenant_prefix_len(k).ok_or_else(|| StoreError::corrupt(k, "malformed domain key"))?;
+        let (tenant, domain) = (&k[1..at - 1], &k[at..]);
+        let (Ok(tenant), Ok(domain)) = (std::str::from_utf8(tenant), std::str::from_utf8(domain))
+        else {
+            return Err(StoreError::corrupt(k, "malformed domain key"));
+        };
+        let marks: DomainMarks = decode(k, v)?;
+        domains.set(tenant, domain, marks);
+        Ok(())
+    })
 }
 
 /// The length of the `kind tenant 0` prefix of key `k`.
@@ -895,6 +963,13 @@ impl<E: KvEngine> KvStore<E> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn get_decoded<T: Record>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.shared.engine.get(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Scans `prefix` newest first from just after `cursor`, resolving each value with
@@ -1213,9 +1288,10 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         &self,
         tenant: &Tenant,
         addresses: &[&str],
+        lists: bool,
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
         let t = tenant.as_str();
-        // Only the addresses the filter cannot rule out are read, all in one engine call.
+        // Only the addresses the filters cannot rule out are read, all in one engine call.
         let hashes: Vec<AddressHash> = addresses
             .iter()
             .map(|a| self.shared.hasher.hash(t, a))
@@ -1223,22 +1299,105 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let short: Vec<u64> = hashes.iter().map(AddressHash::short).collect();
         let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = {
             let filter = self.shared.filter.reader();
+            let listed = lists.then(|| self.shared.list_filter.reader());
             short
                 .iter()
                 .enumerate()
-                .filter(|&(_, &h)| filter.may_contain(h))
+                .filter(|&(_, &h)| {
+                    filter.may_contain(h) || listed.as_ref().is_some_and(|l| l.may_contain(h))
+                })
                 .map(|(i, _)| (i, keys::record(t, &hashes[i])))
                 .unzip()
         };
         let mut out = Vec::new();
         self.shared.engine.get_many(&record_keys, &mut |k, value| {
             let (stored, _) = self.shared.open_address(&record_keys[k], value)?;
-            if stored.record.is_suppressed() {
-                out.push((positions[k], stored.record));
+            let record = stored.record;
+            if record.is_suppressed() || (lists && !record.list_unsubscribes.is_empty()) {
+                out.push((positions[k], record));
             }
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn due_expiries(
+        &self,
+        now: Timestamp,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(Tenant, EmailAddress)>, StoreError> {
+        let mut start = match cursor {
+            Some(c) if c.first() == Some(&keys::EXPIRY) => Bound::Excluded(c.to_vec()),
+            Some(_) => return Err(StoreError::BadCursor),
+            None => Bound::Included(vec![keys::EXPIRY]),
+        };
+        let mut items = Vec::new();
+        loop {
+            // Each tenant's entries are in expiry order: its due ones come first, and the
+            // first that is not due sends the scan on to the next tenant.
+            let mut next_tenant: Option<Vec<u8>> = None;
+            let mut full_at: Option<Vec<u8>> = None;
+            self.shared.engine.scan(
+                start.as_ref().map(Vec::as_slice),
+                Bound::Unbounded,
+                &mut |k, _| {
+                    if k.first() != Some(&keys::EXPIRY) {
+                        return Ok(false);
+                    }
+                    // `Z tenant 0 ordered(expires_at) ah`
+                    let malformed = || StoreError::corrupt(k, "malformed expiry-index key");
+                    let prefix_len = tenant_prefix_len(k).ok_or_else(malformed)?;
+                    let end = k
+                        .get(prefix_len..prefix_len + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(keys::i64_from_ordered)
+                        .ok_or_else(malformed)?;
+                    if end > now.micros() {
+                        let mut after = k[..prefix_len - 1].to_vec();
+                        after.push(1);
+                        next_tenant = Some(after);
+                        return Ok(false);
+                    }
+                    let ah = k
+                        .get(prefix_len + 8..)
+                        .and_then(AddressHash::from_slice)
+                        .ok_or_else(malformed)?;
+                    let tenant = std::str::from_utf8(&k[1..prefix_len - 1])
+                        .ok()
+                        .and_then(|t| Tenant::parse(t).ok())
+                        .ok_or_else(malformed)?;
+                    let record_key = keys::record(tenant.as_str(), &ah);
+                    let stored = match self.shared.engine.get(&record_key)? {
+                        Some(v) => Some(self.shared.open_address(&record_key, &v)?.0),
+                        None => None,
+                    };
+                    match stored {
+                        Some(stored) => match EmailAddress::parse(&stored.address) {
+                            Ok(address) => items.push((tenant, address)),
+                            // A record without its address text cannot be written by address.
+                            Err(_) => tracing::debug!("an expiring record without an address"),
+                        },
+                        None => tracing::debug!("an expiry-index entry without a record"),
+                    }
+                    if items.len() >= limit {
+                        full_at = Some(k.to_vec());
+                        return Ok(false);
+                    }
+                    Ok(true)
+                },
+            )?;
+            if let Some(last) = full_at {
+                return Ok(Page {
+                    items,
+                    next: Some(last),
+                });
+            }
+            match next_tenant {
+                Some(after) => start = Bound::Included(after),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
     }
 
     fn list_suppressions(
@@ -1270,7 +1429,8 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
             let Some(s) = &record.suppression else {
                 return Ok(None);
             };
-            let keep = (query.reasons.is_empty() || query.reasons.contains(&s.reason))
+            let keep = query.in_force_at.is_none_or(|t| s.blocks_at(t))
+                && (query.reasons.is_empty() || query.reasons.contains(&s.reason))
                 && query.source.as_ref().is_none_or(|src| *src == s.source)
                 && query
                     .needs_enrichment
@@ -1549,6 +1709,138 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
                 .map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn write_domain(&self, write: DomainWrite) -> StoreFuture<DomainOutcome> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Domain { write, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn set_domain_rules(&self, rules: Arc<dyn DomainRules>) {
+        *self
+            .shared
+            .domain_rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    fn has_marked_domains(&self, tenant: &Tenant) -> bool {
+        self.shared.domains.has_tenant(tenant.as_str())
+    }
+
+    fn domain_facts(&self, tenant: &Tenant, domains: &[&str]) -> Vec<(usize, DomainFacts)> {
+        self.shared.domains.facts(tenant.as_str(), domains)
+    }
+
+    fn domain(&self, tenant: &Tenant, domain: &str) -> Result<DomainRecord, StoreError> {
+        let t = tenant.as_str();
+        let activity: DomainActivity = self
+            .get_decoded(&keys::domain_log(t, domain))?
+            .unwrap_or_default();
+        Ok(activity.with_marks(self.shared.domains.get(t, domain)))
+    }
+
+    fn domain_history(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        let prefix = keys::domain_log(tenant.as_str(), domain);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 17]);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // The key equal to the prefix is the activity record; history entries follow it.
+        self.shared.engine.scan(
+            Bound::Excluded(&prefix),
+            Bound::Excluded(&end),
+            &mut |k, v| {
+                let entry: StoredEntry = decode(k, v)?;
+                for item in entry.changes.into_iter().rev() {
+                    out.push(item);
+                    if out.len() == limit {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    fn list_suppressed_domains(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(String, DomainRecord)>, StoreError> {
+        // A cursor is the last domain given: its suppression's time (8 bytes), then its name.
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let (since, domain) = c.split_at_checked(8).ok_or(StoreError::BadCursor)?;
+                let since = <[u8; 8]>::try_from(since).map_err(|_| StoreError::BadCursor)?;
+                let domain = std::str::from_utf8(domain).map_err(|_| StoreError::BadCursor)?;
+                Some((Timestamp(keys::i64_from_ordered(since)), domain))
+            }
+        };
+        let t = tenant.as_str();
+        let (marked, more) = self.shared.domains.suppressed_page(t, after, limit);
+        let mut items = Vec::with_capacity(marked.len());
+        for (domain, marks) in marked {
+            let activity: DomainActivity = self
+                .get_decoded(&keys::domain_log(t, &domain))?
+                .unwrap_or_default();
+            items.push((domain, activity.with_marks(marks)));
+        }
+        let next = match items.last() {
+            Some((domain, record)) if more => {
+                let since = record.suppression.as_ref().map_or(0, |s| s.since.micros());
+                let mut c = keys::ordered_i64(since).to_vec();
+                c.extend_from_slice(domain.as_bytes());
+                Some(c)
+            }
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    fn records(
+        &self,
+        tenant: &Tenant,
+        addresses: &[&str],
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        let t = tenant.as_str();
+        let (positions, record_keys): (Vec<usize>, Vec<Vec<u8>>) = addresses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let ah = self.shared.hasher.hash(t, a);
+                self.shared
+                    .known
+                    .may_exist(ah.short())
+                    .then(|| (i, keys::record(t, &ah)))
+            })
+            .unzip();
+        let mut out = Vec::new();
+        self.shared.engine.get_many(&record_keys, &mut |k, value| {
+            let (stored, _) = self.shared.open_address(&record_keys[k], value)?;
+            out.push((positions[k], stored.record));
+            Ok(())
+        })?;
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
     }
 
     fn token_secret(&self) -> [u8; 32] {

@@ -138,6 +138,7 @@ impl From<Event> for domain::RecordedEvent {
                 confidence: c.confidence,
                 disagrees_with_reporter: c.disagrees_with_reporter,
             },
+            list_id: String::new(),
             rules_version: m.rules_version,
         }
     }
@@ -183,6 +184,8 @@ impl From<Address> for domain::AddressRecord {
                 smtp_response: s.smtp_response,
                 event_id: s.event_id,
                 rule_id: s.rule_id,
+                expires_at: None,
+                list_id: String::new(),
             }),
             soft_bounces: m.soft_bounces.into_iter().map(Timestamp).collect(),
             last_delivered: m.last_delivered.map(Timestamp),
@@ -195,6 +198,8 @@ impl From<Address> for domain::AddressRecord {
                 confidence: r.confidence,
                 at: Timestamp(r.at),
             }),
+            list_unsubscribes: Vec::new(),
+            engaged_at: None,
         }
     }
 }
@@ -252,6 +257,8 @@ impl From<Counts> for domain::OutcomeCounts {
             soft: m.soft,
             block: m.block,
             complaint: m.complaint,
+            unsubscribe: 0,
+            to_accept_all: 0,
         }
     }
 }

@@ -6,11 +6,14 @@
 //! Writes go through [`SuppressionStore::write`]: each [`AddressWrite`] is a read-modify-write
 //! of one address (plus, for send results, the event and its indexes) that is applied
 //! atomically, and the returned future resolves only once every write in it is durable on disk.
-//! Concurrent callers share one flush (group commit).
+//! Concurrent callers share one flush (group commit). Domain writes
+//! ([`SuppressionStore::write_domain`]) go through the same writer; every domain's suppression
+//! and accept-all mark is kept in memory ([`SuppressionStore::domain_facts`]).
 
 mod address_hash;
 #[cfg(test)]
 mod contract_tests;
+mod domain_index;
 mod filter;
 #[cfg(test)]
 mod golden_tests;
@@ -36,8 +39,9 @@ use std::{future::Future, pin::Pin};
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{
-    AddressId, AddressRecord, BounceType, Dimension, EmailAddress, HistoryEntry, ListChange,
-    OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
+    AcceptAll, AddressId, AddressRecord, BounceType, Dimension, DomainRecord, DomainSuppression,
+    EmailAddress, HistoryEntry, ListChange, OutcomeCounts, RecordedEvent, StateChange, Tenant,
+    Timestamp,
 };
 
 use kv_store::KvStore;
@@ -356,6 +360,79 @@ pub struct PairOutcome {
     pub refused: Option<String>,
 }
 
+/// What the domain marks say about an address's domain (from memory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainFacts {
+    /// The suppression that applies to addresses at the domain, with the domain it belongs to:
+    /// the domain's own, or the nearest parent's that covers its subdomains.
+    pub suppressed: Option<(String, DomainSuppression)>,
+    /// The domain's accept-all mark.
+    pub accept_all: Option<AcceptAll>,
+}
+
+/// The rules a recorded send result applies to its domain, run by the writer in the same
+/// atomic unit as the result itself (they need the domain's record). Given to the store by
+/// the application ([`SuppressionStore::set_domain_rules`]); without them send results change
+/// nothing of their domain but its latest delivery time.
+pub trait DomainRules: Send + Sync + 'static {
+    /// Whether `event` (at an address whose record was `before`) may change its domain's
+    /// record beyond the delivery time. Called for every send result: must be cheap.
+    fn concerns(&self, event: &RecordedEvent, before: Option<&AddressRecord>) -> bool;
+
+    /// The domain's next record and the changes of its history, `None` when nothing changes.
+    /// `address` is 64 bits of the address's keyed hash (a domain record never holds an
+    /// address's text). Also called for deliveries to a domain with an automatic suppression.
+    fn apply(
+        &self,
+        domain: &str,
+        record: &DomainRecord,
+        event: &RecordedEvent,
+        address: u64,
+        before: Option<&AddressRecord>,
+    ) -> Option<(DomainRecord, Vec<StateChange>)>;
+}
+
+/// What an operator's domain write decides.
+// One value per write, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum DomainDecision {
+    /// Store `record` and append `changes` to the domain's history.
+    Apply {
+        record: DomainRecord,
+        changes: Vec<StateChange>,
+    },
+    /// Change nothing.
+    Unchanged,
+    /// Refuse the write; nothing is stored.
+    Refuse(String),
+}
+
+/// The decision function of a domain write, run on the domain's current record.
+pub type DecideDomain = Box<dyn FnOnce(&DomainRecord) -> DomainDecision + Send>;
+
+/// One atomic change to one domain of one tenant.
+pub struct DomainWrite {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The normalized domain.
+    pub domain: String,
+    /// Decides the domain's next record.
+    pub decide: DecideDomain,
+}
+
+/// What became of a domain write.
+#[derive(Debug, Clone)]
+pub struct DomainOutcome {
+    /// The record before.
+    pub previous: DomainRecord,
+    /// The record afterwards.
+    pub record: DomainRecord,
+    /// True when the decision changed the record.
+    pub applied: bool,
+    /// Set when the decision refused the write.
+    pub refused: Option<String>,
+}
+
 /// Time granularity of counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
@@ -409,6 +486,9 @@ pub struct SuppressionQuery {
     pub end: Option<Timestamp>,
     /// Only addresses that do / do not need enrichment.
     pub needs_enrichment: Option<bool>,
+    /// Only suppressions still in force at this instant (`None`: every stored one, including
+    /// those past their expiry that the sweep has not cleared yet).
+    pub in_force_at: Option<Timestamp>,
 }
 
 /// What became of one write.
@@ -503,13 +583,26 @@ pub trait SuppressionStore: Send + Sync + 'static {
     fn address_id(&self, tenant: &Tenant, address: &EmailAddress) -> AddressId;
 
     /// The suppressed ones among many normalized addresses (as [`EmailAddress::as_str`] gives
-    /// them), as (index in `addresses`, record) in index order. Answers the common case (not
-    /// suppressed) from memory, exactly, and allocates nothing for it.
+    /// them), as (index in `addresses`, record) in index order: those whose record holds a
+    /// suppression of every mail (in force or past its expiry: the caller judges at its
+    /// instant) and, with `lists`, those unsubscribed from some list. Answers the common case
+    /// (neither) from memory, exactly, and allocates nothing for it.
     fn suppressed_records(
         &self,
         tenant: &Tenant,
         addresses: &[&str],
+        lists: bool,
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError>;
+
+    /// The addresses with something that ends by itself at or before `now` (a suppression, an
+    /// unsubscribe from a list), from the expiry index, after `cursor`, at most `limit` per
+    /// page: what the expiry sweep writes to. Every tenant's.
+    fn due_expiries(
+        &self,
+        now: Timestamp,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(Tenant, EmailAddress)>, StoreError>;
 
     /// Suppressed addresses with their records, newest suppression first, after `cursor`.
     fn list_suppressions(
@@ -594,6 +687,49 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// Removes every tenant's changes made before `before` (at most `limit` per call); resolves
     /// to how many were removed once that is durable.
     fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<u64>;
+
+    /// Applies a domain write atomically; resolves once it is durable (and the in-memory
+    /// marks follow it).
+    fn write_domain(&self, write: DomainWrite) -> StoreFuture<DomainOutcome>;
+
+    /// Sets the rules that send results apply to their domains (from the next group commit).
+    fn set_domain_rules(&self, rules: Arc<dyn DomainRules>);
+
+    /// Whether any domain of `tenant` is marked (suppressed or accept-all); from memory, without
+    /// a lock while no tenant has one.
+    fn has_marked_domains(&self, tenant: &Tenant) -> bool;
+
+    /// What the domain marks say about each of `domains` (normalized, as
+    /// [`EmailAddress::domain`] gives them): (index, facts) for those with something to say, in
+    /// index order. From memory; allocates nothing while the tenant has no marked domain.
+    fn domain_facts(&self, tenant: &Tenant, domains: &[&str]) -> Vec<(usize, DomainFacts)>;
+
+    /// A domain's record (marks from memory, activity from the engine).
+    fn domain(&self, tenant: &Tenant, domain: &str) -> Result<DomainRecord, StoreError>;
+
+    /// A domain's history, newest first, at most `limit` changes.
+    fn domain_history(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StoreError>;
+
+    /// Suppressed domains with their records, newest suppression first, after `cursor`.
+    fn list_suppressed_domains(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(String, DomainRecord)>, StoreError>;
+
+    /// The records of those of many normalized addresses that have one, as (index, record) in
+    /// index order; addresses the known-address index rules out are not read.
+    fn records(
+        &self,
+        tenant: &Tenant,
+        addresses: &[&str],
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError>;
 
     /// A secret kept with the data, for signing page tokens so they survive restarts.
     fn token_secret(&self) -> [u8; 32];

@@ -22,11 +22,14 @@ use prost::Message;
 
 use super::address_hash::AddressHash;
 use super::keyring::DataKey;
-use super::kv_store::{HourlyRow, StoredAddress, StoredChange, StoredEntry, StoredHistory};
+use super::kv_store::{
+    DomainActivity, HourlyRow, StoredAddress, StoredChange, StoredEntry, StoredHistory,
+};
 use super::StoreError;
 use crate::domain::{
-    AddressRecord, BounceReason, BounceType, ChangeKind, Classification, EvidenceKind, ListChange,
-    OutcomeCounts, RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind,
+    AcceptAll, AcceptAllOrigin, AddressRecord, BounceReason, BounceType, ChangeKind,
+    Classification, DomainMarks, DomainSuppression, EvidenceKind, ListChange, OutcomeCounts,
+    RecentBounce, RecordedEvent, Replacement, ReportedOutcome, StateChange, StateChangeKind,
     Suppression, Timestamp,
 };
 
@@ -73,11 +76,7 @@ pub(super) trait Record: Sized {
     /// written on every write override it to write straight from the domain value, without
     /// copying its strings into a message first (the bytes are the same: see the tests).
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
-        let message = self.to_message();
-        let mut out = Vec::with_capacity(1 + message.encoded_len());
-        out.push(prefix);
-        message.encode(&mut out)?;
-        Ok(out)
+        encode_message_after(&self.to_message(), prefix)
     }
 }
 
@@ -153,6 +152,7 @@ numbering!(ReportedOutcome, "outcome", {
     Block = 4,
     Complaint = 5,
     Bounce = 6,
+    Unsubscribe = 7,
 });
 
 numbering!(BounceType, "bounce_type", {
@@ -161,6 +161,7 @@ numbering!(BounceType, "bounce_type", {
     Block = 3,
     Complaint = 4,
     Delivered = 5,
+    Unsubscribe = 6,
 });
 
 numbering!(BounceReason, "reason", {
@@ -181,6 +182,7 @@ numbering!(BounceReason, "reason", {
     Manual = 15,
     RepeatedSoftBounce = 16,
     Unknown = 17,
+    Unsubscribed = 18,
 });
 
 numbering!(ChangeKind, "change_kind", {
@@ -212,6 +214,15 @@ numbering!(StateChangeKind, "kind", {
     Reclassified = 9,
     Expired = 10,
     Forgotten = 11,
+    UnsubscribedFromList = 15,
+    DomainSuppressed = 12,
+    DomainReactivated = 13,
+    DomainPolicyChanged = 14,
+});
+
+numbering!(AcceptAllOrigin, "origin", {
+    Set = 1,
+    Inferred = 2,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -248,6 +259,9 @@ pub(super) struct EventMessage {
     pub classification: Option<ClassificationMessage>,
     #[prost(uint32, tag = "13")]
     pub rules_version: u32,
+    /// For an unsubscribe: the list left (empty: every list).
+    #[prost(string, tag = "14")]
+    pub list_id: String,
 }
 
 /// The classifier's verdict on a recorded event.
@@ -286,6 +300,12 @@ pub(super) struct AddressMessage {
     /// in a sealed record (it is in `sealed`).
     #[prost(string, tag = "7")]
     pub address: String,
+    /// Unsubscribes from single lists (each with its `list_id`).
+    #[prost(message, repeated, tag = "8")]
+    pub list_unsubscribes: Vec<SuppressionMessage>,
+    /// When a person was last seen acting through the mailbox (confirmed engagement).
+    #[prost(int64, optional, tag = "11")]
+    pub engaged_at_micros: Option<i64>,
     /// The person's data was erased: no personal field, no key slot (tag 9; tags 8, 10 and 11
     /// belong to other fields of the record).
     #[prost(bool, tag = "9")]
@@ -316,6 +336,9 @@ pub(super) struct PersonalMessage {
     /// The address this one replaces (with a pending validation).
     #[prost(string, tag = "4")]
     pub replaces: String,
+    /// The notes of the address's unsubscribes from single lists, in their order.
+    #[prost(string, repeated, tag = "5")]
+    pub list_notes: Vec<String>,
 }
 
 /// Why an address is suppressed.
@@ -337,6 +360,12 @@ pub(super) struct SuppressionMessage {
     pub event_id: String,
     #[prost(string, tag = "7")]
     pub rule_id: String,
+    /// When it ends by itself; absent: it lasts until lifted.
+    #[prost(int64, optional, tag = "8")]
+    pub expires_at_micros: Option<i64>,
+    /// For an unsubscribe from one list: the list.
+    #[prost(string, tag = "9")]
+    pub list_id: String,
 }
 
 /// The bad address a replacement address replaced.
@@ -461,6 +490,11 @@ pub(super) struct CountsMessage {
     pub block: u64,
     #[prost(uint64, tag = "6")]
     pub complaint: u64,
+    #[prost(uint64, tag = "7")]
+    pub unsubscribe: u64,
+    /// Results for addresses at accept-all domains.
+    #[prost(uint64, tag = "8")]
+    pub to_accept_all_domains: u64,
 }
 
 /// The hourly counters of one UTC day (`W` keys), by hour.
@@ -485,6 +519,70 @@ pub(super) struct HourMessage {
 pub(super) struct CountMessage {
     #[prost(uint64, tag = "1")]
     pub count: u64,
+}
+
+/// A domain's suppression and accept-all mark (`M` keys).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct DomainMessage {
+    #[prost(message, optional, tag = "1")]
+    pub suppression: Option<DomainSuppressionMessage>,
+    #[prost(message, optional, tag = "2")]
+    pub accept_all: Option<AcceptAllMessage>,
+}
+
+/// Why a whole domain is suppressed.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct DomainSuppressionMessage {
+    /// [`BounceReason`] numbering.
+    #[prost(int32, tag = "1")]
+    pub reason: i32,
+    #[prost(int64, tag = "2")]
+    pub since_micros: i64,
+    #[prost(bool, tag = "3")]
+    pub include_subdomains: bool,
+    #[prost(bool, tag = "4")]
+    pub automatic: bool,
+    #[prost(string, tag = "5")]
+    pub note: String,
+    #[prost(string, tag = "6")]
+    pub actor: String,
+    #[prost(string, tag = "7")]
+    pub event_id: String,
+}
+
+/// A domain's accept-all mark.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AcceptAllMessage {
+    /// [`AcceptAllOrigin`] numbering.
+    #[prost(int32, tag = "1")]
+    pub origin: i32,
+    #[prost(string, tag = "2")]
+    pub note: String,
+    #[prost(int64, tag = "3")]
+    pub since_micros: i64,
+    #[prost(string, tag = "4")]
+    pub actor: String,
+}
+
+/// A domain's activity (`N tenant 0 domain 0` keys).
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct DomainActivityMessage {
+    /// The start of the hour of the latest delivery.
+    #[prost(int64, optional, tag = "1")]
+    pub last_delivered_micros: Option<i64>,
+    #[prost(message, repeated, tag = "2")]
+    pub recent_not_found: Vec<RecentBounceMessage>,
+    #[prost(uint32, tag = "3")]
+    pub bounced_after_delivery: u32,
+}
+
+/// One address's DOMAIN_NOT_FOUND bounce: 64 bits of its keyed hash, and when.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct RecentBounceMessage {
+    #[prost(fixed64, tag = "1")]
+    pub address: u64,
+    #[prost(int64, tag = "2")]
+    pub at_micros: i64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -647,6 +745,7 @@ impl Record for RecordedEvent {
                 disagrees_with_reporter: c.disagrees_with_reporter,
             }),
             rules_version: self.rules_version,
+            list_id: self.list_id.clone(),
         }
     }
 
@@ -679,7 +778,10 @@ impl Record for RecordedEvent {
             (11, Field::Int(self.recorded_at.micros()), false),
             (12, Field::Message(classification_len), true),
         ];
-        let last = [(13, Field::Uint(self.rules_version.into()), false)];
+        let last = [
+            (13, Field::Uint(self.rules_version.into()), false),
+            (14, Field::Str(&self.list_id), false),
+        ];
         let enhanced: &wire::Fields<'_> = enhanced.as_ref().map_or(&[], |e| &e[..]);
         let mut out = Vec::with_capacity(
             1 + wire::len(&head) + wire::len(enhanced) + wire::len(&tail) + wire::len(&last),
@@ -717,6 +819,7 @@ impl Record for RecordedEvent {
                 disagrees_with_reporter: c.disagrees_with_reporter,
             },
             rules_version: m.rules_version,
+            list_id: m.list_id,
         })
     }
 }
@@ -726,15 +829,7 @@ impl Record for AddressRecord {
 
     fn to_message(&self) -> AddressMessage {
         AddressMessage {
-            suppression: self.suppression.as_ref().map(|s| SuppressionMessage {
-                reason: s.reason.number(),
-                bounce_type: s.bounce_type.map(Numbered::number),
-                since_micros: s.since.micros(),
-                source: s.source.clone(),
-                smtp_response: s.smtp_response.clone(),
-                event_id: s.event_id.clone(),
-                rule_id: s.rule_id.clone(),
-            }),
+            suppression: self.suppression.as_ref().map(suppression_message),
             soft_bounces_micros: self.soft_bounces.iter().map(|t| t.micros()).collect(),
             last_delivered_micros: self.last_delivered.map(Timestamp::micros),
             replaced_by: self.replaced_by.clone(),
@@ -749,6 +844,12 @@ impl Record for AddressRecord {
                     at_micros: r.at.micros(),
                 }),
             address: String::new(),
+            list_unsubscribes: self
+                .list_unsubscribes
+                .iter()
+                .map(suppression_message)
+                .collect(),
+            engaged_at_micros: self.engaged_at.map(Timestamp::micros),
             forgotten: self.forgotten,
             key_slot: None,
             sealed: Vec::new(),
@@ -756,22 +857,16 @@ impl Record for AddressRecord {
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        // Unsubscribes from single lists are rare: a record with some goes through the
+        // message, whose bytes the straight writer would have to match field by field.
+        if !self.list_unsubscribes.is_empty() {
+            return encode_message_after(&self.to_message(), prefix);
+        }
         Ok(encode_address(self, prefix, "", None, &[], false))
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
-        let suppression = match m.suppression {
-            Some(s) => Some(Suppression {
-                reason: BounceReason::required(s.reason)?,
-                bounce_type: s.bounce_type.map(BounceType::required).transpose()?,
-                since: Timestamp(s.since_micros),
-                source: s.source,
-                smtp_response: s.smtp_response,
-                event_id: s.event_id,
-                rule_id: s.rule_id,
-            }),
-            None => None,
-        };
+        let suppression = m.suppression.map(suppression_from).transpose()?;
         let pending_validation = match m.pending_validation {
             Some(r) => Some(Replacement {
                 replaces: r.replaces,
@@ -788,6 +883,12 @@ impl Record for AddressRecord {
             replaced_by: m.replaced_by,
             needs_enrichment: m.needs_enrichment,
             pending_validation,
+            list_unsubscribes: m
+                .list_unsubscribes
+                .into_iter()
+                .map(suppression_from)
+                .collect::<Result<_, _>>()?,
+            engaged_at: m.engaged_at_micros.map(Timestamp),
             forgotten: m.forgotten,
         })
     }
@@ -802,7 +903,7 @@ pub(super) fn sealed_address(
     slot: u64,
     key: &DataKey,
 ) -> Result<Vec<u8>, StoreError> {
-    let personal = [
+    let mut personal = vec![
         (1, Field::Str(address), false),
         (
             2,
@@ -825,10 +926,42 @@ pub(super) fn sealed_address(
             false,
         ),
     ];
+    // Repeated: every one written, empty or not, so that they come back in place.
+    personal.extend(
+        record
+            .list_unsubscribes
+            .iter()
+            .map(|u| (5, Field::Str(&u.smtp_response), true)),
+    );
     let mut plain = Vec::with_capacity(wire::len(&personal));
     wire::put(&personal, &mut plain);
     let mut sealed = Vec::new();
     key.seal_into(&plain, &mut sealed)?;
+    if !record.list_unsubscribes.is_empty() {
+        // Rare (see `AddressRecord::encode_after`): through the message, with a copy of the
+        // record whose personal fields are emptied.
+        let mut rest = record.clone();
+        if let Some(s) = rest.suppression.as_mut() {
+            s.smtp_response.clear();
+        }
+        if let Some(r) = rest.replaced_by.as_mut() {
+            r.clear();
+        }
+        if let Some(p) = rest.pending_validation.as_mut() {
+            p.replaces.clear();
+        }
+        for u in &mut rest.list_unsubscribes {
+            u.smtp_response.clear();
+        }
+        let stored = StoredAddress {
+            address: String::new(),
+            record: rest,
+            key_slot: Some(slot),
+            sealed,
+        };
+        return encode_message_after(&stored.to_message(), RECORD_VERSION)
+            .map_err(|e| StoreError::Encode(Box::new(e)));
+    }
     Ok(encode_address(
         record,
         RECORD_VERSION,
@@ -837,6 +970,45 @@ pub(super) fn sealed_address(
         &sealed,
         true,
     ))
+}
+
+fn suppression_message(s: &Suppression) -> SuppressionMessage {
+    SuppressionMessage {
+        reason: s.reason.number(),
+        bounce_type: s.bounce_type.map(Numbered::number),
+        since_micros: s.since.micros(),
+        source: s.source.clone(),
+        smtp_response: s.smtp_response.clone(),
+        event_id: s.event_id.clone(),
+        rule_id: s.rule_id.clone(),
+        expires_at_micros: s.expires_at.map(Timestamp::micros),
+        list_id: s.list_id.clone(),
+    }
+}
+
+fn suppression_from(s: SuppressionMessage) -> Result<Suppression, RecordError> {
+    Ok(Suppression {
+        reason: BounceReason::required(s.reason)?,
+        bounce_type: s.bounce_type.map(BounceType::required).transpose()?,
+        since: Timestamp(s.since_micros),
+        source: s.source,
+        smtp_response: s.smtp_response,
+        event_id: s.event_id,
+        rule_id: s.rule_id,
+        expires_at: s.expires_at_micros.map(Timestamp),
+        list_id: s.list_id,
+    })
+}
+
+/// `prefix` followed by `message`, in a vector of exactly that size.
+fn encode_message_after<M: Message>(
+    message: &M,
+    prefix: u8,
+) -> Result<Vec<u8>, prost::EncodeError> {
+    let mut out = Vec::with_capacity(1 + message.encoded_len());
+    out.push(prefix);
+    message.encode(&mut out)?;
+    Ok(out)
 }
 
 /// The bytes of an [`AddressMessage`] after `prefix`, written straight from the record and the
@@ -872,6 +1044,13 @@ fn encode_address(
             (5, Field::Str(personal(blank, &s.smtp_response)), false),
             (6, Field::Str(&s.event_id), false),
             (7, Field::Str(&s.rule_id), false),
+            // `optional`: present when set
+            (
+                8,
+                Field::Int(s.expires_at.map_or(0, Timestamp::micros)),
+                s.expires_at.is_some(),
+            ),
+            (9, Field::Str(&s.list_id), false),
         ]
     });
     let replacement = record.pending_validation.as_ref().map(|r| {
@@ -917,6 +1096,11 @@ fn encode_address(
     let stored = [
         (7, Field::Str(address), false),
         (9, Field::Bool(record.forgotten), false),
+        (
+            11,
+            Field::Int(record.engaged_at.map_or(0, Timestamp::micros)),
+            record.engaged_at.is_some(),
+        ),
         (20, Field::Uint(key_slot.unwrap_or(0)), key_slot.is_some()),
         (21, Field::Bytes(sealed), false),
     ];
@@ -986,6 +1170,9 @@ impl Record for StoredAddress {
     }
 
     fn encode_after(&self, prefix: u8) -> Result<Vec<u8>, prost::EncodeError> {
+        if !self.record.list_unsubscribes.is_empty() {
+            return encode_message_after(&self.to_message(), prefix);
+        }
         Ok(encode_address(
             &self.record,
             prefix,
@@ -1055,6 +1242,14 @@ pub(super) fn restore_personal(
     }
     if let Some(p) = stored.record.pending_validation.as_mut() {
         p.replaces = personal.replaces;
+    }
+    for (u, note) in stored
+        .record
+        .list_unsubscribes
+        .iter_mut()
+        .zip(personal.list_notes)
+    {
+        u.smtp_response = note;
     }
     Ok(())
 }
@@ -1162,6 +1357,90 @@ impl Record for StoredChange {
     }
 }
 
+impl Record for DomainMarks {
+    type Message = DomainMessage;
+
+    fn to_message(&self) -> DomainMessage {
+        DomainMessage {
+            suppression: self.suppression.as_ref().map(|s| DomainSuppressionMessage {
+                reason: s.reason.number(),
+                since_micros: s.since.micros(),
+                include_subdomains: s.include_subdomains,
+                automatic: s.automatic,
+                note: s.note.clone(),
+                actor: s.actor.clone(),
+                event_id: s.event_id.clone(),
+            }),
+            accept_all: self.accept_all.as_ref().map(|a| AcceptAllMessage {
+                origin: a.origin.number(),
+                note: a.note.clone(),
+                since_micros: a.since.micros(),
+                actor: a.actor.clone(),
+            }),
+        }
+    }
+
+    fn from_message(m: DomainMessage) -> Result<Self, RecordError> {
+        Ok(DomainMarks {
+            suppression: match m.suppression {
+                Some(s) => Some(DomainSuppression {
+                    reason: BounceReason::required(s.reason)?,
+                    since: Timestamp(s.since_micros),
+                    include_subdomains: s.include_subdomains,
+                    automatic: s.automatic,
+                    note: s.note,
+                    actor: s.actor,
+                    event_id: s.event_id,
+                }),
+                None => None,
+            },
+            accept_all: match m.accept_all {
+                Some(a) => Some(AcceptAll {
+                    origin: AcceptAllOrigin::required(a.origin)?,
+                    note: a.note,
+                    since: Timestamp(a.since_micros),
+                    actor: a.actor,
+                }),
+                None => None,
+            },
+        })
+    }
+}
+
+impl Record for DomainActivity {
+    type Message = DomainActivityMessage;
+
+    fn to_message(&self) -> DomainActivityMessage {
+        DomainActivityMessage {
+            last_delivered_micros: self.last_delivered.map(Timestamp::micros),
+            recent_not_found: self
+                .recent_not_found
+                .iter()
+                .map(|b| RecentBounceMessage {
+                    address: b.address,
+                    at_micros: b.at.micros(),
+                })
+                .collect(),
+            bounced_after_delivery: self.bounced_after_delivery,
+        }
+    }
+
+    fn from_message(m: DomainActivityMessage) -> Result<Self, RecordError> {
+        Ok(DomainActivity {
+            last_delivered: m.last_delivered_micros.map(Timestamp),
+            recent_not_found: m
+                .recent_not_found
+                .into_iter()
+                .map(|b| RecentBounce {
+                    address: b.address,
+                    at: Timestamp(b.at_micros),
+                })
+                .collect(),
+            bounced_after_delivery: m.bounced_after_delivery,
+        })
+    }
+}
+
 impl From<&OutcomeCounts> for CountsMessage {
     fn from(c: &OutcomeCounts) -> Self {
         CountsMessage {
@@ -1171,6 +1450,8 @@ impl From<&OutcomeCounts> for CountsMessage {
             soft: c.soft,
             block: c.block,
             complaint: c.complaint,
+            unsubscribe: c.unsubscribe,
+            to_accept_all_domains: c.to_accept_all,
         }
     }
 }
@@ -1184,6 +1465,8 @@ impl From<CountsMessage> for OutcomeCounts {
             soft: c.soft,
             block: c.block,
             complaint: c.complaint,
+            unsubscribe: c.unsubscribe,
+            to_accept_all: c.to_accept_all_domains,
         }
     }
 }
@@ -1267,6 +1550,7 @@ mod tests {
                 disagrees_with_reporter: false,
             },
             rules_version: 1,
+            list_id: String::new(),
         }
     }
 
@@ -1302,14 +1586,52 @@ mod tests {
         let mut events = vec![event.clone()];
         event.enhanced_status = None;
         event.classification.confidence = f32::NAN;
+        events.push(event.clone());
+        event.list_id = "newsletter-weekly".into();
+        event.classification.bounce_type = BounceType::Unsubscribe;
         events.push(event);
         for e in &events {
             let straight = e.encode_after(RECORD_VERSION).unwrap();
             assert_eq!(straight[1..], e.to_message().encode_to_vec(), "{e:?}");
             assert_eq!(straight.len(), straight.capacity());
         }
+        let expiring = Suppression {
+            reason: BounceReason::Unsubscribed,
+            bounce_type: Some(BounceType::Unsubscribe),
+            since: Timestamp(5),
+            source: "prefs".into(),
+            smtp_response: String::new(),
+            event_id: "u1".into(),
+            rule_id: "label.unsubscribe".into(),
+            // Present though zero: an `optional` field keeps it.
+            expires_at: Some(Timestamp(0)),
+            list_id: String::new(),
+        };
         let records = [
             AddressRecord::default(),
+            AddressRecord {
+                suppression: Some(expiring.clone()),
+                ..AddressRecord::default()
+            },
+            AddressRecord {
+                suppression: Some(Suppression {
+                    expires_at: Some(Timestamp(-3)),
+                    ..expiring.clone()
+                }),
+                list_unsubscribes: vec![
+                    Suppression {
+                        list_id: "weekly".into(),
+                        expires_at: None,
+                        ..expiring.clone()
+                    },
+                    Suppression {
+                        list_id: "daily".into(),
+                        ..expiring.clone()
+                    },
+                ],
+                last_delivered: Some(Timestamp(7)),
+                ..AddressRecord::default()
+            },
             AddressRecord {
                 suppression: Some(Suppression {
                     reason: BounceReason::Manual,
@@ -1319,6 +1641,8 @@ mod tests {
                     smtp_response: String::new(),
                     event_id: String::new(),
                     rule_id: String::new(),
+                    expires_at: None,
+                    list_id: String::new(),
                 }),
                 soft_bounces: vec![Timestamp(-1), Timestamp(0), Timestamp(i64::MAX)],
                 last_delivered: Some(Timestamp(0)),
@@ -1330,7 +1654,13 @@ mod tests {
                     confidence: 0.0,
                     at: Timestamp(i64::MIN),
                 }),
+                list_unsubscribes: Vec::new(),
+                engaged_at: Some(Timestamp(0)),
                 forgotten: false,
+            },
+            AddressRecord {
+                engaged_at: Some(Timestamp(-7)),
+                ..AddressRecord::default()
             },
             AddressRecord {
                 suppression: Some(Suppression {
@@ -1341,6 +1671,8 @@ mod tests {
                     smtp_response: String::new(),
                     event_id: String::new(),
                     rule_id: "r".into(),
+                    expires_at: None,
+                    list_id: String::new(),
                 }),
                 forgotten: true,
                 ..AddressRecord::default()
@@ -1413,7 +1745,20 @@ mod tests {
                 smtp_response: "550 5.1.1 <jo.private@example.com> unknown".into(),
                 event_id: "e1".into(),
                 rule_id: "r".into(),
+                expires_at: None,
+                list_id: String::new(),
             }),
+            list_unsubscribes: vec![Suppression {
+                reason: BounceReason::Unsubscribed,
+                bounce_type: None,
+                since: Timestamp(5),
+                source: "preferences".into(),
+                smtp_response: "jo.private left the list".into(),
+                event_id: String::new(),
+                rule_id: String::new(),
+                expires_at: None,
+                list_id: "weekly".into(),
+            }],
             replaced_by: Some("jo.new@example.com".into()),
             pending_validation: Some(Replacement {
                 replaces: "jo.old@example.com".into(),
@@ -1423,30 +1768,35 @@ mod tests {
             }),
             ..AddressRecord::default()
         };
-        let bytes = sealed_address("jo.private@example.com", &record, slot, &key).unwrap();
-        for text in ["jo.private", "jo.new", "jo.old", "unknown"] {
-            assert!(
-                !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
-                "{text}"
+        // Straight from the record, and (with list unsubscribes) through the message.
+        let mut without_lists = record.clone();
+        without_lists.list_unsubscribes.clear();
+        for record in [without_lists, record] {
+            let bytes = sealed_address("jo.private@example.com", &record, slot, &key).unwrap();
+            for text in ["jo.private", "jo.new", "jo.old", "unknown", "left the list"] {
+                assert!(
+                    !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+                    "{text}"
+                );
+            }
+            let mut stored: StoredAddress = decode(b"k", &bytes).unwrap();
+            assert_eq!(stored.key_slot, Some(slot));
+            assert_eq!(stored.address, "");
+            assert_eq!(
+                stored.record.suppression.as_ref().unwrap().source,
+                "signup-form"
             );
+            assert_eq!(
+                stored.record.suppression.as_ref().unwrap().smtp_response,
+                ""
+            );
+            // The bytes are prost's for that message.
+            assert_eq!(bytes[1..], stored.to_message().encode_to_vec());
+            let plain = key.open(&std::mem::take(&mut stored.sealed)).unwrap();
+            restore_personal(&plain, &mut stored).unwrap();
+            assert_eq!(stored.address, "jo.private@example.com");
+            assert_eq!(stored.record, record);
         }
-        let mut stored: StoredAddress = decode(b"k", &bytes).unwrap();
-        assert_eq!(stored.key_slot, Some(slot));
-        assert_eq!(stored.address, "");
-        assert_eq!(
-            stored.record.suppression.as_ref().unwrap().source,
-            "signup-form"
-        );
-        assert_eq!(
-            stored.record.suppression.as_ref().unwrap().smtp_response,
-            ""
-        );
-        // The bytes are prost's for that message.
-        assert_eq!(bytes[1..], stored.to_message().encode_to_vec());
-        let plain = key.open(&std::mem::take(&mut stored.sealed)).unwrap();
-        restore_personal(&plain, &mut stored).unwrap();
-        assert_eq!(stored.address, "jo.private@example.com");
-        assert_eq!(stored.record, record);
     }
 
     #[test]
@@ -1455,5 +1805,60 @@ mod tests {
         assert!(err.to_string().contains("Kacme"), "{err}");
         let cause = std::error::Error::source(&err).expect("the cause is kept");
         assert_eq!(cause.to_string(), "unknown record version 9");
+    }
+
+    #[test]
+    fn domain_marks_and_activity_round_trip() {
+        let marks = DomainMarks {
+            suppression: Some(DomainSuppression {
+                reason: BounceReason::DomainNotFound,
+                since: Timestamp(5),
+                include_subdomains: true,
+                automatic: true,
+                note: "3 addresses".into(),
+                actor: "system".into(),
+                event_id: "e3".into(),
+            }),
+            accept_all: Some(AcceptAll {
+                origin: AcceptAllOrigin::Inferred,
+                note: "n".into(),
+                since: Timestamp(-1),
+                actor: "system".into(),
+            }),
+        };
+        for m in [marks, DomainMarks::default()] {
+            assert_eq!(
+                decode::<DomainMarks>(b"k", &encode(&m).unwrap()).unwrap(),
+                m
+            );
+        }
+        let activity = DomainActivity {
+            last_delivered: Some(Timestamp(3_600_000_000)),
+            recent_not_found: vec![RecentBounce {
+                address: u64::MAX,
+                at: Timestamp(9),
+            }],
+            bounced_after_delivery: 2,
+        };
+        for a in [activity, DomainActivity::default()] {
+            assert_eq!(
+                decode::<DomainActivity>(b"k", &encode(&a).unwrap()).unwrap(),
+                a
+            );
+        }
+    }
+
+    #[test]
+    fn counts_keep_results_to_accept_all_domains() {
+        let c = OutcomeCounts {
+            sent: 3,
+            delivered: 2,
+            to_accept_all: 2,
+            ..OutcomeCounts::default()
+        };
+        assert_eq!(
+            decode::<OutcomeCounts>(b"k", &encode(&c).unwrap()).unwrap(),
+            c
+        );
     }
 }

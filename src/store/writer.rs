@@ -11,6 +11,13 @@
 //! and only that write fails (its caller gets [`StoreError::DecisionPanicked`]); the step runs
 //! before the write puts any key, so nothing of it is stored, and the rest of the group goes on.
 //!
+//! A send result also updates its domain, in the same atomic unit: the domain's latest
+//! delivery hour (at most one read and one write per domain and hour, see [`DeliveryStamps`])
+//! and, when the domain rules say it concerns its domain (a DOMAIN_NOT_FOUND bounce, a bounce
+//! after a delivery, a delivery to an automatically suppressed domain), the domain's record and
+//! history. Domain writes of operators run here too, and the in-memory domain marks follow
+//! each commit once it is durable, like the suppressed index.
+//!
 //! Personal data is sealed here, under each address's data key (`keyring`): the writer
 //! allocates a key the first time an address needs one, and fsyncs the keyring before the
 //! group's commit whenever the group wrote to it. A forget (`ForgetWrite`) runs in a group of
@@ -25,21 +32,24 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_hash::AddressHash;
+use super::domain_index::DomainIndex;
 use super::keyring::{self, DataKey};
 use super::keys;
 use super::kv::{KvEngine, KvTxn};
 use super::kv_store::{
-    decode, encode, hourly_slot, scan_prefix, seal, seal_change, HourlyRow, Position, Shared,
-    StoredAddress, StoredChange, StoredEntry,
+    decode, encode, hourly_slot, scan_prefix, seal, seal_change, DomainActivity, HourlyRow,
+    Position, Shared, StoredAddress, StoredChange, StoredEntry,
 };
 use super::records::{sealed_address, Record};
 use super::{
-    AddressWrite, CounterTouch, Decision, ErrorChain, ForgetWrite, Granularity, PairDecision,
-    PairOutcome, PairWrite, StoreError, WriteOutcome,
+    AddressWrite, CounterTouch, Decision, DomainDecision, DomainOutcome, DomainRules, DomainWrite,
+    ErrorChain, ForgetWrite, Granularity, PairDecision, PairOutcome, PairWrite, StoreError,
+    WriteOutcome,
 };
 use crate::domain::{
-    list_change, AddressRecord, BounceType, ChangeKind, Dimension, EmailAddress, ListChange,
-    OutcomeCounts, RecordedEvent, StateChange, StateChangeKind, Suppression, Tenant, Timestamp,
+    list_change, AddressRecord, BounceType, ChangeKind, Dimension, DomainMarks, DomainRecord,
+    DomainSuppression, EmailAddress, ListChange, OutcomeCounts, RecordedEvent, StateChange,
+    StateChangeKind, Suppression, Tenant, Timestamp,
 };
 
 /// A key and its value, as a scan read them.
@@ -52,6 +62,9 @@ const FORGOTTEN_ADDRESS: &str = "(a forgotten address)";
 /// share B-tree pages), but every caller queued behind a group waits for all of it; the
 /// measurements behind the size are in bench/README.md.
 const MAX_GROUP_WRITES: usize = 8192;
+/// Most domains whose delivery hour the writer remembers; beyond, it forgets them all (each
+/// costs one read again).
+const MAX_DELIVERY_STAMPS: usize = 100_000;
 
 /// Which way an event moves its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,13 +98,18 @@ pub enum Job {
         horizons: Vec<(String, u64)>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// A domain write.
+    Domain {
+        write: DomainWrite,
+        reply: oneshot::Sender<Result<DomainOutcome, StoreError>>,
+    },
 }
 
 impl Job {
     fn len(&self) -> usize {
         match self {
             Job::Writes { writes, .. } => writes.len(),
-            Job::Pair { .. } | Job::Forget { .. } => 1,
+            Job::Pair { .. } | Job::Domain { .. } | Job::Forget { .. } => 1,
             Job::Prune { removals, .. } => removals.len(),
         }
     }
@@ -122,6 +140,10 @@ enum Answer {
         oneshot::Sender<Result<u64, StoreError>>,
         Result<u64, String>,
     ),
+    Domain(
+        oneshot::Sender<Result<DomainOutcome, StoreError>>,
+        Result<DomainOutcome, String>,
+    ),
 }
 
 /// The message of a caught panic.
@@ -135,8 +157,64 @@ pub(super) fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The hour of the latest delivery that each domain's activity record holds, as this writer
+/// wrote or read it: a delivery whose hour its domain's record has already costs no engine read
+/// or write, so deliveries (most send results) cost at most one read and one write per domain
+/// and hour. Bounded by [`MAX_DELIVERY_STAMPS`]. Changed only once a commit is durable.
+#[derive(Default)]
+pub(super) struct DeliveryStamps {
+    /// (hash of tenant and domain, `tenant 0 domain`, hour number).
+    table: hashbrown::HashTable<(u64, Box<str>, i64)>,
+    state: foldhash::fast::FixedState,
+}
+
+impl DeliveryStamps {
+    fn hash(&self, tenant: &str, domain: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.state, (tenant, domain))
+    }
+
+    fn matches(key: &str, tenant: &str, domain: &str) -> bool {
+        key.len() == tenant.len() + 1 + domain.len()
+            && key.starts_with(tenant)
+            && key.as_bytes()[tenant.len()] == 0
+            && key.ends_with(domain)
+    }
+
+    /// Whether the domain's record holds hour `hour` (or a later one) already.
+    fn fresh(&self, tenant: &str, domain: &str, hour: i64) -> bool {
+        let hash = self.hash(tenant, domain);
+        self.table
+            .find(hash, |(h, key, _)| {
+                *h == hash && Self::matches(key, tenant, domain)
+            })
+            .is_some_and(|(_, _, stamped)| *stamped >= hour)
+    }
+
+    /// Remembers that the domain's record holds hour `hour`.
+    fn record(&mut self, tenant: &str, domain: &str, hour: i64) {
+        let hash = self.hash(tenant, domain);
+        match self.table.entry(
+            hash,
+            |(h, key, _)| *h == hash && Self::matches(key, tenant, domain),
+            |(h, _, _)| *h,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
+                let stamped = &mut e.get_mut().2;
+                *stamped = (*stamped).max(hour);
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert((hash, format!("{tenant}\0{domain}").into_boxed_str(), hour));
+                if self.table.len() > MAX_DELIVERY_STAMPS {
+                    self.table.clear();
+                }
+            }
+        }
+    }
+}
+
 /// Runs until every sender is dropped, then flushes.
 pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<Job>) {
+    let mut stamps = DeliveryStamps::default();
     // A forget taken from the queue while a group was being gathered: it starts the next one.
     let mut waiting: Option<Job> = None;
     loop {
@@ -162,8 +240,21 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         let started = std::time::Instant::now();
         metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
         let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
+        let rules = shared
+            .domain_rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let committed = shared.engine.transact(|txn| {
-            let mut group = Group::new(txn, &shared);
+            let mut group = Group::new(
+                txn,
+                &shared,
+                DomainState {
+                    index: &shared.domains,
+                    rules: rules.as_deref(),
+                    stamps: &stamps,
+                },
+            );
             for job in jobs {
                 answers.push(match job {
                     Job::Writes { writes, reply } => {
@@ -186,6 +277,7 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                         horizons,
                         reply,
                     } => Answer::Prune(reply, group.prune(removals, horizons)),
+                    Job::Domain { write, reply } => Answer::Domain(reply, group.add_domain(write)),
                 });
             }
             group.finish()
@@ -220,6 +312,19 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     }
                 }
             }
+            for &(hash, listed) in &effects.list_changes {
+                if listed {
+                    shared.list_filter.insert(hash);
+                } else {
+                    shared.list_filter.remove(hash);
+                }
+            }
+            for (tenant, domain, marks) in &effects.domain_marks {
+                shared.domains.set(tenant, domain, marks.clone());
+            }
+            for (tenant, domain, hour) in &effects.stamps {
+                stamps.record(tenant, domain, *hour);
+            }
             if !effects.touched.is_empty() {
                 // Nobody listening is fine.
                 let _ = shared
@@ -247,6 +352,9 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
                 Answer::Prune(reply, outcome) => {
+                    let _ = reply.send(answer_of(&committed, outcome));
+                }
+                Answer::Domain(reply, outcome) => {
                     let _ = reply.send(answer_of(&committed, outcome));
                 }
             }
@@ -292,6 +400,9 @@ fn decided<T>(decide: impl FnOnce() -> T) -> Result<T, StoreError> {
 struct Effects {
     /// Filter changes: (hash, now suppressed), in write order.
     filter_changes: Vec<(u64, bool)>,
+    /// Changes of the set of addresses unsubscribed from some list: (hash, now in it), in
+    /// write order.
+    list_changes: Vec<(u64, bool)>,
     /// Hashes of the addresses whose first record this group wrote.
     new_records: Vec<u64>,
     /// Dimension values whose counters changed.
@@ -304,6 +415,31 @@ struct Effects {
     /// sealed again), destroyed once the commit that stops referring to them is durable: a
     /// crash before that leaves the old key alive, never a record without its key.
     retired_keys: Vec<u64>,
+    /// Domains whose marks changed: (tenant, domain, marks now), in write order.
+    domain_marks: Vec<(String, String, DomainMarks)>,
+    /// Domains whose activity record now holds a delivery hour: (tenant, domain, hour).
+    stamps: Vec<(String, String, i64)>,
+}
+
+/// What a group reads about domains besides the engine.
+struct DomainState<'t> {
+    /// The committed domain marks.
+    index: &'t DomainIndex,
+    /// The rules send results apply to their domains, if set.
+    rules: Option<&'t dyn DomainRules>,
+    /// The delivery hours the domains' records hold.
+    stamps: &'t DeliveryStamps,
+}
+
+/// A domain's change, worked out before any key of its write is put.
+struct DomainPlan {
+    tenant: Tenant,
+    domain: String,
+    previous: DomainRecord,
+    record: DomainRecord,
+    changes: Vec<StateChange>,
+    /// The delivery hour the domain's record holds afterwards, for a delivery.
+    stamp: Option<i64>,
 }
 
 /// Where an address's record is: its key and its keyed hash. Worked out once per write, for
@@ -353,15 +489,23 @@ struct Group<'t, E> {
     /// with the count of known-good addresses per domain key.
     written_once: HashSet<Vec<u8>>,
     domain_counts: HashMap<Vec<u8>, u64>,
+    domains: DomainState<'t>,
+    /// Domain marks changed this group: tenant -> domain -> marks.
+    marks: HashMap<String, HashMap<String, DomainMarks>>,
+    /// Domain activity records written this group, by key.
+    activities: HashMap<Vec<u8>, DomainActivity>,
     effects: Effects,
     error: Option<StoreError>,
 }
 
 impl<'t, E: KvEngine> Group<'t, E> {
-    fn new(txn: &'t mut dyn KvTxn, shared: &'t Shared<E>) -> Self {
+    fn new(txn: &'t mut dyn KvTxn, shared: &'t Shared<E>, domains: DomainState<'t>) -> Self {
         Group {
             txn,
             shared,
+            domains,
+            marks: HashMap::new(),
+            activities: HashMap::new(),
             records: HashMap::new(),
             data_keys: HashMap::new(),
             fresh_keys: HashSet::new(),
@@ -375,10 +519,13 @@ impl<'t, E: KvEngine> Group<'t, E> {
             domain_counts: HashMap::new(),
             effects: Effects {
                 filter_changes: Vec::new(),
+                list_changes: Vec::new(),
                 new_records: Vec::new(),
                 touched: HashSet::new(),
                 logged_changes: false,
                 horizons: Vec::new(),
+                domain_marks: Vec::new(),
+                stamps: Vec::new(),
                 retired_keys: Vec::new(),
             },
             error: None,
@@ -557,6 +704,18 @@ impl<'t, E: KvEngine> Group<'t, E> {
         )
     }
 
+    fn add_domain(&mut self, write: DomainWrite) -> Result<DomainOutcome, String> {
+        self.guarded(
+            |g| g.try_add_domain(write),
+            |reason| DomainOutcome {
+                previous: DomainRecord::default(),
+                record: DomainRecord::default(),
+                applied: false,
+                refused: Some(reason),
+            },
+        )
+    }
+
     fn add_forget(&mut self, write: ForgetWrite) -> Result<WriteOutcome, String> {
         self.guarded(
             |g| g.try_forget(write),
@@ -612,6 +771,27 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 .filter_changes
                 .push((ah.short(), after.is_some()));
         }
+        // What ends by itself, for the sweep (no key, and no allocation, for the many records
+        // with nothing that expires).
+        let ends_before = previous.map(AddressRecord::expiries).unwrap_or_default();
+        let ends_after = record.expiries();
+        for &end in ends_before.iter().filter(|e| !ends_after.contains(e)) {
+            self.remove(keys::expiry(t, end, &ah))?;
+        }
+        for &end in ends_after.iter().filter(|e| !ends_before.contains(e)) {
+            self.put(keys::expiry(t, end, &ah), Vec::new())?;
+        }
+        let listed_before = previous.is_some_and(|p| !p.list_unsubscribes.is_empty());
+        let listed_after = !record.list_unsubscribes.is_empty();
+        if listed_before != listed_after {
+            let key = keys::list_unsubscribed(t, &ah);
+            if listed_after {
+                self.put(key, Vec::new())?;
+            } else {
+                self.remove(key)?;
+            }
+            self.effects.list_changes.push((ah.short(), listed_after));
+        }
         let history = keys::history(t, &ah);
         for c in changes {
             let entry = StoredEntry {
@@ -629,15 +809,18 @@ impl<'t, E: KvEngine> Group<'t, E> {
         Ok(ah)
     }
 
-    /// Counts one event in its counters, or takes it away again.
+    /// Counts one event in its counters, or takes it away again; `to_accept_all` counts it as
+    /// a result for an address at an accept-all domain too.
     fn adjust_counters(
         &mut self,
         tenant: &Tenant,
         event: &RecordedEvent,
         change: CounterChange,
+        to_accept_all: bool,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
-        let one = OutcomeCounts::one(event.classification.bounce_type);
+        let mut one = OutcomeCounts::one(event.classification.bounce_type);
+        one.to_accept_all = u64::from(to_accept_all);
         for (dimension, value) in [
             (Dimension::Source, &event.source),
             (Dimension::Campaign, &event.campaign),
@@ -695,7 +878,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
         event: &RecordedEvent,
     ) -> Result<(), StoreError> {
         let t = tenant.as_str();
-        self.adjust_counters(tenant, event, CounterChange::Count)?;
+        let to_accept_all = self.accept_all(t, address.domain());
+        self.adjust_counters(tenant, event, CounterChange::Count, to_accept_all)?;
         if event.classification.bounce_type == BounceType::Delivered {
             let good = keys::good_address(t, address.domain(), &slot.ah);
             let known = self.written_once.contains(&good) || self.txn.contains(&good)?;
@@ -757,7 +941,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
             // The person's data is gone for good: a send result is counted (counters name no
             // one) and stored nowhere else, and nothing changes the record.
             if let Some(event) = &write.event {
-                self.adjust_counters(tenant, event, CounterChange::Count)?;
+                let to_accept_all = self.accept_all(t, write.address.domain());
+                self.adjust_counters(tenant, event, CounterChange::Count, to_accept_all)?;
             }
             return Ok(WriteOutcome::Unchanged { record: previous });
         }
@@ -770,12 +955,19 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 reason,
             });
         }
+        // The domain's rules are the caller's code too: they run before any key is put.
+        let domain_plan = match &write.event {
+            Some(event) => self.plan_domain(tenant, address, &slot.ah, event, previous.as_ref())?,
+            None => None,
+        };
 
         for updated in write.reclassified {
             if let Some((key, mut entry)) = self.recorded(t, &updated.event_id)? {
                 if let Some(old) = &entry.event {
-                    self.adjust_counters(tenant, old, CounterChange::Uncount)?;
-                    self.adjust_counters(tenant, &updated, CounterChange::Count)?;
+                    // A new classification leaves the result's domain as it was: the count of
+                    // results to accept-all domains stays.
+                    self.adjust_counters(tenant, old, CounterChange::Uncount, false)?;
+                    self.adjust_counters(tenant, &updated, CounterChange::Count, false)?;
                     entry.event = Some(updated);
                     let (n, data_key) = self.data_key(&slot)?;
                     self.put(key.clone(), seal(&entry, n, &data_key)?)?;
@@ -821,6 +1013,9 @@ impl<'t, E: KvEngine> Group<'t, E> {
             self.put(entry_key.clone(), seal(&entry, n, &data_key)?)?;
             self.entries.insert(entry_key, entry);
         }
+        if let Some(plan) = domain_plan {
+            self.store_domain(plan)?;
+        }
 
         // A record that does not name the data key its new values are sealed under (written
         // before the keyring) is written again with it.
@@ -846,8 +1041,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
                         t,
                         ah,
                         address.as_str(),
-                        previous.as_ref().and_then(|p| p.suppression.as_ref()),
-                        record.suppression.as_ref(),
+                        previous.as_ref(),
+                        &record,
                         &caused,
                     )?;
                 }
@@ -917,8 +1112,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
                         write.tenant.as_str(),
                         ah,
                         address.as_str(),
-                        before.and_then(|p| p.suppression.as_ref()),
-                        record.suppression.as_ref(),
+                        before,
+                        &record,
                         &changes,
                     )?;
                     if is_first {
@@ -1130,22 +1325,53 @@ impl<'t, E: KvEngine> Group<'t, E> {
         tenant: &str,
         ah: AddressHash,
         address: &str,
-        before: Option<&Suppression>,
-        after: Option<&Suppression>,
+        previous: Option<&AddressRecord>,
+        record: &AddressRecord,
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
-        let kinds = ChangeKind::of_address(before, after, changes);
-        if kinds.is_empty() {
+        let before = previous.and_then(|p| p.suppression.as_ref());
+        let after = record.suppression.as_ref();
+        let mut logged: Vec<(ChangeKind, Option<&Suppression>)> =
+            ChangeKind::of_address(before, after, changes)
+                .into_iter()
+                .map(|kind| match kind {
+                    ChangeKind::Lifted | ChangeKind::Expired => (kind, before),
+                    _ => (kind, after),
+                })
+                .collect();
+        // Unsubscribes from single lists: their changes carry the list in `list_id`.
+        let no_lists = Vec::new();
+        let old_lists = previous.map_or(&no_lists, |p| &p.list_unsubscribes);
+        for old in old_lists {
+            if !record
+                .list_unsubscribes
+                .iter()
+                .any(|s| s.list_id == old.list_id)
+            {
+                let expired = changes.iter().any(|c| {
+                    c.kind == StateChangeKind::Expired
+                        && c.note.starts_with(&format!("list {}", old.list_id))
+                });
+                let kind = if expired {
+                    ChangeKind::Expired
+                } else {
+                    ChangeKind::Lifted
+                };
+                logged.push((kind, Some(old)));
+            }
+        }
+        for new in &record.list_unsubscribes {
+            if !old_lists.contains(new) {
+                logged.push((ChangeKind::Suppressed, Some(new)));
+            }
+        }
+        if logged.is_empty() {
             return Ok(());
         }
         let cause = changes.last();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
         let key = self.data_keys.get(&ah).cloned();
-        for kind in kinds {
-            let suppression = match kind {
-                ChangeKind::Lifted | ChangeKind::Expired => before,
-                _ => after,
-            };
+        for (kind, suppression) in logged {
             let at = suppression.map_or(Timestamp(0), |s| s.since);
             let mut change = list_change(kind, suppression.cloned(), cause, at);
             if kind != ChangeKind::Forgotten {
@@ -1153,6 +1379,153 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 change.domain = domain.to_string();
             }
             self.log_change(tenant, Some(ah), change, key.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// A domain's marks as this group left them.
+    fn marks(&self, tenant: &str, domain: &str) -> DomainMarks {
+        match self.marks.get(tenant).and_then(|m| m.get(domain)) {
+            Some(m) => m.clone(),
+            None => self.domains.index.get(tenant, domain),
+        }
+    }
+
+    /// Whether a domain is marked accept-all, as this group left it.
+    fn accept_all(&self, tenant: &str, domain: &str) -> bool {
+        match self.marks.get(tenant).and_then(|m| m.get(domain)) {
+            Some(m) => m.accept_all.is_some(),
+            None => self.domains.index.accept_all(tenant, domain),
+        }
+    }
+
+    /// Whether a domain itself has a suppression that a delivery lifts, as this group left it.
+    fn automatic(&self, tenant: &str, domain: &str) -> bool {
+        match self.marks.get(tenant).and_then(|m| m.get(domain)) {
+            Some(m) => m.suppression.as_ref().is_some_and(|s| s.automatic),
+            None => self.domains.index.automatic(tenant, domain),
+        }
+    }
+
+    /// A domain's record: its marks, and its activity record.
+    fn domain_record(&mut self, tenant: &str, domain: &str) -> Result<DomainRecord, StoreError> {
+        let key = keys::domain_log(tenant, domain);
+        let activity = match self.activities.get(&key) {
+            Some(a) => a.clone(),
+            None => self.get::<DomainActivity>(&key)?.unwrap_or_default(),
+        };
+        Ok(activity.with_marks(self.marks(tenant, domain)))
+    }
+
+    /// What a send result does to its domain, if anything: its delivery hour, and what the
+    /// domain rules decide.
+    fn plan_domain(
+        &mut self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        ah: &AddressHash,
+        event: &RecordedEvent,
+        before: Option<&AddressRecord>,
+    ) -> Result<Option<DomainPlan>, StoreError> {
+        let t = tenant.as_str();
+        let domain = address.domain();
+        let delivered = event.classification.bounce_type == BounceType::Delivered;
+        let rules = self.domains.rules;
+        let concerns = rules.is_some_and(|r| r.concerns(event, before));
+        let automatic = delivered && self.automatic(t, domain);
+        let hour = Granularity::Hourly.bucket(event.occurred_at);
+        let stale = delivered && !self.domains.stamps.fresh(t, domain, hour);
+        if !(concerns || automatic || stale) {
+            return Ok(None);
+        }
+        let previous = self.domain_record(t, domain)?;
+        let mut record = previous.clone();
+        let mut stamp = None;
+        if delivered {
+            let start = Granularity::Hourly.start(hour);
+            let latest = record.last_delivered.map_or(start, |d| d.max(start));
+            record.last_delivered = Some(latest);
+            stamp = Some(Granularity::Hourly.bucket(latest));
+        }
+        let mut changes = Vec::new();
+        if let Some(rules) = rules.filter(|_| concerns || automatic) {
+            if let Some((next, caused)) =
+                decided(|| rules.apply(domain, &record, event, ah.short(), before))?
+            {
+                record = next;
+                changes = caused;
+            }
+        }
+        Ok(Some(DomainPlan {
+            tenant: tenant.clone(),
+            domain: domain.to_string(),
+            previous,
+            record,
+            changes,
+            stamp,
+        }))
+    }
+
+    /// Puts a domain's changed marks, activity and history.
+    fn store_domain(&mut self, plan: DomainPlan) -> Result<(), StoreError> {
+        let DomainPlan {
+            tenant,
+            domain,
+            previous,
+            record,
+            changes,
+            stamp,
+        } = plan;
+        let t = tenant.as_str();
+        let marks = record.marks();
+        if previous.marks() != marks {
+            let key = keys::domain(t, &domain);
+            if marks.is_empty() {
+                self.remove(key)?;
+            } else {
+                self.put(key, encode(&marks)?)?;
+            }
+            if previous.suppression != record.suppression {
+                for change in changes.iter().filter(|c| {
+                    matches!(
+                        c.kind,
+                        StateChangeKind::DomainSuppressed | StateChangeKind::DomainReactivated
+                    )
+                }) {
+                    self.domain_suppression_changed(
+                        &tenant,
+                        &domain,
+                        previous.suppression.as_ref(),
+                        record.suppression.as_ref(),
+                        change,
+                    )?;
+                }
+            }
+            self.marks
+                .entry(t.to_string())
+                .or_default()
+                .insert(domain.clone(), marks.clone());
+            self.effects
+                .domain_marks
+                .push((t.to_string(), domain.clone(), marks));
+        }
+        let log = keys::domain_log(t, &domain);
+        let activity = DomainActivity::of(&record);
+        if activity != DomainActivity::of(&previous) {
+            self.put(log.clone(), encode(&activity)?)?;
+            self.activities.insert(log.clone(), activity);
+        }
+        for c in changes {
+            let at = c.at;
+            let entry = StoredEntry {
+                event: None,
+                changes: vec![c],
+            };
+            let seq = self.txn.next_seq()?;
+            self.put(keys::timed(&log, at, seq), encode(&entry)?)?;
+        }
+        if let Some(hour) = stamp {
+            self.effects.stamps.push((t.to_string(), domain, hour));
         }
         Ok(())
     }
@@ -1196,6 +1569,83 @@ impl<'t, E: KvEngine> Group<'t, E> {
             },
             |_| 0,
         )
+    }
+
+    /// Every change of a domain's own suppression passes here, with the history entry that
+    /// records it: set (`after` is `Some`: suppressed, or its suppression replaced) or lifted
+    /// (`after` is `None`), by an operator or by the domain rules. The change log records it
+    /// (DOMAIN_SUPPRESSED / DOMAIN_LIFTED), in the same atomic unit as the change.
+    fn domain_suppression_changed(
+        &mut self,
+        tenant: &Tenant,
+        domain: &str,
+        before: Option<&DomainSuppression>,
+        after: Option<&DomainSuppression>,
+        change: &StateChange,
+    ) -> Result<(), StoreError> {
+        let (what, automatic, kind, suppression) = match (before, after) {
+            (_, Some(s)) => ("suppressed", s.automatic, ChangeKind::DomainSuppressed, s),
+            (Some(s), None) => ("lifted", s.automatic, ChangeKind::DomainLifted, s),
+            (None, None) => return Ok(()),
+        };
+        let mut logged = list_change(
+            kind,
+            Some(Suppression::of_domain(suppression.clone())),
+            Some(change),
+            change.at,
+        );
+        logged.domain = domain.to_string();
+        self.log_change(tenant.as_str(), None, logged, None)?;
+        metrics::counter!(
+            "suppressd_domain_suppression_changes_total",
+            "change" => what,
+            "automatic" => if automatic { "true" } else { "false" }
+        )
+        .increment(1);
+        tracing::info!(
+            tenant = tenant.as_str(),
+            domain,
+            change = what,
+            automatic,
+            actor = change.actor.as_str(),
+            "domain suppression changed"
+        );
+        Ok(())
+    }
+
+    fn try_add_domain(&mut self, write: DomainWrite) -> Result<DomainOutcome, StoreError> {
+        let previous = self.domain_record(write.tenant.as_str(), &write.domain)?;
+        let decide = write.decide;
+        match decided(|| decide(&previous))? {
+            DomainDecision::Refuse(reason) => Ok(DomainOutcome {
+                record: previous.clone(),
+                previous,
+                applied: false,
+                refused: Some(reason),
+            }),
+            DomainDecision::Unchanged => Ok(DomainOutcome {
+                record: previous.clone(),
+                previous,
+                applied: false,
+                refused: None,
+            }),
+            DomainDecision::Apply { record, changes } => {
+                self.store_domain(DomainPlan {
+                    tenant: write.tenant,
+                    domain: write.domain,
+                    previous: previous.clone(),
+                    record: record.clone(),
+                    changes,
+                    stamp: None,
+                })?;
+                Ok(DomainOutcome {
+                    previous,
+                    record,
+                    applied: true,
+                    refused: None,
+                })
+            }
+        }
     }
 
     /// Ends the group: fails it if any write failed, else writes the last counter updates and

@@ -97,6 +97,7 @@ async fn record_legacy(
             disagrees_with_reporter: false,
         },
         rules_version: 0,
+        list_id: String::new(),
     };
     let outcomes = store
         .write(vec![event_write(

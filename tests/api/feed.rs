@@ -12,7 +12,7 @@ use crate::helpers::*;
 /// How long a test waits for a change that must come.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A follower's copy of a tenant's list: address -> (address, reason).
+/// A follower's copy of a tenant's list: address id -> (address, reason).
 #[derive(Default)]
 struct Follower {
     list: BTreeMap<String, (String, i32)>,
@@ -41,7 +41,7 @@ impl Follower {
             for s in page.suppressions {
                 let reason = s.suppression.as_ref().map_or(0, |s| s.reason);
                 self.list
-                    .insert(s.address.clone(), (s.address.clone(), reason));
+                    .insert(s.address_id.clone(), (s.address.clone(), reason));
             }
             if page.next_page_token.is_empty() {
                 break;
@@ -65,10 +65,10 @@ impl Follower {
             Kind::Suppressed | Kind::Replaced | Kind::Forgotten => {
                 let reason = c.suppression.as_ref().map_or(0, |s| s.reason);
                 self.list
-                    .insert(c.address.clone(), (c.address.clone(), reason));
+                    .insert(c.address_id.clone(), (c.address.clone(), reason));
             }
             Kind::Lifted | Kind::Expired => {
-                self.list.remove(&c.address);
+                self.list.remove(&c.address_id);
             }
             other => panic!("unexpected change kind {other:?}"),
         }
@@ -455,4 +455,92 @@ async fn a_cursor_older_than_the_retention_is_out_of_range_until_the_follower_re
         .await
         .expect_err("still out of range after a restart");
     assert_eq!(err.code(), tonic::Code::OutOfRange);
+}
+
+#[tokio::test]
+async fn expiries_domains_list_unsubscribes_and_erasures_are_changes_too() {
+    let mut app = spawn_app().await;
+    let start = server_list_cursor(&mut app.client, "").await;
+    let (seconds, nanos) = app.clock.now().to_parts();
+    app.client
+        .suppress(pb::SuppressRequest {
+            address: "brief@example.com".into(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: seconds + 86_400,
+                nanos,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut unsubscribe = result("u1", "reader@example.com", Outcome::Unsubscribe, "");
+    unsubscribe.list_id = "newsletter".into();
+    app.report("", unsubscribe).await;
+    app.client
+        .suppress_domain(pb::SuppressDomainRequest {
+            domain: "defunct.example".into(),
+            note: "company closed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    app.client
+        .reactivate_domain(pb::ReactivateDomainRequest {
+            domain: "defunct.example".into(),
+            justification: "reopened".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    app.clock.advance(Duration::from_secs(2 * 86_400));
+    suppress(&mut app.client, "", "gone@example.com", "").await;
+    app.client
+        .forget_address(pb::ForgetAddressRequest {
+            address: "gone@example.com".into(),
+            justification: "erasure request 17".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut stream = watch(&mut app.client, "", &start).await;
+    let mut got = Vec::new();
+    // Six changes, and the sweep's EXPIRED among them once it has run (the clock moved).
+    while got.len() < 7 {
+        let c = next(&mut stream).await;
+        got.push(c);
+    }
+    let find = |kind: Kind, what: &str| {
+        got.iter()
+            .find(|c| c.kind() == kind && (c.address == what || c.domain == what))
+            .unwrap_or_else(|| panic!("no {kind:?} for {what} in {got:#?}"))
+    };
+    let brief = find(Kind::Suppressed, "brief@example.com");
+    assert!(brief.suppression.as_ref().unwrap().expires_at.is_some());
+    let expired = find(Kind::Expired, "brief@example.com");
+    assert_eq!(expired.actor, "system");
+    assert_eq!(expired.address_id, brief.address_id);
+    let listed = find(Kind::Suppressed, "reader@example.com");
+    assert_eq!(listed.suppression.as_ref().unwrap().list_id, "newsletter");
+    let domain = find(Kind::DomainSuppressed, "defunct.example");
+    assert!(domain.address.is_empty() && domain.address_id.is_empty());
+    assert!(domain.note.contains("company closed"), "{domain:?}");
+    let lifted = find(Kind::DomainLifted, "defunct.example");
+    assert!(lifted.note.contains("reopened"), "{lifted:?}");
+    let forgotten = got
+        .iter()
+        .find(|c| c.kind() == Kind::Forgotten)
+        .expect("a FORGOTTEN change");
+    assert_eq!(forgotten.address, "");
+    assert!(
+        forgotten.note.contains("erasure request 17"),
+        "{forgotten:?}"
+    );
+    // Its earlier SUPPRESSED change, read after the erasure, no longer names the person.
+    let gone = got
+        .iter()
+        .find(|c| c.kind() == Kind::Suppressed && c.address_id == forgotten.address_id)
+        .expect("the forgotten address's suppression");
+    assert_eq!(gone.address, "", "{gone:?}");
+    assert!(!got.iter().any(|c| c.address == "gone@example.com"));
 }

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// The server's clock: it stands still until a test moves it.
     pub clock: Clock,
+    /// Where the server serves Prometheus metrics, when `metrics_listen` was set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Keeps the temporary directory alive; `None` when the caller owns the directory.
     _dir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -108,6 +110,7 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         }
     };
     let addr = format!("http://127.0.0.1:{}", app.port());
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -122,6 +125,7 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         client,
         data_dir,
         clock,
+        metrics_addr,
         _dir: None,
         stop: Some(stop),
         handle: Some(handle),
@@ -222,4 +226,137 @@ pub fn assert_invalid(err: &tonic::Status, field: &str) {
         "message {:?} should name {field}",
         err.message()
     );
+}
+
+/// A protobuf timestamp of an instant of the server's clock.
+pub fn proto_time(t: Timestamp) -> prost_types::Timestamp {
+    let (seconds, nanos) = t.to_parts();
+    prost_types::Timestamp { seconds, nanos }
+}
+
+impl TestApp {
+    /// The status of `address` for mail of `list` (empty: of no list).
+    pub async fn status_for_list(
+        &mut self,
+        tenant: &str,
+        address: &str,
+        list: &str,
+    ) -> pb::AddressStatus {
+        self.client
+            .get_suppression_status(pb::GetSuppressionStatusRequest {
+                tenant: tenant.into(),
+                address: address.into(),
+                list_id: list.into(),
+            })
+            .await
+            .expect("status succeeds")
+            .into_inner()
+            .status
+            .expect("status present")
+    }
+
+    /// The states of `addresses` in one batch lookup for mail of `list`.
+    pub async fn batch_states(
+        &mut self,
+        tenant: &str,
+        addresses: &[&str],
+        list: &str,
+    ) -> Vec<pb::AddressState> {
+        self.client
+            .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+                tenant: tenant.into(),
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                list_id: list.into(),
+            })
+            .await
+            .expect("batch status succeeds")
+            .into_inner()
+            .statuses
+            .iter()
+            .map(|s| s.state())
+            .collect()
+    }
+
+    /// The import guard's verdicts for `addresses`, in one message of a stream importing into
+    /// `list`.
+    pub async fn import_verdicts(
+        &mut self,
+        tenant: &str,
+        addresses: &[&str],
+        list: &str,
+    ) -> Vec<pb::ImportVerdict> {
+        use tokio_stream::StreamExt;
+        let request = pb::CheckImportRequest {
+            tenant: tenant.into(),
+            contacts: addresses
+                .iter()
+                .map(|a| pb::ImportContact {
+                    address: a.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            list_id: list.into(),
+            ..Default::default()
+        };
+        let mut responses = self.check_import(vec![request]).await;
+        let response = responses
+            .next()
+            .await
+            .expect("one response")
+            .expect("screened");
+        response.verdicts
+    }
+
+    /// The history of `address`, newest first (the first page of 1,000).
+    pub async fn history(&mut self, tenant: &str, address: &str) -> Vec<pb::HistoryEntry> {
+        self.client
+            .get_address_history(pb::GetAddressHistoryRequest {
+                tenant: tenant.into(),
+                address: address.into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("history succeeds")
+            .into_inner()
+            .entries
+    }
+
+    /// The state changes in the history of `address`, newest first.
+    pub async fn changes(&mut self, tenant: &str, address: &str) -> Vec<pb::StateChange> {
+        self.history(tenant, address)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.entry {
+                Some(pb::history_entry::Entry::StateChange(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits (up to 30 s) until the history of `address` holds a change of `kind`, which
+    /// background work (the expiry sweep) writes, and returns the newest.
+    pub async fn wait_for_change(
+        &mut self,
+        tenant: &str,
+        address: &str,
+        kind: pb::StateChangeKind,
+    ) -> pb::StateChange {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let found = self
+                .changes(tenant, address)
+                .await
+                .into_iter()
+                .find(|c| c.kind() == kind);
+            if let Some(change) = found {
+                return change;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {kind:?} in the history of {address}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
