@@ -13,9 +13,9 @@
 //! SSD's remapping may keep the old block of a zeroed slot where no file reaches it; where that
 //! matters, the data directory belongs on encrypted storage.
 //!
-//! Order of writes: keys are handed out from a reserve written and fsynced ahead, a few thousand
-//! at a time, so every key is durable before any value sealed under it is written, and a group
-//! commit of new addresses costs no extra fsync. A group that zeroes slots fsyncs the keyring
+//! Order of writes: keys are handed out from a reserve written and fsynced ahead, thousands at a
+//! time, so every key is durable before any value sealed under it is written, and a group commit
+//! of new addresses costs no extra fsync. A group that zeroes slots fsyncs the keyring
 //! before its journal commit. A crash leaves at worst orphan slots (harmless: keys nobody refers
 //! to, such as the rest of the reserve) or a zeroed key whose values were not yet rewritten
 //! (their personal fields read as empty, as after the erasure they were part of); never a
@@ -52,8 +52,12 @@ const MAGIC: &[u8; 8] = b"SPDKEYR1";
 const SLOT_BYTES: u64 = 32;
 /// Bytes a sealed value adds to what it seals, besides its header: nonce and tag.
 const OVERHEAD: usize = NONCE_LEN + 16;
-/// Keys written (and fsynced) ahead in one go, for the addresses to come.
+/// Keys written (and fsynced) ahead in the first refill of the reserve; each later refill
+/// doubles, up to [`MAX_RESERVE`]: a store taking many new addresses pays one fsync per tens of
+/// thousands of them, a small one leaves few orphan slots behind at a restart.
 const RESERVE: usize = 4096;
+/// The largest refill of the reserve (2 MiB of keys).
+const MAX_RESERVE: usize = 65_536;
 
 /// One address's data key.
 #[derive(Clone)]
@@ -146,6 +150,8 @@ pub(super) struct Keyring {
 struct Reserve {
     keys: std::collections::VecDeque<(u64, DataKey)>,
     end: u64,
+    /// Keys the next refill writes.
+    next_refill: usize,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -222,6 +228,7 @@ impl Keyring {
                 reserve: Mutex::new(Reserve {
                     keys: std::collections::VecDeque::new(),
                     end: next,
+                    next_refill: RESERVE,
                 }),
                 dirty: AtomicBool::new(false),
             },
@@ -273,16 +280,18 @@ impl Keyring {
             .ok_or_else(|| StoreError::engine("keyring", "the reserve of keys is empty"))
     }
 
-    /// Writes [`RESERVE`] new random keys after the last slot, in one write, and fsyncs them.
+    /// Writes new random keys after the last slot, in one write, and fsyncs them.
     fn refill(&self, reserve: &mut Reserve) -> Result<(), StoreError> {
-        let mut bytes = vec![0u8; RESERVE * SLOT_BYTES as usize];
+        let count = reserve.next_refill;
+        let mut bytes = vec![0u8; count * SLOT_BYTES as usize];
         rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
         let first = reserve.end;
         self.file
             .write_all_at(&bytes, Self::offset(first))
             .and_then(|_| self.file.sync_data())
             .map_err(|e| io("write", &self.path, e))?;
-        reserve.end = first + RESERVE as u64;
+        reserve.end = first + count as u64;
+        reserve.next_refill = (count * 2).min(MAX_RESERVE);
         for (i, key) in bytes.chunks_exact(SLOT_BYTES as usize).enumerate() {
             let key: [u8; 32] = key.try_into().expect("32-byte chunks");
             // An all-zero key would read as destroyed: that slot stays an orphan.

@@ -95,7 +95,7 @@ pub(super) struct StoredAddress {
     pub(super) record: AddressRecord,
     /// The keyring slot of the data key the personal fields are sealed under.
     pub(super) key_slot: Option<u64>,
-    /// The sealed personal fields (`records::take_personal`); empty once opened.
+    /// The sealed personal fields (`records::sealed_address`); empty once opened.
     pub(super) sealed: Vec<u8>,
 }
 
@@ -108,29 +108,6 @@ impl StoredAddress {
             key_slot: None,
             sealed: Vec::new(),
         }
-    }
-
-    /// The stored form of `record`: its personal fields sealed under `key` (in `slot`), or, for
-    /// a forgotten record, none at all.
-    pub(super) fn sealed(
-        address: &str,
-        record: &AddressRecord,
-        slot: u64,
-        key: &DataKey,
-    ) -> Result<StoredAddress, StoreError> {
-        let mut record = record.clone();
-        if record.forgotten {
-            return Ok(StoredAddress::plain(String::new(), record));
-        }
-        let plain = super::records::take_personal(address, &mut record);
-        let mut sealed = Vec::new();
-        key.seal_into(&plain, &mut sealed)?;
-        Ok(StoredAddress {
-            address: String::new(),
-            record,
-            key_slot: Some(slot),
-            sealed,
-        })
     }
 }
 

@@ -21,6 +21,7 @@
 use prost::Message;
 
 use super::address_hash::AddressHash;
+use super::keyring::DataKey;
 use super::kv_store::{
     DomainActivity, HourlyRow, StoredAddress, StoredChange, StoredEntry, StoredHistory,
 };
@@ -335,6 +336,9 @@ pub(super) struct PersonalMessage {
     /// The address this one replaces (with a pending validation).
     #[prost(string, tag = "4")]
     pub replaces: String,
+    /// The notes of the address's unsubscribes from single lists, in their order.
+    #[prost(string, repeated, tag = "5")]
+    pub list_notes: Vec<String>,
 }
 
 /// Why an address is suppressed.
@@ -858,7 +862,7 @@ impl Record for AddressRecord {
         if !self.list_unsubscribes.is_empty() {
             return encode_message_after(&self.to_message(), prefix);
         }
-        Ok(encode_address(self, prefix, "", None, &[]))
+        Ok(encode_address(self, prefix, "", None, &[], false))
     }
 
     fn from_message(m: AddressMessage) -> Result<Self, RecordError> {
@@ -888,6 +892,84 @@ impl Record for AddressRecord {
             forgotten: m.forgotten,
         })
     }
+}
+
+/// The stored bytes of `address`'s `record` with its personal fields sealed under `key` (in
+/// keyring slot `slot`), written straight from the record: the same bytes as encoding a
+/// [`StoredAddress`] whose personal fields [`take_personal`] moved into `sealed`.
+pub(super) fn sealed_address(
+    address: &str,
+    record: &AddressRecord,
+    slot: u64,
+    key: &DataKey,
+) -> Result<Vec<u8>, StoreError> {
+    let mut personal = vec![
+        (1, Field::Str(address), false),
+        (
+            2,
+            Field::Str(record.suppression.as_ref().map_or("", |s| &s.smtp_response)),
+            false,
+        ),
+        (
+            3,
+            Field::Str(record.replaced_by.as_deref().unwrap_or("")),
+            record.replaced_by.is_some(),
+        ),
+        (
+            4,
+            Field::Str(
+                record
+                    .pending_validation
+                    .as_ref()
+                    .map_or("", |p| &p.replaces),
+            ),
+            false,
+        ),
+    ];
+    // Repeated: every one written, empty or not, so that they come back in place.
+    personal.extend(
+        record
+            .list_unsubscribes
+            .iter()
+            .map(|u| (5, Field::Str(&u.smtp_response), true)),
+    );
+    let mut plain = Vec::with_capacity(wire::len(&personal));
+    wire::put(&personal, &mut plain);
+    let mut sealed = Vec::new();
+    key.seal_into(&plain, &mut sealed)?;
+    if !record.list_unsubscribes.is_empty() {
+        // Rare (see `AddressRecord::encode_after`): through the message, with a copy of the
+        // record whose personal fields are emptied.
+        let mut rest = record.clone();
+        if let Some(s) = rest.suppression.as_mut() {
+            s.smtp_response.clear();
+        }
+        if let Some(r) = rest.replaced_by.as_mut() {
+            r.clear();
+        }
+        if let Some(p) = rest.pending_validation.as_mut() {
+            p.replaces.clear();
+        }
+        for u in &mut rest.list_unsubscribes {
+            u.smtp_response.clear();
+        }
+        let stored = StoredAddress {
+            address: String::new(),
+            record: rest,
+            key_slot: Some(slot),
+            sealed,
+        };
+        return encode_message_after(&stored.to_message(), RECORD_VERSION)
+            .map_err(|e| StoreError::Encode(Box::new(e)));
+    }
+    Ok(encode_address(
+        record,
+        RECORD_VERSION,
+        "",
+        Some(slot),
+        &sealed,
+        true,
+    ))
 }
 
 fn suppression_message(s: &Suppression) -> SuppressionMessage {
@@ -930,14 +1012,23 @@ fn encode_message_after<M: Message>(
 }
 
 /// The bytes of an [`AddressMessage`] after `prefix`, written straight from the record and the
-/// stored fields beside it (the same bytes as prost's, in tag order: see the tests).
+/// stored fields beside it (the same bytes as prost's, in tag order: see the tests); `blank`
+/// leaves out the record's personal fields (they are in `sealed`).
 fn encode_address(
     record: &AddressRecord,
     prefix: u8,
     address: &str,
     key_slot: Option<u64>,
     sealed: &[u8],
+    blank: bool,
 ) -> Vec<u8> {
+    fn personal(blank: bool, text: &str) -> &str {
+        if blank {
+            ""
+        } else {
+            text
+        }
+    }
     let suppression = record.suppression.as_ref().map(|s| {
         let bounce_type = s.bounce_type.map(|t| i64::from(t.number()));
         [
@@ -950,7 +1041,7 @@ fn encode_address(
             ),
             (3, Field::Int(s.since.micros()), false),
             (4, Field::Str(&s.source), false),
-            (5, Field::Str(&s.smtp_response), false),
+            (5, Field::Str(personal(blank, &s.smtp_response)), false),
             (6, Field::Str(&s.event_id), false),
             (7, Field::Str(&s.rule_id), false),
             // `optional`: present when set
@@ -964,7 +1055,7 @@ fn encode_address(
     });
     let replacement = record.pending_validation.as_ref().map(|r| {
         [
-            (1, Field::Str(&r.replaces), false),
+            (1, Field::Str(personal(blank, &r.replaces)), false),
             (2, Field::Int(r.evidence.number().into()), false),
             (3, Field::Float(r.confidence), false),
             (4, Field::Int(r.at.micros()), false),
@@ -984,7 +1075,7 @@ fn encode_address(
         ),
         (
             4,
-            Field::Str(record.replaced_by.as_deref().unwrap_or("")),
+            Field::Str(personal(blank, record.replaced_by.as_deref().unwrap_or(""))),
             record.replaced_by.is_some(),
         ),
         (5, Field::Bool(record.needs_enrichment), false),
@@ -1088,6 +1179,7 @@ impl Record for StoredAddress {
             &self.address,
             self.key_slot,
             &self.sealed,
+            false,
         ))
     }
 
@@ -1135,27 +1227,7 @@ pub(super) fn restore_change_personal(
     Ok(())
 }
 
-/// The personal fields of `address`'s `record`, as the plain bytes to seal under its data key;
-/// `record` keeps the rest, with those fields emptied.
-pub(super) fn take_personal(address: &str, record: &mut AddressRecord) -> Vec<u8> {
-    let personal = PersonalMessage {
-        address: address.to_string(),
-        smtp_response: record
-            .suppression
-            .as_mut()
-            .map(|s| std::mem::take(&mut s.smtp_response))
-            .unwrap_or_default(),
-        replaced_by: record.replaced_by.as_mut().map(std::mem::take),
-        replaces: record
-            .pending_validation
-            .as_mut()
-            .map(|p| std::mem::take(&mut p.replaces))
-            .unwrap_or_default(),
-    };
-    personal.encode_to_vec()
-}
-
-/// Puts the personal fields of `plain` (as [`take_personal`] made them) back into `stored`.
+/// Puts the personal fields of `plain` (as [`sealed_address`] sealed them) back into `stored`.
 pub(super) fn restore_personal(
     plain: &[u8],
     stored: &mut StoredAddress,
@@ -1170,6 +1242,14 @@ pub(super) fn restore_personal(
     }
     if let Some(p) = stored.record.pending_validation.as_mut() {
         p.replaces = personal.replaces;
+    }
+    for (u, note) in stored
+        .record
+        .list_unsubscribes
+        .iter_mut()
+        .zip(personal.list_notes)
+    {
+        u.smtp_response = note;
     }
     Ok(())
 }
@@ -1648,6 +1728,74 @@ mod tests {
             assert_eq!(straight[1..], e.to_message().encode_to_vec(), "{e:?}");
             assert_eq!(straight.len(), straight.capacity());
             assert_eq!(&decode::<StoredEntry>(b"k", &straight).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn a_sealed_record_keeps_its_personal_fields_only_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keyring, _) = super::super::keyring::Keyring::open(dir.path(), None).unwrap();
+        let (slot, key) = keyring.allocate().unwrap();
+        let record = AddressRecord {
+            suppression: Some(Suppression {
+                reason: BounceReason::MailboxNotFound,
+                bounce_type: Some(BounceType::Hard),
+                since: Timestamp(7),
+                source: "signup-form".into(),
+                smtp_response: "550 5.1.1 <jo.private@example.com> unknown".into(),
+                event_id: "e1".into(),
+                rule_id: "r".into(),
+                expires_at: None,
+                list_id: String::new(),
+            }),
+            list_unsubscribes: vec![Suppression {
+                reason: BounceReason::Unsubscribed,
+                bounce_type: None,
+                since: Timestamp(5),
+                source: "preferences".into(),
+                smtp_response: "jo.private left the list".into(),
+                event_id: String::new(),
+                rule_id: String::new(),
+                expires_at: None,
+                list_id: "weekly".into(),
+            }],
+            replaced_by: Some("jo.new@example.com".into()),
+            pending_validation: Some(Replacement {
+                replaces: "jo.old@example.com".into(),
+                evidence: EvidenceKind::TypoFix,
+                confidence: 1.0,
+                at: Timestamp(3),
+            }),
+            ..AddressRecord::default()
+        };
+        // Straight from the record, and (with list unsubscribes) through the message.
+        let mut without_lists = record.clone();
+        without_lists.list_unsubscribes.clear();
+        for record in [without_lists, record] {
+            let bytes = sealed_address("jo.private@example.com", &record, slot, &key).unwrap();
+            for text in ["jo.private", "jo.new", "jo.old", "unknown", "left the list"] {
+                assert!(
+                    !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+                    "{text}"
+                );
+            }
+            let mut stored: StoredAddress = decode(b"k", &bytes).unwrap();
+            assert_eq!(stored.key_slot, Some(slot));
+            assert_eq!(stored.address, "");
+            assert_eq!(
+                stored.record.suppression.as_ref().unwrap().source,
+                "signup-form"
+            );
+            assert_eq!(
+                stored.record.suppression.as_ref().unwrap().smtp_response,
+                ""
+            );
+            // The bytes are prost's for that message.
+            assert_eq!(bytes[1..], stored.to_message().encode_to_vec());
+            let plain = key.open(&std::mem::take(&mut stored.sealed)).unwrap();
+            restore_personal(&plain, &mut stored).unwrap();
+            assert_eq!(stored.address, "jo.private@example.com");
+            assert_eq!(stored.record, record);
         }
     }
 

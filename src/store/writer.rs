@@ -40,7 +40,7 @@ use super::kv_store::{
     decode, encode, hourly_slot, scan_prefix, seal, seal_change, DomainActivity, HourlyRow,
     Position, Shared, StoredAddress, StoredChange, StoredEntry,
 };
-use super::records::Record;
+use super::records::{sealed_address, Record};
 use super::{
     AddressWrite, CounterTouch, Decision, DomainDecision, DomainOutcome, DomainRules, DomainWrite,
     ErrorChain, ForgetWrite, Granularity, PairDecision, PairOutcome, PairWrite, StoreError,
@@ -470,9 +470,9 @@ struct Group<'t, E> {
     shared: &'t Shared<E>,
     records: HashMap<Vec<u8>, Option<AddressRecord>>,
     /// Data keys of the addresses this group read or wrote, by record key: (slot, key).
-    data_keys: HashMap<Vec<u8>, (u64, DataKey)>,
+    data_keys: HashMap<AddressHash, (u64, DataKey)>,
     /// Record keys whose data key this group allocated and whose record does not name it yet.
-    fresh_keys: HashSet<Vec<u8>>,
+    fresh_keys: HashSet<AddressHash>,
     /// Event positions written this group, by `P` key.
     positions: HashMap<Vec<u8>, Position>,
     /// History entries with a send result written this group, by key.
@@ -560,7 +560,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
         };
         let (stored, key) = self.shared.open_address(&slot.key, &value)?;
         if let (Some(n), Some(key)) = (stored.key_slot, key) {
-            self.data_keys.insert(slot.key.clone(), (n, key));
+            self.data_keys.insert(slot.ah, (n, key));
         }
         Ok(Some(stored))
     }
@@ -569,12 +569,12 @@ impl<'t, E: KvEngine> Group<'t, E> {
     /// need: a new address, a record written before the keyring, or one whose key a crash
     /// destroyed before its erasure was committed.
     fn data_key(&mut self, slot: &RecordSlot) -> Result<(u64, DataKey), StoreError> {
-        if let Some(found) = self.data_keys.get(&slot.key) {
+        if let Some(found) = self.data_keys.get(&slot.ah) {
             return Ok(found.clone());
         }
         let allocated = self.shared.keyring.allocate()?;
-        self.data_keys.insert(slot.key.clone(), allocated.clone());
-        self.fresh_keys.insert(slot.key.clone());
+        self.data_keys.insert(slot.ah, allocated.clone());
+        self.fresh_keys.insert(slot.ah);
         Ok(allocated)
     }
 
@@ -743,16 +743,16 @@ impl<'t, E: KvEngine> Group<'t, E> {
         } else {
             Some(self.data_key(&slot)?)
         };
-        self.fresh_keys.remove(&slot.key);
+        self.fresh_keys.remove(&slot.ah);
         let RecordSlot {
             key: record_key,
             ah,
         } = slot;
-        let stored = match &key {
-            Some((n, k)) => StoredAddress::sealed(address.as_str(), record, *n, k)?,
-            None => StoredAddress::plain(String::new(), record.clone()),
+        let value = match &key {
+            Some((n, k)) => sealed_address(address.as_str(), record, *n, k)?,
+            None => encode(&StoredAddress::plain(String::new(), record.clone()))?,
         };
-        self.put(record_key.clone(), encode(&stored)?)?;
+        self.put(record_key.clone(), value)?;
         if previous.is_none() {
             self.effects.new_records.push(ah.short());
         }
@@ -1019,7 +1019,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
 
         // A record that does not name the data key its new values are sealed under (written
         // before the keyring) is written again with it.
-        let unnamed_key = self.fresh_keys.contains(&slot.key);
+        let unnamed_key = self.fresh_keys.contains(&slot.ah);
         Ok(match record {
             Some(record) => {
                 // A send result that changes nothing (a block, a bounce of a suppressed
@@ -1221,8 +1221,8 @@ impl<'t, E: KvEngine> Group<'t, E> {
         for n in doomed {
             self.shared.keyring.destroy(n)?;
         }
-        self.data_keys.remove(&slot.key);
-        self.fresh_keys.remove(&slot.key);
+        self.data_keys.remove(&slot.ah);
+        self.fresh_keys.remove(&slot.ah);
         let ah = self.set_record(tenant, address, slot, previous.as_ref(), &record, &changes)?;
         // One change for followers of the feed: erase the address, keep blocking its id. It
         // names no one (its note is the justification, which may not name the address).
@@ -1306,10 +1306,12 @@ impl<'t, E: KvEngine> Group<'t, E> {
                 )?;
             }
         }
-        let sealed = StoredAddress::sealed(other.as_str(), &record, n, &key)?;
-        self.put(slot.key.clone(), encode(&sealed)?)?;
+        self.put(
+            slot.key.clone(),
+            sealed_address(other.as_str(), &record, n, &key)?,
+        )?;
         self.records.insert(slot.key.clone(), Some(record));
-        self.data_keys.insert(slot.key, (n, key));
+        self.data_keys.insert(slot.ah, (n, key));
         self.effects.retired_keys.extend(old_slots);
         Ok(())
     }
@@ -1368,7 +1370,7 @@ impl<'t, E: KvEngine> Group<'t, E> {
         }
         let cause = changes.last();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-        let key = self.data_keys.get(&keys::record(tenant, &ah)).cloned();
+        let key = self.data_keys.get(&ah).cloned();
         for (kind, suppression) in logged {
             let at = suppression.map_or(Timestamp(0), |s| s.since);
             let mut change = list_change(kind, suppression.cloned(), cause, at);
