@@ -3,10 +3,8 @@
 //! reason and date. An address suppressed already (by an earlier import of the same item, or by
 //! anything else) is left as it is, so importing the same list again changes nothing.
 
-use super::{expire, take, EscalationPolicy, Transition};
-use crate::domain::{
-    AddressRecord, BounceReason, StateChange, StateChangeKind, Suppression, Timestamp,
-};
+use super::{expire, suppressed_by_hand, take, EscalationPolicy, Transition};
+use crate::domain::{AddressRecord, BounceReason, Suppression, Timestamp};
 
 /// One imported suppression.
 #[derive(Debug, Clone, Copy)]
@@ -80,23 +78,7 @@ impl EscalationPolicy {
         }
         take(&mut record, new).ok()?;
         let note = import_note(source, original_reason, original_time);
-        let (kind, note) = if list_id.is_empty() {
-            (StateChangeKind::ManuallySuppressed, note)
-        } else {
-            (
-                StateChangeKind::UnsubscribedFromList,
-                format!("list {list_id}: {note}"),
-            )
-        };
-        changes.push(StateChange {
-            kind,
-            reason,
-            actor: actor.to_string(),
-            on_behalf_of: String::new(),
-            note,
-            event_id: String::new(),
-            at: now,
-        });
+        changes.push(suppressed_by_hand(reason, list_id, &note, actor, now));
         Some(Transition { record, changes })
     }
 }
@@ -104,6 +86,7 @@ impl EscalationPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::StateChangeKind;
 
     const DAY: i64 = 86_400_000_000;
 

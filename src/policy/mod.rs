@@ -145,6 +145,39 @@ fn take(record: &mut AddressRecord, new: Suppression) -> Result<Option<Suppressi
     }
 }
 
+/// The history entry of a suppression an operator or an import set: of every mail
+/// (`list_id` empty), or an unsubscribe from one list (its note names the list).
+pub(crate) fn suppressed_by_hand(
+    reason: BounceReason,
+    list_id: &str,
+    note: &str,
+    actor: &str,
+    now: Timestamp,
+) -> StateChange {
+    let (kind, note) = if list_id.is_empty() {
+        (StateChangeKind::ManuallySuppressed, note.to_string())
+    } else if note.is_empty() {
+        (
+            StateChangeKind::UnsubscribedFromList,
+            format!("list {list_id}"),
+        )
+    } else {
+        (
+            StateChangeKind::UnsubscribedFromList,
+            format!("list {list_id}: {note}"),
+        )
+    };
+    StateChange {
+        kind,
+        reason,
+        actor: actor.to_string(),
+        on_behalf_of: String::new(),
+        note,
+        event_id: String::new(),
+        at: now,
+    }
+}
+
 impl EscalationPolicy {
     /// Applies a classified send result to the address's current record. What had expired
     /// by the time the result happened is cleared first: an expired suppression does not make
@@ -305,28 +338,9 @@ impl EscalationPolicy {
             list_id: list_id.to_string(),
         };
         let previous = take(&mut record, new).ok()?;
-        let (kind, note) = if list_id.is_empty() {
-            (StateChangeKind::ManuallySuppressed, note.to_string())
-        } else if note.is_empty() {
-            (
-                StateChangeKind::UnsubscribedFromList,
-                format!("list {list_id}"),
-            )
-        } else {
-            (
-                StateChangeKind::UnsubscribedFromList,
-                format!("list {list_id}: {note}"),
-            )
-        };
-        changes.push(StateChange {
-            kind,
-            reason,
-            actor: actor.to_string(),
-            on_behalf_of: String::new(),
-            note: note + &replacing(previous.as_ref()),
-            event_id: String::new(),
-            at: now,
-        });
+        let mut change = suppressed_by_hand(reason, list_id, note, actor, now);
+        change.note += &replacing(previous.as_ref());
+        changes.push(change);
         Some(Transition { record, changes })
     }
 
