@@ -138,6 +138,40 @@ pub fn parse_time(input: &str) -> Result<Timestamp, String> {
         .map_err(|_| bad())
 }
 
+/// The lines of a JSON dump's entries, found by their addresses in the order the entries come:
+/// each entry is numbered by the line where its address is written (0 when it has none, or it
+/// cannot be found).
+pub(crate) struct AddressLines<'a> {
+    text: &'a str,
+    /// Where the search for the next address starts.
+    from: usize,
+    /// Line breaks before `from`.
+    breaks: u64,
+}
+
+impl<'a> AddressLines<'a> {
+    /// Lines of `text`, searched from its start.
+    pub(crate) fn new(text: &'a str) -> Self {
+        AddressLines {
+            text,
+            from: 0,
+            breaks: 0,
+        }
+    }
+
+    /// The line of the next entry, whose address is `address`.
+    pub(crate) fn line_of(&mut self, address: Option<&str>) -> u64 {
+        let Some(address) = address else { return 0 };
+        let Some(at) = self.text[self.from..].find(address) else {
+            return 0;
+        };
+        let end = self.from + at + address.len();
+        self.breaks += self.text[self.from..end].matches('\n').count() as u64;
+        self.from = end;
+        self.breaks + 1
+    }
+}
+
 /// Reads a CSV export with a header line, handing each record (by header name, lowercased) to
 /// `row`; a record that is not CSV is an invalid row.
 pub(crate) fn csv_rows(

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::{row, Row};
+use super::{row, AddressLines, Row};
 use crate::domain::BounceReason;
 
 #[derive(Deserialize)]
@@ -42,21 +42,12 @@ pub fn parse(mut input: impl Read) -> Result<Vec<Row>, String> {
     let dump: Dump =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a Postmark dump: {e}"))?;
     let text = String::from_utf8_lossy(&bytes);
-    let mut search_from = 0;
+    let mut lines = AddressLines::new(&text);
     Ok(dump
         .suppressions
         .into_iter()
         .map(|e| {
-            let line = match &e.email_address {
-                Some(address) => match text[search_from..].find(address.as_str()) {
-                    Some(at) => {
-                        search_from += at + address.len();
-                        text[..search_from].lines().count() as u64
-                    }
-                    None => 0,
-                },
-                None => 0,
-            };
+            let line = lines.line_of(e.email_address.as_deref());
             let why = e.suppression_reason.unwrap_or_default();
             let origin = e.origin.unwrap_or_default();
             let original = if origin.is_empty() {

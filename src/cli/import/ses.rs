@@ -6,7 +6,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::{csv_rows, row, Row};
+use super::{csv_rows, row, AddressLines, Row};
 use crate::domain::BounceReason;
 
 /// Our reason for an SES reason.
@@ -52,21 +52,12 @@ pub fn parse(mut input: impl Read) -> Result<Vec<Row>, String> {
         serde_json::from_slice(&bytes).map_err(|e| format!("not an SES listing: {e}"))?;
     // Each summary starts on the line where its address is written.
     let text = String::from_utf8_lossy(&bytes);
-    let mut search_from = 0;
+    let mut lines = AddressLines::new(&text);
     Ok(listing
         .suppressed_destination_summaries
         .into_iter()
         .map(|s| {
-            let line = match &s.email_address {
-                Some(address) => match text[search_from..].find(address.as_str()) {
-                    Some(at) => {
-                        search_from += at + address.len();
-                        text[..search_from].lines().count() as u64
-                    }
-                    None => 0,
-                },
-                None => 0,
-            };
+            let line = lines.line_of(s.email_address.as_deref());
             let time = match s.last_update_time {
                 Some(serde_json::Value::String(t)) => Some(t),
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
