@@ -75,6 +75,8 @@ pub enum Command {
     Suppress(crate::cli::SuppressArgs),
     /// Lift an address's suppression.
     Reactivate(crate::cli::ReactivateArgs),
+    /// Report one send result and show what it did.
+    Report(crate::cli::ReportArgs),
 }
 
 /// Settings of `suppressd serve`.

@@ -1,5 +1,5 @@
-//! The command line's client commands: `check`, `export` and the operator commands (`status`,
-//! `history`, `suppress`, `reactivate`). Each is a gRPC client of a running server; the
+//! The command line's client commands: `check`, `export`, `report` and the operator commands
+//! (`status`, `history`, `suppress`, `reactivate`). Each is a gRPC client of a running server; the
 //! connection (`--addr`, `--tenant`, `--token`, TLS) is shared with `healthcheck`. Beside them,
 //! the suppression exports of email providers that `suppressd import` reads ([`import`]).
 //!
@@ -15,6 +15,7 @@ mod connect;
 mod export;
 pub mod import;
 mod operator;
+mod report;
 mod text;
 
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ pub use check::CheckArgs;
 pub use connect::{endpoint, ClientArgs, TlsFlags};
 pub use export::ExportArgs;
 pub use operator::{HistoryArgs, ReactivateArgs, StatusArgs, SuppressArgs};
+pub use report::ReportArgs;
 
 /// The exit codes, as `--help` shows them.
 pub(crate) const CLIENT_EXIT_CODES: &str =
@@ -111,4 +113,9 @@ pub fn suppress(args: SuppressArgs) -> ExitCode {
 /// `reactivate`.
 pub fn reactivate(args: ReactivateArgs) -> ExitCode {
     run(operator::reactivate(args))
+}
+
+/// `report`.
+pub fn report(args: ReportArgs) -> ExitCode {
+    run(report::run(args))
 }

@@ -87,7 +87,7 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn status_rows(statuses: &[pb::AddressStatus]) -> String {
+pub(super) fn status_rows(statuses: &[pb::AddressStatus]) -> String {
     let rows: Vec<Vec<String>> = statuses
         .iter()
         .map(|st| {
