@@ -123,6 +123,8 @@ struct Tally {
     /// decided by a text rule rather than a status/code fallback
     by_rule: usize,
     divergences: usize,
+    /// entries no text rule decides (a status or reply-code fallback did)
+    fallbacks: Vec<String>,
 }
 
 #[test]
@@ -144,9 +146,14 @@ fn every_published_provider_entry_is_decided_as_expected() {
         t.rows += 1;
         t.matrix[type_col(e.expected.0)][type_col(decided.0)] += 1;
         t.agree += (decided == e.expected) as usize;
-        t.by_rule += !(got.rule_id.starts_with("status.")
+        let by_fallback = got.rule_id.starts_with("status.")
             || got.rule_id.starts_with("code.")
-            || got.rule_id.starts_with("label.")) as usize;
+            || got.rule_id.starts_with("label.");
+        if by_fallback {
+            t.fallbacks.push(format!("{} ({})", e.entry, got.rule_id));
+        } else {
+            t.by_rule += 1;
+        }
         let wanted = match e.divergence {
             Some(d) => {
                 t.divergences += 1;
@@ -183,6 +190,9 @@ fn every_published_provider_entry_is_decided_as_expected() {
             "{:<18} {:>5} {:>5} {:>5} {:>9} {:>9}",
             "expected \\ ours", TYPES[0], TYPES[1], TYPES[2], TYPES[3], TYPES[4]
         );
+        if !t.fallbacks.is_empty() {
+            println!("decided by a fallback: {}", t.fallbacks.join(", "));
+        }
         for (i, row) in t.matrix.iter().enumerate() {
             if row.iter().any(|&n| n > 0) {
                 println!(
