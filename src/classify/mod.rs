@@ -30,6 +30,8 @@ mod smtp;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod provider_tests;
+#[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
@@ -43,7 +45,7 @@ pub use smtp::{parse_reply, parse_status, EnhancedStatus, ParsedReply};
 
 /// Version of the rule set; stored on every event so a later rule change can be re-applied.
 /// Must equal `version` in `rules.toml` (a unit test checks).
-pub const RULES_VERSION: u32 = 2;
+pub const RULES_VERSION: u32 = 3;
 
 /// The built-in rule table.
 const RULES_TOML: &str = include_str!("rules.toml");
