@@ -47,6 +47,9 @@ fn main() -> ExitCode {
         Command::History(args) => suppressd::cli::history(args),
         Command::Suppress(args) => suppressd::cli::suppress(args),
         Command::Reactivate(args) => suppressd::cli::reactivate(args),
+        Command::Backup(args) => suppressd::cli::backup(args),
+        Command::Restore(args) => suppressd::cli::restore(args),
+        Command::Migrate(args) => suppressd::cli::migrate(args),
     }
 }
 
