@@ -208,7 +208,7 @@ fn check_stream(path: &Path) -> anyhow::Result<(store::snapshot::Header, Summary
     let mut reader = SnapshotReader::open(BufReader::with_capacity(1 << 20, file))?;
     let header = reader.header().clone();
     loop {
-        if let store::snapshot::Part::End(summary) = reader.next()? {
+        if let store::snapshot::Part::End(summary) = reader.next_part()? {
             return Ok((header, summary));
         }
     }

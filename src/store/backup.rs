@@ -339,7 +339,7 @@ fn write_into<E: KvEngine>(
         Ok(())
     };
     let summary = loop {
-        match reader.next()? {
+        match reader.next_part()? {
             Part::Meta(name, value) => meta.push((name, value)),
             Part::Keyring(bytes) => {
                 let file =

@@ -283,7 +283,7 @@ fn frame_sum(kind: u8, payload: &[u8]) -> u64 {
     h.digest()
 }
 
-/// One part of a stream, as [`SnapshotReader::next`] gives them.
+/// One part of a stream, as [`SnapshotReader::next_part`] gives them.
 #[derive(Debug)]
 pub enum Part {
     /// An engine metadata value.
@@ -452,7 +452,7 @@ impl<R: Read> SnapshotReader<R> {
     }
 
     /// The next part; `Part::End` once, after which the stream must end.
-    pub fn next(&mut self) -> Result<Part, StoreError> {
+    pub fn next_part(&mut self) -> Result<Part, StoreError> {
         if self.stage == Stage::Done {
             return Err(bad("read past the end of the backup"));
         }
@@ -627,7 +627,7 @@ mod tests {
         let header = r.header().clone();
         let mut parts = Vec::new();
         loop {
-            let part = r.next()?;
+            let part = r.next_part()?;
             let end = matches!(part, Part::End(_));
             parts.push(part);
             if end {
@@ -697,7 +697,7 @@ mod tests {
         // The byte range of the first data chunk.
         let (start, end) = loop {
             let before = r.offset() as usize;
-            if let Part::Data(_) = r.next().unwrap() {
+            if let Part::Data(_) = r.next_part().unwrap() {
                 break (before, r.offset() as usize);
             }
         };

@@ -75,6 +75,9 @@ enum CounterChange {
     Uncount,
 }
 
+/// A snapshot's cut: the engine's consistent view and the keyring file's bytes.
+pub type Cut = (Box<dyn KvSnapshot>, Vec<u8>);
+
 /// A unit of work for the writer thread.
 pub enum Job {
     /// Single-address writes.
@@ -106,7 +109,7 @@ pub enum Job {
     /// A consistent cut for a backup, taken between two group commits: the engine's view and
     /// the keyring's bytes as they are then.
     Snapshot {
-        reply: oneshot::Sender<Result<(Box<dyn KvSnapshot>, Vec<u8>), StoreError>>,
+        reply: oneshot::Sender<Result<Cut, StoreError>>,
     },
 }
 
