@@ -77,6 +77,12 @@ pub enum Command {
     Reactivate(crate::cli::ReactivateArgs),
     /// Report one send result and show what it did.
     Report(crate::cli::ReportArgs),
+    /// Take a consistent backup of the whole store from a running server (docs/operations.md).
+    Backup(crate::cli::BackupArgs),
+    /// Restore a backup into a new data directory of either engine (offline).
+    Restore(crate::cli::RestoreArgs),
+    /// Copy a data directory into a new one of another engine (offline).
+    Migrate(crate::cli::MigrateArgs),
 }
 
 /// Settings of `suppressd serve`.

@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         Command::Suppress(args) => suppressd::cli::suppress(args),
         Command::Reactivate(args) => suppressd::cli::reactivate(args),
         Command::Report(args) => suppressd::cli::report(args),
+        Command::Backup(args) => suppressd::cli::backup(args),
+        Command::Restore(args) => suppressd::cli::restore(args),
+        Command::Migrate(args) => suppressd::cli::migrate(args),
     }
 }
 

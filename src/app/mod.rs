@@ -14,8 +14,10 @@
 //! - [`feed`]: the change feed of suppression lists and its retention.
 //! - [`expiry`]: the background sweep that clears suppressions whose expiry has come.
 //! - [`domains`]: whole domains: suppress, lift, mark accept-all, read their state.
+//! - [`backup`]: consistent online backups of the whole store.
 
 pub mod addresses;
+pub mod backup;
 mod caller;
 pub mod correction;
 pub mod domains;
@@ -338,6 +340,8 @@ pub struct App {
     pub domains: domains::Domains,
     /// Suppressions brought in from other systems.
     pub imports: imports::Imports,
+    /// Online backups.
+    pub backup: backup::Backups,
     /// Per-request limits.
     pub limits: Limits,
     /// Where the time comes from.
@@ -376,6 +380,7 @@ impl App {
             feed: feed::Feed::spawn(context.clone(), settings.change_retention),
             domains: domains::Domains::new(context.clone()),
             imports: imports::Imports::new(context.clone()),
+            backup: backup::Backups::new(context.clone()),
             monitoring: monitoring::Monitoring::new(context, monitor),
             expiry,
             limits: settings.limits,

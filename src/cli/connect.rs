@@ -11,6 +11,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::grpc::proto::suppression_admin_service_client::SuppressionAdminServiceClient;
 use crate::grpc::proto::suppression_service_client::SuppressionServiceClient;
 
 /// How a client command reaches the server.
@@ -70,6 +71,9 @@ impl tonic::service::Interceptor for BearerToken {
 /// The suppression service's client as the commands use it.
 pub type Client = SuppressionServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// The admin service's client as the commands use it.
+pub type AdminClient = SuppressionAdminServiceClient<InterceptedService<Channel, BearerToken>>;
+
 impl ClientArgs {
     fn tls(&self) -> TlsFlags<'_> {
         TlsFlags {
@@ -80,8 +84,25 @@ impl ClientArgs {
         }
     }
 
+    /// A connected client of the admin service.
+    pub async fn connect_admin(&self) -> anyhow::Result<AdminClient> {
+        let (channel, token) = self.channel().await?;
+        Ok(
+            SuppressionAdminServiceClient::with_interceptor(channel, token)
+                .max_decoding_message_size(64 * 1024 * 1024),
+        )
+    }
+
     /// A connected client.
     pub async fn connect(&self) -> anyhow::Result<Client> {
+        let (channel, token) = self.channel().await?;
+        Ok(SuppressionServiceClient::with_interceptor(channel, token)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// A connection, and the interceptor that adds the bearer token.
+    async fn channel(&self) -> anyhow::Result<(Channel, BearerToken)> {
         let token = match &self.token {
             Some(token) => Some(
                 format!("Bearer {}", token.trim())
@@ -95,11 +116,7 @@ impl ClientArgs {
             .connect()
             .await
             .with_context(|| format!("cannot connect to {}", self.addr))?;
-        Ok(
-            SuppressionServiceClient::with_interceptor(channel, BearerToken(token))
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
-        )
+        Ok((channel, BearerToken(token)))
     }
 }
 

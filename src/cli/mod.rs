@@ -1,5 +1,6 @@
-//! The command line's client commands: `check`, `export`, `report` and the operator commands
-//! (`status`, `history`, `suppress`, `reactivate`). Each is a gRPC client of a running server; the
+//! The command line's client commands: `check`, `export`, `report`, `backup` and the operator
+//! commands (`status`, `history`, `suppress`, `reactivate`); beside them the offline `restore`
+//! and `migrate` of data directories. Each is a gRPC client of a running server; the
 //! connection (`--addr`, `--tenant`, `--token`, TLS) is shared with `healthcheck`. Beside them,
 //! the suppression exports of email providers that `suppressd import` reads ([`import`]).
 //!
@@ -10,6 +11,7 @@
 //! - 3: the server: it cannot be reached, or it refused or failed a call.
 //! - 4: `check --fail-on-blocked` screened at least one contact that must not be imported.
 
+mod backup;
 mod check;
 mod connect;
 mod export;
@@ -20,6 +22,7 @@ mod text;
 
 use std::process::ExitCode;
 
+pub use backup::{BackupArgs, MigrateArgs, RestoreArgs};
 pub use check::CheckArgs;
 pub use connect::{endpoint, ClientArgs, TlsFlags};
 pub use export::ExportArgs;
@@ -118,4 +121,19 @@ pub fn reactivate(args: ReactivateArgs) -> ExitCode {
 /// `report`.
 pub fn report(args: ReportArgs) -> ExitCode {
     run(report::run(args))
+}
+
+/// `backup`.
+pub fn backup(args: BackupArgs) -> ExitCode {
+    run(backup::backup(args))
+}
+
+/// `restore` (offline: no runtime needed, but one gives the same exit codes).
+pub fn restore(args: RestoreArgs) -> ExitCode {
+    run(async move { backup::restore(args) })
+}
+
+/// `migrate`.
+pub fn migrate(args: MigrateArgs) -> ExitCode {
+    run(async move { backup::migrate(args) })
 }

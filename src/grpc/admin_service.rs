@@ -1,5 +1,9 @@
-//! `suppression.v1.SuppressionAdminService`: Reclassify.
+//! `suppression.v1.SuppressionAdminService`: Reclassify, Backup.
 
+use std::pin::Pin;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -34,8 +38,37 @@ fn proto_effect(e: Effect) -> pb::ReclassifyEffect {
     }
 }
 
+/// The messages of a Backup stream.
+pub type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl SuppressionAdminService for AdminApi {
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        let caller = super::request::caller(&request);
+        let backup = self.app.backup.start(&caller).await?;
+        let mut first = Some((backup.seq, convert::proto_timestamp(backup.created_at)));
+        let messages = ReceiverStream::new(backup.chunks).map(move |piece| match piece {
+            Ok(data) => {
+                let (snapshot_seq, created_at) = match first.take() {
+                    Some((seq, at)) => (seq, Some(at)),
+                    None => (0, None),
+                };
+                Ok(pb::BackupResponse {
+                    data,
+                    snapshot_seq,
+                    created_at,
+                })
+            }
+            Err(e) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(messages)))
+    }
+
     async fn reclassify(
         &self,
         request: Request<pb::ReclassifyRequest>,

@@ -43,7 +43,7 @@ pub fn required_role(path: &str) -> Option<Role> {
             }
             _ => return None,
         },
-        ("suppression.v1.SuppressionAdminService", "Reclassify") => Role::Admin,
+        ("suppression.v1.SuppressionAdminService", "Reclassify" | "Backup") => Role::Admin,
         _ => return None,
     };
     Some(role)

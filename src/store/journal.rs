@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::keys;
-use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
+use super::kv::{Found, KvEngine, KvRead, KvSnapshot, KvTxn, Visit};
 use super::memtable::{self, Table, Writes};
 use super::{ErrorChain, StoreError};
 
@@ -101,6 +101,12 @@ struct Control {
     job: Option<Checkpoint>,
     /// A table is frozen and not yet in the engine.
     busy: bool,
+    /// A checkpoint is writing into the engine right now.
+    running: bool,
+    /// Snapshots being read ([`JournalSnapshot`]): while there is one, no checkpoint starts, so
+    /// the engine holds still under their scans. A table that fills meanwhile waits, frozen,
+    /// and the writer waits when the next one fills: memory stays bounded at two tables.
+    paused: usize,
     shutdown: bool,
     /// Checkpoints ended so far (tests wait on `changed` for the next one).
     #[cfg(test)]
@@ -442,8 +448,11 @@ impl<E: KvEngine> Inner<E> {
             let job = {
                 let mut control = self.lock_control();
                 loop {
-                    if let Some(job) = control.job.take() {
-                        break Some(job);
+                    if control.paused == 0 {
+                        if let Some(job) = control.job.take() {
+                            control.running = true;
+                            break Some(job);
+                        }
                     }
                     if control.shutdown {
                         return;
@@ -453,7 +462,7 @@ impl<E: KvEngine> Inner<E> {
                         .wait_timeout(control, self.options.idle_checkpoint)
                         .unwrap_or_else(|p| p.into_inner());
                     control = guard;
-                    if waited.timed_out() && control.job.is_none() {
+                    if waited.timed_out() && control.job.is_none() && control.paused == 0 {
                         let commits = self.commits.load(Ordering::Relaxed);
                         if commits == commits_seen {
                             break None;
@@ -481,6 +490,7 @@ impl<E: KvEngine> Inner<E> {
             }
             let mut control = self.lock_control();
             control.busy = false;
+            control.running = false;
             #[cfg(test)]
             {
                 control.checkpoints_done += 1;
@@ -778,6 +788,34 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
         Ok(self.inner.seq.load(Ordering::Relaxed))
     }
 
+    fn name(&self) -> &'static str {
+        self.inner.base.name()
+    }
+
+    /// The cut: under the segment lock no group commit is halfway, so the tables in memory and
+    /// the sequence number agree; from here on no checkpoint starts until the snapshot is
+    /// dropped, so the engine changes no more once a checkpoint running now has ended.
+    fn snapshot(&self) -> Result<Box<dyn KvSnapshot>, StoreError> {
+        let segment = self.inner.segment.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.lock_control().paused += 1;
+        let tables = {
+            let layers = self.inner.read_layers();
+            layers
+                .frozen
+                .clone()
+                .into_iter()
+                .chain([Arc::new(layers.active.scan_copy())])
+                .collect()
+        };
+        let seq = self.inner.seq.load(Ordering::Relaxed);
+        drop(segment);
+        Ok(Box::new(JournalSnapshot {
+            inner: self.inner.clone(),
+            tables,
+            seq,
+        }))
+    }
+
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.base.meta_get(name)
     }
@@ -790,6 +828,88 @@ impl<E: KvEngine> KvEngine for Journaled<E> {
         self.inner.drain()?;
         self.inner.base.flush()
     }
+}
+
+/// A consistent view of a journaled engine at one commit (see [`Journaled::snapshot`]): the
+/// tables that were in memory then, over the engine, which no checkpoint changes while the view
+/// lives.
+struct JournalSnapshot<E: KvEngine> {
+    inner: Arc<Inner<E>>,
+    /// Oldest first: the frozen table, then a copy of the active one.
+    tables: Vec<Arc<Table>>,
+    seq: u64,
+}
+
+impl<E: KvEngine> KvSnapshot for JournalSnapshot<E> {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn scan(&self, visit: Visit<'_>) -> Result<(), StoreError> {
+        // A checkpoint that started before the cut writes a table this view holds anyway; once
+        // it has ended the engine holds still.
+        {
+            let mut control = self.inner.lock_control();
+            while control.running {
+                control = self
+                    .inner
+                    .changed
+                    .wait(control)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        let tables: Vec<&Table> = self.tables.iter().map(|t| &**t).collect();
+        let mut memory =
+            memtable::range_over(&tables, (Bound::Unbounded, Bound::Unbounded)).peekable();
+        let journal_state = [keys::JOURNAL];
+        let mut stopped = false;
+        self.inner
+            .base
+            .scan(Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
+                while let Some((mk, mv)) = memory.next_if(|(mk, _)| *mk <= k) {
+                    if let Some(mv) = mv {
+                        if mk != journal_state && !visit(mk, mv)? {
+                            stopped = true;
+                            return Ok(false);
+                        }
+                    }
+                    if mk == k {
+                        return Ok(true);
+                    }
+                }
+                if k == journal_state {
+                    return Ok(true);
+                }
+                let go_on = visit(k, v)?;
+                stopped = !go_on;
+                Ok(go_on)
+            })?;
+        if stopped {
+            return Ok(());
+        }
+        for (mk, mv) in memory {
+            if let Some(mv) = mv {
+                if mk != journal_state && !visit(mk, mv)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<E: KvEngine> Drop for JournalSnapshot<E> {
+    fn drop(&mut self) {
+        let mut control = self.inner.lock_control();
+        control.paused -= 1;
+        self.inner.changed.notify_all();
+    }
+}
+
+/// The journal state that a store restored from a snapshot of sequence number `seq` starts
+/// with: (key, value) to write into its engine. No segment is applied yet.
+pub(super) fn restored_state(seq: u64) -> (Vec<u8>, Vec<u8>) {
+    (vec![keys::JOURNAL], state_value(seq, 0))
 }
 
 #[cfg(test)]
@@ -937,6 +1057,59 @@ mod tests {
                 drop(engine);
             }
         }
+    }
+
+    #[test]
+    fn a_snapshot_holds_exactly_the_groups_committed_before_it_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        // Tables of a few groups: freezes and checkpoints all the time.
+        let engine = Arc::new(open(dir.path(), 2048));
+        let mut model = Model::new();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            random_group(&*engine, &mut model, &mut rng);
+        }
+        let snapshot = engine.snapshot().unwrap();
+        assert_eq!(snapshot.seq(), engine.last_seq().unwrap());
+        let at_cut = model.clone();
+        // Writes go on while the snapshot is read: they fill the active table, freeze it, and
+        // then wait (no checkpoint runs while a snapshot lives).
+        let done = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (engine, done) = (engine.clone(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    random_group(&*engine, &mut model, &mut rng);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                model
+            })
+        };
+        while done.load(Ordering::Relaxed) < 5 {
+            std::thread::yield_now();
+        }
+        let mut seen = Model::new();
+        snapshot
+            .scan(&mut |k, v| {
+                seen.insert(k.to_vec(), v.to_vec());
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(seen, at_cut, "the snapshot is the state at its cut");
+        drop(snapshot);
+        let model = writer.join().unwrap();
+        assert_eq!(all(&*engine), model, "every write after the cut went in");
+        // A second snapshot sees them, and the journal's state key is never part of one.
+        let mut again = Model::new();
+        engine
+            .snapshot()
+            .unwrap()
+            .scan(&mut |k, v| {
+                again.insert(k.to_vec(), v.to_vec());
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(again, model);
     }
 
     #[test]

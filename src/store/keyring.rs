@@ -322,6 +322,15 @@ impl Keyring {
             .len())
     }
 
+    /// The whole file as it is now (for a backup, taken by the writer thread between groups).
+    pub(super) fn contents(&self) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = vec![0u8; self.len()? as usize];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| io("read", &self.path, e))?;
+        Ok(bytes)
+    }
+
     /// Makes the slots written since the last sync durable; nothing to do if none was.
     pub(super) fn sync(&self) -> Result<(), StoreError> {
         if self.dirty.swap(false, Ordering::Relaxed) {

@@ -27,8 +27,30 @@ impl<E: KvEngine + ?Sized> KvRead for Latest<'_, E> {
     }
 }
 
+/// A consistent view of a whole engine at one commit, read while writes go on.
+pub(super) trait KvSnapshot: Send {
+    /// The last sequence number committed at the view's instant.
+    fn seq(&self) -> u64;
+
+    /// Visits every entry of the view in ascending key order (the journal's own state key
+    /// left out), until `visit` returns `false`.
+    fn scan(&self, visit: Visit<'_>) -> Result<(), StoreError>;
+}
+
 /// An engine: committed reads, ordered scans, and durable atomic write transactions.
 pub(super) trait KvEngine: Send + Sync + 'static {
+    /// The engine's name, as `--engine` spells it.
+    fn name(&self) -> &'static str;
+
+    /// A consistent view of everything committed, for a whole-store scan while writes go on.
+    /// Only engines behind the journal offer it.
+    fn snapshot(&self) -> Result<Box<dyn KvSnapshot>, StoreError> {
+        Err(StoreError::engine(
+            "snapshot",
+            "this engine offers no consistent view",
+        ))
+    }
+
     /// The committed value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 

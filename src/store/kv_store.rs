@@ -1847,6 +1847,21 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         self.shared.token_secret
     }
 
+    fn snapshot(&self) -> StoreFuture<super::StoreSnapshot> {
+        let sender = self.sender();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job::Snapshot { reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            let (view, keyring) = answer.await.map_err(|_| StoreError::Closed)??;
+            super::StoreSnapshot::new(&shared.engine, view, keyring)
+        })
+    }
+
     fn suppressed_count(&self) -> u64 {
         self.shared.filter.len()
     }

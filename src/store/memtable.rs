@@ -300,6 +300,16 @@ impl Table {
         self.runs.is_empty()
     }
 
+    /// A copy of the table as it is, for scans only (`iter`, `range`): it shares the runs,
+    /// which never change, and not the key hashes, so its point reads (`get`) find nothing.
+    pub(super) fn scan_copy(&self) -> Table {
+        Table {
+            runs: self.runs.clone(),
+            hashes: KeySet::default(),
+            max_run_bytes: self.max_run_bytes,
+        }
+    }
+
     /// Keys held (up to the rare hash collision).
     pub(super) fn len(&self) -> usize {
         self.hashes.len()

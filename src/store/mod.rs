@@ -11,6 +11,7 @@
 //! and accept-all mark is kept in memory ([`SuppressionStore::domain_facts`]).
 
 mod address_hash;
+mod backup;
 #[cfg(test)]
 mod contract_tests;
 mod domain_index;
@@ -28,6 +29,7 @@ mod memtable;
 mod records;
 mod redb_engine;
 mod sled_engine;
+pub mod snapshot;
 #[doc(hidden)]
 pub mod testing;
 mod writer;
@@ -45,6 +47,8 @@ use crate::domain::{
 };
 
 use kv_store::KvStore;
+
+pub use backup::{export, kind_name, restore, Progress, Restored, StoreSnapshot, RESTORE_MARKER};
 
 /// Name of the redb database file inside the data directory.
 const REDB_FILE: &str = "suppressd.redb";
@@ -102,6 +106,7 @@ pub struct StoreOptions {
 /// suppressed index and starts the writer thread. A data directory that holds the other
 /// engine's data is refused with [`StoreError::OtherEngine`].
 pub fn open(options: StoreOptions) -> Result<Arc<dyn SuppressionStore>, StoreError> {
+    backup::refuse_unfinished_restore(&options.path)?;
     Ok(match options.engine {
         Engine::Sled => Arc::new(open_sled(&options)?),
         Engine::Redb => Arc::new(open_redb(&options)?),
@@ -213,6 +218,10 @@ pub enum StoreError {
     /// A page cursor that this store did not produce.
     #[error("invalid page cursor")]
     BadCursor,
+    /// A backup stream is damaged or of another version, or a restore or backup cannot go on
+    /// (a non-empty target, a directory without data).
+    #[error("{0}")]
+    Backup(String),
     /// Changes after the asked position were removed by the change log's retention.
     #[error("the change log holds changes only after sequence number {horizon}")]
     ChangesPruned {
@@ -730,6 +739,11 @@ pub trait SuppressionStore: Send + Sync + 'static {
         tenant: &Tenant,
         addresses: &[&str],
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError>;
+
+    /// A consistent cut of the whole store for a backup, taken between two group commits:
+    /// exactly the writes committed up to its sequence number. Writes go on meanwhile (see
+    /// [`StoreSnapshot`]).
+    fn snapshot(&self) -> StoreFuture<StoreSnapshot>;
 
     /// A secret kept with the data, for signing page tokens so they survive restarts.
     fn token_secret(&self) -> [u8; 32];

@@ -87,6 +87,10 @@ impl RedbEngine {
 }
 
 impl KvEngine for RedbEngine {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let rtx = self.db.begin_read().map_err(engine)?;
         let table = rtx.open_table(DATA).map_err(engine)?;
@@ -147,9 +151,10 @@ impl KvEngine for RedbEngine {
                     table,
                     seq: seq_before,
                     writes: Vec::new(),
+                    wrote_sorted: false,
                 };
                 work(&mut txn).and_then(|out| {
-                    let wrote = !txn.writes.is_empty();
+                    let wrote = !txn.writes.is_empty() || txn.wrote_sorted;
                     txn.apply()?;
                     Ok((out, txn.seq, wrote))
                 })
@@ -231,6 +236,8 @@ struct RedbTxn<'t> {
     /// What the transaction writes, in the order written: a value, or `None` to remove the key. The
     /// last write of a key wins.
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Whether `write_sorted` wrote into the table (so the transaction must be committed).
+    wrote_sorted: bool,
 }
 
 impl RedbTxn<'_> {
@@ -282,6 +289,7 @@ impl KvTxn for RedbTxn<'_> {
     ) -> Result<(), StoreError> {
         self.apply()?;
         for (k, v) in entries {
+            self.wrote_sorted = true;
             match v {
                 Some(v) => {
                     self.table.insert(k, v).map_err(engine)?;

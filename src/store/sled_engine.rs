@@ -68,6 +68,10 @@ impl SledEngine {
 }
 
 impl KvEngine for SledEngine {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key).map_err(engine)?.map(|v| v.to_vec()))
     }

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::kv::{Found, KvEngine, KvRead, KvTxn, Visit};
+use super::kv::{Found, KvEngine, KvRead, KvSnapshot, KvTxn, Visit};
 use super::kv_store::KvStore;
 use super::{Engine, StoreError, StoreOptions, SuppressionStore};
 
@@ -47,6 +47,14 @@ impl<E> PanicOnCommit<E> {
 }
 
 impl<E: KvEngine> KvEngine for PanicOnCommit<E> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn KvSnapshot>, StoreError> {
+        self.inner.snapshot()
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
     }

@@ -35,7 +35,7 @@ use super::address_hash::AddressHash;
 use super::domain_index::DomainIndex;
 use super::keyring::{self, DataKey};
 use super::keys;
-use super::kv::{KvEngine, KvTxn};
+use super::kv::{KvEngine, KvSnapshot, KvTxn};
 use super::kv_store::{
     decode, encode, hourly_slot, scan_prefix, seal, seal_change, DomainActivity, HourlyRow,
     Position, Shared, StoredAddress, StoredChange, StoredEntry,
@@ -75,6 +75,9 @@ enum CounterChange {
     Uncount,
 }
 
+/// A snapshot's cut: the engine's consistent view and the keyring file's bytes.
+pub type Cut = (Box<dyn KvSnapshot>, Vec<u8>);
+
 /// A unit of work for the writer thread.
 pub enum Job {
     /// Single-address writes.
@@ -103,19 +106,29 @@ pub enum Job {
         write: DomainWrite,
         reply: oneshot::Sender<Result<DomainOutcome, StoreError>>,
     },
+    /// A consistent cut for a backup, taken between two group commits: the engine's view and
+    /// the keyring's bytes as they are then.
+    Snapshot {
+        reply: oneshot::Sender<Result<Cut, StoreError>>,
+    },
 }
 
 impl Job {
     fn len(&self) -> usize {
         match self {
             Job::Writes { writes, .. } => writes.len(),
-            Job::Pair { .. } | Job::Domain { .. } | Job::Forget { .. } => 1,
+            Job::Pair { .. } | Job::Domain { .. } | Job::Forget { .. } | Job::Snapshot { .. } => 1,
             Job::Prune { removals, .. } => removals.len(),
         }
     }
 
     fn is_forget(&self) -> bool {
         matches!(self, Job::Forget { .. })
+    }
+
+    /// Whether the job starts a group of its own (a forget, a snapshot).
+    fn alone(&self) -> bool {
+        matches!(self, Job::Forget { .. } | Job::Snapshot { .. })
     }
 }
 
@@ -221,12 +234,25 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
         let Some(first) = waiting.take().or_else(|| rx.blocking_recv()) else {
             break;
         };
+        let first = match first {
+            Job::Snapshot { reply } => {
+                // Every group before it is committed and its keys retired: the engine's view
+                // and the keyring agree.
+                let cut = shared
+                    .engine
+                    .snapshot()
+                    .and_then(|view| Ok((view, shared.keyring.contents()?)));
+                let _ = reply.send(cut);
+                continue;
+            }
+            other => other,
+        };
         let mut total = first.len();
         let alone = first.is_forget();
         let mut jobs = vec![first];
         while !alone && total < MAX_GROUP_WRITES {
             match rx.try_recv() {
-                Ok(job) if job.is_forget() => {
+                Ok(job) if job.alone() => {
                     waiting = Some(job);
                     break;
                 }
@@ -278,6 +304,14 @@ pub fn writer_loop<E: KvEngine>(shared: Arc<Shared<E>>, mut rx: mpsc::Receiver<J
                         reply,
                     } => Answer::Prune(reply, group.prune(removals, horizons)),
                     Job::Domain { write, reply } => Answer::Domain(reply, group.add_domain(write)),
+                    Job::Snapshot { reply } => {
+                        // Never gathered into a group (see `alone`).
+                        let _ = reply.send(Err(StoreError::engine(
+                            "snapshot",
+                            "a snapshot cannot be taken inside a group",
+                        )));
+                        continue;
+                    }
                 });
             }
             group.finish()

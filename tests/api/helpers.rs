@@ -88,6 +88,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
     app
 }
 
+/// A server on `data_dir` (which the caller owns), with settings adjusted by `tweak`.
+pub async fn spawn_app_in(data_dir: PathBuf, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
+    start(data_dir, test_clock(), tweak).await
+}
+
 async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
     let mut settings = test_settings(data_dir.clone());
     settings.clock = clock;
