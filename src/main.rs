@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::History(args) => suppressd::cli::history(args),
         Command::Suppress(args) => suppressd::cli::suppress(args),
         Command::Reactivate(args) => suppressd::cli::reactivate(args),
+        Command::ParseBounce(args) => suppressd::cli::parse_bounce(args),
     }
 }
 

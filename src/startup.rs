@@ -174,6 +174,7 @@ impl Application {
             },
             limits: Limits {
                 max_batch: settings.max_batch as usize,
+                max_bounce_message_bytes: settings.max_bounce_message_bytes as usize,
                 ..Limits::default()
             },
             health: HealthThresholds {
@@ -212,7 +213,11 @@ impl Application {
             app,
             auth,
             tls,
-            max_message_bytes: settings.max_message_bytes,
+            // a raw bounce message of the largest size allowed fits in one gRPC message, with
+            // room for the request's other fields
+            max_message_bytes: settings
+                .max_message_bytes
+                .max(settings.max_bounce_message_bytes as usize + 64 * 1024),
             metrics_addr,
         })
     }

@@ -14,8 +14,10 @@
 //! - [`feed`]: the change feed of suppression lists and its retention.
 //! - [`expiry`]: the background sweep that clears suppressions whose expiry has come.
 //! - [`domains`]: whole domains: suppress, lift, mark accept-all, read their state.
+//! - [`bounce_messages`]: raw bounce messages read, and recorded as send results.
 
 pub mod addresses;
+pub mod bounce_messages;
 mod caller;
 pub mod correction;
 pub mod domains;
@@ -59,6 +61,8 @@ pub struct Limits {
     pub default_page_size: usize,
     /// Largest page size of listings (larger requests are reduced to it).
     pub max_page_size: usize,
+    /// Largest raw bounce message accepted, in bytes.
+    pub max_bounce_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
             max_batch: 10_000,
             default_page_size: 100,
             max_page_size: 1_000,
+            max_bounce_message_bytes: bounce_messages::DEFAULT_MAX_BOUNCE_MESSAGE_BYTES,
         }
     }
 }
@@ -316,6 +321,8 @@ pub(crate) fn observe_changes(changes: &[StateChange]) {
 pub struct App {
     /// Records send results.
     pub report: report::Reporter,
+    /// Reads raw bounce messages and records what they say.
+    pub bounces: bounce_messages::BounceMessages,
     /// Answers "may I send?".
     pub lookup: lookup::Lookups,
     /// Operator actions and listings.
@@ -354,7 +361,7 @@ impl App {
     ) -> App {
         let context = Context {
             store: store.clone(),
-            classifier,
+            classifier: classifier.clone(),
             policy: settings.policy,
             limits: settings.limits,
             correction_threshold: settings.correction_threshold,
@@ -367,6 +374,11 @@ impl App {
         let expiry = expiry::ExpirySweep::spawn(context.clone());
         App {
             report: report::Reporter::new(context.clone()),
+            bounces: bounce_messages::BounceMessages::new(
+                report::Reporter::new(context.clone()),
+                classifier,
+                settings.limits.max_bounce_message_bytes,
+            ),
             lookup: lookup::Lookups::new(context.clone()),
             addresses: addresses::Addresses::new(context.clone()),
             import_guard: import_guard::ImportGuard::new(context.clone(), correction.clone()),

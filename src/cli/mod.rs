@@ -1,7 +1,8 @@
 //! The command line's client commands: `check`, `export` and the operator commands (`status`,
 //! `history`, `suppress`, `reactivate`). Each is a gRPC client of a running server; the
 //! connection (`--addr`, `--tenant`, `--token`, TLS) is shared with `healthcheck`. Beside them,
-//! the suppression exports of email providers that `suppressd import` reads ([`import`]).
+//! the suppression exports of email providers that `suppressd import` reads ([`import`]), and
+//! `parse-bounce`, which reads raw bounce messages offline.
 //!
 //! Exit codes of every client command:
 //! - 0: done.
@@ -15,6 +16,7 @@ mod connect;
 mod export;
 pub mod import;
 mod operator;
+mod parse_bounce;
 mod text;
 
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ pub use check::CheckArgs;
 pub use connect::{endpoint, ClientArgs, TlsFlags};
 pub use export::ExportArgs;
 pub use operator::{HistoryArgs, ReactivateArgs, StatusArgs, SuppressArgs};
+pub use parse_bounce::{parse_bounce, ParseBounceArgs};
 
 /// The exit codes, as `--help` shows them.
 pub(crate) const CLIENT_EXIT_CODES: &str =

@@ -1,0 +1,5 @@
+//! Unit tests of the bounce-message parser.
+
+use super::*;
+
+
