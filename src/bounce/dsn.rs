@@ -125,11 +125,22 @@ fn diagnostic_from_text(m: &Walked, recipient: &str) -> Option<String> {
             }
             lines.push(line.trim());
         }
-        let joined = lines.join(" ");
+        let mut joined = lines.join(" ");
+        // the server's reply, when the report quotes it in a later paragraph (Gmail)
+        if !super::REPLY.is_match(&joined) {
+            let later: Vec<&str> = text[start..].lines().skip(lines.len()).take(40).collect();
+            for paragraph in later.split(|l| l.trim().is_empty()) {
+                let p = paragraph.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+                if super::REPLY.is_match(&p) {
+                    joined = p;
+                    break;
+                }
+            }
+        }
         // the line that names the recipient only, without a reply: not a diagnostic
         let rest = joined.to_ascii_lowercase().replace(&addr, "");
         if rest.chars().filter(|c| c.is_ascii_alphanumeric()).count() > 8 {
-            return Some(joined);
+            return Some(super::from_reply(&joined).to_string());
         }
     }
     None

@@ -223,6 +223,17 @@ impl Formats {
                 }
             }
         }
+        // the bounce goes to the original sender, who is not one of the failed recipients
+        let sender: Vec<String> = ADDRESS
+            .find_iter(m.header("to").unwrap_or(""))
+            .map(|a| a.as_str().to_ascii_lowercase())
+            .collect();
+        if found
+            .iter()
+            .any(|f| !sender.contains(&f.recipient.to_ascii_lowercase()))
+        {
+            found.retain(|f| !sender.contains(&f.recipient.to_ascii_lowercase()));
+        }
         found.truncate(MAX_RECIPIENTS);
         let delayed = format.is_some_and(|f| {
             let s = section.to_ascii_lowercase();
@@ -239,6 +250,7 @@ impl Formats {
                     f.diagnostic = reply;
                 }
             }
+            f.diagnostic = super::from_reply(&f.diagnostic).to_string();
             if f.diagnostic.trim().is_empty() && single {
                 f.diagnostic = section
                     .lines()
@@ -295,6 +307,10 @@ impl Formats {
                 .name("diag")
                 .map(|d| d.as_str().trim().to_string())
                 .unwrap_or_default();
+            // Sendmail's `554 <a@b>... reason`: the code before the address is the reply's
+            if let Some(code) = c.name("code") {
+                diagnostic = format!("{} {diagnostic}", code.as_str().trim());
+            }
             // a reply on the recipient's own line goes on only on indented lines
             let complete = self.reply.is_match(&diagnostic);
             // the lines that follow, up to a blank line or the next recipient

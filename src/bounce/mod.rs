@@ -329,6 +329,22 @@ pub(crate) static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("address pattern")
 });
 
+/// A server reply in a text: a reply code or an enhanced status code.
+pub(crate) static REPLY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[\s:;(\[])[45]\d\d[\s-]|\b[45]\.\d{1,3}\.\d{1,3}\b").expect("reply pattern")
+});
+
+/// A diagnostic from its first reply code or status on: the report's prose before the server's
+/// reply ("Google tried to deliver your message, but ...") is not what the server said.
+pub(crate) fn from_reply(diagnostic: &str) -> &str {
+    static CODE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[])[45]\d\d[\s-]").expect("code pattern"));
+    match CODE.find(diagnostic) {
+        Some(m) if m.start() > 0 => diagnostic[m.start()..].trim_start_matches([' ', ':', ';', '(', '[']),
+        _ => diagnostic,
+    }
+}
+
 /// The first address in `s`.
 pub(crate) fn first_address(s: &str) -> Option<&str> {
     ADDRESS.find(s).map(|m| m.as_str())
