@@ -6,6 +6,7 @@ mod helpers;
 mod test_ca;
 
 mod auth;
+mod bounce_messages;
 mod classification;
 mod correction;
 mod domains;
