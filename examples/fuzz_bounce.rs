@@ -32,7 +32,10 @@ const FRAGMENTS: &[&[u8]] = &[
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let inputs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let inputs: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dsn/emails");
     let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
@@ -49,7 +52,11 @@ fn main() {
     for n in 0..inputs {
         let mut raw = corpus[rng.random_range(0..corpus.len())].clone();
         for _ in 0..rng.random_range(1..16) {
-            let at = if raw.is_empty() { 0 } else { rng.random_range(0..raw.len()) };
+            let at = if raw.is_empty() {
+                0
+            } else {
+                rng.random_range(0..raw.len())
+            };
             match rng.random_range(0..6) {
                 0 if !raw.is_empty() => raw[at] = rng.random(),
                 1 => raw.insert(at, rng.random()),
@@ -88,7 +95,10 @@ fn main() {
             slowest_len = raw.len();
         }
         if n > 0 && n % 100_000 == 0 {
-            eprintln!("{n} inputs, {:.0}/s", n as f64 / started.elapsed().as_secs_f64());
+            eprintln!(
+                "{n} inputs, {:.0}/s",
+                n as f64 / started.elapsed().as_secs_f64()
+            );
         }
     }
     let secs = started.elapsed().as_secs_f64();

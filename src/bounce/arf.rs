@@ -10,7 +10,12 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
         .parts
         .iter()
         .find(|p| p.content_type == "message/feedback-report")
-        .map(|p| mime::field_blocks(&p.text).into_iter().flatten().collect::<Vec<_>>());
+        .map(|p| {
+            mime::field_blocks(&p.text)
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        });
     let is_report = report.is_some()
         || m.content_type()
             .is_some_and(|ct| ct.contains("report-type=feedback-report"))

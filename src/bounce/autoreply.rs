@@ -35,9 +35,14 @@ pub fn is_auto_reply(m: &Walked) -> bool {
     if auto_submitted.starts_with("auto-replied") {
         return true;
     }
-    if ["x-autoreply", "x-autorespond", "x-autoresponder", "x-auto-response-suppress"]
-        .iter()
-        .any(|n| m.header(n).is_some() && *n != "x-auto-response-suppress")
+    if [
+        "x-autoreply",
+        "x-autorespond",
+        "x-autoresponder",
+        "x-auto-response-suppress",
+    ]
+    .iter()
+    .any(|n| m.header(n).is_some() && *n != "x-auto-response-suppress")
     {
         return true;
     }
@@ -46,6 +51,8 @@ pub fn is_auto_reply(m: &Walked) -> bool {
         return true;
     }
     let subject = h("subject").to_lowercase();
-    SUBJECTS.iter().any(|s| subject.starts_with(s) || subject.contains(&format!(" {s}")))
+    SUBJECTS
+        .iter()
+        .any(|s| subject.starts_with(s) || subject.contains(&format!(" {s}")))
         || subject.contains("autoreply")
 }

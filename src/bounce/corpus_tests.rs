@@ -95,7 +95,7 @@ pub(crate) fn held_back(file: &str) -> bool {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h % 5 == 0
+    h.is_multiple_of(5)
 }
 
 /// Every corpus message, by file name.
@@ -197,7 +197,10 @@ impl Tally {
         assert!(hard >= floors[1], "{part}: hard floor: {hard:.2} %");
         assert!(soft >= floors[2], "{part}: not-hard floor: {soft:.2} %");
         assert_eq!(self.arf_ok, self.arf_total, "{part}: feedback reports");
-        assert_eq!(self.quiet_ok, self.quiet_total, "{part}: auto-replies, delivered");
+        assert_eq!(
+            self.quiet_ok, self.quiet_total,
+            "{part}: auto-replies, delivered"
+        );
     }
 }
 
@@ -220,10 +223,18 @@ fn sisimai_message_corpus_meets_the_floors() {
             continue;
         }
         let parsed = parser.parse(raw, "", &classifier);
-        let t = if held_back(file) { &mut held } else { &mut tune };
+        let t = if held_back(file) {
+            &mut held
+        } else {
+            &mut tune
+        };
         let show = !held_back(file);
         let rows = by_file.get(file.as_str()).cloned().unwrap_or_default();
-        let ours: BTreeSet<&str> = parsed.bounces.iter().map(|b| b.recipient.as_str()).collect();
+        let ours: BTreeSet<&str> = parsed
+            .bounces
+            .iter()
+            .map(|b| b.recipient.as_str())
+            .collect();
         let quiet = rows.iter().any(|r| r.reason == "vacation");
         let theirs: BTreeSet<&str> = rows
             .iter()
@@ -309,7 +320,10 @@ fn sisimai_message_corpus_meets_the_floors() {
                         }));
                 t.arf_ok += ok as usize;
                 if !ok && show {
-                    diffs.push(format!("  {file}: feedback report read as {:?}", parsed.kind));
+                    diffs.push(format!(
+                        "  {file}: feedback report read as {:?}",
+                        parsed.kind
+                    ));
                 }
             }
             if r.reason == "delivered" {

@@ -44,7 +44,10 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
             };
             let status = get("status")
                 .and_then(|s| s.split_whitespace().next())
-                .map(|s| s.trim_end_matches(|c: char| !c.is_ascii_digit()).to_string());
+                .map(|s| {
+                    s.trim_end_matches(|c: char| !c.is_ascii_digit())
+                        .to_string()
+                });
             let action = get("action").and_then(Action::parse).or_else(|| {
                 // a report without an Action: its status class tells
                 match status.as_deref().and_then(|s| s.chars().next()) {
@@ -130,7 +133,11 @@ fn diagnostic_from_text(m: &Walked, recipient: &str) -> Option<String> {
         if !super::REPLY.is_match(&joined) {
             let later: Vec<&str> = text[start..].lines().skip(lines.len()).take(40).collect();
             for paragraph in later.split(|l| l.trim().is_empty()) {
-                let p = paragraph.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+                let p = paragraph
+                    .iter()
+                    .map(|l| l.trim())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 if super::REPLY.is_match(&p) {
                     joined = p;
                     break;

@@ -117,7 +117,10 @@ impl Formats {
         for f in file.format {
             for p in &f.recipient {
                 if !p.contains("(?P<rcpt>") {
-                    return Err(format!("format {}: pattern {p:?} has no rcpt group", f.name));
+                    return Err(format!(
+                        "format {}: pattern {p:?} has no rcpt group",
+                        f.name
+                    ));
                 }
             }
             formats.push(Format {
@@ -171,8 +174,14 @@ impl Formats {
         let is_bounce = format.is_some()
             || m.header("x-failed-recipients").is_some()
             || self.bounce_from.iter().any(|s| from.contains(s.as_str()))
-            || self.bounce_subject.iter().any(|s| subject.contains(s.as_str()))
-            || self.bounce_body.iter().any(|s| lower_text.contains(s.as_str()));
+            || self
+                .bounce_subject
+                .iter()
+                .any(|s| subject.contains(s.as_str()))
+            || self
+                .bounce_body
+                .iter()
+                .any(|s| lower_text.contains(s.as_str()));
         if !is_bounce {
             return None;
         }
@@ -241,7 +250,11 @@ impl Formats {
         });
         let single = found.len() == 1;
         for f in &mut found {
-            f.action = Some(if delayed { Action::Delayed } else { Action::Failed });
+            f.action = Some(if delayed {
+                Action::Delayed
+            } else {
+                Action::Failed
+            });
             // no reply in the recipient's own lines: the one in the section, when the message
             // is about this recipient alone
             if !self.reply.is_match(&f.diagnostic) && single {

@@ -40,7 +40,12 @@ pub fn read(m: &Walked) -> Option<(BounceMessageKind, Vec<Found>)> {
         "Bounce" => {
             let b = note.get("bounce")?;
             let transient = str_of(b, "bounceType") == "Transient";
-            for r in b.get("bouncedRecipients")?.as_array()?.iter().take(MAX_RECIPIENTS) {
+            for r in b
+                .get("bouncedRecipients")?
+                .as_array()?
+                .iter()
+                .take(MAX_RECIPIENTS)
+            {
                 let action = match str_of(r, "action").as_str() {
                     "delayed" => Action::Delayed,
                     _ if transient => Action::Delayed,
@@ -61,7 +66,12 @@ pub fn read(m: &Walked) -> Option<(BounceMessageKind, Vec<Found>)> {
         "Complaint" => {
             let c = note.get("complaint")?;
             let feedback = str_of(c, "complaintFeedbackType");
-            for r in c.get("complainedRecipients")?.as_array()?.iter().take(MAX_RECIPIENTS) {
+            for r in c
+                .get("complainedRecipients")?
+                .as_array()?
+                .iter()
+                .take(MAX_RECIPIENTS)
+            {
                 out.push(Found {
                     recipient: str_of(r, "emailAddress"),
                     action: Some(Action::Failed),

@@ -263,7 +263,11 @@ impl BounceParser {
                     reported,
                     smtp_response: &diagnostic,
                     enhanced_status: status.as_deref(),
-                    provider: if provider.is_empty() { &format } else { provider },
+                    provider: if provider.is_empty() {
+                        &format
+                    } else {
+                        provider
+                    },
                 })
             };
             // a delayed message is still being retried: never a permanent verdict
@@ -340,7 +344,9 @@ pub(crate) fn from_reply(diagnostic: &str) -> &str {
     static CODE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[])[45]\d\d[\s-]").expect("code pattern"));
     match CODE.find(diagnostic) {
-        Some(m) if m.start() > 0 => diagnostic[m.start()..].trim_start_matches([' ', ':', ';', '(', '[']),
+        Some(m) if m.start() > 0 => {
+            diagnostic[m.start()..].trim_start_matches([' ', ':', ';', '(', '['])
+        }
         _ => diagnostic,
     }
 }
@@ -353,9 +359,8 @@ pub(crate) fn first_address(s: &str) -> Option<&str> {
 /// The address of a recipient field (`rfc822; <a@b>`, `a@b`, `"x" <a@b>`), normalized.
 fn normalize_recipient(s: &str) -> Option<String> {
     let value = s.split_once(';').map_or(s, |(_, v)| v);
-    static QUOTED_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#""[^"\r\n]{1,64}"@[A-Za-z0-9.-]{1,253}"#).expect("pattern")
-    });
+    static QUOTED_LOCAL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#""[^"\r\n]{1,64}"@[A-Za-z0-9.-]{1,253}"#).expect("pattern"));
     if let Some(q) = QUOTED_LOCAL.find(value) {
         return Some(q.as_str().to_ascii_lowercase());
     }
@@ -379,7 +384,8 @@ pub(crate) fn loose_address(value: &str) -> Option<&str> {
             !l.is_empty()
                 && !d.is_empty()
                 && !d.contains('@')
-                && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         });
     ok.then_some(v)
 }

@@ -2,8 +2,6 @@
 
 use super::*;
 
-
-
 use crate::classify::Classifier;
 use proptest::prelude::*;
 use std::sync::LazyLock;
@@ -13,16 +11,21 @@ static CLASSIFIER: LazyLock<Classifier> = LazyLock::new(Classifier::new);
 
 /// A few corpus messages of different kinds to mutate.
 fn seeds() -> Vec<Vec<u8>> {
-    ["lhost-postfix-02.eml", "arf-14.eml", "rfc3834-01.eml", "lhost-qmail-01.eml"]
-        .iter()
-        .map(|f| {
-            std::fs::read(format!(
-                "{}/tests/data/dsn/emails/{f}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .expect("seed message")
-        })
-        .collect()
+    [
+        "lhost-postfix-02.eml",
+        "arf-14.eml",
+        "rfc3834-01.eml",
+        "lhost-qmail-01.eml",
+    ]
+    .iter()
+    .map(|f| {
+        std::fs::read(format!(
+            "{}/tests/data/dsn/emails/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("seed message")
+    })
+    .collect()
 }
 
 static SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(seeds);
@@ -34,7 +37,10 @@ fn check_answer(raw: &[u8], m: &ParsedMessage) {
         assert!(!b.recipient.is_empty());
         assert!(b.diagnostic.len() <= MAX_DIAGNOSTIC_BYTES);
     }
-    if matches!(m.kind, BounceMessageKind::AutoReply | BounceMessageKind::NotABounce) {
+    if matches!(
+        m.kind,
+        BounceMessageKind::AutoReply | BounceMessageKind::NotABounce
+    ) {
         assert!(m.bounces.iter().all(|b| !b.action.is_bounce()), "{raw:?}");
     }
 }
@@ -99,7 +105,10 @@ Final-Recipient: rfc822; b@example.com\r\nAction: delivered\r\nStatus: 2.0.0\r\n
     assert_eq!(m.bounces[0].reporting_mta, "mx.example");
     assert_eq!(m.bounces[0].classification.bounce_type, BounceType::Hard);
     assert_eq!(m.bounces[1].action, Action::Delivered);
-    assert_eq!(m.bounces[1].classification.bounce_type, BounceType::Delivered);
+    assert_eq!(
+        m.bounces[1].classification.bounce_type,
+        BounceType::Delivered
+    );
 }
 
 #[test]
@@ -150,6 +159,9 @@ fn a_recipient_is_normalized_and_a_quoted_local_part_kept() {
         normalize_recipient("rfc822; \"a..b\"@example.org").as_deref(),
         Some("\"a..b\"@example.org")
     );
-    assert_eq!(normalize_recipient("rfc822; user@mailhub").as_deref(), Some("user@mailhub"));
+    assert_eq!(
+        normalize_recipient("rfc822; user@mailhub").as_deref(),
+        Some("user@mailhub")
+    );
     assert_eq!(normalize_recipient("rfc822; nobody"), None);
 }

@@ -15,7 +15,9 @@ use crate::grpc::proto as pb;
 
 /// Arguments of `parse-bounce`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Exit codes: 0 done; 1 a file cannot be read or is larger than --max-bytes.")]
+#[command(
+    after_help = "Exit codes: 0 done; 1 a file cannot be read or is larger than --max-bytes."
+)]
 pub struct ParseBounceArgs {
     /// Raw messages (RFC 5322 files, e.g. from a maildir); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]

@@ -30,7 +30,10 @@ pub async fn parse_bounce_message(
 }
 
 /// What ParseBounceMessage answers for a parsed message (also printed by `parse-bounce`).
-pub fn bounce_response(parsed: &ParsedMessage, rules_version: u32) -> pb::ParseBounceMessageResponse {
+pub fn bounce_response(
+    parsed: &ParsedMessage,
+    rules_version: u32,
+) -> pb::ParseBounceMessageResponse {
     pb::ParseBounceMessageResponse {
         kind: proto_kind(parsed.kind) as i32,
         bounces: parsed.bounces.iter().map(proto_bounce).collect(),

@@ -201,7 +201,10 @@ async fn parse_reads_a_dsn_recipient_by_recipient_and_stores_nothing() {
         .iter()
         .map(|h| (h.name.as_str(), h.value.as_str()))
         .collect();
-    assert!(headers.contains(&("x-campaign", "spring-2024")), "{headers:?}");
+    assert!(
+        headers.contains(&("x-campaign", "spring-2024")),
+        "{headers:?}"
+    );
     assert!(headers.iter().any(|(n, _)| *n == "list-id"), "{headers:?}");
     let c = b.classification.clone().unwrap();
     assert_eq!(c.outcome_type(), OutcomeType::Hard);
@@ -237,7 +240,11 @@ async fn parse_tells_a_complaint_an_auto_reply_and_a_non_standard_bounce_apart()
     let c = exim.bounces[0].classification.clone().unwrap();
     assert_eq!(c.outcome_type(), OutcomeType::Hard);
 
-    let plain = parse(&mut app, "From: a@example.com\nSubject: hello\n\nJust a note.\n").await;
+    let plain = parse(
+        &mut app,
+        "From: a@example.com\nSubject: hello\n\nJust a note.\n",
+    )
+    .await;
     assert_eq!(plain.kind(), BounceMessageKind::NotABounce);
     assert!(plain.bounces.is_empty());
 }
@@ -292,7 +299,10 @@ async fn a_feedback_report_suppresses_as_a_complaint() {
     assert!(r.results[0].recorded);
     let status = app.status("", "fan@example.org").await;
     assert_eq!(status.state(), AddressState::Suppressed);
-    assert_eq!(status.suppression.unwrap().reason(), BounceReason::Complaint);
+    assert_eq!(
+        status.suppression.unwrap().reason(),
+        BounceReason::Complaint
+    );
 }
 
 #[tokio::test]
@@ -483,7 +493,10 @@ fn parse_bounce_prints_what_the_rpc_would_answer() {
         .unwrap();
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("delivery_status (rfc3464)"), "{text}");
-    assert!(text.contains("bob.smith@example.com failed 5.1.1 -> Hard"), "{text}");
+    assert!(
+        text.contains("bob.smith@example.com failed 5.1.1 -> Hard"),
+        "{text}"
+    );
 
     let missing = Command::new(env!("CARGO_BIN_EXE_suppressd"))
         .args(["parse-bounce"])
