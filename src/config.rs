@@ -104,7 +104,8 @@ pub struct ServeSettings {
     pub max_message_bytes: usize,
 
     /// Largest raw message ParseBounceMessage and ReportBounceMessage accept, in bytes (larger
-    /// ones are RESOURCE_EXHAUSTED); the gRPC message limit is raised to fit it.
+    /// ones are RESOURCE_EXHAUSTED). Keep it below --max-message-bytes, which bounds every
+    /// request.
     #[arg(long, env = "SUPPRESSD_MAX_BOUNCE_MESSAGE_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_bounce_message_bytes: u64,
 

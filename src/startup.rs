@@ -196,6 +196,14 @@ impl Application {
                 u64::from(settings.change_retention_days) * 86_400,
             ),
         };
+        if settings.max_bounce_message_bytes as usize + 64 * 1024 > settings.max_message_bytes {
+            tracing::warn!(
+                max_bounce_message_bytes = settings.max_bounce_message_bytes,
+                max_message_bytes = settings.max_message_bytes,
+                "raw bounce messages near the bounce limit do not fit in one gRPC message: \
+                 the message limit refuses them first"
+            );
+        }
         let app = App::new(store.clone(), Arc::new(Classifier::new()), app_settings);
         tracing::info!(
             %addr,
@@ -213,11 +221,7 @@ impl Application {
             app,
             auth,
             tls,
-            // a raw bounce message of the largest size allowed fits in one gRPC message, with
-            // room for the request's other fields
-            max_message_bytes: settings
-                .max_message_bytes
-                .max(settings.max_bounce_message_bytes as usize + 64 * 1024),
+            max_message_bytes: settings.max_message_bytes,
             metrics_addr,
         })
     }
