@@ -197,10 +197,19 @@ fn collect(message: &Message<'_>, id: usize, depth: usize, out: &mut Walked) {
             return;
         }
         PartType::Message(inner) => {
-            if out.original.is_none() {
+            // (only when the message is no report itself: then the enclosed one is the
+            // original mail, even when that mail was a report)
+            let report = content_type_of(inner, 0) == "multipart/report"
+                && content_type_of(message, 0) != "multipart/report"
+                && depth < 3;
+            if report {
+                // a bounce forwarded as an attachment: its report is read, its own original
+                // message gives the original's headers
+                collect(inner, 0, depth + 1, out);
+            } else if out.original.is_none() {
                 out.original = Some(headers_of(inner, 0));
             }
-            // the enclosed message's own parts are the original mail: not read
+            // otherwise the enclosed message's own parts are the original mail: not read
             return;
         }
         PartType::Text(t) | PartType::Html(t) => bounded(t),
