@@ -77,15 +77,38 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
     if !any {
         return None;
     }
-    for f in &mut out {
+    // the human-readable parts, lowercased once; bounded so that a report of many recipients
+    // without diagnostics cannot make this search quadratic in the message's size
+    let texts: Vec<(&str, String)> = m
+        .parts
+        .iter()
+        .filter(|p| p.content_type.starts_with("text/") && p.content_type != "text/rfc822-headers")
+        .take(TEXT_PARTS)
+        .map(|p| {
+            let mut end = p.text.len().min(TEXT_BYTES);
+            while !p.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let text = &p.text[..end];
+            (text, text.to_ascii_lowercase())
+        })
+        .collect();
+    for f in out.iter_mut().take(TEXT_RECIPIENTS) {
         if f.diagnostic.trim().is_empty() {
-            if let Some(d) = diagnostic_from_text(m, &f.recipient) {
+            if let Some(d) = diagnostic_from_text(&texts, &f.recipient) {
                 f.diagnostic = d;
             }
         }
     }
     Some(out)
 }
+
+/// Human-readable parts searched for diagnostics the fields lack.
+const TEXT_PARTS: usize = 4;
+/// Bytes of each searched.
+const TEXT_BYTES: usize = 64 * 1024;
+/// Recipients whose diagnostic is looked for there.
+const TEXT_RECIPIENTS: usize = 64;
 
 /// `dns; mx.example.com` -> `mx.example.com`; `smtp; 550 ...` -> `550 ...`.
 fn after_type(v: &str) -> &str {
@@ -97,14 +120,9 @@ fn after_type(v: &str) -> &str {
 
 /// The lines of the human-readable part that follow the recipient's address, up to the next
 /// blank line: Postfix's `<a@b>: host mx said: 550 ...`, Sendmail's `... User unknown`.
-fn diagnostic_from_text(m: &Walked, recipient: &str) -> Option<String> {
+fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<String> {
     let addr = first_address(recipient)?.to_ascii_lowercase();
-    for part in &m.parts {
-        if !part.content_type.starts_with("text/") || part.content_type == "text/rfc822-headers" {
-            continue;
-        }
-        let text = &part.text;
-        let lower = text.to_ascii_lowercase();
+    for (text, lower) in texts {
         let Some(at) = lower.find(&addr) else {
             continue;
         };
