@@ -48,7 +48,7 @@ impl Walked {
         header(&self.headers, name)
     }
 
-    /// The `report-type` parameter of a `multipart/report` message, lowercased.
+    /// The message's `Content-Type` as `type/subtype; name=value...` (type and names lowercased).
     pub fn content_type(&self) -> Option<&str> {
         self.header("content-type")
     }
