@@ -309,7 +309,11 @@ impl BounceParser {
             return (BounceMessageKind::FeedbackReport, "arf".into(), found);
         }
         if let Some(found) = dsn::read(m) {
-            if !found.is_empty() {
+            // a report whose recipient fields hold no address (a mailbox path): its prose may
+            if found
+                .iter()
+                .any(|f| normalize_recipient(&f.recipient).is_some())
+            {
                 return (BounceMessageKind::DeliveryStatus, "rfc3464".into(), found);
             }
         }
