@@ -162,6 +162,11 @@ impl Formats {
     /// The recipients of a non-standard bounce, with the name of the format that read them;
     /// `None` when the message is not one.
     pub(super) fn read(&self, m: &Walked) -> Option<(String, Vec<Found>)> {
+        self.read_at(m, 0)
+    }
+
+    /// [`Formats::read`] of a message, or (`depth` 1) of a bounce quoted in another's text.
+    fn read_at(&self, m: &Walked, depth: usize) -> Option<(String, Vec<Found>)> {
         let from = m.header("from").unwrap_or("").to_lowercase();
         let subject = m.header("subject").unwrap_or("").to_lowercase();
         let text = body_text(m);
@@ -193,6 +198,22 @@ impl Formats {
         }
         if found.is_empty() {
             found = self.recipients(&self.recipient, section);
+        }
+        if found.is_empty() && depth == 0 {
+            // a bounce quoted whole after the report's own text (a relay's report of a bounce)
+            let rest = text.get(end..).unwrap_or("");
+            let start = rest.find('\n').map_or(rest.len(), |i| i + 1);
+            if let Some(inner) = super::mime::walk(rest[start..].as_bytes()) {
+                let usable = |f: &Vec<Found>| {
+                    f.iter()
+                        .any(|f| super::normalize_recipient(&f.recipient).is_some())
+                };
+                if let Some(inner_found) = super::dsn::read(&inner).filter(usable) {
+                    found = inner_found;
+                } else if let Some((_, inner_found)) = self.read_at(&inner, depth + 1) {
+                    found = inner_found;
+                }
+            }
         }
         if found.is_empty() && m.header("x-failed-recipients").is_none() {
             // a report that names no recipient: the original message's one recipient
