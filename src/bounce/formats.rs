@@ -203,7 +203,7 @@ impl Formats {
             // a bounce quoted whole after the report's own text (a relay's report of a bounce)
             let rest = text.get(end..).unwrap_or("");
             let start = rest.find('\n').map_or(rest.len(), |i| i + 1);
-            if let Some(inner) = super::mime::walk(rest[start..].as_bytes()) {
+            if let Some(inner) = super::mime::walk(&rest.as_bytes()[start..]) {
                 let usable = |f: &Vec<Found>| {
                     f.iter()
                         .any(|f| super::normalize_recipient(&f.recipient).is_some())
