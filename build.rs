@@ -5,7 +5,10 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/suppression/v1/suppression.proto"];
+    let protos = [
+        "proto/suppression/v1/suppression.proto",
+        "proto/suppression/v1/bounce_message.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
 
     let fds = protox::compile(protos, ["proto"])?;

@@ -83,6 +83,9 @@ pub enum Command {
     Restore(crate::cli::RestoreArgs),
     /// Copy a data directory into a new one of another engine (offline).
     Migrate(crate::cli::MigrateArgs),
+    /// Read raw bounce messages (DSNs, ARF reports, auto-replies) offline and print what
+    /// ParseBounceMessage would answer.
+    ParseBounce(crate::cli::ParseBounceArgs),
 }
 
 /// Settings of `suppressd serve`.
@@ -107,6 +110,12 @@ pub struct ServeSettings {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "SUPPRESSD_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Largest raw message ParseBounceMessage and ReportBounceMessage accept, in bytes (larger
+    /// ones are RESOURCE_EXHAUSTED). Keep it below --max-message-bytes, which bounds every
+    /// request.
+    #[arg(long, env = "SUPPRESSD_MAX_BOUNCE_MESSAGE_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_bounce_message_bytes: u64,
 
     /// Soft bounces within the window that suppress an address.
     #[arg(long, env = "SUPPRESSD_SOFT_BOUNCE_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -242,6 +251,7 @@ impl ServeSettings {
             engine: StorageEngine::Sled,
             max_batch: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
+            max_bounce_message_bytes: 10 * 1024 * 1024,
             soft_bounce_threshold: 3,
             soft_bounce_window_days: 14,
             change_retention_days: 30,

@@ -28,6 +28,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bounce;
 pub mod classify;
 pub mod cli;
 pub mod clock;

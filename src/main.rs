@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => suppressd::cli::backup(args),
         Command::Restore(args) => suppressd::cli::restore(args),
         Command::Migrate(args) => suppressd::cli::migrate(args),
+        Command::ParseBounce(args) => suppressd::cli::parse_bounce(args),
     }
 }
 

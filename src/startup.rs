@@ -174,6 +174,7 @@ impl Application {
             },
             limits: Limits {
                 max_batch: settings.max_batch as usize,
+                max_bounce_message_bytes: settings.max_bounce_message_bytes as usize,
                 ..Limits::default()
             },
             health: HealthThresholds {
@@ -195,6 +196,14 @@ impl Application {
                 u64::from(settings.change_retention_days) * 86_400,
             ),
         };
+        if settings.max_bounce_message_bytes as usize + 64 * 1024 > settings.max_message_bytes {
+            tracing::warn!(
+                max_bounce_message_bytes = settings.max_bounce_message_bytes,
+                max_message_bytes = settings.max_message_bytes,
+                "raw bounce messages near the bounce limit do not fit in one gRPC message: \
+                 the message limit refuses them first"
+            );
+        }
         let app = App::new(store.clone(), Arc::new(Classifier::new()), app_settings);
         tracing::info!(
             %addr,

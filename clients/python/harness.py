@@ -20,6 +20,8 @@ REPO = HERE.parent.parent
 PROTO_DIR = REPO / "proto"
 GEN_DIR = HERE / "gen"
 CONTRACT = "suppression/v1/suppression.proto"
+# The files the contract imports from this repository: each needs its own generated module.
+CONTRACT_IMPORTS = ["suppression/v1/bounce_message.proto"]
 
 
 def generate_stubs() -> None:
@@ -39,6 +41,7 @@ def generate_stubs() -> None:
         f"--pyi_out={GEN_DIR}",
         f"--grpc_python_out={GEN_DIR}",
         CONTRACT,
+        *CONTRACT_IMPORTS,
     ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {PROTO_DIR / CONTRACT}")

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from suppression.v1 import bounce_message_pb2 as bm
 from suppression.v1 import suppression_pb2 as pb
 
 USER_UNKNOWN = "550 5.1.1 <{address}>: Recipient address rejected: User unknown"
@@ -202,3 +203,46 @@ def test_watch_suppressions_delivers_a_manual_suppression(stub):
     assert change.address == "opt.out@example.com"
     assert change.suppression.reason == pb.BOUNCE_REASON_MANUAL
     assert change.cursor
+
+
+DSN = b"""From: MAILER-DAEMON@mx.example.net
+To: news@sender.example
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <py-dsn-1@mx.example.net>
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+The mail system could not deliver your message.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; Gone@Example.com
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown
+
+--B--
+"""
+
+
+def test_a_raw_bounce_message_is_read_and_recorded_once(stub):
+    # the enums of raw bounce messages are generated from bounce_message.proto
+    parsed = stub.ParseBounceMessage(
+        pb.ParseBounceMessageRequest(raw_message=DSN), timeout=CALL_TIMEOUT
+    )
+    assert parsed.kind == bm.BOUNCE_MESSAGE_KIND_DELIVERY_STATUS
+    assert [b.recipient for b in parsed.bounces] == ["gone@example.com"]
+    assert parsed.bounces[0].action == bm.BOUNCE_ACTION_FAILED
+    assert parsed.bounces[0].classification.outcome_type == pb.OUTCOME_TYPE_HARD
+
+    request = pb.ReportBounceMessageRequest(tenant="py-bounce", raw_message=DSN)
+    first = stub.ReportBounceMessage(request, timeout=CALL_TIMEOUT)
+    assert first.results[0].recorded and not first.results[0].duplicate
+    again = stub.ReportBounceMessage(request, timeout=CALL_TIMEOUT)
+    assert again.results[0].duplicate
+    assert status_of(stub, "py-bounce", "gone@example.com").state == pb.ADDRESS_STATE_SUPPRESSED

@@ -43,6 +43,9 @@ pub enum AppError {
     /// A position the caller gave is outside what the service keeps.
     #[error("{0}")]
     OutOfRange(String),
+    /// The request is larger than a configured limit (the message names it).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The server is shutting down or the store is unavailable.
     #[error("{0}")]
     Unavailable(String),

@@ -15,9 +15,11 @@
 //! - [`expiry`]: the background sweep that clears suppressions whose expiry has come.
 //! - [`domains`]: whole domains: suppress, lift, mark accept-all, read their state.
 //! - [`backup`]: consistent online backups of the whole store.
+//! - [`bounce_messages`]: raw bounce messages read, and recorded as send results.
 
 pub mod addresses;
 pub mod backup;
+pub mod bounce_messages;
 mod caller;
 pub mod correction;
 pub mod domains;
@@ -61,6 +63,8 @@ pub struct Limits {
     pub default_page_size: usize,
     /// Largest page size of listings (larger requests are reduced to it).
     pub max_page_size: usize,
+    /// Largest raw bounce message accepted, in bytes.
+    pub max_bounce_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +73,7 @@ impl Default for Limits {
             max_batch: 10_000,
             default_page_size: 100,
             max_page_size: 1_000,
+            max_bounce_message_bytes: bounce_messages::DEFAULT_MAX_BOUNCE_MESSAGE_BYTES,
         }
     }
 }
@@ -318,6 +323,8 @@ pub(crate) fn observe_changes(changes: &[StateChange]) {
 pub struct App {
     /// Records send results.
     pub report: report::Reporter,
+    /// Reads raw bounce messages and records what they say.
+    pub bounces: bounce_messages::BounceMessages,
     /// Answers "may I send?".
     pub lookup: lookup::Lookups,
     /// Operator actions and listings.
@@ -358,7 +365,7 @@ impl App {
     ) -> App {
         let context = Context {
             store: store.clone(),
-            classifier,
+            classifier: classifier.clone(),
             policy: settings.policy,
             limits: settings.limits,
             correction_threshold: settings.correction_threshold,
@@ -371,6 +378,11 @@ impl App {
         let expiry = expiry::ExpirySweep::spawn(context.clone());
         App {
             report: report::Reporter::new(context.clone()),
+            bounces: bounce_messages::BounceMessages::new(
+                report::Reporter::new(context.clone()),
+                classifier,
+                settings.limits.max_bounce_message_bytes,
+            ),
             lookup: lookup::Lookups::new(context.clone()),
             addresses: addresses::Addresses::new(context.clone()),
             import_guard: import_guard::ImportGuard::new(context.clone(), correction.clone()),

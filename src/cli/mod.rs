@@ -2,7 +2,8 @@
 //! commands (`status`, `history`, `suppress`, `reactivate`); beside them the offline `restore`
 //! and `migrate` of data directories. Each is a gRPC client of a running server; the
 //! connection (`--addr`, `--tenant`, `--token`, TLS) is shared with `healthcheck`. Beside them,
-//! the suppression exports of email providers that `suppressd import` reads ([`import`]).
+//! the suppression exports of email providers that `suppressd import` reads ([`import`]), and
+//! `parse-bounce`, which reads raw bounce messages offline.
 //!
 //! Exit codes of every client command:
 //! - 0: done.
@@ -17,6 +18,7 @@ mod connect;
 mod export;
 pub mod import;
 mod operator;
+mod parse_bounce;
 mod report;
 mod text;
 
@@ -27,6 +29,7 @@ pub use check::CheckArgs;
 pub use connect::{endpoint, ClientArgs, TlsFlags};
 pub use export::ExportArgs;
 pub use operator::{HistoryArgs, ReactivateArgs, StatusArgs, SuppressArgs};
+pub use parse_bounce::{parse_bounce, ParseBounceArgs};
 pub use report::ReportArgs;
 
 /// The exit codes, as `--help` shows them.

@@ -22,7 +22,7 @@ pub fn required_role(path: &str) -> Option<Role> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let role = match (service, method) {
         ("suppression.v1.SuppressionService", m) => match m {
-            "ReportSendResult" | "ReportSendResults" => Role::Reporter,
+            "ReportSendResult" | "ReportSendResults" | "ReportBounceMessage" => Role::Reporter,
             "GetSuppressionStatus"
             | "BatchGetSuppressionStatus"
             | "GetAddressHistory"
@@ -33,6 +33,7 @@ pub fn required_role(path: &str) -> Option<Role> {
             | "WatchSourceHealth"
             | "SuggestCorrections"
             | "ClassifySmtpResponse"
+            | "ParseBounceMessage"
             | "WatchSuppressions"
             | "GetDomainStatus"
             | "ListSuppressedDomains" => Role::Reader,

@@ -34,6 +34,7 @@ fn to_status(err: AppError) -> Status {
             AppError::FailedPrecondition(m) => Status::failed_precondition(m),
             AppError::Unavailable(m) => Status::unavailable(m),
             AppError::OutOfRange(m) => Status::out_of_range(m),
+            AppError::ResourceExhausted(m) => Status::resource_exhausted(m),
             AppError::Store(StoreError::Closed) => {
                 Status::unavailable("the server is shutting down")
             }

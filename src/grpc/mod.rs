@@ -8,6 +8,7 @@
 //! - `feed`: the `WatchSuppressions` change feed.
 //! - `domains`: domain-level suppression and accept-all policies.
 //! - `forget`: `ForgetAddress`.
+//! - `bounce_messages`: `ParseBounceMessage` and `ReportBounceMessage`.
 //! - `import_suppressions`: `ImportSuppressions`; [`import_client`]: its client side, for
 //!   `suppressd import`.
 //! - `monitoring`: the stats RPCs' windows, rankings and watch messages.
@@ -18,6 +19,7 @@
 
 mod admin_service;
 pub mod auth;
+mod bounce_messages;
 mod convert;
 mod domains;
 pub mod error;
@@ -32,6 +34,7 @@ mod request;
 mod suppression_service;
 
 pub use admin_service::AdminApi;
+pub use bounce_messages::bounce_response;
 pub use request::{ANONYMOUS, CALLER_ID_HEADER};
 pub use suppression_service::SuppressionApi;
 

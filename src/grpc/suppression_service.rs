@@ -7,6 +7,7 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::bounce_messages;
 use super::convert;
 use super::domains;
 use super::error::{inbound_error, AppError, FieldViolation};
@@ -649,6 +650,20 @@ impl SuppressionService for SuppressionApi {
         request: Request<Streaming<pb::ImportSuppressionsRequest>>,
     ) -> Result<Response<pb::ImportSuppressionsResponse>, Status> {
         import_suppressions::import_suppressions(&self.app, request).await
+    }
+
+    async fn parse_bounce_message(
+        &self,
+        request: Request<pb::ParseBounceMessageRequest>,
+    ) -> Result<Response<pb::ParseBounceMessageResponse>, Status> {
+        bounce_messages::parse_bounce_message(&self.app, request).await
+    }
+
+    async fn report_bounce_message(
+        &self,
+        request: Request<pb::ReportBounceMessageRequest>,
+    ) -> Result<Response<pb::ReportBounceMessageResponse>, Status> {
+        bounce_messages::report_bounce_message(&self.app, request).await
     }
 
     async fn classify_smtp_response(

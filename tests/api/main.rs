@@ -7,6 +7,7 @@ mod test_ca;
 
 mod auth;
 mod backup;
+mod bounce_messages;
 mod classification;
 mod correction;
 mod domains;

@@ -1,0 +1,172 @@
+//! RFC 3464 delivery status notifications: the `message/delivery-status` part's per-message
+//! and per-recipient fields, with the diagnostic completed from the human-readable part when
+//! the fields carry none.
+
+use super::mime::{self, Walked};
+use super::{first_address, Action, Found, MAX_RECIPIENTS};
+
+/// The per-recipient results of the message's delivery status parts; `None` when it has none.
+pub fn read(m: &Walked) -> Option<Vec<Found>> {
+    let mut any = false;
+    let mut out = Vec::new();
+    for part in &m.parts {
+        let ct = part.content_type.as_str();
+        if ct != "message/delivery-status" && ct != "message/global-delivery-status" {
+            continue;
+        }
+        any = true;
+        let mut reporting_mta = String::new();
+        for block in mime::field_blocks(&part.text) {
+            let get = |name: &str| mime::header(&block, name);
+            let recipient = get("final-recipient")
+                .or_else(|| get("original-recipient"))
+                .or_else(|| get("x-actual-recipient"));
+            let Some(recipient) = recipient else {
+                if let Some(r) = get("reporting-mta") {
+                    reporting_mta = after_type(r).to_string();
+                }
+                continue;
+            };
+            if out.len() >= MAX_RECIPIENTS {
+                break;
+            }
+            // an unusable Final-Recipient (no address in it): the original one may have it
+            let usable = |r: &str| {
+                let v = r.split_once(';').map_or(r, |(_, v)| v);
+                first_address(v).is_some() || super::loose_address(v).is_some()
+            };
+            let recipient = if !usable(recipient) {
+                get("original-recipient")
+                    .or_else(|| get("x-actual-recipient"))
+                    .unwrap_or(recipient)
+            } else {
+                recipient
+            };
+            let status = get("status")
+                .and_then(|s| s.split_whitespace().next())
+                .map(|s| {
+                    s.trim_end_matches(|c: char| !c.is_ascii_digit())
+                        .to_string()
+                });
+            let action = get("action").and_then(Action::parse).or_else(|| {
+                // a report without an Action: its status class tells
+                match status.as_deref().and_then(|s| s.chars().next()) {
+                    Some('2') => Some(Action::Delivered),
+                    Some('4') => Some(Action::Delayed),
+                    _ => Some(Action::Failed),
+                }
+            });
+            let diagnostic = get("diagnostic-code")
+                .map(|d| after_type(d).to_string())
+                .unwrap_or_default();
+            out.push(Found {
+                recipient: recipient.to_string(),
+                action,
+                status,
+                diagnostic,
+                reporting_mta: get("reporting-mta")
+                    .map(|r| after_type(r).to_string())
+                    .unwrap_or_else(|| reporting_mta.clone()),
+                remote_mta: get("remote-mta")
+                    .map(|r| after_type(r).to_string())
+                    .unwrap_or_default(),
+                feedback_type: String::new(),
+            });
+        }
+    }
+    if !any {
+        return None;
+    }
+    // the human-readable parts, lowercased once; bounded so that a report of many recipients
+    // without diagnostics cannot make this search quadratic in the message's size
+    let texts: Vec<(&str, String)> = m
+        .parts
+        .iter()
+        .filter(|p| p.content_type.starts_with("text/") && p.content_type != "text/rfc822-headers")
+        .take(TEXT_PARTS)
+        .map(|p| {
+            let mut end = p.text.len().min(TEXT_BYTES);
+            while !p.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let text = &p.text[..end];
+            (text, text.to_ascii_lowercase())
+        })
+        .collect();
+    for f in out.iter_mut().take(TEXT_RECIPIENTS) {
+        if f.diagnostic.trim().is_empty() {
+            if let Some(d) = diagnostic_from_text(&texts, &f.recipient) {
+                f.diagnostic = d;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Human-readable parts searched for diagnostics the fields lack.
+const TEXT_PARTS: usize = 4;
+/// Bytes of each searched.
+const TEXT_BYTES: usize = 64 * 1024;
+/// Recipients whose diagnostic is looked for there.
+const TEXT_RECIPIENTS: usize = 64;
+
+/// `dns; mx.example.com` -> `mx.example.com`; `smtp; 550 ...` -> `550 ...`.
+fn after_type(v: &str) -> &str {
+    match v.split_once(';') {
+        Some((t, rest)) if !t.trim().is_empty() && !t.trim().contains(' ') => rest.trim(),
+        _ => v.trim(),
+    }
+}
+
+/// The lines of the human-readable part that follow the recipient's address, up to the next
+/// blank line: Postfix's `<a@b>: host mx said: 550 ...`, Sendmail's `... User unknown`.
+fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<String> {
+    let addr = first_address(recipient)?.to_ascii_lowercase();
+    for (text, lower) in texts {
+        let Some(at) = lower.find(&addr) else {
+            continue;
+        };
+        let start = lower[..at].rfind('\n').map_or(0, |i| i + 1);
+        let mut lines = Vec::new();
+        for (i, line) in text[start..].lines().take(12).enumerate() {
+            // the next recipient's lines
+            if i > 0 {
+                let head = line.trim_start().trim_start_matches('<');
+                if let Some(other) = first_address(head) {
+                    if head.starts_with(other) && !other.eq_ignore_ascii_case(&addr) {
+                        break;
+                    }
+                }
+            }
+            if line.trim().is_empty() {
+                if lines.len() > 1 {
+                    break;
+                }
+                continue;
+            }
+            lines.push(line.trim());
+        }
+        let mut joined = lines.join(" ");
+        // the server's reply, when the report quotes it in a later paragraph (Gmail)
+        if !super::REPLY.is_match(&joined) {
+            let later: Vec<&str> = text[start..].lines().skip(lines.len()).take(40).collect();
+            for paragraph in later.split(|l| l.trim().is_empty()) {
+                let p = paragraph
+                    .iter()
+                    .map(|l| l.trim())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if super::REPLY.is_match(&p) {
+                    joined = p;
+                    break;
+                }
+            }
+        }
+        // the line that names the recipient only, without a reply: not a diagnostic
+        let rest = joined.to_ascii_lowercase().replace(&addr, "");
+        if rest.chars().filter(|c| c.is_ascii_alphanumeric()).count() > 8 {
+            return Some(super::from_reply(&joined).to_string());
+        }
+    }
+    None
+}

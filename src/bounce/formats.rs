@@ -1,0 +1,475 @@
+//! The non-standard bounce formats: Postfix, Sendmail, Exim, qmail, Exchange, Gmail, Yahoo,
+//! SES and the others that write the failure in prose instead of (or besides) RFC 3464
+//! fields. What tells each format apart and how it writes recipients is data, in
+//! `formats.toml`; this module reads the report section of a message with it.
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use super::mime::Walked;
+use super::{first_address, Action, Found, ADDRESS, MAX_RECIPIENTS};
+
+const FORMATS_TOML: &str = include_str!("formats.toml");
+
+/// Most bytes of a message's text read for a report section.
+const MAX_SECTION_BYTES: usize = 64 * 1024;
+/// Most lines after a recipient read as its diagnostic.
+const MAX_DIAGNOSTIC_LINES: usize = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: u32,
+    generic: GenericEntry,
+    #[serde(default)]
+    format: Vec<FormatEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenericEntry {
+    from: Vec<String>,
+    subject: Vec<String>,
+    body: Vec<String>,
+    end: Vec<String>,
+    recipient: Vec<String>,
+    reply: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatEntry {
+    name: String,
+    #[serde(default)]
+    from: Vec<String>,
+    #[serde(default)]
+    subject: Vec<String>,
+    #[serde(default)]
+    body: Vec<String>,
+    #[serde(default)]
+    start: Vec<String>,
+    #[serde(default)]
+    end: Vec<String>,
+    #[serde(default)]
+    recipient: Vec<String>,
+    /// The message is delayed, not failed, when the section has one of these.
+    #[serde(default)]
+    delayed: Vec<String>,
+}
+
+/// One compiled format.
+#[derive(Debug)]
+struct Format {
+    name: String,
+    from: Vec<String>,
+    subject: Vec<String>,
+    body: Vec<String>,
+    start: Vec<String>,
+    end: Vec<String>,
+    recipient: Vec<Regex>,
+    delayed: Vec<String>,
+}
+
+/// The compiled recognisers of `formats.toml`.
+#[derive(Debug)]
+pub struct Formats {
+    formats: Vec<Format>,
+    bounce_from: Vec<String>,
+    bounce_subject: Vec<String>,
+    bounce_body: Vec<String>,
+    end: Vec<String>,
+    recipient: Vec<Regex>,
+    reply: Regex,
+}
+
+fn lower(v: Vec<String>) -> Vec<String> {
+    v.into_iter().map(|s| s.to_lowercase()).collect()
+}
+
+fn patterns(v: &[String]) -> Result<Vec<Regex>, String> {
+    v.iter()
+        .map(|p| {
+            RegexBuilder::new(p)
+                .case_insensitive(true)
+                .multi_line(true)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("pattern {p:?}: {e}"))
+        })
+        .collect()
+}
+
+impl Formats {
+    /// The built-in recognisers.
+    pub fn builtin() -> Result<Formats, String> {
+        Self::compile(FORMATS_TOML)
+    }
+
+    /// Compiles a recogniser file.
+    pub fn compile(text: &str) -> Result<Formats, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        if file.version != 1 {
+            return Err(format!("unknown formats version {}", file.version));
+        }
+        let mut formats = Vec::new();
+        for f in file.format {
+            for p in &f.recipient {
+                if !p.contains("(?P<rcpt>") {
+                    return Err(format!(
+                        "format {}: pattern {p:?} has no rcpt group",
+                        f.name
+                    ));
+                }
+            }
+            formats.push(Format {
+                recipient: patterns(&f.recipient)?,
+                name: f.name,
+                from: lower(f.from),
+                subject: lower(f.subject),
+                body: lower(f.body),
+                start: lower(f.start),
+                end: lower(f.end),
+                delayed: lower(f.delayed),
+            });
+        }
+        let g = file.generic;
+        Ok(Formats {
+            formats,
+            bounce_from: lower(g.from),
+            bounce_subject: lower(g.subject),
+            bounce_body: lower(g.body),
+            end: lower(g.end),
+            recipient: patterns(&g.recipient)?,
+            reply: RegexBuilder::new(&g.reply)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// How many formats there are.
+    pub fn len(&self) -> usize {
+        self.formats.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.formats.is_empty()
+    }
+
+    /// The recipients of a non-standard bounce, with the name of the format that read them;
+    /// `None` when the message is not one.
+    pub(super) fn read(&self, m: &Walked) -> Option<(String, Vec<Found>)> {
+        self.read_at(m, 0)
+    }
+
+    /// [`Formats::read`] of a message, or (`depth` 1) of a bounce quoted in another's text.
+    fn read_at(&self, m: &Walked, depth: usize) -> Option<(String, Vec<Found>)> {
+        let from = m.header("from").unwrap_or("").to_lowercase();
+        let subject = m.header("subject").unwrap_or("").to_lowercase();
+        let text = body_text(m);
+        let lower_text = text.to_ascii_lowercase();
+        let format = self.formats.iter().find(|f| {
+            f.from.iter().any(|s| from.contains(s.as_str()))
+                || f.subject.iter().any(|s| subject.contains(s.as_str()))
+                || f.body.iter().any(|s| lower_text.contains(s.as_str()))
+        });
+        let is_bounce = format.is_some()
+            || m.header("x-failed-recipients").is_some()
+            || self.bounce_from.iter().any(|s| from.contains(s.as_str()))
+            || self
+                .bounce_subject
+                .iter()
+                .any(|s| subject.contains(s.as_str()))
+            || self
+                .bounce_body
+                .iter()
+                .any(|s| lower_text.contains(s.as_str()));
+        if !is_bounce {
+            return None;
+        }
+        let (start, end) = self.section(format, &lower_text);
+        let section = text.get(start..end).unwrap_or(&text);
+        let mut found = Vec::new();
+        if let Some(f) = format {
+            found = self.recipients(&f.recipient, section);
+        }
+        if found.is_empty() {
+            found = self.recipients(&self.recipient, section);
+        }
+        if found.is_empty() && depth == 0 {
+            // a bounce quoted whole after the report's own text (a relay's report of a bounce)
+            let rest = text.get(end..).unwrap_or("");
+            let start = rest.find('\n').map_or(rest.len(), |i| i + 1);
+            if let Some(inner) = super::mime::walk(&rest.as_bytes()[start..]) {
+                let usable = |f: &Vec<Found>| {
+                    f.iter()
+                        .any(|f| super::normalize_recipient(&f.recipient).is_some())
+                };
+                if let Some(inner_found) = super::dsn::read(&inner).filter(usable) {
+                    found = inner_found;
+                } else if let Some((_, inner_found)) = self.read_at(&inner, depth + 1) {
+                    found = inner_found;
+                }
+            }
+        }
+        if found.is_empty() && m.header("x-failed-recipients").is_none() {
+            // a report that names no recipient: the original message's one recipient
+            let quoted = super::mime::parse_header_block(text.get(end..).unwrap_or(""));
+            let to = m
+                .original
+                .as_ref()
+                .and_then(|o| super::mime::header(o, "to"))
+                .or_else(|| super::mime::header(&quoted, "to"))
+                .unwrap_or("");
+            let mut all = ADDRESS.find_iter(to);
+            if let (Some(only), None) = (all.next(), all.next()) {
+                found.push(Found {
+                    recipient: only.as_str().to_string(),
+                    ..Found::default()
+                });
+            }
+        }
+        // Exim and Gmail name the failed recipients in a header: those are the recipients
+        if let Some(failed) = m.header("x-failed-recipients") {
+            let listed: Vec<String> = ADDRESS
+                .find_iter(failed)
+                .map(|a| a.as_str().to_ascii_lowercase())
+                .collect();
+            if !listed.is_empty() {
+                found.retain(|f| listed.contains(&f.recipient.to_ascii_lowercase()));
+                for addr in listed {
+                    if !found
+                        .iter()
+                        .any(|f| f.recipient.eq_ignore_ascii_case(&addr))
+                    {
+                        found.push(Found {
+                            recipient: addr,
+                            ..Found::default()
+                        });
+                    }
+                }
+            }
+        }
+        // the bounce goes to the original sender, who is not one of the failed recipients
+        let sender: Vec<String> = ADDRESS
+            .find_iter(m.header("to").unwrap_or(""))
+            .map(|a| a.as_str().to_ascii_lowercase())
+            .collect();
+        if found
+            .iter()
+            .any(|f| !sender.contains(&f.recipient.to_ascii_lowercase()))
+        {
+            found.retain(|f| !sender.contains(&f.recipient.to_ascii_lowercase()));
+        }
+        found.truncate(MAX_RECIPIENTS);
+        let delayed = format.is_some_and(|f| {
+            let s = section.to_ascii_lowercase();
+            f.delayed.iter().any(|d| s.contains(d.as_str()))
+        });
+        let single = found.len() == 1;
+        for f in &mut found {
+            f.action = Some(if delayed {
+                Action::Delayed
+            } else {
+                Action::Failed
+            });
+            // no reply in the recipient's own lines: the one in the section, when the message
+            // is about this recipient alone
+            if !self.reply.is_match(&f.diagnostic) && single {
+                // the server's reply says more than the report's prose around it
+                if let Some(reply) = self.reply_paragraph(section) {
+                    f.diagnostic = reply;
+                }
+            }
+            f.diagnostic = super::from_reply(&f.diagnostic).to_string();
+            if f.diagnostic.trim().is_empty() && single {
+                f.diagnostic = section
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+            }
+        }
+        let name = format.map_or("generic", |f| f.name.as_str()).to_string();
+        Some((name, found))
+    }
+
+    /// The part of the text that reports the failure: from the format's start marker (if
+    /// any) up to where the original message begins.
+    fn section(&self, format: Option<&Format>, lower: &str) -> (usize, usize) {
+        let mut start = 0;
+        if let Some(f) = format {
+            if let Some(i) = f.start.iter().filter_map(|s| lower.find(s.as_str())).min() {
+                start = i;
+            }
+        }
+        let ends = format
+            .map(|f| f.end.iter())
+            .into_iter()
+            .flatten()
+            .chain(self.end.iter());
+        let end = ends
+            .filter_map(|e| lower.get(start..)?.find(e.as_str()).map(|i| i + start))
+            .filter(|&i| i > start)
+            .min()
+            .unwrap_or(lower.len());
+        (start, end)
+    }
+
+    /// Recipients matched by `patterns` in `section`, each with the lines that follow it.
+    fn recipients(&self, patterns: &[Regex], section: &str) -> Vec<Found> {
+        let lines: Vec<&str> = section.lines().collect();
+        let mut out: Vec<Found> = Vec::new();
+        let mut i = 0;
+        while i < lines.len() && out.len() < MAX_RECIPIENTS {
+            let line = lines[i];
+            let hit = patterns.iter().find_map(|p| p.captures(line));
+            let Some(c) = hit else {
+                i += 1;
+                continue;
+            };
+            let Some(rcpt) = c.name("rcpt").and_then(|r| first_address(r.as_str())) else {
+                i += 1;
+                continue;
+            };
+            let mut diagnostic = c
+                .name("diag")
+                .map(|d| d.as_str().trim().to_string())
+                .unwrap_or_default();
+            // Sendmail's `554 <a@b>... reason`: the code before the address is the reply's
+            if let Some(code) = c.name("code") {
+                diagnostic = format!("{} {diagnostic}", code.as_str().trim());
+            }
+            // a reply on the recipient's own line goes on only on indented lines
+            let complete = self.reply.is_match(&diagnostic);
+            // the lines that follow, up to a blank line or the next recipient
+            let mut j = i + 1;
+            while j < lines.len() && j <= i + MAX_DIAGNOSTIC_LINES {
+                let next = lines[j];
+                if next.trim().is_empty() {
+                    if diagnostic.is_empty() && j == i + 1 {
+                        j += 1;
+                        continue;
+                    }
+                    break;
+                }
+                // the next recipient (the same one named again is part of the diagnostic)
+                let other = patterns.iter().find_map(|p| {
+                    let c = p.captures(next)?;
+                    let r = first_address(c.name("rcpt")?.as_str())?;
+                    (!r.eq_ignore_ascii_case(rcpt)).then_some(())
+                });
+                if other.is_some() || (complete && !next.starts_with([' ', '\t'])) {
+                    break;
+                }
+                if !diagnostic.is_empty() {
+                    diagnostic.push(' ');
+                }
+                diagnostic.push_str(next.trim());
+                j += 1;
+            }
+            if !out.iter().any(|f| f.recipient.eq_ignore_ascii_case(rcpt)) {
+                out.push(Found {
+                    recipient: rcpt.to_string(),
+                    diagnostic,
+                    ..Found::default()
+                });
+            }
+            i = j.max(i + 1);
+        }
+        out
+    }
+
+    /// The paragraph of `section` that holds a server reply (a reply code or enhanced status).
+    fn reply_paragraph(&self, section: &str) -> Option<String> {
+        let mut paragraph: Vec<&str> = Vec::new();
+        let mut best = None;
+        for line in section.lines().chain(std::iter::once("")) {
+            if line.trim().is_empty() {
+                if !paragraph.is_empty() {
+                    let p = paragraph.join(" ");
+                    if self.reply.is_match(&p) {
+                        best = Some(p);
+                        break;
+                    }
+                    paragraph.clear();
+                }
+                continue;
+            }
+            if paragraph.len() < 20 {
+                paragraph.push(line.trim());
+            }
+        }
+        best
+    }
+}
+
+/// The message's own text: its text parts (HTML stripped of tags), bounded.
+fn body_text(m: &Walked) -> String {
+    let mut out = String::new();
+    for p in &m.parts {
+        if out.len() >= MAX_SECTION_BYTES {
+            break;
+        }
+        let ct = p.content_type.as_str();
+        if ct == "text/html" {
+            if m.parts.iter().any(|q| q.content_type == "text/plain") {
+                continue;
+            }
+            out.push_str(&strip_html(&p.text));
+        } else if (ct.starts_with("text/") || ct.starts_with("multipart/"))
+            && ct != "text/rfc822-headers"
+        {
+            out.push_str(&p.text);
+        } else {
+            continue;
+        }
+        out.push('\n');
+    }
+    super::mime::cut(&mut out, MAX_SECTION_BYTES);
+    unquote(out)
+}
+
+/// A bounce forwarded as a quotation (`> ` before every line) without its quotation marks.
+fn unquote(text: String) -> String {
+    let lines = text.lines().filter(|l| !l.trim().is_empty());
+    let (mut quoted, mut total) = (0usize, 0usize);
+    for l in lines {
+        total += 1;
+        quoted += l.starts_with('>') as usize;
+    }
+    if total < 4 || quoted * 2 < total {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    for l in text.lines() {
+        let l = l.strip_prefix('>').unwrap_or(l);
+        out.push_str(l.strip_prefix(' ').unwrap_or(l));
+        out.push('\n');
+    }
+    out
+}
+
+/// HTML as plain text: tags dropped (block tags become line breaks), common entities decoded.
+fn strip_html(html: &str) -> String {
+    static TAG: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?is)<(/?)(\w*)[^>]{0,2000}>").expect("pattern"));
+    let text = TAG.replace_all(html, |c: &regex::Captures<'_>| {
+        match c[2].to_ascii_lowercase().as_str() {
+            "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3" | "table" => "\n",
+            "td" => " ",
+            _ => "",
+        }
+    });
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", " ")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}

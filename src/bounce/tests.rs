@@ -1,0 +1,167 @@
+//! Unit tests of the bounce-message parser.
+
+use super::*;
+
+use crate::classify::Classifier;
+use proptest::prelude::*;
+use std::sync::LazyLock;
+
+static PARSER: LazyLock<BounceParser> = LazyLock::new(BounceParser::new);
+static CLASSIFIER: LazyLock<Classifier> = LazyLock::new(Classifier::new);
+
+/// A few corpus messages of different kinds to mutate.
+fn seeds() -> Vec<Vec<u8>> {
+    [
+        "lhost-postfix-02.eml",
+        "arf-14.eml",
+        "rfc3834-01.eml",
+        "lhost-qmail-01.eml",
+    ]
+    .iter()
+    .map(|f| {
+        std::fs::read(format!(
+            "{}/tests/data/dsn/emails/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("seed message")
+    })
+    .collect()
+}
+
+static SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(seeds);
+
+/// What every answer must satisfy, whatever the input.
+fn check_answer(raw: &[u8], m: &ParsedMessage) {
+    assert!(m.bounces.len() <= MAX_RECIPIENTS);
+    for b in &m.bounces {
+        assert!(!b.recipient.is_empty());
+        assert!(b.diagnostic.len() <= MAX_DIAGNOSTIC_BYTES);
+    }
+    if matches!(
+        m.kind,
+        BounceMessageKind::AutoReply | BounceMessageKind::NotABounce
+    ) {
+        assert!(m.bounces.iter().all(|b| !b.action.is_bounce()), "{raw:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let m = PARSER.parse(&raw, "", &CLASSIFIER);
+        check_answer(&raw, &m);
+    }
+
+    #[test]
+    fn mutated_corpus_messages_never_panic(
+        seed in 0usize..4,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 1..40),
+    ) {
+        let mut raw = SEEDS[seed].clone();
+        for (at, op, byte) in edits {
+            if raw.is_empty() {
+                raw.push(byte);
+                continue;
+            }
+            let i = at.index(raw.len());
+            match op {
+                0 => raw[i] = byte,
+                1 => raw.insert(i, byte),
+                2 => { raw.remove(i); }
+                // a run of MIME-significant bytes
+                _ => {
+                    let piece: &[u8] = match byte % 4 {
+                        0 => b"\n--",
+                        1 => b"\nContent-Type: multipart/mixed; boundary=\"x\"\n\n--x\n",
+                        2 => b"\nContent-Type: message/rfc822\n\n",
+                        _ => b"=?utf-8?B?",
+                    };
+                    raw.splice(i..i, piece.iter().copied());
+                }
+            }
+        }
+        let m = PARSER.parse(&raw, "", &CLASSIFIER);
+        check_answer(&raw, &m);
+    }
+}
+
+#[test]
+fn a_dsn_is_read_field_by_field() {
+    let raw = b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; A@Example.COM\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 no such\r\n user\r\n\r\n\
+Final-Recipient: rfc822; b@example.com\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n--b--\r\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.kind, BounceMessageKind::DeliveryStatus);
+    assert_eq!(m.bounces.len(), 2);
+    assert_eq!(m.bounces[0].recipient, "a@example.com");
+    assert_eq!(m.bounces[0].action, Action::Failed);
+    assert_eq!(m.bounces[0].diagnostic, "550 5.1.1 no such user");
+    assert_eq!(m.bounces[0].reporting_mta, "mx.example");
+    assert_eq!(m.bounces[0].classification.bounce_type, BounceType::Hard);
+    assert_eq!(m.bounces[1].action, Action::Delivered);
+    assert_eq!(
+        m.bounces[1].classification.bounce_type,
+        BounceType::Delivered
+    );
+}
+
+#[test]
+fn a_delivered_only_report_has_no_bounce_action() {
+    let raw = b"From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; ok@example.com\nAction: relayed\nStatus: 2.0.0\n\n--b--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert!(m.bounces.iter().all(|b| !b.action.is_bounce()));
+    assert_eq!(m.bounces[0].action, Action::Relayed);
+}
+
+#[test]
+fn actions_read_case_insensitively_and_unknown_ones_are_none() {
+    assert_eq!(Action::parse("Failed"), Some(Action::Failed));
+    assert_eq!(Action::parse(" delayed (retrying)"), Some(Action::Delayed));
+    assert_eq!(Action::parse("EXPANDED"), Some(Action::Expanded));
+    assert_eq!(Action::parse("weird"), None);
+}
+
+#[test]
+fn the_built_in_formats_compile_and_a_broken_file_is_refused() {
+    assert!(!Formats::builtin().unwrap().is_empty());
+    assert!(Formats::compile("version = 2\n[generic]\n").is_err());
+    let no_group = FORMATS_FOR_TEST.replace("(?P<rcpt>", "(");
+    assert!(Formats::compile(&no_group).is_err());
+}
+
+const FORMATS_FOR_TEST: &str = r#"version = 1
+[generic]
+from = []
+subject = []
+body = []
+end = []
+recipient = []
+reply = '\d'
+[[format]]
+name = "x"
+recipient = ['^(?P<rcpt>\S+@\S+)$']
+"#;
+
+#[test]
+fn a_recipient_is_normalized_and_a_quoted_local_part_kept() {
+    assert_eq!(
+        normalize_recipient("rfc822; <Bob@Example.COM>").as_deref(),
+        Some("bob@example.com")
+    );
+    assert_eq!(
+        normalize_recipient("rfc822; \"a..b\"@example.org").as_deref(),
+        Some("\"a..b\"@example.org")
+    );
+    assert_eq!(
+        normalize_recipient("rfc822; user@mailhub").as_deref(),
+        Some("user@mailhub")
+    );
+    assert_eq!(normalize_recipient("rfc822; nobody"), None);
+}

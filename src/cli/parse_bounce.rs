@@ -1,0 +1,152 @@
+//! `suppressd parse-bounce FILE...`: what ParseBounceMessage would answer for each raw message
+//! file, without a server, for operators debugging a bounce mailbox. Plain text by default;
+//! `--json` prints one JSON object per file (the response's fields, enums by their proto names).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use crate::app::bounce_messages::DEFAULT_MAX_BOUNCE_MESSAGE_BYTES;
+use crate::bounce::{BounceParser, ParsedMessage};
+use crate::classify::{Classifier, RULES_VERSION};
+use crate::grpc::bounce_response;
+use crate::grpc::proto as pb;
+
+/// Arguments of `parse-bounce`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 done; 1 a file cannot be read or is larger than --max-bytes."
+)]
+pub struct ParseBounceArgs {
+    /// Raw messages (RFC 5322 files, e.g. from a maildir); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// One JSON object per file instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Which ESP or MTA the mailbox receives bounces from (a classification hint).
+    #[arg(long, default_value = "")]
+    pub provider: String,
+    /// Largest message read, in bytes (the server's --max-bounce-message-bytes).
+    #[arg(long, default_value_t = DEFAULT_MAX_BOUNCE_MESSAGE_BYTES as u64)]
+    pub max_bytes: u64,
+}
+
+/// Runs `parse-bounce`.
+pub fn parse_bounce(args: ParseBounceArgs) -> ExitCode {
+    let parser = BounceParser::new();
+    let classifier = Classifier::new();
+    let mut failed = false;
+    for file in &args.files {
+        let raw = if file.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+        } else {
+            std::fs::read(file)
+        };
+        let raw = match raw {
+            Ok(raw) if raw.len() as u64 > args.max_bytes => {
+                eprintln!(
+                    "error: {}: {} bytes; the limit is {} bytes (--max-bytes)",
+                    file.display(),
+                    raw.len(),
+                    args.max_bytes
+                );
+                failed = true;
+                continue;
+            }
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                failed = true;
+                continue;
+            }
+        };
+        let parsed = parser.parse(&raw, args.provider.trim(), &classifier);
+        if args.json {
+            println!("{}", to_json(&file.display().to_string(), &parsed));
+        } else {
+            print!("{}", to_text(&file.display().to_string(), &parsed));
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn enum_name<E: TryFrom<i32>>(v: i32, name: impl Fn(&E) -> &'static str) -> &'static str {
+    E::try_from(v).map_or("UNKNOWN", |e| name(&e))
+}
+
+fn response(parsed: &ParsedMessage) -> pb::ParseBounceMessageResponse {
+    bounce_response(parsed, RULES_VERSION)
+}
+
+/// The response as a JSON object (proto field names, enums by name).
+fn to_json(file: &str, parsed: &ParsedMessage) -> Value {
+    let r = response(parsed);
+    let bounces: Vec<Value> = r
+        .bounces
+        .iter()
+        .map(|b| {
+            let c = b.classification.clone().unwrap_or_default();
+            json!({
+                "recipient": b.recipient,
+                "action": enum_name(b.action, pb::BounceAction::as_str_name),
+                "enhanced_status": b.enhanced_status,
+                "diagnostic": b.diagnostic,
+                "reporting_mta": b.reporting_mta,
+                "remote_mta": b.remote_mta,
+                "original_message_id": b.original_message_id,
+                "original_headers": b.original_headers.iter()
+                    .map(|h| json!({"name": h.name, "value": h.value}))
+                    .collect::<Vec<_>>(),
+                "feedback_type": b.feedback_type,
+                "classification": {
+                    "outcome_type": enum_name(c.outcome_type, pb::OutcomeType::as_str_name),
+                    "reason": enum_name(c.reason, pb::BounceReason::as_str_name),
+                    "rule_id": c.rule_id,
+                    "confidence": c.confidence,
+                },
+            })
+        })
+        .collect();
+    json!({
+        "file": file,
+        "kind": enum_name(r.kind, pb::BounceMessageKind::as_str_name),
+        "format": r.format,
+        "message_id": r.message_id,
+        "rules_version": r.rules_version,
+        "bounces": bounces,
+    })
+}
+
+/// The response as a few lines of text.
+fn to_text(file: &str, parsed: &ParsedMessage) -> String {
+    let mut out = format!("{file}: {}", parsed.kind.name());
+    if !parsed.format.is_empty() {
+        out.push_str(&format!(" ({})", parsed.format));
+    }
+    out.push('\n');
+    for b in &parsed.bounces {
+        let c = &b.classification;
+        out.push_str(&format!(
+            "  {} {} {} -> {:?}/{:?} (rule {}, confidence {:.2})\n",
+            b.recipient,
+            b.action.name(),
+            b.status.as_deref().unwrap_or("-"),
+            c.bounce_type,
+            c.reason,
+            c.rule_id,
+            c.confidence
+        ));
+        if !b.diagnostic.is_empty() {
+            let d: String = b.diagnostic.chars().take(300).collect();
+            out.push_str(&format!("    {d}\n"));
+        }
+    }
+    out
+}
