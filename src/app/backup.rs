@@ -16,6 +16,10 @@ use crate::domain::{Role, TenantScope, Timestamp};
 const CHUNK_BYTES: usize = 1 << 20;
 /// Messages buffered between the scan and the caller: a slow caller slows the scan.
 const BUFFERED_CHUNKS: usize = 4;
+/// How long the scan waits for a caller that stopped reading before it gives the backup up:
+/// while a backup is read no checkpoint runs, so a stalled caller would stop the ingest once
+/// the journal's tables are full.
+const STALLED_CALLER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Takes backups.
 #[derive(Clone)]
@@ -39,6 +43,7 @@ pub struct BackupStream {
 struct ChunkSender {
     tx: mpsc::Sender<Result<Vec<u8>, AppError>>,
     buf: Vec<u8>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl ChunkSender {
@@ -47,12 +52,21 @@ impl ChunkSender {
             return Ok(());
         }
         let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        self.tx.blocking_send(Ok(piece)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the caller of the backup went away",
-            )
-        })
+        self.runtime
+            .block_on(self.tx.send_timeout(Ok(piece), STALLED_CALLER))
+            .map_err(|e| match e {
+                mpsc::error::SendTimeoutError::Timeout(_) => std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the caller read nothing for {} s: backup given up",
+                        STALLED_CALLER.as_secs()
+                    ),
+                ),
+                mpsc::error::SendTimeoutError::Closed(_) => std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the caller of the backup went away",
+                ),
+            })
     }
 }
 
@@ -91,11 +105,13 @@ impl Backups {
         let (tx, chunks) = mpsc::channel(BUFFERED_CHUNKS);
         let actor = caller.actor().to_string();
         tracing::info!(seq, by = %actor, "backup started");
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let mut out = ChunkSender {
                 tx: tx.clone(),
                 buf: Vec::with_capacity(CHUNK_BYTES),
+                runtime,
             };
             match snapshot.write_to(&mut out, created_at, &mut |_| {}) {
                 Ok(summary) => tracing::info!(

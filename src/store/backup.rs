@@ -40,7 +40,7 @@ pub(super) const CARRIED_META: [&str; 5] = [
 /// The file that marks a data directory whose restore has not finished.
 pub const RESTORE_MARKER: &str = "RESTORE_INCOMPLETE";
 
-/// Entries (or bytes of them) written per restore transaction.
+/// Bytes of keys and values written per restore transaction.
 const RESTORE_BATCH_BYTES: usize = 64 << 20;
 
 /// How far a backup or restore has come.

@@ -22,6 +22,10 @@
 //! allocates a key the first time an address needs one, and fsyncs the keyring before the
 //! group's commit whenever the group wrote to it. A forget (`ForgetWrite`) runs in a group of
 //! its own, so that its scans of the address's history see everything written before it.
+//!
+//! A backup's cut (`Job::Snapshot`) is taken here too, between two groups: every group before
+//! it is committed and its replaced keys destroyed, none after it has started, so the engine's
+//! view (`KvEngine::snapshot`) and the keyring's bytes copied then agree.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
