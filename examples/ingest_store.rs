@@ -121,6 +121,7 @@ fn main() {
             path: dir.clone(),
             cache_bytes: 256 << 20,
             journal_bytes: 384 << 20,
+        database_url: None,
         })
         .expect("store opens");
         let tenant = Tenant::parse("bench").unwrap();

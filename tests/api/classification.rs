@@ -121,6 +121,7 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
             path: path.clone(),
             cache_bytes: 16 << 20,
             journal_bytes: 1 << 20,
+            database_url: None,
         })
         .unwrap();
         // Older rules called Gmail's spam block a hard bounce, and missed a "user unknown".

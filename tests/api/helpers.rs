@@ -37,7 +37,8 @@ pub fn test_engine() -> StorageEngine {
     match std::env::var("SUPPRESSD_TEST_ENGINE").as_deref() {
         Err(_) | Ok("") | Ok("sled") => StorageEngine::Sled,
         Ok("redb") => StorageEngine::Redb,
-        Ok(other) => panic!("SUPPRESSD_TEST_ENGINE={other:?}: expected sled or redb"),
+        Ok("postgres") => StorageEngine::Postgres,
+        Ok(other) => panic!("SUPPRESSD_TEST_ENGINE={other:?}: expected sled, redb or postgres"),
     }
 }
 
@@ -46,13 +47,21 @@ pub fn test_engine_name() -> &'static str {
     match test_engine() {
         StorageEngine::Sled => "sled",
         StorageEngine::Redb => "redb",
+        StorageEngine::Postgres => "postgres",
     }
 }
 
 /// Settings for a test server on 127.0.0.1:0 with data in `data_dir`, on the tests' engine.
 pub fn test_settings(data_dir: PathBuf) -> ServeSettings {
-    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir);
+    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir.clone());
     settings.engine = test_engine();
+    if settings.engine == StorageEngine::Postgres {
+        // A database of the test cluster per data directory: a restart on the same directory
+        // finds its data again.
+        settings.database_url = Some(suppressd::store::testing::postgres_test_database(
+            &data_dir.to_string_lossy(),
+        ));
+    }
     settings
 }
 
@@ -120,6 +129,9 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         .expect("client connects")
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
+    if test_engine() == StorageEngine::Postgres {
+        wait_until_serving(&addr).await;
+    }
     TestApp {
         addr,
         client,
@@ -129,6 +141,34 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         _dir: None,
         stop: Some(stop),
         handle: Some(handle),
+    }
+}
+
+/// Waits until the server at `addr` says SERVING (the postgres engine reaches its database in
+/// the background after start).
+async fn wait_until_serving(addr: &str) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("health client connects");
+    let mut health = HealthClient::new(channel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = health
+            .check(HealthCheckRequest::default())
+            .await
+            .map(|r| r.into_inner().status);
+        if status.is_ok_and(|s| s == ServingStatus::Serving as i32) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not become SERVING"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

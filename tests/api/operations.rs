@@ -189,6 +189,7 @@ async fn a_data_directory_of_the_other_engine_is_refused_not_emptied() {
     settings.engine = match test_engine() {
         StorageEngine::Sled => StorageEngine::Redb,
         StorageEngine::Redb => StorageEngine::Sled,
+        StorageEngine::Postgres => panic!("the postgres engine keeps no data directory"),
     };
     let err = match suppressd::startup::Application::build(settings).await {
         Ok(_) => panic!("the other engine opened the data directory"),
