@@ -219,6 +219,12 @@ impl Application {
     }
 
     /// The port actually bound.
+    /// Whether the store can serve (the postgres engine reaches its database in the
+    /// background: health says NOT_SERVING until it has).
+    pub fn store_ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.store.ready()
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

@@ -19,6 +19,9 @@ CREATE TABLE addresses (
     domain TEXT NOT NULL,
     record BYTEA,
     suppressed_since BIGINT,
+    suppression_reason SMALLINT,
+    suppression_source TEXT,
+    suppression_expires BIGINT,
     list_unsubscribed BOOLEAN NOT NULL DEFAULT FALSE,
     needs_enrichment BOOLEAN NOT NULL DEFAULT FALSE,
     forgotten BOOLEAN NOT NULL DEFAULT FALSE,
@@ -36,16 +39,16 @@ CREATE TABLE expiries (
 );
 CREATE INDEX expiries_due ON expiries (ends_at);
 
-CREATE SEQUENCE event_seq;
 CREATE SEQUENCE history_seq;
 
--- Send results. The key (tenant, event id) is the idempotency guard.
+-- Send results. The key (tenant, event id) is the idempotency guard; `seq` is the number of
+-- the history entry that holds it (ties of the bounce listings: the later written first).
 CREATE TABLE events (
     tenant TEXT NOT NULL,
     event_id TEXT NOT NULL,
     address_hash BYTEA NOT NULL,
     occurred_at BIGINT NOT NULL,
-    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),
+    seq BIGINT NOT NULL,
     source TEXT NOT NULL,
     campaign TEXT NOT NULL,
     bounce_type SMALLINT NOT NULL,

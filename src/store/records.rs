@@ -1531,6 +1531,11 @@ pub(super) fn bounce_type_number(t: BounceType) -> i32 {
     t.number()
 }
 
+/// The stored number of a bounce reason.
+pub(super) fn reason_number(r: BounceReason) -> i32 {
+    r.number()
+}
+
 /// The stored number of a change log entry's kind.
 pub(super) fn change_kind_number(k: ChangeKind) -> i32 {
     k.number()

@@ -55,14 +55,24 @@ pub fn test_engine_name() -> &'static str {
 pub fn test_settings(data_dir: PathBuf) -> ServeSettings {
     let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir.clone());
     settings.engine = test_engine();
-    if settings.engine == StorageEngine::Postgres {
-        // A database of the test cluster per data directory: a restart on the same directory
-        // finds its data again.
-        settings.database_url = Some(suppressd::store::testing::postgres_test_database(
-            &data_dir.to_string_lossy(),
-        ));
-    }
+    settings.database_url = test_database_url(&data_dir);
     settings
+}
+
+/// On the postgres engine, the database of the test cluster that stands for `data_dir`: one
+/// per data directory, so that a restart on the same directory finds its data again.
+pub fn test_database_url(data_dir: &std::path::Path) -> Option<String> {
+    (test_engine() == StorageEngine::Postgres)
+        .then(|| suppressd::store::testing::postgres_test_database(&data_dir.to_string_lossy()))
+}
+
+/// The environment that points a server process at the tests' database (none for the
+/// embedded engines).
+pub fn test_database_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    test_database_url(data_dir)
+        .map(|url| ("SUPPRESSD_DATABASE_URL", url))
+        .into_iter()
+        .collect()
 }
 
 /// A clock moved by hand, starting at the current wall time (so that results reported without
@@ -118,6 +128,12 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
             built => break built.expect("server builds"),
         }
     };
+    // The postgres engine reaches its database in the background after start.
+    let mut ready = app.store_ready();
+    tokio::time::timeout(std::time::Duration::from_secs(30), ready.wait_for(|r| *r))
+        .await
+        .expect("the store is ready within 30 s")
+        .expect("the store reports its readiness");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -129,9 +145,6 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         .expect("client connects")
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
-    if test_engine() == StorageEngine::Postgres {
-        wait_until_serving(&addr).await;
-    }
     TestApp {
         addr,
         client,
@@ -141,34 +154,6 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
         _dir: None,
         stop: Some(stop),
         handle: Some(handle),
-    }
-}
-
-/// Waits until the server at `addr` says SERVING (the postgres engine reaches its database in
-/// the background after start).
-async fn wait_until_serving(addr: &str) {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
-        .expect("an endpoint")
-        .connect()
-        .await
-        .expect("health client connects");
-    let mut health = HealthClient::new(channel);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let status = health
-            .check(HealthCheckRequest::default())
-            .await
-            .map(|r| r.into_inner().status);
-        if status.is_ok_and(|s| s == ServingStatus::Serving as i32) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not become SERVING"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

@@ -7,7 +7,9 @@
 //! `sslmode=require` the certificate is verified too (stricter than libpq, which only encrypts):
 //! against `sslrootcert`, or the system's CA certificates.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_postgres::config::SslMode;
@@ -16,6 +18,11 @@ use crate::store::StoreError;
 
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
+/// How long making a connection may take (unless the URL says `connect_timeout`), and how long
+/// a call waits for one from the pool: a database that does not answer fails calls, it does
+/// not hang them.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how to connect.
 pub(super) struct Target {
@@ -67,6 +74,9 @@ pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
     let mut config: tokio_postgres::Config = rebuilt
         .parse()
         .map_err(|e| StoreError::engine("reading --database-url", e))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     if config.get_application_name().is_none() {
         config.application_name("suppressd");
     }
@@ -132,6 +142,10 @@ impl Target {
         };
         Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(WAIT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::engine("building the connection pool", e))
     }

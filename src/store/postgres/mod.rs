@@ -41,6 +41,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often a connected store checks that the database still answers (and reads the change
 /// log's head that other replicas moved).
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long that check may take before the database counts as lost.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The error of a call the postgres engine does not answer yet.
 pub(super) fn unsupported(method: &'static str) -> StoreError {
@@ -187,15 +189,21 @@ async fn keep_connected(inner: Arc<Inner>) {
         }
     }
     while !inner.closing.load(Ordering::Relaxed) {
-        let head = async {
+        let head = tokio::time::timeout(WATCH_TIMEOUT, async {
             let client = connection(&inner.pool).await?;
             let row = client
                 .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
                 .await
                 .map_err(sql_error("reading the change log's head"))?;
             Ok::<i64, StoreError>(row.get(0))
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                context: "checking the database".into(),
+                source: "no answer in time".into(),
+            })
+        });
         match head {
             Ok(seq) => {
                 inner
@@ -390,12 +398,13 @@ impl SuppressionStore for PostgresStore {
 
     fn list_suppressions(
         &self,
-        _tenant: &Tenant,
-        _query: &SuppressionQuery,
-        _cursor: Option<&[u8]>,
-        _limit: usize,
+        tenant: &Tenant,
+        query: &SuppressionQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
     ) -> Result<Page<SuppressedAddress>, StoreError> {
-        Err(unsupported("list_suppressions"))
+        let (t, q, c) = (tenant.clone(), query.clone(), cursor.map(<[u8]>::to_vec));
+        self.block(move |inner| async move { read::suppressions(&inner, &t, &q, c, limit).await })
     }
 
     fn known_good_domains(

@@ -4,12 +4,14 @@ use tokio_postgres::types::ToSql;
 
 use super::{connection, sql_error, Inner};
 use crate::domain::{
-    AddressRecord, Dimension, DomainMarks, DomainRecord, EmailAddress, HistoryEntry, OutcomeCounts,
-    RecordedEvent, StateChange, Tenant, Timestamp,
+    AddressId, AddressRecord, Dimension, DomainMarks, DomainRecord, EmailAddress, HistoryEntry,
+    OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
 };
 use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
-use crate::store::records::{bounce_type_number, decode, Record};
-use crate::store::{BounceQuery, ChangePage, Granularity, Page, StoreError};
+use crate::store::records::{bounce_type_number, decode, reason_number, Record};
+use crate::store::{
+    BounceQuery, ChangePage, Granularity, Page, StoreError, SuppressedAddress, SuppressionQuery,
+};
 
 /// A value read from column `what`.
 pub(super) fn decoded<T: Record>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -583,4 +585,116 @@ pub(super) async fn domain_history(
                 .ok_or_else(|| StoreError::corrupt(b"domain_history.change", "an empty entry"))
         })
         .collect()
+}
+
+/// Suppressed addresses, newest suppression first (ties in address hash order), after `cursor`
+/// (the last one's suppression time and hash).
+pub(super) async fn suppressions(
+    inner: &Inner,
+    tenant: &Tenant,
+    query: &SuppressionQuery,
+    cursor: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<Page<SuppressedAddress>, StoreError> {
+    let mut sql = String::from(
+        "SELECT address, address_hash, record, suppressed_since FROM addresses
+         WHERE tenant = $1 AND suppressed_since IS NOT NULL",
+    );
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(tenant.as_str().to_string())];
+    let mut add = |sql: &mut String, condition: &str, value: Box<dyn ToSql + Sync + Send>| {
+        params.push(value);
+        sql.push_str(&condition.replace('?', &format!("${}", params.len())));
+    };
+    if !query.reasons.is_empty() {
+        let reasons: Vec<i16> = query
+            .reasons
+            .iter()
+            .map(|r| i16::try_from(reason_number(*r)).unwrap_or(0))
+            .collect();
+        add(
+            &mut sql,
+            " AND suppression_reason = ANY(?)",
+            Box::new(reasons),
+        );
+    }
+    if let Some(source) = &query.source {
+        add(
+            &mut sql,
+            " AND suppression_source = ?",
+            Box::new(source.clone()),
+        );
+    }
+    if let Some(start) = query.start {
+        add(
+            &mut sql,
+            " AND suppressed_since >= ?",
+            Box::new(start.micros()),
+        );
+    }
+    if let Some(end) = query.end {
+        add(
+            &mut sql,
+            " AND suppressed_since < ?",
+            Box::new(end.micros()),
+        );
+    }
+    if let Some(n) = query.needs_enrichment {
+        add(&mut sql, " AND needs_enrichment = ?", Box::new(n));
+    }
+    if let Some(t) = query.in_force_at {
+        add(
+            &mut sql,
+            " AND (suppression_expires IS NULL OR suppression_expires > ?)",
+            Box::new(t.micros()),
+        );
+    }
+    if let Some(c) = &cursor {
+        if c.len() != 24 {
+            return Err(StoreError::BadCursor);
+        }
+        let since = i64::from_be_bytes(c[..8].try_into().map_err(|_| StoreError::BadCursor)?);
+        let hash = c[8..].to_vec();
+        add(&mut sql, " AND (suppressed_since < ?", Box::new(since));
+        add(&mut sql, " OR (suppressed_since = ?", Box::new(since));
+        add(&mut sql, " AND address_hash > ?))", Box::new(hash));
+    }
+    add(
+        &mut sql,
+        " ORDER BY suppressed_since DESC, address_hash LIMIT ?",
+        Box::new(limit_param(limit.saturating_add(1))),
+    );
+    let client = connection(&inner.pool).await?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let rows = client
+        .query(&sql, &refs)
+        .await
+        .map_err(sql_error("listing suppressions"))?;
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    let mut next = None;
+    for (i, row) in rows.iter().enumerate() {
+        if i == limit {
+            break;
+        }
+        let hash: Vec<u8> = row.get(1);
+        let Ok(id) = <[u8; 16]>::try_from(hash.as_slice()) else {
+            return Err(StoreError::corrupt(
+                &hash,
+                "an address hash of the wrong length",
+            ));
+        };
+        items.push(SuppressedAddress {
+            address: row.get(0),
+            id: AddressId(id),
+            record: decoded("addresses.record", &row.get::<_, Vec<u8>>(2))?,
+        });
+        if i + 1 == limit && rows.len() > limit {
+            let mut c = row.get::<_, i64>(3).to_be_bytes().to_vec();
+            c.extend_from_slice(&hash);
+            next = Some(c);
+        }
+    }
+    Ok(Page { items, next })
 }

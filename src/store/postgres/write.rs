@@ -26,7 +26,7 @@ use crate::domain::{
 };
 use crate::store::address_hash::AddressHash;
 use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
-use crate::store::records::{bounce_type_number, change_kind_number, encode};
+use crate::store::records::{bounce_type_number, change_kind_number, encode, reason_number};
 use crate::store::writer::{address_list_changes, decided};
 use crate::store::{
     AddressWrite, CounterTouch, Decision, DomainRules, ErrorChain, Granularity, StoreError,
@@ -70,7 +70,10 @@ pub(super) async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Job>) {
             writes.push(job.writes);
         }
         let mut answers: Vec<Result<Vec<WriteOutcome>, StoreError>> = Vec::new();
+        let started = std::time::Instant::now();
         let committed = commit_group(&inner, writes, rules, &stamps, &mut answers).await;
+        metrics::histogram!("suppressd_group_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
         match committed {
             Ok(effects) => {
                 if let Some(last) = effects.last_change {
@@ -848,6 +851,9 @@ impl Group<'_> {
             let mut domains = Vec::new();
             let mut records = Vec::new();
             let mut since = Vec::new();
+            let mut reasons = Vec::new();
+            let mut sources = Vec::new();
+            let mut expires = Vec::new();
             let mut listed = Vec::new();
             let mut enrich = Vec::new();
             let mut forgotten = Vec::new();
@@ -864,6 +870,19 @@ impl Group<'_> {
                 domains.push(domain.as_str());
                 records.push(encode(record)?);
                 since.push(record.suppression.as_ref().map(|s| s.since.micros()));
+                reasons.push(
+                    record
+                        .suppression
+                        .as_ref()
+                        .map(|s| number16(reason_number(s.reason))),
+                );
+                sources.push(record.suppression.as_ref().map(|s| s.source.as_str()));
+                expires.push(
+                    record
+                        .suppression
+                        .as_ref()
+                        .and_then(|s| s.expires_at.map(Timestamp::micros)),
+                );
                 listed.push(!record.list_unsubscribes.is_empty());
                 enrich.push(record.needs_enrichment);
                 forgotten.push(record.forgotten);
@@ -888,19 +907,24 @@ impl Group<'_> {
             }
             tx.execute(
                 "INSERT INTO addresses (tenant, address_hash, address, domain, record,
-                                        suppressed_since, list_unsubscribed, needs_enrichment,
+                                        suppressed_since, suppression_reason, suppression_source,
+                                        suppression_expires, list_unsubscribed, needs_enrichment,
                                         forgotten)
                  SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bytea[],
-                                      $6::int8[], $7::bool[], $8::bool[], $9::bool[])
+                                      $6::int8[], $7::int2[], $8::text[], $9::int8[], $10::bool[],
+                                      $11::bool[], $12::bool[])
                  ON CONFLICT (tenant, address_hash) DO UPDATE SET
                      address = EXCLUDED.address, domain = EXCLUDED.domain,
                      record = EXCLUDED.record, suppressed_since = EXCLUDED.suppressed_since,
+                     suppression_reason = EXCLUDED.suppression_reason,
+                     suppression_source = EXCLUDED.suppression_source,
+                     suppression_expires = EXCLUDED.suppression_expires,
                      list_unsubscribed = EXCLUDED.list_unsubscribed,
                      needs_enrichment = EXCLUDED.needs_enrichment,
                      forgotten = EXCLUDED.forgotten",
                 &[
-                    &tenants, &hashes, &texts, &domains, &records, &since, &listed, &enrich,
-                    &forgotten,
+                    &tenants, &hashes, &texts, &domains, &records, &since, &reasons, &sources,
+                    &expires, &listed, &enrich, &forgotten,
                 ],
             )
             .await
