@@ -1638,6 +1638,7 @@ contract_postgres!(
     status_lookups_know_every_record_once_the_index_is_loaded,
     records_of_many_addresses_come_back_by_index,
     history_pages_item_by_item_through_entries_of_several,
+    a_panicking_decision_fails_its_write_alone,
     the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
     what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared,
     list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen,

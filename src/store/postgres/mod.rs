@@ -357,8 +357,9 @@ impl SuppressionStore for PostgresStore {
         self.block(move |inner| async move { read::record(&inner, &t, &a).await })
     }
 
-    fn write_pair(&self, _write: PairWrite) -> StoreFuture<PairOutcome> {
-        Box::pin(async { Err(unsupported("write_pair")) })
+    fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {
+        let inner = self.inner.clone();
+        self.spawn(async move { write::commit_pair(&inner, write).await })
     }
 
     fn forget(&self, _write: ForgetWrite) -> StoreFuture<WriteOutcome> {
@@ -565,6 +566,9 @@ impl SuppressionStore for PostgresStore {
     }
 
     fn suppressed_count(&self) -> u64 {
+        if !*self.inner.ready.borrow() {
+            return 0;
+        }
         match self.block(|inner| async move { read::suppressed_count(&inner).await }) {
             Ok(n) => n,
             Err(e) => {

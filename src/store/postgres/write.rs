@@ -29,8 +29,8 @@ use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
 use crate::store::records::{bounce_type_number, change_kind_number, encode, reason_number};
 use crate::store::writer::{address_list_changes, decided};
 use crate::store::{
-    AddressWrite, CounterTouch, Decision, DomainRules, ErrorChain, Granularity, StoreError,
-    WriteOutcome,
+    AddressWrite, CounterTouch, Decision, DomainRules, ErrorChain, Granularity, PairDecision,
+    PairOutcome, PairWrite, StoreError, WriteOutcome,
 };
 
 /// Most writes taken into one group.
@@ -76,15 +76,7 @@ pub(super) async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Job>) {
             .record(started.elapsed().as_secs_f64());
         match committed {
             Ok(effects) => {
-                if let Some(last) = effects.last_change {
-                    inner.head.send_if_modified(|h| {
-                        let moved = last > *h;
-                        if moved {
-                            *h = last;
-                        }
-                        moved
-                    });
-                }
+                publish_head(&inner, effects.last_change);
                 if !effects.touched.is_empty() {
                     let _ = inner
                         .touches
@@ -215,25 +207,7 @@ async fn commit_group(
         .transaction()
         .await
         .map_err(sql_error("starting a group commit"))?;
-    let mut group = Group {
-        tx: &tx,
-        rules,
-        stamps,
-        addresses,
-        original: HashMap::new(),
-        records: HashMap::new(),
-        dirty: BTreeSet::new(),
-        recorded: HashMap::new(),
-        events: Vec::new(),
-        history: Vec::new(),
-        counters: BTreeMap::new(),
-        values: BTreeSet::new(),
-        delivered: BTreeSet::new(),
-        domains: BTreeMap::new(),
-        domain_history: Vec::new(),
-        changes: Vec::new(),
-        effects: Effects::default(),
-    };
+    let mut group = Group::new(&tx, rules, stamps, addresses);
     let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for w in jobs.iter().flatten() {
         if let Some(e) = &w.event {
@@ -269,7 +243,34 @@ async fn commit_group(
     Ok(effects)
 }
 
-impl Group<'_> {
+impl<'a> Group<'a> {
+    fn new(
+        tx: &'a Transaction<'a>,
+        rules: Option<Arc<dyn DomainRules>>,
+        stamps: &'a HashMap<(String, String), i64>,
+        addresses: BTreeMap<Slot, (String, String)>,
+    ) -> Self {
+        Group {
+            tx,
+            rules,
+            stamps,
+            addresses,
+            original: HashMap::new(),
+            records: HashMap::new(),
+            dirty: BTreeSet::new(),
+            recorded: HashMap::new(),
+            events: Vec::new(),
+            history: Vec::new(),
+            counters: BTreeMap::new(),
+            values: BTreeSet::new(),
+            delivered: BTreeSet::new(),
+            domains: BTreeMap::new(),
+            domain_history: Vec::new(),
+            changes: Vec::new(),
+            effects: Effects::default(),
+        }
+    }
+
     /// Gives every address of the group a row, locks the rows and reads their records and the
     /// event ids recorded already.
     async fn lock(&mut self, ids: BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
@@ -467,37 +468,15 @@ impl Group<'_> {
                 let own = caused.len();
                 caused.extend(changes);
                 if changed {
-                    for c in &caused[own..] {
-                        self.history.push(HistoryRow {
-                            tenant: t.clone(),
-                            ah: *ah.bytes(),
-                            at: c.at.micros(),
-                            event_id: None,
-                            entry: encode(&StoredEntry {
-                                event: None,
-                                changes: vec![c.clone()],
-                            })?,
-                        });
-                    }
-                    for change in address_list_changes(
+                    self.set_record(
+                        slot,
+                        &ah,
                         write.address.as_str(),
                         previous.as_ref(),
                         &record,
+                        &caused[own..],
                         &caused,
-                    ) {
-                        let at = change.at.micros();
-                        let kind = number16(change_kind_number(change.kind));
-                        let stored = StoredChange::plain(Some(ah), change);
-                        self.changes.push(ChangeRow {
-                            tenant: t.clone(),
-                            ah: Some(*ah.bytes()),
-                            at,
-                            kind,
-                            bytes: encode(&stored)?,
-                        });
-                    }
-                    self.records.insert(slot.clone(), Some(record.clone()));
-                    self.dirty.insert(slot);
+                    )?;
                 }
                 WriteOutcome::Applied {
                     previous,
@@ -507,6 +486,127 @@ impl Group<'_> {
             }
             None => WriteOutcome::Unchanged { record: previous },
         }))
+    }
+
+    /// Keeps an address's new record, with history entries of `entries` and the change log's
+    /// entries for the changes `logged` describe.
+    #[allow(clippy::too_many_arguments)]
+    fn set_record(
+        &mut self,
+        slot: Slot,
+        ah: &AddressHash,
+        address: &str,
+        previous: Option<&AddressRecord>,
+        record: &AddressRecord,
+        entries: &[StateChange],
+        logged: &[StateChange],
+    ) -> Result<(), StoreError> {
+        for c in entries {
+            self.history.push(HistoryRow {
+                tenant: slot.0.clone(),
+                ah: *ah.bytes(),
+                at: c.at.micros(),
+                event_id: None,
+                entry: encode(&StoredEntry {
+                    event: None,
+                    changes: vec![c.clone()],
+                })?,
+            });
+        }
+        for change in address_list_changes(address, previous, record, logged) {
+            let at = change.at.micros();
+            let kind = number16(change_kind_number(change.kind));
+            let stored = StoredChange::plain(Some(*ah), change);
+            self.changes.push(ChangeRow {
+                tenant: slot.0.clone(),
+                ah: Some(*ah.bytes()),
+                at,
+                kind,
+                bytes: encode(&stored)?,
+            });
+        }
+        self.records.insert(slot.clone(), Some(record.clone()));
+        self.dirty.insert(slot);
+        Ok(())
+    }
+
+    /// A two-address write: both rows locked (in key order), one decision, both records kept.
+    fn add_pair(
+        &mut self,
+        hashes: [AddressHash; 2],
+        write: PairWrite,
+    ) -> Result<PairOutcome, StoreError> {
+        let t = write.tenant.as_str().to_string();
+        let slots = hashes.map(|ah| (t.clone(), *ah.bytes()));
+        let first = self.records.get(&slots[0]).cloned().flatten();
+        let second = self.records.get(&slots[1]).cloned().flatten();
+        if first.iter().chain(&second).any(|r| r.forgotten) {
+            return Ok(PairOutcome {
+                first,
+                second,
+                refused: Some(
+                    "one of the addresses was forgotten (ForgetAddress): its record no longer \
+                     changes"
+                        .to_string(),
+                ),
+            });
+        }
+        let decide = write.decide;
+        match decided(|| decide(first.as_ref(), second.as_ref()))? {
+            PairDecision::Refuse(reason) => Ok(PairOutcome {
+                first,
+                second,
+                refused: Some(reason),
+            }),
+            PairDecision::Apply {
+                first: new_first,
+                second: new_second,
+            } => {
+                let mut out = PairOutcome {
+                    first: first.clone(),
+                    second: second.clone(),
+                    refused: None,
+                };
+                let [first_slot, second_slot] = slots;
+                for (is_first, address, slot, ah, before, new) in [
+                    (
+                        true,
+                        &write.first,
+                        first_slot,
+                        hashes[0],
+                        first.as_ref(),
+                        new_first,
+                    ),
+                    (
+                        false,
+                        &write.second,
+                        second_slot,
+                        hashes[1],
+                        second.as_ref(),
+                        new_second,
+                    ),
+                ] {
+                    let Some((record, changes)) = new else {
+                        continue;
+                    };
+                    self.set_record(
+                        slot,
+                        &ah,
+                        address.as_str(),
+                        before,
+                        &record,
+                        &changes,
+                        &changes,
+                    )?;
+                    if is_first {
+                        out.first = Some(record);
+                    } else {
+                        out.second = Some(record);
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Counts `event` in its counters (`sign` 1) or takes it away (`-1`).
@@ -1038,6 +1138,59 @@ impl Group<'_> {
             .map_err(sql_error("storing delivered addresses"))?;
         }
         Ok(())
+    }
+}
+
+/// Commits a two-address write in a transaction of its own (the row locks order it with every
+/// other writer's).
+pub(super) async fn commit_pair(
+    inner: &Inner,
+    write: PairWrite,
+) -> Result<PairOutcome, StoreError> {
+    let hasher = &inner.meta()?.hasher;
+    let t = write.tenant.as_str();
+    let hashes = [
+        hasher.hash(t, write.first.as_str()),
+        hasher.hash(t, write.second.as_str()),
+    ];
+    let mut addresses = BTreeMap::new();
+    for (ah, address) in hashes.iter().zip([&write.first, &write.second]) {
+        addresses.insert(
+            (t.to_string(), *ah.bytes()),
+            (address.as_str().to_string(), address.domain().to_string()),
+        );
+    }
+    let stamps = HashMap::new();
+    let mut client = connection(&inner.pool).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(sql_error("starting a two-address write"))?;
+    let mut group = Group::new(&tx, None, &stamps, addresses);
+    group.lock(BTreeMap::new()).await?;
+    let outcome = group.add_pair(hashes, write)?;
+    if outcome.refused.is_none() {
+        group.flush().await?;
+    }
+    let effects = std::mem::take(&mut group.effects);
+    drop(group);
+    tx.commit()
+        .await
+        .map_err(sql_error("committing a two-address write"))?;
+    publish_head(inner, effects.last_change);
+    Ok(outcome)
+}
+
+/// Moves the change log's head to `last` (a commit's last change).
+fn publish_head(inner: &Inner, last: Option<u64>) {
+    if let Some(last) = last {
+        inner.head.send_if_modified(|h| {
+            let moved = last > *h;
+            if moved {
+                *h = last;
+            }
+            moved
+        });
     }
 }
 
