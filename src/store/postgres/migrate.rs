@@ -113,3 +113,58 @@ async fn apply(client: &mut Client) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::postgres_test_database;
+
+    async fn client(url: &str) -> Client {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("the test cluster answers");
+        tokio::spawn(connection);
+        client
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_replicas_migrating_together_apply_each_version_once_and_a_newer_schema_is_refused(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = postgres_test_database(&format!("migrations {}", dir.path().display()));
+        let (mut a, mut b) = (client(&url).await, client(&url).await);
+        // Two replicas starting together: both succeed, each version is applied once.
+        let (first, second) = tokio::join!(migrate(&mut a), migrate(&mut b));
+        first.unwrap();
+        second.unwrap();
+        let versions: Vec<i32> = a
+            .query("SELECT version FROM suppressd_schema ORDER BY version", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let expected: Vec<i32> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(versions, expected);
+        // Again: nothing to do.
+        migrate(&mut a).await.unwrap();
+
+        // A newer binary migrated the database: this one refuses it and changes nothing.
+        a.execute(
+            "INSERT INTO suppressd_schema (version, name) VALUES ($1, 'from the future')",
+            &[&(latest() + 1)],
+        )
+        .await
+        .unwrap();
+        match migrate(&mut b).await {
+            Err(StoreError::SchemaTooNew {
+                found, supported, ..
+            }) => {
+                assert_eq!(i32::from(found), latest() + 1);
+                assert_eq!(i32::from(supported), latest());
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+}
