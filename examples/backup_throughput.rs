@@ -242,6 +242,7 @@ fn main() -> anyhow::Result<()> {
     let to = match from {
         Engine::Sled => Engine::Redb,
         Engine::Redb => Engine::Sled,
+        Engine::Postgres => anyhow::bail!("the backup stream reads sled and redb only"),
     };
     let target = work.path().join("migrated");
     let started = Instant::now();
@@ -251,6 +252,7 @@ fn main() -> anyhow::Result<()> {
         path: data.clone(),
         cache_bytes: 256 << 20,
         journal_bytes: 64 << 20,
+        database_url: None,
     };
     let exporter = std::thread::spawn(move || {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);

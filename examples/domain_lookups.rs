@@ -75,6 +75,7 @@ async fn store(dir: &tempfile::TempDir, domains: u64) -> Arc<dyn SuppressionStor
         path: dir.path().join("data"),
         cache_bytes: 256 << 20,
         journal_bytes: 384 << 20,
+        database_url: None,
     })
     .expect("store opens");
     let tenant = Tenant::parse("bench").unwrap();

@@ -2,7 +2,8 @@
 //! result (record read, decision, history entry, indexes, counters, group commit), to compare
 //! two builds of the store on the same machine without the network's noise.
 //!
-//! `cargo run --release --example ingest_store -- [sled|redb] [addresses] [events]`
+//! `cargo run --release --example ingest_store -- [sled|redb|postgres] [addresses] [events]`
+//! (postgres: the database that `SUPPRESSD_DATABASE_URL` names)
 //! (defaults: sled, 200,000 addresses loaded by one result each, then 200,000 mixed results:
 //! 60 % delivered, 20 % soft, 10 % hard, 10 % block; half of them for loaded addresses).
 //! Writes go in batches of 1,000, four batches queued at a time, as an ingest stream does.
@@ -121,8 +122,11 @@ fn main() {
             path: dir.clone(),
             cache_bytes: 256 << 20,
             journal_bytes: 384 << 20,
+            // `postgres`: the database that SUPPRESSD_DATABASE_URL names.
+            database_url: std::env::var("SUPPRESSD_DATABASE_URL").ok(),
         })
         .expect("store opens");
+        suppressd::store::testing::wait_until_ready(&*store, std::time::Duration::from_secs(30));
         let tenant = Tenant::parse("bench").unwrap();
         let address = |i: u64| {
             EmailAddress::parse(&format!("first.last{i}@domain{}.example", i % 997)).unwrap()

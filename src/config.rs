@@ -39,6 +39,8 @@ pub enum StorageEngine {
     Sled,
     /// redb 2: faster durable ingest, less memory.
     Redb,
+    /// A PostgreSQL database (`--database-url`), shared by several replicas (docs/postgres.md).
+    Postgres,
 }
 
 impl From<StorageEngine> for crate::store::Engine {
@@ -46,6 +48,7 @@ impl From<StorageEngine> for crate::store::Engine {
         match e {
             StorageEngine::Sled => crate::store::Engine::Sled,
             StorageEngine::Redb => crate::store::Engine::Redb,
+            StorageEngine::Postgres => crate::store::Engine::Postgres,
         }
     }
 }
@@ -102,6 +105,11 @@ pub struct ServeSettings {
     /// Storage engine of the data directory. A directory keeps the engine it was created with.
     #[arg(long, env = "SUPPRESSD_ENGINE", value_enum, default_value_t = StorageEngine::Sled)]
     pub engine: StorageEngine,
+
+    /// The database of `--engine postgres`, as a libpq URL
+    /// (`postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem`).
+    #[arg(long, env = "SUPPRESSD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Most addresses per batch call, and results or contacts per stream message.
     #[arg(long, env = "SUPPRESSD_MAX_BATCH", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -249,6 +257,7 @@ impl ServeSettings {
             listen,
             data_dir,
             engine: StorageEngine::Sled,
+            database_url: None,
             max_batch: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_bounce_message_bytes: 10 * 1024 * 1024,

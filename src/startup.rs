@@ -126,6 +126,7 @@ impl Application {
             path: settings.data_dir.clone(),
             cache_bytes: settings.cache_mb * 1024 * 1024,
             journal_bytes: settings.journal_mb * 1024 * 1024,
+            database_url: settings.database_url.clone(),
         }
     }
 
@@ -227,6 +228,12 @@ impl Application {
     }
 
     /// The port actually bound.
+    /// Whether the store can serve (the postgres engine reaches its database in the
+    /// background: health says NOT_SERVING until it has).
+    pub fn store_ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.store.ready()
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -249,12 +256,27 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
-        metrics::gauge!("suppressd_serving").set(1.0);
+        // SERVING while the store can serve: always for the embedded engines; for the postgres
+        // engine, while its database is reachable and migrated (it retries in the background).
+        let mut ready = self.store.ready();
+        let ready_health = health.clone();
+        let follower = tokio::spawn(async move {
+            loop {
+                let serving = *ready.borrow_and_update();
+                let status = if serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
+                    ready_health.set_service_status(name, status).await;
+                }
+                metrics::gauge!("suppressd_serving").set(if serving { 1.0 } else { 0.0 });
+                if ready.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
 
         // Both reflection versions: grpcurl and other tools still ask v1alpha first.
         let reflection = tonic_reflection::server::Builder::configure()
@@ -300,6 +322,7 @@ impl Application {
                     *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
                 }
             }
+            follower.abort();
             for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
                 drain_health
                     .set_service_status(name, ServingStatus::NotServing)

@@ -28,6 +28,7 @@ fn open_store(dir: &tempfile::TempDir) -> Arc<dyn SuppressionStore> {
         path: dir.path().join("data"),
         cache_bytes: 16 << 20,
         journal_bytes: 1 << 20,
+        database_url: None,
     })
     .expect("store opens")
 }

@@ -384,6 +384,7 @@ pub fn migrate(args: MigrateArgs) -> Outcome {
         path: args.from_data_dir.clone(),
         cache_bytes,
         journal_bytes: 64 * 1024 * 1024,
+        database_url: None,
     };
     let started = Instant::now();
     let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;

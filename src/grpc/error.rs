@@ -42,6 +42,13 @@ fn to_status(err: AppError) -> Status {
                 let v = FieldViolation::new("page_token", "is not a token this server issued");
                 AppError::InvalidArgument(v).into()
             }
+            AppError::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %ErrorChain(&e), "the database is unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            AppError::Store(e @ StoreError::Unsupported { .. }) => {
+                Status::unimplemented(e.to_string())
+            }
             AppError::Store(e) => {
                 tracing::error!(error = %ErrorChain(&e), "storage error");
                 Status::internal("internal storage error")

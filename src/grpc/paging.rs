@@ -59,8 +59,9 @@ const MAC_LEN: usize = 16;
 /// Issues and checks page tokens with a key kept in the store.
 #[derive(Clone)]
 pub struct PageTokens {
-    /// HMAC key: from the store, so tokens survive restarts.
-    secret: [u8; 32],
+    /// HMAC key: from the store, so tokens survive restarts. Read at each use: a store that
+    /// reaches its database after start (postgres) knows it only from then on.
+    secret: std::sync::Arc<dyn Fn() -> [u8; 32] + Send + Sync>,
 }
 
 impl std::fmt::Debug for PageTokens {
@@ -71,13 +72,21 @@ impl std::fmt::Debug for PageTokens {
 
 impl PageTokens {
     /// Tokens signed with `secret`.
+    #[cfg(test)]
     pub fn new(secret: [u8; 32]) -> Self {
-        PageTokens { secret }
+        Self::from_source(move || secret)
+    }
+
+    /// Tokens signed with the secret that `secret` gives at each use.
+    pub fn from_source(secret: impl Fn() -> [u8; 32] + Send + Sync + 'static) -> Self {
+        PageTokens {
+            secret: std::sync::Arc::new(secret),
+        }
     }
 
     fn mac(&self, scope: &Scope, cursor: &[u8]) -> [u8; MAC_LEN] {
         let scope = scope.as_str();
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&(self.secret)()) {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC accepts keys of any length"),
         };

@@ -44,7 +44,8 @@ pub struct SuppressionApi {
 impl SuppressionApi {
     /// The service over `app`.
     pub fn new(app: App) -> Self {
-        let tokens = PageTokens::new(app.token_secret());
+        let source = app.clone();
+        let tokens = PageTokens::from_source(move || source.token_secret());
         SuppressionApi { app, tokens }
     }
 

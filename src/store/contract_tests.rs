@@ -28,12 +28,18 @@ use crate::policy::{EscalationPolicy, ManualSuppress};
 const T0: i64 = 1_767_261_600_000_000;
 
 fn open_at(engine: Engine, path: &Path) -> Result<Arc<dyn SuppressionStore>, StoreError> {
-    open(StoreOptions {
+    // The postgres engine: a database of the test cluster per directory.
+    let database_url = (engine == Engine::Postgres)
+        .then(|| testing::postgres_test_database(&path.to_string_lossy()));
+    let store = open(StoreOptions {
         engine,
         path: path.to_path_buf(),
         cache_bytes: 16 << 20,
         journal_bytes: 1 << 20,
-    })
+        database_url,
+    })?;
+    testing::wait_until_ready(&*store, Duration::from_secs(30));
+    Ok(store)
 }
 
 /// Opens a directory that a store of this process used and closed. sled lets go of its file
@@ -379,6 +385,7 @@ async fn the_other_engine_refuses_the_directory(engine: Engine) {
     let other = match engine {
         Engine::Sled => Engine::Redb,
         Engine::Redb => Engine::Sled,
+        Engine::Postgres => unreachable!("a test of the embedded engines"),
     };
     let dir = tempfile::tempdir().unwrap();
     {
@@ -810,6 +817,7 @@ fn write_schema_1_counters(engine: Engine, path: &Path, hours: &[(i64, u64)]) {
     match engine {
         Engine::Sled => put(&SledEngine::open(path, 16 << 20).unwrap(), hours),
         Engine::Redb => put(&RedbEngine::open(path, 16 << 20).unwrap(), hours),
+        Engine::Postgres => unreachable!("a test of the embedded engines"),
     }
 }
 
@@ -829,6 +837,7 @@ fn schema_1_counter_keys(engine: Engine, path: &Path) -> usize {
         let opened = match engine {
             Engine::Sled => SledEngine::open(path, 16 << 20).map(|e| count(&e)),
             Engine::Redb => RedbEngine::open(path, 16 << 20).map(|e| count(&e)),
+            Engine::Postgres => unreachable!("a test of the embedded engines"),
         };
         match opened {
             Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
@@ -974,6 +983,7 @@ async fn a_writer_that_dies_is_reported_and_later_writes_fail(engine: Engine) {
             path: dir.path().to_path_buf(),
             cache_bytes: 16 << 20,
             journal_bytes: 1 << 20,
+            database_url: None,
         },
         2,
     )
@@ -1600,6 +1610,39 @@ async fn a_forget_among_concurrent_writes_leaves_only_the_erasure(engine: Engine
     assert!(bounce_ids(&*store, "acme").is_empty());
     store.close().unwrap();
 }
+
+/// The contract tests that the postgres engine passes, run on the cluster that
+/// `SUPPRESSD_TEST_DATABASE_URL` names: ignored by a plain `cargo test` (they need a cluster),
+/// run by `.ci/run` with `-- --ignored` (docs/postgres.md).
+macro_rules! contract_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+                async fn $name() {
+                    super::$name(super::Engine::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+contract_postgres!(
+    each_write_is_atomic_and_refused_writes_store_nothing,
+    event_ids_are_idempotent,
+    everything_acknowledged_survives_a_reopen,
+    the_suppressed_index_is_exact_after_a_reopen,
+    inverted_or_empty_ranges_answer_nothing,
+    concurrent_writers_share_commits_and_lose_nothing,
+    status_lookups_know_every_record_once_the_index_is_loaded,
+    records_of_many_addresses_come_back_by_index,
+    history_pages_item_by_item_through_entries_of_several,
+    a_panicking_decision_fails_its_write_alone,
+    the_change_log_keeps_commit_order_and_refuses_positions_past_retention,
+    what_expires_is_due_at_its_expiry_in_every_tenant_until_cleared,
+    list_unsubscribes_are_found_by_screens_that_name_a_list_after_a_reopen,
+);
 
 contract!(
     forgetting_erases_an_address_and_destroys_its_key,

@@ -679,6 +679,7 @@ pub(super) fn open_small(
         path: path.to_path_buf(),
         cache_bytes: 4 << 20,
         journal_bytes: 1 << 20,
+        database_url: None,
     })
 }
 
@@ -990,6 +991,7 @@ macro_rules! with_engine {
             super::Engine::Redb => {
                 super::redb_engine::RedbEngine::open($path, 4 << 20).map(|$e| $body)
             }
+            super::Engine::Postgres => unreachable!("a test of the embedded engines"),
         })
         .unwrap()
     }};

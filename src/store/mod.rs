@@ -26,6 +26,7 @@ mod kv_store;
 mod layout;
 mod legacy;
 mod memtable;
+mod postgres;
 mod records;
 mod redb_engine;
 mod sled_engine;
@@ -65,6 +66,8 @@ pub enum Engine {
     Sled,
     /// redb 2.
     Redb,
+    /// A PostgreSQL database (or CockroachDB, YugabyteDB, Citus), shared by replicas.
+    Postgres,
 }
 
 impl Engine {
@@ -73,6 +76,7 @@ impl Engine {
         match self {
             Engine::Sled => "sled",
             Engine::Redb => "redb",
+            Engine::Postgres => "postgres",
         }
     }
 }
@@ -84,7 +88,10 @@ impl std::str::FromStr for Engine {
         match s.to_ascii_lowercase().as_str() {
             "sled" => Ok(Engine::Sled),
             "redb" => Ok(Engine::Redb),
-            other => Err(format!("unknown storage engine {other:?} (sled or redb)")),
+            "postgres" => Ok(Engine::Postgres),
+            other => Err(format!(
+                "unknown storage engine {other:?} (sled, redb or postgres)"
+            )),
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Bytes of written data that the journal holds in memory before a checkpoint.
     pub journal_bytes: u64,
+    /// The database of the postgres engine (a libpq URL); unused by the embedded engines.
+    pub database_url: Option<String>,
 }
 
 /// Opens (or creates) the store in `options.path` with the chosen engine, loads the in-memory
@@ -110,6 +119,11 @@ pub fn open(options: StoreOptions) -> Result<Arc<dyn SuppressionStore>, StoreErr
     Ok(match options.engine {
         Engine::Sled => Arc::new(open_sled(&options)?),
         Engine::Redb => Arc::new(open_redb(&options)?),
+        Engine::Postgres => Arc::new(postgres::open(
+            options.database_url.as_deref().ok_or_else(|| {
+                StoreError::engine("opening the postgres engine", "no --database-url given")
+            })?,
+        )?),
     })
 }
 
@@ -222,6 +236,23 @@ pub enum StoreError {
     /// (a non-empty target, a directory without data).
     #[error("{0}")]
     Backup(String),
+    /// The database cannot be reached (the postgres engine): the call may succeed later.
+    #[error("the database is unavailable: {context}")]
+    Unavailable {
+        /// What the store was doing.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: BoxError,
+    },
+    /// A call that this engine does not answer yet.
+    #[error("not supported by the {engine} engine yet: {method}")]
+    Unsupported {
+        /// The engine.
+        engine: &'static str,
+        /// The call.
+        method: &'static str,
+    },
     /// Changes after the asked position were removed by the change log's retention.
     #[error("the change log holds changes only after sequence number {horizon}")]
     ChangesPruned {
@@ -231,6 +262,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the error says the database is unreachable (perhaps for a while), rather than
+    /// that the call or the data is wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::CommitFailed(inner) => inner.is_unavailable(),
+            _ => false,
+        }
+    }
+
     /// An engine error with what the store was doing.
     pub(crate) fn engine(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
         StoreError::Engine {
@@ -763,6 +804,12 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// (`None` while it runs). After that the store takes no more writes (they answer
     /// [`StoreError::Closed`]) and the process should stop and be restarted.
     fn writer_failure(&self) -> watch::Receiver<Option<String>>;
+
+    /// Whether the store can serve calls: always for the embedded engines; for the postgres
+    /// engine, while the database is reachable and its schema in place.
+    fn ready(&self) -> watch::Receiver<bool> {
+        watch::channel(true).1
+    }
 
     /// Stops taking writes, waits for the pending ones and flushes. Idempotent.
     fn close(&self) -> Result<(), StoreError>;

@@ -1525,6 +1525,22 @@ impl Record for u64 {
     }
 }
 
+/// The stored number of an outcome type (the numbering of every record), for the columns of
+/// the postgres engine.
+pub(super) fn bounce_type_number(t: BounceType) -> i32 {
+    t.number()
+}
+
+/// The stored number of a bounce reason.
+pub(super) fn reason_number(r: BounceReason) -> i32 {
+    r.number()
+}
+
+/// The stored number of a change log entry's kind.
+pub(super) fn change_kind_number(k: ChangeKind) -> i32 {
+    k.number()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

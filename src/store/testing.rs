@@ -26,6 +26,7 @@ pub fn open_with_commit_panic(
             PanicOnCommit::new(super::redb_engine(&options)?, panic_on_commit),
             &options.path,
         )?),
+        Engine::Postgres => return Err(super::postgres::unsupported("open_with_commit_panic")),
     })
 }
 
@@ -101,5 +102,76 @@ impl<E: KvEngine> KvEngine for PanicOnCommit<E> {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
+    }
+}
+
+/// The environment variable that names the PostgreSQL cluster of the tests (a libpq URL of a
+/// role that may create databases), as `.ci/postgres.sh` prints it.
+pub const TEST_DATABASE_URL: &str = "SUPPRESSD_TEST_DATABASE_URL";
+
+/// A URL of a database for one test, in the cluster that [`TEST_DATABASE_URL`] names: one
+/// database per `key` (the test's data directory, say), made empty on first use and kept for
+/// later opens with the same key. Panics when the variable is not set: a test of the postgres
+/// engine without a database must fail, not pass. For tests only.
+pub fn postgres_test_database(key: &str) -> String {
+    let base = std::env::var(TEST_DATABASE_URL).unwrap_or_else(|_| {
+        panic!(
+            "{TEST_DATABASE_URL} is not set: start a cluster with `eval \"$(.ci/postgres.sh start)\"` \
+             (docs/postgres.md)"
+        )
+    });
+    let name = format!(
+        "suppressd_test_{:016x}",
+        xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+    );
+    let (path, query) = match base.split_once('?') {
+        Some((p, q)) => (p.to_string(), format!("?{q}")),
+        None => (base.clone(), String::new()),
+    };
+    let server = match path.rsplit_once('/') {
+        Some((server, _))
+            if server.contains("://") && server.len() > server.find("://").unwrap_or(0) + 3 =>
+        {
+            server.to_string()
+        }
+        _ => path.clone(),
+    };
+    let url = format!("{server}/{name}{query}");
+    let create = format!("CREATE DATABASE {name} TEMPLATE template0");
+    // On a thread of its own: callers may be inside a runtime.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach the test cluster at {base}: {e}"));
+            tokio::spawn(connection);
+            match client.batch_execute(&create).await {
+                Ok(()) => {}
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => panic!("cannot create a test database: {e}"),
+            }
+        });
+    })
+    .join()
+    .expect("the test database is made");
+    url
+}
+
+/// Waits until `store` is ready to serve (the postgres engine reaches its database in the
+/// background), for at most `within`. For tests only.
+pub fn wait_until_ready(store: &dyn SuppressionStore, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let ready = store.ready();
+    while !*ready.borrow() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store was not ready within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

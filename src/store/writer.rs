@@ -429,7 +429,7 @@ fn answer_of<T>(
 /// Runs a write's decision, turning a panic into [`StoreError::DecisionPanicked`]. Nothing is
 /// shared with the decision but the records it reads, which it cannot change, so no state is
 /// left half-changed by its panic.
-fn decided<T>(decide: impl FnOnce() -> T) -> Result<T, StoreError> {
+pub(super) fn decided<T>(decide: impl FnOnce() -> T) -> Result<T, StoreError> {
     catch_unwind(AssertUnwindSafe(decide))
         .map_err(|panic| StoreError::DecisionPanicked(panic_message(&*panic)))
 }
@@ -1367,55 +1367,12 @@ impl<'t, E: KvEngine> Group<'t, E> {
         record: &AddressRecord,
         changes: &[StateChange],
     ) -> Result<(), StoreError> {
-        let before = previous.and_then(|p| p.suppression.as_ref());
-        let after = record.suppression.as_ref();
-        let mut logged: Vec<(ChangeKind, Option<&Suppression>)> =
-            ChangeKind::of_address(before, after, changes)
-                .into_iter()
-                .map(|kind| match kind {
-                    ChangeKind::Lifted | ChangeKind::Expired => (kind, before),
-                    _ => (kind, after),
-                })
-                .collect();
-        // Unsubscribes from single lists: their changes carry the list in `list_id`.
-        let no_lists = Vec::new();
-        let old_lists = previous.map_or(&no_lists, |p| &p.list_unsubscribes);
-        for old in old_lists {
-            if !record
-                .list_unsubscribes
-                .iter()
-                .any(|s| s.list_id == old.list_id)
-            {
-                let expired = changes.iter().any(|c| {
-                    c.kind == StateChangeKind::Expired
-                        && c.note.starts_with(&format!("list {}", old.list_id))
-                });
-                let kind = if expired {
-                    ChangeKind::Expired
-                } else {
-                    ChangeKind::Lifted
-                };
-                logged.push((kind, Some(old)));
-            }
-        }
-        for new in &record.list_unsubscribes {
-            if !old_lists.contains(new) {
-                logged.push((ChangeKind::Suppressed, Some(new)));
-            }
-        }
+        let logged = address_list_changes(address, previous, record, changes);
         if logged.is_empty() {
             return Ok(());
         }
-        let cause = changes.last();
-        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
         let key = self.data_keys.get(&ah).cloned();
-        for (kind, suppression) in logged {
-            let at = suppression.map_or(Timestamp(0), |s| s.since);
-            let mut change = list_change(kind, suppression.cloned(), cause, at);
-            if kind != ChangeKind::Forgotten {
-                change.address = address.to_string();
-                change.domain = domain.to_string();
-            }
+        for change in logged {
             self.log_change(tenant, Some(ah), change, key.as_ref())?;
         }
         Ok(())
@@ -1696,6 +1653,66 @@ impl<'t, E: KvEngine> Group<'t, E> {
         self.shared.keyring.sync()?;
         Ok(self.effects)
     }
+}
+
+/// The changes of the suppression lists that a write of an address's record makes (without
+/// their sequence numbers): what the change log records. Shared by every engine's writer.
+pub(super) fn address_list_changes(
+    address: &str,
+    previous: Option<&AddressRecord>,
+    record: &AddressRecord,
+    changes: &[StateChange],
+) -> Vec<ListChange> {
+    let before = previous.and_then(|p| p.suppression.as_ref());
+    let after = record.suppression.as_ref();
+    let mut logged: Vec<(ChangeKind, Option<&Suppression>)> =
+        ChangeKind::of_address(before, after, changes)
+            .into_iter()
+            .map(|kind| match kind {
+                ChangeKind::Lifted | ChangeKind::Expired => (kind, before),
+                _ => (kind, after),
+            })
+            .collect();
+    // Unsubscribes from single lists: their changes carry the list in `list_id`.
+    let no_lists = Vec::new();
+    let old_lists = previous.map_or(&no_lists, |p| &p.list_unsubscribes);
+    for old in old_lists {
+        if !record
+            .list_unsubscribes
+            .iter()
+            .any(|s| s.list_id == old.list_id)
+        {
+            let expired = changes.iter().any(|c| {
+                c.kind == StateChangeKind::Expired
+                    && c.note.starts_with(&format!("list {}", old.list_id))
+            });
+            let kind = if expired {
+                ChangeKind::Expired
+            } else {
+                ChangeKind::Lifted
+            };
+            logged.push((kind, Some(old)));
+        }
+    }
+    for new in &record.list_unsubscribes {
+        if !old_lists.contains(new) {
+            logged.push((ChangeKind::Suppressed, Some(new)));
+        }
+    }
+    let cause = changes.last();
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    logged
+        .into_iter()
+        .map(|(kind, suppression)| {
+            let at = suppression.map_or(Timestamp(0), |s| s.since);
+            let mut change = list_change(kind, suppression.cloned(), cause, at);
+            if kind != ChangeKind::Forgotten {
+                change.address = address.to_string();
+                change.domain = domain.to_string();
+            }
+            change
+        })
+        .collect()
 }
 
 /// The address a `ReplacementPending` change says its address replaces ("replaces X (...").

@@ -82,8 +82,8 @@ async fn reporter(
 /// The other engine than the tests'.
 fn other_engine() -> StorageEngine {
     match test_engine() {
-        StorageEngine::Sled => StorageEngine::Redb,
         StorageEngine::Redb => StorageEngine::Sled,
+        StorageEngine::Sled | StorageEngine::Postgres => StorageEngine::Redb,
     }
 }
 

@@ -121,8 +121,10 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
             path: path.clone(),
             cache_bytes: 16 << 20,
             journal_bytes: 1 << 20,
+            database_url: test_database_url(&path),
         })
         .unwrap();
+        suppressd::store::testing::wait_until_ready(&*store, std::time::Duration::from_secs(30));
         // Older rules called Gmail's spam block a hard bounce, and missed a "user unknown".
         record_legacy(
             &*store,
@@ -166,7 +168,11 @@ async fn reclassify_fixes_suppressions_that_older_rules_got_wrong() {
         .await;
         store.close().unwrap();
     }
-    let mut app = spawn_app_with(|s| s.data_dir = path.clone()).await;
+    let mut app = spawn_app_with(|s| {
+        s.data_dir = path.clone();
+        s.database_url = test_database_url(&path);
+    })
+    .await;
     assert_eq!(
         app.state("", "wronged@gmail.com").await,
         AddressState::Suppressed

@@ -37,7 +37,8 @@ pub fn test_engine() -> StorageEngine {
     match std::env::var("SUPPRESSD_TEST_ENGINE").as_deref() {
         Err(_) | Ok("") | Ok("sled") => StorageEngine::Sled,
         Ok("redb") => StorageEngine::Redb,
-        Ok(other) => panic!("SUPPRESSD_TEST_ENGINE={other:?}: expected sled or redb"),
+        Ok("postgres") => StorageEngine::Postgres,
+        Ok(other) => panic!("SUPPRESSD_TEST_ENGINE={other:?}: expected sled, redb or postgres"),
     }
 }
 
@@ -46,14 +47,32 @@ pub fn test_engine_name() -> &'static str {
     match test_engine() {
         StorageEngine::Sled => "sled",
         StorageEngine::Redb => "redb",
+        StorageEngine::Postgres => "postgres",
     }
 }
 
 /// Settings for a test server on 127.0.0.1:0 with data in `data_dir`, on the tests' engine.
 pub fn test_settings(data_dir: PathBuf) -> ServeSettings {
-    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir);
+    let mut settings = ServeSettings::local("127.0.0.1:0".parse().unwrap(), data_dir.clone());
     settings.engine = test_engine();
+    settings.database_url = test_database_url(&data_dir);
     settings
+}
+
+/// On the postgres engine, the database of the test cluster that stands for `data_dir`: one
+/// per data directory, so that a restart on the same directory finds its data again.
+pub fn test_database_url(data_dir: &std::path::Path) -> Option<String> {
+    (test_engine() == StorageEngine::Postgres)
+        .then(|| suppressd::store::testing::postgres_test_database(&data_dir.to_string_lossy()))
+}
+
+/// The environment that points a server process at the tests' database (none for the
+/// embedded engines).
+pub fn test_database_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    test_database_url(data_dir)
+        .map(|url| ("SUPPRESSD_DATABASE_URL", url))
+        .into_iter()
+        .collect()
 }
 
 /// A clock moved by hand, starting at the current wall time (so that results reported without
@@ -114,6 +133,12 @@ async fn start(data_dir: PathBuf, clock: Clock, tweak: impl FnOnce(&mut ServeSet
             built => break built.expect("server builds"),
         }
     };
+    // The postgres engine reaches its database in the background after start.
+    let mut ready = app.store_ready();
+    tokio::time::timeout(std::time::Duration::from_secs(30), ready.wait_for(|r| *r))
+        .await
+        .expect("the store is ready within 30 s")
+        .expect("the store reports its readiness");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -22,6 +22,7 @@ mod list_bounces;
 mod metrics;
 mod monitoring;
 mod operations;
+mod postgres;
 mod reporting;
 mod status;
 mod unsubscribes;

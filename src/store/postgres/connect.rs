@@ -1,0 +1,175 @@
+//! The database URL, TLS to the database, and the connection pool.
+//!
+//! The URL is libpq's (`postgres://user@host:port/db?sslmode=...`); tokio-postgres reads it,
+//! except for the parameters it does not know, which are taken out here first:
+//! `sslmode=verify-ca` / `verify-full` (TLS, the certificate verified; tokio-postgres knows only
+//! `disable`, `prefer` and `require`) and `sslrootcert=FILE` (the CA certificates, PEM). With
+//! `sslmode=require` the certificate is verified too (stricter than libpq, which only encrypts):
+//! against `sslrootcert`, or the system's CA certificates.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_postgres::config::SslMode;
+
+use crate::store::StoreError;
+
+/// Connections the pool keeps at most.
+const POOL_SIZE: usize = 16;
+/// How long making a connection may take (unless the URL says `connect_timeout`), and how long
+/// a call waits for one from the pool: a database that does not answer fails calls, it does
+/// not hang them.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how to connect.
+pub(super) struct Target {
+    config: tokio_postgres::Config,
+    tls: Option<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+fn config_error(message: impl Into<String>) -> StoreError {
+    StoreError::engine("reading --database-url", message.into())
+}
+
+/// Reads a database URL (see the module's documentation).
+pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (url, ""),
+    };
+    let mut kept = Vec::new();
+    let mut tls_mode: Option<String> = None;
+    let mut root_file: Option<String> = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => tls_mode = Some(value.to_string()),
+            "sslrootcert" => root_file = Some(value.to_string()),
+            _ => kept.push(pair),
+        }
+    }
+    let tls_wanted = match tls_mode.as_deref() {
+        None | Some("disable") | Some("allow") | Some("prefer") => false,
+        Some("require") | Some("verify-ca") | Some("verify-full") => true,
+        Some(other) => return Err(config_error(format!("unknown sslmode {other:?}"))),
+    };
+    let rebuilt = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config = rebuilt
+        .parse()
+        .map_err(|e| StoreError::engine("reading --database-url", e))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("suppressd");
+    }
+    let tls = if tls_wanted {
+        config.ssl_mode(SslMode::Require);
+        Some(client_tls(root_file.as_deref())?)
+    } else {
+        config.ssl_mode(SslMode::Disable);
+        None
+    };
+    Ok(Target { config, tls })
+}
+
+/// rustls (ring) verifying the server against `root_file` or the system's CA certificates.
+fn client_tls(root_file: Option<&str>) -> Result<rustls::ClientConfig, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match root_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| StoreError::engine(format!("reading sslrootcert {path}"), e))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert =
+                    cert.map_err(|e| StoreError::engine(format!("reading sslrootcert {path}"), e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| StoreError::engine(format!("reading sslrootcert {path}"), e))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err(config_error(
+            "TLS to the database asked for, but no CA certificate found (give sslrootcert=FILE)",
+        ));
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::engine("setting up TLS to the database", e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+impl Target {
+    /// The pool of connections to the target (connections are made on first use).
+    pub(super) fn pool(&self) -> Result<Pool, StoreError> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &self.tls {
+            Some(tls) => Manager::from_config(
+                self.config.clone(),
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()),
+                manager_config,
+            ),
+            None => {
+                Manager::from_config(self.config.clone(), tokio_postgres::NoTls, manager_config)
+            }
+        };
+        Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::engine("building the connection pool", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let plain = parse("postgres://suppressd@db:5433/suppressd?connect_timeout=3").unwrap();
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.config.get_dbname(), Some("suppressd"));
+        assert_eq!(plain.config.get_ports(), [5433]);
+        assert_eq!(
+            plain.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(3))
+        );
+        assert!(parse("postgres://db/x?sslmode=sometimes").is_err());
+        assert!(parse("postgres://db/x?sslmode=verify-full&sslrootcert=/nonexistent.pem").is_err());
+        assert!(parse("postgres://db/x?sslmode=disable")
+            .unwrap()
+            .tls
+            .is_none());
+    }
+}

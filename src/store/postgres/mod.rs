@@ -1,0 +1,616 @@
+//! The postgres engine (`--engine postgres`): the store in a PostgreSQL database (or one that
+//! speaks its protocol and SQL: CockroachDB, YugabyteDB, Citus), shared by any number of
+//! suppressd replicas. The schema is relational (`migrations/postgres`); the detail of records,
+//! events, history entries and changes is kept as the same tag-based protobuf records the
+//! embedded engines store (`records`). See docs/postgres.md.
+//!
+//! The engine runs on a small tokio runtime of its own: the connection pool, the writer task
+//! and the connection watch live there, and the store's blocking reads wait on it from any
+//! caller (even a current-thread runtime). Until the database is reachable and its schema in
+//! place, [`SuppressionStore::ready`] says false and every call fails as unavailable; a
+//! background task retries with backoff, then checks the connection every few seconds.
+
+mod connect;
+mod migrate;
+mod read;
+mod write;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::address_hash::AddressHasher;
+use super::{
+    AddressWrite, BounceQuery, ChangePage, CounterTouch, DomainFacts, DomainOutcome, DomainRules,
+    DomainWrite, ForgetWrite, Granularity, Page, PairOutcome, PairWrite, StoreError, StoreFuture,
+    SuppressedAddress, SuppressionQuery, SuppressionStore, WriteOutcome,
+};
+use crate::domain::{
+    AddressId, AddressRecord, Dimension, DomainRecord, EmailAddress, HistoryEntry, OutcomeCounts,
+    RecordedEvent, StateChange, Tenant, Timestamp,
+};
+
+/// The first wait before connecting again; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to connect.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a connected store checks that the database still answers (and reads the change
+/// log's head that other replicas moved).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long that check may take before the database counts as lost.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The error of a call the postgres engine does not answer yet.
+pub(super) fn unsupported(method: &'static str) -> StoreError {
+    StoreError::Unsupported {
+        engine: "postgres",
+        method,
+    }
+}
+
+/// Turns a database error into a [`StoreError`]: a lost or refused connection is
+/// [`StoreError::Unavailable`], an error the server answered is an engine error.
+pub(super) fn sql_error(
+    context: impl Into<String>,
+) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    let context = context.into();
+    move |e| {
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        let lost = e.is_closed() || io || e.code().is_some_and(is_server_unavailable);
+        if lost {
+            StoreError::Unavailable {
+                context,
+                source: e.into(),
+            }
+        } else {
+            StoreError::engine(context, e)
+        }
+    }
+}
+
+/// Whether the server's error says it cannot serve now (shutting down, starting up, out of
+/// connections), rather than that the statement is wrong.
+fn is_server_unavailable(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::CONNECTION_FAILURE,
+        SqlState::CONNECTION_EXCEPTION,
+    ]
+    .contains(code)
+}
+
+/// A connection from the pool, or the reason there is none.
+pub(super) async fn connection(pool: &Pool) -> Result<deadpool_postgres::Client, StoreError> {
+    pool.get().await.map_err(|e| StoreError::Unavailable {
+        context: "connecting to the database".into(),
+        source: e.into(),
+    })
+}
+
+/// The store's keys, read from (or first written to) the database once it is reachable.
+pub(super) struct Meta {
+    pub(super) hasher: AddressHasher,
+    pub(super) token_secret: [u8; 32],
+}
+
+/// What the store's tasks share.
+pub(super) struct Inner {
+    pub(super) pool: Pool,
+    pub(super) meta: OnceLock<Meta>,
+    pub(super) ready: watch::Sender<bool>,
+    pub(super) head: watch::Sender<u64>,
+    pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
+    pub(super) rules: RwLock<Option<Arc<dyn DomainRules>>>,
+    pub(super) closing: AtomicBool,
+}
+
+impl Inner {
+    /// The keys, once the database was reached.
+    pub(super) fn meta(&self) -> Result<&Meta, StoreError> {
+        self.meta.get().ok_or_else(|| StoreError::Unavailable {
+            context: "the database has not been reached yet".into(),
+            source: "not connected".into(),
+        })
+    }
+}
+
+/// The postgres store.
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+    handle: tokio::runtime::Handle,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    jobs: Mutex<Option<mpsc::Sender<write::Job>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    failure: watch::Sender<Option<String>>,
+}
+
+/// Opens the store on `url`: returns at once; the database is reached (and migrated) in the
+/// background. A URL that cannot be read is refused here.
+pub(super) fn open(url: &str) -> Result<PostgresStore, StoreError> {
+    let target = connect::parse(url)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("suppressd-postgres")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::engine("starting the postgres engine's runtime", e))?;
+    let handle = runtime.handle().clone();
+    // The pool spawns its connections' tasks on the runtime it is used from: ours.
+    let pool = {
+        let _guard = handle.enter();
+        target.pool()?
+    };
+    let inner = Arc::new(Inner {
+        pool,
+        meta: OnceLock::new(),
+        ready: watch::channel(false).0,
+        head: watch::channel(0).0,
+        touches: broadcast::channel(1024).0,
+        rules: RwLock::new(None),
+        closing: AtomicBool::new(false),
+    });
+    handle.spawn(keep_connected(inner.clone()));
+    let (jobs, queue) = mpsc::channel(1024);
+    let writer = handle.spawn(write::writer(inner.clone(), queue));
+    Ok(PostgresStore {
+        inner,
+        handle,
+        runtime: Mutex::new(Some(runtime)),
+        jobs: Mutex::new(Some(jobs)),
+        writer: Mutex::new(Some(writer)),
+        failure: watch::channel(None).0,
+    })
+}
+
+/// Reaches the database (with backoff), migrates its schema and reads the store's keys; then
+/// checks every [`WATCH_INTERVAL`] that it still answers, saying so in `ready`.
+async fn keep_connected(inner: Arc<Inner>) {
+    let mut backoff = FIRST_BACKOFF;
+    while !inner.closing.load(Ordering::Relaxed) {
+        match prepare(&inner).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %super::ErrorChain(&e), retry_in = ?backoff, "the database is not ready");
+                if matches!(e, StoreError::SchemaTooNew { .. }) {
+                    // Waiting will not help; it stays not ready, and says why in the log.
+                    backoff = MAX_BACKOFF;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    while !inner.closing.load(Ordering::Relaxed) {
+        let head = tokio::time::timeout(WATCH_TIMEOUT, async {
+            let client = connection(&inner.pool).await?;
+            let row = client
+                .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
+                .await
+                .map_err(sql_error("reading the change log's head"))?;
+            Ok::<i64, StoreError>(row.get(0))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                context: "checking the database".into(),
+                source: "no answer in time".into(),
+            })
+        });
+        match head {
+            Ok(seq) => {
+                inner
+                    .ready
+                    .send_if_modified(|r| !std::mem::replace(r, true));
+                inner.head.send_if_modified(|h| {
+                    let seq = u64::try_from(seq).unwrap_or(0);
+                    let moved = seq > *h;
+                    if moved {
+                        *h = seq;
+                    }
+                    moved
+                });
+            }
+            Err(e) => {
+                if inner
+                    .ready
+                    .send_if_modified(|r| std::mem::replace(r, false))
+                {
+                    tracing::error!(error = %super::ErrorChain(&e), "lost the database");
+                }
+            }
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
+}
+
+/// Migrates the schema and reads (or makes) the store's keys.
+async fn prepare(inner: &Inner) -> Result<(), StoreError> {
+    let mut client = connection(&inner.pool).await?;
+    migrate::migrate(&mut client).await?;
+    if inner.meta.get().is_none() {
+        let address_key: [u8; 16] = secret(&client, "address_key").await?;
+        let token_secret: [u8; 32] = secret(&client, "token_secret").await?;
+        let _ = inner.meta.set(Meta {
+            hasher: AddressHasher::new(&address_key),
+            token_secret,
+        });
+    }
+    let row = client
+        .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
+        .await
+        .map_err(sql_error("reading the change log's head"))?;
+    let head: i64 = row.get(0);
+    inner.head.send_replace(u64::try_from(head).unwrap_or(0));
+    inner.ready.send_replace(true);
+    tracing::info!(schema = migrate::latest(), "the database is ready");
+    Ok(())
+}
+
+/// A random secret kept in `suppressd_meta` under `name`: made by the first replica that
+/// starts, read by the others.
+async fn secret<const N: usize>(
+    client: &deadpool_postgres::Client,
+    name: &str,
+) -> Result<[u8; N], StoreError> {
+    let fresh: [u8; N] = std::array::from_fn(|_| rand::random::<u8>());
+    client
+        .execute(
+            "INSERT INTO suppressd_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &&fresh[..]],
+        )
+        .await
+        .map_err(sql_error(format!("storing the {name}")))?;
+    let row = client
+        .query_one("SELECT value FROM suppressd_meta WHERE name = $1", &[&name])
+        .await
+        .map_err(sql_error(format!("reading the {name}")))?;
+    let value: Vec<u8> = row.get(0);
+    value
+        .try_into()
+        .map_err(|_| StoreError::corrupt(name.as_bytes(), "a secret of the wrong length"))
+}
+
+impl PostgresStore {
+    /// Runs `work` on the engine's runtime and waits for its result (from any thread but the
+    /// engine's own).
+    fn block<T, F>(&self, work: impl FnOnce(Arc<Inner>) -> F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = work(self.inner.clone());
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Runs `work` on the engine's runtime; the returned future may be awaited anywhere.
+    fn spawn<T, F>(&self, work: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let task = self.handle.spawn(work);
+        Box::pin(async move { task.await.unwrap_or(Err(StoreError::Closed)) })
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<write::Job>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .cloned()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl SuppressionStore for PostgresStore {
+    fn write(&self, writes: Vec<AddressWrite>) -> StoreFuture<Vec<WriteOutcome>> {
+        let queued = self.submit(writes);
+        Box::pin(async move { queued.await?.await })
+    }
+
+    fn submit(&self, writes: Vec<AddressWrite>) -> StoreFuture<StoreFuture<Vec<WriteOutcome>>> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let sender = sender.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(write::Job { writes, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            let outcome: StoreFuture<Vec<WriteOutcome>> =
+                Box::pin(async move { answer.await.map_err(|_| StoreError::Closed)? });
+            Ok(outcome)
+        })
+    }
+
+    fn get_record(
+        &self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressRecord>, StoreError> {
+        let (t, a) = (tenant.clone(), address.as_str().to_string());
+        self.block(move |inner| async move { read::record(&inner, &t, &a).await })
+    }
+
+    fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {
+        let inner = self.inner.clone();
+        self.spawn(async move { write::commit_pair(&inner, write).await })
+    }
+
+    fn forget(&self, _write: ForgetWrite) -> StoreFuture<WriteOutcome> {
+        Box::pin(async { Err(unsupported("forget")) })
+    }
+
+    fn address_id(&self, tenant: &Tenant, address: &EmailAddress) -> AddressId {
+        match self.inner.meta.get() {
+            Some(meta) => AddressId(*meta.hasher.hash(tenant.as_str(), address.as_str()).bytes()),
+            // Only asked for after a read of the address, which fails until the database was
+            // reached: never reached without the key in practice. An id of zeros names no
+            // address rather than a wrong one.
+            None => AddressId([0; 16]),
+        }
+    }
+
+    fn suppressed_records(
+        &self,
+        tenant: &Tenant,
+        addresses: &[&str],
+        lists: bool,
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        let t = tenant.clone();
+        let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+        self.block(move |inner| async move { read::records(&inner, &t, &list, Some(lists)).await })
+    }
+
+    fn due_expiries(
+        &self,
+        now: Timestamp,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(Tenant, EmailAddress)>, StoreError> {
+        let cursor = cursor.map(<[u8]>::to_vec);
+        self.block(move |inner| async move { read::due_expiries(&inner, now, cursor, limit).await })
+    }
+
+    fn list_suppressions(
+        &self,
+        tenant: &Tenant,
+        query: &SuppressionQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<SuppressedAddress>, StoreError> {
+        let (t, q, c) = (tenant.clone(), query.clone(), cursor.map(<[u8]>::to_vec));
+        self.block(move |inner| async move { read::suppressions(&inner, &t, &q, c, limit).await })
+    }
+
+    fn known_good_domains(
+        &self,
+        tenant: &Tenant,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let t = tenant.clone();
+        self.block(move |inner| async move { read::known_good_domains(&inner, &t, limit).await })
+    }
+
+    fn known_good_locals(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let (t, d) = (tenant.clone(), domain.to_string());
+        self.block(move |inner| async move { read::known_good_locals(&inner, &t, &d, limit).await })
+    }
+
+    fn counters(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+        value: &str,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, OutcomeCounts)>, StoreError> {
+        let (t, v) = (tenant.clone(), value.to_string());
+        self.block(move |inner| async move {
+            read::counters(&inner, &t, dimension, &v, granularity, from, to).await
+        })
+    }
+
+    fn dimension_values(
+        &self,
+        tenant: &Tenant,
+        dimension: Dimension,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = tenant.clone();
+        self.block(move |inner| async move { read::dimension_values(&inner, &t, dimension).await })
+    }
+
+    fn subscribe_counters(&self) -> broadcast::Receiver<Arc<Vec<CounterTouch>>> {
+        self.inner.touches.subscribe()
+    }
+
+    fn get_event(
+        &self,
+        tenant: &Tenant,
+        event_id: &str,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let (t, id) = (tenant.clone(), event_id.to_string());
+        self.block(move |inner| async move { read::event(&inner, &t, &id).await })
+    }
+
+    fn list_bounces(
+        &self,
+        tenant: &Tenant,
+        query: &BounceQuery,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<RecordedEvent>, StoreError> {
+        let (t, q, c) = (tenant.clone(), query.clone(), cursor.map(<[u8]>::to_vec));
+        self.block(move |inner| async move { read::bounces(&inner, &t, &q, c, limit).await })
+    }
+
+    fn history(
+        &self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        let (t, a, c) = (
+            tenant.clone(),
+            address.as_str().to_string(),
+            cursor.map(<[u8]>::to_vec),
+        );
+        self.block(move |inner| async move { read::history(&inner, &t, &a, c, limit).await })
+    }
+
+    fn changes(&self, tenant: &Tenant, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let t = tenant.clone();
+        self.block(move |inner| async move { read::changes(&inner, &t, after, limit).await })
+    }
+
+    fn change_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<u64> {
+        let inner = self.inner.clone();
+        self.spawn(async move { write::prune_changes(&inner, before, limit).await })
+    }
+
+    fn write_domain(&self, _write: DomainWrite) -> StoreFuture<DomainOutcome> {
+        Box::pin(async { Err(unsupported("write_domain")) })
+    }
+
+    fn set_domain_rules(&self, rules: Arc<dyn DomainRules>) {
+        *self.inner.rules.write().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    // No domain can be marked on this engine yet (`write_domain` is refused, and a send result
+    // whose rules would mark its domain fails): answering "no marks" is exact.
+    fn has_marked_domains(&self, _tenant: &Tenant) -> bool {
+        false
+    }
+
+    fn domain_facts(&self, _tenant: &Tenant, _domains: &[&str]) -> Vec<(usize, DomainFacts)> {
+        Vec::new()
+    }
+
+    fn domain(&self, tenant: &Tenant, domain: &str) -> Result<DomainRecord, StoreError> {
+        let (t, d) = (tenant.clone(), domain.to_string());
+        self.block(move |inner| async move { read::domain(&inner, &t, &d).await })
+    }
+
+    fn domain_history(
+        &self,
+        tenant: &Tenant,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        let (t, d) = (tenant.clone(), domain.to_string());
+        self.block(move |inner| async move { read::domain_history(&inner, &t, &d, limit).await })
+    }
+
+    fn list_suppressed_domains(
+        &self,
+        _tenant: &Tenant,
+        _cursor: Option<&[u8]>,
+        _limit: usize,
+    ) -> Result<Page<(String, DomainRecord)>, StoreError> {
+        // No domain is ever marked on this engine yet (see `has_marked_domains`).
+        Ok(Page {
+            items: Vec::new(),
+            next: None,
+        })
+    }
+
+    fn records(
+        &self,
+        tenant: &Tenant,
+        addresses: &[&str],
+    ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        let t = tenant.clone();
+        let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+        self.block(move |inner| async move { read::records(&inner, &t, &list, None).await })
+    }
+
+    fn snapshot(&self) -> StoreFuture<crate::store::StoreSnapshot> {
+        Box::pin(std::future::ready(Err(unsupported("snapshot"))))
+    }
+
+    fn token_secret(&self) -> [u8; 32] {
+        // Page tokens are signed with it; read once the database is reached (see `ready`).
+        self.inner.meta.get().map_or([0; 32], |m| m.token_secret)
+    }
+
+    fn suppressed_count(&self) -> u64 {
+        if !*self.inner.ready.borrow() {
+            return 0;
+        }
+        match self.block(|inner| async move { read::suppressed_count(&inner).await }) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %super::ErrorChain(&e), "cannot count suppressed addresses");
+                0
+            }
+        }
+    }
+
+    fn indexes_loaded(&self) -> bool {
+        true
+    }
+
+    #[cfg(test)]
+    fn wait_for_index_load(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn writer_failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.subscribe()
+    }
+
+    fn ready(&self) -> watch::Receiver<bool> {
+        self.inner.ready.subscribe()
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            // The writer answers what was queued, then ends.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.handle.spawn(async move {
+                let _ = tx.send(writer.await);
+            });
+            let _ = rx.recv();
+        }
+        self.inner.closing.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}

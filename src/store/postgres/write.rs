@@ -1,0 +1,1266 @@
+//! The writer: one task that takes the queued writes and commits them in groups, one
+//! transaction per group.
+//!
+//! A group's transaction: make sure every address of the group has a row (`INSERT ... ON
+//! CONFLICT DO NOTHING`), lock those rows (`SELECT ... FOR UPDATE`, in key order, tenant by
+//! tenant), read which event ids are recorded already; then, write by write and in order,
+//! run the write's decision (the shared policy code) on the address's record as the group left
+//! it; then write the group's rows in batches (events `ON CONFLICT DO NOTHING`, history,
+//! address state, expiries, counters as adding upserts, delivered addresses, domain activity,
+//! the change log numbered under its counter's row lock), COMMIT, and only then answer. Another
+//! replica's write of the same address waits on the row lock, so the two serialize. A
+//! transaction that fails after decisions ran is not retried (the decisions are spent): its
+//! writes answer [`StoreError::CommitFailed`], and nothing of the group is stored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use deadpool_postgres::Transaction;
+use tokio::sync::{mpsc, oneshot};
+
+use super::read::{decoded, granularity_code};
+use super::{connection, sql_error, unsupported, Inner};
+use crate::domain::{
+    AddressRecord, BounceType, Dimension, DomainRecord, OutcomeCounts, RecordedEvent, StateChange,
+    Tenant, Timestamp,
+};
+use crate::store::address_hash::AddressHash;
+use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
+use crate::store::records::{bounce_type_number, change_kind_number, encode, reason_number};
+use crate::store::writer::{address_list_changes, decided};
+use crate::store::{
+    AddressWrite, CounterTouch, Decision, DomainRules, ErrorChain, Granularity, PairDecision,
+    PairOutcome, PairWrite, StoreError, WriteOutcome,
+};
+
+/// Most writes taken into one group.
+const MAX_GROUP_WRITES: usize = 4096;
+
+/// Writes queued by one caller, and where their outcomes go.
+pub(super) struct Job {
+    pub(super) writes: Vec<AddressWrite>,
+    pub(super) reply: oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
+}
+
+/// Takes jobs until every sender is gone, committing them in groups.
+pub(super) async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Job>) {
+    let mut stamps: HashMap<(String, String), i64> = HashMap::new();
+    while let Some(first) = queue.recv().await {
+        let mut total = first.writes.len();
+        let mut jobs = vec![first];
+        while total < MAX_GROUP_WRITES {
+            match queue.try_recv() {
+                Ok(job) => {
+                    total += job.writes.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("suppressd_group_commit_writes").record(total as f64);
+        let rules = inner
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut writes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            replies.push(job.reply);
+            writes.push(job.writes);
+        }
+        let mut answers: Vec<Result<Vec<WriteOutcome>, StoreError>> = Vec::new();
+        let started = std::time::Instant::now();
+        let committed = commit_group(&inner, writes, rules, &stamps, &mut answers).await;
+        metrics::histogram!("suppressd_group_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match committed {
+            Ok(effects) => {
+                publish_head(&inner, effects.last_change);
+                if !effects.touched.is_empty() {
+                    let _ = inner
+                        .touches
+                        .send(Arc::new(effects.touched.into_iter().collect()));
+                }
+                stamps.extend(effects.stamps);
+                if stamps.len() > 100_000 {
+                    stamps.clear();
+                }
+                let mut answers = answers.into_iter();
+                for reply in replies {
+                    let answer = answers.next().unwrap_or(Err(StoreError::Closed));
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "a group commit failed");
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::CommitFailed(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// What a committed group changes outside the database.
+#[derive(Default)]
+struct Effects {
+    last_change: Option<u64>,
+    touched: HashSet<CounterTouch>,
+    stamps: Vec<((String, String), i64)>,
+}
+
+/// An address of the group: (tenant, keyed hash).
+type Slot = (String, [u8; 16]);
+
+/// A counter row's key: (tenant, dimension, value, granularity, bucket).
+type CounterKey = (String, i16, String, i16, i64);
+
+struct EventRow {
+    tenant: String,
+    event_id: String,
+    ah: [u8; 16],
+    occurred_at: i64,
+    /// The index of its history row, whose sequence number it shares.
+    history: usize,
+    source: String,
+    campaign: String,
+    bounce_type: i16,
+    is_bounce: bool,
+    bytes: Vec<u8>,
+}
+
+struct HistoryRow {
+    tenant: String,
+    ah: [u8; 16],
+    at: i64,
+    event_id: Option<String>,
+    entry: Vec<u8>,
+}
+
+/// A change of the change log, numbered at the end of the group.
+struct ChangeRow {
+    tenant: String,
+    ah: Option<[u8; 16]>,
+    at: i64,
+    kind: i16,
+    bytes: Vec<u8>,
+}
+
+/// An address row to make: (hash, address, domain).
+type NewRow<'a> = (&'a [u8; 16], &'a str, &'a str);
+
+struct DomainRow {
+    record: DomainRecord,
+    changed: bool,
+}
+
+/// A group being gathered inside its transaction.
+struct Group<'a> {
+    tx: &'a Transaction<'a>,
+    rules: Option<Arc<dyn DomainRules>>,
+    stamps: &'a HashMap<(String, String), i64>,
+    /// Each address's text and domain.
+    addresses: BTreeMap<Slot, (String, String)>,
+    /// Records as locked.
+    original: HashMap<Slot, Option<AddressRecord>>,
+    /// Records as this group leaves them.
+    records: HashMap<Slot, Option<AddressRecord>>,
+    dirty: BTreeSet<Slot>,
+    recorded: HashMap<(String, String), RecordedEvent>,
+    events: Vec<EventRow>,
+    history: Vec<HistoryRow>,
+    counters: BTreeMap<CounterKey, [i64; 8]>,
+    values: BTreeSet<(String, i16, String)>,
+    delivered: BTreeSet<(String, String, [u8; 16], String)>,
+    domains: BTreeMap<(String, String), DomainRow>,
+    domain_history: Vec<(String, String, i64, Vec<u8>)>,
+    changes: Vec<ChangeRow>,
+    effects: Effects,
+}
+
+/// Commits one group; `answers` gets one answer per job, in order (meaningful only once the
+/// commit succeeded).
+async fn commit_group(
+    inner: &Inner,
+    jobs: Vec<Vec<AddressWrite>>,
+    rules: Option<Arc<dyn DomainRules>>,
+    stamps: &HashMap<(String, String), i64>,
+    answers: &mut Vec<Result<Vec<WriteOutcome>, StoreError>>,
+) -> Result<Effects, StoreError> {
+    let hasher = &inner.meta()?.hasher;
+    let mut addresses: BTreeMap<Slot, (String, String)> = BTreeMap::new();
+    for w in jobs.iter().flatten() {
+        let ah = hasher.hash(w.tenant.as_str(), w.address.as_str());
+        addresses
+            .entry((w.tenant.as_str().to_string(), *ah.bytes()))
+            .or_insert_with(|| {
+                (
+                    w.address.as_str().to_string(),
+                    w.address.domain().to_string(),
+                )
+            });
+    }
+    let mut client = connection(&inner.pool).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(sql_error("starting a group commit"))?;
+    let mut group = Group::new(&tx, rules, stamps, addresses);
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for w in jobs.iter().flatten() {
+        if let Some(e) = &w.event {
+            ids.entry(w.tenant.as_str().to_string())
+                .or_default()
+                .push(e.event_id.clone());
+        }
+    }
+    group.lock(ids).await?;
+    for writes in jobs {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut failed: Option<StoreError> = None;
+        for w in writes {
+            match group
+                .add(hasher.hash(w.tenant.as_str(), w.address.as_str()), w)
+                .await?
+            {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        answers.push(match failed {
+            Some(e) => Err(e),
+            None => Ok(outcomes),
+        });
+    }
+    group.flush().await?;
+    let effects = std::mem::take(&mut group.effects);
+    drop(group);
+    tx.commit().await.map_err(sql_error("committing a group"))?;
+    Ok(effects)
+}
+
+impl<'a> Group<'a> {
+    fn new(
+        tx: &'a Transaction<'a>,
+        rules: Option<Arc<dyn DomainRules>>,
+        stamps: &'a HashMap<(String, String), i64>,
+        addresses: BTreeMap<Slot, (String, String)>,
+    ) -> Self {
+        Group {
+            tx,
+            rules,
+            stamps,
+            addresses,
+            original: HashMap::new(),
+            records: HashMap::new(),
+            dirty: BTreeSet::new(),
+            recorded: HashMap::new(),
+            events: Vec::new(),
+            history: Vec::new(),
+            counters: BTreeMap::new(),
+            values: BTreeSet::new(),
+            delivered: BTreeSet::new(),
+            domains: BTreeMap::new(),
+            domain_history: Vec::new(),
+            changes: Vec::new(),
+            effects: Effects::default(),
+        }
+    }
+
+    /// Gives every address of the group a row, locks the rows and reads their records and the
+    /// event ids recorded already.
+    async fn lock(&mut self, ids: BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
+        let mut by_tenant: BTreeMap<&str, Vec<NewRow<'_>>> = BTreeMap::new();
+        for ((t, ah), (address, domain)) in &self.addresses {
+            by_tenant
+                .entry(t)
+                .or_default()
+                .push((ah, address.as_str(), domain.as_str()));
+        }
+        for (tenant, rows) in &by_tenant {
+            let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.0[..]).collect();
+            let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
+            let domains: Vec<&str> = rows.iter().map(|r| r.2).collect();
+            self.tx
+                .execute(
+                    "INSERT INTO addresses (tenant, address_hash, address, domain)
+                     SELECT $1, h, a, d FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u (h, a, d)
+                     ON CONFLICT (tenant, address_hash) DO NOTHING",
+                    &[tenant, &hashes, &texts, &domains],
+                )
+                .await
+                .map_err(sql_error("making address rows"))?;
+            let locked = self
+                .tx
+                .query(
+                    "SELECT address_hash, record FROM addresses
+                     WHERE tenant = $1 AND address_hash = ANY($2)
+                     ORDER BY address_hash FOR UPDATE",
+                    &[tenant, &hashes],
+                )
+                .await
+                .map_err(sql_error("locking address rows"))?;
+            for row in locked {
+                let hash: Vec<u8> = row.get(0);
+                let Ok(ah) = <[u8; 16]>::try_from(hash.as_slice()) else {
+                    return Err(StoreError::corrupt(
+                        &hash,
+                        "an address hash of the wrong length",
+                    ));
+                };
+                let record = row
+                    .get::<_, Option<Vec<u8>>>(1)
+                    .map(|b| decoded::<AddressRecord>("addresses.record", &b))
+                    .transpose()?;
+                self.original
+                    .insert((tenant.to_string(), ah), record.clone());
+                self.records.insert((tenant.to_string(), ah), record);
+            }
+        }
+        for (tenant, ids) in ids {
+            let rows = self
+                .tx
+                .query(
+                    "SELECT event_id, event FROM events WHERE tenant = $1 AND event_id = ANY($2)",
+                    &[&tenant, &ids],
+                )
+                .await
+                .map_err(sql_error("reading recorded events"))?;
+            for row in rows {
+                let event: RecordedEvent = decoded("events.event", &row.get::<_, Vec<u8>>(1))?;
+                self.recorded.insert((tenant.clone(), row.get(0)), event);
+            }
+        }
+        Ok(())
+    }
+
+    /// One write: its outcome, or the error of this write alone (`Ok(Err(..))`); `Err` fails
+    /// the group.
+    async fn add(
+        &mut self,
+        ah: AddressHash,
+        write: AddressWrite,
+    ) -> Result<Result<WriteOutcome, StoreError>, StoreError> {
+        let tenant = write.tenant.clone();
+        let t = tenant.as_str().to_string();
+        let slot: Slot = (t.clone(), *ah.bytes());
+        let previous = self.records.get(&slot).cloned().flatten();
+
+        if let Some(event) = &write.event {
+            if let Some(original) = self.recorded.get(&(t.clone(), event.event_id.clone())) {
+                return Ok(Ok(WriteOutcome::Duplicate {
+                    original: original.clone(),
+                    record: previous,
+                }));
+            }
+        }
+        if previous.as_ref().is_some_and(|r| r.forgotten) {
+            // The person's data is gone for good: a send result is counted and stored nowhere
+            // else.
+            if let Some(event) = &write.event {
+                self.count(&tenant, event, 1);
+            }
+            return Ok(Ok(WriteOutcome::Unchanged { record: previous }));
+        }
+        let decide = write.decide;
+        let decision = match decided(|| decide(previous.as_ref())) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "the decision of a write panicked; the write is refused");
+                return Ok(Err(e));
+            }
+        };
+        if let Decision::Refuse(reason) = decision {
+            return Ok(Ok(WriteOutcome::Refused {
+                record: previous,
+                reason,
+            }));
+        }
+        // The domain's rules run before anything of the write is kept.
+        let domain_plan = match &write.event {
+            Some(event) => {
+                match self
+                    .plan_domain(&t, write.address.domain(), &ah, event, previous.as_ref())
+                    .await?
+                {
+                    Ok(plan) => plan,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            None => None,
+        };
+
+        for updated in write.reclassified {
+            self.reclassify(&tenant, updated).await?;
+        }
+
+        let (record, mut changes) = match decision {
+            Decision::Apply { record, changes } => (Some(record), changes),
+            Decision::Unchanged | Decision::Refuse(_) => (None, Vec::new()),
+        };
+        let mut caused = Vec::new();
+        if let Some(event) = write.event {
+            (caused, changes) = changes
+                .into_iter()
+                .partition(|c| c.at == event.occurred_at && c.event_id == event.event_id);
+            self.count(&tenant, &event, 1);
+            if event.classification.bounce_type == BounceType::Delivered {
+                self.delivered.insert((
+                    t.clone(),
+                    write.address.domain().to_string(),
+                    *ah.bytes(),
+                    write.address.local_part().to_string(),
+                ));
+            }
+            self.history.push(HistoryRow {
+                tenant: t.clone(),
+                ah: *ah.bytes(),
+                at: event.occurred_at.micros(),
+                event_id: Some(event.event_id.clone()),
+                entry: encode(&StoredEntry {
+                    event: None,
+                    changes: caused.clone(),
+                })?,
+            });
+            self.events.push(EventRow {
+                tenant: t.clone(),
+                event_id: event.event_id.clone(),
+                ah: *ah.bytes(),
+                occurred_at: event.occurred_at.micros(),
+                history: self.history.len() - 1,
+                source: event.source.clone(),
+                campaign: event.campaign.clone(),
+                bounce_type: number16(bounce_type_number(event.classification.bounce_type)),
+                is_bounce: event.is_bounce(),
+                bytes: encode(&event)?,
+            });
+            self.recorded
+                .insert((t.clone(), event.event_id.clone()), event);
+        }
+        if let Some((domain, record, changes)) = domain_plan {
+            for c in &changes {
+                self.domain_history.push((
+                    t.clone(),
+                    domain.clone(),
+                    c.at.micros(),
+                    encode(&StoredEntry {
+                        event: None,
+                        changes: vec![c.clone()],
+                    })?,
+                ));
+            }
+            self.domains.insert(
+                (t.clone(), domain),
+                DomainRow {
+                    record,
+                    changed: true,
+                },
+            );
+        }
+
+        Ok(Ok(match record {
+            Some(record) => {
+                let changed = previous.as_ref() != Some(&record) || !changes.is_empty();
+                let own = caused.len();
+                caused.extend(changes);
+                if changed {
+                    self.set_record(
+                        slot,
+                        &ah,
+                        write.address.as_str(),
+                        previous.as_ref(),
+                        &record,
+                        &caused[own..],
+                        &caused,
+                    )?;
+                }
+                WriteOutcome::Applied {
+                    previous,
+                    record,
+                    changes: caused,
+                }
+            }
+            None => WriteOutcome::Unchanged { record: previous },
+        }))
+    }
+
+    /// Keeps an address's new record, with history entries of `entries` and the change log's
+    /// entries for the changes `logged` describe.
+    #[allow(clippy::too_many_arguments)]
+    fn set_record(
+        &mut self,
+        slot: Slot,
+        ah: &AddressHash,
+        address: &str,
+        previous: Option<&AddressRecord>,
+        record: &AddressRecord,
+        entries: &[StateChange],
+        logged: &[StateChange],
+    ) -> Result<(), StoreError> {
+        for c in entries {
+            self.history.push(HistoryRow {
+                tenant: slot.0.clone(),
+                ah: *ah.bytes(),
+                at: c.at.micros(),
+                event_id: None,
+                entry: encode(&StoredEntry {
+                    event: None,
+                    changes: vec![c.clone()],
+                })?,
+            });
+        }
+        for change in address_list_changes(address, previous, record, logged) {
+            let at = change.at.micros();
+            let kind = number16(change_kind_number(change.kind));
+            let stored = StoredChange::plain(Some(*ah), change);
+            self.changes.push(ChangeRow {
+                tenant: slot.0.clone(),
+                ah: Some(*ah.bytes()),
+                at,
+                kind,
+                bytes: encode(&stored)?,
+            });
+        }
+        self.records.insert(slot.clone(), Some(record.clone()));
+        self.dirty.insert(slot);
+        Ok(())
+    }
+
+    /// A two-address write: both rows locked (in key order), one decision, both records kept.
+    fn add_pair(
+        &mut self,
+        hashes: [AddressHash; 2],
+        write: PairWrite,
+    ) -> Result<PairOutcome, StoreError> {
+        let t = write.tenant.as_str().to_string();
+        let slots = hashes.map(|ah| (t.clone(), *ah.bytes()));
+        let first = self.records.get(&slots[0]).cloned().flatten();
+        let second = self.records.get(&slots[1]).cloned().flatten();
+        if first.iter().chain(&second).any(|r| r.forgotten) {
+            return Ok(PairOutcome {
+                first,
+                second,
+                refused: Some(
+                    "one of the addresses was forgotten (ForgetAddress): its record no longer \
+                     changes"
+                        .to_string(),
+                ),
+            });
+        }
+        let decide = write.decide;
+        match decided(|| decide(first.as_ref(), second.as_ref()))? {
+            PairDecision::Refuse(reason) => Ok(PairOutcome {
+                first,
+                second,
+                refused: Some(reason),
+            }),
+            PairDecision::Apply {
+                first: new_first,
+                second: new_second,
+            } => {
+                let mut out = PairOutcome {
+                    first: first.clone(),
+                    second: second.clone(),
+                    refused: None,
+                };
+                let [first_slot, second_slot] = slots;
+                for (is_first, address, slot, ah, before, new) in [
+                    (
+                        true,
+                        &write.first,
+                        first_slot,
+                        hashes[0],
+                        first.as_ref(),
+                        new_first,
+                    ),
+                    (
+                        false,
+                        &write.second,
+                        second_slot,
+                        hashes[1],
+                        second.as_ref(),
+                        new_second,
+                    ),
+                ] {
+                    let Some((record, changes)) = new else {
+                        continue;
+                    };
+                    self.set_record(
+                        slot,
+                        &ah,
+                        address.as_str(),
+                        before,
+                        &record,
+                        &changes,
+                        &changes,
+                    )?;
+                    if is_first {
+                        out.first = Some(record);
+                    } else {
+                        out.second = Some(record);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Counts `event` in its counters (`sign` 1) or takes it away (`-1`).
+    fn count(&mut self, tenant: &Tenant, event: &RecordedEvent, sign: i64) {
+        let one = OutcomeCounts::one(event.classification.bounce_type);
+        let deltas = [
+            one.sent,
+            one.delivered,
+            one.hard,
+            one.soft,
+            one.block,
+            one.complaint,
+            one.unsubscribe,
+            one.to_accept_all,
+        ]
+        .map(|n| sign * i64::try_from(n).unwrap_or(0));
+        for (dimension, value) in [
+            (Dimension::Source, &event.source),
+            (Dimension::Campaign, &event.campaign),
+            (Dimension::Segment, &event.segment),
+        ] {
+            if value.is_empty() {
+                continue;
+            }
+            let d = i16::from(dimension.code());
+            for g in [Granularity::Hourly, Granularity::Daily] {
+                let row = self
+                    .counters
+                    .entry((
+                        tenant.as_str().to_string(),
+                        d,
+                        value.clone(),
+                        granularity_code(g),
+                        g.bucket(event.occurred_at),
+                    ))
+                    .or_default();
+                for (total, delta) in row.iter_mut().zip(deltas) {
+                    *total += delta;
+                }
+            }
+            self.values
+                .insert((tenant.as_str().to_string(), d, value.clone()));
+            self.effects.touched.insert(CounterTouch {
+                tenant: tenant.clone(),
+                dimension,
+                value: value.clone(),
+            });
+        }
+    }
+
+    /// Stores a recorded send result again with a new classification, moving its counts.
+    async fn reclassify(
+        &mut self,
+        tenant: &Tenant,
+        updated: RecordedEvent,
+    ) -> Result<(), StoreError> {
+        let key = (tenant.as_str().to_string(), updated.event_id.clone());
+        let old = match self.recorded.get(&key) {
+            Some(e) => Some(e.clone()),
+            None => self
+                .tx
+                .query_opt(
+                    "SELECT event FROM events WHERE tenant = $1 AND event_id = $2",
+                    &[&tenant.as_str(), &updated.event_id],
+                )
+                .await
+                .map_err(sql_error("reading a recorded event"))?
+                .map(|r| decoded::<RecordedEvent>("events.event", &r.get::<_, Vec<u8>>(0)))
+                .transpose()?,
+        };
+        let Some(old) = old else {
+            return Ok(());
+        };
+        self.count(tenant, &old, -1);
+        self.count(tenant, &updated, 1);
+        // An event of this group is not in the table yet: its row is written with the new
+        // classification.
+        if let Some(row) = self
+            .events
+            .iter_mut()
+            .find(|r| r.tenant == key.0 && r.event_id == key.1)
+        {
+            row.bounce_type = number16(bounce_type_number(updated.classification.bounce_type));
+            row.is_bounce = updated.is_bounce();
+            row.bytes = encode(&updated)?;
+        } else {
+            self.tx
+                .execute(
+                    "UPDATE events SET event = $3, bounce_type = $4, is_bounce = $5
+                     WHERE tenant = $1 AND event_id = $2",
+                    &[
+                        &tenant.as_str(),
+                        &updated.event_id,
+                        &encode(&updated)?,
+                        &number16(bounce_type_number(updated.classification.bounce_type)),
+                        &updated.is_bounce(),
+                    ],
+                )
+                .await
+                .map_err(sql_error("storing a reclassified event"))?;
+        }
+        self.recorded.insert(key, updated);
+        Ok(())
+    }
+
+    /// A domain's record, locked, as this group leaves it.
+    async fn domain_record(&mut self, t: &str, domain: &str) -> Result<DomainRecord, StoreError> {
+        if let Some(row) = self.domains.get(&(t.to_string(), domain.to_string())) {
+            return Ok(row.record.clone());
+        }
+        self.tx
+            .execute(
+                "INSERT INTO domains (tenant, domain) VALUES ($1, $2)
+                 ON CONFLICT (tenant, domain) DO NOTHING",
+                &[&t, &domain],
+            )
+            .await
+            .map_err(sql_error("making a domain row"))?;
+        let row = self
+            .tx
+            .query_one(
+                "SELECT activity, marks FROM domains WHERE tenant = $1 AND domain = $2 FOR UPDATE",
+                &[&t, &domain],
+            )
+            .await
+            .map_err(sql_error("locking a domain row"))?;
+        if row.get::<_, Option<Vec<u8>>>(1).is_some() {
+            return Err(unsupported("domain marks"));
+        }
+        let activity = match row.get::<_, Option<Vec<u8>>>(0) {
+            Some(bytes) => decoded::<DomainActivity>("domains.activity", &bytes)?,
+            None => DomainActivity::default(),
+        };
+        let record = activity.with_marks(Default::default());
+        self.domains.insert(
+            (t.to_string(), domain.to_string()),
+            DomainRow {
+                record: record.clone(),
+                changed: false,
+            },
+        );
+        Ok(record)
+    }
+
+    /// What a send result does to its domain: its latest delivery, and what the domain rules
+    /// decide. A decision that would mark the domain (suppressed, accept-all) is not supported
+    /// on this engine yet: that write fails alone (`Ok(Err(..))`).
+    #[allow(clippy::type_complexity)]
+    async fn plan_domain(
+        &mut self,
+        t: &str,
+        domain: &str,
+        ah: &AddressHash,
+        event: &RecordedEvent,
+        before: Option<&AddressRecord>,
+    ) -> Result<Result<Option<(String, DomainRecord, Vec<StateChange>)>, StoreError>, StoreError>
+    {
+        let delivered = event.classification.bounce_type == BounceType::Delivered;
+        let hour = Granularity::Hourly.bucket(event.occurred_at);
+        let stamp = (t.to_string(), domain.to_string());
+        let delivery_news = delivered
+            && self.stamps.get(&stamp).is_none_or(|&h| h < hour)
+            && !self
+                .effects
+                .stamps
+                .iter()
+                .any(|(s, h)| *s == stamp && *h >= hour);
+        let concerns = self
+            .rules
+            .as_ref()
+            .is_some_and(|r| r.concerns(event, before));
+        if !delivery_news && !concerns {
+            return Ok(Ok(None));
+        }
+        let current = self.domain_record(t, domain).await?;
+        let mut record = current.clone();
+        let mut changes = Vec::new();
+        if concerns {
+            if let Some(rules) = &self.rules {
+                if let Some((next, c)) = rules.apply(domain, &current, event, ah.short(), before) {
+                    if next.marks() != current.marks() {
+                        return Ok(Err(unsupported("automatic domain marks")));
+                    }
+                    record = next;
+                    changes = c;
+                }
+            }
+        }
+        if delivered {
+            record.last_delivered = Some(
+                record
+                    .last_delivered
+                    .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
+            );
+            self.effects.stamps.push((stamp, hour));
+        }
+        if record == current && changes.is_empty() {
+            return Ok(Ok(None));
+        }
+        Ok(Ok(Some((domain.to_string(), record, changes))))
+    }
+
+    /// Writes the group's rows.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let tx = self.tx;
+        // Sequence numbers of history entries (and of the events that share them), in the
+        // order the group made them.
+        let wanted = self.history.len() + self.domain_history.len();
+        let mut seqs: Vec<i64> = Vec::new();
+        if wanted > 0 {
+            seqs = tx
+                .query(
+                    "SELECT nextval('history_seq') FROM generate_series(1, $1::int8)",
+                    &[&i64::try_from(wanted).unwrap_or(i64::MAX)],
+                )
+                .await
+                .map_err(sql_error("numbering history entries"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            seqs.sort_unstable();
+        }
+        if !self.events.is_empty() {
+            let e = &self.events;
+            let tenants: Vec<&str> = e.iter().map(|r| r.tenant.as_str()).collect();
+            let ids: Vec<&str> = e.iter().map(|r| r.event_id.as_str()).collect();
+            let hashes: Vec<&[u8]> = e.iter().map(|r| &r.ah[..]).collect();
+            let at: Vec<i64> = e.iter().map(|r| r.occurred_at).collect();
+            let seq: Vec<i64> = e.iter().map(|r| seqs[r.history]).collect();
+            let sources: Vec<&str> = e.iter().map(|r| r.source.as_str()).collect();
+            let campaigns: Vec<&str> = e.iter().map(|r| r.campaign.as_str()).collect();
+            let types: Vec<i16> = e.iter().map(|r| r.bounce_type).collect();
+            let bounces: Vec<bool> = e.iter().map(|r| r.is_bounce).collect();
+            let bytes: Vec<&[u8]> = e.iter().map(|r| r.bytes.as_slice()).collect();
+            let inserted = tx
+                .query(
+                    "INSERT INTO events (tenant, event_id, address_hash, occurred_at, seq, source,
+                                         campaign, bounce_type, is_bounce, event)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int8[],
+                                          $5::int8[], $6::text[], $7::text[], $8::int2[],
+                                          $9::bool[], $10::bytea[])
+                     ON CONFLICT (tenant, event_id) DO NOTHING
+                     RETURNING event_id",
+                    &[
+                        &tenants, &ids, &hashes, &at, &seq, &sources, &campaigns, &types, &bounces,
+                        &bytes,
+                    ],
+                )
+                .await
+                .map_err(sql_error("storing events"))?;
+            if inserted.len() != e.len() {
+                // Another writer recorded one of these event ids (for another address) after
+                // this group read them: nothing of the group is kept, the caller may retry.
+                return Err(StoreError::engine(
+                    "storing events",
+                    "an event id was recorded meanwhile by another writer",
+                ));
+            }
+        }
+        if !self.history.is_empty() {
+            let h = &self.history;
+            let tenants: Vec<&str> = h.iter().map(|r| r.tenant.as_str()).collect();
+            let hashes: Vec<&[u8]> = h.iter().map(|r| &r.ah[..]).collect();
+            let at: Vec<i64> = h.iter().map(|r| r.at).collect();
+            let seq: Vec<i64> = seqs[..h.len()].to_vec();
+            let ids: Vec<Option<&str>> = h.iter().map(|r| r.event_id.as_deref()).collect();
+            let entries: Vec<&[u8]> = h.iter().map(|r| r.entry.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO history (tenant, address_hash, at, seq, event_id, entry)
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::text[],
+                                      $6::bytea[])",
+                &[&tenants, &hashes, &at, &seq, &ids, &entries],
+            )
+            .await
+            .map_err(sql_error("storing history"))?;
+        }
+        self.flush_addresses().await?;
+        self.flush_counters().await?;
+        if !self.domains.is_empty() || !self.domain_history.is_empty() {
+            for ((t, d), row) in &self.domains {
+                if row.changed {
+                    tx.execute(
+                        "UPDATE domains SET activity = $3 WHERE tenant = $1 AND domain = $2",
+                        &[t, d, &encode(&DomainActivity::of(&row.record))?],
+                    )
+                    .await
+                    .map_err(sql_error("storing a domain's activity"))?;
+                }
+            }
+            let offset = self.history.len();
+            for (i, (t, d, at, change)) in self.domain_history.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO domain_history (tenant, domain, at, seq, change)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[t, d, at, &seqs[offset + i], change],
+                )
+                .await
+                .map_err(sql_error("storing a domain's history"))?;
+            }
+        }
+        if !self.changes.is_empty() {
+            let n = i64::try_from(self.changes.len()).unwrap_or(i64::MAX);
+            // Taken last and held until COMMIT: writers number their changes one after the
+            // other, so sequence numbers are in commit order.
+            let last: i64 = tx
+                .query_one(
+                    "UPDATE change_counter SET last_seq = last_seq + $1 WHERE id = 1
+                     RETURNING last_seq",
+                    &[&n],
+                )
+                .await
+                .map_err(sql_error("numbering changes"))?
+                .get(0);
+            let c = &self.changes;
+            let tenants: Vec<&str> = c.iter().map(|r| r.tenant.as_str()).collect();
+            let seq: Vec<i64> = (last - n + 1..=last).collect();
+            let hashes: Vec<Option<&[u8]>> =
+                c.iter().map(|r| r.ah.as_ref().map(|h| &h[..])).collect();
+            let at: Vec<i64> = c.iter().map(|r| r.at).collect();
+            let kinds: Vec<i16> = c.iter().map(|r| r.kind).collect();
+            let bytes: Vec<&[u8]> = c.iter().map(|r| r.bytes.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO changes (tenant, seq, at, kind, address_hash, change)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int2[], $5::bytea[],
+                                      $6::bytea[])",
+                &[&tenants, &seq, &at, &kinds, &hashes, &bytes],
+            )
+            .await
+            .map_err(sql_error("storing changes"))?;
+            self.effects.last_change = u64::try_from(last).ok();
+        }
+        Ok(())
+    }
+
+    /// The address rows: new records, their expiries, and rows of addresses left without one.
+    async fn flush_addresses(&mut self) -> Result<(), StoreError> {
+        let tx = self.tx;
+        if !self.dirty.is_empty() {
+            let mut tenants = Vec::new();
+            let mut hashes = Vec::new();
+            let mut texts = Vec::new();
+            let mut domains = Vec::new();
+            let mut records = Vec::new();
+            let mut since = Vec::new();
+            let mut reasons = Vec::new();
+            let mut sources = Vec::new();
+            let mut expires = Vec::new();
+            let mut listed = Vec::new();
+            let mut enrich = Vec::new();
+            let mut forgotten = Vec::new();
+            let mut gone: (Vec<&str>, Vec<&[u8]>, Vec<i64>) = Default::default();
+            let mut due: (Vec<&str>, Vec<&[u8]>, Vec<i64>) = Default::default();
+            for slot in &self.dirty {
+                let Some(Some(record)) = self.records.get(slot) else {
+                    continue;
+                };
+                let (text, domain) = &self.addresses[slot];
+                tenants.push(slot.0.as_str());
+                hashes.push(&slot.1[..]);
+                texts.push(if record.forgotten { "" } else { text.as_str() });
+                domains.push(domain.as_str());
+                records.push(encode(record)?);
+                since.push(record.suppression.as_ref().map(|s| s.since.micros()));
+                reasons.push(
+                    record
+                        .suppression
+                        .as_ref()
+                        .map(|s| number16(reason_number(s.reason))),
+                );
+                sources.push(record.suppression.as_ref().map(|s| s.source.as_str()));
+                expires.push(
+                    record
+                        .suppression
+                        .as_ref()
+                        .and_then(|s| s.expires_at.map(Timestamp::micros)),
+                );
+                listed.push(!record.list_unsubscribes.is_empty());
+                enrich.push(record.needs_enrichment);
+                forgotten.push(record.forgotten);
+                let before = self
+                    .original
+                    .get(slot)
+                    .cloned()
+                    .flatten()
+                    .map(|r| r.expiries())
+                    .unwrap_or_default();
+                let after = record.expiries();
+                for end in before.iter().filter(|e| !after.contains(e)) {
+                    gone.0.push(slot.0.as_str());
+                    gone.1.push(&slot.1[..]);
+                    gone.2.push(end.micros());
+                }
+                for end in after.iter().filter(|e| !before.contains(e)) {
+                    due.0.push(slot.0.as_str());
+                    due.1.push(&slot.1[..]);
+                    due.2.push(end.micros());
+                }
+            }
+            tx.execute(
+                "INSERT INTO addresses (tenant, address_hash, address, domain, record,
+                                        suppressed_since, suppression_reason, suppression_source,
+                                        suppression_expires, list_unsubscribed, needs_enrichment,
+                                        forgotten)
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bytea[],
+                                      $6::int8[], $7::int2[], $8::text[], $9::int8[], $10::bool[],
+                                      $11::bool[], $12::bool[])
+                 ON CONFLICT (tenant, address_hash) DO UPDATE SET
+                     address = EXCLUDED.address, domain = EXCLUDED.domain,
+                     record = EXCLUDED.record, suppressed_since = EXCLUDED.suppressed_since,
+                     suppression_reason = EXCLUDED.suppression_reason,
+                     suppression_source = EXCLUDED.suppression_source,
+                     suppression_expires = EXCLUDED.suppression_expires,
+                     list_unsubscribed = EXCLUDED.list_unsubscribed,
+                     needs_enrichment = EXCLUDED.needs_enrichment,
+                     forgotten = EXCLUDED.forgotten",
+                &[
+                    &tenants, &hashes, &texts, &domains, &records, &since, &reasons, &sources,
+                    &expires, &listed, &enrich, &forgotten,
+                ],
+            )
+            .await
+            .map_err(sql_error("storing address records"))?;
+            if !gone.0.is_empty() {
+                tx.execute(
+                    "DELETE FROM expiries WHERE (tenant, address_hash, ends_at) IN
+                         (SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[]))",
+                    &[&gone.0, &gone.1, &gone.2],
+                )
+                .await
+                .map_err(sql_error("removing expiries"))?;
+            }
+            if !due.0.is_empty() {
+                tx.execute(
+                    "INSERT INTO expiries (tenant, address_hash, ends_at)
+                     SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[])
+                     ON CONFLICT DO NOTHING",
+                    &[&due.0, &due.1, &due.2],
+                )
+                .await
+                .map_err(sql_error("storing expiries"))?;
+            }
+        }
+        // Rows this group made only to lock them, left without a record.
+        let mut empty: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+        for (slot, record) in &self.records {
+            if record.is_none() {
+                empty.entry(slot.0.as_str()).or_default().push(&slot.1[..]);
+            }
+        }
+        for (tenant, hashes) in empty {
+            tx.execute(
+                "DELETE FROM addresses WHERE tenant = $1 AND address_hash = ANY($2)
+                 AND record IS NULL",
+                &[&tenant, &hashes],
+            )
+            .await
+            .map_err(sql_error("removing empty address rows"))?;
+        }
+        Ok(())
+    }
+
+    /// Counters (adding upserts, in key order), dimension values and delivered addresses.
+    async fn flush_counters(&mut self) -> Result<(), StoreError> {
+        let tx = self.tx;
+        if !self.counters.is_empty() {
+            let (mut tenants, mut dims, mut values) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut grains, mut buckets) = (Vec::new(), Vec::new());
+            let mut counts: [Vec<i64>; 8] = Default::default();
+            for ((t, d, v, g, b), n) in &self.counters {
+                tenants.push(t.as_str());
+                dims.push(*d);
+                values.push(v.as_str());
+                grains.push(*g);
+                buckets.push(*b);
+                for (col, value) in counts.iter_mut().zip(n) {
+                    col.push(*value);
+                }
+            }
+            tx.execute(
+                "INSERT INTO counters (tenant, dimension, value, granularity, bucket, sent,
+                                       delivered, hard, soft, block, complaint, unsubscribe,
+                                       to_accept_all)
+                 SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::int2[], $5::int8[],
+                                      $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
+                                      $11::int8[], $12::int8[], $13::int8[])
+                 ON CONFLICT (tenant, dimension, value, granularity, bucket) DO UPDATE SET
+                     sent = counters.sent + EXCLUDED.sent,
+                     delivered = counters.delivered + EXCLUDED.delivered,
+                     hard = counters.hard + EXCLUDED.hard,
+                     soft = counters.soft + EXCLUDED.soft,
+                     block = counters.block + EXCLUDED.block,
+                     complaint = counters.complaint + EXCLUDED.complaint,
+                     unsubscribe = counters.unsubscribe + EXCLUDED.unsubscribe,
+                     to_accept_all = counters.to_accept_all + EXCLUDED.to_accept_all",
+                &[
+                    &tenants, &dims, &values, &grains, &buckets, &counts[0], &counts[1],
+                    &counts[2], &counts[3], &counts[4], &counts[5], &counts[6], &counts[7],
+                ],
+            )
+            .await
+            .map_err(sql_error("storing counters"))?;
+        }
+        if !self.values.is_empty() {
+            let tenants: Vec<&str> = self.values.iter().map(|v| v.0.as_str()).collect();
+            let dims: Vec<i16> = self.values.iter().map(|v| v.1).collect();
+            let values: Vec<&str> = self.values.iter().map(|v| v.2.as_str()).collect();
+            tx.execute(
+                "INSERT INTO dimension_values (tenant, dimension, value)
+                 SELECT * FROM unnest($1::text[], $2::int2[], $3::text[])
+                 ON CONFLICT DO NOTHING",
+                &[&tenants, &dims, &values],
+            )
+            .await
+            .map_err(sql_error("storing dimension values"))?;
+        }
+        if !self.delivered.is_empty() {
+            let d = &self.delivered;
+            let tenants: Vec<&str> = d.iter().map(|r| r.0.as_str()).collect();
+            let domains: Vec<&str> = d.iter().map(|r| r.1.as_str()).collect();
+            let hashes: Vec<&[u8]> = d.iter().map(|r| &r.2[..]).collect();
+            let locals: Vec<&str> = d.iter().map(|r| r.3.as_str()).collect();
+            tx.execute(
+                "INSERT INTO delivered_addresses (tenant, domain, address_hash, local_part)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
+                 ON CONFLICT DO NOTHING",
+                &[&tenants, &domains, &hashes, &locals],
+            )
+            .await
+            .map_err(sql_error("storing delivered addresses"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits a two-address write in a transaction of its own (the row locks order it with every
+/// other writer's).
+pub(super) async fn commit_pair(
+    inner: &Inner,
+    write: PairWrite,
+) -> Result<PairOutcome, StoreError> {
+    let hasher = &inner.meta()?.hasher;
+    let t = write.tenant.as_str();
+    let hashes = [
+        hasher.hash(t, write.first.as_str()),
+        hasher.hash(t, write.second.as_str()),
+    ];
+    let mut addresses = BTreeMap::new();
+    for (ah, address) in hashes.iter().zip([&write.first, &write.second]) {
+        addresses.insert(
+            (t.to_string(), *ah.bytes()),
+            (address.as_str().to_string(), address.domain().to_string()),
+        );
+    }
+    let stamps = HashMap::new();
+    let mut client = connection(&inner.pool).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(sql_error("starting a two-address write"))?;
+    let mut group = Group::new(&tx, None, &stamps, addresses);
+    group.lock(BTreeMap::new()).await?;
+    let outcome = group.add_pair(hashes, write)?;
+    if outcome.refused.is_none() {
+        group.flush().await?;
+    }
+    let effects = std::mem::take(&mut group.effects);
+    drop(group);
+    tx.commit()
+        .await
+        .map_err(sql_error("committing a two-address write"))?;
+    publish_head(inner, effects.last_change);
+    Ok(outcome)
+}
+
+/// Moves the change log's head to `last` (a commit's last change).
+fn publish_head(inner: &Inner, last: Option<u64>) {
+    if let Some(last) = last {
+        inner.head.send_if_modified(|h| {
+            let moved = last > *h;
+            if moved {
+                *h = last;
+            }
+            moved
+        });
+    }
+}
+
+/// A stored enum number as the SMALLINT columns keep it.
+fn number16(n: i32) -> i16 {
+    i16::try_from(n).unwrap_or(i16::MAX)
+}
+
+/// Removes every tenant's changes made before `before`, at most `limit`, each tenant's oldest
+/// first and only up to its first change that is kept (so a tenant's horizon means that every
+/// change up to it is gone).
+pub(super) async fn prune_changes(
+    inner: &Inner,
+    before: Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let mut client = connection(&inner.pool).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(sql_error("pruning the change log"))?;
+    let tenants: Vec<String> = tx
+        .query(
+            "SELECT DISTINCT tenant FROM changes WHERE at < $1",
+            &[&before.micros()],
+        )
+        .await
+        .map_err(sql_error("pruning the change log"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut removed = 0u64;
+    for tenant in tenants {
+        let left = limit.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
+        if left == 0 {
+            break;
+        }
+        let rows = tx
+            .query(
+                "SELECT seq, at FROM changes WHERE tenant = $1 ORDER BY seq LIMIT $2",
+                &[&tenant, &i64::try_from(left).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(sql_error("pruning the change log"))?;
+        let mut horizon = None;
+        for row in &rows {
+            if row.get::<_, i64>(1) >= before.micros() {
+                break;
+            }
+            horizon = Some(row.get::<_, i64>(0));
+        }
+        let Some(horizon) = horizon else { continue };
+        let n = tx
+            .execute(
+                "DELETE FROM changes WHERE tenant = $1 AND seq <= $2",
+                &[&tenant, &horizon],
+            )
+            .await
+            .map_err(sql_error("pruning the change log"))?;
+        tx.execute(
+            "INSERT INTO change_horizons (tenant, horizon) VALUES ($1, $2)
+             ON CONFLICT (tenant) DO UPDATE SET horizon = EXCLUDED.horizon",
+            &[&tenant, &horizon],
+        )
+        .await
+        .map_err(sql_error("pruning the change log"))?;
+        removed += n;
+    }
+    tx.commit()
+        .await
+        .map_err(sql_error("pruning the change log"))?;
+    Ok(removed)
+}

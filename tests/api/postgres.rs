@@ -1,0 +1,366 @@
+//! The postgres engine as replicas use it: two servers on one database, and a database that is
+//! unreachable at start or goes away mid-flight. These need a PostgreSQL cluster
+//! (`SUPPRESSD_TEST_DATABASE_URL`, see docs/postgres.md): a plain `cargo test` lists them as
+//! ignored; `.ci/run` runs them with `--ignored` on the cluster `.ci/postgres.sh` starts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use suppressd::config::StorageEngine;
+use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
+use suppressd::grpc::proto::{self as pb, AddressState, ImportDecision, Outcome};
+use suppressd::startup::Application;
+use suppressd::store::testing::postgres_test_database;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+use crate::helpers::*;
+
+/// A server on the postgres engine with the database `url`.
+async fn replica(url: &str) -> TestApp {
+    let url = url.to_string();
+    spawn_app_with(move |s| {
+        s.engine = StorageEngine::Postgres;
+        s.database_url = Some(url);
+    })
+    .await
+}
+
+/// A database of the test cluster of its own, named after `test`.
+fn fresh_database(test: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    postgres_test_database(&format!("{test} {}", dir.path().display()))
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+async fn two_replicas_on_one_database_see_each_others_writes_at_once() {
+    let url = fresh_database("two replicas");
+    let mut a = replica(&url).await;
+    let mut b = replica(&url).await;
+
+    // A hard bounce reported on A is suppressed on B at once, and B's import screen blocks it.
+    a.report(
+        "acme",
+        result("h1", "gone@example.com", Outcome::HardBounce, USER_UNKNOWN),
+    )
+    .await;
+    assert_eq!(
+        b.state("acme", "gone@example.com").await,
+        AddressState::Suppressed
+    );
+    let mut verdicts = b
+        .check_import(vec![pb::CheckImportRequest {
+            tenant: "acme".into(),
+            contacts: vec![
+                pb::ImportContact {
+                    address: "gone@example.com".into(),
+                    external_id: "crm-1".into(),
+                    ..Default::default()
+                },
+                pb::ImportContact {
+                    address: "fresh@example.com".into(),
+                    external_id: "crm-2".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }])
+        .await;
+    let response = verdicts.message().await.unwrap().expect("one response");
+    let decisions: Vec<(String, ImportDecision)> = response
+        .verdicts
+        .iter()
+        .map(|v| (v.external_id.clone(), v.decision()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("crm-1".to_string(), ImportDecision::BlockSuppressed),
+            ("crm-2".to_string(), ImportDecision::Allow)
+        ]
+    );
+
+    // Reactivated on B, allowed on A.
+    b.client
+        .reactivate(pb::ReactivateRequest {
+            tenant: "acme".into(),
+            address: "gone@example.com".into(),
+            justification: "the customer confirmed the mailbox".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        a.state("acme", "gone@example.com").await,
+        AddressState::Allowed
+    );
+
+    // The same event id reported on both at once is stored once.
+    let same = result(
+        "dup-1",
+        "twice@example.com",
+        Outcome::HardBounce,
+        USER_UNKNOWN,
+    );
+    let (on_a, on_b) = tokio::join!(
+        a.client.report_send_result(pb::ReportSendResultRequest {
+            tenant: "acme".into(),
+            result: Some(same.clone()),
+        }),
+        b.client.report_send_result(pb::ReportSendResultRequest {
+            tenant: "acme".into(),
+            result: Some(same.clone()),
+        }),
+    );
+    // A replica whose commit met the other's insert of the id may answer an error, which the
+    // caller retries: it then finds the id recorded.
+    for outcome in [on_a, on_b] {
+        if outcome.is_err() {
+            b.report("acme", same.clone()).await;
+        }
+    }
+    let listed = b
+        .client
+        .list_bounces(pb::ListBouncesRequest {
+            tenant: "acme".into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed.bounces.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(
+        ids.iter().filter(|id| **id == "dup-1").count(),
+        1,
+        "{ids:?}"
+    );
+
+    // A page token from A is good on B (one token secret in the database).
+    for i in 0..5 {
+        a.report(
+            "paging",
+            result(
+                &format!("p{i}"),
+                &format!("p{i}@example.com"),
+                Outcome::HardBounce,
+                USER_UNKNOWN,
+            ),
+        )
+        .await;
+    }
+    let first = a
+        .client
+        .list_bounces(pb::ListBouncesRequest {
+            tenant: "paging".into(),
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.bounces.len(), 3);
+    assert!(!first.next_page_token.is_empty());
+    let rest = b
+        .client
+        .list_bounces(pb::ListBouncesRequest {
+            tenant: "paging".into(),
+            page_size: 3,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut all: Vec<String> = first
+        .bounces
+        .iter()
+        .chain(&rest.bounces)
+        .map(|r| r.event_id.clone())
+        .collect();
+    all.sort();
+    assert_eq!(all, ["p0", "p1", "p2", "p3", "p4"]);
+    assert!(rest.next_page_token.is_empty());
+}
+
+/// A TCP proxy in front of the test cluster that refuses connections while closed and cuts
+/// every open one when closed: a database that is unreachable, then reachable, then gone.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (is_open, tasks) = (open.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !is_open.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(link);
+            }
+        });
+        Proxy {
+            addr,
+            open,
+            links,
+            _accept: accept,
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Refuses new connections and cuts the open ones.
+    fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+async fn health(addr: &str) -> Option<i32> {
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "suppression.v1.SuppressionService".into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+/// Polls the health service until it says `wanted`, for at most 30 s.
+async fn until_health(addr: &str, wanted: ServingStatus) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while health(addr).await != Some(wanted as i32) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never became {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Several workers: the proxy runs on the test's runtime while the store's reads block theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+async fn an_unreachable_database_is_not_serving_until_it_answers_and_a_lost_one_is_unavailable() {
+    let url = fresh_database("unreachable");
+    // postgres://user@host:port/db: the proxy stands in for host:port.
+    let (scheme_user, rest) = url.split_once('@').expect("a URL with a user");
+    let (target, db) = rest.split_once('/').expect("a URL with a database");
+    let proxy = Proxy::to(target.to_string()).await;
+    let proxied = format!("{scheme_user}@{}/{db}", proxy.addr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path().join("data"));
+    settings.engine = StorageEngine::Postgres;
+    settings.database_url = Some(proxied);
+    let app = Application::build(settings)
+        .await
+        .expect("starts without its database");
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    // No database: NOT_SERVING, and calls are UNAVAILABLE.
+    until_health(&addr, ServingStatus::NotServing).await;
+    let mut client = SuppressionServiceClient::connect(addr.clone())
+        .await
+        .unwrap();
+    let report = |id: &str, to: &str| pb::ReportSendResultRequest {
+        tenant: "acme".into(),
+        result: Some(result(id, to, Outcome::HardBounce, USER_UNKNOWN)),
+    };
+    let refused = client
+        .report_send_result(report("h0", "early@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    // Reachable: SERVING once connected and migrated; writes are acknowledged.
+    proxy.open();
+    until_health(&addr, ServingStatus::Serving).await;
+    client
+        .report_send_result(report("h1", "kept@example.com"))
+        .await
+        .expect("acknowledged");
+
+    // Gone mid-flight: NOT_SERVING, calls UNAVAILABLE (not INTERNAL).
+    proxy.close();
+    until_health(&addr, ServingStatus::NotServing).await;
+    let status = client
+        .get_suppression_status(pb::GetSuppressionStatusRequest {
+            tenant: "acme".into(),
+            address: "kept@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // Back: SERVING again without a restart, and the acknowledged write is there.
+    proxy.open();
+    until_health(&addr, ServingStatus::Serving).await;
+    let status = client
+        .get_suppression_status(pb::GetSuppressionStatusRequest {
+            tenant: "acme".into(),
+            address: "kept@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("answered again")
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(status.state(), AddressState::Suppressed);
+    let early = client
+        .get_suppression_status(pb::GetSuppressionStatusRequest {
+            tenant: "acme".into(),
+            address: "early@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(
+        early.state(),
+        AddressState::Allowed,
+        "the refused write stored nothing"
+    );
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
