@@ -56,8 +56,16 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
                     _ => Some(Action::Failed),
                 }
             });
+            // no Diagnostic-Code: the comment after the Status code says why (`5.4.4 (Illegal
+            // host/domain name found)`)
             let diagnostic = get("diagnostic-code")
                 .map(|d| after_type(d).to_string())
+                .or_else(|| {
+                    let (_, comment) = get("status")?.trim().split_once(char::is_whitespace)?;
+                    let comment = comment.trim().trim_start_matches('(').trim_end_matches(')');
+                    let words = comment.chars().filter(|c| c.is_alphanumeric()).count();
+                    (words > 8).then(|| comment.trim().to_string())
+                })
                 .unwrap_or_default();
             out.push(Found {
                 recipient: recipient.to_string(),
@@ -110,6 +118,10 @@ const TEXT_BYTES: usize = 64 * 1024;
 /// Recipients whose diagnostic is looked for there.
 const TEXT_RECIPIENTS: usize = 64;
 
+/// Header lines of the original message quoted in a report's text: they name the recipient
+/// but say nothing of the failure.
+const QUOTED_HEADERS: &[&str] = &["to:", "cc:", "bcc:", "from:", "reply-to:", "sender:"];
+
 /// `dns; mx.example.com` -> `mx.example.com`; `smtp; 550 ...` -> `550 ...`.
 fn after_type(v: &str) -> &str {
     match v.split_once(';') {
@@ -123,11 +135,24 @@ fn after_type(v: &str) -> &str {
 fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<String> {
     let addr = first_address(recipient)?.to_ascii_lowercase();
     for (text, lower) in texts {
-        let Some(at) = lower.find(&addr) else {
+        // the first line that names the recipient, other than the original's quoted headers
+        let mut at = None;
+        let mut from = 0;
+        while let Some(i) = lower.get(from..).and_then(|l| l.find(&addr)) {
+            let i = from + i;
+            from = i + addr.len();
+            let start = lower[..i].rfind('\n').map_or(0, |i| i + 1);
+            let head = lower[start..i].trim_start();
+            if !QUOTED_HEADERS.iter().any(|h| head.starts_with(h)) {
+                at = Some(i);
+                break;
+            }
+        }
+        let Some(at) = at else {
             continue;
         };
         let start = lower[..at].rfind('\n').map_or(0, |i| i + 1);
-        let mut lines = Vec::new();
+        let mut lines: Vec<&str> = Vec::new();
         for (i, line) in text[start..].lines().take(12).enumerate() {
             // the next recipient's lines
             if i > 0 {
@@ -139,7 +164,8 @@ fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<Str
                 }
             }
             if line.trim().is_empty() {
-                if lines.len() > 1 {
+                // a label ("because:") introduces the next paragraph
+                if lines.len() > 1 && !lines.last().is_some_and(|l| l.ends_with(':')) {
                     break;
                 }
                 continue;

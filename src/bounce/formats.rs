@@ -352,7 +352,8 @@ impl Formats {
             while j < lines.len() && j <= i + MAX_DIAGNOSTIC_LINES {
                 let next = lines[j];
                 if next.trim().is_empty() {
-                    if diagnostic.is_empty() && j == i + 1 {
+                    // nothing yet, or a label ("because:") that introduces the next paragraph
+                    if (diagnostic.is_empty() && j == i + 1) || diagnostic.ends_with(':') {
                         j += 1;
                         continue;
                     }

@@ -226,7 +226,19 @@ fn collect(message: &Message<'_>, id: usize, depth: usize, out: &mut Walked) {
 fn bounded(t: &str) -> String {
     let mut s = t.to_string();
     cut(&mut s, MAX_PART_TEXT);
-    s
+    iso_2022_jp(s)
+}
+
+/// Text still in ISO-2022-JP (its escape sequences written as they came: a part that names no
+/// charset, or a delivery-status part, which has none), decoded.
+fn iso_2022_jp(s: String) -> String {
+    if !(s.contains("\u{1b}$B") || s.contains("\u{1b}$@")) {
+        return s;
+    }
+    match mail_parser::decoders::charsets::map::charset_decoder(b"iso-2022-jp") {
+        Some(decode) => decode(s.as_bytes()),
+        None => s,
+    }
 }
 
 /// Reads a block of `Name: value` lines (continuation lines unfolded) up to its first blank
@@ -283,8 +295,19 @@ pub fn field_blocks(text: &str) -> Vec<Headers> {
             continue;
         }
         if let Some((name, value)) = line.split_once(':') {
-            if !name.is_empty() && !name.trim().contains(' ') && current.len() < MAX_HEADERS {
-                current.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            let name = name.trim().to_ascii_lowercase();
+            // a recipient's fields written straight after the previous one's, without the
+            // blank line between: its recipient field starts its block
+            let repeated = matches!(name.as_str(), "final-recipient" | "original-recipient")
+                && current.iter().any(|(n, _)| *n == name);
+            if repeated {
+                blocks.push(std::mem::take(&mut current));
+                if blocks.len() >= MAX_HEADERS {
+                    return blocks;
+                }
+            }
+            if !name.is_empty() && !name.contains(' ') && current.len() < MAX_HEADERS {
+                current.push((name, value.trim().to_string()));
             }
         }
     }
