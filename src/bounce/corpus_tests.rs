@@ -85,6 +85,22 @@ const DIVERGENCES: &[(&str, &str)] = &[
          (Sisimai: userunknown)",
     ),
     (
+        "hist-mta-exim-12-a2dea1.eml",
+        "a mailbox file of several bounces: a call reads one message (Sisimai reads them all)",
+    ),
+    (
+        "rfc3464-28.eml",
+        "a mailbox file of two reports: a call reads one message (Sisimai reads both)",
+    ),
+    (
+        "hist-mta-notes-04-96f533.eml",
+        "the archive masked the recipient's domain (no top-level domain): not an address",
+    ),
+    (
+        "hist-mta-x4-07-f2d266.eml",
+        "the report lists the one address that received no copy; Sisimai names another",
+    ),
+    (
         "rfc3834-05.eml",
         "an auto-reply (Auto-Submitted: auto-replied); Sisimai takes the address in its text \
          for a failed recipient",
@@ -371,7 +387,7 @@ fn sisimai_message_corpus_meets_the_floors() {
     let main = messages(&dir());
     assert_eq!(main.len(), 429);
     let extra = messages(&extra_dir());
-    assert_eq!(extra.len(), 241);
+    assert_eq!(extra.len(), 295);
     let mut tallies = [Tally::default(), Tally::default(), Tally::default()];
     let mut diffs = Vec::new();
     run(
