@@ -230,6 +230,14 @@ impl Formats {
                     recipient: only.as_str().to_string(),
                     ..Found::default()
                 });
+            } else if to.is_empty() {
+                // no To quoted: the one address the quoted original was received for
+                if let Some(only) = received_for(text.get(end..).unwrap_or("")) {
+                    found.push(Found {
+                        recipient: only,
+                        ..Found::default()
+                    });
+                }
             }
         }
         // Exim and Gmail name the failed recipients in a header: those are the recipients
@@ -408,6 +416,22 @@ impl Formats {
         }
         best
     }
+}
+
+/// The one address a quoted message's `Received: ... for <a@b>` lines name, if they name one.
+fn received_for(quoted: &str) -> Option<String> {
+    static FOR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\bfor\s+<([^<>\s]{1,254}@[^<>\s]{1,254})>").expect("pattern")
+    });
+    let mut only: Option<String> = None;
+    for c in FOR.captures_iter(quoted) {
+        let a = first_address(&c[1])?.to_ascii_lowercase();
+        match &only {
+            Some(o) if *o != a => return None,
+            _ => only = Some(a),
+        }
+    }
+    only
 }
 
 /// The message's own text: its text parts (HTML stripped of tags), bounded.
