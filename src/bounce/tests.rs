@@ -165,3 +165,77 @@ fn a_recipient_is_normalized_and_a_quoted_local_part_kept() {
     );
     assert_eq!(normalize_recipient("rfc822; nobody"), None);
 }
+
+#[test]
+fn recipients_written_without_a_blank_line_between_are_each_read() {
+    let raw = b"From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\
+Final-Recipient: rfc822; full@example.com\nAction: failed\nStatus: 5.2.2\nDiagnostic-Code: smtp; 552 5.2.2 Mailbox Full\n\
+Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User Unknown\n\n--b--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<(&str, BounceType)> = m
+        .bounces
+        .iter()
+        .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("full@example.com", BounceType::Soft),
+            ("gone@example.com", BounceType::Hard)
+        ]
+    );
+}
+
+#[test]
+fn a_status_comment_is_the_diagnostic_when_there_is_no_diagnostic_code() {
+    let raw = b"From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+--b\nContent-Type: text/plain\n\nThis report relates to a message with these header fields:\n\n  To: a@nowhere.example\n\n\
+--b\nContent-Type: message/delivery-status\n\nFinal-recipient: rfc822;a@nowhere.example\nAction: failed\n\
+Status: 5.4.4 (Illegal host/domain name found)\n\n--b--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.bounces.len(), 1);
+    assert_eq!(m.bounces[0].diagnostic, "Illegal host/domain name found");
+    assert_eq!(m.bounces[0].classification.bounce_type, BounceType::Hard);
+}
+
+#[test]
+fn iso_2022_jp_text_is_decoded_where_no_charset_says_so() {
+    // "ユーザー" in ISO-2022-JP, in a delivery-status field (which declares no charset)
+    let raw = b"From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;u@example.jp\nAction: failed\nStatus: 5.0.0\n\
+Diagnostic-Code: X-Notes; \x1b$B%f!<%6!<\x1b(B (u@example.jp)\n\n--b--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.bounces.len(), 1);
+    assert!(
+        m.bounces[0].diagnostic.starts_with("ユーザー"),
+        "{}",
+        m.bounces[0].diagnostic
+    );
+}
+
+#[test]
+fn a_report_without_a_quoted_to_names_the_address_the_original_was_received_for() {
+    let raw = b"From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: sender@example.org\n\
+Subject: Returned mail\n\nThe message could not be delivered.\n\n----- Original message -----\n\
+Received: from a.example by mx.example\n\tfor <lost@example.net>; Thu, 1 Jan 2015 00:00:00 +0000\n\
+Subject: hello\n\nhello\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert_eq!(got, vec!["lost@example.net"]);
+}
+
+#[test]
+fn an_fml_notice_names_the_list_that_refused_the_post() {
+    let raw = b"From: neko-admin@example.org\nTo: poster@example.net\n\
+Subject: You poster@example.net are not member (neko ML)\nX-MLServer: fml [fml 4.0.3]\n\n\
+You are not a member of this mailing list <neko@example.org>.\n\n\
+If you know the general guide of this list, please send mail with\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.format, "fml");
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert_eq!(got, vec!["neko@example.org"]);
+    // the list refuses this sender for good: the classifier's "recipient refuses" (rules.toml)
+    assert_eq!(m.bounces[0].action, Action::Failed);
+    assert_eq!(m.bounces[0].classification.rule_id, "recipient.refuses");
+}
