@@ -157,16 +157,12 @@ pub(super) async fn bounces(
     cursor: Option<Vec<u8>>,
     limit: usize,
 ) -> Result<Page<RecordedEvent>, StoreError> {
-    let mut sql =
-        String::from("SELECT event, occurred_at, seq FROM events WHERE tenant = $1 AND is_bounce");
-    let t = tenant.as_str();
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(t.to_string())];
-    let mut add = |sql: &mut String, condition: &str, value: Box<dyn ToSql + Sync + Send>| {
-        params.push(value);
-        sql.push_str(&condition.replace('?', &format!("${}", params.len())));
-    };
+    let mut q = Conditions::new(
+        "SELECT event, occurred_at, seq FROM events WHERE tenant = $1 AND is_bounce",
+        Box::new(tenant.as_str().to_string()),
+    );
     if let Some(source) = &query.source {
-        add(&mut sql, " AND source = ?", Box::new(source.clone()));
+        q.add(" AND source = ?", Box::new(source.clone()));
     }
     if !query.types.is_empty() {
         let types: Vec<i16> = query
@@ -174,37 +170,28 @@ pub(super) async fn bounces(
             .iter()
             .map(|t| i16::try_from(bounce_type_number(*t)).unwrap_or(0))
             .collect();
-        add(&mut sql, " AND bounce_type = ANY(?)", Box::new(types));
+        q.add(" AND bounce_type = ANY(?)", Box::new(types));
     }
     if let Some(campaign) = &query.campaign {
-        add(&mut sql, " AND campaign = ?", Box::new(campaign.clone()));
+        q.add(" AND campaign = ?", Box::new(campaign.clone()));
     }
     if let Some(start) = query.start {
-        add(&mut sql, " AND occurred_at >= ?", Box::new(start.micros()));
+        q.add(" AND occurred_at >= ?", Box::new(start.micros()));
     }
     if let Some(end) = query.end {
-        add(&mut sql, " AND occurred_at < ?", Box::new(end.micros()));
+        q.add(" AND occurred_at < ?", Box::new(end.micros()));
     }
     if let Some(c) = &cursor {
         let (at, seq, _) = cursor_parts(c)?;
-        add(&mut sql, " AND (occurred_at < ?", Box::new(at));
-        add(&mut sql, " OR (occurred_at = ?", Box::new(at));
-        add(&mut sql, " AND seq < ?))", Box::new(seq));
+        q.add(" AND (occurred_at < ?", Box::new(at));
+        q.add(" OR (occurred_at = ?", Box::new(at));
+        q.add(" AND seq < ?))", Box::new(seq));
     }
-    add(
-        &mut sql,
+    q.add(
         " ORDER BY occurred_at DESC, seq DESC LIMIT ?",
         Box::new(limit_param(limit.saturating_add(1))),
     );
-    let client = connection(&inner.pool).await?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = client
-        .query(&sql, &refs)
-        .await
-        .map_err(sql_error("listing bounces"))?;
+    let rows = q.query(&inner.pool, "listing bounces").await?;
     let mut items = Vec::with_capacity(rows.len().min(limit));
     let mut next = None;
     for (i, row) in rows.iter().enumerate() {
@@ -596,54 +583,33 @@ pub(super) async fn suppressions(
     cursor: Option<Vec<u8>>,
     limit: usize,
 ) -> Result<Page<SuppressedAddress>, StoreError> {
-    let mut sql = String::from(
+    let mut q = Conditions::new(
         "SELECT address, address_hash, record, suppressed_since FROM addresses
          WHERE tenant = $1 AND suppressed_since IS NOT NULL",
+        Box::new(tenant.as_str().to_string()),
     );
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(tenant.as_str().to_string())];
-    let mut add = |sql: &mut String, condition: &str, value: Box<dyn ToSql + Sync + Send>| {
-        params.push(value);
-        sql.push_str(&condition.replace('?', &format!("${}", params.len())));
-    };
     if !query.reasons.is_empty() {
         let reasons: Vec<i16> = query
             .reasons
             .iter()
             .map(|r| i16::try_from(reason_number(*r)).unwrap_or(0))
             .collect();
-        add(
-            &mut sql,
-            " AND suppression_reason = ANY(?)",
-            Box::new(reasons),
-        );
+        q.add(" AND suppression_reason = ANY(?)", Box::new(reasons));
     }
     if let Some(source) = &query.source {
-        add(
-            &mut sql,
-            " AND suppression_source = ?",
-            Box::new(source.clone()),
-        );
+        q.add(" AND suppression_source = ?", Box::new(source.clone()));
     }
     if let Some(start) = query.start {
-        add(
-            &mut sql,
-            " AND suppressed_since >= ?",
-            Box::new(start.micros()),
-        );
+        q.add(" AND suppressed_since >= ?", Box::new(start.micros()));
     }
     if let Some(end) = query.end {
-        add(
-            &mut sql,
-            " AND suppressed_since < ?",
-            Box::new(end.micros()),
-        );
+        q.add(" AND suppressed_since < ?", Box::new(end.micros()));
     }
     if let Some(n) = query.needs_enrichment {
-        add(&mut sql, " AND needs_enrichment = ?", Box::new(n));
+        q.add(" AND needs_enrichment = ?", Box::new(n));
     }
     if let Some(t) = query.in_force_at {
-        add(
-            &mut sql,
+        q.add(
             " AND (suppression_expires IS NULL OR suppression_expires > ?)",
             Box::new(t.micros()),
         );
@@ -654,24 +620,15 @@ pub(super) async fn suppressions(
         }
         let since = i64::from_be_bytes(c[..8].try_into().map_err(|_| StoreError::BadCursor)?);
         let hash = c[8..].to_vec();
-        add(&mut sql, " AND (suppressed_since < ?", Box::new(since));
-        add(&mut sql, " OR (suppressed_since = ?", Box::new(since));
-        add(&mut sql, " AND address_hash > ?))", Box::new(hash));
+        q.add(" AND (suppressed_since < ?", Box::new(since));
+        q.add(" OR (suppressed_since = ?", Box::new(since));
+        q.add(" AND address_hash > ?))", Box::new(hash));
     }
-    add(
-        &mut sql,
+    q.add(
         " ORDER BY suppressed_since DESC, address_hash LIMIT ?",
         Box::new(limit_param(limit.saturating_add(1))),
     );
-    let client = connection(&inner.pool).await?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = client
-        .query(&sql, &refs)
-        .await
-        .map_err(sql_error("listing suppressions"))?;
+    let rows = q.query(&inner.pool, "listing suppressions").await?;
     let mut items = Vec::with_capacity(rows.len().min(limit));
     let mut next = None;
     for (i, row) in rows.iter().enumerate() {
@@ -697,4 +654,46 @@ pub(super) async fn suppressions(
         }
     }
     Ok(Page { items, next })
+}
+
+/// A query whose conditions are added one at a time: each `?` of a condition becomes the next
+/// numbered parameter, bound to the value given with it.
+struct Conditions {
+    sql: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Conditions {
+    /// `sql` with its one parameter, `$1`.
+    fn new(sql: &str, first: Box<dyn ToSql + Sync + Send>) -> Self {
+        Conditions {
+            sql: sql.to_string(),
+            params: vec![first],
+        }
+    }
+
+    /// Appends `condition`, its `?` numbered as the next parameter, bound to `value`.
+    fn add(&mut self, condition: &str, value: Box<dyn ToSql + Sync + Send>) {
+        self.params.push(value);
+        self.sql
+            .push_str(&condition.replace('?', &format!("${}", self.params.len())));
+    }
+
+    /// Runs the query on a connection of `pool`; `context` names it in errors.
+    async fn query(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        context: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = connection(pool).await?;
+        let refs: Vec<&(dyn ToSql + Sync)> = self
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        client
+            .query(&self.sql, &refs)
+            .await
+            .map_err(sql_error(context.to_string()))
+    }
 }
