@@ -209,6 +209,10 @@ fn describe_metrics() {
         "Addresses that became suppressed, by reason"
     );
     describe_counter!(
+        "suppressd_bounce_messages_total",
+        "Raw bounce messages read, by kind and outcome (parsed, recorded, duplicate, nothing_to_record)"
+    );
+    describe_counter!(
         "suppressd_import_verdicts_total",
         "Import-guard verdicts, by decision"
     );

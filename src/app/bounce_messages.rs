@@ -97,14 +97,21 @@ impl BounceMessages {
 
     /// Reads a message without storing anything (off the async workers: a large message takes
     /// a while).
-    pub async fn parse(&self, raw: Vec<u8>, provider: String) -> Result<ParsedMessage, AppError> {
+    async fn read(&self, raw: Vec<u8>, provider: String) -> Result<ParsedMessage, AppError> {
         self.check(&raw)?;
         let (parser, classifier) = (self.parser.clone(), self.classifier.clone());
         blocking(move || Ok(parser.parse(&raw, &provider, &classifier))).await
     }
 
+    /// [`BounceMessages::read`] for `ParseBounceMessage`: counted as a message read only.
+    pub async fn parse(&self, raw: Vec<u8>, provider: String) -> Result<ParsedMessage, AppError> {
+        let parsed = self.read(raw, provider).await?;
+        count_message(parsed.kind, MessageOutcome::Parsed);
+        Ok(parsed)
+    }
+
     /// Reads a message and records each failed, delayed or complained-about recipient's result
-    /// for `tenant`; answers once every one is durable.
+    /// for `tenant`, all in one store write; answers once it is durable.
     pub async fn report(
         &self,
         caller: &Caller,
@@ -115,15 +122,24 @@ impl BounceMessages {
         caller.check_tenant(&tenant)?;
         self.check(&raw)?;
         let key = message_key(&raw);
-        let parsed = self.parse(raw, labels.provider.clone()).await?;
+        let parsed = self.read(raw, labels.provider.clone()).await?;
         let key = if parsed.message_id.is_empty() {
             key
         } else {
             format!("mid:{}", parsed.message_id)
         };
         let now = self.reporter.now();
+        let complaint = parsed.kind == BounceMessageKind::FeedbackReport;
+        let provider = if labels.provider.is_empty() {
+            parsed.format.clone()
+        } else {
+            labels.provider.clone()
+        };
         let mut results = Vec::with_capacity(parsed.bounces.len());
-        for mut bounce in parsed.bounces {
+        // Which result each report is for: the message's recipients are recorded in one write.
+        let mut recorded_at = Vec::new();
+        let mut reports = Vec::new();
+        for bounce in parsed.bounces {
             let address = EmailAddress::parse(&bounce.recipient).ok();
             let (Some(address), true) = (address, bounce.action.is_bounce()) else {
                 results.push(ReportedBounce {
@@ -134,8 +150,7 @@ impl BounceMessages {
                 continue;
             };
             let event_id = event_id(&key, &bounce);
-            let complaint = parsed.kind == BounceMessageKind::FeedbackReport;
-            let report = SendReport {
+            reports.push(SendReport {
                 event_id: event_id.clone(),
                 address,
                 outcome: if complaint {
@@ -154,22 +169,25 @@ impl BounceMessages {
                 source: labels.source.clone(),
                 campaign: labels.campaign.clone(),
                 segment: labels.segment.clone(),
-                provider: if labels.provider.is_empty() {
-                    parsed.format.clone()
-                } else {
-                    labels.provider.clone()
-                },
+                provider: provider.clone(),
                 occurred_at: now,
                 list_id: ListId::default(),
-            };
-            let recorded = self.reporter.report(caller, tenant.clone(), report).await?;
-            bounce.classification = recorded.classification.clone();
+            });
+            recorded_at.push(results.len());
             results.push(ReportedBounce {
                 bounce,
                 event_id,
-                recorded: Some(recorded),
+                recorded: None,
             });
         }
+        let recorded = self.reporter.report_all(caller, tenant, reports).await?;
+        for (at, recorded) in recorded_at.into_iter().zip(recorded) {
+            if let Some(result) = results.get_mut(at) {
+                result.bounce.classification = recorded.classification.clone();
+                result.recorded = Some(recorded);
+            }
+        }
+        count_message(parsed.kind, MessageOutcome::of(&results));
         Ok(BounceReport {
             kind: parsed.kind,
             message_id: parsed.message_id,
@@ -194,4 +212,52 @@ fn event_id(key: &str, bounce: &ParsedBounce) -> String {
     h.update([0]);
     h.update(bounce.action.name().as_bytes());
     format!("bounce-{}", &hex::encode(h.finalize())[..32])
+}
+
+/// What a bounce message read by the service came to: the `outcome` label of
+/// `suppressd_bounce_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MessageOutcome {
+    /// Read by `ParseBounceMessage`: nothing is recorded.
+    Parsed,
+    /// Reported, and at least one recipient's result was recorded for the first time.
+    Recorded,
+    /// Reported, and every recipient's result had been recorded before (a mailbox scanned again).
+    Duplicate,
+    /// Reported, and there was nothing to record: an auto-reply, a message that is no bounce,
+    /// a report of deliveries only or of no valid address.
+    NothingToRecord,
+}
+
+impl MessageOutcome {
+    /// What recording a reported message's `results` did.
+    fn of(results: &[ReportedBounce]) -> Self {
+        let mut recorded = results.iter().filter_map(|r| r.recorded.as_ref()).peekable();
+        if recorded.peek().is_none() {
+            MessageOutcome::NothingToRecord
+        } else if recorded.all(|r| r.duplicate) {
+            MessageOutcome::Duplicate
+        } else {
+            MessageOutcome::Recorded
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            MessageOutcome::Parsed => "parsed",
+            MessageOutcome::Recorded => "recorded",
+            MessageOutcome::Duplicate => "duplicate",
+            MessageOutcome::NothingToRecord => "nothing_to_record",
+        }
+    }
+}
+
+/// Counts one bounce message read, by its kind and what became of it.
+fn count_message(kind: BounceMessageKind, outcome: MessageOutcome) {
+    metrics::counter!(
+        "suppressd_bounce_messages_total",
+        "kind" => kind.name(),
+        "outcome" => outcome.label()
+    )
+    .increment(1);
 }

@@ -83,6 +83,54 @@ impl Reporter {
         let (write, meta) = self.event_write(&tenant, report, now);
         let outcome = self.context.single_write(write).await?;
         observe(&outcome, &meta);
+        self.recorded(&tenant, address, outcome, meta, now)
+    }
+
+    /// Records several send results of one tenant in one store write: they become durable
+    /// together, and this answers once they are. Each keeps its own outcome, in the order given
+    /// (an event id recorded before changes nothing; two results for one address are applied
+    /// one after the other).
+    pub async fn report_all(
+        &self,
+        caller: &Caller,
+        tenant: Tenant,
+        reports: Vec<SendReport>,
+    ) -> Result<Vec<Recorded>, AppError> {
+        caller.check_tenant(&tenant)?;
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.context.clock.now();
+        let addresses: Vec<EmailAddress> = reports.iter().map(|r| r.address.clone()).collect();
+        let (writes, metas): (Vec<_>, Vec<_>) = reports
+            .into_iter()
+            .map(|report| self.event_write(&tenant, report, now))
+            .unzip();
+        let outcomes = self.context.store.write(writes).await?;
+        if outcomes.len() != metas.len() {
+            return Err(AppError::Internal(format!(
+                "store returned {} outcomes for {} writes",
+                outcomes.len(),
+                metas.len()
+            )));
+        }
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for ((outcome, meta), address) in outcomes.into_iter().zip(metas).zip(addresses) {
+            observe(&outcome, &meta);
+            recorded.push(self.recorded(&tenant, address, outcome, meta, now)?);
+        }
+        Ok(recorded)
+    }
+
+    /// What became of one send result, from its write's outcome.
+    fn recorded(
+        &self,
+        tenant: &Tenant,
+        address: EmailAddress,
+        outcome: WriteOutcome,
+        meta: ResultMeta,
+        now: Timestamp,
+    ) -> Result<Recorded, AppError> {
         let (classification, record, duplicate) = match outcome {
             WriteOutcome::Applied { record, .. } => (meta.classification, Some(record), false),
             WriteOutcome::Unchanged { record } => (meta.classification, record, false),
@@ -92,7 +140,7 @@ impl Reporter {
         Ok(Recorded {
             classification,
             duplicate,
-            status: self.context.status(&tenant, address, record, now),
+            status: self.context.status(tenant, address, record, now),
         })
     }
 

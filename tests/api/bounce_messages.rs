@@ -11,7 +11,7 @@ use suppressd::grpc::proto::{
 use crate::helpers::*;
 
 /// A Postfix DSN: one recipient unknown, the original's headers enclosed.
-const DSN: &str = "\
+pub(crate) const DSN: &str = "\
 Return-Path: <>
 From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
 To: news@sender.example
@@ -80,7 +80,7 @@ Diagnostic-Code: smtp; 421 4.4.1 Connection timed out
 ";
 
 /// An ARF feedback report from a mailbox provider.
-const ARF: &str = "\
+pub(crate) const ARF: &str = "\
 From: feedback@fbl.example.org
 To: abuse@sender.example
 Subject: FW: Spring sale
@@ -112,7 +112,7 @@ Message-ID: <campaign-42.fan@sender.example>
 ";
 
 /// An out-of-office reply.
-const AUTO_REPLY: &str = "\
+pub(crate) const AUTO_REPLY: &str = "\
 From: Carol <carol@example.com>
 To: news@sender.example
 Subject: Out of office: Spring sale
@@ -145,6 +145,43 @@ recipients. This is a permanent error. The following address(es) failed:
 From: news@sender.example
 To: gone@example.com
 Subject: Spring sale
+";
+
+/// One report for three recipients: two unknown, one whose server goes on trying.
+const THREE: &str = "\
+From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: news@sender.example
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <three-1@mx.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"T\"
+
+--T
+Content-Type: text/plain
+
+Your message could not be delivered to some of its recipients.
+
+--T
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; ann@example.com
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <ann@example.com>: Recipient address rejected: User unknown
+
+Final-Recipient: rfc822; ben@example.com
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <ben@example.com>: Recipient address rejected: User unknown
+
+Final-Recipient: rfc822; cal@example.com
+Action: delayed
+Status: 4.4.1
+Diagnostic-Code: smtp; 421 4.4.1 Connection timed out
+
+--T--
 ";
 
 async fn parse(app: &mut TestApp, raw: &str) -> pb::ParseBounceMessageResponse {
@@ -278,6 +315,110 @@ async fn a_hard_bounce_message_suppresses_and_a_second_scan_records_nothing_more
         .get_address_history(pb::GetAddressHistoryRequest {
             tenant: String::new(),
             address: "bob.smith@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let results = history
+        .entries
+        .iter()
+        .filter(|e| matches!(e.entry, Some(pb::history_entry::Entry::SendResult(_))))
+        .count();
+    assert_eq!(results, 1, "{history:?}");
+}
+
+#[tokio::test]
+async fn a_message_of_several_recipients_is_recorded_in_one_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path().join("data"));
+    // Fault injection needs an engine with a writer thread of its own; the batching is the
+    // same on every engine.
+    if settings.engine == suppressd::config::StorageEngine::Postgres {
+        settings.engine = suppressd::config::StorageEngine::Sled;
+    }
+    // The engine fails its second commit: a message recorded recipient by recipient would
+    // fail at its second recipient.
+    let store = suppressd::store::testing::open_with_commit_panic(
+        suppressd::startup::Application::store_options(&settings),
+        2,
+    )
+    .unwrap();
+    let app = suppressd::startup::Application::with_store(settings, store)
+        .await
+        .unwrap();
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let _server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let mut client = Client::connect(addr).await.unwrap();
+
+    let r = client
+        .report_bounce_message(report_request("", THREE.as_bytes()))
+        .await
+        .expect("the three results are one commit")
+        .into_inner();
+    let seen: Vec<(String, bool, AddressState)> = r
+        .results
+        .iter()
+        .map(|x| {
+            (
+                x.bounce.as_ref().unwrap().recipient.clone(),
+                x.recorded && !x.duplicate,
+                x.status.as_ref().unwrap().state(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ann@example.com".into(), true, AddressState::Suppressed),
+            ("ben@example.com".into(), true, AddressState::Suppressed),
+            ("cal@example.com".into(), true, AddressState::Allowed),
+        ]
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        r.results.iter().map(|x| x.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "one event id per recipient");
+    for address in ["ann@example.com", "ben@example.com"] {
+        let status = client
+            .get_suppression_status(pb::GetSuppressionStatusRequest {
+                tenant: String::new(),
+                address: address.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status.status.unwrap().state(),
+            AddressState::Suppressed,
+            "{address}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_of_several_recipients_scanned_twice_records_each_once() {
+    let mut app = spawn_app().await;
+    let first = report(&mut app, THREE).await;
+    assert_eq!(first.results.len(), 3);
+    assert!(first.results.iter().all(|r| r.recorded && !r.duplicate));
+    let again = report(&mut app, THREE).await;
+    let verdicts: Vec<(bool, bool)> = again
+        .results
+        .iter()
+        .map(|r| (r.recorded, r.duplicate))
+        .collect();
+    assert_eq!(verdicts, [(true, true); 3]);
+    let ids = |r: &pb::ReportBounceMessageResponse| -> Vec<String> {
+        r.results.iter().map(|x| x.event_id.clone()).collect()
+    };
+    assert_eq!(ids(&first), ids(&again));
+    // the delayed recipient's soft bounce is kept as one result, not two
+    let history = app
+        .client
+        .get_address_history(pb::GetAddressHistoryRequest {
+            tenant: String::new(),
+            address: "cal@example.com".into(),
             ..Default::default()
         })
         .await

@@ -166,3 +166,53 @@ async fn the_endpoint_publishes_the_verdicts_that_are_not_healthy_and_drops_them
         "{body}"
     );
 }
+
+/// The value of one `suppressd_bounce_messages_total` series (0 when it has none yet).
+fn bounce_messages(body: &str, kind: &str, outcome: &str) -> u64 {
+    let series = format!("suppressd_bounce_messages_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn bounce_messages_are_counted_by_kind_and_by_what_became_of_them() {
+    use crate::bounce_messages::{ARF, AUTO_REPLY, DSN};
+    let mut app = spawn_app_with(|s| s.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let metrics = app.metrics_addr.expect("metrics served");
+    // Other tests of this process read bounce messages too: the counts may only rise by more.
+    let series = [
+        ("delivery_status", "parsed", 1),
+        ("delivery_status", "recorded", 1),
+        ("delivery_status", "duplicate", 2),
+        ("feedback_report", "recorded", 1),
+        ("auto_reply", "nothing_to_record", 1),
+    ];
+    let before = scrape(metrics).await;
+    app.client
+        .parse_bounce_message(pb::ParseBounceMessageRequest {
+            raw_message: DSN.as_bytes().to_vec(),
+            provider: String::new(),
+        })
+        .await
+        .unwrap();
+    for raw in [DSN, DSN, DSN, ARF, AUTO_REPLY] {
+        app.client
+            .report_bounce_message(pb::ReportBounceMessageRequest {
+                tenant: TENANT.into(),
+                raw_message: raw.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let after = scrape(metrics).await;
+    for (kind, outcome, at_least) in series {
+        let rise = bounce_messages(&after, kind, outcome) - bounce_messages(&before, kind, outcome);
+        assert!(rise >= at_least, "{kind} {outcome}: +{rise}\n{after}");
+    }
+    assert!(
+        after.contains("# TYPE suppressd_bounce_messages_total counter"),
+        "{after}"
+    );
+}
