@@ -191,7 +191,7 @@ fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<Str
         // the line that names the recipient only, without a reply: not a diagnostic
         let rest = joined.to_ascii_lowercase().replace(&addr, "");
         if rest.chars().filter(|c| c.is_ascii_alphanumeric()).count() > 8 {
-            return Some(super::from_reply(&joined).to_string());
+            return Some(super::from_reply_or_agent(&joined));
         }
     }
     None

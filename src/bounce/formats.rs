@@ -292,7 +292,7 @@ impl Formats {
                     f.diagnostic = reply;
                 }
             }
-            f.diagnostic = super::from_reply(&f.diagnostic).to_string();
+            f.diagnostic = super::from_reply_or_agent(&f.diagnostic);
             if f.diagnostic.trim().is_empty() && single {
                 f.diagnostic = section
                     .lines()

@@ -355,6 +355,28 @@ pub(crate) fn from_reply(diagnostic: &str) -> &str {
     }
 }
 
+/// [`from_reply`], except in Sendmail's transcript of a local delivery, where the delivery
+/// agent's own words come before the reply they caused (`----- Transcript of session follows
+/// ----- mail.local: unknown user: bob 554 <bob@b>... Service unavailable`): the agent says
+/// why, the reply only that it failed, so the diagnostic starts at the agent's name.
+pub(crate) fn from_reply_or_agent(diagnostic: &str) -> String {
+    static AGENT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)transcript of (?:the )?session follows\s*-*\s*([a-z0-9][a-z0-9._-]{0,31}:\s+\S.*)$",
+        )
+        .expect("agent pattern")
+    });
+    if let Some(c) = AGENT.captures(diagnostic) {
+        let rest = &c[1];
+        // the agent's words end where the reply begins; a reply must follow them
+        let reply = from_reply(rest);
+        if reply.len() < rest.len() && !REPLY.is_match(&rest[..rest.len() - reply.len()]) {
+            return rest.trim().to_string();
+        }
+    }
+    from_reply(diagnostic).to_string()
+}
+
 /// The first address in `s`.
 pub(crate) fn first_address(s: &str) -> Option<&str> {
     ADDRESS.find(s).map(|m| m.as_str())

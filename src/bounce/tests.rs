@@ -239,3 +239,23 @@ If you know the general guide of this list, please send mail with\n";
     assert_eq!(m.bounces[0].action, Action::Failed);
     assert_eq!(m.bounces[0].classification.rule_id, "recipient.refuses");
 }
+
+#[test]
+fn a_sendmail_transcript_keeps_the_local_agents_words_before_its_reply() {
+    let raw = b"From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\n\
+To: <sender@example.org>\nSubject: Returned mail: Service unavailable\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+--B\n\n   ----- The following addresses had permanent fatal errors -----\n<bob@example.net>\n\n\
+   ----- Transcript of session follows -----\nmail.local: unknown user: bob\n\
+554 <bob@example.net>... Service unavailable\n\n\
+--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n\
+Final-Recipient: RFC822; <bob@example.net>\nAction: failed\nStatus: 5.5.0\n\n--B--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.bounces.len(), 1);
+    let b = &m.bounces[0];
+    assert_eq!(
+        b.diagnostic,
+        "mail.local: unknown user: bob 554 <bob@example.net>... Service unavailable"
+    );
+    assert_eq!(b.classification.bounce_type, BounceType::Hard);
+}
