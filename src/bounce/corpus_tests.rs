@@ -14,8 +14,8 @@
 //! tuned to it. A second tuning set (tests/data/dsn-extra: messages of the same corpus in
 //! neither part) and a third (tests/data/dsn-third: the corpus's history and Sisimai's own test
 //! data, in neither of the others nor versions of their messages) are held to the same floors
-//! as the tuning part, so that a change made for some messages is checked on others. Deliberate divergences from Sisimai are listed in
-//! docs/bounce-messages.md.
+//! as the tuning part, so that a change made for some messages is checked on others.
+//! Deliberate divergences from Sisimai are listed in docs/bounce-messages.md.
 //! Run with `--nocapture` to see the matrices and the rows of the tuning part that differ.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -193,6 +193,47 @@ fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<Str
         if rest.chars().filter(|c| c.is_ascii_alphanumeric()).count() > 8 {
             return Some(super::from_reply_or_agent(&joined));
         }
+        // a list of bare addresses: the sentence that introduces it says why ("Unable to
+        // deliver message to the following recipients, due to being unable to connect ...")
+        if let Some(intro) = list_intro(&text[..start]) {
+            return Some(intro);
+        }
     }
     None
+}
+
+/// The paragraph right above a list of recipients, when it introduces the list (it speaks of
+/// "the following" recipients or ends with a colon) and says more than that.
+fn list_intro(above: &str) -> Option<String> {
+    let mut lines: Vec<&str> = Vec::new();
+    for line in above.lines().rev() {
+        let l = line.trim();
+        if l.is_empty() {
+            if lines.is_empty() {
+                continue;
+            }
+            break;
+        }
+        // another address of the same list
+        if lines.is_empty() && first_address(l).is_some_and(|a| l.trim_matches(['<', '>']) == a) {
+            continue;
+        }
+        if lines.len() == 3 {
+            return None;
+        }
+        lines.push(l);
+    }
+    lines.reverse();
+    let intro = lines.join(" ");
+    let lower = intro.to_ascii_lowercase();
+    let introduces = lower.contains("following") || intro.ends_with(':');
+    let words = intro
+        .trim_matches(|c: char| c == '-' || c == ' ')
+        .split_whitespace()
+        .count();
+    (introduces && words >= 6 && first_address(&intro).is_none()).then(|| {
+        intro
+            .trim_matches(|c: char| c == '-' || c == ' ')
+            .to_string()
+    })
 }

@@ -259,3 +259,32 @@ Final-Recipient: RFC822; <bob@example.net>\nAction: failed\nStatus: 5.5.0\n\n--B
     );
     assert_eq!(b.classification.bounce_type, BounceType::Hard);
 }
+
+#[test]
+fn a_list_of_bare_recipients_takes_the_sentence_that_introduces_it_for_a_diagnostic() {
+    let raw = b"From: postmaster@mail.example.net\nTo: sender@example.org\n\
+Subject: Delivery Status Notification (Failure)\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+--B\nContent-Type: text/plain\n\nThis is an automatically generated Delivery Status Notification.\n\n\
+Unable to deliver message to the following recipients, due to being unable to connect \
+successfully to the destination mail server.\n\n       ann@example.com\n       ben@example.com\n\n\
+--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns;mail.example.net\n\n\
+Final-Recipient: rfc822;ann@example.com\nAction: failed\nStatus: 4.4.7\n\n\
+Final-Recipient: rfc822;ben@example.com\nAction: failed\nStatus: 4.4.7\n\n--B--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<(&str, &str)> = m
+        .bounces
+        .iter()
+        .map(|b| (b.recipient.as_str(), b.diagnostic.as_str()))
+        .collect();
+    let why = "Unable to deliver message to the following recipients, due to being unable to \
+connect successfully to the destination mail server.";
+    assert_eq!(
+        got,
+        vec![("ann@example.com", why), ("ben@example.com", why)]
+    );
+    assert!(m
+        .bounces
+        .iter()
+        .all(|b| b.classification.bounce_type == BounceType::Soft));
+}
