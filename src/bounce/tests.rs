@@ -235,7 +235,8 @@ If you know the general guide of this list, please send mail with\n";
     assert_eq!(m.format, "fml");
     let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
     assert_eq!(got, vec!["neko@example.org"]);
-    // the list refuses this sender for good: the classifier's "recipient refuses" (rules.toml)
+    // the list refuses this sender for as long as it is not a member: hard, the classifier's
+    // "recipient refuses" (rules.toml; the decision in docs/bounce-messages.md)
     assert_eq!(m.bounces[0].action, Action::Failed);
     assert_eq!(m.bounces[0].classification.rule_id, "recipient.refuses");
 }
