@@ -232,7 +232,10 @@ enum MessageOutcome {
 impl MessageOutcome {
     /// What recording a reported message's `results` did.
     fn of(results: &[ReportedBounce]) -> Self {
-        let mut recorded = results.iter().filter_map(|r| r.recorded.as_ref()).peekable();
+        let mut recorded = results
+            .iter()
+            .filter_map(|r| r.recorded.as_ref())
+            .peekable();
         if recorded.peek().is_none() {
             MessageOutcome::NothingToRecord
         } else if recorded.all(|r| r.duplicate) {

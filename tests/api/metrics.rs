@@ -169,7 +169,8 @@ async fn the_endpoint_publishes_the_verdicts_that_are_not_healthy_and_drops_them
 
 /// The value of one `suppressd_bounce_messages_total` series (0 when it has none yet).
 fn bounce_messages(body: &str, kind: &str, outcome: &str) -> u64 {
-    let series = format!("suppressd_bounce_messages_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} ");
+    let series =
+        format!("suppressd_bounce_messages_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} ");
     body.lines()
         .find_map(|line| line.strip_prefix(&series))
         .map_or(0, |v| v.trim().parse().expect("a count"))
