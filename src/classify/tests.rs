@@ -519,3 +519,40 @@ mod props {
         }
     }
 }
+
+#[test]
+fn replies_of_sisimais_lexicon_read_as_it_reads_them() {
+    // user unknown, suspended, moved, unknown domain (Sisimai::Reason::*, Lhost::qmail, Exim)
+    let hard = [
+        ("550 Recipient not OK", R::MailboxNotFound),
+        ("553 sorry, badrcptto", R::MailboxNotFound),
+        (
+            "<bob@example.org>: 192.0.2.1 does not like recipient. Remote host said: 550 Rejected",
+            R::MailboxNotFound,
+        ),
+        (
+            "550 bob@example.org: mailbox is currently suspended",
+            R::MailboxDisabled,
+        ),
+        (
+            "550 bob@example.org has been replaced by bob@example.net",
+            R::RecipientRejected,
+        ),
+        (
+            "all host address lookups failed permanently",
+            R::DomainNotFound,
+        ),
+    ];
+    for (text, reason) in hard {
+        let c = run(L::Bounce, text, None, "");
+        assert_eq!((c.bounce_type, c.reason), (T::Hard, reason), "{text}");
+    }
+    // an address of the sending host refused: not the recipient's mailbox
+    let c = run(
+        L::Bounce,
+        "554 Error: no valid recipients from 192.0.2.9",
+        None,
+        "",
+    );
+    assert_ne!(c.bounce_type, T::Hard);
+}
