@@ -292,6 +292,18 @@ impl Formats {
                     f.diagnostic = reply;
                 }
             }
+            // still none: a bounce enclosed after the report or as its original message (a
+            // relay's report of the bounce it got back) may quote the server's reply about
+            // this recipient
+            if !self.reply.is_match(&f.diagnostic) {
+                let enclosed = text.get(end..).unwrap_or("");
+                if let Some(reply) = self
+                    .reply_line_about(enclosed, &f.recipient)
+                    .or_else(|| self.reply_line_about(&m.original_text, &f.recipient))
+                {
+                    f.diagnostic = reply;
+                }
+            }
             f.diagnostic = super::from_reply_or_agent(&f.diagnostic);
             if f.diagnostic.trim().is_empty() && single {
                 f.diagnostic = section
@@ -392,6 +404,27 @@ impl Formats {
             i = j.max(i + 1);
         }
         out
+    }
+
+    /// The first line of `text` that names `recipient` and holds a reply code (Sendmail's
+    /// `<<< 550 5.1.1 <a@b>... Invalid recipient`), from its reply code on.
+    fn reply_line_about(&self, text: &str, recipient: &str) -> Option<String> {
+        // a reply code, not an enhanced status alone: `5.4.3` is also a piece of an IP address
+        static CODE: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[<])[45]\d\d[\s-]").expect("code pattern"));
+        const HEADERS: &[&str] = &["received:", "for ", "by ", "from ", "to:", "cc:", "x-"];
+        let addr = first_address(recipient)?.to_ascii_lowercase();
+        text.lines()
+            .take(2_000)
+            .map(str::trim)
+            .find(|l| {
+                let lower = l.to_ascii_lowercase();
+                l.len() <= 1_000
+                    && lower.contains(&addr)
+                    && !HEADERS.iter().any(|h| lower.starts_with(h))
+                    && CODE.is_match(l)
+            })
+            .map(|l| super::from_reply(l).to_string())
     }
 
     /// The paragraph of `section` that holds a server reply (a reply code or enhanced status).

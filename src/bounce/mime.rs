@@ -40,6 +40,9 @@ pub struct Walked {
     /// Headers of the first enclosed original message (`message/rfc822` or
     /// `text/rfc822-headers`), if any.
     pub original: Option<Headers>,
+    /// The text of the first enclosed `message/rfc822` (its first text body, bounded): what a
+    /// relay that reports a bounce it got back encloses as "the original".
+    pub original_text: String,
 }
 
 impl Walked {
@@ -208,6 +211,7 @@ fn collect(message: &Message<'_>, id: usize, depth: usize, out: &mut Walked) {
                 collect(inner, 0, depth + 1, out);
             } else if out.original.is_none() {
                 out.original = Some(headers_of(inner, 0));
+                out.original_text = inner.body_text(0).map_or_else(String::new, |t| bounded(&t));
             }
             // otherwise the enclosed message's own parts are the original mail: not read
             return;

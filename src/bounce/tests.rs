@@ -289,3 +289,22 @@ connect successfully to the destination mail server.";
         .iter()
         .all(|b| b.classification.bounce_type == BounceType::Soft));
 }
+
+#[test]
+fn a_relays_report_takes_the_reply_from_the_bounce_it_encloses() {
+    let raw = b"From: postmaster@relay.example.com\nTo: <list@example.org>\n\
+Subject: Mail could not be delivered\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"R\"\n\n\
+--R\nContent-type: text/plain\n\n****** Message from InterScan Messaging Security Suite ******\n\
+The following mail could not be delivered.\n\
+Reason:  Unable to deliver message to <bob@example.jp> (and other recipients in the same domain).\n\n\
+--R\nContent-type: message/rfc822\n\nFrom: list@example.org\nTo: bob@example.jp\nSubject: hello\n\n\
+   ----- Transcript of the session follows -----\n... while talking to 192.0.2.1:\n\
+>>> RCPT To:<bob@example.jp>\n<<< 550 5.1.1 <bob@example.jp>... Invalid recipient\n\n--R--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.bounces.len(), 1);
+    let b = &m.bounces[0];
+    assert_eq!(b.recipient, "bob@example.jp");
+    assert_eq!(b.diagnostic, "550 5.1.1 <bob@example.jp>... Invalid recipient");
+    assert_eq!(b.classification.bounce_type, BounceType::Hard);
+}
