@@ -15,6 +15,9 @@ const FORMATS_TOML: &str = include_str!("formats.toml");
 
 /// Most bytes of a message's text read for a report section.
 const MAX_SECTION_BYTES: usize = 64 * 1024;
+/// Recipients whose reply is looked for in an enclosed bounce: bounds the work a report of
+/// many recipients without replies can cause.
+const ENCLOSED_RECIPIENTS: usize = 64;
 /// Most lines after a recipient read as its diagnostic.
 const MAX_DIAGNOSTIC_LINES: usize = 10;
 
@@ -278,6 +281,7 @@ impl Formats {
             f.delayed.iter().any(|d| s.contains(d.as_str()))
         });
         let single = found.len() == 1;
+        let mut looked_up = 0;
         for f in &mut found {
             f.action = Some(if delayed {
                 Action::Delayed
@@ -295,7 +299,8 @@ impl Formats {
             // still none: a bounce enclosed after the report or as its original message (a
             // relay's report of the bounce it got back) may quote the server's reply about
             // this recipient
-            if !self.reply.is_match(&f.diagnostic) {
+            if !self.reply.is_match(&f.diagnostic) && looked_up < ENCLOSED_RECIPIENTS {
+                looked_up += 1;
                 let enclosed = text.get(end..).unwrap_or("");
                 if let Some(reply) = self
                     .reply_line_about(enclosed, &f.recipient)
@@ -418,11 +423,11 @@ impl Formats {
             .take(2_000)
             .map(str::trim)
             .find(|l| {
+                if l.len() > 1_000 || !CODE.is_match(l) {
+                    return false;
+                }
                 let lower = l.to_ascii_lowercase();
-                l.len() <= 1_000
-                    && lower.contains(&addr)
-                    && !HEADERS.iter().any(|h| lower.starts_with(h))
-                    && CODE.is_match(l)
+                lower.contains(&addr) && !HEADERS.iter().any(|h| lower.starts_with(h))
             })
             .map(|l| super::from_reply(l).to_string())
     }

@@ -305,6 +305,9 @@ Reason:  Unable to deliver message to <bob@example.jp> (and other recipients in 
     assert_eq!(m.bounces.len(), 1);
     let b = &m.bounces[0];
     assert_eq!(b.recipient, "bob@example.jp");
-    assert_eq!(b.diagnostic, "550 5.1.1 <bob@example.jp>... Invalid recipient");
+    assert_eq!(
+        b.diagnostic,
+        "550 5.1.1 <bob@example.jp>... Invalid recipient"
+    );
     assert_eq!(b.classification.bounce_type, BounceType::Hard);
 }
