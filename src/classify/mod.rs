@@ -45,7 +45,7 @@ pub use smtp::{parse_reply, parse_status, EnhancedStatus, ParsedReply};
 
 /// Version of the rule set; stored on every event so a later rule change can be re-applied.
 /// Must equal `version` in `rules.toml` (a unit test checks).
-pub const RULES_VERSION: u32 = 3;
+pub const RULES_VERSION: u32 = 4;
 
 /// The built-in rule table.
 const RULES_TOML: &str = include_str!("rules.toml");
