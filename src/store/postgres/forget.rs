@@ -3,13 +3,14 @@
 //! database may still hold afterwards (dead row versions until VACUUM, WAL, base backups) is
 //! in docs/postgres.md.
 //!
-//! The transaction: the address's row is made (if missing) and locked; the decision runs on its
-//! record; then the address's events, history entries, expiries and delivered-address entry
-//! are deleted, the forgotten record (no text, no domain) is stored with its one history entry,
-//! the personal fields (address, domain, SMTP response, note) of the address's earlier change
-//! log entries are blanked, a FORGOTTEN change is logged, and every mention of the address is
-//! taken out of the records and histories of the addresses it replaced or was replaced by
-//! (each locked in turn). Only then is the erasure acknowledged, once COMMIT returned.
+//! The transaction: the address's row is made (if missing) and locked with the rows of the
+//! addresses it replaced or was replaced by (in key order, as every writer locks); the
+//! decision runs on its record; then the address's events, history entries, expiries and
+//! delivered-address entry are deleted, the forgotten record (no text, no domain) is stored
+//! with its one history entry, the personal fields (address, domain, SMTP response, note) of
+//! the address's earlier change log entries are blanked, a FORGOTTEN change is logged, and
+//! every mention of the address is taken out of the records and histories of the addresses it
+//! replaced or was replaced by. Only then is the erasure acknowledged, once COMMIT returned.
 
 use deadpool_postgres::Transaction;
 
@@ -37,7 +38,42 @@ pub(super) async fn commit_forget(
         .transaction()
         .await
         .map_err(sql_error("starting an erasure"))?;
-    let previous = lock_record(&tx, t, &ah, Some(address)).await?;
+    // The rows of the addresses it is linked to are locked with its own, in key order (the
+    // order of every other writer's locks), so that a replacement or a group of writes of
+    // both cannot deadlock with the erasure. The links are read first without a lock, then
+    // again under it.
+    tx.execute(
+        "INSERT INTO addresses (tenant, address_hash, address, domain)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, address_hash) DO NOTHING",
+        &[&t, &&ah[..], &address.as_str(), &address.domain()],
+    )
+    .await
+    .map_err(sql_error("making an address row"))?;
+    let unlocked = tx
+        .query_opt(
+            "SELECT record FROM addresses WHERE tenant = $1 AND address_hash = $2",
+            &[&t, &&ah[..]],
+        )
+        .await
+        .map_err(sql_error("reading an address"))?
+        .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
+        .map(|b| decoded::<AddressRecord>("addresses.record", &b))
+        .transpose()?;
+    let mut hashes: Vec<[u8; 16]> = vec![ah];
+    for other in links(&tx, t, &ah, unlocked.as_ref()).await? {
+        hashes.push(*hasher.hash(t, &other).bytes());
+    }
+    hashes.sort_unstable();
+    hashes.dedup();
+    let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+    tx.query(
+        "SELECT address_hash FROM addresses WHERE tenant = $1 AND address_hash = ANY($2)
+         ORDER BY address_hash FOR UPDATE",
+        &[&t, &keys],
+    )
+    .await
+    .map_err(sql_error("locking address rows"))?;
+    let previous = lock_record(&tx, t, &ah).await?;
     if previous.as_ref().is_some_and(|r| r.forgotten) {
         // Nothing to do; the transaction made and changed nothing.
         return Ok(WriteOutcome::Unchanged { record: previous });
@@ -61,25 +97,9 @@ pub(super) async fn commit_forget(
         }
     };
 
-    // Addresses whose data may name this one: the replacement links of its record, and those
-    // its history recorded.
-    let mut linked: Vec<String> = Vec::new();
-    if let Some(p) = &previous {
-        linked.extend(p.replaced_by.clone());
-        linked.extend(p.pending_validation.as_ref().map(|r| r.replaces.clone()));
-    }
+    // Under the lock: the addresses whose data may name this one.
+    let linked = links(&tx, t, &ah, previous.as_ref()).await?;
     let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&t, &&ah[..]];
-    for row in tx
-        .query(
-            "SELECT entry FROM history WHERE tenant = $1 AND address_hash = $2",
-            &key,
-        )
-        .await
-        .map_err(sql_error("reading the history to erase"))?
-    {
-        let entry: StoredEntry = decoded("history.entry", &row.get::<_, Vec<u8>>(0))?;
-        linked.extend(entry.changes.iter().filter_map(named_replacement));
-    }
     tx.execute(
         "DELETE FROM events WHERE tenant = $1 AND address_hash = $2",
         &key,
@@ -182,8 +202,6 @@ pub(super) async fn commit_forget(
         Some(hasher.hash(t, address.as_str())),
         change,
     ))?;
-    linked.sort();
-    linked.dedup();
     for other in linked {
         if let Ok(other) = EmailAddress::parse(&other) {
             if other != *address {
@@ -220,22 +238,41 @@ pub(super) async fn commit_forget(
     })
 }
 
-/// Locks an address's row (made first when `make` gives its text) and reads its record.
+/// The addresses whose data may name the address of hash `ah`: the replacement links of its
+/// record, and those its history recorded.
+async fn links(
+    tx: &Transaction<'_>,
+    t: &str,
+    ah: &[u8; 16],
+    record: Option<&AddressRecord>,
+) -> Result<Vec<String>, StoreError> {
+    let mut linked: Vec<String> = Vec::new();
+    if let Some(r) = record {
+        linked.extend(r.replaced_by.clone());
+        linked.extend(r.pending_validation.as_ref().map(|p| p.replaces.clone()));
+    }
+    for row in tx
+        .query(
+            "SELECT entry FROM history WHERE tenant = $1 AND address_hash = $2",
+            &[&t, &&ah[..]],
+        )
+        .await
+        .map_err(sql_error("reading the history to erase"))?
+    {
+        let entry: StoredEntry = decoded("history.entry", &row.get::<_, Vec<u8>>(0))?;
+        linked.extend(entry.changes.iter().filter_map(named_replacement));
+    }
+    linked.sort();
+    linked.dedup();
+    Ok(linked)
+}
+
+/// Locks an address's row and reads its record.
 async fn lock_record(
     tx: &Transaction<'_>,
     t: &str,
     ah: &[u8; 16],
-    make: Option<&EmailAddress>,
 ) -> Result<Option<AddressRecord>, StoreError> {
-    if let Some(address) = make {
-        tx.execute(
-            "INSERT INTO addresses (tenant, address_hash, address, domain)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, address_hash) DO NOTHING",
-            &[&t, &&ah[..], &address.as_str(), &address.domain()],
-        )
-        .await
-        .map_err(sql_error("making an address row"))?;
-    }
     let row = tx
         .query_opt(
             "SELECT record FROM addresses WHERE tenant = $1 AND address_hash = $2 FOR UPDATE",
@@ -250,9 +287,10 @@ async fn lock_record(
 
 /// Takes every mention of forgotten address `gone` out of `other`'s record (its replacement
 /// links), history (notes, SMTP responses of its send results) and change log entries (notes,
-/// SMTP responses). Does nothing if `other` does not name `gone`. `other`'s row is locked
-/// after the forgotten one's: a write of both in key order may then deadlock with this, which
-/// PostgreSQL breaks by failing one of the two transactions.
+/// SMTP responses). Does nothing if `other` does not name `gone`. `other`'s row was locked
+/// with the forgotten one's in key order, unless a link appeared between the read of the
+/// links and the lock (then it is locked here; a deadlock that may follow PostgreSQL breaks by
+/// failing one of the two transactions).
 async fn unlink(
     tx: &Transaction<'_>,
     hasher: &AddressHasher,
@@ -261,7 +299,7 @@ async fn unlink(
     gone: &str,
 ) -> Result<(), StoreError> {
     let ah = *hasher.hash(t, other.as_str()).bytes();
-    let Some(mut record) = lock_record(tx, t, &ah, None).await? else {
+    let Some(mut record) = lock_record(tx, t, &ah).await? else {
         return Ok(());
     };
     if record.forgotten {
