@@ -147,9 +147,11 @@ impl Application {
         tls: Option<TlsAcceptor>,
     ) -> anyhow::Result<Application> {
         let metrics_addr = match settings.metrics_listen {
+            // The postgres engine keeps no data directory: its disk is the database's.
             Some(addr) => Some(crate::telemetry::serve_metrics(
                 addr,
-                settings.data_dir.clone(),
+                (settings.engine != crate::config::StorageEngine::Postgres)
+                    .then(|| settings.data_dir.clone()),
             )?),
             None => None,
         };

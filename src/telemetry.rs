@@ -43,9 +43,10 @@ static RECORDER: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::ne
 /// Serves Prometheus metrics on `addr` (`/metrics`, or any path) and returns the address bound
 /// (port 0 picks a free one). Besides the facade's counters, gauges and histograms, each scrape
 /// reads, at that moment, the health verdicts that are WATCH or PAUSE
-/// (`suppressd_source_health`) and the free space of the file system holding `data_dir`. Must
-/// run inside a tokio runtime; the listener lives as long as the runtime.
-pub fn serve_metrics(addr: SocketAddr, data_dir: PathBuf) -> anyhow::Result<SocketAddr> {
+/// (`suppressd_source_health`) and the free space of the file system holding `data_dir` (none
+/// without one: the postgres engine keeps no data directory). Must run inside a tokio runtime;
+/// the listener lives as long as the runtime.
+pub fn serve_metrics(addr: SocketAddr, data_dir: Option<PathBuf>) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .and_then(tokio::net::TcpListener::from_std)
@@ -79,7 +80,7 @@ pub fn serve_metrics(addr: SocketAddr, data_dir: PathBuf) -> anyhow::Result<Sock
             let data_dir = data_dir.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |_req| {
-                    let body = render(&handle, &data_dir);
+                    let body = render(&handle, data_dir.as_deref());
                     async move {
                         let mut response =
                             hyper::Response::new(http_body_util::Full::new(Bytes::from(body)));
@@ -123,10 +124,12 @@ fn install_recorder() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// One scrape: the facade's metrics, then the families read at scrape time.
-fn render(handle: &PrometheusHandle, data_dir: &Path) -> String {
+fn render(handle: &PrometheusHandle, data_dir: Option<&Path>) -> String {
     let mut out = handle.render();
     render_source_health(&mut out, &crate::monitor::unhealthy_values());
-    render_data_disk(&mut out, data_dir);
+    if let Some(dir) = data_dir {
+        render_data_disk(&mut out, dir);
+    }
     out
 }
 

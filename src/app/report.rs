@@ -80,7 +80,11 @@ impl Reporter {
         caller.check_tenant(&tenant)?;
         let now = self.context.clock.now();
         let address = report.address.clone();
-        let (write, meta) = self.event_write(&tenant, report, now);
+        let accept_all = self
+            .accept_all(&tenant, std::slice::from_ref(&report))
+            .first()
+            .is_some_and(|a| *a);
+        let (write, meta) = self.event_write(&tenant, report, now, accept_all);
         let outcome = self.context.single_write(write).await?;
         observe(&outcome, &meta);
         self.recorded(&tenant, address, outcome, meta, now)
@@ -155,12 +159,28 @@ impl Reporter {
         }
     }
 
+    /// Whether each report's address is at a domain that accepts any local part: there a
+    /// delivery does not validate a pending replacement. One question to the store for all of
+    /// them (from memory on the embedded engines, nothing while the tenant marks none; one query
+    /// on postgres).
+    fn accept_all(&self, tenant: &Tenant, reports: &[SendReport]) -> Vec<bool> {
+        let domains: Vec<&str> = reports.iter().map(|r| r.address.domain()).collect();
+        let mut marked = vec![false; reports.len()];
+        for (i, facts) in self.context.store.domain_facts(tenant, &domains) {
+            if let Some(m) = marked.get_mut(i) {
+                *m = facts.accept_all.is_some();
+            }
+        }
+        marked
+    }
+
     /// Classifies a validated report and builds the store write that records it.
     fn event_write(
         &self,
         tenant: &Tenant,
         report: SendReport,
         now: Timestamp,
+        accept_all: bool,
     ) -> (AddressWrite, ResultMeta) {
         let classification = self.classify(&SmtpEvidence {
             reported: report.outcome,
@@ -175,14 +195,6 @@ impl Reporter {
             provider: report.provider.clone(),
         };
         let event = RecordedEvent::new(report, classification, RULES_VERSION, now);
-        // Whether the address's domain accepts any local part: there a delivery does not
-        // validate a pending replacement (from memory; nothing while the tenant marks none).
-        let accept_all = self
-            .context
-            .store
-            .domain_facts(tenant, &[address.domain()])
-            .first()
-            .is_some_and(|(_, f)| f.accept_all.is_some());
         (
             event_write_at(tenant, address, event, self.context.policy, accept_all),
             meta,
@@ -246,9 +258,11 @@ impl Ingest {
     ) -> Result<(), AppError> {
         self.caller.check_tenant(tenant)?;
         let now = self.reporter.context.clock.now();
+        let accept_all = self.reporter.accept_all(tenant, &reports);
         let (writes, metas): (Vec<_>, Vec<_>) = reports
             .into_iter()
-            .map(|report| self.reporter.event_write(tenant, report, now))
+            .zip(accept_all)
+            .map(|(report, accept_all)| self.reporter.event_write(tenant, report, now, accept_all))
             .unzip();
         // The next batch is read and queued while this one is committed, so the writer finds
         // its next group waiting when it finishes.

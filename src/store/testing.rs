@@ -175,3 +175,53 @@ pub fn wait_until_ready(store: &dyn SuppressionStore, within: std::time::Duratio
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Where the database at `url` holds `needle` in its live rows: `table.column` of every text or
+/// bytea column (records are stored as bytes) of the public schema with a row that contains it.
+/// What an erasure must leave empty. For tests only.
+pub fn postgres_rows_holding(url: &str, needle: &str) -> Vec<String> {
+    let (url, needle) = (url.to_string(), needle.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach the test database at {url}: {e}"));
+            tokio::spawn(connection);
+            let columns = client
+                .query(
+                    "SELECT table_name::text, column_name::text, data_type::text
+                     FROM information_schema.columns
+                     WHERE table_schema = 'public' AND data_type IN ('text', 'bytea')
+                     ORDER BY 1, 2",
+                    &[],
+                )
+                .await
+                .expect("the columns are listed");
+            let mut found = Vec::new();
+            for column in columns {
+                let (table, name, kind): (String, String, String) =
+                    (column.get(0), column.get(1), column.get(2));
+                let test = if kind == "bytea" {
+                    format!("position(convert_to($1, 'UTF8') IN \"{name}\") > 0")
+                } else {
+                    format!("strpos(\"{name}\", $1) > 0")
+                };
+                let sql = format!("SELECT EXISTS (SELECT 1 FROM \"{table}\" WHERE {test})");
+                let row = client
+                    .query_one(&sql, &[&needle])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                if row.get::<_, bool>(0) {
+                    found.push(format!("{table}.{name}"));
+                }
+            }
+            found
+        })
+    })
+    .join()
+    .expect("the database is searched")
+}

@@ -60,7 +60,7 @@ use crate::domain::{
 type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// What stands in a linked address's history for the text of an address that was forgotten.
-const FORGOTTEN_ADDRESS: &str = "(a forgotten address)";
+pub(super) const FORGOTTEN_ADDRESS: &str = "(a forgotten address)";
 
 /// Most writes taken into one group commit. Bigger groups cost less per write (neighbouring keys
 /// share B-tree pages), but every caller queued behind a group waits for all of it; the
@@ -1716,7 +1716,7 @@ pub(super) fn address_list_changes(
 }
 
 /// The address a `ReplacementPending` change says its address replaces ("replaces X (...").
-fn named_replacement(change: &StateChange) -> Option<String> {
+pub(super) fn named_replacement(change: &StateChange) -> Option<String> {
     if change.kind != StateChangeKind::ReplacementPending {
         return None;
     }
@@ -1725,7 +1725,7 @@ fn named_replacement(change: &StateChange) -> Option<String> {
 }
 
 /// Replaces `gone` in the entry's texts; true if it was there.
-fn scrub(entry: &mut StoredEntry, gone: &str) -> bool {
+pub(super) fn scrub(entry: &mut StoredEntry, gone: &str) -> bool {
     let mut found = false;
     let mut clean = |text: &mut String| {
         if text.contains(gone) {

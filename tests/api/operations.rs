@@ -165,47 +165,6 @@ async fn a_restart_on_the_same_data_keeps_suppressions_history_idempotency_and_t
     assert_eq!(next.bounces.len(), 2);
 }
 
-#[tokio::test]
-async fn a_second_server_on_the_same_data_directory_fails_clearly() {
-    let app = spawn_app().await;
-    let settings = test_settings(app.data_dir.clone());
-    let err = match suppressd::startup::Application::build(settings).await {
-        Ok(_) => panic!("a second store opened the same data directory"),
-        Err(e) => format!("{e:#}"),
-    };
-    assert!(err.contains("in use by another suppressd process"), "{err}");
-}
-
-#[tokio::test]
-async fn a_data_directory_of_the_other_engine_is_refused_not_emptied() {
-    let mut app = spawn_app().await;
-    app.report(
-        "acme",
-        result("h1", "gone@example.com", Outcome::HardBounce, USER_UNKNOWN),
-    )
-    .await;
-    app.stop().await;
-    let mut settings = test_settings(app.data_dir.clone());
-    settings.engine = match test_engine() {
-        StorageEngine::Sled => StorageEngine::Redb,
-        StorageEngine::Redb => StorageEngine::Sled,
-        StorageEngine::Postgres => panic!("the postgres engine keeps no data directory"),
-    };
-    let err = match suppressd::startup::Application::build(settings).await {
-        Ok(_) => panic!("the other engine opened the data directory"),
-        Err(e) => format!("{e:#}"),
-    };
-    assert!(
-        err.contains(&format!("holds {} data", test_engine_name())),
-        "{err}"
-    );
-    let mut app = app.restart().await;
-    assert_eq!(
-        app.state("acme", "gone@example.com").await,
-        AddressState::Suppressed
-    );
-}
-
 fn wait_until_serving(addr: &str) {
     for _ in 0..100 {
         let ok = Command::new(env!("CARGO_BIN_EXE_suppressd"))
@@ -412,63 +371,6 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
 }
 
 #[tokio::test]
-async fn a_store_writer_that_stops_turns_health_not_serving_and_the_server_ends_with_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = test_settings(dir.path().join("data"));
-    // The engine panics in the writer thread on the second commit: the first write lands.
-    let store = suppressd::store::testing::open_with_commit_panic(
-        suppressd::startup::Application::store_options(&settings),
-        2,
-    )
-    .unwrap();
-    let app = suppressd::startup::Application::with_store(settings, store)
-        .await
-        .unwrap();
-    let addr = format!("http://127.0.0.1:{}", app.port());
-    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let channel = channel(&addr).await;
-    let mut watch = HealthClient::new(channel.clone())
-        .watch(HealthCheckRequest {
-            service: suppressd::startup::SERVICE_NAME.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = watch.message().await.unwrap().unwrap();
-    assert_eq!(first.status(), ServingStatus::Serving);
-
-    let mut client = Client::new(channel);
-    let report = |id: &str, address: &str| pb::ReportSendResultRequest {
-        tenant: String::new(),
-        result: Some(result(id, address, Outcome::Bounce, USER_UNKNOWN)),
-    };
-    client
-        .report_send_result(report("ok-1", "a@example.com"))
-        .await
-        .unwrap();
-    let err = client
-        .report_send_result(report("dies-2", "b@example.com"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-
-    let bounded = Duration::from_secs(60);
-    let turned = tokio::time::timeout(bounded, watch.message())
-        .await
-        .expect("health changes")
-        .unwrap()
-        .expect("the watch reports before the server stops");
-    assert_eq!(turned.status(), ServingStatus::NotServing);
-    drop(watch);
-    let ended = tokio::time::timeout(bounded, server)
-        .await
-        .expect("the server stops by itself")
-        .unwrap();
-    let e = ended.expect_err("the server's end is an error, so the process exits non-zero");
-    assert!(format!("{e:#}").contains("writer stopped"), "{e:#}");
-}
-
-#[tokio::test]
 async fn a_graceful_stop_ends_open_watch_streams_instead_of_waiting_for_their_clients() {
     let mut app = spawn_app().await;
     let mut watch = app
@@ -483,4 +385,111 @@ async fn a_graceful_stop_ends_open_watch_streams_instead_of_waiting_for_their_cl
         .expect("the server stops without waiting for the watcher");
     let end = watch.message().await;
     assert!(matches!(end, Ok(None)), "the stream ends cleanly: {end:?}");
+}
+
+/// What only the embedded engines have: a data directory that one process holds, an engine of
+/// the directory's own, an engine whose commit can be made to panic in the writer thread. The
+/// postgres run of the suite skips these by name (`--skip embedded_only::`, `.ci/run`): there
+/// replicas share one database on purpose (`postgres::`), and there is no directory to hold.
+mod embedded_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_server_on_the_same_data_directory_fails_clearly() {
+        let app = spawn_app().await;
+        let settings = test_settings(app.data_dir.clone());
+        let err = match suppressd::startup::Application::build(settings).await {
+            Ok(_) => panic!("a second store opened the same data directory"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("in use by another suppressd process"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_of_the_other_engine_is_refused_not_emptied() {
+        let mut app = spawn_app().await;
+        app.report(
+            "acme",
+            result("h1", "gone@example.com", Outcome::HardBounce, USER_UNKNOWN),
+        )
+        .await;
+        app.stop().await;
+        let mut settings = test_settings(app.data_dir.clone());
+        settings.engine = match test_engine() {
+            StorageEngine::Sled => StorageEngine::Redb,
+            StorageEngine::Redb => StorageEngine::Sled,
+            StorageEngine::Postgres => panic!("the postgres engine keeps no data directory"),
+        };
+        let err = match suppressd::startup::Application::build(settings).await {
+            Ok(_) => panic!("the other engine opened the data directory"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains(&format!("holds {} data", test_engine_name())),
+            "{err}"
+        );
+        let mut app = app.restart().await;
+        assert_eq!(
+            app.state("acme", "gone@example.com").await,
+            AddressState::Suppressed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_writer_that_stops_turns_health_not_serving_and_the_server_ends_with_an_error()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = test_settings(dir.path().join("data"));
+        // The engine panics in the writer thread on the second commit: the first write lands.
+        let store = suppressd::store::testing::open_with_commit_panic(
+            suppressd::startup::Application::store_options(&settings),
+            2,
+        )
+        .unwrap();
+        let app = suppressd::startup::Application::with_store(settings, store)
+            .await
+            .unwrap();
+        let addr = format!("http://127.0.0.1:{}", app.port());
+        let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+        let channel = channel(&addr).await;
+        let mut watch = HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest {
+                service: suppressd::startup::SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::Serving);
+
+        let mut client = Client::new(channel);
+        let report = |id: &str, address: &str| pb::ReportSendResultRequest {
+            tenant: String::new(),
+            result: Some(result(id, address, Outcome::Bounce, USER_UNKNOWN)),
+        };
+        client
+            .report_send_result(report("ok-1", "a@example.com"))
+            .await
+            .unwrap();
+        let err = client
+            .report_send_result(report("dies-2", "b@example.com"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+        let bounded = Duration::from_secs(60);
+        let turned = tokio::time::timeout(bounded, watch.message())
+            .await
+            .expect("health changes")
+            .unwrap()
+            .expect("the watch reports before the server stops");
+        assert_eq!(turned.status(), ServingStatus::NotServing);
+        drop(watch);
+        let ended = tokio::time::timeout(bounded, server)
+            .await
+            .expect("the server stops by itself")
+            .unwrap();
+        let e = ended.expect_err("the server's end is an error, so the process exits non-zero");
+        assert!(format!("{e:#}").contains("writer stopped"), "{e:#}");
+    }
 }

@@ -37,6 +37,105 @@ fn fresh_database(test: &str) -> String {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+async fn domain_marks_and_erasures_made_on_one_replica_apply_on_the_other_at_once() {
+    let url = fresh_database("domain marks on replicas");
+    let mut a = replica(&url).await;
+    let mut b = replica(&url).await;
+    // Asked on B first, so that any copy B kept would be of before the mark.
+    assert_eq!(
+        b.state("acme", "anyone@mail.closed.example").await,
+        AddressState::Allowed
+    );
+    a.client
+        .suppress_domain(pb::SuppressDomainRequest {
+            tenant: "acme".into(),
+            domain: "closed.example".into(),
+            note: "closed down".into(),
+            include_subdomains: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let on_b = b.status("acme", "anyone@mail.closed.example").await;
+    assert_eq!(on_b.state(), AddressState::Suppressed);
+    assert!(on_b.domain_level);
+    assert_eq!(on_b.suppressed_domain, "closed.example");
+    let listed = b
+        .client
+        .list_suppressed_domains(pb::ListSuppressedDomainsRequest {
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = listed.domains.iter().map(|d| d.domain.as_str()).collect();
+    assert_eq!(names, ["closed.example"]);
+
+    // Lifted on B: allowed on A.
+    b.client
+        .reactivate_domain(pb::ReactivateDomainRequest {
+            tenant: "acme".into(),
+            domain: "closed.example".into(),
+            justification: "open again".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        a.state("acme", "anyone@mail.closed.example").await,
+        AddressState::Allowed
+    );
+
+    // Forgotten on A: forgotten on B, and B's send result for it is only counted.
+    a.report(
+        "acme",
+        result(
+            "f1",
+            "person@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    a.client
+        .forget_address(pb::ForgetAddressRequest {
+            tenant: "acme".into(),
+            address: "person@example.com".into(),
+            justification: "erasure request 12".into(),
+        })
+        .await
+        .unwrap();
+    b.report(
+        "acme",
+        result(
+            "f2",
+            "person@example.com",
+            Outcome::HardBounce,
+            USER_UNKNOWN,
+        ),
+    )
+    .await;
+    let gone = b.status("acme", "person@example.com").await;
+    assert_eq!(gone.state(), AddressState::Suppressed);
+    assert!(gone.forgotten && gone.address.is_empty());
+    let history = b
+        .client
+        .get_address_history(pb::GetAddressHistoryRequest {
+            tenant: "acme".into(),
+            address: "person@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.entries.len(), 1, "{history:?}");
+    assert!(
+        suppressd::store::testing::postgres_rows_holding(&url, "person@example.com").is_empty()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
 async fn two_replicas_on_one_database_see_each_others_writes_at_once() {
     let url = fresh_database("two replicas");
     let mut a = replica(&url).await;

@@ -11,6 +11,8 @@
 //! background task retries with backoff, then checks the connection every few seconds.
 
 mod connect;
+mod domains;
+mod forget;
 mod migrate;
 mod read;
 mod write;
@@ -362,8 +364,9 @@ impl SuppressionStore for PostgresStore {
         self.spawn(async move { write::commit_pair(&inner, write).await })
     }
 
-    fn forget(&self, _write: ForgetWrite) -> StoreFuture<WriteOutcome> {
-        Box::pin(async { Err(unsupported("forget")) })
+    fn forget(&self, write: ForgetWrite) -> StoreFuture<WriteOutcome> {
+        let inner = self.inner.clone();
+        self.spawn(async move { forget::commit_forget(&inner, write).await })
     }
 
     fn address_id(&self, tenant: &Tenant, address: &EmailAddress) -> AddressId {
@@ -504,22 +507,35 @@ impl SuppressionStore for PostgresStore {
         self.spawn(async move { write::prune_changes(&inner, before, limit).await })
     }
 
-    fn write_domain(&self, _write: DomainWrite) -> StoreFuture<DomainOutcome> {
-        Box::pin(async { Err(unsupported("write_domain")) })
+    fn write_domain(&self, write: DomainWrite) -> StoreFuture<DomainOutcome> {
+        let inner = self.inner.clone();
+        self.spawn(async move { domains::commit_domain(&inner, write).await })
     }
 
     fn set_domain_rules(&self, rules: Arc<dyn DomainRules>) {
         *self.inner.rules.write().unwrap_or_else(|e| e.into_inner()) = Some(rules);
     }
 
-    // No domain can be marked on this engine yet (`write_domain` is refused, and a send result
-    // whose rules would mark its domain fails): answering "no marks" is exact.
-    fn has_marked_domains(&self, _tenant: &Tenant) -> bool {
-        false
+    // Read from the database at each call, so that marks made on another replica apply at
+    // once (docs/postgres.md). These calls cannot fail: when the database does not answer,
+    // they say "no marks" and log why (the reads around them fail the call then).
+    fn has_marked_domains(&self, tenant: &Tenant) -> bool {
+        let t = tenant.clone();
+        self.block(move |inner| async move { domains::has_marked(&inner, &t).await })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %super::ErrorChain(&e), "cannot read domain marks");
+                false
+            })
     }
 
-    fn domain_facts(&self, _tenant: &Tenant, _domains: &[&str]) -> Vec<(usize, DomainFacts)> {
-        Vec::new()
+    fn domain_facts(&self, tenant: &Tenant, domains: &[&str]) -> Vec<(usize, DomainFacts)> {
+        let t = tenant.clone();
+        let list: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        self.block(move |inner| async move { domains::facts(&inner, &t, &list).await })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %super::ErrorChain(&e), "cannot read domain marks");
+                Vec::new()
+            })
     }
 
     fn domain(&self, tenant: &Tenant, domain: &str) -> Result<DomainRecord, StoreError> {
@@ -539,15 +555,12 @@ impl SuppressionStore for PostgresStore {
 
     fn list_suppressed_domains(
         &self,
-        _tenant: &Tenant,
-        _cursor: Option<&[u8]>,
-        _limit: usize,
+        tenant: &Tenant,
+        cursor: Option<&[u8]>,
+        limit: usize,
     ) -> Result<Page<(String, DomainRecord)>, StoreError> {
-        // No domain is ever marked on this engine yet (see `has_marked_domains`).
-        Ok(Page {
-            items: Vec::new(),
-            next: None,
-        })
+        let (t, c) = (tenant.clone(), cursor.map(<[u8]>::to_vec));
+        self.block(move |inner| async move { domains::suppressed(&inner, &t, c, limit).await })
     }
 
     fn records(

@@ -4,10 +4,10 @@ use tokio_postgres::types::ToSql;
 
 use super::{connection, sql_error, Inner};
 use crate::domain::{
-    AddressId, AddressRecord, Dimension, DomainMarks, DomainRecord, EmailAddress, HistoryEntry,
-    OutcomeCounts, RecordedEvent, StateChange, Tenant, Timestamp,
+    AddressId, AddressRecord, Dimension, DomainRecord, EmailAddress, HistoryEntry, OutcomeCounts,
+    RecordedEvent, StateChange, Tenant, Timestamp,
 };
-use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
+use crate::store::kv_store::{StoredChange, StoredEntry};
 use crate::store::records::{bounce_type_number, decode, reason_number, Record};
 use crate::store::{
     BounceQuery, ChangePage, Granularity, Page, StoreError, SuppressedAddress, SuppressionQuery,
@@ -526,7 +526,7 @@ pub(super) async fn due_expiries(
     Ok(Page { items, next })
 }
 
-/// A domain's record: its activity (no domain is marked on this engine yet).
+/// A domain's record: its marks and activity.
 pub(super) async fn domain(
     inner: &Inner,
     tenant: &Tenant,
@@ -535,16 +535,15 @@ pub(super) async fn domain(
     let client = connection(&inner.pool).await?;
     let row = client
         .query_opt(
-            "SELECT activity FROM domains WHERE tenant = $1 AND domain = $2",
+            "SELECT activity, marks FROM domains WHERE tenant = $1 AND domain = $2",
             &[&tenant.as_str(), &domain],
         )
         .await
         .map_err(sql_error("reading a domain"))?;
-    let activity = match row.and_then(|r| r.get::<_, Option<Vec<u8>>>(0)) {
-        Some(bytes) => decoded::<DomainActivity>("domains.activity", &bytes)?,
-        None => DomainActivity::default(),
-    };
-    Ok(activity.with_marks(DomainMarks::default()))
+    match row {
+        Some(row) => super::domains::record_of(row.get(0), row.get(1)),
+        None => Ok(DomainRecord::default()),
+    }
 }
 
 pub(super) async fn domain_history(

@@ -19,10 +19,10 @@ use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
 use super::read::{decoded, granularity_code};
-use super::{connection, sql_error, unsupported, Inner};
+use super::{connection, sql_error, Inner};
 use crate::domain::{
-    AddressRecord, BounceType, Dimension, DomainRecord, OutcomeCounts, RecordedEvent, StateChange,
-    Tenant, Timestamp,
+    AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, OutcomeCounts, RecordedEvent,
+    StateChange, Tenant, Timestamp,
 };
 use crate::store::address_hash::AddressHash;
 use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
@@ -156,6 +156,9 @@ struct DomainRow {
     changed: bool,
 }
 
+/// A domain of a group: (tenant, domain).
+type DomainSlot = (String, String);
+
 /// A group being gathered inside its transaction.
 struct Group<'a> {
     tx: &'a Transaction<'a>,
@@ -175,6 +178,10 @@ struct Group<'a> {
     values: BTreeSet<(String, i16, String)>,
     delivered: BTreeSet<(String, String, [u8; 16], String)>,
     domains: BTreeMap<(String, String), DomainRow>,
+    /// The marks of the group's marked domains, as the group leaves them (read before the
+    /// group's writes run: whether results go to accept-all domains, whether a delivery may
+    /// lift an automatic suppression).
+    marks: HashMap<DomainSlot, DomainMarks>,
     domain_history: Vec<(String, String, i64, Vec<u8>)>,
     changes: Vec<ChangeRow>,
     effects: Effects,
@@ -265,6 +272,7 @@ impl<'a> Group<'a> {
             values: BTreeSet::new(),
             delivered: BTreeSet::new(),
             domains: BTreeMap::new(),
+            marks: HashMap::new(),
             domain_history: Vec::new(),
             changes: Vec::new(),
             effects: Effects::default(),
@@ -321,6 +329,26 @@ impl<'a> Group<'a> {
                 self.records.insert((tenant.to_string(), ah), record);
             }
         }
+        let mut domains: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for ((t, _), (_, domain)) in &self.addresses {
+            domains.entry(t).or_default().insert(domain.as_str());
+        }
+        for (tenant, domains) in domains {
+            let domains: Vec<&str> = domains.into_iter().collect();
+            let rows = self
+                .tx
+                .query(
+                    "SELECT domain, marks FROM domains
+                     WHERE tenant = $1 AND domain = ANY($2) AND marks IS NOT NULL",
+                    &[&tenant, &domains],
+                )
+                .await
+                .map_err(sql_error("reading domain marks"))?;
+            for row in rows {
+                let marks: DomainMarks = decoded("domains.marks", &row.get::<_, Vec<u8>>(1))?;
+                self.marks.insert((tenant.to_string(), row.get(0)), marks);
+            }
+        }
         for (tenant, ids) in ids {
             let rows = self
                 .tx
@@ -362,7 +390,8 @@ impl<'a> Group<'a> {
             // The person's data is gone for good: a send result is counted and stored nowhere
             // else.
             if let Some(event) = &write.event {
-                self.count(&tenant, event, 1);
+                let to_accept_all = self.accept_all(&t, write.address.domain());
+                self.count(&tenant, event, 1, to_accept_all);
             }
             return Ok(Ok(WriteOutcome::Unchanged { record: previous }));
         }
@@ -407,7 +436,8 @@ impl<'a> Group<'a> {
             (caused, changes) = changes
                 .into_iter()
                 .partition(|c| c.at == event.occurred_at && c.event_id == event.event_id);
-            self.count(&tenant, &event, 1);
+            let to_accept_all = self.accept_all(&t, write.address.domain());
+            self.count(&tenant, &event, 1, to_accept_all);
             if event.classification.bounce_type == BounceType::Delivered {
                 self.delivered.insert((
                     t.clone(),
@@ -441,7 +471,22 @@ impl<'a> Group<'a> {
             self.recorded
                 .insert((t.clone(), event.event_id.clone()), event);
         }
-        if let Some((domain, record, changes)) = domain_plan {
+        if let Some((domain, previous, record, changes)) = domain_plan {
+            if previous.marks() != record.marks() {
+                for change in
+                    super::domains::suppression_changes(&t, &domain, &previous, &record, &changes)
+                {
+                    self.changes.push(ChangeRow {
+                        tenant: t.clone(),
+                        ah: None,
+                        at: change.at.micros(),
+                        kind: number16(change_kind_number(change.kind)),
+                        bytes: encode(&StoredChange::plain(None, change))?,
+                    });
+                }
+                self.marks
+                    .insert((t.clone(), domain.clone()), record.marks());
+            }
             for c in &changes {
                 self.domain_history.push((
                     t.clone(),
@@ -609,9 +654,18 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Counts `event` in its counters (`sign` 1) or takes it away (`-1`).
-    fn count(&mut self, tenant: &Tenant, event: &RecordedEvent, sign: i64) {
-        let one = OutcomeCounts::one(event.classification.bounce_type);
+    /// Whether a domain is marked accept-all, as this group left it.
+    fn accept_all(&self, t: &str, domain: &str) -> bool {
+        self.marks
+            .get(&(t.to_string(), domain.to_string()))
+            .is_some_and(|m| m.accept_all.is_some())
+    }
+
+    /// Counts `event` in its counters (`sign` 1) or takes it away (`-1`); `to_accept_all`
+    /// counts it as a result for an address at an accept-all domain too.
+    fn count(&mut self, tenant: &Tenant, event: &RecordedEvent, sign: i64, to_accept_all: bool) {
+        let mut one = OutcomeCounts::one(event.classification.bounce_type);
+        one.to_accept_all = u64::from(to_accept_all);
         let deltas = [
             one.sent,
             one.delivered,
@@ -680,8 +734,10 @@ impl<'a> Group<'a> {
         let Some(old) = old else {
             return Ok(());
         };
-        self.count(tenant, &old, -1);
-        self.count(tenant, &updated, 1);
+        // A new classification leaves the result's domain as it was: the count of results to
+        // accept-all domains stays.
+        self.count(tenant, &old, -1, false);
+        self.count(tenant, &updated, 1, false);
         // An event of this group is not in the table yet: its row is written with the new
         // classification.
         if let Some(row) = self
@@ -733,14 +789,14 @@ impl<'a> Group<'a> {
             )
             .await
             .map_err(sql_error("locking a domain row"))?;
-        if row.get::<_, Option<Vec<u8>>>(1).is_some() {
-            return Err(unsupported("domain marks"));
+        let record = super::domains::record_of(row.get(0), row.get(1))?;
+        // As locked: newer than what the group read before its writes ran.
+        let slot = (t.to_string(), domain.to_string());
+        if record.marks().is_empty() {
+            self.marks.remove(&slot);
+        } else {
+            self.marks.insert(slot, record.marks());
         }
-        let activity = match row.get::<_, Option<Vec<u8>>>(0) {
-            Some(bytes) => decoded::<DomainActivity>("domains.activity", &bytes)?,
-            None => DomainActivity::default(),
-        };
-        let record = activity.with_marks(Default::default());
         self.domains.insert(
             (t.to_string(), domain.to_string()),
             DomainRow {
@@ -752,8 +808,8 @@ impl<'a> Group<'a> {
     }
 
     /// What a send result does to its domain: its latest delivery, and what the domain rules
-    /// decide. A decision that would mark the domain (suppressed, accept-all) is not supported
-    /// on this engine yet: that write fails alone (`Ok(Err(..))`).
+    /// decide: (domain, record before, record after, changes). A panic of the rules fails
+    /// that write alone (`Ok(Err(..))`).
     #[allow(clippy::type_complexity)]
     async fn plan_domain(
         &mut self,
@@ -762,8 +818,10 @@ impl<'a> Group<'a> {
         ah: &AddressHash,
         event: &RecordedEvent,
         before: Option<&AddressRecord>,
-    ) -> Result<Result<Option<(String, DomainRecord, Vec<StateChange>)>, StoreError>, StoreError>
-    {
+    ) -> Result<
+        Result<Option<(String, DomainRecord, DomainRecord, Vec<StateChange>)>, StoreError>,
+        StoreError,
+    > {
         let delivered = event.classification.bounce_type == BounceType::Delivered;
         let hour = Granularity::Hourly.bucket(event.occurred_at);
         let stamp = (t.to_string(), domain.to_string());
@@ -778,35 +836,41 @@ impl<'a> Group<'a> {
             .rules
             .as_ref()
             .is_some_and(|r| r.concerns(event, before));
-        if !delivery_news && !concerns {
+        // A delivery to a domain with an automatic suppression lifts it.
+        let automatic = delivered
+            && self
+                .marks
+                .get(&stamp)
+                .and_then(|m| m.suppression.as_ref())
+                .is_some_and(|s| s.automatic);
+        if !delivery_news && !concerns && !automatic {
             return Ok(Ok(None));
         }
         let current = self.domain_record(t, domain).await?;
         let mut record = current.clone();
         let mut changes = Vec::new();
-        if concerns {
-            if let Some(rules) = &self.rules {
-                if let Some((next, c)) = rules.apply(domain, &current, event, ah.short(), before) {
-                    if next.marks() != current.marks() {
-                        return Ok(Err(unsupported("automatic domain marks")));
+        if concerns || automatic {
+            if let Some(rules) = self.rules.clone() {
+                match decided(|| rules.apply(domain, &current, event, ah.short(), before)) {
+                    Ok(Some((next, c))) => {
+                        record = next;
+                        changes = c;
                     }
-                    record = next;
-                    changes = c;
+                    Ok(None) => {}
+                    Err(e) => return Ok(Err(e)),
                 }
             }
         }
         if delivered {
-            record.last_delivered = Some(
-                record
-                    .last_delivered
-                    .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
-            );
+            // The start of the delivery's hour, as the embedded engines keep it.
+            let start = Granularity::Hourly.start(hour);
+            record.last_delivered = Some(record.last_delivered.map_or(start, |t| t.max(start)));
             self.effects.stamps.push((stamp, hour));
         }
         if record == current && changes.is_empty() {
             return Ok(Ok(None));
         }
-        Ok(Ok(Some((domain.to_string(), record, changes))))
+        Ok(Ok(Some((domain.to_string(), current, record, changes))))
     }
 
     /// Writes the group's rows.
@@ -888,9 +952,17 @@ impl<'a> Group<'a> {
         if !self.domains.is_empty() || !self.domain_history.is_empty() {
             for ((t, d), row) in &self.domains {
                 if row.changed {
+                    let (marks, since) = super::domains::mark_columns(&row.record)?;
                     tx.execute(
-                        "UPDATE domains SET activity = $3 WHERE tenant = $1 AND domain = $2",
-                        &[t, d, &encode(&DomainActivity::of(&row.record))?],
+                        "UPDATE domains SET activity = $3, marks = $4, suppressed_since = $5
+                         WHERE tenant = $1 AND domain = $2",
+                        &[
+                            t,
+                            d,
+                            &encode(&DomainActivity::of(&row.record))?,
+                            &marks,
+                            &since,
+                        ],
                     )
                     .await
                     .map_err(sql_error("storing a domain's activity"))?;
@@ -1182,7 +1254,7 @@ pub(super) async fn commit_pair(
 }
 
 /// Moves the change log's head to `last` (a commit's last change).
-fn publish_head(inner: &Inner, last: Option<u64>) {
+pub(super) fn publish_head(inner: &Inner, last: Option<u64>) {
     if let Some(last) = last {
         inner.head.send_if_modified(|h| {
             let moved = last > *h;
@@ -1195,7 +1267,7 @@ fn publish_head(inner: &Inner, last: Option<u64>) {
 }
 
 /// A stored enum number as the SMALLINT columns keep it.
-fn number16(n: i32) -> i16 {
+pub(super) fn number16(n: i32) -> i16 {
     i16::try_from(n).unwrap_or(i16::MAX)
 }
 
