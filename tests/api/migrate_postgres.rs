@@ -256,7 +256,7 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     assert!(there.status.success(), "{}", text(&there.stderr));
     assert!(text(&there.stdout).contains("counts per kind checked"));
     assert!(
-        counts(&there).iter().any(|l| l == "  events: 5"),
+        counts(&there).iter().any(|l| l == "  events: 6"),
         "{:?}",
         counts(&there)
     );

@@ -346,17 +346,16 @@ pub(super) async fn scan(tx: &Transaction<'_>, sink: &mut Sink) -> Result<(), St
         ),
         &[],
         |row, out| {
-            let c = counts(row, 4);
-            if c != OutcomeCounts::default() {
-                let mut k = keys::dimension_prefix(
-                    keys::DAILY,
-                    row.get(0),
-                    row.get::<_, i16>(1) as u8,
-                    row.get(2),
-                );
-                k.extend_from_slice(&keys::ordered_i64(row.get(3)));
-                out.push((k, encode(&c)?));
-            }
+            // Rows of zeros too (a reclassification can take every count of a bucket away):
+            // a copy holds the rows its source held.
+            let mut k = keys::dimension_prefix(
+                keys::DAILY,
+                row.get(0),
+                row.get::<_, i16>(1) as u8,
+                row.get(2),
+            );
+            k.extend_from_slice(&keys::ordered_i64(row.get(3)));
+            out.push((k, encode(&counts(row, 4))?));
             Ok(())
         },
     )
@@ -590,9 +589,6 @@ pub(super) async fn scan(tx: &Transaction<'_>, sink: &mut Sink) -> Result<(), St
         &[],
         |row, out| {
             let c = counts(row, 4);
-            if c == OutcomeCounts::default() {
-                return Ok(());
-            }
             let prefix = keys::dimension_prefix(
                 keys::HOURS,
                 row.get(0),
