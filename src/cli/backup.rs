@@ -516,10 +516,8 @@ pub fn migrate(args: MigrateArgs) -> Outcome {
     let exported = exporter
         .join()
         .map_err(|_| anyhow::anyhow!("the export thread panicked"))?;
-    let read_failed =
-        |e| anyhow::Error::new(e).context(format!("cannot read {}", from.describe()));
-    let write_failed =
-        |e| anyhow::Error::new(e).context(format!("cannot write {}", to.describe()));
+    let read_failed = |e| anyhow::Error::new(e).context(format!("cannot read {}", from.describe()));
+    let write_failed = |e| anyhow::Error::new(e).context(format!("cannot write {}", to.describe()));
     let (exported, restored) = match (exported, restored) {
         (Ok(e), Ok(r)) => (e, r),
         // A stream cut short: the export stopped, and its error says why.

@@ -50,8 +50,7 @@ use crate::domain::{
 use kv_store::KvStore;
 
 pub use backup::{
-    export, kind_name, restore, restore_postgres, Progress, Restored, StoreSnapshot,
-    RESTORE_MARKER,
+    export, kind_name, restore, restore_postgres, Progress, Restored, StoreSnapshot, RESTORE_MARKER,
 };
 
 /// Name of the redb database file inside the data directory.

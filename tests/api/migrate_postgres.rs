@@ -140,10 +140,7 @@ async fn fill(app: &mut TestApp) {
     forget
         .metadata_mut()
         .insert("x-caller-id", "privacy-officer".parse().unwrap());
-    app.client
-        .forget_address(forget)
-        .await
-        .expect("forgotten");
+    app.client.forget_address(forget).await.expect("forgotten");
 }
 
 /// What a user of the store sees of it: every address's status (with its id) and history, the
@@ -159,7 +156,13 @@ struct Seen {
 
 async fn seen(app: &mut TestApp) -> Seen {
     let mut everyone: Vec<&str> = GONE.to_vec();
-    everyone.extend([DELIVERED, UNSUBSCRIBED, MANUAL, FORGOTTEN, "never@example.com"]);
+    everyone.extend([
+        DELIVERED,
+        UNSUBSCRIBED,
+        MANUAL,
+        FORGOTTEN,
+        "never@example.com",
+    ]);
     let mut statuses = Vec::new();
     let mut histories = Vec::new();
     for address in &everyone {
@@ -224,8 +227,8 @@ async fn bounce_page(app: &mut TestApp, size: u32, token: &str) -> (Vec<String>,
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
-async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_and_its_page_tokens(
-) {
+async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_and_its_page_tokens()
+{
     let dir = tempfile::tempdir().unwrap();
     let sled_dir = dir.path().join("sled");
     let mut sled = serve(StorageEngine::Sled, &sled_dir, None).await;

@@ -307,7 +307,7 @@ fn open_offline(url: &str) -> Result<PostgresStore, StoreError> {
 /// read the cut, off any async runtime).
 pub(super) fn export_cut(url: &str) -> Result<crate::store::StoreSnapshot, StoreError> {
     let store = open_offline(url)?;
-    let begun = store.block(|inner| snapshot::begin(inner))?;
+    let begun = store.block(snapshot::begin)?;
     Ok(begun.into_snapshot(Some(Box::new(store))))
 }
 
@@ -324,7 +324,6 @@ pub(super) fn restore_stream(
         store.block(move |inner| async move { restore::restore(&inner, seq, parts).await })?;
     Ok(restored.kinds)
 }
-
 
 impl PostgresStore {
     /// Runs `work` on the engine's runtime and waits for its result (from any thread but the

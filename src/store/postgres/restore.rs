@@ -23,9 +23,7 @@ use tokio_postgres::Transaction;
 
 use super::snapshot::{scan, Sink};
 use super::{connection, sql_error, Inner};
-use crate::domain::{
-    AddressRecord, DomainMarks, OutcomeCounts, RecordedEvent, Timestamp,
-};
+use crate::domain::{AddressRecord, DomainMarks, OutcomeCounts, RecordedEvent, Timestamp};
 use crate::store::address_hash::{AddressHash, AddressHasher};
 use crate::store::keyring::{self, DataKey};
 use crate::store::keys;
@@ -54,8 +52,8 @@ fn tenant_and_rest(key: &[u8]) -> Result<(&str, &[u8]), StoreError> {
         .position(|&b| b == 0)
         .map(|p| p + 1)
         .ok_or_else(|| corrupt(key, "a key without its tenant"))?;
-    let tenant =
-        std::str::from_utf8(&key[1..end]).map_err(|_| corrupt(key, "a tenant that is not UTF-8"))?;
+    let tenant = std::str::from_utf8(&key[1..end])
+        .map_err(|_| corrupt(key, "a tenant that is not UTF-8"))?;
     Ok((tenant, &key[end + 1..]))
 }
 
@@ -66,8 +64,12 @@ fn text<'a>(key: &[u8], bytes: &'a [u8]) -> Result<&'a str, StoreError> {
 /// `inv(at) inv(seq)` back to (at, seq).
 fn instant_parts(key: &[u8], instant: &[u8]) -> Result<(i64, i64), StoreError> {
     let (t, s) = instant.split_at(8);
-    let t: [u8; 8] = t.try_into().map_err(|_| corrupt(key, "a malformed instant"))?;
-    let s: [u8; 8] = s.try_into().map_err(|_| corrupt(key, "a malformed instant"))?;
+    let t: [u8; 8] = t
+        .try_into()
+        .map_err(|_| corrupt(key, "a malformed instant"))?;
+    let s: [u8; 8] = s
+        .try_into()
+        .map_err(|_| corrupt(key, "a malformed instant"))?;
     let at = ((!u64::from_be_bytes(t)) ^ (1u64 << 63)) as i64;
     let seq = !u64::from_be_bytes(s);
     Ok((at, i64::try_from(seq).unwrap_or(i64::MAX)))
@@ -500,7 +502,8 @@ impl Pending {
         c.seq.push(n64(seq));
         c.at.push(stored.change.at.micros());
         c.kind.push(n16(change_kind_number(stored.change.kind)));
-        c.hash.push(stored.ah.map(|h: AddressHash| h.bytes().to_vec()));
+        c.hash
+            .push(stored.ah.map(|h: AddressHash| h.bytes().to_vec()));
         c.change.push(encode(&stored)?);
         Ok(())
     }
@@ -753,9 +756,8 @@ pub(super) async fn restore(
     let summary = loop {
         // The stream is read on the caller's thread; this worker waits for it without holding
         // up the connection's task.
-        let part = tokio::task::block_in_place(|| parts.recv()).map_err(|_| {
-            StoreError::Backup("the backup stream stopped before its end".into())
-        })?;
+        let part = tokio::task::block_in_place(|| parts.recv())
+            .map_err(|_| StoreError::Backup("the backup stream stopped before its end".into()))?;
         match part {
             Part::Meta(name, value) => {
                 if name == "address_key" {

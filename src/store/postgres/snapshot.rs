@@ -30,7 +30,9 @@ use crate::domain::{AddressRecord, OutcomeCounts, RecordedEvent, Timestamp};
 use crate::store::address_hash::AddressHash;
 use crate::store::keys;
 use crate::store::kv::{KvSnapshot, Visit};
-use crate::store::kv_store::{encode, hourly_slot, HourlyRow, Position, StoredAddress, StoredEntry};
+use crate::store::kv_store::{
+    encode, hourly_slot, HourlyRow, Position, StoredAddress, StoredEntry,
+};
 use crate::store::{StoreError, StoreSnapshot};
 
 /// Rows fetched from a portal at a time.
