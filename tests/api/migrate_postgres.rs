@@ -72,7 +72,7 @@ const GONE: [&str; 4] = [
     "gone2@example.com",
     "gone3@example.com",
 ];
-const DELIVERED: &str = "fine@example.org";
+const DELIVERED: &str = "fine@orchard-mailers.example";
 const UNSUBSCRIBED: &str = "leaver@example.org";
 const MANUAL: &str = "manual@example.net";
 const FORGOTTEN: &str = "erase.me@example.com";
@@ -152,6 +152,8 @@ struct Seen {
     suppressions: Vec<String>,
     stats: Option<pb::WindowStats>,
     bounces: Vec<String>,
+    /// Suggestions for a typo of the delivered address's domain (from delivered addresses).
+    suggestions: Vec<String>,
 }
 
 async fn seen(app: &mut TestApp) -> Seen {
@@ -197,12 +199,27 @@ async fn seen(app: &mut TestApp) -> Seen {
         .into_inner()
         .current;
     let bounces = bounce_page(app, 100, "").await.0;
+    let suggestions = app
+        .client
+        .suggest_corrections(pb::SuggestCorrectionsRequest {
+            tenant: TENANT.into(),
+            address: "fine@orchard-mialers.example".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("suggestions")
+        .into_inner()
+        .suggestions
+        .into_iter()
+        .map(|s| s.address)
+        .collect();
     Seen {
         statuses,
         histories,
         suppressions,
         stats,
         bounces,
+        suggestions,
     }
 }
 
@@ -235,6 +252,7 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     fill(&mut sled).await;
     let before = seen(&mut sled).await;
     assert_eq!(before.bounces.len(), 4, "{before:?}");
+    assert_eq!(before.suggestions, [DELIVERED], "{before:?}");
     assert_eq!(before.statuses[4].state(), AddressState::Allowed);
     assert_eq!(before.statuses[5].state(), AddressState::Allowed);
     assert!(!before.statuses[5].unsubscribed_lists.is_empty());
