@@ -223,6 +223,20 @@ async fn seen(app: &mut TestApp) -> Seen {
     }
 }
 
+const CLOSED_DOMAIN: &str = "closed-down.example";
+
+/// The status and history of a domain.
+async fn domain_status(app: &mut TestApp) -> pb::GetDomainStatusResponse {
+    app.client
+        .get_domain_status(pb::GetDomainStatusRequest {
+            tenant: TENANT.into(),
+            domain: CLOSED_DOMAIN.into(),
+        })
+        .await
+        .expect("domain status")
+        .into_inner()
+}
+
 /// A page of the tenant's bounces: the event ids and the next page's token.
 async fn bounce_page(app: &mut TestApp, size: u32, token: &str) -> (Vec<String>, String) {
     let page = app
@@ -258,6 +272,28 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     assert!(!before.statuses[5].unsubscribed_lists.is_empty());
     let (first, token) = bounce_page(&mut sled, 2, "").await;
     let second = bounce_page(&mut sled, 2, &token).await.0;
+    // A domain suppressed by an operator: its mark is copied through postgres (which does not
+    // act on marks yet) and in force again on redb.
+    let mut mark = tonic::Request::new(pb::SuppressDomainRequest {
+        tenant: TENANT.into(),
+        domain: CLOSED_DOMAIN.into(),
+        note: "closed down".into(),
+        ..Default::default()
+    });
+    mark.metadata_mut()
+        .insert("x-caller-id", "ops-7".parse().unwrap());
+    sled.client
+        .suppress_domain(mark)
+        .await
+        .expect("domain suppressed");
+    let closed = domain_status(&mut sled).await;
+    assert!(
+        closed
+            .status
+            .as_ref()
+            .is_some_and(|s| s.suppression.is_some()),
+        "{closed:?}"
+    );
     assert_eq!(second.len(), 2);
     sled.stop().await;
 
@@ -337,6 +373,7 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     // next page.
     let mut redb = serve(StorageEngine::Redb, &redb_dir, None).await;
     assert_eq!(seen(&mut redb).await, before);
+    assert_eq!(domain_status(&mut redb).await, closed);
     assert_eq!(bounce_page(&mut redb, 2, "").await.0, first);
     assert_eq!(bounce_page(&mut redb, 2, &token).await.0, second);
     redb.stop().await;
