@@ -237,6 +237,45 @@ async fn domain_status(app: &mut TestApp) -> pb::GetDomainStatusResponse {
         .into_inner()
 }
 
+/// A page of an address's history (its items as text) and the next page's token.
+async fn history_page(app: &mut TestApp, address: &str, token: &str) -> (Vec<String>, String) {
+    let page = app
+        .client
+        .get_address_history(pb::GetAddressHistoryRequest {
+            tenant: TENANT.into(),
+            address: address.into(),
+            page_size: 1,
+            page_token: token.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("history read")
+        .into_inner();
+    (
+        page.entries.iter().map(|e| format!("{e:?}")).collect(),
+        page.next_page_token,
+    )
+}
+
+/// A page of the suppression list and the next page's token.
+async fn suppression_page(app: &mut TestApp, token: &str) -> (Vec<String>, String) {
+    let page = app
+        .client
+        .list_suppressions(pb::ListSuppressionsRequest {
+            tenant: TENANT.into(),
+            page_size: 2,
+            page_token: token.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("suppressions listed")
+        .into_inner();
+    (
+        page.suppressions.into_iter().map(|s| s.address).collect(),
+        page.next_page_token,
+    )
+}
+
 /// A page of the tenant's bounces: the event ids and the next page's token.
 async fn bounce_page(app: &mut TestApp, size: u32, token: &str) -> (Vec<String>, String) {
     let page = app
@@ -270,8 +309,18 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     assert_eq!(before.statuses[4].state(), AddressState::Allowed);
     assert_eq!(before.statuses[5].state(), AddressState::Allowed);
     assert!(!before.statuses[5].unsubscribed_lists.is_empty());
+    // Page tokens handed out before the migration: bounces, a history and the suppression list
+    // (a history entry holds a send result and the change it caused: a page of one item ends
+    // inside it).
     let (first, token) = bounce_page(&mut sled, 2, "").await;
     let second = bounce_page(&mut sled, 2, &token).await.0;
+    assert_eq!(second.len(), 2);
+    let (_, history_token) = history_page(&mut sled, GONE[0], "").await;
+    let history_next = history_page(&mut sled, GONE[0], &history_token).await.0;
+    assert_eq!(history_next.len(), 1);
+    let (_, listed_token) = suppression_page(&mut sled, "").await;
+    let listed_next = suppression_page(&mut sled, &listed_token).await.0;
+    assert_eq!(listed_next.len(), 2);
     // A domain suppressed by an operator: its mark is copied through postgres (which does not
     // act on marks yet) and in force again on redb.
     let mut mark = tonic::Request::new(pb::SuppressDomainRequest {
@@ -294,7 +343,6 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
             .is_some_and(|s| s.suppression.is_some()),
         "{closed:?}"
     );
-    assert_eq!(second.len(), 2);
     sled.stop().await;
 
     let url = database("migrate sled to postgres", dir.path());
@@ -323,6 +371,15 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     let mut pg = serve(StorageEngine::Postgres, &dir.path().join("pg"), Some(&url)).await;
     let on_postgres = seen(&mut pg).await;
     assert_eq!(on_postgres, before);
+    assert_eq!(bounce_page(&mut pg, 2, &token).await.0, second);
+    assert_eq!(
+        history_page(&mut pg, GONE[0], &history_token).await.0,
+        history_next
+    );
+    assert_eq!(
+        suppression_page(&mut pg, &listed_token).await.0,
+        listed_next
+    );
     // The store goes on: a replayed event is a duplicate, a new one is taken.
     let replay = pg
         .report(
@@ -376,6 +433,14 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     assert_eq!(domain_status(&mut redb).await, closed);
     assert_eq!(bounce_page(&mut redb, 2, "").await.0, first);
     assert_eq!(bounce_page(&mut redb, 2, &token).await.0, second);
+    assert_eq!(
+        history_page(&mut redb, GONE[0], &history_token).await.0,
+        history_next
+    );
+    assert_eq!(
+        suppression_page(&mut redb, &listed_token).await.0,
+        listed_next
+    );
     redb.stop().await;
 }
 

@@ -63,16 +63,10 @@ fn text<'a>(key: &[u8], bytes: &'a [u8]) -> Result<&'a str, StoreError> {
 
 /// `inv(at) inv(seq)` back to (at, seq).
 fn instant_parts(key: &[u8], instant: &[u8]) -> Result<(i64, i64), StoreError> {
-    let (t, s) = instant.split_at(8);
-    let t: [u8; 8] = t
+    let instant: [u8; 16] = instant
         .try_into()
         .map_err(|_| corrupt(key, "a malformed instant"))?;
-    let s: [u8; 8] = s
-        .try_into()
-        .map_err(|_| corrupt(key, "a malformed instant"))?;
-    let at = ((!u64::from_be_bytes(t)) ^ (1u64 << 63)) as i64;
-    let seq = !u64::from_be_bytes(s);
-    Ok((at, i64::try_from(seq).unwrap_or(i64::MAX)))
+    Ok(super::snapshot::instant_parts(instant))
 }
 
 fn hash(key: &[u8], bytes: &[u8]) -> Result<[u8; 16], StoreError> {

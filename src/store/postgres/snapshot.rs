@@ -278,6 +278,48 @@ fn instant(at: i64, seq: i64) -> [u8; 16] {
     i
 }
 
+/// `inv(at) inv(seq)` (the last 16 bytes of a timed key) back to (at, seq).
+pub(super) fn instant_parts(instant: [u8; 16]) -> (i64, i64) {
+    let (t, s) = instant.split_at(8);
+    let t = u64::from_be_bytes(t.try_into().expect("8 bytes"));
+    let s = u64::from_be_bytes(s.try_into().expect("8 bytes"));
+    let at = ((!t) ^ (1u64 << 63)) as i64;
+    (at, i64::try_from(!s).unwrap_or(i64::MAX))
+}
+
+/// A page cursor of the embedded engines (one of their keys, as the page tokens of a store
+/// migrated here hold it) as this engine's (at, seq, skip): the bounce listings' `T` keys, and
+/// the history's `L` keys followed by the count of the entry's items given. `None` for any
+/// other cursor (this engine's start with a time's first byte, never a kind's letter).
+pub(super) fn embedded_cursor(cursor: &[u8]) -> Option<(i64, i64, u32)> {
+    match *cursor.first()? {
+        keys::BOUNCES if cursor.len() >= 19 => {
+            let (at, seq) = instant_parts(keys::instant_of(cursor)?);
+            Some((at, seq, 0))
+        }
+        keys::LOG if cursor.len() >= 36 => {
+            let (key, given) = cursor.split_at(cursor.len() - 1);
+            let (at, seq) = instant_parts(keys::instant_of(key)?);
+            Some((at, seq, u32::from(given[0])))
+        }
+        _ => None,
+    }
+}
+
+/// A suppression listing's cursor of the embedded engines (a `Y tenant 0 inv(since) ah` key)
+/// as this engine's (since, address hash); `None` for any other.
+pub(super) fn embedded_suppression_cursor(cursor: &[u8]) -> Option<Vec<u8>> {
+    if *cursor.first()? != keys::SUPPRESSED || cursor.len() < 27 {
+        return None;
+    }
+    let n = cursor.len();
+    let inv = u64::from_be_bytes(cursor[n - 24..n - 16].try_into().ok()?);
+    let since = ((!inv) ^ (1u64 << 63)) as i64;
+    let mut c = since.to_be_bytes().to_vec();
+    c.extend_from_slice(&cursor[n - 16..]);
+    Some(c)
+}
+
 fn hash(row: &Row, at: usize) -> Result<AddressHash, StoreError> {
     let bytes: Vec<u8> = row.get(at);
     AddressHash::from_slice(&bytes)
@@ -651,4 +693,40 @@ pub(super) async fn scan(tx: &Transaction<'_>, sink: &mut Sink) -> Result<(), St
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::read::cursor_of;
+
+    #[test]
+    fn an_instant_reads_back_as_its_time_and_sequence_number() {
+        for (at, seq) in [(0, 1), (1_764_900_000_123_456, 42), (-5, i64::MAX)] {
+            assert_eq!(instant_parts(instant(at, seq)), (at, seq));
+        }
+    }
+
+    #[test]
+    fn cursors_of_the_embedded_engines_read_as_this_engines() {
+        let at = Timestamp(1_764_900_000_123_456);
+        let ah = AddressHash::from_slice(&[7; 16]).unwrap();
+        let by_source = keys::timed(&keys::prefix(keys::BOUNCES, &["acme", "crm"]), at, 99);
+        assert_eq!(embedded_cursor(&by_source), Some((at.micros(), 99, 0)));
+        let all = keys::timed(&keys::prefix(keys::BOUNCES, &["acme"]), at, 99);
+        assert_eq!(embedded_cursor(&all), Some((at.micros(), 99, 0)));
+        let mut history = keys::timed(&keys::history("acme", &ah), at, 12);
+        history.push(1);
+        assert_eq!(embedded_cursor(&history), Some((at.micros(), 12, 1)));
+        let listed = keys::suppressed("acme", at, &ah);
+        let mut expected = at.micros().to_be_bytes().to_vec();
+        expected.extend_from_slice(&[7; 16]);
+        assert_eq!(embedded_suppression_cursor(&listed), Some(expected));
+        // This engine's own cursors are left as they are.
+        assert_eq!(embedded_cursor(&cursor_of(at.micros(), 99, 0)), None);
+        assert_eq!(
+            embedded_suppression_cursor(&cursor_of(at.micros(), 99, 0)),
+            None
+        );
+    }
 }
