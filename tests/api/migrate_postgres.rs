@@ -246,7 +246,6 @@ async fn history_page(app: &mut TestApp, address: &str, token: &str) -> (Vec<Str
             address: address.into(),
             page_size: 1,
             page_token: token.into(),
-            ..Default::default()
         })
         .await
         .expect("history read")
