@@ -82,9 +82,9 @@ pub enum Command {
     Report(crate::cli::ReportArgs),
     /// Take a consistent backup of the whole store from a running server (docs/operations.md).
     Backup(crate::cli::BackupArgs),
-    /// Restore a backup into a new data directory of either engine (offline).
+    /// Restore a backup into a new data directory or an empty database, of any engine (offline).
     Restore(crate::cli::RestoreArgs),
-    /// Copy a data directory into a new one of another engine (offline).
+    /// Copy a store into a new one of another engine: data directories or databases (offline).
     Migrate(crate::cli::MigrateArgs),
     /// Read raw bounce messages (DSNs, ARF reports, auto-replies) offline and print what
     /// ParseBounceMessage would answer.

@@ -44,47 +44,115 @@ pub struct BackupArgs {
     pub to: PathBuf,
 }
 
-/// Restore a backup (`suppressd backup --to`) into a new or empty data directory, of either
-/// engine, offline (no server may hold the directory). What is restored is checked against the
-/// backup: entries per kind of key and a digest of all of them.
+/// Restore a backup (`suppressd backup --to`) into a new or empty data directory (sled, redb)
+/// or into a PostgreSQL database without suppressd data (postgres), offline (no server may use
+/// the target meanwhile). What is restored is checked against the backup: entries per kind of
+/// key (and, in a data directory, a digest of all of them).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RestoreArgs {
     /// Directory of the backup.
     #[arg(long)]
     pub from: PathBuf,
-    /// Data directory to restore into: new, empty, or one whose restore did not finish (it
-    /// starts over).
+    /// Data directory to restore into (sled, redb): new, empty, or one whose restore did not
+    /// finish (it starts over).
     #[arg(long)]
-    pub data_dir: PathBuf,
-    /// Storage engine of the restored data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine to restore into.
     #[arg(long, value_enum, default_value_t = StorageEngine::Sled)]
     pub engine: StorageEngine,
+    /// Database to restore into (postgres), a libpq URL: one without suppressd data. The
+    /// restore is one transaction: one that fails leaves the database as it was.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// The engine's page cache while restoring, in MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_mb: u64,
 }
 
-/// Copy a data directory into a new one of another engine (or the same), offline: everything
-/// (records, events, history, counters, change logs, domains, the page-token secret and the
-/// keyring), checked at the end by the entries per kind of key. Safe to run again after a
-/// failure: an unfinished target is emptied and started over; the source is only read.
+/// Copy a store into a new one of another engine (or the same), offline: everything (records,
+/// events, history, counters, change logs, domains, the page-token secret and the address-hash
+/// key, so page tokens and address ids stay valid), checked at the end by the entries per kind
+/// of key, which it prints. A data directory is given with `--*-data-dir` (sled, redb), a
+/// PostgreSQL database with `--*-database-url` (postgres). Safe to run again after a failure:
+/// an unfinished target directory is emptied and started over, a database target is written in
+/// one transaction (a failure leaves it as it was); the source is only read.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MigrateArgs {
-    /// Engine of the source data directory.
+    /// Engine of the source.
     #[arg(long, value_enum)]
     pub from_engine: StorageEngine,
-    /// The source data directory (no server may hold it).
+    /// The source data directory (sled, redb; no server may hold it).
     #[arg(long)]
-    pub from_data_dir: PathBuf,
-    /// Engine of the new data directory.
+    pub from_data_dir: Option<PathBuf>,
+    /// The source database (postgres), a libpq URL. It is read in one consistent snapshot, so
+    /// servers may keep using it; writes after the snapshot are not copied.
+    #[arg(long)]
+    pub from_database_url: Option<String>,
+    /// Engine of the target.
     #[arg(long, value_enum)]
     pub to_engine: StorageEngine,
-    /// The new data directory: new, empty, or an unfinished migration's.
+    /// The new data directory (sled, redb): new, empty, or an unfinished migration's.
     #[arg(long)]
-    pub to_data_dir: PathBuf,
+    pub to_data_dir: Option<PathBuf>,
+    /// The target database (postgres), a libpq URL: one without suppressd data, that no server
+    /// uses meanwhile.
+    #[arg(long)]
+    pub to_database_url: Option<String>,
     /// Each engine's page cache, in MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_mb: u64,
+}
+
+/// Where a store is: a data directory, or a database.
+#[derive(Debug, Clone, PartialEq)]
+enum Location {
+    Dir(PathBuf),
+    Database(String),
+}
+
+impl Location {
+    /// The location that `engine` needs, from the flags given (named in usage errors).
+    fn of(
+        engine: StorageEngine,
+        dir: Option<&PathBuf>,
+        url: Option<&String>,
+        dir_flag: &str,
+        url_flag: &str,
+    ) -> anyhow::Result<Location> {
+        match (engine, dir, url) {
+            (StorageEngine::Postgres, None, Some(url)) => Ok(Location::Database(url.clone())),
+            (StorageEngine::Postgres, _, _) => Err(usage(format!(
+                "the postgres engine is reached by {url_flag} (and takes no {dir_flag})"
+            ))),
+            (_, Some(dir), None) => Ok(Location::Dir(dir.clone())),
+            (engine, _, _) => Err(usage(format!(
+                "the {} engine keeps a data directory: give {dir_flag} (and no {url_flag})",
+                crate::store::Engine::from(engine).name()
+            ))),
+        }
+    }
+
+    /// How messages name it: the directory, or the database URL without its password.
+    fn describe(&self) -> String {
+        match self {
+            Location::Dir(dir) => dir.display().to_string(),
+            Location::Database(url) => without_password(url),
+        }
+    }
+}
+
+/// `url` with the password of its user part (`user:password@`) left out.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// `manifest.toml`: what a backup directory holds, for people and for `restore`, which checks
@@ -323,15 +391,28 @@ pub fn restore(args: RestoreArgs) -> Outcome {
     let path = args.from.join(&manifest.file);
     let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).ok();
+    let target = Location::of(
+        args.engine,
+        args.data_dir.as_ref(),
+        args.database_url.as_ref(),
+        "--data-dir",
+        "--database-url",
+    )?;
     let started = Instant::now();
     let mut reporter = Reporter::new("restore", total);
-    let restored = store::restore(
-        &mut BufReader::with_capacity(1 << 20, file),
-        args.engine.into(),
-        &args.data_dir,
-        args.cache_mb * 1024 * 1024,
-        &mut |p| reporter.update(p),
-    );
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let restored = match &target {
+        Location::Dir(dir) => store::restore(
+            &mut input,
+            args.engine.into(),
+            dir,
+            args.cache_mb * 1024 * 1024,
+            &mut |p| reporter.update(p),
+        ),
+        Location::Database(url) => {
+            store::restore_postgres(&mut input, url, &mut |p| reporter.update(p))
+        }
+    };
     reporter.done();
     let restored = restored?;
     if restored.header.seq != manifest.snapshot_seq
@@ -340,7 +421,7 @@ pub fn restore(args: RestoreArgs) -> Outcome {
     {
         anyhow::bail!(
             "{} does not describe {} (snapshot seq {} and {} entries, the stream holds seq {} \
-             and {}); the data directory holds the stream's",
+             and {}); the target holds the stream's",
             manifest_path.display(),
             path.display(),
             manifest.snapshot_seq,
@@ -353,7 +434,7 @@ pub fn restore(args: RestoreArgs) -> Outcome {
     println!(
         "restored snapshot seq {} into {} ({}): {} entries, {:.1} MB in {:.1} s ({:.1} MB/s); counts checked",
         restored.header.seq,
-        args.data_dir.display(),
+        target.describe(),
         crate::store::Engine::from(args.engine).name(),
         restored.summary.entries,
         restored.summary.bytes as f64 / 1e6,
@@ -366,25 +447,44 @@ pub fn restore(args: RestoreArgs) -> Outcome {
 
 /// `suppressd migrate`.
 pub fn migrate(args: MigrateArgs) -> Outcome {
-    let same = match (
-        args.from_data_dir.canonicalize(),
-        args.to_data_dir.canonicalize(),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
+    let from = Location::of(
+        args.from_engine,
+        args.from_data_dir.as_ref(),
+        args.from_database_url.as_ref(),
+        "--from-data-dir",
+        "--from-database-url",
+    )?;
+    let to = Location::of(
+        args.to_engine,
+        args.to_data_dir.as_ref(),
+        args.to_database_url.as_ref(),
+        "--to-data-dir",
+        "--to-database-url",
+    )?;
+    let same = match (&from, &to) {
+        (Location::Dir(a), Location::Dir(b)) => match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        },
+        (Location::Database(a), Location::Database(b)) => a == b,
         _ => false,
     };
     if same {
-        return Err(usage(
-            "--from-data-dir and --to-data-dir are the same directory",
-        ));
+        return Err(usage("the source and the target are the same store"));
     }
     let cache_bytes = args.cache_mb * 1024 * 1024;
     let source = StoreOptions {
         engine: args.from_engine.into(),
-        path: args.from_data_dir.clone(),
+        path: match &from {
+            Location::Dir(dir) => dir.clone(),
+            Location::Database(_) => PathBuf::new(),
+        },
         cache_bytes,
         journal_bytes: 64 * 1024 * 1024,
-        database_url: None,
+        database_url: match &from {
+            Location::Database(url) => Some(url.clone()),
+            Location::Dir(_) => None,
+        },
     };
     let started = Instant::now();
     let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;
@@ -397,21 +497,27 @@ pub fn migrate(args: MigrateArgs) -> Outcome {
         })
         .context("cannot start the export")?;
     let mut reporter = Reporter::new("migrate", None);
-    let restored = store::restore(
-        &mut BufReader::with_capacity(1 << 20, reader),
-        args.to_engine.into(),
-        &args.to_data_dir,
-        cache_bytes,
-        &mut |p| reporter.update(p),
-    );
+    let mut input = BufReader::with_capacity(1 << 20, reader);
+    let restored = match &to {
+        Location::Dir(dir) => store::restore(
+            &mut input,
+            args.to_engine.into(),
+            dir,
+            cache_bytes,
+            &mut |p| reporter.update(p),
+        ),
+        Location::Database(url) => {
+            store::restore_postgres(&mut input, url, &mut |p| reporter.update(p))
+        }
+    };
+    // The export may still be writing into the pipe: without a reader it stops.
+    drop(input);
     reporter.done();
     let exported = exporter
         .join()
         .map_err(|_| anyhow::anyhow!("the export thread panicked"))?;
-    let read_failed =
-        |e| anyhow::Error::new(e).context(format!("cannot read {}", args.from_data_dir.display()));
-    let write_failed =
-        |e| anyhow::Error::new(e).context(format!("cannot write {}", args.to_data_dir.display()));
+    let read_failed = |e| anyhow::Error::new(e).context(format!("cannot read {}", from.describe()));
+    let write_failed = |e| anyhow::Error::new(e).context(format!("cannot write {}", to.describe()));
     let (exported, restored) = match (exported, restored) {
         (Ok(e), Ok(r)) => (e, r),
         // A stream cut short: the export stopped, and its error says why.
@@ -426,9 +532,9 @@ pub fn migrate(args: MigrateArgs) -> Outcome {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "migrated {} ({}) into {} ({}) at seq {}: {} entries in {:.1} s; counts per kind checked",
-        args.from_data_dir.display(),
+        from.describe(),
         crate::store::Engine::from(args.from_engine).name(),
-        args.to_data_dir.display(),
+        to.describe(),
         crate::store::Engine::from(args.to_engine).name(),
         restored.header.seq,
         restored.summary.entries,
@@ -436,4 +542,40 @@ pub fn migrate(args: MigrateArgs) -> Outcome {
     );
     print_counts(&restored.summary);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_is_named_without_its_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/suppressd?sslmode=require"),
+            "postgres://app:***@db:5432/suppressd?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/suppressd"),
+            "postgres://app@db/suppressd"
+        );
+    }
+
+    #[test]
+    fn each_engine_asks_for_its_own_kind_of_location() {
+        let dir = PathBuf::from("/data");
+        let url = "postgres://db/x".to_string();
+        let of = |engine, d, u| Location::of(engine, d, u, "--data-dir", "--database-url");
+        assert_eq!(
+            of(StorageEngine::Postgres, None, Some(&url)).unwrap(),
+            Location::Database(url.clone())
+        );
+        assert_eq!(
+            of(StorageEngine::Redb, Some(&dir), None).unwrap(),
+            Location::Dir(dir.clone())
+        );
+        let err = of(StorageEngine::Postgres, Some(&dir), None).unwrap_err();
+        assert!(err.to_string().contains("--database-url"), "{err}");
+        let err = of(StorageEngine::Sled, None, Some(&url)).unwrap_err();
+        assert!(err.to_string().contains("--data-dir"), "{err}");
+    }
 }

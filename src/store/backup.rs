@@ -91,6 +91,22 @@ impl StoreSnapshot {
         })
     }
 
+    /// A cut read by an engine without a [`KvEngine`] (postgres): its view, keyring file and
+    /// carried metadata.
+    pub(super) fn of_parts(
+        view: Box<dyn KvSnapshot>,
+        keyring: Vec<u8>,
+        meta: Vec<(String, Vec<u8>)>,
+        engine: &'static str,
+    ) -> StoreSnapshot {
+        StoreSnapshot {
+            view,
+            keyring,
+            meta,
+            engine,
+        }
+    }
+
     /// The last sequence number committed at the cut.
     pub fn seq(&self) -> u64 {
         self.view.seq()
@@ -162,7 +178,8 @@ pub fn export(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary, StoreError> {
     if options.engine == Engine::Postgres {
-        return Err(not_yet_postgres());
+        let url = options.database_url.as_deref().ok_or_else(needs_url)?;
+        return super::postgres::export_cut(url)?.write_to(out, created_at, progress);
     }
     if !holds_data(options.engine, &options.path) {
         return Err(StoreError::Backup(format!(
@@ -207,15 +224,13 @@ pub fn export(
             created_at,
             progress,
         ),
-        Engine::Postgres => Err(not_yet_postgres()),
+        Engine::Postgres => Err(needs_url()),
     }
 }
 
-/// The backup stream does not read or write the postgres engine yet.
-fn not_yet_postgres() -> StoreError {
-    StoreError::Backup(
-        "the postgres engine cannot be exported or restored into yet (sled and redb can)".into(),
-    )
+/// The postgres engine is reached by a URL, not a directory.
+fn needs_url() -> StoreError {
+    StoreError::Backup("the postgres engine needs a database URL".into())
 }
 
 /// Refuses a data directory whose restore did not finish.
@@ -297,7 +312,7 @@ pub fn restore(
         });
     }
     if engine == Engine::Postgres {
-        return Err(not_yet_postgres());
+        return Err(needs_url());
     }
     prepare_target(dir)?;
     let restored = match engine {
@@ -313,7 +328,7 @@ pub fn restore(
             dir,
             progress,
         ),
-        Engine::Postgres => Err(not_yet_postgres()),
+        Engine::Postgres => Err(needs_url()),
     }?;
     std::fs::remove_file(dir.join(RESTORE_MARKER))
         .map_err(|e| io(format!("cannot finish the restore in {}", dir.display()), e))?;
@@ -322,6 +337,84 @@ pub fn restore(
         header,
         summary: restored,
     })
+}
+
+/// Restores a backup stream into the postgres database at `url`, which must hold no suppressd
+/// data: in one transaction, checked before it commits by the entries per kind of key that the
+/// restored rows read back as (see `postgres::restore`). A restore that fails leaves the
+/// database as it was; running it again starts over.
+pub fn restore_postgres(
+    input: &mut dyn Read,
+    url: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Restored, StoreError> {
+    let mut reader = SnapshotReader::open(input)?;
+    let header = reader.header().clone();
+    if header.schema_version > u32::from(SCHEMA_VERSION) {
+        return Err(StoreError::SchemaTooNew {
+            path: "the backup".into(),
+            found: header.schema_version.min(255) as u8,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if header.schema_version < u32::from(SCHEMA_VERSION) {
+        return Err(StoreError::Backup(format!(
+            "the backup holds schema version {} data, which the postgres engine does not take: \
+             restore it into sled or redb, open it there once (it is brought up to date), then \
+             migrate",
+            header.schema_version
+        )));
+    }
+    let (parts, received) = std::sync::mpsc::sync_channel(4);
+    let target = url.to_string();
+    let seq = header.seq;
+    let worker = std::thread::Builder::new()
+        .name("suppressd-restore".into())
+        .spawn(move || super::postgres::restore_stream(&target, seq, received))
+        .map_err(|e| StoreError::engine("cannot start the restore", e))?;
+    let mut entries = 0u64;
+    let read = loop {
+        let part = match reader.next_part() {
+            Ok(part) => part,
+            Err(e) => break Err(e),
+        };
+        let end = match &part {
+            Part::End(summary) => Some(summary.clone()),
+            Part::Data(chunk) => {
+                entries += chunk.entries().count() as u64;
+                progress(Progress {
+                    entries,
+                    bytes: reader.offset(),
+                });
+                None
+            }
+            _ => None,
+        };
+        // A send fails once the restore stopped: its own error says why.
+        if parts.send(part).is_err() {
+            break Err(StoreError::Closed);
+        }
+        if let Some(summary) = end {
+            break Ok(summary);
+        }
+    };
+    // A stream that cannot be read to its end stops the restore, which then keeps nothing.
+    drop(parts);
+    let written = worker
+        .join()
+        .map_err(|_| StoreError::engine("restoring", "the restore thread panicked"))?;
+    match (read, written) {
+        (Err(e), _) if !matches!(e, StoreError::Closed) => Err(e),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(summary), Ok(_)) => {
+            progress(Progress {
+                entries: summary.entries,
+                bytes: summary.bytes,
+            });
+            Ok(Restored { header, summary })
+        }
+    }
 }
 
 /// Writes the stream's parts into `engine` (data in sorted transactions of about

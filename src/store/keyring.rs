@@ -135,6 +135,22 @@ pub(super) fn sealed_parts(value: &[u8]) -> Option<(u64, &[u8])> {
     Some((slot, rest))
 }
 
+/// The key in `slot` of a keyring file's bytes (as a backup stream carries them); `None` once
+/// destroyed, or past the end.
+pub(super) fn key_in(file: &[u8], slot: u64) -> Option<DataKey> {
+    let at = usize::try_from(SLOT_BYTES.checked_mul(slot.checked_add(1)?)?).ok()?;
+    let key: [u8; 32] = file.get(at..at.checked_add(32)?)?.try_into().ok()?;
+    (key != [0u8; 32]).then_some(DataKey(key))
+}
+
+/// The id in a keyring file's header; `None` if the bytes are not a keyring.
+pub(super) fn id_in(file: &[u8]) -> Option<[u8; 16]> {
+    if file.get(..8)? != MAGIC {
+        return None;
+    }
+    file.get(8..24)?.try_into().ok()
+}
+
 /// The keyring file (see the module's documentation). Reads may come from any thread; only the
 /// writer thread allocates, destroys and syncs.
 pub(super) struct Keyring {

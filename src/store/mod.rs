@@ -49,7 +49,9 @@ use crate::domain::{
 
 use kv_store::KvStore;
 
-pub use backup::{export, kind_name, restore, Progress, Restored, StoreSnapshot, RESTORE_MARKER};
+pub use backup::{
+    export, kind_name, restore, restore_postgres, Progress, Restored, StoreSnapshot, RESTORE_MARKER,
+};
 
 /// Name of the redb database file inside the data directory.
 const REDB_FILE: &str = "suppressd.redb";

@@ -20,6 +20,7 @@ mod import_suppressions;
 mod limits;
 mod list_bounces;
 mod metrics;
+mod migrate_postgres;
 mod monitoring;
 mod operations;
 mod postgres;

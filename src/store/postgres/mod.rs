@@ -15,6 +15,8 @@ mod domains;
 mod forget;
 mod migrate;
 mod read;
+mod restore;
+mod snapshot;
 mod write;
 
 use std::future::Future;
@@ -278,6 +280,51 @@ async fn secret<const N: usize>(
     value
         .try_into()
         .map_err(|_| StoreError::corrupt(name.as_bytes(), "a secret of the wrong length"))
+}
+
+/// How long an offline export or restore waits for the database.
+const OFFLINE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens the database at `url` for an offline export or restore, and waits until it is ready.
+fn open_offline(url: &str) -> Result<PostgresStore, StoreError> {
+    let store = open(url)?;
+    let deadline = std::time::Instant::now() + OFFLINE_READY_TIMEOUT;
+    while !*store.inner.ready.borrow() {
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable {
+                context: "connecting to the database".into(),
+                source: format!(
+                    "not ready after {} s: unreachable, refused, or its schema is newer than                      this build",
+                    OFFLINE_READY_TIMEOUT.as_secs()
+                )
+                .into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(store)
+}
+
+/// A consistent cut of the database at `url`, for an offline export (blocking: call it, and
+/// read the cut, off any async runtime).
+pub(super) fn export_cut(url: &str) -> Result<crate::store::StoreSnapshot, StoreError> {
+    let store = open_offline(url)?;
+    let begun = store.block(snapshot::begin)?;
+    Ok(begun.into_snapshot(Some(Box::new(store))))
+}
+
+/// Restores the stream whose parts (after its header) arrive on `parts` into the database at
+/// `url`, in one transaction; the entries per kind that the restored rows read back as
+/// (blocking: run it on a thread of its own while another sends the parts).
+pub(super) fn restore_stream(
+    url: &str,
+    seq: u64,
+    parts: std::sync::mpsc::Receiver<crate::store::snapshot::Part>,
+) -> Result<std::collections::BTreeMap<u8, u64>, StoreError> {
+    let store = open_offline(url)?;
+    let restored =
+        store.block(move |inner| async move { restore::restore(&inner, seq, parts).await })?;
+    Ok(restored.kinds)
 }
 
 impl PostgresStore {
@@ -574,7 +621,8 @@ impl SuppressionStore for PostgresStore {
     }
 
     fn snapshot(&self) -> StoreFuture<crate::store::StoreSnapshot> {
-        Box::pin(std::future::ready(Err(unsupported("snapshot"))))
+        let inner = self.inner.clone();
+        self.spawn(async move { Ok(snapshot::begin(inner).await?.into_snapshot(None)) })
     }
 
     fn token_secret(&self) -> [u8; 32] {

@@ -20,6 +20,10 @@ pub(super) fn decoded<T: Record>(what: &str, bytes: &[u8]) -> Result<T, StoreErr
 
 /// A cursor of (instant, sequence number), with a count of items to skip.
 pub(super) fn cursor_parts(cursor: &[u8]) -> Result<(i64, i64, u32), StoreError> {
+    // A page token of an embedded engine's store migrated here.
+    if let Some(parts) = super::snapshot::embedded_cursor(cursor) {
+        return Ok(parts);
+    }
     if cursor.len() != 20 {
         return Err(StoreError::BadCursor);
     }
@@ -614,6 +618,7 @@ pub(super) async fn suppressions(
         );
     }
     if let Some(c) = &cursor {
+        let c = &super::snapshot::embedded_suppression_cursor(c).unwrap_or_else(|| c.clone());
         if c.len() != 24 {
             return Err(StoreError::BadCursor);
         }
