@@ -106,9 +106,11 @@ impl Reporter {
         }
         let now = self.context.clock.now();
         let addresses: Vec<EmailAddress> = reports.iter().map(|r| r.address.clone()).collect();
+        let accept_all = self.accept_all(&tenant, &reports);
         let (writes, metas): (Vec<_>, Vec<_>) = reports
             .into_iter()
-            .map(|report| self.event_write(&tenant, report, now))
+            .zip(accept_all)
+            .map(|(report, accept_all)| self.event_write(&tenant, report, now, accept_all))
             .unzip();
         let outcomes = self.context.store.write(writes).await?;
         if outcomes.len() != metas.len() {
