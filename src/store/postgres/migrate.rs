@@ -14,11 +14,18 @@ use crate::store::StoreError;
 
 /// The migrations, in order: (version, name, SQL). Never edit one that was released: add the
 /// next.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/V1__init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/V1__init.sql"),
+    ),
+    (
+        3,
+        "changes_by_seq",
+        include_str!("../../../migrations/postgres/V3__changes_by_seq.sql"),
+    ),
+];
 
 /// The advisory lock key that migrations hold ("suppress" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7375_7070_7265_7373;
