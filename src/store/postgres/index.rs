@@ -337,6 +337,115 @@ impl SuppressedIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{
+        BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome,
+        Tenant, Timestamp,
+    };
+    use crate::policy::EscalationPolicy;
+    use crate::store::{testing, AddressWrite, Decision, Engine, StoreOptions, SuppressionStore};
+
+    fn replica(url: &str) -> Arc<dyn SuppressionStore> {
+        let store = crate::store::open(StoreOptions {
+            engine: Engine::Postgres,
+            path: "unused".into(),
+            cache_bytes: 0,
+            journal_bytes: 0,
+            database_url: Some(url.to_string()),
+        })
+        .unwrap();
+        testing::wait_until_ready(&*store, std::time::Duration::from_secs(30));
+        store
+    }
+
+    fn hard_bounce(i: usize) -> AddressWrite {
+        let event = RecordedEvent {
+            event_id: format!("e{i}"),
+            address: format!("gone{i}@example.com"),
+            outcome: ReportedOutcome::HardBounce,
+            smtp_response: "550 5.1.1 user unknown".into(),
+            enhanced_status: None,
+            source: String::new(),
+            campaign: String::new(),
+            segment: String::new(),
+            provider: String::new(),
+            list_id: String::new(),
+            occurred_at: Timestamp(1_767_261_600_000_000),
+            recorded_at: Timestamp(1_767_261_600_000_000),
+            classification: Classification {
+                bounce_type: BounceType::Hard,
+                reason: BounceReason::MailboxNotFound,
+                rule_id: "test".into(),
+                confidence: 1.0,
+                disagrees_with_reporter: false,
+            },
+            rules_version: 1,
+        };
+        let for_policy = event.clone();
+        AddressWrite {
+            tenant: Tenant::parse("race").unwrap(),
+            address: EmailAddress::parse(&event.address).unwrap(),
+            event: Some(event),
+            reclassified: Vec::new(),
+            decide: Box::new(move |current| {
+                let next = EscalationPolicy::default().apply_event(current, &for_policy);
+                Decision::Apply {
+                    record: next.record,
+                    changes: next.changes,
+                }
+            }),
+        }
+    }
+
+    // The single flight's edge: B screens without a pause, so a catch-up is nearly always in
+    // flight when a write on A is acknowledged; the screen that follows the acknowledgement
+    // must wait for a catch-up that started after it, not join the one in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_a_screen_after_an_acknowledged_write_on_another_replica_never_joins_an_older_catch_up(
+    ) {
+        const ROUNDS: usize = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        let url = testing::postgres_test_database(&format!("index race {}", dir.path().display()));
+        let (a, b) = (replica(&url), replica(&url));
+        let tenant = Tenant::parse("race").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy: Vec<_> = (0..3)
+            .map(|t| {
+                let (b, stop, tenant) = (b.clone(), stop.clone(), tenant.clone());
+                std::thread::spawn(move || {
+                    let clean = format!("clean{t}@example.com");
+                    let mut screens = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let found = b.suppressed_records(&tenant, &[clean.as_str()], true);
+                        assert!(found.unwrap().is_empty());
+                        screens += 1;
+                    }
+                    screens
+                })
+            })
+            .collect();
+        for i in 0..ROUNDS {
+            a.write(vec![hard_bounce(i)]).await.unwrap();
+            let gone = format!("gone{i}@example.com");
+            let b = b.clone();
+            let tenant = tenant.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                b.suppressed_records(&tenant, &[gone.as_str(), "clean@example.com"], false)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                [0],
+                "round {i}: acknowledged on A before B was asked"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in busy {
+            assert!(t.join().unwrap() > 0);
+        }
+    }
 
     #[test]
     fn an_address_leaves_a_set_when_its_flag_clears_and_keys_are_exact() {
