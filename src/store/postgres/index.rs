@@ -211,16 +211,20 @@ impl SuppressedIndex {
         metrics::counter!("suppressd_postgres_index_catch_ups_total").increment(1);
         let client = connection(pool).await?;
         let from = i64::try_from(position).unwrap_or(i64::MAX);
-        // `changes_by_seq` serves the range; a change whose address row is gone (or a domain's
-        // change, without an address) leaves or keeps the address out of both sets.
+        // `changes_by_seq` serves the range. An address's flags come from a subquery per
+        // change (a probe of the primary key): as a join, the planner, not knowing how many
+        // changes follow, hashes the whole `addresses` table. A change whose address row is
+        // gone (or a domain's change, without an address) leaves the address out of both sets.
         let rows = client
             .query(
                 "SELECT h.last_seq, z.horizon, c.address_hash,
-                        a.suppressed_since IS NOT NULL, coalesce(a.list_unsubscribed, FALSE)
+                        (SELECT CASE WHEN a.suppressed_since IS NOT NULL THEN 1 ELSE 0 END
+                              + CASE WHEN a.list_unsubscribed THEN 2 ELSE 0 END
+                         FROM addresses a
+                         WHERE a.tenant = c.tenant AND a.address_hash = c.address_hash)::int2
                  FROM (SELECT last_seq FROM change_counter WHERE id = 1) h
                  CROSS JOIN (SELECT coalesce(max(horizon), 0) AS horizon FROM change_horizons) z
                  LEFT JOIN changes c ON c.seq > $1 AND c.seq <= h.last_seq
-                 LEFT JOIN addresses a ON a.tenant = c.tenant AND a.address_hash = c.address_hash
                  ORDER BY c.seq",
                 &[&from],
             )
@@ -246,7 +250,8 @@ impl SuppressedIndex {
         let mut updates = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Some(hash) = row.get::<_, Option<&[u8]>>(2) {
-                updates.push((key_from_column(hash)?, row.get(3), row.get(4)));
+                let flags = row.get::<_, Option<i16>>(3).unwrap_or(0);
+                updates.push((key_from_column(hash)?, flags & 1 != 0, flags & 2 != 0));
             }
         }
         let mut sets = self.sets.write().unwrap_or_else(|e| e.into_inner());
@@ -445,6 +450,40 @@ mod tests {
         for t in busy {
             assert!(t.join().unwrap() > 0);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_an_index_behind_the_pruned_changes_reloads_and_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = testing::postgres_test_database(&format!("index prune {}", dir.path().display()));
+        let a = replica(&url);
+        let b = super::super::open(&url).unwrap();
+        testing::wait_until_ready(&b, std::time::Duration::from_secs(30));
+        a.write((0..50).map(hard_bounce).collect()).await.unwrap();
+        let pruned = a
+            .prune_changes(Timestamp(i64::MAX), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 50);
+        // B as if it had last caught up before those writes (its watch may have caught up
+        // meanwhile): the changes it would need are gone.
+        *b.inner.index.sets.write().unwrap() = Sets::default();
+        let tenant = Tenant::parse("race").unwrap();
+        let b = Arc::new(b);
+        let found = {
+            let b = b.clone();
+            tokio::task::spawn_blocking(move || {
+                let asked: Vec<String> = (0..50).map(|i| format!("gone{i}@example.com")).collect();
+                let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+                b.suppressed_records(&tenant, &asked, false)
+            })
+            .await
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(found.len(), 50, "reloaded: every suppression is found");
+        assert_eq!(b.inner.index.suppressed_len(), 50);
     }
 
     #[test]

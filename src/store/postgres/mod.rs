@@ -397,6 +397,9 @@ impl SuppressionStore for PostgresStore {
         addresses: &[&str],
         lists: bool,
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
         let t = tenant.clone();
         let hasher = &self.inner.meta()?.hasher;
         let hashes: Vec<[u8; 16]> = addresses
