@@ -2,8 +2,8 @@
 //! the import screen of one replica while another wrote the suppressions, in process, against
 //! the test cluster (`SUPPRESSD_TEST_DATABASE_URL`, see docs/postgres.md).
 //!
-//! `cargo run --release --example pg_index -- [suppressed] [seconds]` (default 100,000
-//! suppressed addresses, 5 s per measurement). Replica A loads the suppressions; replica B
+//! `cargo run --release --example pg_index -- [suppressed] [seconds] [rounds]` (default
+//! 100,000 suppressed addresses, 5 s per measurement, 3 rounds: the median is printed). Replica A loads the suppressions; replica B
 //! (a second store on the same database, its index loaded after) screens messages of 1,000
 //! contacts of which 2% are suppressed, at concurrency 1 and 64:
 //! - `screen`: the whole import screen (`ImportGuard::screen`, complete verdicts), as a
@@ -26,8 +26,8 @@ use suppressd::app::report::event_write;
 use suppressd::app::{App, Caller, Settings};
 use suppressd::classify::Classifier;
 use suppressd::domain::{
-    BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome,
-    Tenant, Timestamp,
+    BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome, Tenant,
+    Timestamp,
 };
 use suppressd::policy::EscalationPolicy;
 use suppressd::store::testing::{postgres_test_database, wait_until_ready};
@@ -185,6 +185,7 @@ async fn main() {
         .next()
         .map_or(100_000, |a| a.parse().expect("suppressed"));
     let seconds: u64 = args.next().map_or(5, |a| a.parse().expect("seconds"));
+    let rounds: usize = args.next().map_or(3, |a| a.parse().expect("rounds"));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("a metrics recorder");
@@ -258,24 +259,41 @@ async fn main() {
         });
     }
 
-    println!("mode           concurrency  messages/s  contacts/s  catch-ups/message");
-    for threads in [1, 64] {
-        for (name, mode, writes) in [
-            ("screen", Mode::Screen, false),
-            ("index", Mode::Index, false),
-            ("query", Mode::Query, false),
-            ("screen+writes", Mode::Screen, true),
-        ] {
-            writing.store(writes, Ordering::Relaxed);
-            let before = catch_ups(&metrics);
-            let rate = measure(&app, &b, mode, threads, seconds, suppressed);
-            let queries = catch_ups(&metrics) - before;
-            let per_message = queries as f64 / (rate * seconds as f64);
+    // Warm-up: connections made, pages cached, code paths taken once.
+    for mode in [Mode::Screen, Mode::Query] {
+        measure(&app, &b, mode, 8, 1, suppressed);
+    }
+    let configs = [
+        ("screen", Mode::Screen, false),
+        ("index", Mode::Index, false),
+        ("query", Mode::Query, false),
+        ("screen+writes", Mode::Screen, true),
+    ];
+    // Rounds alternate over the configurations, so that the machine's drift falls on all.
+    let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); configs.len() * 2];
+    for _ in 0..rounds {
+        for (c, threads) in [1, 64].into_iter().enumerate() {
+            for (k, (_, mode, writes)) in configs.iter().enumerate() {
+                writing.store(*writes, Ordering::Relaxed);
+                let before = catch_ups(&metrics);
+                let rate = measure(&app, &b, *mode, threads, seconds, suppressed);
+                let queries = catch_ups(&metrics) - before;
+                results[c * configs.len() + k]
+                    .push((rate, queries as f64 / (rate * seconds as f64)));
+            }
+        }
+    }
+    writing.store(false, Ordering::Relaxed);
+    println!("mode           concurrency  messages/s  contacts/s  catch-ups/message  (median of {rounds})");
+    for (c, threads) in [1, 64].into_iter().enumerate() {
+        for (k, (name, _, _)) in configs.iter().enumerate() {
+            let mut runs = results[c * configs.len() + k].clone();
+            runs.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let (rate, per_message) = runs[runs.len() / 2];
             println!(
                 "{name:<14} {threads:>11}  {rate:>10.0}  {:>10.0}  {per_message:>17.3}",
                 rate * BATCH as f64
             );
         }
     }
-    writing.store(false, Ordering::Relaxed);
 }

@@ -504,7 +504,11 @@ async fn a_suppression_acknowledged_on_one_replica_blocks_every_later_screen_on_
     for s in screeners {
         let (screens, blocked) = s.await.unwrap();
         assert!(screens > 1, "each screener raced the writers");
-        assert_eq!(blocked, RACE_ROUNDS / 4 * 4, "each screener saw every write");
+        assert_eq!(
+            blocked,
+            RACE_ROUNDS / 4 * 4,
+            "each screener saw every write"
+        );
     }
 
     // Lifted on A: B's next screen allows (B saw the suppression first).

@@ -215,8 +215,8 @@ impl SuppressedIndex {
         // change (a probe of the primary key): as a join, the planner, not knowing how many
         // changes follow, hashes the whole `addresses` table. A change whose address row is
         // gone (or a domain's change, without an address) leaves the address out of both sets.
-        let rows = client
-            .query(
+        let statement = client
+            .prepare_cached(
                 "SELECT h.last_seq, z.horizon, c.address_hash,
                         (SELECT CASE WHEN a.suppressed_since IS NOT NULL THEN 1 ELSE 0 END
                               + CASE WHEN a.list_unsubscribed THEN 2 ELSE 0 END
@@ -226,8 +226,11 @@ impl SuppressedIndex {
                  CROSS JOIN (SELECT coalesce(max(horizon), 0) AS horizon FROM change_horizons) z
                  LEFT JOIN changes c ON c.seq > $1 AND c.seq <= h.last_seq
                  ORDER BY c.seq",
-                &[&from],
             )
+            .await
+            .map_err(sql_error("catching up with the change log"))?;
+        let rows = client
+            .query(&statement, &[&from])
             .await
             .map_err(sql_error("catching up with the change log"))?;
         drop(client);
@@ -301,41 +304,64 @@ impl SuppressedIndex {
                 }
                 continue;
             };
-            // Run on a task of its own: a caller that goes away never leaves `running` set.
-            let runner = inner.clone();
-            let task = tokio::spawn(async move {
-                let result = runner.index.catch_up(&runner.pool).await;
-                let index = &runner.index;
-                let failed = result
+            // Run by this caller; the guard ends the round even if the caller goes away.
+            let mut guard = RoundGuard {
+                index,
+                round,
+                outcome: None,
+            };
+            let result = index.catch_up(&inner.pool).await;
+            guard.outcome = Some(
+                result
                     .as_ref()
                     .err()
-                    .map(|e| (e.is_unavailable(), crate::store::ErrorChain(e).to_string()));
-                index.lock_rounds().running = false;
-                index.finished.send_if_modified(|f| {
-                    let later = round > f.round;
-                    if later {
-                        *f = Finished { round, failed };
+                    .map(|e| (e.is_unavailable(), crate::store::ErrorChain(e).to_string())),
+            );
+            drop(guard);
+            if result.is_ok() {
+                let head = index.position();
+                inner.head.send_if_modified(|h| {
+                    let moved = head > *h;
+                    if moved {
+                        *h = head;
                     }
-                    later
+                    moved
                 });
-                if let Ok(()) = result {
-                    let head = index.position();
-                    runner.head.send_if_modified(|h| {
-                        let moved = head > *h;
-                        if moved {
-                            *h = head;
-                        }
-                        moved
-                    });
-                }
-                result
-            });
-            return task.await.unwrap_or(Err(StoreError::Closed));
+            }
+            return result;
         }
     }
 
     fn lock_rounds(&self) -> std::sync::MutexGuard<'_, Rounds> {
         self.rounds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends a catch-up round: marks none running and tells the waiters how it ended (as failed
+/// if its leader went away before it ended).
+struct RoundGuard<'a> {
+    index: &'a SuppressedIndex,
+    round: u64,
+    /// `Some(None)`: it succeeded; `Some(Some(..))`: it failed; `None`: it was abandoned.
+    outcome: Option<Option<(bool, String)>>,
+}
+
+impl Drop for RoundGuard<'_> {
+    fn drop(&mut self) {
+        let failed = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Some((true, "the catch-up was abandoned".to_string())));
+        // `running` first: a waiter woken by the message below must be able to lead the next.
+        self.index.lock_rounds().running = false;
+        let round = self.round;
+        self.index.finished.send_if_modified(|f| {
+            let later = round > f.round;
+            if later {
+                *f = Finished { round, failed };
+            }
+            later
+        });
     }
 }
 

@@ -98,24 +98,29 @@ pub(super) async fn records_of(
     }
     let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
     let client = connection(&inner.pool).await?;
+    // Prepared once per connection: one round trip per read.
     let rows = match suppressed_or_listed {
         None => {
-            client
-                .query(
+            let statement = client
+                .prepare_cached(
                     "SELECT address_hash, record FROM addresses
                      WHERE tenant = $1 AND address_hash = ANY($2) AND record IS NOT NULL",
-                    &[&tenant.as_str(), &keys],
                 )
                 .await
+                .map_err(sql_error("reading addresses"))?;
+            client.query(&statement, &[&tenant.as_str(), &keys]).await
         }
         Some(lists) => {
-            client
-                .query(
+            let statement = client
+                .prepare_cached(
                     "SELECT address_hash, record FROM addresses
                      WHERE tenant = $1 AND address_hash = ANY($2) AND record IS NOT NULL
                        AND (suppressed_since IS NOT NULL OR ($3 AND list_unsubscribed))",
-                    &[&tenant.as_str(), &keys, &lists],
                 )
+                .await
+                .map_err(sql_error("reading addresses"))?;
+            client
+                .query(&statement, &[&tenant.as_str(), &keys, &lists])
                 .await
         }
     }
