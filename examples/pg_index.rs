@@ -87,7 +87,7 @@ fn message(m: u64, suppressed: u64) -> Vec<String> {
     (0..BATCH as u64)
         .map(|k| {
             let n = m * BATCH as u64 + k;
-            if n % HIT_EVERY == 0 {
+            if n.is_multiple_of(HIT_EVERY) {
                 address((n / HIT_EVERY).wrapping_mul(7_919) % suppressed)
             } else {
                 address(1 << 40 | n)
@@ -136,7 +136,7 @@ fn measure(
                     let lines: Vec<&str> = contacts.iter().map(String::as_str).collect();
                     let blocked = match mode {
                         Mode::Screen => {
-                            if m % 1_000 == 0 {
+                            if m.is_multiple_of(1_000) {
                                 // A session remembers every address it saw (duplicates).
                                 session = ImportSession::new(Caller::trusted("bench"));
                             }
