@@ -463,3 +463,176 @@ async fn an_unreachable_database_is_not_serving_until_it_answers_and_a_lost_one_
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// A CheckImport stream kept open: one request message at a time, answered in order.
+struct ImportStream {
+    requests: tokio::sync::mpsc::Sender<pb::CheckImportRequest>,
+    responses: tonic::Streaming<pb::CheckImportResponse>,
+}
+
+impl ImportStream {
+    async fn open(client: &mut Client) -> ImportStream {
+        let (requests, queue) = tokio::sync::mpsc::channel(4);
+        let responses = client
+            .check_import(tokio_stream::wrappers::ReceiverStream::new(queue))
+            .await
+            .expect("import stream opens")
+            .into_inner();
+        ImportStream {
+            requests,
+            responses,
+        }
+    }
+
+    /// The decisions for `addresses`, screened as one message (each address new to the stream).
+    async fn screen(&mut self, addresses: &[String]) -> Vec<ImportDecision> {
+        self.requests
+            .send(pb::CheckImportRequest {
+                tenant: "race".into(),
+                contacts: addresses
+                    .iter()
+                    .map(|a| pb::ImportContact {
+                        address: a.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .expect("the stream takes the message");
+        let response = self
+            .responses
+            .message()
+            .await
+            .expect("screened")
+            .expect("one response per message");
+        response.verdicts.iter().map(|v| v.decision()).collect()
+    }
+}
+
+/// Reports a hard bounce of `address` through `client`; returns once it is acknowledged.
+async fn bounce(client: &mut Client, id: &str, address: &str) {
+    client
+        .report_send_result(pb::ReportSendResultRequest {
+            tenant: "race".into(),
+            result: Some(result(id, address, Outcome::HardBounce, USER_UNKNOWN)),
+        })
+        .await
+        .expect("the bounce is acknowledged");
+}
+
+/// Iterations of each race below: a few seconds each in a debug build.
+const RACE_ROUNDS: usize = 1000;
+
+// The replicas' in-memory suppressed index must never answer a stale ALLOW: a suppression
+// acknowledged on A before a screen is sent to B blocks that contact on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+async fn a_suppression_acknowledged_on_one_replica_blocks_every_later_screen_on_the_other() {
+    let url = fresh_database("index race");
+    let mut a = replica(&url).await;
+    let mut b = replica(&url).await;
+
+    // One after the other: acknowledged on A, then screened on B at once (one stream, one
+    // message per round, so each message passes the barrier on its own).
+    let mut on_b = ImportStream::open(&mut b.client).await;
+    for i in 0..RACE_ROUNDS {
+        let gone = format!("seq{i}@example.com");
+        bounce(&mut a.client, &format!("seq-{i}"), &gone).await;
+        let decisions = on_b
+            .screen(&[gone.clone(), format!("clean{i}@example.com")])
+            .await;
+        assert_eq!(
+            decisions,
+            [ImportDecision::BlockSuppressed, ImportDecision::Allow],
+            "round {i}: {gone} was acknowledged on A before the screen was sent to B"
+        );
+    }
+
+    // Concurrently: writers on A, screeners on B. Each screen carries every address
+    // acknowledged since the screener's previous one (all must be blocked) and a clean one.
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writing = Arc::new(AtomicBool::new(true));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let mut client = a.client.clone();
+        let acknowledged = acknowledged.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..RACE_ROUNDS / 4 {
+                let gone = format!("w{w}-{i}@example.com");
+                bounce(&mut client, &format!("w{w}-{i}"), &gone).await;
+                acknowledged.lock().unwrap().push(gone);
+            }
+        }));
+    }
+    let mut screeners = Vec::new();
+    for s in 0..4 {
+        let mut client = b.client.clone();
+        let (acknowledged, writing) = (acknowledged.clone(), writing.clone());
+        screeners.push(tokio::spawn(async move {
+            let mut stream = ImportStream::open(&mut client).await;
+            let (mut seen, mut screens, mut blocked) = (0, 0, 0);
+            loop {
+                let done = !writing.load(Ordering::SeqCst);
+                // Taken before the message is sent: all of these were acknowledged before.
+                let mut batch: Vec<String> = acknowledged.lock().unwrap()[seen..].to_vec();
+                seen += batch.len();
+                let expected_blocks = batch.len();
+                batch.push(format!("s{s}-clean{screens}@example.com"));
+                let decisions = stream.screen(&batch).await;
+                for (address, decision) in batch.iter().zip(&decisions).take(expected_blocks) {
+                    assert_eq!(
+                        *decision,
+                        ImportDecision::BlockSuppressed,
+                        "{address} was acknowledged on A before the screen was sent to B"
+                    );
+                }
+                assert_eq!(decisions.last(), Some(&ImportDecision::Allow));
+                screens += 1;
+                blocked += expected_blocks;
+                if done {
+                    return (screens, blocked);
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    writing.store(false, Ordering::SeqCst);
+    for s in screeners {
+        let (screens, blocked) = s.await.unwrap();
+        assert!(screens > 1, "each screener raced the writers");
+        assert_eq!(
+            blocked,
+            RACE_ROUNDS / 4 * 4,
+            "each screener saw every write"
+        );
+    }
+
+    // Lifted on A: B's next screen allows (B saw the suppression first).
+    let mut before = ImportStream::open(&mut b.client).await;
+    let mut after = ImportStream::open(&mut b.client).await;
+    for i in 0..RACE_ROUNDS / 4 {
+        let address = format!("back{i}@example.com");
+        bounce(&mut a.client, &format!("back-{i}"), &address).await;
+        assert_eq!(
+            before.screen(std::slice::from_ref(&address)).await,
+            [ImportDecision::BlockSuppressed]
+        );
+        a.client
+            .reactivate(pb::ReactivateRequest {
+                tenant: "race".into(),
+                address: address.clone(),
+                justification: "the customer confirmed the mailbox".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("reactivated");
+        assert_eq!(
+            after.screen(std::slice::from_ref(&address)).await,
+            [ImportDecision::Allow],
+            "round {i}: {address} was reactivated on A before the screen was sent to B"
+        );
+    }
+}

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "erasure_and_domain_marks",
         include_str!("../../../migrations/postgres/V2__erasure_and_domain_marks.sql"),
     ),
+    (
+        3,
+        "changes_by_seq",
+        include_str!("../../../migrations/postgres/V3__changes_by_seq.sql"),
+    ),
 ];
 
 /// The advisory lock key that migrations hold ("suppress" in ASCII).

@@ -13,6 +13,7 @@
 mod connect;
 mod domains;
 mod forget;
+mod index;
 mod migrate;
 mod read;
 mod restore;
@@ -114,6 +115,8 @@ pub(super) struct Inner {
     pub(super) touches: broadcast::Sender<Arc<Vec<CounterTouch>>>,
     pub(super) rules: RwLock<Option<Arc<dyn DomainRules>>>,
     pub(super) closing: AtomicBool,
+    /// The suppressed index screens read, kept exact by tailing the change log.
+    index: index::SuppressedIndex,
 }
 
 impl Inner {
@@ -160,6 +163,7 @@ pub(super) fn open(url: &str) -> Result<PostgresStore, StoreError> {
         touches: broadcast::channel(1024).0,
         rules: RwLock::new(None),
         closing: AtomicBool::new(false),
+        index: index::SuppressedIndex::default(),
     });
     handle.spawn(keep_connected(inner.clone()));
     let (jobs, queue) = mpsc::channel(1024);
@@ -210,6 +214,13 @@ async fn keep_connected(inner: Arc<Inner>) {
         });
         match head {
             Ok(seq) => {
+                // Keeps the index close to the head when no screen asks for a while, so that a
+                // screen's catch-up stays small.
+                if u64::try_from(seq).unwrap_or(0) > inner.index.position() {
+                    if let Err(e) = index::SuppressedIndex::barrier(&inner).await {
+                        tracing::warn!(error = %super::ErrorChain(&e), "cannot catch up with the change log");
+                    }
+                }
                 inner
                     .ready
                     .send_if_modified(|r| !std::mem::replace(r, true));
@@ -253,6 +264,10 @@ async fn prepare(inner: &Inner) -> Result<(), StoreError> {
         .map_err(sql_error("reading the change log's head"))?;
     let head: i64 = row.get(0);
     inner.head.send_replace(u64::try_from(head).unwrap_or(0));
+    // Ready only with the suppressed index in memory (it is loaded once; catch-ups keep it).
+    if !inner.index.is_loaded() {
+        inner.index.load(&inner.pool).await?;
+    }
     inner.ready.send_replace(true);
     tracing::info!(schema = migrate::latest(), "the database is ready");
     Ok(())
@@ -432,9 +447,37 @@ impl SuppressionStore for PostgresStore {
         addresses: &[&str],
         lists: bool,
     ) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
         let t = tenant.clone();
-        let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
-        self.block(move |inner| async move { read::records(&inner, &t, &list, Some(lists)).await })
+        let hasher = &self.inner.meta()?.hasher;
+        let hashes: Vec<[u8; 16]> = addresses
+            .iter()
+            .map(|a| *hasher.hash(tenant.as_str(), a).bytes())
+            .collect();
+        self.block(move |inner| async move {
+            if !inner.index.is_loaded() {
+                // Not serving yet (health says so): the query the index spares, exact.
+                return read::records_of(&inner, &t, &hashes, Some(lists)).await;
+            }
+            index::SuppressedIndex::barrier(&inner).await?;
+            // Only the contacts the index holds are read, all in one query.
+            let (positions, candidates): (Vec<usize>, Vec<[u8; 16]>) = {
+                let reader = inner.index.reader();
+                hashes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| reader.may_block(index::key_of(h), lists))
+                    .map(|(i, h)| (i, *h))
+                    .unzip()
+            };
+            let found = read::records_of(&inner, &t, &candidates, Some(lists)).await?;
+            Ok(found
+                .into_iter()
+                .map(|(k, record)| (positions[k], record))
+                .collect())
+        })
     }
 
     fn due_expiries(
@@ -634,7 +677,10 @@ impl SuppressionStore for PostgresStore {
         if !*self.inner.ready.borrow() {
             return 0;
         }
-        match self.block(|inner| async move { read::suppressed_count(&inner).await }) {
+        match self.block(|inner| async move {
+            index::SuppressedIndex::barrier(&inner).await?;
+            Ok(inner.index.suppressed_len())
+        }) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %super::ErrorChain(&e), "cannot count suppressed addresses");
@@ -644,12 +690,23 @@ impl SuppressionStore for PostgresStore {
     }
 
     fn indexes_loaded(&self) -> bool {
-        true
+        self.inner.index.is_loaded()
     }
 
     #[cfg(test)]
     fn wait_for_index_load(&self) -> Result<(), StoreError> {
-        Ok(())
+        // The store says ready once the index is in.
+        let mut ready = self.inner.ready.subscribe();
+        self.block(move |_| async move {
+            tokio::time::timeout(Duration::from_secs(60), ready.wait_for(|r| *r))
+                .await
+                .map_err(|_| StoreError::Unavailable {
+                    context: "loading the suppressed index".into(),
+                    source: "the database was not ready in time".into(),
+                })?
+                .map_err(|_| StoreError::Closed)?;
+            Ok(())
+        })
     }
 
     fn writer_failure(&self) -> watch::Receiver<Option<String>> {

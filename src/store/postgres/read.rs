@@ -87,26 +87,44 @@ pub(super) async fn records(
         .iter()
         .map(|a| *hasher.hash(tenant.as_str(), a).bytes())
         .collect();
+    records_of(inner, tenant, &hashes, suppressed_or_listed).await
+}
+
+/// [`records`] of addresses given by their keyed hashes.
+pub(super) async fn records_of(
+    inner: &Inner,
+    tenant: &Tenant,
+    hashes: &[[u8; 16]],
+    suppressed_or_listed: Option<bool>,
+) -> Result<Vec<(usize, AddressRecord)>, StoreError> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
     let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
     let client = connection(&inner.pool).await?;
+    // Prepared once per connection: one round trip per read.
     let rows = match suppressed_or_listed {
         None => {
-            client
-                .query(
+            let statement = client
+                .prepare_cached(
                     "SELECT address_hash, record FROM addresses
                      WHERE tenant = $1 AND address_hash = ANY($2) AND record IS NOT NULL",
-                    &[&tenant.as_str(), &keys],
                 )
                 .await
+                .map_err(sql_error("reading addresses"))?;
+            client.query(&statement, &[&tenant.as_str(), &keys]).await
         }
         Some(lists) => {
-            client
-                .query(
+            let statement = client
+                .prepare_cached(
                     "SELECT address_hash, record FROM addresses
                      WHERE tenant = $1 AND address_hash = ANY($2) AND record IS NOT NULL
                        AND (suppressed_since IS NOT NULL OR ($3 AND list_unsubscribed))",
-                    &[&tenant.as_str(), &keys, &lists],
                 )
+                .await
+                .map_err(sql_error("reading addresses"))?;
+            client
+                .query(&statement, &[&tenant.as_str(), &keys, &lists])
                 .await
         }
     }
@@ -122,18 +140,6 @@ pub(super) async fn records(
         .enumerate()
         .filter_map(|(i, h)| found.get(&h[..]).map(|r| (i, r.clone())))
         .collect())
-}
-
-pub(super) async fn suppressed_count(inner: &Inner) -> Result<u64, StoreError> {
-    let client = connection(&inner.pool).await?;
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM addresses WHERE suppressed_since IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(sql_error("counting suppressed addresses"))?;
-    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
 pub(super) async fn event(
