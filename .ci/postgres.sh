@@ -6,6 +6,12 @@
 #   eval "$(.ci/postgres.sh start)"   # exports SUPPRESSD_TEST_DATABASE_URL and PG_TEST_DIR
 #   .ci/postgres.sh stop "$PG_TEST_DIR"
 #
+# For fault tests on a cluster of their own (`start` keeps the cluster's server options in
+# DIR/options, so that it comes back on the same port):
+#
+#   .ci/postgres.sh kill DIR      # crashes it: `pg_ctl stop -m immediate`, no clean shutdown
+#   .ci/postgres.sh restart DIR   # starts it again on the same port and options (crash recovery)
+#
 # As root the cluster belongs to the `postgres` user (initdb refuses to run as root).
 set -euo pipefail
 
@@ -67,12 +73,29 @@ start() {
     port=$(free_port)
     as_owner "$initdb" -D "$dir/data" -U suppressd --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
-    # Throwaway data: no fsync; enough connections for the tests' pools.
-    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=300" \
-        start >&2 || { cat "$dir/server.log" >&2; exit 1; }
+    # Throwaway data: no fsync (a crash of the server alone loses nothing the kernel holds);
+    # enough connections for the tests' pools.
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=300" >"$dir/options"
+    run_server "$dir"
     echo "export SUPPRESSD_TEST_DATABASE_URL='postgres://suppressd@127.0.0.1:$port/postgres'"
     echo "export PG_TEST_DIR='$dir'"
+}
+
+# Starts the cluster in DIR with the options `start` kept.
+run_server() {
+    local dir=$1
+    as_owner "$(find_bin pg_ctl)" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "$(cat "$dir/options")" start >&2 || { cat "$dir/server.log" >&2; exit 1; }
+}
+
+kill_server() {
+    local dir=${1:?usage: postgres.sh kill DIR}
+    as_owner "$(find_bin pg_ctl)" -D "$dir/data" -m immediate -w stop >&2
+}
+
+restart() {
+    local dir=${1:?usage: postgres.sh restart DIR}
+    run_server "$dir"
 }
 
 stop() {
@@ -86,5 +109,7 @@ stop() {
 case "${1:-start}" in
 start) start ;;
 stop) shift; stop "$@" ;;
-*) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+kill) shift; kill_server "$@" ;;
+restart) shift; restart "$@" ;;
+*) echo "usage: $0 start | stop DIR | kill DIR | restart DIR" >&2; exit 2 ;;
 esac

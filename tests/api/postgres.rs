@@ -486,9 +486,14 @@ impl ImportStream {
 
     /// The decisions for `addresses`, screened as one message (each address new to the stream).
     async fn screen(&mut self, addresses: &[String]) -> Vec<ImportDecision> {
+        self.screen_for("race", addresses).await
+    }
+
+    /// The same for the contacts of `tenant`.
+    async fn screen_for(&mut self, tenant: &str, addresses: &[String]) -> Vec<ImportDecision> {
         self.requests
             .send(pb::CheckImportRequest {
-                tenant: "race".into(),
+                tenant: tenant.into(),
                 contacts: addresses
                     .iter()
                     .map(|a| pb::ImportContact {
@@ -635,4 +640,341 @@ async fn a_suppression_acknowledged_on_one_replica_blocks_every_later_screen_on_
             "round {i}: {address} was reactivated on A before the screen was sent to B"
         );
     }
+}
+
+/// A PostgreSQL cluster of the test's own, from `.ci/postgres.sh`: the test may crash it
+/// without touching the cluster the other tests share. Stopped and removed when dropped, also
+/// when the test fails.
+struct PrivateCluster {
+    dir: String,
+    url: String,
+}
+
+/// Runs `.ci/postgres.sh` with `args` and returns what it printed; panics with its errors when
+/// it fails.
+fn postgres_script(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh");
+    let output = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("runs .ci/postgres.sh");
+    assert!(
+        output.status.success(),
+        "postgres.sh {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+impl PrivateCluster {
+    fn start() -> PrivateCluster {
+        let printed = postgres_script(&["start"]);
+        // Lines of the form `export NAME='value'`.
+        let value = |name: &str| {
+            printed
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or_else(|| panic!("postgres.sh start printed no {name}: {printed}"))
+                .to_string()
+        };
+        PrivateCluster {
+            dir: value("PG_TEST_DIR"),
+            url: value("SUPPRESSD_TEST_DATABASE_URL"),
+        }
+    }
+
+    /// Crashes the cluster (`pg_ctl stop -m immediate`): no clean shutdown.
+    async fn kill(&self) {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || postgres_script(&["kill", &dir]))
+            .await
+            .unwrap();
+    }
+
+    /// Starts it again on the same port (after crash recovery).
+    async fn restart(&self) {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || postgres_script(&["restart", &dir]))
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh");
+        let _ = std::process::Command::new(script)
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
+
+/// Results per ReportSendResults call of the fault test.
+const FAULT_BATCH: usize = 10;
+/// How long one call may take at most: a lost database fails calls, it does not hang them.
+const CALL_BOUND: Duration = Duration::from_secs(20);
+
+/// When a batch of the fault test was sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    BeforeCrash,
+    Crashed,
+    Recovered,
+}
+
+/// One ReportSendResults call of the fault test and how it was answered.
+#[derive(Debug)]
+struct SentBatch {
+    replica: usize,
+    phase: Phase,
+    results: Vec<pb::SendResult>,
+    /// Ok when acknowledged; the code and message of the error otherwise.
+    answer: Result<(), (tonic::Code, String)>,
+}
+
+impl SentBatch {
+    fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.results.iter().map(|r| r.address.as_str())
+    }
+}
+
+/// Sends `results` as one ReportSendResults call, bounded by [`CALL_BOUND`].
+async fn report_batch(
+    client: &mut Client,
+    results: Vec<pb::SendResult>,
+) -> Result<pb::ReportSendResultsResponse, tonic::Status> {
+    let call = client.report_send_results(tokio_stream::iter(vec![pb::ReportSendResultsRequest {
+        tenant: "fault".into(),
+        results,
+    }]));
+    match tokio::time::timeout(CALL_BOUND, call).await {
+        Ok(answer) => answer.map(|r| r.into_inner()),
+        Err(_) => panic!("a ReportSendResults call hung for more than {CALL_BOUND:?}"),
+    }
+}
+
+// Several workers: the ingest, the health polls and the script calls run side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: initdb and pg_ctl, or root to install them (docs/postgres.md)"]
+async fn a_cluster_crashed_mid_ingest_keeps_every_acknowledged_result_and_the_replicas_recover() {
+    let cluster = PrivateCluster::start();
+    let mut replicas = [replica(&cluster.url).await, replica(&cluster.url).await];
+
+    // Six clients, three on each replica, each sending batches of fresh hard bounces.
+    let phase = Arc::new(Mutex::new(Phase::BeforeCrash));
+    let ingesting = Arc::new(AtomicBool::new(true));
+    let sent: Arc<Mutex<Vec<SentBatch>>> = Arc::default();
+    let mut clients = Vec::new();
+    for c in 0..6 {
+        let r = c % 2;
+        let mut client = replicas[r].client.clone();
+        let (phase, ingesting, sent) = (phase.clone(), ingesting.clone(), sent.clone());
+        clients.push(tokio::spawn(async move {
+            let mut k = 0;
+            while ingesting.load(Ordering::SeqCst) {
+                let results: Vec<pb::SendResult> = (0..FAULT_BATCH)
+                    .map(|i| {
+                        let id = format!("c{c}-{k}-{i}");
+                        let address = format!("{id}@example.com");
+                        result(&id, &address, Outcome::HardBounce, USER_UNKNOWN)
+                    })
+                    .collect();
+                k += 1;
+                let sent_in = *phase.lock().unwrap();
+                let answer = match report_batch(&mut client, results.clone()).await {
+                    Ok(summary) => {
+                        assert_eq!(
+                            (summary.accepted, summary.duplicates),
+                            (FAULT_BATCH as u64, 0),
+                            "fresh event ids: {summary:?}"
+                        );
+                        Ok(())
+                    }
+                    Err(status) => Err((status.code(), status.message().to_string())),
+                };
+                let failed = answer.is_err();
+                sent.lock().unwrap().push(SentBatch {
+                    replica: r,
+                    phase: sent_in,
+                    results,
+                    answer,
+                });
+                if failed {
+                    // Paces the retries while the database is down (not a correctness wait).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let count = |wanted: &dyn Fn(&SentBatch) -> bool| {
+        sent.lock().unwrap().iter().filter(|b| wanted(b)).count()
+    };
+
+    // Some hundreds acknowledged, then the crash.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count(&|b| b.answer.is_ok()) * FAULT_BATCH < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ingest never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.kill().await;
+    *phase.lock().unwrap() = Phase::Crashed;
+
+    // The ingest goes on against the dead cluster: calls fail on both replicas, which turn
+    // NOT_SERVING.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (0..2)
+        .any(|r| count(&|b| b.replica == r && b.phase == Phase::Crashed && b.answer.is_err()) < 3)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls did not fail on both replicas with the database down"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for app in &replicas {
+        until_health(&app.addr, ServingStatus::NotServing).await;
+    }
+
+    // Back: both replicas serve again without a restart, and take more results.
+    cluster.restart().await;
+    for app in &replicas {
+        until_health(&app.addr, ServingStatus::Serving).await;
+    }
+    *phase.lock().unwrap() = Phase::Recovered;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (0..2)
+        .any(|r| count(&|b| b.replica == r && b.phase == Phase::Recovered && b.answer.is_ok()) < 5)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a replica took no results after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ingesting.store(false, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let (acknowledged, failed): (Vec<&SentBatch>, Vec<&SentBatch>) =
+        sent.iter().partition(|b| b.answer.is_ok());
+
+    // Every failure said the service was unavailable, and none came once both served again.
+    for batch in &failed {
+        let (code, message) = batch.answer.as_ref().unwrap_err();
+        assert_eq!(
+            *code,
+            tonic::Code::Unavailable,
+            "{message} (replica {}, {:?})",
+            batch.replica,
+            batch.phase
+        );
+        assert_ne!(batch.phase, Phase::Recovered, "{message}");
+    }
+
+    let acknowledged_addresses: Vec<String> = acknowledged
+        .iter()
+        .flat_map(|b| b.addresses())
+        .map(String::from)
+        .collect();
+    for app in &mut replicas {
+        // The import screen (the in-memory index) blocks every acknowledged address.
+        let mut screen = ImportStream::open(&mut app.client).await;
+        for chunk in acknowledged_addresses.chunks(1000) {
+            let decisions = screen.screen_for("fault", chunk).await;
+            for (address, decision) in chunk.iter().zip(decisions) {
+                assert_eq!(
+                    decision,
+                    ImportDecision::BlockSuppressed,
+                    "{address} was acknowledged"
+                );
+            }
+        }
+        // And the database says so.
+        for chunk in acknowledged_addresses.chunks(500) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let states = app.batch_states("fault", &chunk, "").await;
+            for (address, state) in chunk.iter().zip(states) {
+                assert_eq!(
+                    state,
+                    AddressState::Suppressed,
+                    "{address} was acknowledged"
+                );
+            }
+        }
+    }
+
+    // Every acknowledged event is recorded: reported again on either replica, a duplicate.
+    for (n, batch) in acknowledged.iter().enumerate() {
+        let again = report_batch(&mut replicas[n % 2].client, batch.results.clone())
+            .await
+            .expect("answered");
+        assert_eq!(
+            (again.accepted, again.duplicates),
+            (0, FAULT_BATCH as u64),
+            "an acknowledged batch of replica {} sent {:?}",
+            batch.replica,
+            batch.phase
+        );
+    }
+    // A failed batch may or may not have been stored; retried, it is recorded once.
+    for (n, batch) in failed.iter().enumerate() {
+        let retried = report_batch(&mut replicas[n % 2].client, batch.results.clone())
+            .await
+            .expect("the retry is answered");
+        assert_eq!(retried.accepted + retried.duplicates, FAULT_BATCH as u64);
+        let again = report_batch(&mut replicas[(n + 1) % 2].client, batch.results.clone())
+            .await
+            .expect("answered");
+        assert_eq!((again.accepted, again.duplicates), (0, FAULT_BATCH as u64));
+    }
+    // Each event id of the test is listed once.
+    let mut listed = std::collections::HashMap::<String, usize>::new();
+    let mut page_token = String::new();
+    loop {
+        let page = replicas[0]
+            .client
+            .list_bounces(pb::ListBouncesRequest {
+                tenant: "fault".into(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("listed")
+            .into_inner();
+        for bounce in page.bounces {
+            *listed.entry(bounce.event_id).or_default() += 1;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let expected: std::collections::HashMap<String, usize> = sent
+        .iter()
+        .flat_map(|b| &b.results)
+        .map(|r| (r.event_id.clone(), 1))
+        .collect();
+    assert_eq!(listed.len(), expected.len());
+    assert!(listed == expected, "an event id is missing or listed twice");
+    let in_phase = |phase: Phase, ok: bool| {
+        sent.iter()
+            .filter(|b| b.phase == phase && b.answer.is_ok() == ok)
+            .count()
+    };
+    eprintln!(
+        "fault test: acknowledged/failed batches before the crash {}/{}, while down {}/{}, \
+         after recovery {}/{}",
+        in_phase(Phase::BeforeCrash, true),
+        in_phase(Phase::BeforeCrash, false),
+        in_phase(Phase::Crashed, true),
+        in_phase(Phase::Crashed, false),
+        in_phase(Phase::Recovered, true),
+        in_phase(Phase::Recovered, false),
+    );
 }
