@@ -19,14 +19,15 @@
 # stopped and every temporary directory removed on exit (BENCH_KEEP=1 keeps the work directory
 # for inspection).
 #
-# Environment: CARGO_TARGET_DIR (default target/), BENCH_BIG_N (default 10,000,000),
+# Environment: CARGO_TARGET_DIR (default target/), BENCH_PREBUILT (a directory holding suppressd and
+# suppressd-bench built earlier: no build), BENCH_BIG_N (default 10,000,000),
 # BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS, BENCH_PHASES (phases of
 # the main run, comma-separated; PostgreSQL runs only with pgload or --engine postgres, the echo
 # only with status, import, ingest, replicas or tls; BENCH_PHASES=load,tls runs only the TLS
 # comparison; replicas runs only with --engine postgres).
 set -euo pipefail
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 N=""
 BIG=0
@@ -78,13 +79,22 @@ STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 UPTIME_START="$(uptime)"
 echo "== suppressd bench ($MODE, N=$N, engine $ENGINE) at $STARTED; load: $UPTIME_START"
 
-echo "== build (cargo build --release)"
-cargo build --release -p suppressd -p suppressd-bench
-BIN="$TARGET/release/suppressd"
-BENCH="$TARGET/release/suppressd-bench"
 # The revision that was built (others may commit while the run goes on).
 GIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT="$GIT (with uncommitted changes)"
+if [ -n "${BENCH_PREBUILT:-}" ]; then
+    # Binaries built earlier (copied aside to compare two builds): no build, and the revision
+    # above is the work tree's, not necessarily theirs.
+    echo "== prebuilt binaries from $BENCH_PREBUILT (no build)"
+    BIN="$BENCH_PREBUILT/suppressd"
+    BENCH="$BENCH_PREBUILT/suppressd-bench"
+    GIT="binaries of $BENCH_PREBUILT; work tree $GIT"
+else
+    echo "== build (cargo build --release)"
+    cargo build --release -p suppressd -p suppressd-bench
+    BIN="$TARGET/release/suppressd"
+    BENCH="$TARGET/release/suppressd-bench"
+fi
 
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 PGBIN="$(pg_bindir)"

@@ -186,9 +186,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 None => tls_reference(&mut m, &args, &ds, &chans).await,
                 Some(tls) => tls_phase(&mut m, &args, &ds, &chans, tls).await,
             },
-            other => bail!(
-                "unknown phase {other:?} (phases: {ALL_PHASES}; also domains, replicas)"
-            ),
+            other => {
+                bail!("unknown phase {other:?} (phases: {ALL_PHASES}; also domains, replicas)")
+            }
         }
         .with_context(|| format!("phase {phase}"))?;
         m.note(
@@ -820,7 +820,10 @@ async fn replicas(
     let sampler = RssSampler::start(args.replica_pid);
     let elapsed = four_streams_with(&clients, &plan, Verdicts::Full).await?;
     let peak = sampler.stop(args.replica_pid).await;
-    m.set("replicas.import.x4.b1000.per_s", per_s(args.contacts, elapsed));
+    m.set(
+        "replicas.import.x4.b1000.per_s",
+        per_s(args.contacts, elapsed),
+    );
     m.set("replicas.import.second_peak_rss_mib", peak as f64 / 1024.0);
 
     let events = args.ingest_events;
