@@ -231,7 +231,9 @@ run_tls() {
         TLS_FAILED="suppressd started with --tls-cert, --tls-key and --auth-file did not answer health SERVING over TLS within 120 s (log above, $log)"
         return 1
     fi
-    echo "suppressd (pid $SPID) SERVING over TLS on 127.0.0.1:$SPORT, data in $WORK/data"
+    local where="data in $WORK/data"
+    [ "$ENGINE" = postgres ] && where="database ${SUPPRESSD_DATABASE_URL##*/}"
+    echo "suppressd (pid $SPID) SERVING over TLS on 127.0.0.1:$SPORT, $where"
     # Status lookups read the store until the known-address index is loaded in the background:
     # measure once it is, as the plaintext server was (the embedded engines' index).
     if [ "$ENGINE" != postgres ]; then
@@ -256,6 +258,7 @@ run_tls() {
         --data-dir "$WORK/data" \
         --n "$N" \
         --contacts "$CONTACTS" \
+        --ingest-events "$EVENTS" \
         --secs "$SECS" \
         --out "$WORK/tls.json" || rc=$?
     stop_pid "$SPID"
