@@ -7,6 +7,8 @@
 #   bench/run.sh --big        also the 10M-address phase (storage, RSS, start-up); slow
 #   bench/run.sh --big-only   only the 10M-address phase
 #   bench/run.sh --engine redb  the server on another storage engine (default sled)
+#   bench/run.sh --engine postgres  the server on a database of the throw-away PostgreSQL cluster,
+#                             then a second replica on the same database (the replicas phase)
 #   bench/run.sh --startup    also time a restart on the main data directory (after its phases)
 #
 # It builds the release binaries, installs PostgreSQL with apt-get if it is missing, starts a
@@ -17,13 +19,15 @@
 # stopped and every temporary directory removed on exit (BENCH_KEEP=1 keeps the work directory
 # for inspection).
 #
-# Environment: CARGO_TARGET_DIR (default target/), BENCH_BIG_N (default 10,000,000),
+# Environment: CARGO_TARGET_DIR (default target/), BENCH_PREBUILT (a directory holding suppressd and
+# suppressd-bench built earlier: no build), BENCH_BIG_N (default 10,000,000),
 # BENCH_SECS (seconds per closed loop), BENCH_CONTACTS, BENCH_EVENTS, BENCH_PHASES (phases of
-# the main run, comma-separated; PostgreSQL runs only with pgload, the echo only with status,
-# import, ingest or tls; BENCH_PHASES=load,tls runs only the TLS comparison).
+# the main run, comma-separated; PostgreSQL runs only with pgload or --engine postgres, the echo
+# only with status, import, ingest, replicas or tls; BENCH_PHASES=load,tls runs only the TLS
+# comparison; replicas runs only with --engine postgres).
 set -euo pipefail
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 N=""
 BIG=0
@@ -60,7 +64,7 @@ else
     MODE="full"
 fi
 BIG_N="${BENCH_BIG_N:-10000000}"
-case "$ENGINE" in sled | redb) ;; *) echo "run.sh: unknown engine $ENGINE (sled or redb)" >&2; exit 2 ;; esac
+case "$ENGINE" in sled | redb | postgres) ;; *) echo "run.sh: unknown engine $ENGINE (sled, redb or postgres)" >&2; exit 2 ;; esac
 # Every suppressd this script starts, directly or through the harness, uses this engine.
 export SUPPRESSD_ENGINE="$ENGINE"
 PHASES="${BENCH_PHASES:-}"
@@ -75,17 +79,30 @@ STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 UPTIME_START="$(uptime)"
 echo "== suppressd bench ($MODE, N=$N, engine $ENGINE) at $STARTED; load: $UPTIME_START"
 
-echo "== build (cargo build --release)"
-cargo build --release -p suppressd -p suppressd-bench
-BIN="$TARGET/release/suppressd"
-BENCH="$TARGET/release/suppressd-bench"
 # The revision that was built (others may commit while the run goes on).
 GIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT="$GIT (with uncommitted changes)"
+if [ -n "${BENCH_PREBUILT:-}" ]; then
+    # Binaries built earlier (copied aside to compare two builds): no build, and the revision
+    # above is the work tree's, not necessarily theirs.
+    echo "== prebuilt binaries from $BENCH_PREBUILT (no build)"
+    BIN="$BENCH_PREBUILT/suppressd"
+    BENCH="$BENCH_PREBUILT/suppressd-bench"
+    GIT="binaries of $BENCH_PREBUILT; work tree $GIT"
+else
+    echo "== build (cargo build --release)"
+    cargo build --release -p suppressd -p suppressd-bench
+    BIN="$TARGET/release/suppressd"
+    BENCH="$TARGET/release/suppressd-bench"
+fi
 
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 PGBIN="$(pg_bindir)"
-if [ "$MAIN" = 1 ] && has_phase pgload && { [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; }; then
+# PostgreSQL runs for the baselines (pgload) and, with --engine postgres, as suppressd's store.
+NEED_PG=0
+{ [ "$MAIN" = 1 ] && has_phase pgload; } && NEED_PG=1
+[ "$ENGINE" = postgres ] && NEED_PG=1
+if [ "$NEED_PG" = 1 ] && { [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; }; then
     echo "== installing PostgreSQL (apt-get)"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -101,6 +118,7 @@ as_pg() {
 WORK="$(mktemp -d /tmp/suppressd-bench.XXXXXX)"
 chmod 755 "$WORK"
 SPID=""
+SPID2=""
 EPID=""
 PG_UP=0
 
@@ -122,6 +140,7 @@ stop_pg() {
 }
 cleanup() {
     stop_pid "$SPID"
+    stop_pid "$SPID2"
     stop_pid "$EPID"
     stop_pg
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
@@ -133,20 +152,47 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start_suppressd() { # data-dir log
-    SPORT="$("$BENCH" free-port)"
-    "$BIN" serve --listen "127.0.0.1:$SPORT" --data-dir "$1" >"$2" 2>&1 &
-    SPID=$!
+# Starts suppressd on a free port and waits for health SERVING; sets LPID and LPORT. With
+# --engine postgres the data directory is unused: the store is $SUPPRESSD_DATABASE_URL.
+launch_suppressd() { # data-dir log
+    LPORT="$("$BENCH" free-port)"
+    "$BIN" serve --listen "127.0.0.1:$LPORT" --data-dir "$1" >"$2" 2>&1 &
+    LPID=$!
+    local where="data in $1"
+    [ "$ENGINE" = postgres ] && where="database ${SUPPRESSD_DATABASE_URL##*/}"
     for _ in $(seq 1 1200); do
-        if "$BIN" healthcheck --addr "http://127.0.0.1:$SPORT" >/dev/null 2>&1; then
-            echo "suppressd (pid $SPID) SERVING on 127.0.0.1:$SPORT, data in $1"
+        if "$BIN" healthcheck --addr "http://127.0.0.1:$LPORT" >/dev/null 2>&1; then
+            echo "suppressd (pid $LPID) SERVING on 127.0.0.1:$LPORT, $where"
             return 0
         fi
-        kill -0 "$SPID" 2>/dev/null || { cat "$2" >&2; echo "suppressd exited" >&2; exit 1; }
+        kill -0 "$LPID" 2>/dev/null || { cat "$2" >&2; echo "suppressd exited" >&2; exit 1; }
         sleep 0.1
     done
     echo "suppressd did not answer SERVING within 120 s" >&2
     exit 1
+}
+start_suppressd() { # data-dir log
+    launch_suppressd "$1" "$2"
+    SPID="$LPID"
+    SPORT="$LPORT"
+}
+
+# What tells the harness where the server keeps its data: its data directory, or with
+# --engine postgres its database (for the database's size instead of the directory's).
+server_store_args() { # data-dir
+    if [ "$ENGINE" = postgres ]; then
+        echo "--server-db"
+        echo "$SUPPRESSD_DATABASE_URL"
+    else
+        echo "--data-dir"
+        echo "$1"
+    fi
+}
+
+# A database of the cluster for suppressd (--engine postgres), apart from the baseline's tables.
+create_database() { # name
+    "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U bench "$1"
+    export SUPPRESSD_DATABASE_URL="postgres://bench@127.0.0.1:$PGPORT/$1"
 }
 
 # The tls phase's second half: suppressd on the main data directory (the plaintext server is
@@ -185,15 +231,19 @@ run_tls() {
         TLS_FAILED="suppressd started with --tls-cert, --tls-key and --auth-file did not answer health SERVING over TLS within 120 s (log above, $log)"
         return 1
     fi
-    echo "suppressd (pid $SPID) SERVING over TLS on 127.0.0.1:$SPORT, data in $WORK/data"
+    local where="data in $WORK/data"
+    [ "$ENGINE" = postgres ] && where="database ${SUPPRESSD_DATABASE_URL##*/}"
+    echo "suppressd (pid $SPID) SERVING over TLS on 127.0.0.1:$SPORT, $where"
     # Status lookups read the store until the known-address index is loaded in the background:
-    # measure once it is, as the plaintext server was.
-    for _ in $(seq 1 1200); do
-        grep -q 'known-address index loaded' "$log" && break
-        sleep 0.1
-    done
-    grep -q 'known-address index loaded' "$log" ||
-        echo "warning: no 'known-address index loaded' in $log after 120 s; measuring anyway" >&2
+    # measure once it is, as the plaintext server was (the embedded engines' index).
+    if [ "$ENGINE" != postgres ]; then
+        for _ in $(seq 1 1200); do
+            grep -q 'known-address index loaded' "$log" && break
+            sleep 0.1
+        done
+        grep -q 'known-address index loaded' "$log" ||
+            echo "warning: no 'known-address index loaded' in $log after 120 s; measuring anyway" >&2
+    fi
     EPORT="$("$BENCH" free-port)"
     "$BENCH" echo-server --listen "127.0.0.1:$EPORT" \
         --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" 2>"$WORK/echo-tls.log" &
@@ -208,6 +258,7 @@ run_tls() {
         --data-dir "$WORK/data" \
         --n "$N" \
         --contacts "$CONTACTS" \
+        --ingest-events "$EVENTS" \
         --secs "$SECS" \
         --out "$WORK/tls.json" || rc=$?
     stop_pid "$SPID"
@@ -220,29 +271,40 @@ run_tls() {
     fi
 }
 
+start_pg() {
+    echo "== PostgreSQL"
+    PGPORT="$("$BENCH" free-port)"
+    mkdir -p "$WORK/pg"
+    chown postgres: "$WORK/pg" 2>/dev/null || true
+    as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
+    # fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
+    # The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
+    # autovacuum in the middle of a measurement (the harness vacuums after loading).
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
+        "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+         -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
+         -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
+    PG_UP=1
+    PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
+    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
+}
+
+if [ "$NEED_PG" = 1 ]; then
+    start_pg
+fi
+if [ "$ENGINE" = postgres ] && [ "$MAIN" = 1 ]; then
+    create_database suppressd
+fi
+
 INPUTS=()
 if [ "$MAIN" = 1 ]; then
     PG_ARGS=()
     ECHO_ARGS=()
     if has_phase pgload; then
-        echo "== PostgreSQL"
-        PGPORT="$("$BENCH" free-port)"
-        mkdir -p "$WORK/pg"
-        chown postgres: "$WORK/pg" 2>/dev/null || true
-        as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log"
-        # fsync and synchronous commit on: a committed insert is durable, as a suppressd write is.
-        # The rest lets PostgreSQL do its best: the data set in shared buffers, no checkpoint and no
-        # autovacuum in the middle of a measurement (the harness vacuums after loading).
-        as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w start -o \
-            "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
-             -c shared_buffers=1GB -c max_connections=300 -c autovacuum=off \
-             -c max_wal_size=16GB -c checkpoint_timeout=1h" >/dev/null
-        PG_UP=1
-        PG_DSN="host=127.0.0.1 port=$PGPORT user=bench dbname=postgres"
-        echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
         PG_ARGS=(--pg "$PG_DSN")
     fi
-    if has_phase status || has_phase import || has_phase ingest || has_phase tls; then
+    if has_phase status || has_phase import || has_phase ingest || has_phase tls ||
+        { [ "$ENGINE" = postgres ] && has_phase replicas; }; then
         EPORT="$("$BENCH" free-port)"
         "$BENCH" echo-server --listen "127.0.0.1:$EPORT" 2>"$WORK/echo.log" &
         EPID=$!
@@ -250,29 +312,70 @@ if [ "$MAIN" = 1 ]; then
     fi
 
     start_suppressd "$WORK/data" "$WORK/suppressd.log"
+    mapfile -t STORE_ARGS < <(server_store_args "$WORK/data")
+    # The measurements, with the running suppressd and the baselines: the phases given (all
+    # when empty) less those of `except`.
+    measure() { # out phases except
+        local out="$1" phases="$2" except="$3"
+        "$BENCH" run \
+            --addr "http://127.0.0.1:$SPORT" \
+            "${ECHO_ARGS[@]}" \
+            "${PG_ARGS[@]}" \
+            ${phases:+--phases "$phases"} \
+            --except "$except" \
+            --server-pid "$SPID" \
+            "${STORE_ARGS[@]}" \
+            --n "$N" \
+            --contacts "$CONTACTS" \
+            --ingest-events "$EVENTS" \
+            --secs "$SECS" \
+            --out "$out"
+    }
 
     echo "== measurements (N=$N, $CONTACTS contacts, $EVENTS events, ${SECS}s loops)"
-    "$BENCH" run \
-        --addr "http://127.0.0.1:$SPORT" \
-        "${ECHO_ARGS[@]}" \
-        "${PG_ARGS[@]}" \
-        ${PHASES:+--phases "$PHASES"} \
-        --server-pid "$SPID" \
-        --data-dir "$WORK/data" \
-        --n "$N" \
-        --contacts "$CONTACTS" \
-        --ingest-events "$EVENTS" \
-        --secs "$SECS" \
-        --out "$WORK/main.json"
+    if [ "$ENGINE" = postgres ]; then
+        # One replica first; then a second replica on the same database for the replicas
+        # phase only (it would otherwise take its share of the cores during the one-replica
+        # figures); then, on one replica again, the tls phase's plaintext reference, right
+        # before the restart with TLS as on the other engines.
+        measure "$WORK/main.json" "$PHASES" replicas,tls
+        INPUTS+=(--in "$WORK/main.json")
+        if has_phase replicas; then
+            echo "== replicas: a second suppressd on the same database, the load split across both"
+            launch_suppressd "$WORK/data2" "$WORK/suppressd-2.log"
+            SPID2="$LPID"
+            "$BENCH" run \
+                --addr "http://127.0.0.1:$SPORT" \
+                --replica-addr "http://127.0.0.1:$LPORT" \
+                --replica-pid "$SPID2" \
+                "${ECHO_ARGS[@]}" \
+                --phases replicas \
+                --server-pid "$SPID" \
+                --n "$N" \
+                --contacts "$CONTACTS" \
+                --ingest-events "$EVENTS" \
+                --secs "$SECS" \
+                --out "$WORK/replicas.json"
+            stop_pid "$SPID2"
+            SPID2=""
+            INPUTS+=(--in "$WORK/replicas.json")
+        fi
+        if has_phase tls; then
+            measure "$WORK/tls-ref.json" tls ""
+            INPUTS+=(--in "$WORK/tls-ref.json")
+        fi
+    else
+        measure "$WORK/main.json" "$PHASES" ""
+        INPUTS+=(--in "$WORK/main.json")
+    fi
     stop_pid "$SPID"
     SPID=""
-    # Nothing else runs during the big phase.
     stop_pid "$EPID"
     EPID=""
-    stop_pg
-    INPUTS+=(--in "$WORK/main.json")
+    # Nothing else runs during the big phase (but the database of --engine postgres).
+    [ "$ENGINE" = postgres ] || stop_pg
     if [ "$STARTUP" = 1 ]; then
-        echo "== start-up on the main data directory"
+        echo "== start-up on the main data directory (database with --engine postgres)"
         "$BENCH" startup \
             --suppressd "$BIN" \
             --data-dir "$WORK/data" \
@@ -297,11 +400,16 @@ fi
 
 if [ "$BIG" = 1 ]; then
     echo "== big phase: $BIG_N addresses"
+    # With --engine postgres, a database of its own (the main one keeps the main data set).
+    if [ "$ENGINE" = postgres ]; then
+        create_database suppressd_big
+    fi
     start_suppressd "$WORK/big" "$WORK/suppressd-big.log"
+    mapfile -t STORE_ARGS < <(server_store_args "$WORK/big")
     "$BENCH" run \
         --addr "http://127.0.0.1:$SPORT" \
         --server-pid "$SPID" \
-        --data-dir "$WORK/big" \
+        "${STORE_ARGS[@]}" \
         --n "$BIG_N" \
         --phases load,storage \
         --prefix big. \

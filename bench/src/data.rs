@@ -31,6 +31,9 @@ pub const INGEST_BASE: u64 = 3 << 40;
 pub const UNARY_BASE: u64 = 4 << 40;
 /// First index of the addresses of the live-feed ingest.
 pub const LIVE_BASE: u64 = 5 << 40;
+/// First index of the addresses of the two-replica ingest (new addresses, as the main
+/// ingest's were when it ran).
+pub const REPLICAS_BASE: u64 = 6 << 40;
 
 /// How far back the `occurred_at` of generated events reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

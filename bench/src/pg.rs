@@ -83,6 +83,23 @@ pub async fn load(dsn: &str, ds: &DataSet) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// `VACUUM ANALYZE` and `CHECKPOINT` on suppressd's own database (`--engine postgres`) after
+/// its load; returns the time they took and the database's size afterwards, in bytes.
+pub async fn settle_database(dsn: &str) -> anyhow::Result<(Duration, u64)> {
+    let c = connect(dsn).await?;
+    let start = Instant::now();
+    // One statement each: VACUUM cannot run inside a transaction block.
+    for sql in ["VACUUM ANALYZE", "CHECKPOINT"] {
+        c.batch_execute(sql).await?;
+    }
+    let settled = start.elapsed();
+    let bytes: i64 = c
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .await?
+        .try_get(0)?;
+    Ok((settled, u64::try_from(bytes).unwrap_or(0)))
+}
+
 /// The two ways to screen a batch of addresses.
 #[derive(Debug, Clone, Copy)]
 pub enum Screen {

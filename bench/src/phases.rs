@@ -39,6 +39,17 @@ pub struct RunArgs {
     /// The server's data directory (for its size on disk).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The server's own PostgreSQL database, with `--engine postgres` (for its size, in place
+    /// of a data directory's).
+    #[arg(long)]
+    pub server_db: Option<String>,
+    /// A second suppressd replica on the same database (`--engine postgres`): the replicas
+    /// phase splits its load across `--addr` and this one.
+    #[arg(long)]
+    pub replica_addr: Option<String>,
+    /// Process id of that second replica (for its memory); 0 = unknown.
+    #[arg(long, default_value_t = 0)]
+    pub replica_pid: u32,
     /// Suppressed addresses in the data set.
     #[arg(long, default_value_t = 1_000_000)]
     pub n: u64,
@@ -71,9 +82,15 @@ pub struct RunArgs {
     /// with it: over TLS with the token, and then the only phase); also import-packed (only the packed CheckImport on one stream, three
     /// times) and import-x4 (four streams, three times, see --x4-format): for profiling the
     /// server; and domains (status and import screens before and after suppressing --domains
-    /// domains; it leaves them suppressed, so run it last).
+    /// domains; it leaves them suppressed, so run it last); and replicas (with
+    /// --replica-addr: status at 256, four-stream CheckImport and the ingest split across two
+    /// replicas of one database).
     #[arg(long, default_value = ALL_PHASES)]
     pub phases: String,
+    /// Comma-separated phases of --phases to leave out (run.sh runs them in another
+    /// invocation).
+    #[arg(long, default_value = "")]
+    pub except: String,
     /// Domains the domains phase suppresses.
     #[arg(long, default_value_t = 100_000)]
     pub domains: u64,
@@ -128,7 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .phases
         .split(',')
         .map(str::trim)
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && !args.except.split(',').any(|e| e.trim() == *p))
         .collect();
     let tls = match &args.tls_ca {
         Some(ca) => {
@@ -164,11 +181,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "ingest-live" => ingest(&mut m, &args, &ds, &chans, Spread::Live).await,
             "unary" => unary(&mut m, &args, &ds, &chans).await,
             "domains" => domains(&mut m, &args, &ds, &chans).await,
+            "replicas" => replicas(&mut m, &args, &ds, &chans).await,
             "tls" => match &tls {
                 None => tls_reference(&mut m, &args, &ds, &chans).await,
                 Some(tls) => tls_phase(&mut m, &args, &ds, &chans, tls).await,
             },
-            other => bail!("unknown phase {other:?} (phases: {ALL_PHASES}; also domains)"),
+            other => {
+                bail!("unknown phase {other:?} (phases: {ALL_PHASES}; also domains, replicas)")
+            }
         }
         .with_context(|| format!("phase {phase}"))?;
         m.note(
@@ -230,6 +250,19 @@ async fn storage(m: &mut Metrics, args: &RunArgs) -> anyhow::Result<()> {
         let du = sys::du_bytes(dir);
         m.set("storage.du_mib", du as f64 / MIB);
         m.set("storage.bytes_per_addr", du as f64 / args.n.max(1) as f64);
+    }
+    if let Some(dsn) = &args.server_db {
+        // The server's database gets what the baseline's table got after its load (the
+        // cluster runs without autovacuum): statistics, a vacuum and a checkpoint, so that the
+        // phases after this one measure their own path. Its size stands for the data
+        // directory's.
+        let (settle, bytes) = pg::settle_database(dsn).await?;
+        m.set("storage.settle_secs", settle.as_secs_f64());
+        m.set("storage.db_mib", bytes as f64 / MIB);
+        m.set(
+            "storage.db_bytes_per_addr",
+            bytes as f64 / args.n.max(1) as f64,
+        );
     }
     if args.server_pid != 0 {
         m.set(
@@ -740,6 +773,86 @@ async fn domains(
             rate,
         );
     }
+    Ok(())
+}
+
+/// Two suppressd replicas of one database (`--engine postgres`), the load split across both:
+/// `--addr` and `--replica-addr` get alternate connections, so that alternate callers of the
+/// status loop, streams 0 and 2 of CheckImport and of the ingest go to the first and streams 1
+/// and 3 to the second. GetSuppressionStatus at concurrency 256 (then the echo at 256 beside
+/// it), CheckImport of the plan on four streams with full verdicts (after one untimed pass,
+/// as the one-replica figure had its warm-up stream), then a durable ingest of the main
+/// ingest's size and mix to new addresses and event ids (`REPLICAS_BASE`). Keys `replicas.*`.
+async fn replicas(
+    m: &mut Metrics,
+    args: &RunArgs,
+    ds: &DataSet,
+    chans: &[Channel],
+) -> anyhow::Result<()> {
+    let Some(second) = &args.replica_addr else {
+        eprintln!("  (no --replica-addr: skipped)");
+        return Ok(());
+    };
+    let others = svc::channels(second, chans.len()).await?;
+    let both: Vec<Channel> = chans
+        .iter()
+        .zip(&others)
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let pool = Arc::new(data::status_pool(ds, 100_000));
+    // Each replica answers from the shared database: the pool's suppressed tenth on both.
+    check_pool(svc::client(&chans[0]), &pool).await?;
+    check_pool(svc::client(&others[0]), &pool).await?;
+    let clients: Arc<Vec<svc::Client>> = Arc::new(both.iter().map(svc::client).collect());
+    status_loop(clients.clone(), pool.clone(), 16, Duration::from_secs(1)).await?;
+    const C: usize = 256;
+    let r = status_loop(clients.clone(), pool.clone(), C, args.duration()).await?;
+    m.set_loop(&format!("replicas.status.c{C}"), &r, false);
+    if let Some(addr) = &args.echo_addr {
+        let chs = svc::channels(addr, args.channels).await?;
+        let echo_clients = Arc::new(chs.iter().map(echo::client).collect::<Vec<_>>());
+        let r = echo_loop(echo_clients, pool.clone(), C, args.duration()).await?;
+        m.set_loop(&format!("replicas.echo.c{C}"), &r, false);
+    }
+
+    let plan = data::import_plan(ds, args.contacts);
+    four_streams_with(&clients, &plan, Verdicts::Full).await?;
+    let sampler = RssSampler::start(args.replica_pid);
+    let elapsed = four_streams_with(&clients, &plan, Verdicts::Full).await?;
+    let peak = sampler.stop(args.replica_pid).await;
+    m.set(
+        "replicas.import.x4.b1000.per_s",
+        per_s(args.contacts, elapsed),
+    );
+    m.set("replicas.import.second_peak_rss_mib", peak as f64 / 1024.0);
+
+    let events = args.ingest_events;
+    let d = *ds;
+    let prefix = format!("{}-replicas", args.ingest_prefix);
+    let prefix = prefix.as_str();
+    let streams: Vec<Vec<pb::ReportSendResultsRequest>> = ranges(events, 4)
+        .into_iter()
+        .map(|r| {
+            svc::Batcher::new(
+                r.map(move |k| {
+                    let (idx, result) =
+                        d.mixed_result_within(prefix, data::REPLICAS_BASE, k, Spread::Days90);
+                    (d.tenant(idx), result)
+                }),
+                1000,
+            )
+            .collect()
+        })
+        .collect();
+    let (sum, elapsed) =
+        svc::ingest(&both, streams.into_iter().map(Vec::into_iter).collect()).await?;
+    eprintln!("  replicas.ingest summary: {sum:?}");
+    if sum.rejected > 0 || sum.accepted + sum.duplicates != events {
+        bail!("the two-replica ingest was not fully accepted: {sum:?}");
+    }
+    m.set("replicas.ingest.events", events as f64);
+    m.set("replicas.ingest.secs", elapsed.as_secs_f64());
+    m.set("replicas.ingest.per_s", per_s(events, elapsed));
     Ok(())
 }
 

@@ -355,7 +355,16 @@ impl PostgresStore {
         self.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().unwrap_or(Err(StoreError::Closed))
+        let wait = || rx.recv().unwrap_or(Err(StoreError::Closed));
+        // On a server's worker thread, the wait hands the thread's other tasks to another
+        // thread first, so that lookups waiting on the database do not hold the server's
+        // workers: as many can wait as the pool has connections.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     /// Runs `work` on the engine's runtime; the returned future may be awaited anywhere.

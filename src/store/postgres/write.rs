@@ -18,6 +18,8 @@ use std::sync::Arc;
 use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
+use pipeline::Pipeline;
+
 use super::read::{decoded, granularity_code};
 use super::{connection, sql_error, Inner};
 use crate::domain::{
@@ -32,6 +34,8 @@ use crate::store::{
     AddressWrite, CounterTouch, Decision, DomainRules, ErrorChain, Granularity, PairDecision,
     PairOutcome, PairWrite, StoreError, WriteOutcome,
 };
+
+mod pipeline;
 
 /// Most writes taken into one group.
 const MAX_GROUP_WRITES: usize = 4096;
@@ -151,6 +155,9 @@ struct ChangeRow {
 /// An address row to make: (hash, address, domain).
 type NewRow<'a> = (&'a [u8; 16], &'a str, &'a str);
 
+/// A domain row's stored activity and marks.
+type DomainBytes = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 struct DomainRow {
     record: DomainRecord,
     changed: bool,
@@ -182,6 +189,8 @@ struct Group<'a> {
     /// group's writes run: whether results go to accept-all domains, whether a delivery may
     /// lift an automatic suppression).
     marks: HashMap<DomainSlot, DomainMarks>,
+    /// Domain rows locked ahead by [`Group::lock_domains`] and not read yet: (activity, marks).
+    locked_domains: HashMap<(String, String), DomainBytes>,
     domain_history: Vec<(String, String, i64, Vec<u8>)>,
     changes: Vec<ChangeRow>,
     effects: Effects,
@@ -224,6 +233,8 @@ async fn commit_group(
         }
     }
     group.lock(ids).await?;
+    let domains = group.domains_to_lock(hasher, &jobs);
+    group.lock_domains(domains).await?;
     for writes in jobs {
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut failed: Option<StoreError> = None;
@@ -273,6 +284,7 @@ impl<'a> Group<'a> {
             delivered: BTreeSet::new(),
             domains: BTreeMap::new(),
             marks: HashMap::new(),
+            locked_domains: HashMap::new(),
             domain_history: Vec::new(),
             changes: Vec::new(),
             effects: Effects::default(),
@@ -280,7 +292,9 @@ impl<'a> Group<'a> {
     }
 
     /// Gives every address of the group a row, locks the rows and reads their records and the
-    /// event ids recorded already.
+    /// event ids recorded already: one round trip (see [`Pipeline`]), the statements in the
+    /// order the replicas share (tenant by tenant in key order, each tenant's rows made, then
+    /// locked in key order).
     async fn lock(&mut self, ids: BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
         let mut by_tenant: BTreeMap<&str, Vec<NewRow<'_>>> = BTreeMap::new();
         for ((t, ah), (address, domain)) in &self.addresses {
@@ -289,30 +303,59 @@ impl<'a> Group<'a> {
                 .or_default()
                 .push((ah, address.as_str(), domain.as_str()));
         }
+        let mut pipeline = Pipeline::default();
         for (tenant, rows) in &by_tenant {
             let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.0[..]).collect();
             let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
             let domains: Vec<&str> = rows.iter().map(|r| r.2).collect();
-            self.tx
-                .execute(
-                    "INSERT INTO addresses (tenant, address_hash, address, domain)
-                     SELECT $1, h, a, d FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u (h, a, d)
-                     ON CONFLICT (tenant, address_hash) DO NOTHING",
-                    &[tenant, &hashes, &texts, &domains],
-                )
-                .await
-                .map_err(sql_error("making address rows"))?;
-            let locked = self
-                .tx
-                .query(
-                    "SELECT address_hash, record FROM addresses
-                     WHERE tenant = $1 AND address_hash = ANY($2)
-                     ORDER BY address_hash FOR UPDATE",
-                    &[tenant, &hashes],
-                )
-                .await
-                .map_err(sql_error("locking address rows"))?;
-            for row in locked {
+            pipeline.push(
+                "making address rows",
+                "INSERT INTO addresses (tenant, address_hash, address, domain)
+                 SELECT $1, h, a, d FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u (h, a, d)
+                 ON CONFLICT (tenant, address_hash) DO NOTHING",
+                vec![
+                    Box::new(*tenant),
+                    Box::new(hashes.clone()),
+                    Box::new(texts),
+                    Box::new(domains),
+                ],
+            );
+            pipeline.push(
+                "locking address rows",
+                "SELECT address_hash, record FROM addresses
+                 WHERE tenant = $1 AND address_hash = ANY($2)
+                 ORDER BY address_hash FOR UPDATE",
+                vec![Box::new(*tenant), Box::new(hashes)],
+            );
+        }
+        // The marks of the group's domains, as the group finds them (whether results go to
+        // accept-all domains, whether a delivery may lift an automatic suppression).
+        let mut marks_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for ((t, _), (_, domain)) in &self.addresses {
+            marks_of.entry(t).or_default().insert(domain.as_str());
+        }
+        for (tenant, domains) in &marks_of {
+            pipeline.push(
+                "reading domain marks",
+                "SELECT domain, marks FROM domains
+                 WHERE tenant = $1 AND domain = ANY($2) AND marks IS NOT NULL",
+                vec![
+                    Box::new(*tenant),
+                    Box::new(domains.iter().copied().collect::<Vec<&str>>()),
+                ],
+            );
+        }
+        for (tenant, ids) in &ids {
+            pipeline.push(
+                "reading recorded events",
+                "SELECT event_id, event FROM events WHERE tenant = $1 AND event_id = ANY($2)",
+                vec![Box::new(tenant.as_str()), Box::new(ids)],
+            );
+        }
+        let mut answers = pipeline.run(self.tx).await?.into_iter();
+        for tenant in by_tenant.keys() {
+            let _made = answers.next();
+            for row in answers.next().unwrap_or_default() {
                 let hash: Vec<u8> = row.get(0);
                 let Ok(ah) = <[u8; 16]>::try_from(hash.as_slice()) else {
                     return Err(StoreError::corrupt(
@@ -329,38 +372,94 @@ impl<'a> Group<'a> {
                 self.records.insert((tenant.to_string(), ah), record);
             }
         }
-        let mut domains: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for ((t, _), (_, domain)) in &self.addresses {
-            domains.entry(t).or_default().insert(domain.as_str());
-        }
-        for (tenant, domains) in domains {
-            let domains: Vec<&str> = domains.into_iter().collect();
-            let rows = self
-                .tx
-                .query(
-                    "SELECT domain, marks FROM domains
-                     WHERE tenant = $1 AND domain = ANY($2) AND marks IS NOT NULL",
-                    &[&tenant, &domains],
-                )
-                .await
-                .map_err(sql_error("reading domain marks"))?;
-            for row in rows {
+        for tenant in marks_of.keys() {
+            for row in answers.next().unwrap_or_default() {
                 let marks: DomainMarks = decoded("domains.marks", &row.get::<_, Vec<u8>>(1))?;
                 self.marks.insert((tenant.to_string(), row.get(0)), marks);
             }
         }
-        for (tenant, ids) in ids {
-            let rows = self
-                .tx
-                .query(
-                    "SELECT event_id, event FROM events WHERE tenant = $1 AND event_id = ANY($2)",
-                    &[&tenant, &ids],
-                )
-                .await
-                .map_err(sql_error("reading recorded events"))?;
-            for row in rows {
+        for tenant in ids.keys() {
+            for row in answers.next().unwrap_or_default() {
                 let event: RecordedEvent = decoded("events.event", &row.get::<_, Vec<u8>>(1))?;
                 self.recorded.insert((tenant.clone(), row.get(0)), event);
+            }
+        }
+        Ok(())
+    }
+
+    /// The domains [`Group::lock_domains`] locks ahead, by tenant.
+    fn domains_to_lock(
+        &self,
+        hasher: &crate::store::address_hash::AddressHasher,
+        jobs: &[Vec<AddressWrite>],
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for w in jobs.iter().flatten() {
+            let Some(event) = &w.event else { continue };
+            let t = w.tenant.as_str();
+            let domain = w.address.domain();
+            let delivered = event.classification.bounce_type == BounceType::Delivered;
+            let news = delivered
+                && self
+                    .stamps
+                    .get(&(t.to_string(), domain.to_string()))
+                    .is_none_or(|&h| h < Granularity::Hourly.bucket(event.occurred_at));
+            let concerns = || {
+                let ah = hasher.hash(t, w.address.as_str());
+                let before = self
+                    .original
+                    .get(&(t.to_string(), *ah.bytes()))
+                    .and_then(Option::as_ref);
+                self.rules
+                    .as_ref()
+                    .is_some_and(|r| r.concerns(event, before))
+            };
+            if news || concerns() {
+                wanted
+                    .entry(t.to_string())
+                    .or_default()
+                    .insert(domain.to_string());
+            }
+        }
+        wanted
+    }
+
+    /// Locks and reads, in one round trip, the rows of the domains that the group's send
+    /// results will likely read ([`Group::plan_domain`]): those of a delivery newer than the
+    /// domain's last known one, and those the domain rules are concerned with given the address's
+    /// record as locked. Taken tenant by tenant, each in key order, after the address rows as
+    /// before. A domain missed here (a record the group changes before the event) is locked
+    /// when it is first needed, as without this.
+    async fn lock_domains(
+        &mut self,
+        wanted: BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), StoreError> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = Pipeline::default();
+        for (tenant, domains) in &wanted {
+            let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+            pipeline.push(
+                "making domain rows",
+                "INSERT INTO domains (tenant, domain) SELECT $1, d FROM unnest($2::text[]) AS u (d)
+                 ON CONFLICT (tenant, domain) DO NOTHING",
+                vec![Box::new(tenant.as_str()), Box::new(domains.clone())],
+            );
+            pipeline.push(
+                "locking domain rows",
+                "SELECT domain, activity, marks FROM domains
+                 WHERE tenant = $1 AND domain = ANY($2)
+                 ORDER BY domain FOR UPDATE",
+                vec![Box::new(tenant.as_str()), Box::new(domains)],
+            );
+        }
+        let mut answers = pipeline.run(self.tx).await?.into_iter();
+        for tenant in wanted.keys() {
+            let _made = answers.next();
+            for row in answers.next().unwrap_or_default() {
+                self.locked_domains
+                    .insert((tenant.clone(), row.get(0)), (row.get(1), row.get(2)));
             }
         }
         Ok(())
@@ -773,23 +872,32 @@ impl<'a> Group<'a> {
         if let Some(row) = self.domains.get(&(t.to_string(), domain.to_string())) {
             return Ok(row.record.clone());
         }
-        self.tx
-            .execute(
-                "INSERT INTO domains (tenant, domain) VALUES ($1, $2)
-                 ON CONFLICT (tenant, domain) DO NOTHING",
-                &[&t, &domain],
-            )
-            .await
-            .map_err(sql_error("making a domain row"))?;
-        let row = self
-            .tx
-            .query_one(
-                "SELECT activity, marks FROM domains WHERE tenant = $1 AND domain = $2 FOR UPDATE",
-                &[&t, &domain],
-            )
-            .await
-            .map_err(sql_error("locking a domain row"))?;
-        let record = super::domains::record_of(row.get(0), row.get(1))?;
+        let (activity, marks) = match self
+            .locked_domains
+            .remove(&(t.to_string(), domain.to_string()))
+        {
+            Some(locked) => locked,
+            None => {
+                self.tx
+                    .execute(
+                        "INSERT INTO domains (tenant, domain) VALUES ($1, $2)
+                         ON CONFLICT (tenant, domain) DO NOTHING",
+                        &[&t, &domain],
+                    )
+                    .await
+                    .map_err(sql_error("making a domain row"))?;
+                let row = self
+                    .tx
+                    .query_one(
+                        "SELECT activity, marks FROM domains WHERE tenant = $1 AND domain = $2 FOR UPDATE",
+                        &[&t, &domain],
+                    )
+                    .await
+                    .map_err(sql_error("locking a domain row"))?;
+                (row.get(0), row.get(1))
+            }
+        };
+        let record = super::domains::record_of(activity, marks)?;
         // As locked: newer than what the group read before its writes ran.
         let slot = (t.to_string(), domain.to_string());
         if record.marks().is_empty() {
@@ -873,7 +981,10 @@ impl<'a> Group<'a> {
         Ok(Ok(Some((domain.to_string(), current, record, changes))))
     }
 
-    /// Writes the group's rows.
+    /// Writes the group's rows, in four round trips: the history's sequence numbers; then
+    /// every row in one pipeline (see [`Pipeline`]), the change log's counter taken last and
+    /// held until COMMIT (so that writers number their changes one after the other, in commit
+    /// order); then the numbered changes.
     async fn flush(&mut self) -> Result<(), StoreError> {
         let tx = self.tx;
         // Sequence numbers of history entries (and of the events that share them), in the
@@ -881,18 +992,23 @@ impl<'a> Group<'a> {
         let wanted = self.history.len() + self.domain_history.len();
         let mut seqs: Vec<i64> = Vec::new();
         if wanted > 0 {
-            seqs = tx
-                .query(
-                    "SELECT nextval('history_seq') FROM generate_series(1, $1::int8)",
-                    &[&i64::try_from(wanted).unwrap_or(i64::MAX)],
-                )
-                .await
-                .map_err(sql_error("numbering history entries"))?
+            let mut numbering = Pipeline::default();
+            numbering.push(
+                "numbering history entries",
+                "SELECT nextval('history_seq') FROM generate_series(1, $1::int8)",
+                vec![Box::new(i64::try_from(wanted).unwrap_or(i64::MAX))],
+            );
+            seqs = numbering
+                .run(tx)
+                .await?
+                .concat()
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
             seqs.sort_unstable();
         }
+        let mut pipeline = Pipeline::default();
+        let mut events_at = None;
         if !self.events.is_empty() {
             let e = &self.events;
             let tenants: Vec<&str> = e.iter().map(|r| r.tenant.as_str()).collect();
@@ -905,30 +1021,29 @@ impl<'a> Group<'a> {
             let types: Vec<i16> = e.iter().map(|r| r.bounce_type).collect();
             let bounces: Vec<bool> = e.iter().map(|r| r.is_bounce).collect();
             let bytes: Vec<&[u8]> = e.iter().map(|r| r.bytes.as_slice()).collect();
-            let inserted = tx
-                .query(
-                    "INSERT INTO events (tenant, event_id, address_hash, occurred_at, seq, source,
-                                         campaign, bounce_type, is_bounce, event)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int8[],
-                                          $5::int8[], $6::text[], $7::text[], $8::int2[],
-                                          $9::bool[], $10::bytea[])
-                     ON CONFLICT (tenant, event_id) DO NOTHING
-                     RETURNING event_id",
-                    &[
-                        &tenants, &ids, &hashes, &at, &seq, &sources, &campaigns, &types, &bounces,
-                        &bytes,
-                    ],
-                )
-                .await
-                .map_err(sql_error("storing events"))?;
-            if inserted.len() != e.len() {
-                // Another writer recorded one of these event ids (for another address) after
-                // this group read them: nothing of the group is kept, the caller may retry.
-                return Err(StoreError::engine(
-                    "storing events",
-                    "an event id was recorded meanwhile by another writer",
-                ));
-            }
+            events_at = Some(pipeline.len());
+            pipeline.push(
+                "storing events",
+                "INSERT INTO events (tenant, event_id, address_hash, occurred_at, seq, source,
+                                     campaign, bounce_type, is_bounce, event)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int8[],
+                                      $5::int8[], $6::text[], $7::text[], $8::int2[],
+                                      $9::bool[], $10::bytea[])
+                 ON CONFLICT (tenant, event_id) DO NOTHING
+                 RETURNING event_id",
+                vec![
+                    Box::new(tenants),
+                    Box::new(ids),
+                    Box::new(hashes),
+                    Box::new(at),
+                    Box::new(seq),
+                    Box::new(sources),
+                    Box::new(campaigns),
+                    Box::new(types),
+                    Box::new(bounces),
+                    Box::new(bytes),
+                ],
+            );
         }
         if !self.history.is_empty() {
             let h = &self.history;
@@ -938,60 +1053,104 @@ impl<'a> Group<'a> {
             let seq: Vec<i64> = seqs[..h.len()].to_vec();
             let ids: Vec<Option<&str>> = h.iter().map(|r| r.event_id.as_deref()).collect();
             let entries: Vec<&[u8]> = h.iter().map(|r| r.entry.as_slice()).collect();
-            tx.execute(
+            pipeline.push(
+                "storing history",
                 "INSERT INTO history (tenant, address_hash, at, seq, event_id, entry)
                  SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::text[],
                                       $6::bytea[])",
-                &[&tenants, &hashes, &at, &seq, &ids, &entries],
-            )
-            .await
-            .map_err(sql_error("storing history"))?;
+                vec![
+                    Box::new(tenants),
+                    Box::new(hashes),
+                    Box::new(at),
+                    Box::new(seq),
+                    Box::new(ids),
+                    Box::new(entries),
+                ],
+            );
         }
-        self.flush_addresses().await?;
-        self.flush_counters().await?;
-        if !self.domains.is_empty() || !self.domain_history.is_empty() {
-            for ((t, d), row) in &self.domains {
-                if row.changed {
-                    let (marks, since) = super::domains::mark_columns(&row.record)?;
-                    tx.execute(
-                        "UPDATE domains SET activity = $3, marks = $4, suppressed_since = $5
-                         WHERE tenant = $1 AND domain = $2",
-                        &[
-                            t,
-                            d,
-                            &encode(&DomainActivity::of(&row.record))?,
-                            &marks,
-                            &since,
-                        ],
-                    )
-                    .await
-                    .map_err(sql_error("storing a domain's activity"))?;
-                }
+        self.push_addresses(&mut pipeline)?;
+        self.push_counters(&mut pipeline);
+        let changed: Vec<_> = self.domains.iter().filter(|(_, row)| row.changed).collect();
+        if !changed.is_empty() {
+            let mut activities = Vec::with_capacity(changed.len());
+            let mut marks = Vec::with_capacity(changed.len());
+            let mut since = Vec::with_capacity(changed.len());
+            for (_, row) in &changed {
+                activities.push(encode(&DomainActivity::of(&row.record))?);
+                let (m, s) = super::domains::mark_columns(&row.record)?;
+                marks.push(m);
+                since.push(s);
             }
+            // The rows exist (locked by this group): the upsert updates each one's activity and marks.
+            pipeline.push(
+                "storing domains' activity",
+                "INSERT INTO domains (tenant, domain, activity, marks, suppressed_since)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::int8[])
+                 ON CONFLICT (tenant, domain) DO UPDATE SET activity = EXCLUDED.activity,
+                     marks = EXCLUDED.marks, suppressed_since = EXCLUDED.suppressed_since",
+                vec![
+                    Box::new(
+                        changed
+                            .iter()
+                            .map(|((t, _), _)| t.as_str())
+                            .collect::<Vec<_>>(),
+                    ),
+                    Box::new(
+                        changed
+                            .iter()
+                            .map(|((_, d), _)| d.as_str())
+                            .collect::<Vec<_>>(),
+                    ),
+                    Box::new(activities),
+                    Box::new(marks),
+                    Box::new(since),
+                ],
+            );
+        }
+        if !self.domain_history.is_empty() {
+            let dh = &self.domain_history;
             let offset = self.history.len();
-            for (i, (t, d, at, change)) in self.domain_history.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO domain_history (tenant, domain, at, seq, change)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[t, d, at, &seqs[offset + i], change],
-                )
-                .await
-                .map_err(sql_error("storing a domain's history"))?;
+            pipeline.push(
+                "storing domains' history",
+                "INSERT INTO domain_history (tenant, domain, at, seq, change)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[])",
+                vec![
+                    Box::new(dh.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()),
+                    Box::new(dh.iter().map(|r| r.1.as_str()).collect::<Vec<_>>()),
+                    Box::new(dh.iter().map(|r| r.2).collect::<Vec<_>>()),
+                    Box::new(seqs[offset..offset + dh.len()].to_vec()),
+                    Box::new(dh.iter().map(|r| r.3.as_slice()).collect::<Vec<_>>()),
+                ],
+            );
+        }
+        let n = i64::try_from(self.changes.len()).unwrap_or(i64::MAX);
+        let mut counter_at = None;
+        if n > 0 {
+            counter_at = Some(pipeline.len());
+            pipeline.push(
+                "numbering changes",
+                "UPDATE change_counter SET last_seq = last_seq + $1 WHERE id = 1
+                 RETURNING last_seq",
+                vec![Box::new(n)],
+            );
+        }
+        let answers = pipeline.run(tx).await?;
+        if let Some(i) = events_at {
+            if answers.get(i).map_or(0, Vec::len) != self.events.len() {
+                // Another writer recorded one of these event ids (for another address) after
+                // this group read them: nothing of the group is kept, the caller may retry.
+                return Err(StoreError::engine(
+                    "storing events",
+                    "an event id was recorded meanwhile by another writer",
+                ));
             }
         }
-        if !self.changes.is_empty() {
-            let n = i64::try_from(self.changes.len()).unwrap_or(i64::MAX);
-            // Taken last and held until COMMIT: writers number their changes one after the
-            // other, so sequence numbers are in commit order.
-            let last: i64 = tx
-                .query_one(
-                    "UPDATE change_counter SET last_seq = last_seq + $1 WHERE id = 1
-                     RETURNING last_seq",
-                    &[&n],
-                )
-                .await
-                .map_err(sql_error("numbering changes"))?
-                .get(0);
+        if let Some(i) = counter_at {
+            let last: i64 = answers
+                .get(i)
+                .and_then(|rows| rows.first())
+                .map(|r| r.get(0))
+                .ok_or_else(|| StoreError::engine("numbering changes", "no change counter row"))?;
             let c = &self.changes;
             let tenants: Vec<&str> = c.iter().map(|r| r.tenant.as_str()).collect();
             let seq: Vec<i64> = (last - n + 1..=last).collect();
@@ -1000,22 +1159,29 @@ impl<'a> Group<'a> {
             let at: Vec<i64> = c.iter().map(|r| r.at).collect();
             let kinds: Vec<i16> = c.iter().map(|r| r.kind).collect();
             let bytes: Vec<&[u8]> = c.iter().map(|r| r.bytes.as_slice()).collect();
-            tx.execute(
+            let mut logging = Pipeline::default();
+            logging.push(
+                "storing changes",
                 "INSERT INTO changes (tenant, seq, at, kind, address_hash, change)
                  SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int2[], $5::bytea[],
                                       $6::bytea[])",
-                &[&tenants, &seq, &at, &kinds, &hashes, &bytes],
-            )
-            .await
-            .map_err(sql_error("storing changes"))?;
+                vec![
+                    Box::new(tenants),
+                    Box::new(seq),
+                    Box::new(at),
+                    Box::new(kinds),
+                    Box::new(hashes),
+                    Box::new(bytes),
+                ],
+            );
+            logging.run(tx).await?;
             self.effects.last_change = u64::try_from(last).ok();
         }
         Ok(())
     }
 
     /// The address rows: new records, their expiries, and rows of addresses left without one.
-    async fn flush_addresses(&mut self) -> Result<(), StoreError> {
-        let tx = self.tx;
+    fn push_addresses<'p>(&'p self, pipeline: &mut Pipeline<'p>) -> Result<(), StoreError> {
         if !self.dirty.is_empty() {
             let mut tenants = Vec::new();
             let mut hashes = Vec::new();
@@ -1077,7 +1243,8 @@ impl<'a> Group<'a> {
                     due.2.push(end.micros());
                 }
             }
-            tx.execute(
+            pipeline.push(
+                "storing address records",
                 "INSERT INTO addresses (tenant, address_hash, address, domain, record,
                                         suppressed_since, suppression_reason, suppression_source,
                                         suppression_expires, list_unsubscribed, needs_enrichment,
@@ -1094,31 +1261,37 @@ impl<'a> Group<'a> {
                      list_unsubscribed = EXCLUDED.list_unsubscribed,
                      needs_enrichment = EXCLUDED.needs_enrichment,
                      forgotten = EXCLUDED.forgotten",
-                &[
-                    &tenants, &hashes, &texts, &domains, &records, &since, &reasons, &sources,
-                    &expires, &listed, &enrich, &forgotten,
+                vec![
+                    Box::new(tenants),
+                    Box::new(hashes),
+                    Box::new(texts),
+                    Box::new(domains),
+                    Box::new(records),
+                    Box::new(since),
+                    Box::new(reasons),
+                    Box::new(sources),
+                    Box::new(expires),
+                    Box::new(listed),
+                    Box::new(enrich),
+                    Box::new(forgotten),
                 ],
-            )
-            .await
-            .map_err(sql_error("storing address records"))?;
+            );
             if !gone.0.is_empty() {
-                tx.execute(
+                pipeline.push(
+                    "removing expiries",
                     "DELETE FROM expiries WHERE (tenant, address_hash, ends_at) IN
                          (SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[]))",
-                    &[&gone.0, &gone.1, &gone.2],
-                )
-                .await
-                .map_err(sql_error("removing expiries"))?;
+                    vec![Box::new(gone.0), Box::new(gone.1), Box::new(gone.2)],
+                );
             }
             if !due.0.is_empty() {
-                tx.execute(
+                pipeline.push(
+                    "storing expiries",
                     "INSERT INTO expiries (tenant, address_hash, ends_at)
                      SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[])
                      ON CONFLICT DO NOTHING",
-                    &[&due.0, &due.1, &due.2],
-                )
-                .await
-                .map_err(sql_error("storing expiries"))?;
+                    vec![Box::new(due.0), Box::new(due.1), Box::new(due.2)],
+                );
             }
         }
         // Rows this group made only to lock them, left without a record.
@@ -1129,20 +1302,18 @@ impl<'a> Group<'a> {
             }
         }
         for (tenant, hashes) in empty {
-            tx.execute(
+            pipeline.push(
+                "removing empty address rows",
                 "DELETE FROM addresses WHERE tenant = $1 AND address_hash = ANY($2)
                  AND record IS NULL",
-                &[&tenant, &hashes],
-            )
-            .await
-            .map_err(sql_error("removing empty address rows"))?;
+                vec![Box::new(tenant), Box::new(hashes)],
+            );
         }
         Ok(())
     }
 
     /// Counters (adding upserts, in key order), dimension values and delivered addresses.
-    async fn flush_counters(&mut self) -> Result<(), StoreError> {
-        let tx = self.tx;
+    fn push_counters<'p>(&'p self, pipeline: &mut Pipeline<'p>) {
         if !self.counters.is_empty() {
             let (mut tenants, mut dims, mut values) = (Vec::new(), Vec::new(), Vec::new());
             let (mut grains, mut buckets) = (Vec::new(), Vec::new());
@@ -1157,7 +1328,20 @@ impl<'a> Group<'a> {
                     col.push(*value);
                 }
             }
-            tx.execute(
+            let mut params: Vec<pipeline::Param<'p>> = vec![
+                Box::new(tenants),
+                Box::new(dims),
+                Box::new(values),
+                Box::new(grains),
+                Box::new(buckets),
+            ];
+            params.extend(
+                counts
+                    .into_iter()
+                    .map(|c| Box::new(c) as pipeline::Param<'p>),
+            );
+            pipeline.push(
+                "storing counters",
                 "INSERT INTO counters (tenant, dimension, value, granularity, bucket, sent,
                                        delivered, hard, soft, block, complaint, unsubscribe,
                                        to_accept_all)
@@ -1173,26 +1357,20 @@ impl<'a> Group<'a> {
                      complaint = counters.complaint + EXCLUDED.complaint,
                      unsubscribe = counters.unsubscribe + EXCLUDED.unsubscribe,
                      to_accept_all = counters.to_accept_all + EXCLUDED.to_accept_all",
-                &[
-                    &tenants, &dims, &values, &grains, &buckets, &counts[0], &counts[1],
-                    &counts[2], &counts[3], &counts[4], &counts[5], &counts[6], &counts[7],
-                ],
-            )
-            .await
-            .map_err(sql_error("storing counters"))?;
+                params,
+            );
         }
         if !self.values.is_empty() {
             let tenants: Vec<&str> = self.values.iter().map(|v| v.0.as_str()).collect();
             let dims: Vec<i16> = self.values.iter().map(|v| v.1).collect();
             let values: Vec<&str> = self.values.iter().map(|v| v.2.as_str()).collect();
-            tx.execute(
+            pipeline.push(
+                "storing dimension values",
                 "INSERT INTO dimension_values (tenant, dimension, value)
                  SELECT * FROM unnest($1::text[], $2::int2[], $3::text[])
                  ON CONFLICT DO NOTHING",
-                &[&tenants, &dims, &values],
-            )
-            .await
-            .map_err(sql_error("storing dimension values"))?;
+                vec![Box::new(tenants), Box::new(dims), Box::new(values)],
+            );
         }
         if !self.delivered.is_empty() {
             let d = &self.delivered;
@@ -1200,16 +1378,19 @@ impl<'a> Group<'a> {
             let domains: Vec<&str> = d.iter().map(|r| r.1.as_str()).collect();
             let hashes: Vec<&[u8]> = d.iter().map(|r| &r.2[..]).collect();
             let locals: Vec<&str> = d.iter().map(|r| r.3.as_str()).collect();
-            tx.execute(
+            pipeline.push(
+                "storing delivered addresses",
                 "INSERT INTO delivered_addresses (tenant, domain, address_hash, local_part)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
                  ON CONFLICT DO NOTHING",
-                &[&tenants, &domains, &hashes, &locals],
-            )
-            .await
-            .map_err(sql_error("storing delivered addresses"))?;
+                vec![
+                    Box::new(tenants),
+                    Box::new(domains),
+                    Box::new(hashes),
+                    Box::new(locals),
+                ],
+            );
         }
-        Ok(())
     }
 }
 
