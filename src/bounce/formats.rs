@@ -221,6 +221,21 @@ impl Formats {
         if found.is_empty() && m.header("x-failed-recipients").is_none() {
             // a report that names no recipient: the original message's one recipient
             let quoted = super::mime::parse_header_block(text.get(end..).unwrap_or(""));
+            // a mailing list's post is addressed to the list (its List-Post address), a news
+            // article to its newsgroups: neither is the subscriber whose delivery failed
+            let originals = [m.original.as_ref(), Some(&quoted)];
+            let header = |name: &str| {
+                originals
+                    .iter()
+                    .flatten()
+                    .find_map(|h| super::mime::header(h, name))
+            };
+            let news = header("newsgroups").is_some();
+            let list_address = header("list-post")
+                .and_then(|p| ADDRESS.find(p))
+                .map(|a| a.as_str().to_ascii_lowercase());
+            let not_the_list =
+                |a: &str| !news && list_address.as_deref() != Some(&a.to_ascii_lowercase());
             let to = m
                 .original
                 .as_ref()
@@ -229,13 +244,17 @@ impl Formats {
                 .unwrap_or("");
             let mut all = ADDRESS.find_iter(to);
             if let (Some(only), None) = (all.next(), all.next()) {
-                found.push(Found {
-                    recipient: only.as_str().to_string(),
-                    ..Found::default()
-                });
+                if not_the_list(only.as_str()) {
+                    found.push(Found {
+                        recipient: only.as_str().to_string(),
+                        ..Found::default()
+                    });
+                }
             } else if to.is_empty() {
                 // no To quoted: the one address the quoted original was received for
-                if let Some(only) = received_for(text.get(end..).unwrap_or("")) {
+                if let Some(only) =
+                    received_for(text.get(end..).unwrap_or("")).filter(|a| not_the_list(a))
+                {
                     found.push(Found {
                         recipient: only,
                         ..Found::default()
