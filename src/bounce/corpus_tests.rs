@@ -14,7 +14,9 @@
 //! tuned to it. A second tuning set (tests/data/dsn-extra: messages of the same corpus in
 //! neither part) and a third (tests/data/dsn-third: the corpus's history and Sisimai's own test
 //! data, in neither of the others nor versions of their messages) are held to the same floors
-//! as the tuning part, so that a change made for some messages is checked on others.
+//! as the tuning part, so that a change made for some messages is checked on others. A fourth
+//! (tests/data/dsn-fourth: real bounces from the test data of other bounce and mail libraries)
+//! was read before any change made for it, as a check that does not come from Sisimai's corpus.
 //! Deliberate divergences from Sisimai are listed in docs/bounce-messages.md.
 //! Run with `--nocapture` to see the matrices and the rows of the tuning part that differ.
 
@@ -48,7 +50,10 @@ const NOT_HARD_REASONS: &[&str] = &[
 
 /// Recipients equal, address-level reasons hard, sender-side and temporary reasons not hard (%).
 const TUNING_FLOORS: [f64; 3] = [98.0, 97.0, 97.0];
-const HELD_BACK_FLOORS: [f64; 3] = [95.5, 85.0, 91.1];
+const HELD_BACK_FLOORS: [f64; 3] = [98.5, 95.0, 94.1];
+/// The fourth set: the recipients' level reached so far (Sisimai's own readers of two old
+/// formats take the Original-Recipient, docs/bounce-messages.md), the floors otherwise.
+const FOURTH_FLOORS: [f64; 3] = [95.5, 97.0, 97.0];
 
 /// Messages where we differ from Sisimai on purpose (docs/bounce-messages.md says why): left
 /// out of the floors, printed beside them.
@@ -500,4 +505,5 @@ fn sisimai_message_corpus_meets_the_floors() {
     held.check("held-back part", HELD_BACK_FLOORS);
     more.check("second tuning set", TUNING_FLOORS);
     newest.check("third tuning set", TUNING_FLOORS);
+    other.check("fourth tuning set", FOURTH_FLOORS);
 }

@@ -237,3 +237,49 @@ fn list_intro(above: &str) -> Option<String> {
             .to_string()
     })
 }
+
+/// An RFC 8098 disposition notification that says the message was deleted by an automatic
+/// action: how a Sieve `reject` (RFC 5429) refuses a message after it was accepted (Dovecot,
+/// Cyrus: `Your message to <a@b> was automatically rejected: Quota exceeded`). The recipient
+/// is the notification's Final-Recipient (or Original-Recipient); the reason, the
+/// human-readable part. A read receipt, or a message a person deleted, is no failure: `None`.
+pub fn read_rejection(m: &Walked) -> Option<Vec<Found>> {
+    let part = m
+        .parts
+        .iter()
+        .find(|p| p.content_type == "message/disposition-notification")?;
+    let fields = mime::field_blocks(&part.text).into_iter().next()?;
+    let get = |name: &str| mime::header(&fields, name);
+    let disposition = get("disposition")?.to_ascii_lowercase();
+    let (mode, kind) = disposition.split_once(';')?;
+    if !mode.trim().starts_with("automatic-action") || kind.trim() != "deleted" {
+        return None;
+    }
+    let recipient = [get("final-recipient"), get("original-recipient")]
+        .into_iter()
+        .flatten()
+        .map(after_type)
+        .find(|r| first_address(r).is_some())?;
+    let diagnostic = m
+        .parts
+        .iter()
+        .find(|p| p.content_type == "text/plain")
+        .map(|p| {
+            let text: String = p.text.chars().take(2_000).collect();
+            // the reason follows the sentence that names the recipient
+            match text.split_once("rejected:") {
+                Some((_, reason)) => reason.trim().to_string(),
+                None => text.trim().to_string(),
+            }
+        })
+        .unwrap_or_default();
+    Some(vec![Found {
+        recipient: recipient.to_string(),
+        action: Some(Action::Failed),
+        diagnostic,
+        reporting_mta: get("reporting-ua")
+            .map(|r| after_type(r).to_string())
+            .unwrap_or_default(),
+        ..Found::default()
+    }])
+}

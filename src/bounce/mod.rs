@@ -317,6 +317,9 @@ impl BounceParser {
                 return (BounceMessageKind::DeliveryStatus, "rfc3464".into(), found);
             }
         }
+        if let Some(found) = dsn::read_rejection(m) {
+            return (BounceMessageKind::DeliveryStatus, "rfc5429".into(), found);
+        }
         if let Some((name, found)) = self.formats.read(m) {
             if !found.is_empty() {
                 return (BounceMessageKind::DeliveryStatus, name, found);

@@ -311,3 +311,124 @@ Reason:  Unable to deliver message to <bob@example.jp> (and other recipients in 
     );
     assert_eq!(b.classification.bounce_type, BounceType::Hard);
 }
+
+/// A Sieve `reject` as Dovecot sends it: a disposition notification, deleted automatically.
+fn sieve_rejection(disposition: &str) -> Vec<u8> {
+    format!(
+        "From: Mail Delivery Subsystem <admin@mx.example>\nTo: <sender@example.org>\n\
+Subject: Automatically rejected mail\nAuto-Submitted: auto-replied (rejected)\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=\"b\"\n\n\
+--b\nContent-Type: text/plain; charset=utf-8\n\n\
+Your message to <full@example.net> was automatically rejected:\nQuota exceeded (mailbox for user is full)\n\
+--b\nContent-Type: message/disposition-notification\n\n\
+Reporting-UA: mx.example; Dovecot Mail Delivery Agent\nFinal-Recipient: rfc822; full@example.net\n\
+Original-Message-ID: <1@example.org>\nDisposition: {disposition}\n\n--b--\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_sieve_rejection_is_a_failure_for_its_final_recipient_with_the_reason_given() {
+    let m = PARSER.parse(
+        &sieve_rejection("automatic-action/MDN-sent-automatically; deleted"),
+        "",
+        &CLASSIFIER,
+    );
+    assert_eq!(m.kind, BounceMessageKind::DeliveryStatus);
+    assert_eq!(m.format, "rfc5429");
+    assert_eq!(m.bounces.len(), 1);
+    let b = &m.bounces[0];
+    assert_eq!(
+        (b.recipient.as_str(), b.action),
+        ("full@example.net", Action::Failed)
+    );
+    assert!(
+        b.diagnostic.starts_with("Quota exceeded"),
+        "{}",
+        b.diagnostic
+    );
+    assert_ne!(b.classification.bounce_type, BounceType::Hard);
+}
+
+#[test]
+fn a_read_receipt_or_a_deletion_by_hand_is_no_failure() {
+    for disposition in [
+        "manual-action/MDN-sent-manually; displayed",
+        "manual-action/MDN-sent-manually; deleted",
+        "automatic-action/MDN-sent-automatically; processed",
+    ] {
+        let m = PARSER.parse(&sieve_rejection(disposition), "", &CLASSIFIER);
+        assert!(
+            m.bounces.iter().all(|b| !b.action.is_bounce()),
+            "{disposition}: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn a_list_post_or_news_article_returned_without_a_recipient_names_no_one() {
+    // the quoted original went to the list (its List-Post address), not to the subscriber
+    let raw =
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example>\nTo: list-bounces@lists.example\n\
+Subject: Mail delivery failed\n\nA message that you sent could not be delivered.\n\n\
+----- Original message -----\nTo: neko@lists.example\nList-Post: <mailto:neko@lists.example>\n\
+Subject: [neko] hello\n\nhello\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert!(m.bounces.is_empty(), "{m:?}");
+    // an administrative message of the same list to a person names that person
+    let raw =
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example>\nTo: list-bounces@lists.example\n\
+Subject: Mail delivery failed\n\nA message that you sent could not be delivered.\n\n\
+----- Original message -----\nTo: cat@example.net\nList-Id: <neko.lists.example>\n\
+Subject: Your message awaits moderator approval\n\nhello\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert_eq!(got, vec!["cat@example.net"]);
+}
+
+#[test]
+fn old_mailers_recipient_lines_are_read() {
+    for (body, rcpt, hard) in [
+        // SMTP32 (IMail)
+        (
+            "Unknown user: Gone@example.net\n\nRCPT TO generated following response:\n\
+553 5.3.0 <Gone@example.net>... Addressee unknown, relay=[192.0.2.1]\n",
+            "gone@example.net",
+            true,
+        ),
+        ("Invalid final delivery userid: gone@example.net\n", "gone@example.net", true),
+        // LSMTP / LISTSERV
+        (
+            "--> Error description:\nError-for:  gone@example.net\nError-Code: 0\n",
+            "gone@example.net",
+            false,
+        ),
+        // Exchange 5.5
+        (
+            "Your message\n\ndid not reach the following recipient(s):\n\n\
+c=US;a= ;p=EX;o=Nexus2;dda:SMTP=gone@example.net; on Fri, 4 Oct 2002\n",
+            "gone@example.net",
+            false,
+        ),
+        (
+            "Sorry, unable to deliver your message to gone@example.net for\nthe following reason:\n",
+            "gone@example.net",
+            false,
+        ),
+    ] {
+        let raw = format!(
+            "From: \"Postmaster\" <postmaster@mx.example>\nTo: <sender@example.org>\n\
+Subject: Undeliverable Mail\n\n{body}\n\nOriginal message follows.\n\nMessage removed\n"
+        );
+        let m = PARSER.parse(raw.as_bytes(), "", &CLASSIFIER);
+        let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+        assert_eq!(got, vec![rcpt], "{body}");
+        if hard {
+            assert_eq!(
+                m.bounces[0].classification.bounce_type,
+                BounceType::Hard,
+                "{body}"
+            );
+        }
+    }
+}
