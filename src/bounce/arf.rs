@@ -37,6 +37,18 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
         .filter_map(|(_, v)| first_address(v).map(str::to_string))
         .collect();
     if recipients.is_empty() {
+        // Microsoft's feedback loop (JMRP) names the complainer in the enclosed message's
+        // `X-HmXmrOriginalRecipient` (the address mailed, before any forwarding)
+        if let Some(r) = m
+            .original
+            .as_ref()
+            .and_then(|o| mime::header(o, "x-hmxmroriginalrecipient"))
+            .and_then(first_address)
+        {
+            recipients.push(r.to_string());
+        }
+    }
+    if recipients.is_empty() {
         // the complainer is the original message's recipient
         if let Some(to) = m.original.as_ref().and_then(|o| mime::header(o, "to")) {
             recipients.extend(ADDRESS.find_iter(to).map(|a| a.as_str().to_string()));
