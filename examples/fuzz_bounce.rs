@@ -1,5 +1,5 @@
 //! A corpus-seeded mutation run over the bounce-message parser: every message of
-//! tests/data/dsn/emails is a seed; each input is a seed with random byte edits, insertions,
+//! tests/data/dsn*/emails (the corpus and its tuning sets) is a seed; each input is a seed with random byte edits, insertions,
 //! deletions, splices of another seed and MIME-significant fragments. Fails on a panic, and
 //! prints inputs per second and the slowest input.
 //!
@@ -30,6 +30,8 @@ const FRAGMENTS: &[&[u8]] = &[
     b"\n  continued",
     b"<x@y.example>: ",
     b"{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[",
+    b"\nContent-Type: message/disposition-notification\n\nFinal-Recipient: rfc822; a@b.example\nDisposition: automatic-action/MDN-sent-automatically; deleted\n",
+    b"\nList-Post: <mailto:list@b.example>\n",
 ];
 
 fn main() {
@@ -40,9 +42,10 @@ fn main() {
         .unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let slowest_file = args.next();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dsn/emails");
-    let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .expect("corpus directory")
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut corpus: Vec<Vec<u8>> = ["dsn", "dsn-extra", "dsn-third", "dsn-fourth"]
+        .iter()
+        .flat_map(|set| std::fs::read_dir(data.join(set).join("emails")).expect("corpus directory"))
         .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
         .collect();
     corpus.sort();
