@@ -25,10 +25,10 @@ impl Lookups {
         Lookups { context }
     }
 
-    /// The status of one address for mail of `list` (empty: of no list). A point read,
-    /// answered from memory for addresses the service has never heard of: called on the async
-    /// workers.
-    pub fn status(
+    /// The status of one address for mail of `list` (empty: of no list). A point read: the
+    /// embedded engines answer it at once (from memory for addresses the service has never
+    /// heard of), an engine over the network without holding the async worker.
+    pub async fn status(
         &self,
         caller: &Caller,
         tenant: &Tenant,
@@ -36,11 +36,14 @@ impl Lookups {
         list: &ListId,
     ) -> Result<AddressStatus, AppError> {
         caller.check_tenant(tenant)?;
-        let record = self.context.store.get_record(tenant, &address)?;
-        Ok(self.context.status_for(
-            tenant,
-            address,
+        let store = &self.context.store;
+        let (record, facts) = store.status_inputs(tenant, &address).await?;
+        let address_id = store.address_id(tenant, &address);
+        Ok(self.context.status_with(
+            Some(address),
+            address_id,
             record,
+            facts,
             self.context.clock.now(),
             list.named(),
         ))

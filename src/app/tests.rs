@@ -122,6 +122,7 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
     assert!(app
         .lookup
         .status(&ops, &tenant, probe.clone(), &Default::default())
+        .await
         .unwrap()
         .is_suppressed());
 
@@ -136,6 +137,7 @@ async fn reclassification_settles_each_address_once_even_when_its_bounces_span_m
         assert!(!app
             .lookup
             .status(&ops, &tenant, address.clone(), &Default::default())
+            .await
             .unwrap()
             .is_suppressed());
         let history = app

@@ -176,7 +176,11 @@ impl SuppressionService for SuppressionApi {
         record_span(&tenant, 1);
         let address = convert::address("address", &req.address).map_err(AppError::from)?;
         let list = convert::list_id("list_id", &req.list_id).map_err(AppError::from)?;
-        let status = self.app.lookup.status(&caller, &tenant, address, &list)?;
+        let status = self
+            .app
+            .lookup
+            .status(&caller, &tenant, address, &list)
+            .await?;
         Ok(Response::new(pb::GetSuppressionStatusResponse {
             status: Some(convert::proto_status(status, req.address)),
         }))

@@ -623,6 +623,25 @@ pub trait SuppressionStore: Send + Sync + 'static {
         address: &EmailAddress,
     ) -> Result<Option<AddressRecord>, StoreError>;
 
+    /// What a status lookup reads: the address's record and what the marks of its domain say
+    /// ([`SuppressionStore::domain_facts`]), as a future that an engine answering over the
+    /// network resolves without holding the caller's thread. By default the two reads, at
+    /// once.
+    fn status_inputs(
+        &self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+    ) -> StoreFuture<(Option<AddressRecord>, Option<DomainFacts>)> {
+        let inputs = self.get_record(tenant, address).map(|record| {
+            let facts = self
+                .domain_facts(tenant, &[address.domain()])
+                .pop()
+                .map(|(_, f)| f);
+            (record, facts)
+        });
+        Box::pin(std::future::ready(inputs))
+    }
+
     /// Applies a two-address write atomically; resolves once it is durable.
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome>;
 

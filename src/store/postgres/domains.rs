@@ -35,6 +35,37 @@ pub(super) async fn has_marked(inner: &Inner, tenant: &Tenant) -> Result<bool, S
     Ok(row.get(0))
 }
 
+/// The marked rows among a set of domains (from [`wanted`]).
+const MARKS_SQL: &str = "SELECT domain, marks FROM domains
+     WHERE tenant = $1 AND domain = ANY($2) AND marks IS NOT NULL";
+
+/// `domains` with all their parents, once each: the rows [`MARKS_SQL`] asks for.
+pub(super) fn wanted<'d>(domains: &[&'d str]) -> Vec<&'d str> {
+    let wanted: BTreeSet<&str> = domains.iter().flat_map(|d| self_and_parents(d)).collect();
+    wanted.into_iter().collect()
+}
+
+/// What the marked `rows` of [`MARKS_SQL`] say about each of `domains` (the rows' domain and
+/// marks from column `at` on).
+pub(super) fn facts_of(
+    tenant: &Tenant,
+    rows: Vec<tokio_postgres::Row>,
+    at: usize,
+    domains: &[&str],
+) -> Result<Vec<(usize, DomainFacts)>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The embedded engines' index answers from the rows read: one rule for both.
+    let index = DomainIndex::default();
+    for row in rows {
+        let domain: String = row.get(at);
+        let marks: DomainMarks = decoded("domains.marks", &row.get::<_, Vec<u8>>(at + 1))?;
+        index.set(tenant.as_str(), &domain, marks);
+    }
+    Ok(index.facts(tenant.as_str(), domains))
+}
+
 /// What the marks say about each of `domains`: their own marks and those of their parents (a
 /// suppression that covers subdomains), read in one query.
 pub(super) async fn facts(
@@ -42,32 +73,18 @@ pub(super) async fn facts(
     tenant: &Tenant,
     domains: &[String],
 ) -> Result<Vec<(usize, DomainFacts)>, StoreError> {
-    let wanted: BTreeSet<&str> = domains
-        .iter()
-        .flat_map(|d| self_and_parents(d.as_str()))
-        .collect();
-    let wanted: Vec<&str> = wanted.into_iter().collect();
+    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+    let wanted = wanted(&domains);
     let client = connection(&inner.pool).await?;
-    let rows = client
-        .query(
-            "SELECT domain, marks FROM domains
-             WHERE tenant = $1 AND domain = ANY($2) AND marks IS NOT NULL",
-            &[&tenant.as_str(), &wanted],
-        )
+    let statement = client
+        .prepare_cached(MARKS_SQL)
         .await
         .map_err(sql_error("reading domain marks"))?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The embedded engines' index answers from the rows read: one rule for both.
-    let index = DomainIndex::default();
-    for row in rows {
-        let domain: String = row.get(0);
-        let marks: DomainMarks = decoded("domains.marks", &row.get::<_, Vec<u8>>(1))?;
-        index.set(tenant.as_str(), &domain, marks);
-    }
-    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
-    Ok(index.facts(tenant.as_str(), &domains))
+    let rows = client
+        .query(&statement, &[&tenant.as_str(), &wanted])
+        .await
+        .map_err(sql_error("reading domain marks"))?;
+    facts_of(tenant, rows, 0, &domains)
 }
 
 /// Suppressed domains with their records, newest suppression first (ties in name order),

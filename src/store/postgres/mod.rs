@@ -430,6 +430,16 @@ impl SuppressionStore for PostgresStore {
         self.block(move |inner| async move { read::record(&inner, &t, &a).await })
     }
 
+    fn status_inputs(
+        &self,
+        tenant: &Tenant,
+        address: &EmailAddress,
+    ) -> StoreFuture<(Option<AddressRecord>, Option<DomainFacts>)> {
+        let (t, a) = (tenant.clone(), address.clone());
+        let inner = self.inner.clone();
+        self.spawn(async move { read::status_inputs(&inner, &t, a.as_str(), a.domain()).await })
+    }
+
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {
         let inner = self.inner.clone();
         self.spawn(async move { write::commit_pair(&inner, write).await })
