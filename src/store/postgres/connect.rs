@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_postgres::config::SslMode;
@@ -141,6 +141,20 @@ impl Target {
             }
         };
         Pool::builder(manager)
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    // PostgreSQL's JIT compiler compiles a statement whose estimated cost passes
+                    // `jit_above_cost` at each execution, and a prepared statement's generic
+                    // plan (an unknown range of the change log, a subquery per row) passes it
+                    // however few rows it reads: the compiling then costs far more than the
+                    // point reads and small writes this engine runs. A database without the
+                    // setting (CockroachDB) refuses it, which changes nothing.
+                    if let Err(e) = client.batch_execute("SET jit = off").await {
+                        tracing::debug!(error = %e, "the database has no jit setting");
+                    }
+                    Ok(())
+                })
+            }))
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(CONNECT_TIMEOUT))
@@ -154,6 +168,19 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::postgres_test_database;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_pooled_connections_run_without_the_jit_compiler() {
+        let url = postgres_test_database("pool settings");
+        let pool = parse(&url).unwrap().pool().unwrap();
+        for _ in 0..3 {
+            let client = pool.get().await.expect("a connection");
+            let row = client.query_one("SHOW jit", &[]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), "off");
+        }
+    }
 
     #[test]
     fn tls_parameters_are_taken_out_of_the_url() {
