@@ -33,6 +33,9 @@ pub struct SuggestionCache {
     /// Typo fixes by domain. Without names only domain typos can be suggested, and those keep
     /// the local part, so one computation serves every contact at the domain.
     typos: HashMap<String, Vec<Suggestion>>,
+    /// Whether the tenant has marked domains, as the import screen read it for the batch being
+    /// screened (every suggestion of a batch judges by the same read); unset: read it.
+    pub(super) marked_domains: Option<bool>,
 }
 
 /// Outcome of a suggestion lookup.
@@ -256,7 +259,11 @@ impl Corrections {
             .map(|(i, _)| i)
             .collect();
         // Nor an address at a suppressed domain.
-        if self.context.store.has_marked_domains(tenant) {
+        let marked = match cache.marked_domains {
+            Some(marked) => marked,
+            None => self.context.store.has_marked_domains(tenant),
+        };
+        if marked && !parsed.is_empty() {
             let domains: Vec<&str> = parsed.iter().map(|(_, a)| a.domain()).collect();
             suppressed.extend(
                 self.context

@@ -346,8 +346,11 @@ impl ImportGuard {
             self.context
                 .store
                 .suppressed_records(&tenant, &lookups, list.is_some())?;
-        // Domain marks: nothing to do (no allocation) while the tenant has none.
-        let DomainScreen { facts, engaged } = if self.context.store.has_marked_domains(&tenant) {
+        // Domain marks: nothing to do (no allocation) while the tenant has none. The corrections
+        // suggested for this batch judge by the same read.
+        let marked = self.context.store.has_marked_domains(&tenant);
+        session.suggestions.marked_domains = Some(marked);
+        let DomainScreen { facts, engaged } = if marked {
             self.screen_domains(&tenant, &lookups, &suppressed)?
         } else {
             DomainScreen::default()

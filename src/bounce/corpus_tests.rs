@@ -147,23 +147,6 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dsn")
 }
 
-/// The second tuning set: messages of the same public corpus that are not in `dir()`.
-fn extra_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dsn-extra")
-}
-
-/// The third tuning set: messages of the corpus's history and of Sisimai's own test data that
-/// are in neither of the others, nor versions of their messages.
-fn third_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dsn-third")
-}
-
-/// The fourth tuning set: real bounces from the test data of other bounce and mail libraries
-/// (not Sisimai's), with Sisimai's verdicts.
-fn fourth_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dsn-fourth")
-}
-
 fn rows(dir: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(dir.join("sisimai-verdicts.tsv")).expect("verdicts");
     text.lines()
@@ -424,86 +407,72 @@ fn run(
     }
 }
 
+/// The tuning sets beside the corpus: (directory, messages, title, floors).
+const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 3] = [
+    ("dsn-extra", 295, "second tuning set", TUNING_FLOORS),
+    ("dsn-third", 39, "third tuning set", TUNING_FLOORS),
+    (
+        "dsn-fourth",
+        131,
+        "fourth tuning set (other libraries' test data)",
+        FOURTH_FLOORS,
+    ),
+];
+
 #[test]
 fn sisimai_message_corpus_meets_the_floors() {
     let main = messages(&dir());
     assert_eq!(main.len(), 429);
-    let extra = messages(&extra_dir());
-    assert_eq!(extra.len(), 295);
-    let mut tallies: [Tally; 5] = Default::default();
-    let mut diffs = Vec::new();
+    // tallies: the tuning part, the held-back part, then one per tuning set
+    let mut tallies: [Tally; 2 + TUNING_SETS.len()] = Default::default();
+    let mut diffs = vec![Vec::new(); 1 + TUNING_SETS.len()];
     run(
         &main,
         &rows(&dir()),
         &|f| usize::from(held_back(f)),
         &|f| !held_back(f),
         &mut tallies,
-        &mut diffs,
+        &mut diffs[0],
     );
-    let mut extra_diffs = Vec::new();
-    run(
-        &extra,
-        &rows(&extra_dir()),
-        &|_| 2,
-        &|_| true,
-        &mut tallies,
-        &mut extra_diffs,
-    );
-    let third = messages(&third_dir());
-    assert_eq!(third.len(), 39);
-    let mut third_diffs = Vec::new();
-    run(
-        &third,
-        &rows(&third_dir()),
-        &|_| 3,
-        &|_| true,
-        &mut tallies,
-        &mut third_diffs,
-    );
-    let fourth = messages(&fourth_dir());
-    assert_eq!(fourth.len(), 131);
-    let mut fourth_diffs = Vec::new();
-    run(
-        &fourth,
-        &rows(&fourth_dir()),
-        &|_| 4,
-        &|_| true,
-        &mut tallies,
-        &mut fourth_diffs,
-    );
-    let [tune, held, more, newest, other] = &tallies;
+    for (k, (set, count, _, _)) in TUNING_SETS.iter().enumerate() {
+        let dir = dir().with_file_name(set);
+        let messages = messages(&dir);
+        assert_eq!(messages.len(), *count, "{set}");
+        run(
+            &messages,
+            &rows(&dir),
+            &|_| 2 + k,
+            &|_| true,
+            &mut tallies,
+            &mut diffs[1 + k],
+        );
+    }
     println!("\nleft out on purpose:");
     for (file, why) in DIVERGENCES {
         println!("  {file}: {why}");
     }
-    tune.print("Tuning part: Sisimai reason x our type (recipients)");
-    held.print("Held-back part: Sisimai reason x our type (recipients)");
-    more.print("Second tuning set (tests/data/dsn-extra): Sisimai reason x our type (recipients)");
-    newest.print("Third tuning set (tests/data/dsn-third): Sisimai reason x our type (recipients)");
-    other.print(
-        "Fourth tuning set (tests/data/dsn-fourth, other libraries' test data): Sisimai reason x our type (recipients)",
-    );
+    tallies[0].print("Tuning part: Sisimai reason x our type (recipients)");
+    tallies[1].print("Held-back part: Sisimai reason x our type (recipients)");
+    for (k, (set, _, title, _)) in TUNING_SETS.iter().enumerate() {
+        tallies[2 + k].print(&format!(
+            "{title} (tests/data/{set}): Sisimai reason x our type (recipients)"
+        ));
+    }
     println!(
         "\nrows of the tuning part that differ:\n{}",
-        diffs.join("\n")
+        diffs[0].join("\n")
     );
-    println!(
-        "\nrows of the second tuning set that differ:\n{}",
-        extra_diffs.join("\n")
-    );
-    println!(
-        "\nrows of the third tuning set that differ:\n{}",
-        third_diffs.join("\n")
-    );
-    println!(
-        "\nrows of the fourth tuning set that differ:\n{}",
-        fourth_diffs.join("\n")
-    );
+    for (k, (_, _, title, _)) in TUNING_SETS.iter().enumerate() {
+        println!(
+            "\nrows of the {title} that differ:\n{}",
+            diffs[1 + k].join("\n")
+        );
+    }
     // The floors are 98 / 97 / 97 on both parts; these are the levels reached so far
     // (the held-back part's figures rest on 20 hard and 34 not-hard rows): they may only rise.
-    tune.check("tuning part", TUNING_FLOORS);
-    held.check("held-back part", HELD_BACK_FLOORS);
-    more.check("second tuning set", TUNING_FLOORS);
-    newest.check("third tuning set", TUNING_FLOORS);
-    other.check("fourth tuning set", FOURTH_FLOORS);
+    tallies[0].check("tuning part", TUNING_FLOORS);
+    tallies[1].check("held-back part", HELD_BACK_FLOORS);
+    for (k, (_, _, title, floors)) in TUNING_SETS.iter().enumerate() {
+        tallies[2 + k].check(title, *floors);
+    }
 }

@@ -25,11 +25,14 @@ use crate::store::{DomainDecision, DomainFacts, DomainOutcome, DomainWrite, Page
 /// Whether any domain of `tenant` is marked.
 pub(super) async fn has_marked(inner: &Inner, tenant: &Tenant) -> Result<bool, StoreError> {
     let client = connection(&inner.pool).await?;
-    let row = client
-        .query_one(
+    let statement = client
+        .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM domains WHERE tenant = $1 AND marks IS NOT NULL)",
-            &[&tenant.as_str()],
         )
+        .await
+        .map_err(sql_error("reading domain marks"))?;
+    let row = client
+        .query_one(&statement, &[&tenant.as_str()])
         .await
         .map_err(sql_error("reading domain marks"))?;
     Ok(row.get(0))
