@@ -408,7 +408,7 @@ fn run(
 }
 
 /// The tuning sets beside the corpus: (directory, messages, title, floors).
-const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 3] = [
+const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 4] = [
     ("dsn-extra", 295, "second tuning set", TUNING_FLOORS),
     ("dsn-third", 39, "third tuning set", TUNING_FLOORS),
     (
@@ -416,6 +416,12 @@ const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 3] = [
         131,
         "fourth tuning set (other libraries' test data)",
         FOURTH_FLOORS,
+    ),
+    (
+        "dsn-fifth",
+        20,
+        "fifth tuning set (more libraries' test data)",
+        TUNING_FLOORS,
     ),
 ];
 
