@@ -43,7 +43,7 @@ fn main() {
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let slowest_file = args.next();
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let mut corpus: Vec<Vec<u8>> = ["dsn", "dsn-extra", "dsn-third", "dsn-fourth"]
+    let mut corpus: Vec<Vec<u8>> = ["dsn", "dsn-extra", "dsn-third", "dsn-fourth", "dsn-fifth"]
         .iter()
         .flat_map(|set| std::fs::read_dir(data.join(set).join("emails")).expect("corpus directory"))
         .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
