@@ -710,6 +710,16 @@ impl Drop for PrivateCluster {
     }
 }
 
+/// Polls `done` every 10 ms until it holds (the fault test's clients run meanwhile); fails
+/// with `what` after 30 s.
+async fn poll_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Results per ReportSendResults call of the fault test.
 const FAULT_BATCH: usize = 10;
 /// How long one call may take at most: a lost database fails calls, it does not hang them.
@@ -819,29 +829,24 @@ async fn a_cluster_crashed_mid_ingest_keeps_every_acknowledged_result_and_the_re
     };
 
     // Some hundreds acknowledged, then the crash.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while count(&|b| b.answer.is_ok()) * FAULT_BATCH < 300 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the ingest never got going"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll_until("the ingest never got going", || {
+        count(&|b| b.answer.is_ok()) * FAULT_BATCH >= 300
+    })
+    .await;
     cluster.kill().await;
     *phase.lock().unwrap() = Phase::Down;
 
     // The ingest goes on against the dead cluster: calls fail on both replicas, which turn
     // NOT_SERVING.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while (0..2)
-        .any(|r| count(&|b| b.replica == r && b.phase == Phase::Down && b.answer.is_err()) < 3)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "calls did not fail on both replicas with the database down"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll_until(
+        "calls did not fail on both replicas with the database down",
+        || {
+            (0..2).all(|r| {
+                count(&|b| b.replica == r && b.phase == Phase::Down && b.answer.is_err()) >= 3
+            })
+        },
+    )
+    .await;
     for app in &replicas {
         until_health(&app.addr, ServingStatus::NotServing).await;
     }
@@ -853,16 +858,15 @@ async fn a_cluster_crashed_mid_ingest_keeps_every_acknowledged_result_and_the_re
         until_health(&app.addr, ServingStatus::Serving).await;
     }
     *phase.lock().unwrap() = Phase::Recovered;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while (0..2)
-        .any(|r| count(&|b| b.replica == r && b.phase == Phase::Recovered && b.answer.is_ok()) < 5)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a replica took no results after the database came back"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll_until(
+        "a replica took no results after the database came back",
+        || {
+            (0..2).all(|r| {
+                count(&|b| b.replica == r && b.phase == Phase::Recovered && b.answer.is_ok()) >= 5
+            })
+        },
+    )
+    .await;
     ingesting.store(false, Ordering::SeqCst);
     for c in clients {
         c.await.unwrap();
