@@ -46,6 +46,11 @@ impl ExpirySweep {
                     Ok(()) = clock_moved(&mut moves) => {}
                     _ = stopped.changed() => break,
                 }
+                // A store that cannot serve yet (a database not reached or not migrated) is
+                // swept at the first tick after it can.
+                if !*context.store.ready().borrow() {
+                    continue;
+                }
                 if let Err(e) = sweep(&context).await {
                     tracing::error!(error = %ErrorChain(&e), "the expiry sweep failed; it runs again later");
                 }

@@ -138,6 +138,11 @@ async fn prune_loop(
             Ok(()) = crate::clock::moved(&mut moves) => {}
             _ = stopped.changed() => return,
         }
+        // A store that cannot serve yet (a database not reached or not migrated) is pruned at
+        // the first tick after it can.
+        if !*store.ready().borrow() {
+            continue;
+        }
         let before = Timestamp(clock.now().micros().saturating_sub(keep));
         loop {
             match store.prune_changes(before, PRUNE_BATCH).await {
