@@ -202,6 +202,12 @@ impl Formats {
         if found.is_empty() {
             found = self.recipients(&self.recipient, section);
         }
+        if found.is_empty() {
+            // a report whose text names no one may say whom in its Subject ("Your message to
+            // a@b could not be delivered")
+            let subject = m.header("subject").unwrap_or("");
+            found = self.recipients(&self.recipient, subject);
+        }
         if found.is_empty() && depth == 0 {
             // a bounce quoted whole after the report's own text (a relay's report of a bounce)
             let rest = text.get(end..).unwrap_or("");

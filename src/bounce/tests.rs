@@ -432,3 +432,17 @@ Subject: Undeliverable Mail\n\n{body}\n\nOriginal message follows.\n\nMessage re
         }
     }
 }
+
+#[test]
+fn a_report_that_names_its_recipient_only_in_the_subject_is_read_from_it() {
+    let raw = b"From: Campus Mailserver <MAILER-DAEMON@mx.example>\nTo: list-owner@example.org\n\
+Subject: Your message to gone@example.net could not be delivered.\n\n\
+Hello,\n\nthis address is wrong or no longer valid.\n\nYour message has NOT been delivered.\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert_eq!(got, vec!["gone@example.net"]);
+    // a subject that names no one adds nobody
+    let raw = b"From: MAILER-DAEMON@mx.example\nTo: sender@example.org\n\
+Subject: Undelivered Mail Returned to Sender\n\nThe mail system could not deliver it.\n";
+    assert!(PARSER.parse(raw, "", &CLASSIFIER).bounces.is_empty());
+}
