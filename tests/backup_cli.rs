@@ -2,7 +2,6 @@
 //! real server started in-process, and on data directories no server holds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use suppressd::config::{ServeSettings, StorageEngine};
 use suppressd::grpc::proto::suppression_service_client::SuppressionServiceClient;
@@ -10,6 +9,10 @@ use suppressd::grpc::proto::{self as pb, AddressState, Outcome};
 use suppressd::startup::Application;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{counts, path, run, text};
 
 type Client = SuppressionServiceClient<tonic::transport::Channel>;
 
@@ -108,39 +111,6 @@ impl Server {
             .unwrap()
             .state()
     }
-}
-
-/// Runs the binary off the async workers (a test server may run on them).
-async fn run(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_suppressd"))
-            .args(&args)
-            .env_remove("SUPPRESSD_ADDR")
-            .env_remove("SUPPRESSD_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The "  kind: count" lines a command prints.
-fn counts(output: &Output) -> Vec<String> {
-    text(&output.stdout)
-        .lines()
-        .filter(|l| l.starts_with("  "))
-        .map(str::to_string)
-        .collect()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A sled store with five hard bounces of tenant acme, and the first two pages of its bounce

@@ -310,18 +310,8 @@ async fn a_hard_bounce_message_suppresses_and_a_second_scan_records_nothing_more
     assert!(again.results[0].duplicate);
     assert_eq!(again.results[0].event_id, r.event_id);
 
-    let history = app
-        .client
-        .get_address_history(pb::GetAddressHistoryRequest {
-            tenant: String::new(),
-            address: "bob.smith@example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let history = app.history("", "bob.smith@example.com").await;
     let results = history
-        .entries
         .iter()
         .filter(|e| matches!(e.entry, Some(pb::history_entry::Entry::SendResult(_))))
         .count();
@@ -414,18 +404,8 @@ async fn a_message_of_several_recipients_scanned_twice_records_each_once() {
     };
     assert_eq!(ids(&first), ids(&again));
     // the delayed recipient's soft bounce is kept as one result, not two
-    let history = app
-        .client
-        .get_address_history(pb::GetAddressHistoryRequest {
-            tenant: String::new(),
-            address: "cal@example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let history = app.history("", "cal@example.com").await;
     let results = history
-        .entries
         .iter()
         .filter(|e| matches!(e.entry, Some(pb::history_entry::Entry::SendResult(_))))
         .count();
@@ -468,17 +448,8 @@ async fn an_auto_reply_or_a_message_that_is_no_bounce_records_nothing() {
     assert!(r.results.is_empty());
     let status = app.status("", "carol@example.com").await;
     assert_ne!(status.state(), AddressState::Suppressed);
-    let history = app
-        .client
-        .get_address_history(pb::GetAddressHistoryRequest {
-            tenant: String::new(),
-            address: "carol@example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(history.entries.is_empty(), "{history:?}");
+    let history = app.history("", "carol@example.com").await;
+    assert!(history.is_empty(), "{history:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Black-box tests: the real server on 127.0.0.1:0, a fresh data directory per test, and the
 //! client generated from the proto.
 
+#[path = "../support/cli.rs"]
+mod cli;
 mod helpers;
 #[path = "../support/test_ca.rs"]
 mod test_ca;

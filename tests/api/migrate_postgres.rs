@@ -5,12 +5,12 @@
 //! `--ignored` on the cluster `.ci/postgres.sh` starts.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use suppressd::config::StorageEngine;
 use suppressd::grpc::proto::{self as pb, AddressState, Outcome, StatsDimension, StatsWindow};
 use suppressd::store::testing::postgres_test_database;
 
+use crate::cli::{counts, path, run, text};
 use crate::helpers::*;
 
 const TENANT: &str = "acme";
@@ -29,40 +29,6 @@ async fn serve(engine: StorageEngine, dir: &Path, url: Option<&str>) -> TestApp 
         s.database_url = url;
     })
     .await
-}
-
-/// Runs the binary off the async workers (the test servers run on them).
-async fn run(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_suppressd"))
-            .args(&args)
-            .env_remove("SUPPRESSD_ADDR")
-            .env_remove("SUPPRESSD_TOKEN")
-            .env_remove("SUPPRESSD_DATABASE_URL")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The "  kind: count" lines a command prints.
-fn counts(output: &Output) -> Vec<String> {
-    text(&output.stdout)
-        .lines()
-        .filter(|l| l.starts_with("  "))
-        .map(str::to_string)
-        .collect()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// The addresses whose state and history are compared across engines.
@@ -345,7 +311,7 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     sled.stop().await;
 
     let url = database("migrate sled to postgres", dir.path());
-    let there = run(&[
+    let to_postgres = [
         "migrate",
         "--from-engine",
         "sled",
@@ -355,8 +321,8 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
         "postgres",
         "--to-database-url",
         &url,
-    ])
-    .await;
+    ];
+    let there = run(&to_postgres).await;
     assert!(there.status.success(), "{}", text(&there.stderr));
     assert!(text(&there.stdout).contains("counts per kind checked"));
     assert!(
@@ -390,18 +356,7 @@ async fn a_store_migrates_from_sled_to_postgres_and_on_to_redb_with_everything_a
     pg.stop().await;
 
     // Migrating into a database that holds data is refused, and leaves it as it is.
-    let again = run(&[
-        "migrate",
-        "--from-engine",
-        "sled",
-        "--from-data-dir",
-        path(&sled_dir),
-        "--to-engine",
-        "postgres",
-        "--to-database-url",
-        &url,
-    ])
-    .await;
+    let again = run(&to_postgres).await;
     assert_eq!(again.status.code(), Some(1));
     assert!(
         text(&again.stderr).contains("holds suppressd data already"),

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_stream::StreamExt;
 
-use super::{connection, sql_error, Inner};
+use super::{change_head, connection, read_snapshot, sql_error, Inner};
 use crate::fasthash::KeySet;
 use crate::store::StoreError;
 
@@ -155,18 +155,8 @@ impl SuppressedIndex {
     pub(super) async fn load(&self, pool: &Pool) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let mut client = connection(pool).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(sql_error("loading the suppressed index"))?;
-        let head: i64 = tx
-            .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
-            .await
-            .map_err(sql_error("loading the suppressed index"))?
-            .get(0);
+        let tx = read_snapshot(&mut client, "loading the suppressed index").await?;
+        let head = change_head(&tx, "loading the suppressed index").await?;
         let rows = tx
             .query_raw(
                 "SELECT address_hash, suppressed_since IS NOT NULL, list_unsubscribed

@@ -92,6 +92,34 @@ fn is_server_unavailable(code: &tokio_postgres::error::SqlState) -> bool {
     .contains(code)
 }
 
+/// The change log's head: the last sequence number taken (`change_counter`); `what` names the
+/// read in its error.
+pub(super) async fn change_head(
+    client: &impl deadpool_postgres::GenericClient,
+    what: &'static str,
+) -> Result<i64, StoreError> {
+    let row = client
+        .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
+        .await
+        .map_err(sql_error(what))?;
+    Ok(row.get(0))
+}
+
+/// A read-only `REPEATABLE READ` transaction: its statements see one snapshot; `what` names
+/// the read in its error.
+pub(super) async fn read_snapshot<'c>(
+    client: &'c mut deadpool_postgres::Client,
+    what: &'static str,
+) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(sql_error(what))
+}
+
 /// A connection from the pool, or the reason there is none.
 pub(super) async fn connection(pool: &Pool) -> Result<deadpool_postgres::Client, StoreError> {
     pool.get().await.map_err(|e| StoreError::Unavailable {
@@ -199,11 +227,7 @@ async fn keep_connected(inner: Arc<Inner>) {
     while !inner.closing.load(Ordering::Relaxed) {
         let head = tokio::time::timeout(WATCH_TIMEOUT, async {
             let client = connection(&inner.pool).await?;
-            let row = client
-                .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
-                .await
-                .map_err(sql_error("reading the change log's head"))?;
-            Ok::<i64, StoreError>(row.get(0))
+            change_head(&client, "reading the change log's head").await
         })
         .await
         .unwrap_or_else(|_| {
@@ -258,11 +282,7 @@ async fn prepare(inner: &Inner) -> Result<(), StoreError> {
             token_secret,
         });
     }
-    let row = client
-        .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
-        .await
-        .map_err(sql_error("reading the change log's head"))?;
-    let head: i64 = row.get(0);
+    let head = change_head(&client, "reading the change log's head").await?;
     inner.head.send_replace(u64::try_from(head).unwrap_or(0));
     // Ready only with the suppressed index in memory (it is loaded once; catch-ups keep it).
     if !inner.index.is_loaded() {

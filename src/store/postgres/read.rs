@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{connection, domains, sql_error, Inner};
+use super::{change_head, connection, domains, read_snapshot, sql_error, Inner};
 use crate::domain::{
     AddressId, AddressRecord, Dimension, DomainRecord, EmailAddress, HistoryEntry, OutcomeCounts,
     RecordedEvent, StateChange, Tenant, Timestamp,
@@ -66,15 +66,19 @@ pub(super) async fn record(
         .query_opt(&statement, &[&tenant.as_str(), &&ah.bytes()[..]])
         .await
         .map_err(sql_error("reading an address"))?;
-    record_of(row)
+    record_of(row.as_ref(), 0)
 }
 
 /// One address's record, by its keyed hash.
 const RECORD_SQL: &str = "SELECT record FROM addresses WHERE tenant = $1 AND address_hash = $2";
 
-/// The record a row of [`RECORD_SQL`] holds.
-fn record_of(row: Option<tokio_postgres::Row>) -> Result<Option<AddressRecord>, StoreError> {
-    match row.and_then(|r| r.get::<_, Option<Vec<u8>>>(0)) {
+/// The record a row holds in column `at` (`NULL`: none), as [`RECORD_SQL`] and [`STATUS_SQL`]
+/// read it.
+fn record_of(
+    row: Option<&tokio_postgres::Row>,
+    at: usize,
+) -> Result<Option<AddressRecord>, StoreError> {
+    match row.and_then(|r| r.get::<_, Option<Vec<u8>>>(at)) {
         Some(bytes) => Ok(Some(decoded("addresses.record", &bytes)?)),
         None => Ok(None),
     }
@@ -110,13 +114,7 @@ pub(super) async fn status_inputs(
         .await
         .map_err(sql_error("reading an address's status"))?;
     let (record, marks): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.get::<_, i16>(0) == 0);
-    let record = match record.into_iter().next() {
-        Some(row) => row
-            .get::<_, Option<Vec<u8>>>(2)
-            .map(|bytes| decoded("addresses.record", &bytes))
-            .transpose()?,
-        None => None,
-    };
+    let record = record_of(record.first(), 2)?;
     let facts = domains::facts_of(tenant, marks, 1, &domains)?
         .pop()
         .map(|(_, f)| f);
@@ -460,18 +458,8 @@ pub(super) async fn changes(
     limit: usize,
 ) -> Result<ChangePage, StoreError> {
     let mut client = connection(&inner.pool).await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(sql_error("reading the change log"))?;
-    let head: i64 = tx
-        .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
-        .await
-        .map_err(sql_error("reading the change log"))?
-        .get(0);
+    let tx = read_snapshot(&mut client, "reading the change log").await?;
+    let head = change_head(&tx, "reading the change log").await?;
     let from = i64::try_from(after).unwrap_or(i64::MAX);
     let rows = tx
         .query(

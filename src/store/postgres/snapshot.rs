@@ -25,7 +25,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
 use super::read::decoded;
-use super::{connection, sql_error, Inner};
+use super::{change_head, connection, read_snapshot, sql_error, Inner};
 use crate::domain::{AddressRecord, OutcomeCounts, RecordedEvent, Timestamp};
 use crate::store::address_hash::AddressHash;
 use crate::store::keys;
@@ -155,16 +155,10 @@ async fn read_cut(
             return;
         }
     };
-    let tx = match client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-    {
+    let tx = match read_snapshot(&mut client, "starting a snapshot").await {
         Ok(tx) => tx,
         Err(e) => {
-            let _ = ready.send(Err(sql_error("starting a snapshot")(e)));
+            let _ = ready.send(Err(e));
             return;
         }
     };
@@ -196,12 +190,8 @@ async fn read_cut(
 
 /// The cut's sequence number (above every change and history entry in it) and the metadata the
 /// stream carries.
-async fn cut_of(tx: &Transaction<'_>) -> Result<Cut, StoreError> {
-    let changes: i64 = tx
-        .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
-        .await
-        .map_err(sql_error("reading the change log's head"))?
-        .get(0);
+async fn cut_of(tx: &deadpool_postgres::Transaction<'_>) -> Result<Cut, StoreError> {
+    let changes = change_head(tx, "reading the change log's head").await?;
     // Sequences are outside transactions: this is at least every number the cut holds.
     let history: i64 = tx
         .query_one("SELECT last_value FROM history_seq", &[])
