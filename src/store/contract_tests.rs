@@ -788,6 +788,49 @@ async fn status_lookups_know_every_record_once_the_index_is_loaded(engine: Engin
     store.close().unwrap();
 }
 
+/// Many status lookups at once, as a busy server makes them, each get their own address's
+/// record and their own domain's marks, whatever tenant and domain the others ask about.
+async fn concurrent_status_lookups_each_get_their_own_answer(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    store.write(hard_bounces("acme", "k", 100)).await.unwrap();
+    store
+        .write_domain(suppress_domain("acme", "closed.example", true))
+        .await
+        .unwrap();
+    let mut lookups = tokio::task::JoinSet::new();
+    for i in 0..800usize {
+        let store = store.clone();
+        lookups.spawn(async move {
+            let (t, a) = match i % 4 {
+                0 => ("acme", format!("k{}@x.com", i / 8)),
+                1 => ("globex", format!("k{}@x.com", i / 8)),
+                2 => ("acme", format!("p{i}@mail.closed.example")),
+                _ => ("globex", format!("p{i}@mail.closed.example")),
+            };
+            let (record, facts) = store.status_inputs(&tenant(t), &address(&a)).await.unwrap();
+            let domain = facts.and_then(|f| f.suppressed).map(|(d, _)| d);
+            (i, a, record, domain)
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = lookups.join_next().await {
+        let (i, a, record, domain) = done.unwrap();
+        let suppressed = record.as_ref().is_some_and(AddressRecord::is_suppressed);
+        match i % 4 {
+            0 => assert!(suppressed && domain.is_none(), "acme {a}"),
+            1 | 3 => assert!(record.is_none() && domain.is_none(), "globex {a}"),
+            _ => assert!(
+                record.is_none() && domain.as_deref() == Some("closed.example"),
+                "acme {a}"
+            ),
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 800);
+    store.close().unwrap();
+}
+
 /// Puts hourly counters in the layout of schema version 1 (one key per hour) straight into the
 /// engine of directory `path`, as a store of that version left them: `(hour, hard bounces)`
 /// of tenant acme, source signup-form.
@@ -1657,6 +1700,7 @@ contract_postgres!(
     inverted_or_empty_ranges_answer_nothing,
     concurrent_writers_share_commits_and_lose_nothing,
     status_lookups_know_every_record_once_the_index_is_loaded,
+    concurrent_status_lookups_each_get_their_own_answer,
     records_of_many_addresses_come_back_by_index,
     history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
@@ -1697,4 +1741,5 @@ contract!(
     inverted_or_empty_ranges_answer_nothing,
     concurrent_writers_share_commits_and_lose_nothing,
     status_lookups_know_every_record_once_the_index_is_loaded,
+    concurrent_status_lookups_each_get_their_own_answer,
 );

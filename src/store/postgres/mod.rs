@@ -14,6 +14,7 @@ mod connect;
 mod domains;
 mod forget;
 mod index;
+mod lookups;
 mod migrate;
 mod read;
 mod restore;
@@ -165,6 +166,8 @@ pub struct PostgresStore {
     jobs: Mutex<Option<mpsc::Sender<write::Job>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     failure: watch::Sender<Option<String>>,
+    /// Status lookups waiting for a round of the database.
+    lookups: Arc<lookups::Lookups>,
 }
 
 /// Opens the store on `url`: returns at once; the database is reached (and migrated) in the
@@ -196,6 +199,8 @@ pub(super) fn open(url: &str) -> Result<PostgresStore, StoreError> {
     handle.spawn(keep_connected(inner.clone()));
     let (jobs, queue) = mpsc::channel(1024);
     let writer = handle.spawn(write::writer(inner.clone(), queue));
+    let (lookups, gatherer) = lookups::Lookups::start(Arc::downgrade(&inner));
+    handle.spawn(gatherer);
     Ok(PostgresStore {
         inner,
         handle,
@@ -203,6 +208,7 @@ pub(super) fn open(url: &str) -> Result<PostgresStore, StoreError> {
         jobs: Mutex::new(Some(jobs)),
         writer: Mutex::new(Some(writer)),
         failure: watch::channel(None).0,
+        lookups: Arc::new(lookups),
     })
 }
 
@@ -455,9 +461,15 @@ impl SuppressionStore for PostgresStore {
         tenant: &Tenant,
         address: &EmailAddress,
     ) -> StoreFuture<(Option<AddressRecord>, Option<DomainFacts>)> {
-        let (t, a) = (tenant.clone(), address.clone());
-        let inner = self.inner.clone();
-        self.spawn(async move { read::status_inputs(&inner, &t, a.as_str(), a.domain()).await })
+        // Gathered with the lookups of other callers into one statement (`lookups`).
+        let hash = match self.inner.meta() {
+            Ok(meta) => *meta.hasher.hash(tenant.as_str(), address.as_str()).bytes(),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let (t, domain) = (tenant.clone(), address.domain().to_string());
+        let lookups = self.lookups.clone();
+        // Queued from the caller's runtime; the round runs on the engine's.
+        Box::pin(async move { lookups.lookup(t, hash, domain).await })
     }
 
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {

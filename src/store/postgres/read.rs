@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{change_head, connection, domains, read_snapshot, sql_error, Inner};
+use super::{change_head, connection, read_snapshot, sql_error, Inner};
 use crate::domain::{
     AddressId, AddressRecord, Dimension, DomainRecord, EmailAddress, HistoryEntry, OutcomeCounts,
     RecordedEvent, StateChange, Tenant, Timestamp,
@@ -10,8 +10,7 @@ use crate::domain::{
 use crate::store::kv_store::{StoredChange, StoredEntry};
 use crate::store::records::{bounce_type_number, decode, reason_number, Record};
 use crate::store::{
-    BounceQuery, ChangePage, DomainFacts, Granularity, Page, StoreError, SuppressedAddress,
-    SuppressionQuery,
+    BounceQuery, ChangePage, Granularity, Page, StoreError, SuppressedAddress, SuppressionQuery,
 };
 
 /// A value read from column `what`.
@@ -72,8 +71,7 @@ pub(super) async fn record(
 /// One address's record, by its keyed hash.
 const RECORD_SQL: &str = "SELECT record FROM addresses WHERE tenant = $1 AND address_hash = $2";
 
-/// The record a row holds in column `at` (`NULL`: none), as [`RECORD_SQL`] and [`STATUS_SQL`]
-/// read it.
+/// The record a row holds in column `at` (`NULL`: none), as [`RECORD_SQL`] reads it.
 fn record_of(
     row: Option<&tokio_postgres::Row>,
     at: usize,
@@ -82,43 +80,6 @@ fn record_of(
         Some(bytes) => Ok(Some(decoded("addresses.record", &bytes)?)),
         None => Ok(None),
     }
-}
-
-/// What a status lookup reads: the address's record (a row of kind 0, its record `NULL` when
-/// the address has a row without one) and the marked ones among its domain and the domain's
-/// parents (rows of kind 1), in one statement.
-const STATUS_SQL: &str = "SELECT 0::int2, NULL::text, record FROM addresses
-     WHERE tenant = $1 AND address_hash = $2
-     UNION ALL
-     SELECT 1::int2, domain, marks FROM domains
-     WHERE tenant = $1 AND domain = ANY($3) AND marks IS NOT NULL";
-
-/// What a status lookup reads, in one round trip of one connection ([`STATUS_SQL`], prepared
-/// once per connection): the address's record and what the marks of its domain say.
-pub(super) async fn status_inputs(
-    inner: &Inner,
-    tenant: &Tenant,
-    address: &str,
-    domain: &str,
-) -> Result<(Option<AddressRecord>, Option<DomainFacts>), StoreError> {
-    let ah = inner.meta()?.hasher.hash(tenant.as_str(), address);
-    let domains = [domain];
-    let wanted = domains::wanted(&domains);
-    let client = connection(&inner.pool).await?;
-    let statement = client
-        .prepare_cached(STATUS_SQL)
-        .await
-        .map_err(sql_error("reading an address's status"))?;
-    let rows = client
-        .query(&statement, &[&tenant.as_str(), &&ah.bytes()[..], &wanted])
-        .await
-        .map_err(sql_error("reading an address's status"))?;
-    let (record, marks): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.get::<_, i16>(0) == 0);
-    let record = record_of(record.first(), 2)?;
-    let facts = domains::facts_of(tenant, marks, 1, &domains)?
-        .pop()
-        .map(|(_, f)| f);
-    Ok((record, facts))
 }
 
 /// The records of those of `addresses` that have one, as (index, record) in index order; with
