@@ -65,26 +65,41 @@ impl Lookups {
             .check_batch("addresses", addresses.len())?;
         let context = self.context.clone();
         blocking(move || {
+            let parsed: Vec<Result<EmailAddress, AddressError>> =
+                addresses.iter().map(|a| EmailAddress::parse(a)).collect();
+            let valid: Vec<EmailAddress> = parsed.iter().flatten().cloned().collect();
+            let inputs = context.store.status_inputs_of(&tenant, &valid)?;
+            if inputs.len() != valid.len() {
+                return Err(AppError::Internal(format!(
+                    "the store answered {} of {} status lookups",
+                    inputs.len(),
+                    valid.len()
+                )));
+            }
+            let mut inputs = inputs.into_iter();
             let now = context.clock.now();
-            addresses
+            Ok(addresses
                 .into_iter()
-                .map(|given| {
-                    let status = match EmailAddress::parse(&given) {
+                .zip(parsed)
+                .map(|(given, parsed)| {
+                    let status = match parsed {
                         Ok(address) => {
-                            let record = context.store.get_record(&tenant, &address)?;
-                            BatchStatus::Valid(context.status_for(
-                                &tenant,
-                                address,
+                            let (record, facts) = inputs.next().unwrap_or_default();
+                            let address_id = context.store.address_id(&tenant, &address);
+                            BatchStatus::Valid(context.status_with(
+                                Some(address),
+                                address_id,
                                 record,
+                                facts,
                                 now,
                                 list.named(),
                             ))
                         }
                         Err(e) => BatchStatus::Invalid(e),
                     };
-                    Ok((given, status))
+                    (given, status)
                 })
-                .collect()
+                .collect())
         })
         .await
     }

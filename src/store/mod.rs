@@ -642,6 +642,26 @@ pub trait SuppressionStore: Send + Sync + 'static {
         Box::pin(std::future::ready(inputs))
     }
 
+    /// What status lookups of many addresses read ([`SuppressionStore::status_inputs`] of
+    /// each), in order. Blocking, like [`SuppressionStore::get_record`]; by default one record
+    /// after the other, with the domain marks of all of them at once.
+    fn status_inputs_of(
+        &self,
+        tenant: &Tenant,
+        addresses: &[EmailAddress],
+    ) -> Result<Vec<(Option<AddressRecord>, Option<DomainFacts>)>, StoreError> {
+        let domains: Vec<&str> = addresses.iter().map(EmailAddress::domain).collect();
+        let mut facts: Vec<Option<DomainFacts>> = vec![None; addresses.len()];
+        for (at, f) in self.domain_facts(tenant, &domains) {
+            facts[at] = Some(f);
+        }
+        addresses
+            .iter()
+            .zip(facts)
+            .map(|(address, facts)| Ok((self.get_record(tenant, address)?, facts)))
+            .collect()
+    }
+
     /// Applies a two-address write atomically; resolves once it is durable.
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome>;
 

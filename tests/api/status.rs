@@ -78,3 +78,47 @@ async fn batch_lookup_answers_in_request_order_with_invalid_slots() {
     assert_eq!(given, addresses);
     assert!(statuses[1].error.contains('@'), "{}", statuses[1].error);
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_read_answers_every_address_in_its_place() {
+    let mut app = spawn_app().await;
+    let gone: Vec<usize> = vec![0, 7, 1_023, 1_024, 1_500, 2_048, 2_499];
+    for &i in &gone {
+        app.report(
+            "",
+            result(
+                &format!("e{i}"),
+                &format!("p{i}@example.com"),
+                Outcome::HardBounce,
+                USER_UNKNOWN,
+            ),
+        )
+        .await;
+    }
+    let mut addresses: Vec<String> = (0..2_500).map(|i| format!("p{i}@example.com")).collect();
+    addresses[300] = "not an address".into();
+    addresses[1_200] = "P1024@Example.COM".into();
+    let statuses = app
+        .client
+        .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+            tenant: String::new(),
+            addresses: addresses.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .statuses;
+    assert_eq!(statuses.len(), addresses.len());
+    for (i, status) in statuses.iter().enumerate() {
+        let expected = if i == 300 {
+            AddressState::Invalid
+        } else if gone.contains(&i) || i == 1_200 {
+            AddressState::Suppressed
+        } else {
+            AddressState::Allowed
+        };
+        assert_eq!(status.state(), expected, "{}", addresses[i]);
+        assert_eq!(status.given_address, addresses[i]);
+    }
+}

@@ -1,22 +1,24 @@
 //! Status lookups gathered into rounds: concurrent `GetSuppressionStatus` calls share one
 //! statement of the database instead of one each.
 //!
-//! A lookup is queued; a gatherer task takes every lookup queued so far (up to
-//! [`MAX_ROUND`]) into a round as soon as one of [`ROUNDS_IN_FLIGHT`] slots is free, and the
-//! round reads the records and domain marks of all its addresses in one statement per tenant
-//! ([`ROUND_SQL`]). When the engine is idle a lookup starts its round at once, alone, so a
-//! single caller waits no longer than before; under load, lookups that arrive while the slots
-//! are busy share the next round, and the database answers one `= ANY` statement for them
-//! instead of one statement each.
+//! A lookup is queued; when no round is running, its caller starts one on the engine's
+//! runtime, which reads every lookup queued so far (up to [`MAX_ROUND`]) in one statement per
+//! tenant ([`ROUND_SQL`]), answers them, and goes on with the lookups queued meanwhile until
+//! none is left. When the engine is idle a lookup is a round of its own, so a single caller
+//! waits no longer than for a query of its own; under load, the lookups that arrive during a
+//! round share the next, and the database answers one `= ANY` statement for them instead of
+//! one statement each. One round at a time: a second would take lookups from the first's next
+//! round and make both smaller (bench/README.md, "Status lookups in rounds").
 //!
 //! Exact as a lookup of its own: a round starts after every lookup in it was queued, so its
 //! statement's snapshot is later than each call, and every write acknowledged before a call
 //! was sent (committed before it) is in the answer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
 
 use super::{connection, domains, read, sql_error, Inner};
 use crate::domain::{AddressRecord, Tenant};
@@ -24,81 +26,98 @@ use crate::store::{DomainFacts, StoreError};
 
 /// The most lookups one round reads.
 const MAX_ROUND: usize = 1_024;
-/// Rounds that may run at once (each on a pooled connection of its own).
-const ROUNDS_IN_FLIGHT: usize = 4;
-/// Lookups that may wait for a round before callers wait to queue theirs.
-const QUEUE: usize = 8_192;
 
 /// What a status lookup reads: the address's record and what its domain's marks say.
 pub(super) type StatusInputs = (Option<AddressRecord>, Option<DomainFacts>);
 
 /// One queued lookup.
-pub(super) struct Lookup {
+struct Lookup {
     tenant: Tenant,
     hash: [u8; 16],
     domain: String,
     reply: oneshot::Sender<Result<StatusInputs, StoreError>>,
 }
 
-/// The queue of lookups waiting for a round.
+/// The lookups waiting for a round, and whether one runs.
+#[derive(Default)]
+struct Waiting {
+    running: bool,
+    lookups: Vec<Lookup>,
+}
+
+/// The queue of lookups of one store.
 pub(super) struct Lookups {
-    queue: mpsc::Sender<Lookup>,
+    waiting: Mutex<Waiting>,
+    handle: tokio::runtime::Handle,
 }
 
 impl Lookups {
-    /// The queue, and the gatherer that runs its rounds (to spawn on the engine's runtime).
-    pub(super) fn start(
-        inner: std::sync::Weak<Inner>,
-    ) -> (
-        Lookups,
-        impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
-        let (queue, waiting) = mpsc::channel(QUEUE);
-        (Lookups { queue }, gather(inner, waiting))
+    /// Lookups whose rounds run on the runtime of `handle` (the engine's).
+    pub(super) fn new(handle: tokio::runtime::Handle) -> Lookups {
+        Lookups {
+            waiting: Mutex::default(),
+            handle,
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The status inputs of the address with keyed hash `hash` (domain `domain`), read in the
     /// next round.
     pub(super) async fn lookup(
-        &self,
+        self: Arc<Self>,
+        inner: Arc<Inner>,
         tenant: Tenant,
         hash: [u8; 16],
         domain: String,
     ) -> Result<StatusInputs, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let lookup = Lookup {
-            tenant,
-            hash,
-            domain,
-            reply,
+        let start = {
+            let mut waiting = self.waiting();
+            waiting.lookups.push(Lookup {
+                tenant,
+                hash,
+                domain,
+                reply,
+            });
+            !std::mem::replace(&mut waiting.running, true)
         };
-        self.queue
-            .send(lookup)
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        if start {
+            let lookups = self.clone();
+            self.handle
+                .spawn(async move { lookups.rounds(&inner).await });
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
-}
 
-/// Takes queued lookups into rounds, each as soon as a slot is free, until the store is gone.
-async fn gather(inner: std::sync::Weak<Inner>, mut waiting: mpsc::Receiver<Lookup>) {
-    let slots = Arc::new(Semaphore::new(ROUNDS_IN_FLIGHT));
-    loop {
-        // The slot first: lookups that arrive while every slot is busy gather in the queue.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut round = Vec::new();
-        if waiting.recv_many(&mut round, MAX_ROUND).await == 0 {
-            return;
+    /// Runs rounds until no lookup waits.
+    async fn rounds(&self, inner: &Inner) {
+        // Should a round end without returning (a panic), the next lookup starts rounds again.
+        struct Running<'a>(&'a Lookups, bool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.waiting().running = false;
+                }
+            }
         }
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        tokio::spawn(async move {
-            run(&inner, round).await;
-            drop(slot);
-        });
+        let mut running = Running(self, false);
+        loop {
+            let round: Vec<Lookup> = {
+                let mut waiting = self.waiting();
+                if waiting.lookups.is_empty() {
+                    waiting.running = false;
+                    running.1 = true;
+                    return;
+                }
+                let n = waiting.lookups.len().min(MAX_ROUND);
+                waiting.lookups.drain(..n).collect()
+            };
+            metrics::histogram!("suppressd_status_round_lookups").record(round.len() as f64);
+            run(inner, round).await;
+        }
     }
 }
 
@@ -112,7 +131,11 @@ async fn run(inner: &Inner, round: Vec<Lookup>) {
             .push(lookup);
     }
     for (tenant, lookups) in by_tenant {
-        match read_round(inner, &tenant, &lookups).await {
+        let keys: Vec<([u8; 16], &str)> = lookups
+            .iter()
+            .map(|l| (l.hash, l.domain.as_str()))
+            .collect();
+        match read_round(inner, &tenant, &keys).await {
             Ok(answers) => {
                 for (lookup, answer) in lookups.into_iter().zip(answers) {
                     let _ = lookup.reply.send(Ok(answer));
@@ -151,24 +174,58 @@ const ROUND_SQL: &str = "SELECT 0::int2, address_hash, NULL::text, record FROM a
      SELECT 1::int2, NULL::bytea, domain, marks FROM domains
      WHERE tenant = $1 AND domain = ANY($3) AND marks IS NOT NULL";
 
-/// The status inputs of each of `lookups` (all of `tenant`), in order.
+/// [`ROUND_SQL`] for a round of one lookup. PostgreSQL plans `= ANY($2)` again at each
+/// execution (its generic plan, for an array of unknown length, looks dearer than a plan for
+/// the array given), which costs a lone lookup more than reading the row; a point read by the
+/// key keeps its generic plan.
+const ONE_SQL: &str = "SELECT 0::int2, address_hash, NULL::text, record FROM addresses
+     WHERE tenant = $1 AND address_hash = $2
+     UNION ALL
+     SELECT 1::int2, NULL::bytea, domain, marks FROM domains
+     WHERE tenant = $1 AND domain = ANY($3) AND marks IS NOT NULL";
+
+/// The status inputs of many addresses of `tenant`, given as (keyed hash, domain), in order:
+/// a statement per [`MAX_ROUND`] of them.
+pub(super) async fn read_many(
+    inner: &Inner,
+    tenant: &Tenant,
+    keys: &[([u8; 16], String)],
+) -> Result<Vec<StatusInputs>, StoreError> {
+    let mut inputs = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_ROUND) {
+        let chunk: Vec<([u8; 16], &str)> = chunk.iter().map(|(h, d)| (*h, d.as_str())).collect();
+        inputs.extend(read_round(inner, tenant, &chunk).await?);
+    }
+    Ok(inputs)
+}
+
+/// The status inputs of each of `keys` (keyed hash, domain; all of `tenant`), in order.
 async fn read_round(
     inner: &Inner,
     tenant: &Tenant,
-    lookups: &[Lookup],
+    keys: &[([u8; 16], &str)],
 ) -> Result<Vec<StatusInputs>, StoreError> {
-    let hashes: Vec<&[u8]> = lookups.iter().map(|l| &l.hash[..]).collect();
-    let mut names: Vec<&str> = lookups.iter().map(|l| l.domain.as_str()).collect();
+    let hashes: Vec<&[u8]> = keys.iter().map(|(h, _)| &h[..]).collect();
+    let mut names: Vec<&str> = keys.iter().map(|(_, d)| *d).collect();
     names.sort_unstable();
     names.dedup();
     let wanted = domains::wanted(&names);
     let client = connection(&inner.pool).await?;
     let statement = client
-        .prepare_cached(ROUND_SQL)
+        .prepare_cached(if hashes.len() == 1 {
+            ONE_SQL
+        } else {
+            ROUND_SQL
+        })
         .await
         .map_err(sql_error("reading addresses' status"))?;
+    let tenant_name = tenant.as_str();
+    let params: [&(dyn ToSql + Sync); 3] = match &hashes[..] {
+        [one] => [&tenant_name, one, &wanted],
+        _ => [&tenant_name, &hashes, &wanted],
+    };
     let rows = client
-        .query(&statement, &[&tenant.as_str(), &hashes, &wanted])
+        .query(&statement, &params)
         .await
         .map_err(sql_error("reading addresses' status"))?;
     drop(client);
@@ -182,17 +239,16 @@ async fn read_round(
     for (at, f) in domains::facts_of(tenant, marks, 2, &names)? {
         facts[at] = Some(f);
     }
-    lookups
-        .iter()
-        .map(|l| {
-            let record = match found.get(&l.hash[..]) {
+    keys.iter()
+        .map(|(hash, domain)| {
+            let record = match found.get(&hash[..]) {
                 Some(Some(bytes)) => {
                     Some(read::decoded::<AddressRecord>("addresses.record", bytes)?)
                 }
                 _ => None,
             };
             let facts = names
-                .binary_search(&l.domain.as_str())
+                .binary_search(domain)
                 .ok()
                 .and_then(|at| facts[at].clone());
             Ok((record, facts))

@@ -199,16 +199,14 @@ pub(super) fn open(url: &str) -> Result<PostgresStore, StoreError> {
     handle.spawn(keep_connected(inner.clone()));
     let (jobs, queue) = mpsc::channel(1024);
     let writer = handle.spawn(write::writer(inner.clone(), queue));
-    let (lookups, gatherer) = lookups::Lookups::start(Arc::downgrade(&inner));
-    handle.spawn(gatherer);
     Ok(PostgresStore {
         inner,
+        lookups: Arc::new(lookups::Lookups::new(handle.clone())),
         handle,
         runtime: Mutex::new(Some(runtime)),
         jobs: Mutex::new(Some(jobs)),
         writer: Mutex::new(Some(writer)),
         failure: watch::channel(None).0,
-        lookups: Arc::new(lookups),
     })
 }
 
@@ -467,9 +465,28 @@ impl SuppressionStore for PostgresStore {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let (t, domain) = (tenant.clone(), address.domain().to_string());
-        let lookups = self.lookups.clone();
-        // Queued from the caller's runtime; the round runs on the engine's.
-        Box::pin(async move { lookups.lookup(t, hash, domain).await })
+        Box::pin(
+            self.lookups
+                .clone()
+                .lookup(self.inner.clone(), t, hash, domain),
+        )
+    }
+
+    fn status_inputs_of(
+        &self,
+        tenant: &Tenant,
+        addresses: &[EmailAddress],
+    ) -> Result<Vec<(Option<AddressRecord>, Option<DomainFacts>)>, StoreError> {
+        let hasher = &self.inner.meta()?.hasher;
+        let keys: Vec<([u8; 16], String)> = addresses
+            .iter()
+            .map(|a| {
+                let hash = *hasher.hash(tenant.as_str(), a.as_str()).bytes();
+                (hash, a.domain().to_string())
+            })
+            .collect();
+        let t = tenant.clone();
+        self.block(move |inner| async move { lookups::read_many(&inner, &t, &keys).await })
     }
 
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {
