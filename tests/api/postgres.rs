@@ -427,6 +427,69 @@ async fn an_unreachable_database_is_not_serving_until_it_answers_and_a_lost_one_
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // Every call that needs the database says so, whatever it reads or writes.
+    let failed = [
+        (
+            "BatchGetSuppressionStatus",
+            client
+                .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+                    tenant: "acme".into(),
+                    addresses: vec!["kept@example.com".into(), "other@example.com".into()],
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "ForgetAddress",
+            client
+                .forget_address(pb::ForgetAddressRequest {
+                    tenant: "acme".into(),
+                    address: "kept@example.com".into(),
+                    justification: "erasure request 7".into(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "Suppress",
+            client
+                .suppress(pb::SuppressRequest {
+                    tenant: "acme".into(),
+                    address: "manual@example.com".into(),
+                    reason: pb::BounceReason::Manual as i32,
+                    note: "asked to stop".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "ListBounces",
+            client
+                .list_bounces(pb::ListBouncesRequest {
+                    tenant: "acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "GetAddressHistory",
+            client
+                .get_address_history(pb::GetAddressHistoryRequest {
+                    tenant: "acme".into(),
+                    address: "kept@example.com".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+    ];
+    for (call, answer) in failed {
+        let e = answer.expect_err(call);
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{call}: {e:?}");
+    }
 
     // Back: SERVING again without a restart, and the acknowledged write is there.
     proxy.open();
