@@ -602,6 +602,9 @@ pub struct ChangePage {
     pub more: bool,
 }
 
+/// What a status lookup reads: the address's record, and what the marks of its domain say.
+pub type StatusInputs = (Option<AddressRecord>, Option<DomainFacts>);
+
 /// A boxed future returned by the store's asynchronous calls.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
@@ -627,11 +630,7 @@ pub trait SuppressionStore: Send + Sync + 'static {
     /// ([`SuppressionStore::domain_facts`]), as a future that an engine answering over the
     /// network resolves without holding the caller's thread. By default the two reads, at
     /// once.
-    fn status_inputs(
-        &self,
-        tenant: &Tenant,
-        address: &EmailAddress,
-    ) -> StoreFuture<(Option<AddressRecord>, Option<DomainFacts>)> {
+    fn status_inputs(&self, tenant: &Tenant, address: &EmailAddress) -> StoreFuture<StatusInputs> {
         let inputs = self.get_record(tenant, address).map(|record| {
             let facts = self
                 .domain_facts(tenant, &[address.domain()])
@@ -649,7 +648,7 @@ pub trait SuppressionStore: Send + Sync + 'static {
         &self,
         tenant: &Tenant,
         addresses: &[EmailAddress],
-    ) -> Result<Vec<(Option<AddressRecord>, Option<DomainFacts>)>, StoreError> {
+    ) -> Result<Vec<StatusInputs>, StoreError> {
         let domains: Vec<&str> = addresses.iter().map(EmailAddress::domain).collect();
         let mut facts: Vec<Option<DomainFacts>> = vec![None; addresses.len()];
         for (at, f) in self.domain_facts(tenant, &domains) {

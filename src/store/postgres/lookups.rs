@@ -22,13 +22,10 @@ use tokio_postgres::types::ToSql;
 
 use super::{connection, domains, read, sql_error, Inner};
 use crate::domain::{AddressRecord, Tenant};
-use crate::store::{DomainFacts, StoreError};
+use crate::store::{DomainFacts, StatusInputs, StoreError};
 
 /// The most lookups one round reads.
 const MAX_ROUND: usize = 1_024;
-
-/// What a status lookup reads: the address's record and what its domain's marks say.
-pub(super) type StatusInputs = (Option<AddressRecord>, Option<DomainFacts>);
 
 /// One queued lookup.
 struct Lookup {

@@ -32,8 +32,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::address_hash::AddressHasher;
 use super::{
     AddressWrite, BounceQuery, ChangePage, CounterTouch, DomainFacts, DomainOutcome, DomainRules,
-    DomainWrite, ForgetWrite, Granularity, Page, PairOutcome, PairWrite, StoreError, StoreFuture,
-    SuppressedAddress, SuppressionQuery, SuppressionStore, WriteOutcome,
+    DomainWrite, ForgetWrite, Granularity, Page, PairOutcome, PairWrite, StatusInputs, StoreError,
+    StoreFuture, SuppressedAddress, SuppressionQuery, SuppressionStore, WriteOutcome,
 };
 use crate::domain::{
     AddressId, AddressRecord, Dimension, DomainRecord, EmailAddress, HistoryEntry, OutcomeCounts,
@@ -454,11 +454,7 @@ impl SuppressionStore for PostgresStore {
         self.block(move |inner| async move { read::record(&inner, &t, &a).await })
     }
 
-    fn status_inputs(
-        &self,
-        tenant: &Tenant,
-        address: &EmailAddress,
-    ) -> StoreFuture<(Option<AddressRecord>, Option<DomainFacts>)> {
+    fn status_inputs(&self, tenant: &Tenant, address: &EmailAddress) -> StoreFuture<StatusInputs> {
         // Gathered with the lookups of other callers into one statement (`lookups`).
         let hash = match self.inner.meta() {
             Ok(meta) => *meta.hasher.hash(tenant.as_str(), address.as_str()).bytes(),
@@ -476,7 +472,7 @@ impl SuppressionStore for PostgresStore {
         &self,
         tenant: &Tenant,
         addresses: &[EmailAddress],
-    ) -> Result<Vec<(Option<AddressRecord>, Option<DomainFacts>)>, StoreError> {
+    ) -> Result<Vec<StatusInputs>, StoreError> {
         let hasher = &self.inner.meta()?.hasher;
         let keys: Vec<([u8; 16], String)> = addresses
             .iter()
