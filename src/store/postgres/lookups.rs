@@ -82,39 +82,46 @@ impl Lookups {
             !std::mem::replace(&mut waiting.running, true)
         };
         if start {
-            let lookups = self.clone();
+            let running = Running(self.clone(), false);
             self.handle
-                .spawn(async move { lookups.rounds(&inner).await });
+                .spawn(async move { rounds(running, &inner).await });
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
 
-    /// Runs rounds until no lookup waits.
-    async fn rounds(&self, inner: &Inner) {
-        // Should a round end without returning (a panic), the next lookup starts rounds again.
-        struct Running<'a>(&'a Lookups, bool);
-        impl Drop for Running<'_> {
-            fn drop(&mut self) {
-                if !self.1 {
-                    self.0.waiting().running = false;
-                }
+/// Rounds marked as running. Should the task that runs them end without finishing (a panic, or
+/// a runtime shut down before it ran), the lookups still queued are dropped, so that their
+/// callers get [`StoreError::Closed`] instead of waiting for ever, and the next lookup starts
+/// rounds again.
+struct Running(Arc<Lookups>, bool);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.1 {
+            let mut waiting = self.0.waiting();
+            waiting.running = false;
+            waiting.lookups.clear();
+        }
+    }
+}
+
+/// Runs rounds until no lookup waits.
+async fn rounds(mut running: Running, inner: &Inner) {
+    loop {
+        let round: Vec<Lookup> = {
+            let mut waiting = running.0.waiting();
+            if waiting.lookups.is_empty() {
+                waiting.running = false;
+                drop(waiting);
+                running.1 = true;
+                return;
             }
-        }
-        let mut running = Running(self, false);
-        loop {
-            let round: Vec<Lookup> = {
-                let mut waiting = self.waiting();
-                if waiting.lookups.is_empty() {
-                    waiting.running = false;
-                    running.1 = true;
-                    return;
-                }
-                let n = waiting.lookups.len().min(MAX_ROUND);
-                waiting.lookups.drain(..n).collect()
-            };
-            metrics::histogram!("suppressd_status_round_lookups").record(round.len() as f64);
-            run(inner, round).await;
-        }
+            let n = waiting.lookups.len().min(MAX_ROUND);
+            waiting.lookups.drain(..n).collect()
+        };
+        metrics::histogram!("suppressd_status_round_lookups").record(round.len() as f64);
+        run(inner, round).await;
     }
 }
 
@@ -251,4 +258,37 @@ async fn read_round(
             Ok((record, facts))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A round that can never run (its runtime is gone) fails the lookups waiting for it
+    // instead of leaving them waiting for ever.
+    #[tokio::test]
+    async fn a_lookup_whose_round_cannot_run_fails_as_closed() {
+        let store = super::super::open("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let dead = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = dead.handle().clone();
+        dead.shutdown_background();
+        let lookups = Arc::new(Lookups::new(handle));
+        let tenant = Tenant::parse("acme").unwrap();
+        for _ in 0..2 {
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                lookups.clone().lookup(
+                    store.inner.clone(),
+                    tenant.clone(),
+                    [7; 16],
+                    "example.com".into(),
+                ),
+            )
+            .await
+            .expect("answered, not left waiting");
+            assert!(matches!(answer, Err(StoreError::Closed)), "{answer:?}");
+        }
+    }
 }
