@@ -788,6 +788,58 @@ async fn status_lookups_know_every_record_once_the_index_is_loaded(engine: Engin
     store.close().unwrap();
 }
 
+/// A new classification moves a recorded result into or out of the bounce listing: a result
+/// reported as delivered whose reply a new rule reads as a failure is listed from then on, and
+/// one that stops being a bounce is no longer listed (with or without a source filter).
+async fn a_reclassified_result_enters_or_leaves_the_bounce_listing(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(engine, dir.path()).unwrap();
+    let mut delivered = hard_bounce("d1", "kept@x.com", T0);
+    delivered.outcome = ReportedOutcome::Delivered;
+    delivered.classification.bounce_type = BounceType::Delivered;
+    store
+        .write(vec![
+            event_write("acme", delivered.clone()),
+            event_write("acme", hard_bounce("h1", "gone@x.com", T0 + 1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(bounce_ids(&*store, "acme"), ["h1"]);
+    let reclassify = |mut event: RecordedEvent, to: BounceType| {
+        event.classification.bounce_type = to;
+        AddressWrite {
+            tenant: tenant("acme"),
+            address: address(&event.address),
+            event: None,
+            reclassified: vec![event],
+            decide: Box::new(|_| Decision::Unchanged),
+        }
+    };
+    let mut bounced = hard_bounce("h1", "gone@x.com", T0 + 1);
+    bounced.classification.bounce_type = BounceType::Hard;
+    store
+        .write(vec![
+            reclassify(delivered, BounceType::Hard),
+            reclassify(bounced, BounceType::Delivered),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(bounce_ids(&*store, "acme"), ["d1"]);
+    let by_source = BounceQuery {
+        source: Some("signup-form".into()),
+        ..BounceQuery::default()
+    };
+    let listed: Vec<String> = store
+        .list_bounces(&tenant("acme"), &by_source, None, 100)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(listed, ["d1"]);
+    store.close().unwrap();
+}
+
 /// Many status lookups at once, as a busy server makes them, each get their own address's
 /// record and their own domain's marks, whatever tenant and domain the others ask about.
 async fn concurrent_status_lookups_each_get_their_own_answer(engine: Engine) {
@@ -1701,6 +1753,7 @@ contract_postgres!(
     concurrent_writers_share_commits_and_lose_nothing,
     status_lookups_know_every_record_once_the_index_is_loaded,
     concurrent_status_lookups_each_get_their_own_answer,
+    a_reclassified_result_enters_or_leaves_the_bounce_listing,
     records_of_many_addresses_come_back_by_index,
     history_pages_item_by_item_through_entries_of_several,
     a_panicking_decision_fails_its_write_alone,
@@ -1742,4 +1795,5 @@ contract!(
     concurrent_writers_share_commits_and_lose_nothing,
     status_lookups_know_every_record_once_the_index_is_loaded,
     concurrent_status_lookups_each_get_their_own_answer,
+    a_reclassified_result_enters_or_leaves_the_bounce_listing,
 );

@@ -1006,6 +1006,19 @@ impl<'t, E: KvEngine> Group<'t, E> {
                     // results to accept-all domains stays.
                     self.adjust_counters(tenant, old, CounterChange::Uncount, false)?;
                     self.adjust_counters(tenant, &updated, CounterChange::Count, false)?;
+                    // The bounce listing holds the results that are bounces: a new
+                    // classification can make one of a result reported as delivered (a reply
+                    // that a new rule reads as a failure), or stop one being one.
+                    if old.is_bounce() != updated.is_bounce() {
+                        let by_source = keys::prefix(keys::BOUNCES, &[t, &updated.source]);
+                        let instant = keys::instant_of(&key).unwrap_or_default();
+                        let listed = keys::at_instant(&by_source, &instant);
+                        if updated.is_bounce() {
+                            self.put(listed, slot.ah.bytes().to_vec())?;
+                        } else {
+                            self.remove(listed)?;
+                        }
+                    }
                     entry.event = Some(updated);
                     let (n, data_key) = self.data_key(&slot)?;
                     self.put(key.clone(), seal(&entry, n, &data_key)?)?;
