@@ -652,7 +652,9 @@ pub trait SuppressionStore: Send + Sync + 'static {
         let domains: Vec<&str> = addresses.iter().map(EmailAddress::domain).collect();
         let mut facts: Vec<Option<DomainFacts>> = vec![None; addresses.len()];
         for (at, f) in self.domain_facts(tenant, &domains) {
-            facts[at] = Some(f);
+            if let Some(slot) = facts.get_mut(at) {
+                *slot = Some(f);
+            }
         }
         addresses
             .iter()

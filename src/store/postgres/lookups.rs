@@ -241,7 +241,9 @@ async fn read_round(
     }
     let mut facts: Vec<Option<DomainFacts>> = vec![None; names.len()];
     for (at, f) in domains::facts_of(tenant, marks, 2, &names)? {
-        facts[at] = Some(f);
+        if let Some(slot) = facts.get_mut(at) {
+            *slot = Some(f);
+        }
     }
     keys.iter()
         .map(|(hash, domain)| {
