@@ -83,8 +83,7 @@ impl Lookups {
         };
         if start {
             let running = Running(self.clone(), false);
-            self.handle
-                .spawn(async move { rounds(running, &inner).await });
+            self.handle.spawn(rounds(running, inner));
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -107,7 +106,7 @@ impl Drop for Running {
 }
 
 /// Runs rounds until no lookup waits.
-async fn rounds(mut running: Running, inner: &Inner) {
+async fn rounds(mut running: Running, inner: Arc<Inner>) {
     loop {
         let round: Vec<Lookup> = {
             let mut waiting = running.0.waiting();
@@ -121,12 +120,14 @@ async fn rounds(mut running: Running, inner: &Inner) {
             waiting.lookups.drain(..n).collect()
         };
         metrics::histogram!("suppressd_status_round_lookups").record(round.len() as f64);
-        run(inner, round).await;
+        run(&inner, round).await;
     }
 }
 
-/// Reads a round's lookups, a statement per tenant, and answers each.
-async fn run(inner: &Inner, round: Vec<Lookup>) {
+/// Reads a round's lookups, a statement per tenant, and answers each. The statements of
+/// several tenants run at once, each on a pooled connection of its own, so that a round of many
+/// tenants takes about as long as one statement.
+async fn run(inner: &Arc<Inner>, round: Vec<Lookup>) {
     let mut by_tenant: HashMap<Tenant, Vec<Lookup>> = HashMap::new();
     for lookup in round {
         by_tenant
@@ -134,23 +135,37 @@ async fn run(inner: &Inner, round: Vec<Lookup>) {
             .or_default()
             .push(lookup);
     }
+    if by_tenant.len() == 1 {
+        for (tenant, lookups) in by_tenant {
+            answer(inner, &tenant, lookups).await;
+        }
+        return;
+    }
+    let mut reads = tokio::task::JoinSet::new();
     for (tenant, lookups) in by_tenant {
-        let keys: Vec<([u8; 16], &str)> = lookups
-            .iter()
-            .map(|l| (l.hash, l.domain.as_str()))
-            .collect();
-        match read_round(inner, &tenant, &keys).await {
-            Ok(answers) => {
-                for (lookup, answer) in lookups.into_iter().zip(answers) {
-                    let _ = lookup.reply.send(Ok(answer));
-                }
+        let inner = inner.clone();
+        reads.spawn(async move { answer(&inner, &tenant, lookups).await });
+    }
+    while reads.join_next().await.is_some() {}
+}
+
+/// Reads the lookups of one tenant in one statement and answers each.
+async fn answer(inner: &Inner, tenant: &Tenant, lookups: Vec<Lookup>) {
+    let keys: Vec<([u8; 16], &str)> = lookups
+        .iter()
+        .map(|l| (l.hash, l.domain.as_str()))
+        .collect();
+    match read_round(inner, tenant, &keys).await {
+        Ok(answers) => {
+            for (lookup, answer) in lookups.into_iter().zip(answers) {
+                let _ = lookup.reply.send(Ok(answer));
             }
-            Err(e) => {
-                let unavailable = matches!(e, StoreError::Unavailable { .. });
-                let text = super::super::ErrorChain(&e).to_string();
-                for lookup in lookups {
-                    let _ = lookup.reply.send(Err(shared_error(unavailable, &text)));
-                }
+        }
+        Err(e) => {
+            let unavailable = matches!(e, StoreError::Unavailable { .. });
+            let text = super::super::ErrorChain(&e).to_string();
+            for lookup in lookups {
+                let _ = lookup.reply.send(Err(shared_error(unavailable, &text)));
             }
         }
     }
