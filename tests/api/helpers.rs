@@ -285,6 +285,25 @@ impl TestApp {
             .expect("status present")
     }
 
+    /// The statuses of `addresses` in one batch lookup for mail of `list`, in request order.
+    pub async fn batch_statuses(
+        &mut self,
+        tenant: &str,
+        addresses: &[String],
+        list: &str,
+    ) -> Vec<pb::AddressStatus> {
+        self.client
+            .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
+                tenant: tenant.into(),
+                addresses: addresses.to_vec(),
+                list_id: list.into(),
+            })
+            .await
+            .expect("batch status succeeds")
+            .into_inner()
+            .statuses
+    }
+
     /// The states of `addresses` in one batch lookup for mail of `list`.
     pub async fn batch_states(
         &mut self,
@@ -292,16 +311,9 @@ impl TestApp {
         addresses: &[&str],
         list: &str,
     ) -> Vec<pb::AddressState> {
-        self.client
-            .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
-                tenant: tenant.into(),
-                addresses: addresses.iter().map(|a| a.to_string()).collect(),
-                list_id: list.into(),
-            })
+        let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+        self.batch_statuses(tenant, &addresses, list)
             .await
-            .expect("batch status succeeds")
-            .into_inner()
-            .statuses
             .iter()
             .map(|s| s.state())
             .collect()

@@ -1,6 +1,6 @@
 //! "May I send to this address?"
 
-use suppressd::grpc::proto::{self as pb, AddressState, Outcome};
+use suppressd::grpc::proto::{AddressState, Outcome};
 
 use crate::helpers::*;
 
@@ -53,17 +53,7 @@ async fn batch_lookup_answers_in_request_order_with_invalid_slots() {
         "BAD@example.com".to_string(),
         "".to_string(),
     ];
-    let statuses = app
-        .client
-        .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
-            tenant: String::new(),
-            addresses: addresses.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .statuses;
+    let statuses = app.batch_statuses("", &addresses, "").await;
     let states: Vec<_> = statuses.iter().map(|s| s.state()).collect();
     assert_eq!(
         states,
@@ -98,17 +88,7 @@ async fn a_batch_larger_than_one_read_answers_every_address_in_its_place() {
     let mut addresses: Vec<String> = (0..2_500).map(|i| format!("p{i}@example.com")).collect();
     addresses[300] = "not an address".into();
     addresses[1_200] = "P1024@Example.COM".into();
-    let statuses = app
-        .client
-        .batch_get_suppression_status(pb::BatchGetSuppressionStatusRequest {
-            tenant: String::new(),
-            addresses: addresses.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .statuses;
+    let statuses = app.batch_statuses("", &addresses, "").await;
     assert_eq!(statuses.len(), addresses.len());
     for (i, status) in statuses.iter().enumerate() {
         let expected = if i == 300 {

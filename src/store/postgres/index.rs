@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_stream::StreamExt;
 
-use super::{change_head, connection, read_snapshot, sql_error, Inner};
+use super::{change_head, connection, read_snapshot, shared_error, sql_error, Inner};
 use crate::fasthash::KeySet;
 use crate::store::StoreError;
 
@@ -113,19 +113,6 @@ fn key_from_column(bytes: &[u8]) -> Result<u128, StoreError> {
     <[u8; 16]>::try_from(bytes)
         .map(|h| key_of(&h))
         .map_err(|_| StoreError::corrupt(bytes, "an address hash of the wrong length"))
-}
-
-/// The error a waiter gets for a catch-up that failed in another caller.
-fn shared_error(unavailable: bool, text: &str) -> StoreError {
-    let context = "catching up with the change log".to_string();
-    if unavailable {
-        StoreError::Unavailable {
-            context,
-            source: text.to_string().into(),
-        }
-    } else {
-        StoreError::engine(context, text.to_string())
-    }
 }
 
 impl SuppressedIndex {
@@ -274,7 +261,11 @@ impl SuppressedIndex {
                 if last.round >= needed {
                     return match &last.failed {
                         None => Ok(()),
-                        Some((unavailable, text)) => Err(shared_error(*unavailable, text)),
+                        Some((unavailable, text)) => Err(shared_error(
+                            "catching up with the change log",
+                            *unavailable,
+                            text,
+                        )),
                     };
                 }
             }

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
-use super::{connection, domains, read, sql_error, Inner};
-use crate::domain::{AddressRecord, Tenant};
+use super::{connection, domains, read, shared_error, sql_error, Inner};
+use crate::domain::Tenant;
 use crate::store::{DomainFacts, StatusInputs, StoreError};
 
 /// The most lookups one round reads.
@@ -165,22 +165,13 @@ async fn answer(inner: &Inner, tenant: &Tenant, lookups: Vec<Lookup>) {
             let unavailable = matches!(e, StoreError::Unavailable { .. });
             let text = super::super::ErrorChain(&e).to_string();
             for lookup in lookups {
-                let _ = lookup.reply.send(Err(shared_error(unavailable, &text)));
+                let _ = lookup.reply.send(Err(shared_error(
+                    "reading addresses' status",
+                    unavailable,
+                    &text,
+                )));
             }
         }
-    }
-}
-
-/// The error each lookup of a failed round gets (the error of the round, as text).
-fn shared_error(unavailable: bool, text: &str) -> StoreError {
-    let context = "reading addresses' status".to_string();
-    if unavailable {
-        StoreError::Unavailable {
-            context,
-            source: text.to_string().into(),
-        }
-    } else {
-        StoreError::engine(context, text.to_string())
     }
 }
 
@@ -262,12 +253,7 @@ async fn read_round(
     }
     keys.iter()
         .map(|(hash, domain)| {
-            let record = match found.get(&hash[..]) {
-                Some(Some(bytes)) => {
-                    Some(read::decoded::<AddressRecord>("addresses.record", bytes)?)
-                }
-                _ => None,
-            };
+            let record = read::record_of(found.get(&hash[..]).and_then(|b| b.as_deref()))?;
             let facts = names
                 .binary_search(domain)
                 .ok()

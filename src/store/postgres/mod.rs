@@ -78,6 +78,20 @@ pub(super) fn sql_error(
     }
 }
 
+/// The error of a read that failed in another caller's hands, for the callers that waited on
+/// it (the index's catch-up, a round of status lookups): unavailable as the original was, with
+/// its text; `context` names the read.
+pub(super) fn shared_error(context: &str, unavailable: bool, text: &str) -> StoreError {
+    if unavailable {
+        StoreError::Unavailable {
+            context: context.to_string(),
+            source: text.to_string().into(),
+        }
+    } else {
+        StoreError::engine(context.to_string(), text.to_string())
+    }
+}
+
 /// Whether the server's error says it cannot serve now (shutting down, starting up, out of
 /// connections), rather than that the statement is wrong.
 fn is_server_unavailable(code: &tokio_postgres::error::SqlState) -> bool {

@@ -65,21 +65,15 @@ pub(super) async fn record(
         .query_opt(&statement, &[&tenant.as_str(), &&ah.bytes()[..]])
         .await
         .map_err(sql_error("reading an address"))?;
-    record_of(row.as_ref(), 0)
+    record_of(row.as_ref().and_then(|r| r.get::<_, Option<&[u8]>>(0)))
 }
 
 /// One address's record, by its keyed hash.
 const RECORD_SQL: &str = "SELECT record FROM addresses WHERE tenant = $1 AND address_hash = $2";
 
-/// The record a row holds in column `at` (`NULL`: none), as [`RECORD_SQL`] reads it.
-fn record_of(
-    row: Option<&tokio_postgres::Row>,
-    at: usize,
-) -> Result<Option<AddressRecord>, StoreError> {
-    match row.and_then(|r| r.get::<_, Option<Vec<u8>>>(at)) {
-        Some(bytes) => Ok(Some(decoded("addresses.record", &bytes)?)),
-        None => Ok(None),
-    }
+/// The record an `addresses.record` column holds (`NULL`: none).
+pub(super) fn record_of(bytes: Option<&[u8]>) -> Result<Option<AddressRecord>, StoreError> {
+    bytes.map(|b| decoded("addresses.record", b)).transpose()
 }
 
 /// The records of those of `addresses` that have one, as (index, record) in index order; with
