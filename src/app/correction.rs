@@ -414,6 +414,10 @@ impl Corrections {
                     now,
                     threshold,
                 };
+                // Decided again if the store runs the write again: only the last run's flags
+                // count.
+                low_flag.store(false, Ordering::Relaxed);
+                already_flag.store(false, Ordering::Relaxed);
                 match decide_replacement(&request, old_record, new_record) {
                     Err(refusal) => PairDecision::Refuse(refusal.to_string()),
                     Ok(ReplaceDecision::AlreadyDone) => {

@@ -129,8 +129,9 @@ impl Domains {
         caller: &Caller,
         tenant: &Tenant,
         domain: &MailDomain,
-        decide: impl FnOnce(&DomainRecord, &str) -> Result<Option<DomainTransition>, String>
+        decide: impl Fn(&DomainRecord, &str) -> Result<Option<DomainTransition>, String>
             + Send
+            + Sync
             + 'static,
     ) -> Result<crate::store::DomainOutcome, AppError> {
         let signer = caller.clone();

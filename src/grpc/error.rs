@@ -46,6 +46,12 @@ fn to_status(err: AppError) -> Status {
                 tracing::warn!(error = %ErrorChain(&e), "the database is unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
+            AppError::Store(e) if e.is_conflict() => {
+                tracing::warn!(error = %ErrorChain(&e), "a write kept conflicting with concurrent ones");
+                Status::aborted(
+                    "the write conflicted with concurrent writes and stored nothing; retry it",
+                )
+            }
             AppError::Store(e @ StoreError::Unsupported { .. }) => {
                 Status::unimplemented(e.to_string())
             }
@@ -107,6 +113,19 @@ mod tests {
             ErrorChain(&e).to_string(),
             "cannot write the batch: disk said no"
         );
+    }
+
+    #[test]
+    fn a_write_that_kept_conflicting_is_aborted_and_may_be_retried() {
+        let conflict = StoreError::Conflict {
+            context: "committing a group".into(),
+            source: "deadlock detected".into(),
+        };
+        let status = Status::from(AppError::Store(StoreError::CommitFailed(
+            std::sync::Arc::new(conflict),
+        )));
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(status.message().contains("retry"), "{}", status.message());
     }
 
     #[test]

@@ -501,7 +501,7 @@ fn result_of(id: &str, to: &str, t: BounceType, reason: BounceReason, at: i64) -
 fn domain_write(
     t: &str,
     domain: &str,
-    decide: impl FnOnce(&DomainRecord) -> DomainDecision + Send + 'static,
+    decide: impl Fn(&DomainRecord) -> DomainDecision + Send + Sync + 'static,
 ) -> DomainWrite {
     DomainWrite {
         tenant: tenant(t),

@@ -343,7 +343,10 @@ fn apply(
         address: address(to),
         event,
         reclassified: Vec::new(),
-        decide: Box::new(move |_| Decision::Apply { record, changes }),
+        decide: Box::new(move |_| Decision::Apply {
+            record: record.clone(),
+            changes: changes.clone(),
+        }),
     }
 }
 
@@ -645,7 +648,7 @@ pub(super) async fn write_script(store: &dyn SuppressionStore) -> Result<(), Sto
             second: address("fixed@x.com"),
             decide: Box::new(move |_, _| PairDecision::Apply {
                 first: Some((
-                    first,
+                    first.clone(),
                     vec![change(
                         StateChangeKind::Replaced,
                         BounceReason::MailboxNotFound,
@@ -654,7 +657,7 @@ pub(super) async fn write_script(store: &dyn SuppressionStore) -> Result<(), Sto
                     )],
                 )),
                 second: Some((
-                    second,
+                    second.clone(),
                     vec![change(
                         StateChangeKind::ReplacementPending,
                         BounceReason::None,

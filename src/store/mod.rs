@@ -247,6 +247,17 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The database aborted the transaction for a conflict with concurrent ones (a
+    /// serialization failure or a deadlock), and running it again did not get past it:
+    /// nothing of it was stored, and the call may succeed if made again.
+    #[error("the write conflicted with concurrent writes: {context}")]
+    Conflict {
+        /// What the store was doing.
+        context: String,
+        /// The database's error.
+        #[source]
+        source: BoxError,
+    },
     /// A call that this engine does not answer yet.
     #[error("not supported by the {engine} engine yet: {method}")]
     Unsupported {
@@ -270,6 +281,16 @@ impl StoreError {
         match self {
             StoreError::Unavailable { .. } => true,
             StoreError::CommitFailed(inner) => inner.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the database aborted the work for a conflict with concurrent transactions
+    /// (see [`StoreError::Conflict`]).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Conflict { .. } => true,
+            StoreError::CommitFailed(inner) => inner.is_conflict(),
             _ => false,
         }
     }
@@ -322,8 +343,11 @@ pub enum Decision {
 }
 
 /// The decision function of a write, run by the store on the address's current record, with
-/// no other write to the same address in between.
-pub type Decide = Box<dyn FnOnce(Option<&AddressRecord>) -> Decision + Send>;
+/// no other write to the same address in between. A store may run it more than once (the
+/// postgres engine decides again when the database aborts a transaction for a conflict with
+/// another one): only the answer of the run that commits counts, so it must have no other
+/// effect.
+pub type Decide = Box<dyn Fn(Option<&AddressRecord>) -> Decision + Send + Sync>;
 
 /// One atomic change to one address.
 pub struct AddressWrite {
@@ -373,8 +397,9 @@ pub struct SuppressedAddress {
 }
 
 /// The decision function of a write that changes two addresses at once (a replacement).
+/// Like [`Decide`], it may run more than once.
 pub type DecidePair =
-    Box<dyn FnOnce(Option<&AddressRecord>, Option<&AddressRecord>) -> PairDecision + Send>;
+    Box<dyn Fn(Option<&AddressRecord>, Option<&AddressRecord>) -> PairDecision + Send + Sync>;
 
 /// What a two-address write decides.
 // One value per write, moved once: boxing the large variant would only add an allocation.
@@ -459,8 +484,9 @@ pub enum DomainDecision {
     Refuse(String),
 }
 
-/// The decision function of a domain write, run on the domain's current record.
-pub type DecideDomain = Box<dyn FnOnce(&DomainRecord) -> DomainDecision + Send>;
+/// The decision function of a domain write, run on the domain's current record; like
+/// [`Decide`], it may run more than once.
+pub type DecideDomain = Box<dyn Fn(&DomainRecord) -> DomainDecision + Send + Sync>;
 
 /// One atomic change to one domain of one tenant.
 pub struct DomainWrite {

@@ -230,7 +230,7 @@ pub(super) fn history_entry(change: &StateChange) -> Result<Vec<u8>, StoreError>
 /// writer's groups lock it too when a send result changes the domain).
 pub(super) async fn commit_domain(
     inner: &Inner,
-    write: DomainWrite,
+    write: &DomainWrite,
 ) -> Result<DomainOutcome, StoreError> {
     let t = write.tenant.as_str();
     let domain = write.domain.as_str();
@@ -254,8 +254,7 @@ pub(super) async fn commit_domain(
         .await
         .map_err(sql_error("locking a domain row"))?;
     let previous = record_of(row.get(0), row.get(1))?;
-    let decide = write.decide;
-    let (record, changes) = match decided(|| decide(&previous))? {
+    let (record, changes) = match decided(|| (write.decide)(&previous))? {
         DomainDecision::Refuse(reason) => {
             return Ok(DomainOutcome {
                 record: previous.clone(),

@@ -27,7 +27,7 @@ use crate::store::{Decision, ForgetWrite, StoreError, WriteOutcome};
 /// Erases an address's personal data (see [`ForgetWrite`]); resolves once committed.
 pub(super) async fn commit_forget(
     inner: &Inner,
-    write: ForgetWrite,
+    write: &ForgetWrite,
 ) -> Result<WriteOutcome, StoreError> {
     let hasher = &inner.meta()?.hasher;
     let t = write.tenant.as_str();
@@ -78,8 +78,7 @@ pub(super) async fn commit_forget(
         // Nothing to do; the transaction made and changed nothing.
         return Ok(WriteOutcome::Unchanged { record: previous });
     }
-    let decide = write.decide;
-    let (record, changes) = match decided(|| decide(previous.as_ref()))? {
+    let (record, changes) = match decided(|| (write.decide)(previous.as_ref()))? {
         Decision::Apply { record, changes } if record.forgotten => (record, changes),
         // Dropping the transaction rolls back the row made only to lock it.
         Decision::Apply { .. } => {

@@ -347,7 +347,7 @@ impl Drop for RoundGuard<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::{
         BounceReason, BounceType, Classification, EmailAddress, RecordedEvent, ReportedOutcome,
@@ -356,7 +356,7 @@ mod tests {
     use crate::policy::EscalationPolicy;
     use crate::store::{testing, AddressWrite, Decision, Engine, StoreOptions, SuppressionStore};
 
-    fn replica(url: &str) -> Arc<dyn SuppressionStore> {
+    pub(in crate::store::postgres) fn replica(url: &str) -> Arc<dyn SuppressionStore> {
         let store = crate::store::open(StoreOptions {
             engine: Engine::Postgres,
             path: "unused".into(),
@@ -370,8 +370,13 @@ mod tests {
     }
 
     fn hard_bounce(i: usize) -> AddressWrite {
+        hard_bounce_with_id(i, &format!("e{i}"))
+    }
+
+    /// A hard bounce of `gone{i}@example.com` (tenant `race`) with the event id `id`.
+    pub(in crate::store::postgres) fn hard_bounce_with_id(i: usize, id: &str) -> AddressWrite {
         let event = RecordedEvent {
-            event_id: format!("e{i}"),
+            event_id: id.to_string(),
             address: format!("gone{i}@example.com"),
             outcome: ReportedOutcome::HardBounce,
             smtp_response: "550 5.1.1 user unknown".into(),

@@ -72,8 +72,51 @@ pub(super) fn sql_error(
                 context,
                 source: e.into(),
             }
+        } else if e.code().is_some_and(is_conflict) {
+            StoreError::Conflict {
+                context,
+                source: e.into(),
+            }
         } else {
             StoreError::engine(context, e)
+        }
+    }
+}
+
+/// Whether the server aborted the transaction for a conflict with concurrent ones, which
+/// running it again may get past: a serialization failure (what CockroachDB, YugabyteDB and
+/// PostgreSQL's serializable isolation answer on contention) or a deadlock.
+fn is_conflict(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+}
+
+/// Most times a transaction is run again after conflicts.
+const MAX_RETRIES: u32 = 8;
+
+/// Runs a transaction (`run` starts it anew each time) and runs it again, after a short
+/// random wait that grows with each attempt, while the database aborts it for a conflict
+/// with concurrent transactions ([`StoreError::Conflict`]); after [`MAX_RETRIES`] the conflict
+/// is the answer. Any other error is answered at once.
+pub(super) async fn retrying<T, F, Fut>(what: &str, mut run: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut retries = 0;
+    loop {
+        match run().await {
+            Err(e) if e.is_conflict() && retries < MAX_RETRIES => {
+                retries += 1;
+                metrics::counter!("suppressd_transaction_retries_total").increment(1);
+                tracing::debug!(error = %super::ErrorChain(&e), retries, "{what} conflicted; running it again");
+                // Full jitter over 2, 4, 8 ... 256 ms, so that the transactions that
+                // conflicted do not meet again at once.
+                let ceiling = 1u64 << retries;
+                let wait = rand::random_range(0..=ceiling * 1_000);
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            answer => return answer,
         }
     }
 }
@@ -501,12 +544,16 @@ impl SuppressionStore for PostgresStore {
 
     fn write_pair(&self, write: PairWrite) -> StoreFuture<PairOutcome> {
         let inner = self.inner.clone();
-        self.spawn(async move { write::commit_pair(&inner, write).await })
+        self.spawn(async move {
+            retrying("a two-address write", || write::commit_pair(&inner, &write)).await
+        })
     }
 
     fn forget(&self, write: ForgetWrite) -> StoreFuture<WriteOutcome> {
         let inner = self.inner.clone();
-        self.spawn(async move { forget::commit_forget(&inner, write).await })
+        self.spawn(
+            async move { retrying("an erasure", || forget::commit_forget(&inner, &write)).await },
+        )
     }
 
     fn address_id(&self, tenant: &Tenant, address: &EmailAddress) -> AddressId {
@@ -677,7 +724,9 @@ impl SuppressionStore for PostgresStore {
 
     fn write_domain(&self, write: DomainWrite) -> StoreFuture<DomainOutcome> {
         let inner = self.inner.clone();
-        self.spawn(async move { domains::commit_domain(&inner, write).await })
+        self.spawn(async move {
+            retrying("a domain write", || domains::commit_domain(&inner, &write)).await
+        })
     }
 
     fn set_domain_rules(&self, rules: Arc<dyn DomainRules>) {

@@ -9,8 +9,10 @@
 //! address state, expiries, counters as adding upserts, delivered addresses, domain activity,
 //! the change log numbered under its counter's row lock), COMMIT, and only then answer. Another
 //! replica's write of the same address waits on the row lock, so the two serialize. A
-//! transaction that fails after decisions ran is not retried (the decisions are spent): its
-//! writes answer [`StoreError::CommitFailed`], and nothing of the group is stored.
+//! transaction the database aborts for a conflict (a deadlock, a serialization failure) is run
+//! again from the start, decisions included, on the records as they then are
+//! ([`super::retrying`]); any other failure, or a conflict that outlasts the retries, answers
+//! [`StoreError::CommitFailed`] to the group's writes, and nothing of the group is stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use pipeline::Pipeline;
 
 use super::read::{decoded, granularity_code};
-use super::{connection, sql_error, Inner};
+use super::{connection, retrying, sql_error, Inner};
 use crate::domain::{
     AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, OutcomeCounts, RecordedEvent,
     StateChange, Tenant, Timestamp,
@@ -73,13 +75,15 @@ pub(super) async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Job>) {
             replies.push(job.reply);
             writes.push(job.writes);
         }
-        let mut answers: Vec<Result<Vec<WriteOutcome>, StoreError>> = Vec::new();
         let started = std::time::Instant::now();
-        let committed = commit_group(&inner, writes, rules, &stamps, &mut answers).await;
+        let committed = retrying("a group commit", || {
+            commit_group(&inner, &writes, rules.clone(), &stamps)
+        })
+        .await;
         metrics::histogram!("suppressd_group_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         match committed {
-            Ok(effects) => {
+            Ok((effects, answers)) => {
                 publish_head(&inner, effects.last_change);
                 if !effects.touched.is_empty() {
                     let _ = inner
@@ -196,15 +200,16 @@ struct Group<'a> {
     effects: Effects,
 }
 
-/// Commits one group; `answers` gets one answer per job, in order (meaningful only once the
-/// commit succeeded).
+/// A job's answer.
+type Answer = Result<Vec<WriteOutcome>, StoreError>;
+
+/// Commits one group: what it changes outside the database, and one answer per job, in order.
 async fn commit_group(
     inner: &Inner,
-    jobs: Vec<Vec<AddressWrite>>,
+    jobs: &[Vec<AddressWrite>],
     rules: Option<Arc<dyn DomainRules>>,
     stamps: &HashMap<(String, String), i64>,
-    answers: &mut Vec<Result<Vec<WriteOutcome>, StoreError>>,
-) -> Result<Effects, StoreError> {
+) -> Result<(Effects, Vec<Answer>), StoreError> {
     let hasher = &inner.meta()?.hasher;
     let mut addresses: BTreeMap<Slot, (String, String)> = BTreeMap::new();
     for w in jobs.iter().flatten() {
@@ -233,8 +238,9 @@ async fn commit_group(
         }
     }
     group.lock(ids).await?;
-    let domains = group.domains_to_lock(hasher, &jobs);
+    let domains = group.domains_to_lock(hasher, jobs);
     group.lock_domains(domains).await?;
+    let mut answers = Vec::with_capacity(jobs.len());
     for writes in jobs {
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut failed: Option<StoreError> = None;
@@ -258,7 +264,7 @@ async fn commit_group(
     let effects = std::mem::take(&mut group.effects);
     drop(group);
     tx.commit().await.map_err(sql_error("committing a group"))?;
-    Ok(effects)
+    Ok((effects, answers))
 }
 
 impl<'a> Group<'a> {
@@ -470,7 +476,7 @@ impl<'a> Group<'a> {
     async fn add(
         &mut self,
         ah: AddressHash,
-        write: AddressWrite,
+        write: &AddressWrite,
     ) -> Result<Result<WriteOutcome, StoreError>, StoreError> {
         let tenant = write.tenant.clone();
         let t = tenant.as_str().to_string();
@@ -494,8 +500,7 @@ impl<'a> Group<'a> {
             }
             return Ok(Ok(WriteOutcome::Unchanged { record: previous }));
         }
-        let decide = write.decide;
-        let decision = match decided(|| decide(previous.as_ref())) {
+        let decision = match decided(|| (write.decide)(previous.as_ref())) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %ErrorChain(&e), "the decision of a write panicked; the write is refused");
@@ -522,8 +527,8 @@ impl<'a> Group<'a> {
             None => None,
         };
 
-        for updated in write.reclassified {
-            self.reclassify(&tenant, updated).await?;
+        for updated in &write.reclassified {
+            self.reclassify(&tenant, updated.clone()).await?;
         }
 
         let (record, mut changes) = match decision {
@@ -531,7 +536,7 @@ impl<'a> Group<'a> {
             Decision::Unchanged | Decision::Refuse(_) => (None, Vec::new()),
         };
         let mut caused = Vec::new();
-        if let Some(event) = write.event {
+        if let Some(event) = write.event.clone() {
             (caused, changes) = changes
                 .into_iter()
                 .partition(|c| c.at == event.occurred_at && c.event_id == event.event_id);
@@ -678,7 +683,7 @@ impl<'a> Group<'a> {
     fn add_pair(
         &mut self,
         hashes: [AddressHash; 2],
-        write: PairWrite,
+        write: &PairWrite,
     ) -> Result<PairOutcome, StoreError> {
         let t = write.tenant.as_str().to_string();
         let slots = hashes.map(|ah| (t.clone(), *ah.bytes()));
@@ -695,8 +700,7 @@ impl<'a> Group<'a> {
                 ),
             });
         }
-        let decide = write.decide;
-        match decided(|| decide(first.as_ref(), second.as_ref()))? {
+        match decided(|| (write.decide)(first.as_ref(), second.as_ref()))? {
             PairDecision::Refuse(reason) => Ok(PairOutcome {
                 first,
                 second,
@@ -1398,7 +1402,7 @@ impl<'a> Group<'a> {
 /// other writer's).
 pub(super) async fn commit_pair(
     inner: &Inner,
-    write: PairWrite,
+    write: &PairWrite,
 ) -> Result<PairOutcome, StoreError> {
     let hasher = &inner.meta()?.hasher;
     let t = write.tenant.as_str();
@@ -1516,4 +1520,159 @@ pub(super) async fn prune_changes(
         .await
         .map_err(sql_error("pruning the change log"))?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::index::tests::{hard_bounce_with_id, replica};
+    use crate::domain::{EmailAddress, Tenant};
+    use crate::store::{testing, PairDecision, PairWrite, SuppressionStore, WriteOutcome};
+
+    /// A store on a database of its own whose addresses `gone0` and `gone1@example.com`
+    /// (tenant `race`) have rows.
+    async fn two_addresses(key: &str) -> (String, Arc<dyn SuppressionStore>) {
+        let url = testing::postgres_test_database(key);
+        let store = replica(&url);
+        store
+            .write(vec![
+                hard_bounce_with_id(0, "e0"),
+                hard_bounce_with_id(1, "e1"),
+            ])
+            .await
+            .unwrap();
+        (url, store)
+    }
+
+    /// Runs `work` (which locks both address rows in the writers' key order) in a deadlock:
+    /// another transaction locks the second row, waits until `work` holds the first and waits
+    /// on the second, then asks for the first. PostgreSQL breaks it by aborting `work`'s
+    /// transaction (it waited first, and the other session's own deadlock check is put off);
+    /// the other transaction then commits. Gives what `work` answered.
+    async fn in_a_deadlock<T: Send + 'static>(
+        url: &str,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (mut other, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        other
+            .batch_execute("SET deadlock_timeout = '60s'")
+            .await
+            .unwrap();
+        let tx = other.transaction().await.unwrap();
+        let order: Vec<String> = tx
+            .query(
+                "SELECT address FROM addresses WHERE tenant = 'race' ORDER BY address_hash",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(order.len(), 2);
+        let lock = "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = $1 FOR UPDATE";
+        tx.query(lock, &[&order[1]]).await.unwrap();
+        let work = tokio::spawn(work);
+        let mut waited = Duration::ZERO;
+        loop {
+            let waiting: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(waited < Duration::from_secs(30), "the write never waited");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += Duration::from_millis(5);
+        }
+        tx.query(lock, &[&order[0]])
+            .await
+            .expect("the write's transaction, not this one, is aborted for the deadlock");
+        tx.commit().await.unwrap();
+        work.await.unwrap()
+    }
+
+    // Before, the group's writes failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_a_group_aborted_by_a_deadlock_runs_again_and_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, store) = two_addresses(&format!("deadlock {}", dir.path().display())).await;
+        let again = || {
+            vec![
+                hard_bounce_with_id(0, "again0"),
+                hard_bounce_with_id(1, "again1"),
+            ]
+        };
+        let outcomes = in_a_deadlock(&url, {
+            let store = store.clone();
+            let group = again();
+            async move { store.write(group).await }
+        })
+        .await
+        .expect("the group ran again and committed");
+        assert_eq!(outcomes.len(), 2);
+        for outcome in &outcomes {
+            assert!(
+                !matches!(outcome, WriteOutcome::Duplicate { .. }),
+                "{outcome:?}"
+            );
+        }
+        let repeated = store.write(again()).await.unwrap();
+        assert!(
+            repeated
+                .iter()
+                .all(|o| matches!(o, WriteOutcome::Duplicate { .. })),
+            "both results were stored: {repeated:?}"
+        );
+    }
+
+    // A replacement takes its own transaction, with the same retries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_a_two_address_write_aborted_by_a_deadlock_runs_again_and_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, store) = two_addresses(&format!("pair deadlock {}", dir.path().display())).await;
+        let tenant = Tenant::parse("race").unwrap();
+        let write = PairWrite {
+            tenant: tenant.clone(),
+            first: EmailAddress::parse("gone0@example.com").unwrap(),
+            second: EmailAddress::parse("gone1@example.com").unwrap(),
+            decide: Box::new(|first, second| {
+                let mut first = first.cloned().expect("gone0 has a record");
+                first.replaced_by = Some("decided@after.the.deadlock".to_string());
+                PairDecision::Apply {
+                    first: Some((first, Vec::new())),
+                    second: second.map(|r| (r.clone(), Vec::new())),
+                }
+            }),
+        };
+        let outcome = in_a_deadlock(&url, {
+            let store = store.clone();
+            async move { store.write_pair(write).await }
+        })
+        .await
+        .expect("the replacement ran again and committed");
+        assert!(outcome.refused.is_none());
+        let stored = store
+            .get_record(&tenant, &EmailAddress::parse("gone0@example.com").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.replaced_by.as_deref(),
+            Some("decided@after.the.deadlock")
+        );
+    }
 }
