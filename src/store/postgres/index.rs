@@ -375,11 +375,25 @@ pub(super) mod tests {
 
     /// A hard bounce of `gone{i}@example.com` (tenant `race`) with the event id `id`.
     pub(in crate::store::postgres) fn hard_bounce_with_id(i: usize, id: &str) -> AddressWrite {
+        bounce(i, id, true)
+    }
+
+    /// A hard or (`hard` false) soft bounce of `gone{i}@example.com` (tenant `race`) with the
+    /// event id `id`.
+    pub(in crate::store::postgres) fn bounce(i: usize, id: &str, hard: bool) -> AddressWrite {
         let event = RecordedEvent {
             event_id: id.to_string(),
             address: format!("gone{i}@example.com"),
-            outcome: ReportedOutcome::HardBounce,
-            smtp_response: "550 5.1.1 user unknown".into(),
+            outcome: if hard {
+                ReportedOutcome::HardBounce
+            } else {
+                ReportedOutcome::SoftBounce
+            },
+            smtp_response: if hard {
+                "550 5.1.1 user unknown".into()
+            } else {
+                "452 4.2.2 mailbox full".into()
+            },
             enhanced_status: None,
             source: String::new(),
             campaign: String::new(),
@@ -389,8 +403,16 @@ pub(super) mod tests {
             occurred_at: Timestamp(1_767_261_600_000_000),
             recorded_at: Timestamp(1_767_261_600_000_000),
             classification: Classification {
-                bounce_type: BounceType::Hard,
-                reason: BounceReason::MailboxNotFound,
+                bounce_type: if hard {
+                    BounceType::Hard
+                } else {
+                    BounceType::Soft
+                },
+                reason: if hard {
+                    BounceReason::MailboxNotFound
+                } else {
+                    BounceReason::MailboxFull
+                },
                 rule_id: "test".into(),
                 confidence: 1.0,
                 disagrees_with_reporter: false,

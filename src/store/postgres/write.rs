@@ -1,18 +1,20 @@
 //! The writer: one task that takes the queued writes and commits them in groups, one
 //! transaction per group.
 //!
-//! A group's transaction: make sure every address of the group has a row (`INSERT ... ON
-//! CONFLICT DO NOTHING`), lock those rows (`SELECT ... FOR UPDATE`, in key order, tenant by
-//! tenant), read which event ids are recorded already; then, write by write and in order,
-//! run the write's decision (the shared policy code) on the address's record as the group left
-//! it; then write the group's rows in batches (events `ON CONFLICT DO NOTHING`, history,
-//! address state, expiries, counters as adding upserts, delivered addresses, domain activity,
-//! the change log numbered under its counter's row lock), COMMIT, and only then answer. Another
-//! replica's write of the same address waits on the row lock, so the two serialize. A
-//! transaction the database aborts for a conflict (a deadlock, a serialization failure) is run
-//! again from the start, decisions included, on the records as they then are
-//! ([`super::retrying`]); any other failure, or a conflict that outlasts the retries, answers
-//! [`StoreError::CommitFailed`] to the group's writes, and nothing of the group is stored.
+//! A group's transaction: lock the rows of the group's addresses that have one (`SELECT ...
+//! FOR UPDATE`, in key order, tenant by tenant), read which event ids are recorded already;
+//! then, write by write and in order, run the write's decision (the shared policy code) on the
+//! address's record as the group left it; then write the group's rows in batches (events `ON
+//! CONFLICT DO NOTHING`, history, address rows (the new ones made with their record), expiries,
+//! counters as adding upserts, delivered addresses, domain activity, the change log numbered
+//! under its counter's row lock), COMMIT, and only then answer. Another replica's write of the
+//! same address waits on the row lock, so the two serialize; a row that another writer made
+//! after this group found none, or an event id it recorded meanwhile, is a conflict. A
+//! transaction the database aborts for a conflict (a deadlock, a serialization failure), or
+//! that meets one of those, is run again from the start, decisions included, on the records
+//! as they then are ([`super::retrying`]); any other failure, or a conflict that outlasts the
+//! retries, answers [`StoreError::CommitFailed`] to the group's writes, and nothing of the
+//! group is stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -156,11 +158,69 @@ struct ChangeRow {
     bytes: Vec<u8>,
 }
 
-/// An address row to make: (hash, address, domain).
-type NewRow<'a> = (&'a [u8; 16], &'a str, &'a str);
-
 /// A domain row's stored activity and marks.
 type DomainBytes = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Address rows to write, column by column (the parameters of one `unnest`).
+#[derive(Default)]
+struct AddressColumns<'a> {
+    tenants: Vec<&'a str>,
+    hashes: Vec<&'a [u8]>,
+    texts: Vec<&'a str>,
+    domains: Vec<&'a str>,
+    records: Vec<Vec<u8>>,
+    since: Vec<Option<i64>>,
+    reasons: Vec<Option<i16>>,
+    sources: Vec<Option<&'a str>>,
+    expires: Vec<Option<i64>>,
+    listed: Vec<bool>,
+    enrich: Vec<bool>,
+    forgotten: Vec<bool>,
+}
+
+impl<'a> AddressColumns<'a> {
+    fn push(
+        &mut self,
+        slot: &'a Slot,
+        text: &'a str,
+        domain: &'a str,
+        record: &'a AddressRecord,
+    ) -> Result<(), StoreError> {
+        let suppression = record.suppression.as_ref();
+        self.tenants.push(slot.0.as_str());
+        self.hashes.push(&slot.1[..]);
+        self.texts.push(if record.forgotten { "" } else { text });
+        self.domains.push(domain);
+        self.records.push(encode(record)?);
+        self.since.push(suppression.map(|s| s.since.micros()));
+        self.reasons
+            .push(suppression.map(|s| number16(reason_number(s.reason))));
+        self.sources.push(suppression.map(|s| s.source.as_str()));
+        self.expires
+            .push(suppression.and_then(|s| s.expires_at.map(Timestamp::micros)));
+        self.listed.push(!record.list_unsubscribes.is_empty());
+        self.enrich.push(record.needs_enrichment);
+        self.forgotten.push(record.forgotten);
+        Ok(())
+    }
+
+    fn into_params(self) -> Vec<pipeline::Param<'a>> {
+        vec![
+            Box::new(self.tenants),
+            Box::new(self.hashes),
+            Box::new(self.texts),
+            Box::new(self.domains),
+            Box::new(self.records),
+            Box::new(self.since),
+            Box::new(self.reasons),
+            Box::new(self.sources),
+            Box::new(self.expires),
+            Box::new(self.listed),
+            Box::new(self.enrich),
+            Box::new(self.forgotten),
+        ]
+    }
+}
 
 struct DomainRow {
     record: DomainRecord,
@@ -297,41 +357,27 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Gives every address of the group a row, locks the rows and reads their records and the
-    /// event ids recorded already: one round trip (see [`Pipeline`]), the statements in the
-    /// order the replicas share (tenant by tenant in key order, each tenant's rows made, then
-    /// locked in key order).
+    /// Locks the rows of the group's addresses that have one and reads their records, and
+    /// the event ids recorded already: one round trip (see [`Pipeline`]), the statements in
+    /// the order the replicas share (tenant by tenant, each tenant's rows in key order).
+    ///
+    /// An address without a row gets one when the group stores its record, written once
+    /// ([`Group::push_addresses`]); if another writer made that row in between, the group
+    /// decided on a record that is no longer the address's, and it fails as a conflict to be
+    /// run again ([`super::retrying`]), which then finds the row and locks it.
     async fn lock(&mut self, ids: BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
-        let mut by_tenant: BTreeMap<&str, Vec<NewRow<'_>>> = BTreeMap::new();
-        for ((t, ah), (address, domain)) in &self.addresses {
-            by_tenant
-                .entry(t)
-                .or_default()
-                .push((ah, address.as_str(), domain.as_str()));
+        let mut by_tenant: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+        for (t, ah) in self.addresses.keys() {
+            by_tenant.entry(t).or_default().push(&ah[..]);
         }
         let mut pipeline = Pipeline::default();
-        for (tenant, rows) in &by_tenant {
-            let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.0[..]).collect();
-            let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
-            let domains: Vec<&str> = rows.iter().map(|r| r.2).collect();
-            pipeline.push(
-                "making address rows",
-                "INSERT INTO addresses (tenant, address_hash, address, domain)
-                 SELECT $1, h, a, d FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u (h, a, d)
-                 ON CONFLICT (tenant, address_hash) DO NOTHING",
-                vec![
-                    Box::new(*tenant),
-                    Box::new(hashes.clone()),
-                    Box::new(texts),
-                    Box::new(domains),
-                ],
-            );
+        for (tenant, hashes) in &by_tenant {
             pipeline.push(
                 "locking address rows",
                 "SELECT address_hash, record FROM addresses
                  WHERE tenant = $1 AND address_hash = ANY($2)
                  ORDER BY address_hash FOR UPDATE",
-                vec![Box::new(*tenant), Box::new(hashes)],
+                vec![Box::new(*tenant), Box::new(hashes.clone())],
             );
         }
         // The marks of the group's domains, as the group finds them (whether results go to
@@ -360,7 +406,6 @@ impl<'a> Group<'a> {
         }
         let mut answers = pipeline.run(self.tx).await?.into_iter();
         for tenant in by_tenant.keys() {
-            let _made = answers.next();
             for row in answers.next().unwrap_or_default() {
                 let hash: Vec<u8> = row.get(0);
                 let Ok(ah) = <[u8; 16]>::try_from(hash.as_slice()) else {
@@ -1072,7 +1117,7 @@ impl<'a> Group<'a> {
                 ],
             );
         }
-        self.push_addresses(&mut pipeline)?;
+        let made_at = self.push_addresses(&mut pipeline)?;
         self.push_counters(&mut pipeline);
         let changed: Vec<_> = self.domains.iter().filter(|(_, row)| row.changed).collect();
         if !changed.is_empty() {
@@ -1142,11 +1187,22 @@ impl<'a> Group<'a> {
         if let Some(i) = events_at {
             if answers.get(i).map_or(0, Vec::len) != self.events.len() {
                 // Another writer recorded one of these event ids (for another address) after
-                // this group read them: nothing of the group is kept, the caller may retry.
-                return Err(StoreError::engine(
-                    "storing events",
-                    "an event id was recorded meanwhile by another writer",
-                ));
+                // this group read them: the group runs again, and finds it recorded.
+                return Err(StoreError::Conflict {
+                    context: "storing events".into(),
+                    source: "an event id was recorded meanwhile by another writer".into(),
+                });
+            }
+        }
+        if let Some((i, wanted)) = made_at {
+            if answers.get(i).map_or(0, Vec::len) != wanted {
+                // Another writer made the row of an address that had none when this group
+                // locked its rows: the group decided on a record that is no longer the
+                // address's, so it runs again on the one stored.
+                return Err(StoreError::Conflict {
+                    context: "making address rows".into(),
+                    source: "an address row was made meanwhile by another writer".into(),
+                });
             }
         }
         if let Some(i) = counter_at {
@@ -1184,69 +1240,67 @@ impl<'a> Group<'a> {
         Ok(())
     }
 
-    /// The address rows: new records, their expiries, and rows of addresses left without one.
-    fn push_addresses<'p>(&'p self, pipeline: &mut Pipeline<'p>) -> Result<(), StoreError> {
-        if !self.dirty.is_empty() {
-            let mut tenants = Vec::new();
-            let mut hashes = Vec::new();
-            let mut texts = Vec::new();
-            let mut domains = Vec::new();
-            let mut records = Vec::new();
-            let mut since = Vec::new();
-            let mut reasons = Vec::new();
-            let mut sources = Vec::new();
-            let mut expires = Vec::new();
-            let mut listed = Vec::new();
-            let mut enrich = Vec::new();
-            let mut forgotten = Vec::new();
-            let mut gone: (Vec<&str>, Vec<&[u8]>, Vec<i64>) = Default::default();
-            let mut due: (Vec<&str>, Vec<&[u8]>, Vec<i64>) = Default::default();
-            for slot in &self.dirty {
-                let Some(Some(record)) = self.records.get(slot) else {
-                    continue;
-                };
-                let (text, domain) = &self.addresses[slot];
-                tenants.push(slot.0.as_str());
-                hashes.push(&slot.1[..]);
-                texts.push(if record.forgotten { "" } else { text.as_str() });
-                domains.push(domain.as_str());
-                records.push(encode(record)?);
-                since.push(record.suppression.as_ref().map(|s| s.since.micros()));
-                reasons.push(
-                    record
-                        .suppression
-                        .as_ref()
-                        .map(|s| number16(reason_number(s.reason))),
-                );
-                sources.push(record.suppression.as_ref().map(|s| s.source.as_str()));
-                expires.push(
-                    record
-                        .suppression
-                        .as_ref()
-                        .and_then(|s| s.expires_at.map(Timestamp::micros)),
-                );
-                listed.push(!record.list_unsubscribes.is_empty());
-                enrich.push(record.needs_enrichment);
-                forgotten.push(record.forgotten);
-                let before = self
-                    .original
-                    .get(slot)
-                    .cloned()
-                    .flatten()
-                    .map(|r| r.expiries())
-                    .unwrap_or_default();
-                let after = record.expiries();
-                for end in before.iter().filter(|e| !after.contains(e)) {
-                    gone.0.push(slot.0.as_str());
-                    gone.1.push(&slot.1[..]);
-                    gone.2.push(end.micros());
-                }
-                for end in after.iter().filter(|e| !before.contains(e)) {
-                    due.0.push(slot.0.as_str());
-                    due.1.push(&slot.1[..]);
-                    due.2.push(end.micros());
-                }
+    /// The address rows (new records, each row written once) and their expiries. Gives the
+    /// position of the statement that makes the rows of addresses that had none when the
+    /// group locked its rows, with their count: fewer made means another writer made one
+    /// meanwhile (see [`Group::lock`]).
+    fn push_addresses<'p>(
+        &'p self,
+        pipeline: &mut Pipeline<'p>,
+    ) -> Result<Option<(usize, usize)>, StoreError> {
+        let mut stored = AddressColumns::default();
+        let mut made = AddressColumns::default();
+        let mut gone: (Vec<&str>, Vec<&[u8]>, Vec<i64>) = Default::default();
+        let mut due: (Vec<&str>, Vec<&[u8]>, Vec<i64>) = Default::default();
+        for slot in &self.dirty {
+            let Some(Some(record)) = self.records.get(slot) else {
+                continue;
+            };
+            let (text, domain) = &self.addresses[slot];
+            let columns = if self.original.contains_key(slot) {
+                &mut stored
+            } else {
+                &mut made
+            };
+            columns.push(slot, text, domain, record)?;
+            let before = self
+                .original
+                .get(slot)
+                .cloned()
+                .flatten()
+                .map(|r| r.expiries())
+                .unwrap_or_default();
+            let after = record.expiries();
+            for end in before.iter().filter(|e| !after.contains(e)) {
+                gone.0.push(slot.0.as_str());
+                gone.1.push(&slot.1[..]);
+                gone.2.push(end.micros());
             }
+            for end in after.iter().filter(|e| !before.contains(e)) {
+                due.0.push(slot.0.as_str());
+                due.1.push(&slot.1[..]);
+                due.2.push(end.micros());
+            }
+        }
+        let mut made_at = None;
+        if !made.tenants.is_empty() {
+            made_at = Some((pipeline.len(), made.tenants.len()));
+            pipeline.push(
+                "making address rows",
+                "INSERT INTO addresses (tenant, address_hash, address, domain, record,
+                                        suppressed_since, suppression_reason, suppression_source,
+                                        suppression_expires, list_unsubscribed, needs_enrichment,
+                                        forgotten)
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bytea[],
+                                      $6::int8[], $7::int2[], $8::text[], $9::int8[], $10::bool[],
+                                      $11::bool[], $12::bool[])
+                 ON CONFLICT (tenant, address_hash) DO NOTHING
+                 RETURNING address_hash",
+                made.into_params(),
+            );
+        }
+        if !stored.tenants.is_empty() {
+            // Rows this group holds locked: the upsert always updates.
             pipeline.push(
                 "storing address records",
                 "INSERT INTO addresses (tenant, address_hash, address, domain, record,
@@ -1265,55 +1319,27 @@ impl<'a> Group<'a> {
                      list_unsubscribed = EXCLUDED.list_unsubscribed,
                      needs_enrichment = EXCLUDED.needs_enrichment,
                      forgotten = EXCLUDED.forgotten",
-                vec![
-                    Box::new(tenants),
-                    Box::new(hashes),
-                    Box::new(texts),
-                    Box::new(domains),
-                    Box::new(records),
-                    Box::new(since),
-                    Box::new(reasons),
-                    Box::new(sources),
-                    Box::new(expires),
-                    Box::new(listed),
-                    Box::new(enrich),
-                    Box::new(forgotten),
-                ],
+                stored.into_params(),
             );
-            if !gone.0.is_empty() {
-                pipeline.push(
-                    "removing expiries",
-                    "DELETE FROM expiries WHERE (tenant, address_hash, ends_at) IN
-                         (SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[]))",
-                    vec![Box::new(gone.0), Box::new(gone.1), Box::new(gone.2)],
-                );
-            }
-            if !due.0.is_empty() {
-                pipeline.push(
-                    "storing expiries",
-                    "INSERT INTO expiries (tenant, address_hash, ends_at)
-                     SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[])
-                     ON CONFLICT DO NOTHING",
-                    vec![Box::new(due.0), Box::new(due.1), Box::new(due.2)],
-                );
-            }
         }
-        // Rows this group made only to lock them, left without a record.
-        let mut empty: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
-        for (slot, record) in &self.records {
-            if record.is_none() {
-                empty.entry(slot.0.as_str()).or_default().push(&slot.1[..]);
-            }
-        }
-        for (tenant, hashes) in empty {
+        if !gone.0.is_empty() {
             pipeline.push(
-                "removing empty address rows",
-                "DELETE FROM addresses WHERE tenant = $1 AND address_hash = ANY($2)
-                 AND record IS NULL",
-                vec![Box::new(tenant), Box::new(hashes)],
+                "removing expiries",
+                "DELETE FROM expiries WHERE (tenant, address_hash, ends_at) IN
+                     (SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[]))",
+                vec![Box::new(gone.0), Box::new(gone.1), Box::new(gone.2)],
             );
         }
-        Ok(())
+        if !due.0.is_empty() {
+            pipeline.push(
+                "storing expiries",
+                "INSERT INTO expiries (tenant, address_hash, ends_at)
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[])
+                 ON CONFLICT DO NOTHING",
+                vec![Box::new(due.0), Box::new(due.1), Box::new(due.2)],
+            );
+        }
+        Ok(made_at)
     }
 
     /// Counters (adding upserts, in key order), dimension values and delivered addresses.
@@ -1528,7 +1554,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::super::index::tests::{hard_bounce_with_id, replica};
+    use super::super::index::tests::{bounce, hard_bounce_with_id, replica};
     use crate::domain::{EmailAddress, Tenant};
     use crate::store::{testing, PairDecision, PairWrite, SuppressionStore, WriteOutcome};
 
@@ -1636,6 +1662,77 @@ mod tests {
                 .iter()
                 .all(|o| matches!(o, WriteOutcome::Duplicate { .. })),
             "both results were stored: {repeated:?}"
+        );
+    }
+
+    // The group finds no row for gone1 (its lock statement's snapshot is taken before it
+    // waits on gone0's row); another replica then makes that row with a soft bounce. The
+    // group's row for gone1, made when it stores its records, must not be dropped for the
+    // other's: the group runs again on the stored record, and both results count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_a_row_made_by_another_replica_after_the_group_found_none_is_decided_again()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let url = testing::postgres_test_database(&format!("made {}", dir.path().display()));
+        let (a, b) = (replica(&url), replica(&url));
+        a.write(vec![hard_bounce_with_id(0, "e0")]).await.unwrap();
+
+        let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let tx = other.transaction().await.unwrap();
+        tx.query(
+            "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = 'gone0@example.com'
+             FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+        let group = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.write(vec![bounce(0, "again0", true), bounce(1, "hard1", true)])
+                    .await
+            })
+        };
+        let mut waited = Duration::ZERO;
+        loop {
+            let waiting: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(waited < Duration::from_secs(30), "the group never waited");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += Duration::from_millis(5);
+        }
+        b.write(vec![bounce(1, "soft1", false)]).await.unwrap();
+        tx.commit().await.unwrap();
+        group
+            .await
+            .unwrap()
+            .expect("the group ran again and committed");
+
+        let tenant = Tenant::parse("race").unwrap();
+        let gone1 = EmailAddress::parse("gone1@example.com").unwrap();
+        let record = b.get_record(&tenant, &gone1).unwrap().unwrap();
+        assert!(
+            record.is_suppressed(),
+            "the group's hard bounce counts: {record:?}"
+        );
+        assert_eq!(
+            record.soft_bounces.len(),
+            1,
+            "the other's soft bounce counts"
         );
     }
 
