@@ -238,6 +238,16 @@ fn list_intro(above: &str) -> Option<String> {
     })
 }
 
+/// Whether the message is an RFC 8098 disposition notification: a report of type
+/// `disposition-notification`, or one with a `message/disposition-notification` part.
+pub fn is_disposition_notification(m: &Walked) -> bool {
+    m.content_type()
+        .is_some_and(|t| t.to_ascii_lowercase().contains("disposition-notification"))
+        || m.parts
+            .iter()
+            .any(|p| p.content_type == "message/disposition-notification")
+}
+
 /// An RFC 8098 disposition notification that says the message was deleted by an automatic
 /// action: how a Sieve `reject` (RFC 5429) refuses a message after it was accepted (Dovecot,
 /// Cyrus: `Your message to <a@b> was automatically rejected: Quota exceeded`). The recipient

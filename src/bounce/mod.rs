@@ -320,6 +320,12 @@ impl BounceParser {
         if let Some(found) = dsn::read_rejection(m) {
             return (BounceMessageKind::DeliveryStatus, "rfc5429".into(), found);
         }
+        if dsn::is_disposition_notification(m) {
+            // what became of a message at its recipient (displayed, deleted by a person, or
+            // an automatic rejection whose fields are unreadable): no failed recipient to
+            // read, whatever the enclosed original's headers name
+            return (BounceMessageKind::NotABounce, String::new(), Vec::new());
+        }
         if let Some((name, found)) = self.formats.read(m) {
             if !found.is_empty() {
                 return (BounceMessageKind::DeliveryStatus, name, found);

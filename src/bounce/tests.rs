@@ -366,6 +366,41 @@ fn a_read_receipt_or_a_deletion_by_hand_is_no_failure() {
 }
 
 #[test]
+fn a_disposition_notification_whose_fields_are_unreadable_names_no_one() {
+    // the parts lost their headers (a blank line after each boundary): the enclosed original's
+    // To: is whoever the sender wrote, not the mailbox that rejected it
+    let raw = b"From: Mail Delivery Subsystem <postmaster@mx.example>\nTo: <sender@example.org>\n\
+Subject: Automatically rejected mail\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=\"b\"\n\n\
+--b\n\nContent-Type: text/plain\n\n--b\n\nContent-Type: message/disposition-notification\n\n\
+--b\n\nContent-Type: message/rfc822\n\nDelivered-To: box@example.net\n\
+From: sender@example.org\nTo: someone@example.net\nSubject: hello\n\n--b--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert!(m.bounces.is_empty(), "{m:?}");
+    assert_eq!(m.kind, BounceMessageKind::NotABounce);
+}
+
+#[test]
+fn a_failure_sentence_ending_in_the_address_names_it_not_the_originals_recipient() {
+    // SMTP32 (IMail): the reason, a colon, the address; then the original, sent to another
+    let raw = b"From: \"Postmaster\" <postmaster@mx.example>\nTo: <sender@example.org>\n\
+Subject: Undeliverable Mail\nX-Mailer: <SMTP32 v8.15>\n\n\
+User mailbox exceeds allowed size: full@example.net\n\n\nOriginal message follows.\n\n\
+From: sender@example.org\nTo: <alias@example.net>\nSubject: hello\n\nhello\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert_eq!(got, vec!["full@example.net"]);
+    assert_ne!(m.bounces[0].classification.bounce_type, BounceType::Hard);
+    // a sentence that says nothing failed is no recipient line
+    let raw = b"From: \"Postmaster\" <postmaster@mx.example>\nTo: <sender@example.org>\n\
+Subject: Undeliverable Mail\n\nPlease write to our help desk: help@example.net\n\n\
+Original message follows.\n\nFrom: sender@example.org\nTo: <gone@example.net>\n\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert!(!got.contains(&"help@example.net"), "{got:?}");
+}
+
+#[test]
 fn a_list_post_or_news_article_returned_without_a_recipient_names_no_one() {
     // the quoted original went to the list (its List-Post address), not to the subscriber
     let raw =
