@@ -245,9 +245,14 @@ fn the_binary_serves_answers_its_healthcheck_and_exits_cleanly_on_sigterm() {
         .unwrap();
     assert!(killed.success());
     let status = server.wait().unwrap();
+    let mut said = String::new();
+    if let Some(mut stderr) = server.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut said);
+    }
     assert!(
         status.success(),
-        "graceful shutdown exits 0, got {status:?}"
+        "graceful shutdown exits 0, got {status:?}; the server said:\n{said}"
     );
 
     let down = Command::new(env!("CARGO_BIN_EXE_suppressd"))

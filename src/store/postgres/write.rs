@@ -1573,6 +1573,28 @@ mod tests {
         (url, store)
     }
 
+    /// Returns once a session of the database waits on a lock.
+    async fn until_a_session_waits_on_a_lock(tx: &tokio_postgres::Transaction<'_>) {
+        let mut waited = Duration::ZERO;
+        loop {
+            let waiting: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            assert!(waited < Duration::from_secs(30), "no session waited");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += Duration::from_millis(5);
+        }
+    }
+
     /// Runs `work` (which locks both address rows in the writers' key order) in a deadlock:
     /// another transaction locks the second row, waits until `work` holds the first and waits
     /// on the second, then asks for the first. PostgreSQL breaks it by aborting `work`'s
@@ -1605,24 +1627,7 @@ mod tests {
         let lock = "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = $1 FOR UPDATE";
         tx.query(lock, &[&order[1]]).await.unwrap();
         let work = tokio::spawn(work);
-        let mut waited = Duration::ZERO;
-        loop {
-            let waiting: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            assert!(waited < Duration::from_secs(30), "the write never waited");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            waited += Duration::from_millis(5);
-        }
+        until_a_session_waits_on_a_lock(&tx).await;
         tx.query(lock, &[&order[0]])
             .await
             .expect("the write's transaction, not this one, is aborted for the deadlock");
@@ -1697,24 +1702,7 @@ mod tests {
                     .await
             })
         };
-        let mut waited = Duration::ZERO;
-        loop {
-            let waiting: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            assert!(waited < Duration::from_secs(30), "the group never waited");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            waited += Duration::from_millis(5);
-        }
+        until_a_session_waits_on_a_lock(&tx).await;
         b.write(vec![bounce(1, "soft1", false)]).await.unwrap();
         tx.commit().await.unwrap();
         group
