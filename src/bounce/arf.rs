@@ -1,5 +1,9 @@
 //! RFC 5965 feedback reports (ARF): a `message/feedback-report` part whose fields say what
-//! was complained about and by whom; every reported recipient is a complaint.
+//! was complained about and by whom; every reported recipient is a complaint, but in the two
+//! report types that are no complaint: an authentication-failure report (RFC 6591,
+//! `auth-failure`: a message failed SPF, DKIM or DMARC, often one a stranger sent in the
+//! sender's name, and its addressee complained of nothing) and a not-spam report (RFC 6430:
+//! the addressee said the message was wanted). Those name no recipient.
 
 use super::mime::{self, Walked};
 use super::{first_address, Action, Found, ADDRESS, MAX_RECIPIENTS};
@@ -28,6 +32,9 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
         .unwrap_or("abuse")
         .trim()
         .to_ascii_lowercase();
+    if !is_complaint(&feedback_type) {
+        return Some(Vec::new());
+    }
     let reporting_mta = mime::header(&fields, "reporting-mta")
         .map(|r| r.split_once(';').map_or(r, |(_, v)| v).trim().to_string())
         .unwrap_or_default();
@@ -75,6 +82,11 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
             })
             .collect(),
     )
+}
+
+/// Whether a report of this `Feedback-Type` is a complaint about its recipients.
+fn is_complaint(feedback_type: &str) -> bool {
+    !matches!(feedback_type, "auth-failure" | "not-spam")
 }
 
 /// Feedback loops that do not use ARF: Microsoft's JMRP/SNDS and older Hotmail reports,

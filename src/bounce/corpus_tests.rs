@@ -27,6 +27,12 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::classify::Classifier;
 
+/// A feedback report that is no complaint (RFC 6591 authentication failure, RFC 6430 not
+/// spam), in a message's lowercased text.
+static NO_COMPLAINT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?m)^feedback-type:\s*(?:auth-failure|not-spam)\s*$").expect("pattern")
+});
+
 /// Sisimai's stand-in when a feedback report names no recipient: not a recipient.
 const PLACEHOLDER: &str = "undisclosed-recipient-in-headers@libsisimai.org.invalid";
 
@@ -263,7 +269,7 @@ impl Tally {
             Self::pct(self.soft_ok, self.soft_total)
         );
         println!(
-            "feedback reports as complaints: {}/{}; auto-replies and delivered notices without a bounce: {}/{}",
+            "feedback reports read as such (complaints; no one for auth-failure and not-spam): {}/{}; auto-replies and delivered notices without a bounce: {}/{}",
             self.arf_ok, self.arf_total, self.quiet_ok, self.quiet_total
         );
     }
@@ -329,6 +335,20 @@ fn run(
             for p in &w.parts {
                 lower.push_str(&p.text.to_ascii_lowercase());
             }
+        }
+        if rows.iter().any(|r| r.reason == "feedback") && NO_COMPLAINT.is_match(&lower) {
+            // an authentication-failure or not-spam report is no complaint: it names no
+            // recipient (docs/bounce-messages.md)
+            t.arf_total += 1;
+            let ok = parsed.kind == BounceMessageKind::FeedbackReport && parsed.bounces.is_empty();
+            t.arf_ok += ok as usize;
+            if !ok && show {
+                diffs.push(format!(
+                    "  {file}: a report that is no complaint read as {:?} naming {ours:?}",
+                    parsed.kind
+                ));
+            }
+            continue;
         }
         if quiet {
             // an auto-reply names no failed recipient (docs/bounce-messages.md)

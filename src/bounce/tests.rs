@@ -365,6 +365,41 @@ fn a_read_receipt_or_a_deletion_by_hand_is_no_failure() {
     }
 }
 
+/// A feedback report of type `feedback_type` about a message to `fan@example.org`.
+fn feedback_report(feedback_type: &str) -> Vec<u8> {
+    format!(
+        "From: reports@receiver.example\nTo: dmarc@sender.example\nSubject: Report\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
+--F\nContent-Type: text/plain\n\nA report.\n\n--F\nContent-Type: message/feedback-report\n\n\
+Feedback-Type: {feedback_type}\nUser-Agent: Example/1.0\nVersion: 1\n\n\
+--F\nContent-Type: text/rfc822-headers\n\nFrom: news@sender.example\nTo: fan@example.org\n\n--F--\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn an_authentication_failure_or_not_spam_report_names_no_complainer() {
+    for kind in ["auth-failure", "not-spam", "Auth-Failure"] {
+        let m = PARSER.parse(&feedback_report(kind), "", &CLASSIFIER);
+        assert_eq!(m.kind, BounceMessageKind::FeedbackReport, "{kind}");
+        assert!(m.bounces.is_empty(), "{kind}: {m:?}");
+    }
+    for kind in ["abuse", "fraud", "opt-out"] {
+        let m = PARSER.parse(&feedback_report(kind), "", &CLASSIFIER);
+        let got: Vec<(&str, BounceType)> = m
+            .bounces
+            .iter()
+            .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("fan@example.org", BounceType::Complaint)],
+            "{kind}"
+        );
+    }
+}
+
 #[test]
 fn a_disposition_notification_whose_fields_are_unreadable_names_no_one() {
     // the parts lost their headers (a blank line after each boundary): the enclosed original's

@@ -427,6 +427,19 @@ async fn a_feedback_report_suppresses_as_a_complaint() {
 }
 
 #[tokio::test]
+async fn a_dmarc_failure_report_is_no_complaint_and_suppresses_no_one() {
+    let mut app = spawn_app().await;
+    let failure = ARF.replace("Feedback-Type: abuse", "Feedback-Type: auth-failure");
+    let r = report(&mut app, &failure).await;
+    assert_eq!(r.kind(), BounceMessageKind::FeedbackReport);
+    assert!(r.results.is_empty(), "{r:?}");
+    let status = app.status("", "fan@example.org").await;
+    assert_ne!(status.state(), AddressState::Suppressed);
+    let history = app.history("", "fan@example.org").await;
+    assert!(history.is_empty(), "{history:?}");
+}
+
+#[tokio::test]
 async fn a_delay_counts_as_a_soft_bounce_and_does_not_suppress() {
     let mut app = spawn_app().await;
     let r = report(&mut app, DELAYED).await;
