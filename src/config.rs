@@ -107,7 +107,8 @@ pub struct ServeSettings {
     pub engine: StorageEngine,
 
     /// The database of `--engine postgres`, as a libpq URL
-    /// (`postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem`).
+    /// (`postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem`); `pool_size=N`
+    /// bounds the connections this replica keeps (16).
     #[arg(long, env = "SUPPRESSD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -5,7 +5,8 @@
 //! `sslmode=verify-ca` / `verify-full` (TLS, the certificate verified; tokio-postgres knows only
 //! `disable`, `prefer` and `require`) and `sslrootcert=FILE` (the CA certificates, PEM). With
 //! `sslmode=require` the certificate is verified too (stricter than libpq, which only encrypts):
-//! against `sslrootcert`, or the system's CA certificates.
+//! against `sslrootcert`, or the system's CA certificates. `pool_size=N` (suppressd's own, not
+//! libpq's) bounds the connections a replica keeps open, 16 unless given.
 
 use std::time::Duration;
 
@@ -16,8 +17,13 @@ use tokio_postgres::config::SslMode;
 
 use crate::store::StoreError;
 
-/// Connections the pool keeps at most.
+/// Connections the pool keeps at most, unless the URL says `pool_size`.
 const POOL_SIZE: usize = 16;
+/// The fewest `pool_size` allows: the writer holds one for each group, and everything else
+/// (reads, status rounds, the index's catch-up) needs at least one more.
+const MIN_POOL_SIZE: usize = 2;
+/// The most `pool_size` allows.
+const MAX_POOL_SIZE: usize = 1_000;
 /// How long making a connection may take (unless the URL says `connect_timeout`), and how long
 /// a call waits for one from the pool: a database that does not answer fails calls, it does
 /// not hang them.
@@ -28,6 +34,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Target {
     config: tokio_postgres::Config,
     tls: Option<rustls::ClientConfig>,
+    pool_size: usize,
 }
 
 impl std::fmt::Debug for Target {
@@ -36,6 +43,7 @@ impl std::fmt::Debug for Target {
             .field("hosts", &self.config.get_hosts())
             .field("dbname", &self.config.get_dbname())
             .field("tls", &self.tls.is_some())
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
@@ -53,11 +61,24 @@ pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
     let mut kept = Vec::new();
     let mut tls_mode: Option<String> = None;
     let mut root_file: Option<String> = None;
+    let mut pool_size = POOL_SIZE;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "sslmode" => tls_mode = Some(value.to_string()),
             "sslrootcert" => root_file = Some(value.to_string()),
+            "pool_size" => {
+                pool_size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (MIN_POOL_SIZE..=MAX_POOL_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        config_error(format!(
+                            "pool_size must be a whole number from {MIN_POOL_SIZE} to \
+                             {MAX_POOL_SIZE}, not {value:?}"
+                        ))
+                    })?
+            }
             _ => kept.push(pair),
         }
     }
@@ -87,7 +108,11 @@ pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
         config.ssl_mode(SslMode::Disable);
         None
     };
-    Ok(Target { config, tls })
+    Ok(Target {
+        config,
+        tls,
+        pool_size,
+    })
 }
 
 /// rustls (ring) verifying the server against `root_file` or the system's CA certificates.
@@ -155,7 +180,7 @@ impl Target {
                     Ok(())
                 })
             }))
-            .max_size(POOL_SIZE)
+            .max_size(self.pool_size)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
@@ -183,6 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_size_is_read_from_the_url_and_bounded() {
+        let target =
+            parse("postgres://suppressd@db/suppressd?pool_size=4&connect_timeout=3").unwrap();
+        assert_eq!(target.pool_size, 4);
+        assert_eq!(target.pool().unwrap().status().max_size, 4);
+        assert_eq!(
+            target.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(3))
+        );
+        for wrong in ["1", "0", "1001", "many", ""] {
+            let e = parse(&format!("postgres://db/x?pool_size={wrong}")).unwrap_err();
+            assert!(e.to_string().contains("--database-url"), "{e}");
+            assert!(
+                crate::store::ErrorChain(&e)
+                    .to_string()
+                    .contains("pool_size"),
+                "{wrong}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn tls_parameters_are_taken_out_of_the_url() {
         let plain = parse("postgres://suppressd@db:5433/suppressd?connect_timeout=3").unwrap();
         assert!(plain.tls.is_none());
@@ -193,6 +240,7 @@ mod tests {
             Some(&std::time::Duration::from_secs(3))
         );
         assert!(parse("postgres://db/x?sslmode=sometimes").is_err());
+        assert_eq!(plain.pool_size, POOL_SIZE);
         assert!(parse("postgres://db/x?sslmode=verify-full&sslrootcert=/nonexistent.pem").is_err());
         assert!(parse("postgres://db/x?sslmode=disable")
             .unwrap()
