@@ -434,6 +434,42 @@ pub(super) fn decided<T>(decide: impl FnOnce() -> T) -> Result<T, StoreError> {
         .map_err(|panic| StoreError::DecisionPanicked(panic_message(&*panic)))
 }
 
+/// The new records of a two-address write: (record, history changes) for the first and the
+/// second address, `None` where it leaves the address as it is.
+pub(super) type PairRecords = [Option<(AddressRecord, Vec<StateChange>)>; 2];
+
+/// Decides a two-address write on the records as they are: the outcome to answer at once (a
+/// forgotten address, or a refusal), or the records to store.
+pub(super) fn plan_pair(
+    write: &PairWrite,
+    first: Option<AddressRecord>,
+    second: Option<AddressRecord>,
+) -> Result<Result<PairRecords, PairOutcome>, StoreError> {
+    if first.iter().chain(&second).any(|r| r.forgotten) {
+        return Ok(Err(PairOutcome {
+            first,
+            second,
+            refused: Some(
+                "one of the addresses was forgotten (ForgetAddress): its record no longer changes"
+                    .to_string(),
+            ),
+        }));
+    }
+    Ok(
+        match decided(|| (write.decide)(first.as_ref(), second.as_ref()))? {
+            PairDecision::Refuse(reason) => Err(PairOutcome {
+                first,
+                second,
+                refused: Some(reason),
+            }),
+            PairDecision::Apply {
+                first: new_first,
+                second: new_second,
+            } => Ok([new_first, new_second]),
+        },
+    )
+}
+
 /// What a committed group changes outside the engine.
 struct Effects {
     /// Filter changes: (hash, now suppressed), in write order.
@@ -1117,65 +1153,44 @@ impl<'t, E: KvEngine> Group<'t, E> {
         let second_slot = RecordSlot::of(&self.shared.hasher, &write.tenant, &write.second);
         let first = self.record(&first_slot)?;
         let second = self.record(&second_slot)?;
-        if first.iter().chain(&second).any(|r| r.forgotten) {
-            return Ok(PairOutcome {
-                first,
-                second,
-                refused: Some(
-                    "one of the addresses was forgotten (ForgetAddress): its record no longer \
-                     changes"
-                        .to_string(),
-                ),
-            });
-        }
-        let decide = write.decide;
-        match decided(|| decide(first.as_ref(), second.as_ref()))? {
-            PairDecision::Refuse(reason) => Ok(PairOutcome {
-                first,
-                second,
-                refused: Some(reason),
-            }),
-            PairDecision::Apply {
-                first: new_first,
-                second: new_second,
-            } => {
-                let mut out = PairOutcome {
-                    first: first.clone(),
-                    second: second.clone(),
-                    refused: None,
-                };
-                for (is_first, address, slot, before, new) in [
-                    (true, &write.first, first_slot, first.as_ref(), new_first),
-                    (
-                        false,
-                        &write.second,
-                        second_slot,
-                        second.as_ref(),
-                        new_second,
-                    ),
-                ] {
-                    let Some((record, changes)) = new else {
-                        continue;
-                    };
-                    let ah =
-                        self.set_record(&write.tenant, address, slot, before, &record, &changes)?;
-                    self.log_address_change(
-                        write.tenant.as_str(),
-                        ah,
-                        address.as_str(),
-                        before,
-                        &record,
-                        &changes,
-                    )?;
-                    if is_first {
-                        out.first = Some(record);
-                    } else {
-                        out.second = Some(record);
-                    }
-                }
-                Ok(out)
+        let [new_first, new_second] = match plan_pair(&write, first.clone(), second.clone())? {
+            Ok(records) => records,
+            Err(answer) => return Ok(answer),
+        };
+        let mut out = PairOutcome {
+            first: first.clone(),
+            second: second.clone(),
+            refused: None,
+        };
+        for (is_first, address, slot, before, new) in [
+            (true, &write.first, first_slot, first.as_ref(), new_first),
+            (
+                false,
+                &write.second,
+                second_slot,
+                second.as_ref(),
+                new_second,
+            ),
+        ] {
+            let Some((record, changes)) = new else {
+                continue;
+            };
+            let ah = self.set_record(&write.tenant, address, slot, before, &record, &changes)?;
+            self.log_address_change(
+                write.tenant.as_str(),
+                ah,
+                address.as_str(),
+                before,
+                &record,
+                &changes,
+            )?;
+            if is_first {
+                out.first = Some(record);
+            } else {
+                out.second = Some(record);
             }
         }
+        Ok(out)
     }
 
     /// Every history entry of address `ah`: (key, value), oldest last.
