@@ -136,7 +136,8 @@ pub(super) fn shared_error(context: &str, unavailable: bool, text: &str) -> Stor
 }
 
 /// Whether the server's error says it cannot serve now (shutting down, starting up, out of
-/// connections), rather than that the statement is wrong.
+/// connections), or not in the time it was given (`statement_timeout`, `lock_timeout`, a
+/// cancelled statement), rather than that the statement is wrong.
 fn is_server_unavailable(code: &tokio_postgres::error::SqlState) -> bool {
     use tokio_postgres::error::SqlState;
     [
@@ -146,6 +147,8 @@ fn is_server_unavailable(code: &tokio_postgres::error::SqlState) -> bool {
         SqlState::TOO_MANY_CONNECTIONS,
         SqlState::CONNECTION_FAILURE,
         SqlState::CONNECTION_EXCEPTION,
+        SqlState::QUERY_CANCELED,
+        SqlState::LOCK_NOT_AVAILABLE,
     ]
     .contains(code)
 }

@@ -1705,6 +1705,47 @@ mod tests {
         );
     }
 
+    // An operator bounds how long a statement may wait with `options=-c lock_timeout=...` in
+    // the URL: a group that waits longer on a row another session holds fails as the
+    // database being unavailable (UNAVAILABLE to callers, retry later), stores nothing, and
+    // the next write goes through once the row is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_a_lock_wait_past_the_urls_lock_timeout_fails_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _store) = two_addresses(&format!("lock timeout {}", dir.path().display())).await;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let bounded = replica(&format!(
+            "{url}{separator}options=-c%20lock_timeout%3D200ms"
+        ));
+        let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let tx = other.transaction().await.unwrap();
+        tx.query(
+            "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = 'gone0@example.com'
+             FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+        let e = bounded
+            .write(vec![hard_bounce_with_id(0, "late0")])
+            .await
+            .expect_err("the row stays locked past the timeout");
+        assert!(e.is_unavailable(), "{e}");
+        tx.commit().await.unwrap();
+        let stored = bounded
+            .write(vec![hard_bounce_with_id(0, "late0")])
+            .await
+            .unwrap();
+        assert!(
+            !matches!(stored[0], WriteOutcome::Duplicate { .. }),
+            "nothing of the failed group was stored: {stored:?}"
+        );
+    }
+
     // A replacement takes its own transaction, with the same retries.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
