@@ -1746,6 +1746,29 @@ mod tests {
         );
     }
 
+    // A URL may name several hosts (libpq's form) with `target_session_attrs=read-write`: the
+    // replica connects to the first that answers as a primary, which is how it follows a
+    // failover. Here the first host refuses connections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_a_url_of_several_hosts_reaches_the_one_that_answers_as_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _store) = two_addresses(&format!("hosts {}", dir.path().display())).await;
+        let (scheme_user, rest) = url.split_once('@').expect("a URL with a user");
+        let separator = if rest.contains('?') { '&' } else { '?' };
+        let several =
+            format!("{scheme_user}@127.0.0.1:1,{rest}{separator}target_session_attrs=read-write");
+        let store = replica(&several);
+        let outcomes = store
+            .write(vec![hard_bounce_with_id(0, "through the second host")])
+            .await
+            .unwrap();
+        assert!(
+            !matches!(outcomes[0], WriteOutcome::Duplicate { .. }),
+            "{outcomes:?}"
+        );
+    }
+
     // A replacement takes its own transaction, with the same retries.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
