@@ -27,6 +27,12 @@
 //!   concurrency grows.
 //! - Changes pruned past the index's position (a horizon above it) make the catch-up reload
 //!   the whole index in one REPEATABLE READ snapshot, as at start.
+//! - So does a change log that is no longer the one the index followed: a database that lost
+//!   its last commits (a failover to an asynchronous standby, a restore of an older backup)
+//!   numbers new changes again from a lower head, and a position-only comparison would take
+//!   them for changes already applied. The index keeps what the change at its position was
+//!   (tenant, time, address: [`FINGERPRINT`]); a catch-up that finds another change there, or
+//!   a head below the position, reloads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -49,7 +55,14 @@ struct Sets {
     listed: KeySet<u128>,
     /// The change log's `last_seq` in the snapshot the sets were read as of.
     position: u64,
+    /// What the change numbered `position` was ([`FINGERPRINT`]; `None`: no such row).
+    at_position: Option<String>,
 }
+
+/// A change log row as a text that tells it from any other change given the same number:
+/// its tenant, time and address.
+const FINGERPRINT: &str =
+    "tenant || ':' || at::text || ':' || coalesce(encode(address_hash, 'hex'), '')";
 
 impl Sets {
     fn set(&mut self, key: u128, suppressed: bool, listed: bool) {
@@ -144,6 +157,14 @@ impl SuppressedIndex {
         let mut client = connection(pool).await?;
         let tx = read_snapshot(&mut client, "loading the suppressed index").await?;
         let head = change_head(&tx, "loading the suppressed index").await?;
+        let at_position: Option<String> = tx
+            .query_opt(
+                &format!("SELECT {FINGERPRINT} FROM changes WHERE seq = $1"),
+                &[&head],
+            )
+            .await
+            .map_err(sql_error("loading the suppressed index"))?
+            .map(|r| r.get(0));
         let rows = tx
             .query_raw(
                 "SELECT address_hash, suppressed_since IS NOT NULL, list_unsubscribed
@@ -155,6 +176,7 @@ impl SuppressedIndex {
         let mut rows = std::pin::pin!(rows);
         let mut sets = Sets {
             position: u64::try_from(head).unwrap_or(0),
+            at_position,
             ..Sets::default()
         };
         while let Some(row) = rows.next().await {
@@ -192,18 +214,23 @@ impl SuppressedIndex {
         // change (a probe of the primary key): as a join, the planner, not knowing how many
         // changes follow, hashes the whole `addresses` table. A change whose address row is
         // gone (or a domain's change, without an address) leaves the address out of both sets.
+        // With the rows: what the changes at the position and at the head are (one probe each).
         let statement = client
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT h.last_seq, z.horizon, c.address_hash,
                         (SELECT CASE WHEN a.suppressed_since IS NOT NULL THEN 1 ELSE 0 END
                               + CASE WHEN a.list_unsubscribed THEN 2 ELSE 0 END
                          FROM addresses a
-                         WHERE a.tenant = c.tenant AND a.address_hash = c.address_hash)::int2
-                 FROM (SELECT last_seq FROM change_counter WHERE id = 1) h
+                         WHERE a.tenant = c.tenant AND a.address_hash = c.address_hash)::int2,
+                        h.at_head, (SELECT {FINGERPRINT} FROM changes WHERE seq = $1)
+                 FROM (SELECT last_seq,
+                              (SELECT {FINGERPRINT} FROM changes WHERE seq = change_counter.last_seq)
+                                  AS at_head
+                       FROM change_counter WHERE id = 1) h
                  CROSS JOIN (SELECT coalesce(max(horizon), 0) AS horizon FROM change_horizons) z
                  LEFT JOIN changes c ON c.seq > $1 AND c.seq <= h.last_seq
-                 ORDER BY c.seq",
-            )
+                 ORDER BY c.seq"
+            ))
             .await
             .map_err(sql_error("catching up with the change log"))?;
         let rows = client
@@ -219,12 +246,33 @@ impl SuppressedIndex {
         };
         let head = u64::try_from(first.get::<_, i64>(0)).unwrap_or(0);
         let horizon = u64::try_from(first.get::<_, i64>(1)).unwrap_or(0);
+        let at_head: Option<String> = first.get(4);
+        let now_at_position: Option<String> = first.get(5);
         if position < horizon {
             tracing::warn!(
                 position,
                 horizon,
                 "changes after the suppressed index's position were pruned: reloading it"
             );
+            return self.load(pool).await;
+        }
+        // The change at the position is checked unless retention removed it (a horizon at the
+        // position): then only a head below the position shows a log that went back.
+        let followed = self
+            .sets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .at_position
+            .clone();
+        let rewritten = head < position || (position > horizon && now_at_position != followed);
+        if rewritten {
+            tracing::warn!(
+                position,
+                head,
+                "the change log is not the one the suppressed index followed (the database \
+                 lost commits: a failover, a restore): reloading it"
+            );
+            metrics::counter!("suppressd_postgres_index_rewritten_logs_total").increment(1);
             return self.load(pool).await;
         }
         let mut updates = Vec::with_capacity(rows.len());
@@ -244,6 +292,7 @@ impl SuppressedIndex {
             sets.set(key, suppressed, listed);
         }
         sets.position = head;
+        sets.at_position = at_head;
         Ok(())
     }
 
@@ -518,6 +567,75 @@ pub(super) mod tests {
         };
         assert_eq!(found.len(), 50, "reloaded: every suppression is found");
         assert_eq!(b.inner.index.suppressed_len(), 50);
+    }
+
+    // A failover to a standby that missed the last commits: the database's change log goes
+    // back, and new writes number their changes again from there, up to and past B's
+    // position. B must read them as new (reload), not take them for the changes it applied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: SUPPRESSD_TEST_DATABASE_URL (docs/postgres.md)"]
+    async fn on_postgres_an_index_whose_database_lost_commits_reloads_and_misses_nothing_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = testing::postgres_test_database(&format!("lost {}", dir.path().display()));
+        let (a, b) = (replica(&url), replica(&url));
+        a.write((0..10).map(hard_bounce).collect()).await.unwrap();
+        let tenant = Tenant::parse("race").unwrap();
+        let screen = |b: Arc<dyn SuppressionStore>, names: Vec<String>| {
+            let tenant = tenant.clone();
+            tokio::task::spawn_blocking(move || {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                b.suppressed_records(&tenant, &names, false)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+            })
+        };
+        let gone: Vec<String> = (0..10).map(|i| format!("gone{i}@example.com")).collect();
+        assert_eq!(screen(b.clone(), gone.clone()).await.unwrap().len(), 10);
+
+        // The database as a standby that missed the last five commits would have it.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let lost: Vec<String> = gone[5..].to_vec();
+        let head: i64 = client
+            .query_one("SELECT last_seq FROM change_counter WHERE id = 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        client
+            .execute("DELETE FROM changes WHERE seq > $1", &[&(head - 5)])
+            .await
+            .unwrap();
+        client
+            .execute(
+                "UPDATE change_counter SET last_seq = $1 WHERE id = 1",
+                &[&(head - 5)],
+            )
+            .await
+            .unwrap();
+        client
+            .execute("DELETE FROM addresses WHERE address = ANY($1)", &[&lost])
+            .await
+            .unwrap();
+
+        // After the failover: new suppressions numbered from the lower head, past B's position.
+        a.write((100..106).map(hard_bounce).collect())
+            .await
+            .unwrap();
+        let asked: Vec<String> = (100..106).map(|i| format!("gone{i}@example.com")).collect();
+        assert_eq!(
+            screen(b.clone(), asked).await.unwrap(),
+            (0..6).collect::<Vec<_>>(),
+            "every suppression made after the failover blocks on B"
+        );
+        assert_eq!(
+            screen(b.clone(), gone).await.unwrap(),
+            (0..5).collect::<Vec<_>>(),
+            "B agrees with the database on the commits it lost"
+        );
     }
 
     #[test]
