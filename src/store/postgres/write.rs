@@ -1554,6 +1554,18 @@ mod tests {
         (url, store)
     }
 
+    /// A session of its own on the database at `url`.
+    async fn other_session(url: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Locks the row of one address of tenant `race`.
+    const LOCK: &str = "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = $1 FOR UPDATE";
+
     /// Returns once a session of the database waits on a lock.
     async fn until_a_session_waits_on_a_lock(tx: &tokio_postgres::Transaction<'_>) {
         let mut waited = Duration::ZERO;
@@ -1585,10 +1597,7 @@ mod tests {
         url: &str,
         work: impl Future<Output = T> + Send + 'static,
     ) -> T {
-        let (mut other, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let mut other = other_session(url).await;
         other
             .batch_execute("SET deadlock_timeout = '60s'")
             .await
@@ -1605,11 +1614,10 @@ mod tests {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(order.len(), 2);
-        let lock = "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = $1 FOR UPDATE";
-        tx.query(lock, &[&order[1]]).await.unwrap();
+        tx.query(LOCK, &[&order[1]]).await.unwrap();
         let work = tokio::spawn(work);
         until_a_session_waits_on_a_lock(&tx).await;
-        tx.query(lock, &[&order[0]])
+        tx.query(LOCK, &[&order[0]])
             .await
             .expect("the write's transaction, not this one, is aborted for the deadlock");
         tx.commit().await.unwrap();
@@ -1664,18 +1672,9 @@ mod tests {
         let (a, b) = (replica(&url), replica(&url));
         a.write(vec![hard_bounce_with_id(0, "e0")]).await.unwrap();
 
-        let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let mut other = other_session(&url).await;
         let tx = other.transaction().await.unwrap();
-        tx.query(
-            "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = 'gone0@example.com'
-             FOR UPDATE",
-            &[],
-        )
-        .await
-        .unwrap();
+        tx.query(LOCK, &[&"gone0@example.com"]).await.unwrap();
         let group = {
             let a = a.clone();
             tokio::spawn(async move {
@@ -1718,18 +1717,9 @@ mod tests {
         let bounded = replica(&format!(
             "{url}{separator}options=-c%20lock_timeout%3D200ms"
         ));
-        let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let mut other = other_session(&url).await;
         let tx = other.transaction().await.unwrap();
-        tx.query(
-            "SELECT 1 FROM addresses WHERE tenant = 'race' AND address = 'gone0@example.com'
-             FOR UPDATE",
-            &[],
-        )
-        .await
-        .unwrap();
+        tx.query(LOCK, &[&"gone0@example.com"]).await.unwrap();
         let e = bounded
             .write(vec![hard_bounce_with_id(0, "late0")])
             .await
