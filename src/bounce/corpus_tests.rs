@@ -17,8 +17,8 @@
 //! as the tuning part, so that a change made for some messages is checked on others. A fourth
 //! (tests/data/dsn-fourth: real bounces from the test data of other bounce and mail libraries)
 //! was read before any change made for it, as a check that does not come from Sisimai's corpus;
-//! a fifth, a sixth and a seventh (tests/data/dsn-fifth, dsn-sixth, dsn-seventh) hold more of
-//! that kind.
+//! a fifth to an eighth (tests/data/dsn-fifth, dsn-sixth, dsn-seventh, dsn-eighth) hold more
+//! of that kind.
 //! Deliberate divergences from Sisimai are listed in docs/bounce-messages.md.
 //! Run with `--nocapture` to see the matrices and the rows of the tuning part that differ.
 
@@ -142,6 +142,12 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "rfc3834-05.eml",
         "an auto-reply (Auto-Submitted: auto-replied); Sisimai takes the address in its text \
          for a failed recipient",
+    ),
+    // the eighth tuning set (tests/data/dsn-eighth)
+    (
+        "commcare-hq-sns_bounce_general-9017e0.eml",
+        "an Amazon SES bounce notification delivered by SNS as an email (`bounceType: \
+         Permanent`, 5.1.1); Sisimai 4.25 does not read SNS notification emails",
     ),
     // the seventh tuning set (tests/data/dsn-seventh)
     (
@@ -442,7 +448,7 @@ fn run(
 }
 
 /// The tuning sets beside the corpus: (directory, messages, title, floors).
-const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 6] = [
+const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 7] = [
     ("dsn-extra", 295, "second tuning set", TUNING_FLOORS),
     ("dsn-third", 39, "third tuning set", TUNING_FLOORS),
     (
@@ -467,6 +473,12 @@ const TUNING_SETS: [(&str, usize, &str, [f64; 3]); 6] = [
         "dsn-seventh",
         25,
         "seventh tuning set (more libraries' test data)",
+        TUNING_FLOORS,
+    ),
+    (
+        "dsn-eighth",
+        13,
+        "eighth tuning set (recent provider bounces from applications' test data)",
         TUNING_FLOORS,
     ),
 ];
