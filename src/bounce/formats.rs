@@ -544,20 +544,73 @@ fn unquote(text: String) -> String {
 }
 
 /// HTML as plain text: tags dropped (block tags become line breaks), common entities decoded.
+/// A `<` with no `>` within [`MAX_TAG`] bytes is text. One pass, whatever the input: the next
+/// `>` is found once for every `<` before it.
 fn strip_html(html: &str) -> String {
-    static TAG: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?is)<(/?)(\w*)[^>]{0,2000}>").expect("pattern"));
-    let text = TAG.replace_all(html, |c: &regex::Captures<'_>| {
-        match c[2].to_ascii_lowercase().as_str() {
+    /// The longest tag read as one.
+    const MAX_TAG: usize = 2_000;
+    let mut out = String::with_capacity(html.len());
+    let mut at = 0;
+    // The first `>` after the last `<` looked at (`html.len()` when there is none).
+    let mut close = 0;
+    while let Some(open) = html[at..].find('<').map(|p| at + p) {
+        out.push_str(&html[at..open]);
+        if close <= open {
+            close = html[open..].find('>').map_or(html.len(), |p| open + p);
+        }
+        if close == html.len() || close - open - 1 > MAX_TAG {
+            out.push('<');
+            at = open + 1;
+            continue;
+        }
+        let tag = html[open + 1..close].trim_start_matches('/');
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .flat_map(char::to_lowercase)
+            .collect();
+        out.push_str(match name.as_str() {
             "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3" | "table" => "\n",
             "td" => " ",
             _ => "",
-        }
-    });
-    text.replace("&lt;", "<")
+        });
+        at = close + 1;
+    }
+    out.push_str(&html[at..]);
+    out.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&nbsp;", " ")
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_html;
+
+    #[test]
+    fn html_becomes_text_with_block_tags_as_line_breaks() {
+        assert_eq!(
+            strip_html("<P class=x>Hello</p><br/>World<td>x</TD><b>!</b>"),
+            "\nHello\n\nWorld x !"
+        );
+        assert_eq!(
+            strip_html("&lt;a@b&gt; &amp; &quot;q&quot;"),
+            "<a@b> & \"q\""
+        );
+    }
+
+    #[test]
+    fn a_lone_or_unclosed_angle_bracket_is_text() {
+        assert_eq!(strip_html("a < b and c"), "a < b and c");
+        assert_eq!(strip_html("x <br> y < z"), "x \n y < z");
+        let far = format!("<{}>tail", "a".repeat(2_001));
+        assert_eq!(strip_html(&far), far);
+        let near = format!("<{}>tail", "a".repeat(2_000));
+        assert_eq!(strip_html(&near), "tail");
+        // many brackets that never close: every one kept, in one pass
+        let open = "<a ".repeat(100_000);
+        assert_eq!(strip_html(&open), open);
+    }
 }
