@@ -78,7 +78,8 @@ impl Feed {
     }
 
     /// The tenant's changes after `after`, of the given kinds (empty: every kind).
-    /// `OUT_OF_RANGE` when retention removed changes after `after`.
+    /// `OUT_OF_RANGE` when retention removed changes after `after`, or when `after` is past
+    /// the log's end (the store lost changes since the cursor was given).
     pub async fn read(
         &self,
         caller: &Caller,
@@ -97,6 +98,15 @@ impl Feed {
                      suppressions again with ListSuppressions and watch from its feed_cursor",
                     self.retention.as_secs() / 86_400
                 )))
+            }
+            Err(AppError::Store(StoreError::PositionAhead { .. })) => {
+                return Err(AppError::OutOfRange(
+                    "the cursor is past the change feed's end: the store lost changes after it \
+                     was given (restored from an older backup, or a database failover that lost \
+                     commits). List the suppressions again with ListSuppressions and watch from \
+                     its feed_cursor"
+                        .to_string(),
+                ))
             }
             other => other?,
         };

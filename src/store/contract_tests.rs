@@ -1375,6 +1375,11 @@ async fn the_change_log_keeps_commit_order_and_refuses_positions_past_retention(
         let store = open_at(engine, dir.path()).unwrap();
         start = *store.change_head().borrow();
         assert!(store.changes(&acme, start, 100).unwrap().items.is_empty());
+        // A position past the head was never given out by this log: it lost changes since.
+        assert!(matches!(
+            store.changes(&acme, start + 1, 100),
+            Err(StoreError::PositionAhead { head }) if head == start
+        ));
         store.write(hard_bounces("acme", "a", 3)).await.unwrap();
         store.write(hard_bounces("globex", "g", 2)).await.unwrap();
         middle = *store.change_head().borrow();

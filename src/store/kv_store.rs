@@ -1640,6 +1640,9 @@ impl<E: KvEngine> SuppressionStore for KvStore<E> {
         let t = tenant.as_str();
         // Only what is durable: a commit's changes become visible once its head is published.
         let head = *self.shared.feed_head.borrow();
+        if after > head {
+            return Err(StoreError::PositionAhead { head });
+        }
         let mut page = ChangePage {
             items: Vec::new(),
             read_to: after,

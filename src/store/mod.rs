@@ -266,6 +266,14 @@ pub enum StoreError {
         /// The call.
         method: &'static str,
     },
+    /// The asked position is past the change log's head: the log lost changes after the
+    /// position was given out (a database restored from an older backup, a failover to a
+    /// standby that lacked the last commits).
+    #[error("the change log's head is {head}, before the asked position")]
+    PositionAhead {
+        /// The log's head now.
+        head: u64,
+    },
     /// Changes after the asked position were removed by the change log's retention.
     #[error("the change log holds changes only after sequence number {horizon}")]
     ChangesPruned {

@@ -621,6 +621,17 @@ pub(super) mod tests {
             .await
             .unwrap();
 
+        // A follower of the change feed holding a position past the lower head is told so.
+        let b2 = b.clone();
+        let (t2, old_head) = (tenant.clone(), u64::try_from(head).unwrap());
+        let ahead = tokio::task::spawn_blocking(move || b2.changes(&t2, old_head, 10))
+            .await
+            .unwrap();
+        assert!(
+            matches!(ahead, Err(StoreError::PositionAhead { head }) if head == old_head - 5),
+            "{ahead:?}"
+        );
+
         // After the failover: new suppressions numbered from the lower head, past B's position.
         a.write((100..106).map(hard_bounce).collect())
             .await

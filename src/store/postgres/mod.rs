@@ -288,6 +288,8 @@ async fn keep_connected(inner: Arc<Inner>) {
             }
         }
     }
+    // The head as this loop last read it.
+    let mut last_read = *inner.head.borrow();
     while !inner.closing.load(Ordering::Relaxed) {
         let head = tokio::time::timeout(WATCH_TIMEOUT, async {
             let client = connection(&inner.pool).await?;
@@ -312,8 +314,20 @@ async fn keep_connected(inner: Arc<Inner>) {
                 inner
                     .ready
                     .send_if_modified(|r| !std::mem::replace(r, true));
+                let seq = u64::try_from(seq).unwrap_or(0);
+                if seq < last_read {
+                    // The database lost commits (a failover, a restore): new followers start
+                    // from the head it has. (Compared with this loop's own last read: the
+                    // watch may hold a commit of this replica that the read came before.)
+                    tracing::warn!(
+                        head = seq,
+                        was = last_read,
+                        "the change log's head went back"
+                    );
+                    inner.head.send_replace(seq);
+                }
+                last_read = seq;
                 inner.head.send_if_modified(|h| {
-                    let seq = u64::try_from(seq).unwrap_or(0);
                     let moved = seq > *h;
                     if moved {
                         *h = seq;

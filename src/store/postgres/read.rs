@@ -444,6 +444,10 @@ pub(super) async fn changes(
     if after < horizon {
         return Err(StoreError::ChangesPruned { horizon });
     }
+    let head_now = u64::try_from(head).unwrap_or(0);
+    if after > head_now {
+        return Err(StoreError::PositionAhead { head: head_now });
+    }
     let mut page = ChangePage {
         items: Vec::new(),
         read_to: after,
