@@ -173,11 +173,7 @@ fn recipients_written_without_a_blank_line_between_are_each_read() {
 Final-Recipient: rfc822; full@example.com\nAction: failed\nStatus: 5.2.2\nDiagnostic-Code: smtp; 552 5.2.2 Mailbox Full\n\
 Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User Unknown\n\n--b--\n";
     let m = PARSER.parse(raw, "", &CLASSIFIER);
-    let got: Vec<(&str, BounceType)> = m
-        .bounces
-        .iter()
-        .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
-        .collect();
+    let got = recipients_and_types(&m);
     assert_eq!(
         got,
         vec![
@@ -387,11 +383,7 @@ fn an_authentication_failure_or_not_spam_report_names_no_complainer() {
     }
     for kind in ["abuse", "fraud", "opt-out"] {
         let m = PARSER.parse(&feedback_report(kind), "", &CLASSIFIER);
-        let got: Vec<(&str, BounceType)> = m
-            .bounces
-            .iter()
-            .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
-            .collect();
+        let got = recipients_and_types(&m);
         assert_eq!(
             got,
             vec![("fan@example.org", BounceType::Complaint)],
@@ -515,4 +507,12 @@ Hello,\n\nthis address is wrong or no longer valid.\n\nYour message has NOT been
     let raw = b"From: MAILER-DAEMON@mx.example\nTo: sender@example.org\n\
 Subject: Undelivered Mail Returned to Sender\n\nThe mail system could not deliver it.\n";
     assert!(PARSER.parse(raw, "", &CLASSIFIER).bounces.is_empty());
+}
+
+/// Each bounce's recipient and type, in order.
+fn recipients_and_types(m: &ParsedMessage) -> Vec<(&str, BounceType)> {
+    m.bounces
+        .iter()
+        .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
+        .collect()
 }
