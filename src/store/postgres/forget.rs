@@ -14,7 +14,7 @@
 
 use deadpool_postgres::Transaction;
 
-use super::read::decoded;
+use super::read::{decoded, record_of};
 use super::write::{number16, publish_head};
 use super::{connection, sql_error, Inner};
 use crate::domain::{list_change, AddressRecord, ChangeKind, EmailAddress, RecordedEvent};
@@ -49,16 +49,14 @@ pub(super) async fn commit_forget(
     )
     .await
     .map_err(sql_error("making an address row"))?;
-    let unlocked = tx
+    let row = tx
         .query_opt(
             "SELECT record FROM addresses WHERE tenant = $1 AND address_hash = $2",
             &[&t, &&ah[..]],
         )
         .await
-        .map_err(sql_error("reading an address"))?
-        .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
-        .map(|b| decoded::<AddressRecord>("addresses.record", &b))
-        .transpose()?;
+        .map_err(sql_error("reading an address"))?;
+    let unlocked = record_of(row.as_ref().and_then(|r| r.get(0)))?;
     let mut hashes: Vec<[u8; 16]> = vec![ah];
     for other in links(&tx, t, &ah, unlocked.as_ref()).await? {
         hashes.push(*hasher.hash(t, &other).bytes());
@@ -279,9 +277,7 @@ async fn lock_record(
         )
         .await
         .map_err(sql_error("locking an address row"))?;
-    row.and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
-        .map(|b| decoded::<AddressRecord>("addresses.record", &b))
-        .transpose()
+    record_of(row.as_ref().and_then(|r| r.get(0)))
 }
 
 /// Takes every mention of forgotten address `gone` out of `other`'s record (its replacement

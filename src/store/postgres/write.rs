@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use pipeline::Pipeline;
 
-use super::read::{decoded, granularity_code};
+use super::read::{decoded, granularity_code, record_of};
 use super::{connection, retrying, sql_error, Inner};
 use crate::domain::{
     AddressRecord, BounceType, Dimension, DomainMarks, DomainRecord, OutcomeCounts, RecordedEvent,
@@ -414,10 +414,7 @@ impl<'a> Group<'a> {
                         "an address hash of the wrong length",
                     ));
                 };
-                let record = row
-                    .get::<_, Option<Vec<u8>>>(1)
-                    .map(|b| decoded::<AddressRecord>("addresses.record", &b))
-                    .transpose()?;
+                let record = record_of(row.get(1))?;
                 self.original
                     .insert((tenant.to_string(), ah), record.clone());
                 self.records.insert((tenant.to_string(), ah), record);
