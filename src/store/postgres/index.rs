@@ -31,7 +31,7 @@
 //!   its last commits (a failover to an asynchronous standby, a restore of an older backup)
 //!   numbers new changes again from a lower head, and a position-only comparison would take
 //!   them for changes already applied. The index keeps what the change at its position was
-//!   (tenant, time, address: [`FINGERPRINT`]); a catch-up that finds another change there, or
+//!   (tenant, time, address: `fingerprint!`); a catch-up that finds another change there, or
 //!   a head below the position, reloads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,14 +55,46 @@ struct Sets {
     listed: KeySet<u128>,
     /// The change log's `last_seq` in the snapshot the sets were read as of.
     position: u64,
-    /// What the change numbered `position` was ([`FINGERPRINT`]; `None`: no such row).
+    /// What the change numbered `position` was (`fingerprint!`; `None`: no such row).
     at_position: Option<String>,
 }
 
 /// A change log row as a text that tells it from any other change given the same number:
-/// its tenant, time and address.
-const FINGERPRINT: &str =
-    "tenant || ':' || at::text || ':' || coalesce(encode(address_hash, 'hex'), '')";
+/// its tenant, time and address (a macro, so that the statements below are constants).
+macro_rules! fingerprint {
+    () => {
+        "tenant || ':' || at::text || ':' || coalesce(encode(address_hash, 'hex'), '')"
+    };
+}
+
+/// What the change numbered `$1` is (`fingerprint!`).
+const AT_SEQ_SQL: &str = concat!("SELECT ", fingerprint!(), " FROM changes WHERE seq = $1");
+
+/// A catch-up (see [`SuppressedIndex::catch_up`]): the head, the retention horizon, the
+/// changes after the position `$1` up to the head with their addresses' flags, and what the
+/// changes at the position and at the head are (one probe each). `changes_by_seq` serves the
+/// range. An address's flags come from a subquery per change (a probe of the primary key): as
+/// a join, the planner, not knowing how many changes follow, hashes the whole `addresses`
+/// table. A change whose address row is gone (or a domain's change, without an address)
+/// leaves the address out of both sets.
+const CATCH_UP_SQL: &str = concat!(
+    "SELECT h.last_seq, z.horizon, c.address_hash,
+            (SELECT CASE WHEN a.suppressed_since IS NOT NULL THEN 1 ELSE 0 END
+                  + CASE WHEN a.list_unsubscribed THEN 2 ELSE 0 END
+             FROM addresses a
+             WHERE a.tenant = c.tenant AND a.address_hash = c.address_hash)::int2,
+            h.at_head, (SELECT ",
+    fingerprint!(),
+    " FROM changes WHERE seq = $1)
+     FROM (SELECT last_seq,
+                  (SELECT ",
+    fingerprint!(),
+    " FROM changes WHERE seq = change_counter.last_seq) AS at_head
+           FROM change_counter WHERE id = 1) h
+     CROSS JOIN (SELECT coalesce(max(horizon), 0) AS horizon FROM change_horizons) z
+     LEFT JOIN changes c ON c.seq > $1 AND c.seq <= h.last_seq
+     ORDER BY c.seq"
+);
 
 impl Sets {
     fn set(&mut self, key: u128, suppressed: bool, listed: bool) {
@@ -158,10 +190,7 @@ impl SuppressedIndex {
         let tx = read_snapshot(&mut client, "loading the suppressed index").await?;
         let head = change_head(&tx, "loading the suppressed index").await?;
         let at_position: Option<String> = tx
-            .query_opt(
-                &format!("SELECT {FINGERPRINT} FROM changes WHERE seq = $1"),
-                &[&head],
-            )
+            .query_opt(AT_SEQ_SQL, &[&head])
             .await
             .map_err(sql_error("loading the suppressed index"))?
             .map(|r| r.get(0));
@@ -210,27 +239,8 @@ impl SuppressedIndex {
         metrics::counter!("suppressd_postgres_index_catch_ups_total").increment(1);
         let client = connection(pool).await?;
         let from = i64::try_from(position).unwrap_or(i64::MAX);
-        // `changes_by_seq` serves the range. An address's flags come from a subquery per
-        // change (a probe of the primary key): as a join, the planner, not knowing how many
-        // changes follow, hashes the whole `addresses` table. A change whose address row is
-        // gone (or a domain's change, without an address) leaves the address out of both sets.
-        // With the rows: what the changes at the position and at the head are (one probe each).
         let statement = client
-            .prepare_cached(&format!(
-                "SELECT h.last_seq, z.horizon, c.address_hash,
-                        (SELECT CASE WHEN a.suppressed_since IS NOT NULL THEN 1 ELSE 0 END
-                              + CASE WHEN a.list_unsubscribed THEN 2 ELSE 0 END
-                         FROM addresses a
-                         WHERE a.tenant = c.tenant AND a.address_hash = c.address_hash)::int2,
-                        h.at_head, (SELECT {FINGERPRINT} FROM changes WHERE seq = $1)
-                 FROM (SELECT last_seq,
-                              (SELECT {FINGERPRINT} FROM changes WHERE seq = change_counter.last_seq)
-                                  AS at_head
-                       FROM change_counter WHERE id = 1) h
-                 CROSS JOIN (SELECT coalesce(max(horizon), 0) AS horizon FROM change_horizons) z
-                 LEFT JOIN changes c ON c.seq > $1 AND c.seq <= h.last_seq
-                 ORDER BY c.seq"
-            ))
+            .prepare_cached(CATCH_UP_SQL)
             .await
             .map_err(sql_error("catching up with the change log"))?;
         let rows = client
@@ -284,8 +294,8 @@ impl SuppressedIndex {
         }
         let mut sets = self.sets.write().unwrap_or_else(|e| e.into_inner());
         // A reload meanwhile (not possible while rounds run one at a time, but cheap to rule
-        // out): never move the index back.
-        if sets.position != position || head < position {
+        // out): never move the index back. (A head below the position reloaded above.)
+        if sets.position != position {
             return Ok(());
         }
         for (key, suppressed, listed) in updates {
