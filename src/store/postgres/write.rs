@@ -377,7 +377,7 @@ impl<'a> Group<'a> {
                 "SELECT address_hash, record FROM addresses
                  WHERE tenant = $1 AND address_hash = ANY($2)
                  ORDER BY address_hash FOR UPDATE",
-                vec![Box::new(*tenant), Box::new(hashes.clone())],
+                vec![Box::new(*tenant), Box::new(hashes.as_slice())],
             );
         }
         // The marks of the group's domains, as the group finds them (whether results go to
@@ -1235,18 +1235,17 @@ impl<'a> Group<'a> {
                 continue;
             };
             let (text, domain) = &self.addresses[slot];
-            let columns = if self.original.contains_key(slot) {
+            // `None`: the address had no row when the group locked its rows.
+            let original = self.original.get(slot);
+            let columns = if original.is_some() {
                 &mut stored
             } else {
                 &mut made
             };
             columns.push(slot, text, domain, record)?;
-            let before = self
-                .original
-                .get(slot)
-                .cloned()
-                .flatten()
-                .map(|r| r.expiries())
+            let before = original
+                .and_then(Option::as_ref)
+                .map(AddressRecord::expiries)
                 .unwrap_or_default();
             let after = record.expiries();
             for end in before.iter().filter(|e| !after.contains(e)) {
