@@ -30,6 +30,8 @@ mod smtp;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod phrase_tests;
+#[cfg(test)]
 mod provider_tests;
 #[cfg(test)]
 mod tests;
