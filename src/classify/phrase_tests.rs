@@ -33,6 +33,11 @@ const NOT_HARD_REASONS: &[&str] = &[
     "virusdetected",
     "contenterror",
     "norelaying",
+    "authfailure",
+    "requireptr",
+    "badreputation",
+    "speeding",
+    "notcompliantrfc",
 ];
 
 fn type_name(t: T) -> &'static str {
@@ -57,14 +62,14 @@ fn every_sisimai_phrase_is_decided_as_its_reason_says_or_as_listed() {
     let mut wrong = Vec::new();
     for (n, line) in PHRASES.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 4, "line {}: {line}", n + 1);
-        let (source, text, reason, divergence) = (f[0], f[1], f[2], f[3]);
+        assert_eq!(f.len(), 5, "line {}: {line}", n + 1);
+        let (source, text, reason, provider, divergence) = (f[0], f[1], f[2], f[3], f[4]);
         rows += 1;
         let got = c.classify(&SmtpEvidence {
             reported: L::Bounce,
             smtp_response: text,
             enhanced_status: None,
-            provider: "",
+            provider,
         });
         let name = type_name(got.bounce_type);
         let col = cols.iter().position(|&x| x == name).unwrap();
