@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::report::{Recorded, Reporter};
 use super::{blocking, AppError, Caller};
-use crate::bounce::{BounceMessageKind, BounceParser, ParsedBounce, ParsedMessage};
+use crate::bounce::{mailbox, BounceMessageKind, BounceParser, ParsedBounce, ParsedMessage};
 use crate::classify::Classifier;
 use crate::domain::{
     Campaign, EmailAddress, ListId, ReportedOutcome, Segment, SendReport, Source, Tenant,
@@ -100,7 +100,20 @@ impl BounceMessages {
     async fn read(&self, raw: Vec<u8>, provider: String) -> Result<ParsedMessage, AppError> {
         self.check(&raw)?;
         let (parser, classifier) = (self.parser.clone(), self.classifier.clone());
-        blocking(move || Ok(parser.parse(&raw, &provider, &classifier))).await
+        blocking(move || {
+            if let Some(messages) = mailbox::messages(&raw) {
+                return Err(super::FieldViolation::new(
+                    "raw_message",
+                    format!(
+                        "holds {} messages (an mbox file); send each message in a call of its own",
+                        messages.len()
+                    ),
+                )
+                .into());
+            }
+            Ok(parser.parse(&raw, &provider, &classifier))
+        })
+        .await
     }
 
     /// [`BounceMessages::read`] for `ParseBounceMessage`: counted as a message read only.

@@ -195,6 +195,12 @@ impl Formats {
         }
         let (start, end) = self.section(format, &lower_text);
         let section = text.get(start..end).unwrap_or(&text);
+        // the addresses Exim hid, as the ones they were generated from (not in its header)
+        let hidden: Vec<String> = UNDISCLOSED
+            .captures_iter(section)
+            .map(|c| c[2].to_ascii_lowercase())
+            .collect();
+        let section = &*UNDISCLOSED.replace_all(section, "$1$2");
         let mut found = Vec::new();
         if let Some(f) = format {
             found = self.recipients(&f.recipient, section);
@@ -275,7 +281,10 @@ impl Formats {
                 .map(|a| a.as_str().to_ascii_lowercase())
                 .collect();
             if !listed.is_empty() {
-                found.retain(|f| listed.contains(&f.recipient.to_ascii_lowercase()));
+                found.retain(|f| {
+                    let r = f.recipient.to_ascii_lowercase();
+                    listed.contains(&r) || hidden.contains(&r)
+                });
                 for addr in listed {
                     if !found
                         .iter()
@@ -584,6 +593,16 @@ fn strip_html(html: &str) -> String {
         .replace("&#39;", "'")
         .replace("&amp;", "&")
 }
+
+/// Exim names an address a router hid (`hide_child_in_errors`) as "an undisclosed address" and,
+/// on the next line, the address it was generated from: the one the sender wrote, so the one
+/// that failed for them. The line pair is read as that address.
+static UNDISCLOSED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?mi)^([ \t]*)an undisclosed address[ \t]*\r?\n[ \t]*\(generated from ([^()\s]+@[^()\s]+)\)",
+    )
+    .expect("undisclosed pattern")
+});
 
 #[cfg(test)]
 mod tests {

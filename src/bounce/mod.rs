@@ -23,6 +23,7 @@ mod autoreply;
 mod dsn;
 mod formats;
 mod json;
+pub mod mailbox;
 mod mime;
 
 #[cfg(test)]

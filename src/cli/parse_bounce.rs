@@ -1,6 +1,8 @@
 //! `suppressd parse-bounce FILE...`: what ParseBounceMessage would answer for each raw message
-//! file, without a server, for operators debugging a bounce mailbox. Plain text by default;
-//! `--json` prints one JSON object per file (the response's fields, enums by their proto names).
+//! file, without a server, for operators debugging a bounce mailbox. An mbox file of several
+//! messages is read message by message (`FILE#2` is its second). Plain text by default;
+//! `--json` prints one JSON object per message (the response's fields, enums by their proto
+//! names).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::app::bounce_messages::DEFAULT_MAX_BOUNCE_MESSAGE_BYTES;
-use crate::bounce::{BounceParser, ParsedMessage};
+use crate::bounce::{mailbox, BounceParser, ParsedMessage};
 use crate::classify::{Classifier, RULES_VERSION};
 use crate::grpc::bounce_response;
 use crate::grpc::proto as pb;
@@ -19,10 +21,11 @@ use crate::grpc::proto as pb;
     after_help = "Exit codes: 0 done; 1 a file cannot be read or is larger than --max-bytes."
 )]
 pub struct ParseBounceArgs {
-    /// Raw messages (RFC 5322 files, e.g. from a maildir); `-` reads standard input.
+    /// Raw messages (RFC 5322 files, e.g. from a maildir, or mbox files of several messages);
+    /// `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// One JSON object per file instead of text.
+    /// One JSON object per message instead of text.
     #[arg(long)]
     pub json: bool,
     /// Which ESP or MTA the mailbox receives bounces from (a classification hint).
@@ -63,11 +66,22 @@ pub fn parse_bounce(args: ParseBounceArgs) -> ExitCode {
                 continue;
             }
         };
-        let parsed = parser.parse(&raw, args.provider.trim(), &classifier);
-        if args.json {
-            println!("{}", to_json(&file.display().to_string(), &parsed));
-        } else {
-            print!("{}", to_text(&file.display().to_string(), &parsed));
+        let name = file.display().to_string();
+        let messages = match mailbox::messages(&raw) {
+            Some(messages) => messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (format!("{name}#{}", i + 1), m))
+                .collect(),
+            None => vec![(name, raw)],
+        };
+        for (name, raw) in messages {
+            let parsed = parser.parse(&raw, args.provider.trim(), &classifier);
+            if args.json {
+                println!("{}", to_json(&name, &parsed));
+            } else {
+                print!("{}", to_text(&name, &parsed));
+            }
         }
     }
     if failed {

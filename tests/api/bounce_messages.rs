@@ -631,3 +631,71 @@ fn parse_bounce_prints_what_the_rpc_would_answer() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
+
+/// Two bounces in one mbox file, as a mail spool keeps them.
+fn mbox_of_two() -> String {
+    let second = DSN
+        .replace("Bob.Smith@Example.com", "carol@example.org")
+        .replace("bob.smith@example.com", "carol@example.org")
+        .replace("20240501120000.AB12", "20240501120500.CD34");
+    format!(
+        "From MAILER-DAEMON Wed May  1 12:00:00 2024\n{DSN}\nFrom MAILER-DAEMON Wed May  1 12:05:00 2024\n{second}\n"
+    )
+}
+
+#[tokio::test]
+async fn an_mbox_file_of_several_messages_is_invalid_argument_and_records_nothing() {
+    let mut app = spawn_app().await;
+    let mbox = mbox_of_two();
+    let err = app
+        .client
+        .parse_bounce_message(pb::ParseBounceMessageRequest {
+            raw_message: mbox.as_bytes().to_vec(),
+            provider: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "raw_message");
+    assert!(err.message().contains("2 messages"), "{err:?}");
+    let err = app
+        .client
+        .report_bounce_message(report_request("", mbox.as_bytes()))
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "raw_message");
+    for address in ["bob.smith@example.com", "carol@example.org"] {
+        let status = app.status("", address).await;
+        assert_ne!(status.state(), AddressState::Suppressed, "{address}");
+    }
+
+    // one message behind an mbox envelope line is one message
+    let one = format!("From MAILER-DAEMON Wed May  1 12:00:00 2024\n{DSN}");
+    let r = report(&mut app, &one).await;
+    assert_eq!(r.results.len(), 1);
+    let status = app.status("", "bob.smith@example.com").await;
+    assert_eq!(status.state(), AddressState::Suppressed);
+}
+
+#[test]
+fn parse_bounce_reads_an_mbox_file_message_by_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("bounces.mbox");
+    std::fs::write(&mbox, mbox_of_two()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["parse-bounce", "--json"])
+        .arg(&mbox)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let name = mbox.display().to_string();
+    assert_eq!(lines[0]["file"], format!("{name}#1"));
+    assert_eq!(lines[0]["bounces"][0]["recipient"], "bob.smith@example.com");
+    assert_eq!(lines[1]["file"], format!("{name}#2"));
+    assert_eq!(lines[1]["bounces"][0]["recipient"], "carol@example.org");
+}
