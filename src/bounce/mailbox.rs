@@ -64,9 +64,7 @@ mod tests {
     #[test]
     fn one_message_stays_whole_even_with_a_from_line_in_its_body() {
         // an envelope line, then a body line starting with "From " that no blank line precedes
-        let file = format!(
-            "From MAILER-DAEMON Tue Mar 02 09:44:33 1999\nSubject: x\n\nhello\nFrom here on it fails\nmore\n"
-        );
+        let file = "From MAILER-DAEMON Tue Mar 02 09:44:33 1999\nSubject: x\n\nhello\nFrom here on it fails\nmore\n";
         assert_eq!(messages(file.as_bytes()), None);
         // after a blank line, but what follows is prose, not a header
         let file =
