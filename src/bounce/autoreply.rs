@@ -25,6 +25,12 @@ const SUBJECTS: &[&str] = &[
     "risposta automatica",
     "respuesta automática",
     "automatisch antwoord",
+    "thank you for your e-mail",
+    "thank you for your email",
+    "thank you for your message",
+    "thanks for your e-mail",
+    "thanks for your email",
+    "thanks for your message",
     "不在",
 ];
 

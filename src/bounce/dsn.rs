@@ -163,6 +163,12 @@ fn diagnostic_from_text(texts: &[(&str, String)], recipient: &str) -> Option<Str
                     }
                 }
             }
+            // a rule of underscores, dashes or stars: a banner or signature follows (a virus
+            // scanner's "This email has been scanned ..."), not the recipient's diagnostic
+            let l = line.trim();
+            if i > 0 && l.len() >= 5 && l.chars().all(|c| matches!(c, '_' | '-' | '=' | '*')) {
+                break;
+            }
             if line.trim().is_empty() {
                 // a label ("because:") introduces the next paragraph
                 if lines.len() > 1 && !lines.last().is_some_and(|l| l.ends_with(':')) {

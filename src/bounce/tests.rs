@@ -516,3 +516,53 @@ fn recipients_and_types(m: &ParsedMessage) -> Vec<(&str, BounceType)> {
         .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
         .collect()
 }
+
+#[test]
+fn a_banner_after_a_rule_line_is_no_recipients_diagnostic() {
+    // a DSN without Diagnostic-Code, whose text part ends with a virus scanner's banner
+    let raw = b"From: postmaster@example.co.uk\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+--b\nContent-Type: text/plain\n\nDelivery to the following recipients failed.\n\n       bob@example.com\n\n\
+________________________________________________________________________\n\
+**** This email has been scanned for all viruses and potentially offensive content ****\n\n\
+--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;bob@example.com\nAction: failed\nStatus: 5.1.1\n\n--b--\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.bounces.len(), 1);
+    let b = &m.bounces[0];
+    assert!(!b.diagnostic.contains("viruses"), "{}", b.diagnostic);
+    assert_eq!(b.classification.bounce_type, BounceType::Hard);
+}
+
+#[test]
+fn a_null_sender_notice_that_you_sent_mail_to_an_unknown_user_is_a_bounce() {
+    let raw = b"From: <>\nTo: bounces@sender.example\nAuto-Submitted: auto-replied\n\n\
+You sent mail to gone@example.net. That's not a valid user here.\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    assert_eq!(m.kind, BounceMessageKind::DeliveryStatus);
+    let got: Vec<(&str, BounceType)> = m
+        .bounces
+        .iter()
+        .map(|b| (b.recipient.as_str(), b.classification.bounce_type))
+        .collect();
+    assert_eq!(got, vec![("gone@example.net", BounceType::Hard)]);
+    // the same words from a person's address are their auto-reply, not a bounce
+    let person = b"From: Ann <ann@example.net>\nTo: bounces@sender.example\n\
+Auto-Submitted: auto-replied\nSubject: Thank you for your e-mail\n\n\
+You sent mail to ann@example.net. I will reply as soon as possible.\n";
+    let m = PARSER.parse(person, "", &CLASSIFIER);
+    assert_eq!(m.kind, BounceMessageKind::AutoReply);
+    assert!(m.bounces.is_empty());
+}
+
+#[test]
+fn exims_undisclosed_address_is_the_address_it_was_generated_from() {
+    let raw = b"From: Mail Delivery System <Mailer-Daemon@mx.example>\nTo: sender@example.org\n\
+X-Failed-Recipients: bounce@example.net\nSubject: Mail delivery failed: returning message to sender\n\n\
+This message was created automatically by mail delivery software.\n\n\
+A message that you sent could not be delivered to one or more of its\n\
+recipients. This is a permanent error. The following address(es) failed:\n\n\
+  bounce@example.net\n    Unrouteable address\n  an undisclosed address\n    (generated from alias@example.net)\n\n\
+------ This is a copy of the message, including all the headers. ------\n\nSubject: hi\n\nhi\n";
+    let m = PARSER.parse(raw, "", &CLASSIFIER);
+    let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
+    assert_eq!(got, vec!["bounce@example.net", "alias@example.net"]);
+}
