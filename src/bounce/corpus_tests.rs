@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::classify::phrase_tests::{HARD_REASONS, NOT_HARD_REASONS};
 use crate::classify::Classifier;
 
 /// A feedback report that is no complaint (RFC 6591 authentication failure, RFC 6430 not
@@ -89,25 +90,6 @@ fn deliberate(diagnostic: &str, we_say_hard: bool) -> Option<u8> {
 
 /// Sisimai's stand-in when a feedback report names no recipient: not a recipient.
 const PLACEHOLDER: &str = "undisclosed-recipient-in-headers@libsisimai.org.invalid";
-
-const HARD_REASONS: &[&str] = &["userunknown", "hostunknown", "hasmoved", "suspend"];
-const NOT_HARD_REASONS: &[&str] = &[
-    "blocked",
-    "policyviolation",
-    "spamdetected",
-    "securityerror",
-    "mailboxfull",
-    "expired",
-    "networkerror",
-    "toomanyconn",
-    "systemerror",
-    "systemfull",
-    "mesgtoobig",
-    "exceedlimit",
-    "virusdetected",
-    "contenterror",
-    "norelaying",
-];
 
 /// Recipients equal, address-level reasons hard, sender-side and temporary reasons not hard (%).
 const TUNING_FLOORS: [f64; 3] = [98.0, 97.0, 97.0];

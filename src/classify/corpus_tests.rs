@@ -66,7 +66,7 @@ pub(crate) fn rows() -> Vec<Row<'static>> {
     out
 }
 
-fn type_name(t: T) -> &'static str {
+pub(super) fn type_name(t: T) -> &'static str {
     match t {
         T::Hard => "hard",
         T::Soft => "soft",

@@ -30,7 +30,7 @@ mod smtp;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
-mod phrase_tests;
+pub(crate) mod phrase_tests;
 #[cfg(test)]
 mod provider_tests;
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! verdict is then checked instead. Reasons that are neither (rejected, filtered, onhold, ...)
 //! are only printed.
 
+use super::corpus_tests::type_name;
 use super::*;
 use crate::domain::{BounceType as T, ReportedOutcome as L};
 use std::collections::BTreeMap;
@@ -16,8 +17,11 @@ const PHRASES: &str = include_str!(concat!(
     "/tests/data/sisimai-phrases.tsv"
 ));
 
-const HARD_REASONS: &[&str] = &["userunknown", "hostunknown", "hasmoved", "suspend"];
-const NOT_HARD_REASONS: &[&str] = &[
+/// Sisimai's reasons that say the address itself is bad (its `suspend` counted as our disabled
+/// mailbox), and those that say the sender, the message or the moment was the cause; the bounce
+/// message corpus test holds its figures to the same lists.
+pub(crate) const HARD_REASONS: &[&str] = &["userunknown", "hostunknown", "hasmoved", "suspend"];
+pub(crate) const NOT_HARD_REASONS: &[&str] = &[
     "blocked",
     "policyviolation",
     "spamdetected",
@@ -39,17 +43,6 @@ const NOT_HARD_REASONS: &[&str] = &[
     "speeding",
     "notcompliantrfc",
 ];
-
-fn type_name(t: T) -> &'static str {
-    match t {
-        T::Hard => "hard",
-        T::Soft => "soft",
-        T::Block => "block",
-        T::Complaint => "complaint",
-        T::Delivered => "delivered",
-        T::Unsubscribe => "unsubscribe",
-    }
-}
 
 #[test]
 fn every_sisimai_phrase_is_decided_as_its_reason_says_or_as_listed() {

@@ -582,6 +582,21 @@ async fn hostile_bytes_are_answered_not_a_bounce() {
     assert!(r.bounces.len() <= 1);
 }
 
+/// `suppressd parse-bounce --json FILE...`, which must succeed: one JSON object per message.
+fn parse_bounce_json(files: &[&std::path::Path]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["parse-bounce", "--json"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn parse_bounce_prints_what_the_rpc_would_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -589,18 +604,7 @@ fn parse_bounce_prints_what_the_rpc_would_answer() {
     let ooo = dir.path().join("ooo.eml");
     std::fs::write(&dsn, DSN).unwrap();
     std::fs::write(&ooo, AUTO_REPLY).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
-        .args(["parse-bounce", "--json"])
-        .arg(&dsn)
-        .arg(&ooo)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = parse_bounce_json(&[&dsn, &ooo]);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["kind"], "BOUNCE_MESSAGE_KIND_DELIVERY_STATUS");
     assert_eq!(lines[0]["bounces"][0]["recipient"], "bob.smith@example.com");
@@ -681,18 +685,8 @@ fn parse_bounce_reads_an_mbox_file_message_by_message() {
     let dir = tempfile::tempdir().unwrap();
     let mbox = dir.path().join("bounces.mbox");
     std::fs::write(&mbox, mbox_of_two()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
-        .args(["parse-bounce", "--json"])
-        .arg(&mbox)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    let lines = parse_bounce_json(&[&mbox]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     let name = mbox.display().to_string();
     assert_eq!(lines[0]["file"], format!("{name}#1"));
     assert_eq!(lines[0]["bounces"][0]["recipient"], "bob.smith@example.com");
