@@ -1,7 +1,8 @@
 //! A corpus-seeded mutation run over the bounce-message parser: every message of
 //! tests/data/dsn*/emails (the corpus and its tuning sets) is a seed; each input is a seed with random byte edits, insertions,
-//! deletions, splices of another seed and MIME-significant fragments. Fails on a panic, and
-//! prints inputs per second and the slowest input.
+//! deletions, splices of another seed and MIME-significant fragments. Each input is read as
+//! `parse-bounce` reads a file (an mbox file message by message). Fails on a panic, and prints
+//! inputs per second and the slowest input.
 //!
 //! `cargo run --release --example fuzz_bounce -- [INPUTS] [SEED] [SLOWEST_FILE]` (default
 //! 1,000,000 inputs). The slowest input is timed again afterwards (best of 20: a time taken on a
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use suppressd::bounce::BounceParser;
+use suppressd::bounce::{mailbox, BounceParser};
 use suppressd::classify::Classifier;
 
 const FRAGMENTS: &[&[u8]] = &[
@@ -32,6 +33,9 @@ const FRAGMENTS: &[&[u8]] = &[
     b"{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[",
     b"\nContent-Type: message/disposition-notification\n\nFinal-Recipient: rfc822; a@b.example\nDisposition: automatic-action/MDN-sent-automatically; deleted\n",
     b"\nList-Post: <mailto:list@b.example>\n",
+    b"\n\nFrom MAILER-DAEMON Tue Mar 02 09:44:33 1999\nReturn-path: <>\n",
+    b"\n  an undisclosed address\n    (generated from a@b.example)\n",
+    b"\n________________________________\n",
 ];
 
 fn main() {
@@ -43,9 +47,15 @@ fn main() {
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let slowest_file = args.next();
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let mut corpus: Vec<Vec<u8>> = ["dsn", "dsn-extra", "dsn-third", "dsn-fourth", "dsn-fifth"]
-        .iter()
-        .flat_map(|set| std::fs::read_dir(data.join(set).join("emails")).expect("corpus directory"))
+    let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&data)
+        .expect("tests/data")
+        .map(|e| e.expect("entry").path())
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("dsn"))
+                && d.join("emails").is_dir()
+        })
+        .flat_map(|set| std::fs::read_dir(set.join("emails")).expect("corpus directory"))
         .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
         .collect();
     corpus.sort();
@@ -92,10 +102,10 @@ fn main() {
             }
         }
         let t = Instant::now();
-        let parsed = parser.parse(&raw, "", &classifier);
+        let read = read_file(&parser, &raw, &classifier);
         let took = t.elapsed();
         bytes += raw.len() as u64;
-        bounces += parsed.bounces.len() as u64;
+        bounces += read as u64;
         if took > slowest {
             slowest = took;
             slowest_input = raw;
@@ -111,7 +121,7 @@ fn main() {
     let again = (0..20)
         .map(|_| {
             let t = Instant::now();
-            parser.parse(&slowest_input, "", &classifier);
+            read_file(&parser, &slowest_input, &classifier);
             t.elapsed()
         })
         .min()
@@ -130,4 +140,15 @@ slowest input {:.2} ms ({slowest_len} bytes; {:.2} ms when timed again); \
         slowest.as_secs_f64() * 1e3,
         again.as_secs_f64() * 1e3,
     );
+}
+
+/// Reads an input as `parse-bounce` reads a file; the number of recipients read.
+fn read_file(parser: &BounceParser, raw: &[u8], classifier: &Classifier) -> usize {
+    match mailbox::messages(raw) {
+        Some(messages) => messages
+            .iter()
+            .map(|m| parser.parse(m, "", classifier).bounces.len())
+            .sum(),
+        None => parser.parse(raw, "", classifier).bounces.len(),
+    }
 }
