@@ -35,9 +35,21 @@ pub fn read(m: &Walked) -> Option<Vec<Found>> {
                 let v = r.split_once(';').map_or(r, |(_, v)| v);
                 first_address(v).is_some() || super::loose_address(v).is_some()
             };
+            // a Final-Recipient whose domain has one label (`user@mailhub`) is a name inside the
+            // receiving system: the Original-Recipient, when it is a full address, is the one
+            // the sender wrote
+            let full = |r: &str| {
+                let v = r.split_once(';').map_or(r, |(_, v)| v);
+                v.rsplit_once('@')
+                    .is_some_and(|(_, d)| d.trim().trim_end_matches('>').contains('.'))
+            };
             let recipient = if !usable(recipient) {
                 get("original-recipient")
                     .or_else(|| get("x-actual-recipient"))
+                    .unwrap_or(recipient)
+            } else if !full(recipient) {
+                get("original-recipient")
+                    .filter(|o| full(o))
                     .unwrap_or(recipient)
             } else {
                 recipient

@@ -566,3 +566,30 @@ recipients. This is a permanent error. The following address(es) failed:\n\n\
     let got: Vec<&str> = m.bounces.iter().map(|b| b.recipient.as_str()).collect();
     assert_eq!(got, vec!["bounce@example.net", "alias@example.net"]);
 }
+
+#[test]
+fn a_one_label_final_recipient_gives_way_to_the_original_recipient() {
+    let dsn = |final_rcpt: &str| {
+        format!(
+            "From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n\
+Original-Recipient: rfc822;bob@example.com\nFinal-Recipient: rfc822;{final_rcpt}\nAction: failed\n\
+Status: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\n\n--b--\n"
+        )
+    };
+    let recipients = |raw: String| -> Vec<String> {
+        PARSER
+            .parse(raw.as_bytes(), "", &CLASSIFIER)
+            .bounces
+            .into_iter()
+            .map(|b| b.recipient)
+            .collect()
+    };
+    // a name inside the receiving system: the address the sender wrote is the original
+    assert_eq!(recipients(dsn("bob@mailhub0")), vec!["bob@example.com"]);
+    // a full address (a forward): the Final-Recipient, as Sisimai reads it
+    assert_eq!(
+        recipients(dsn("robert@mail.example.net")),
+        vec!["robert@mail.example.net"]
+    );
+}
