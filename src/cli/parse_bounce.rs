@@ -1,6 +1,7 @@
 //! `suppressd parse-bounce FILE...`: what ParseBounceMessage would answer for each raw message
 //! file, without a server, for operators debugging a bounce mailbox. An mbox file of several
-//! messages is read message by message (`FILE#2` is its second). Plain text by default;
+//! messages is read message by message (`FILE#2` is its second), a Maildir directory file by
+//! file. Plain text by default;
 //! `--json` prints one JSON object per message (the response's fields, enums by their proto
 //! names).
 
@@ -10,6 +11,8 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::app::bounce_messages::DEFAULT_MAX_BOUNCE_MESSAGE_BYTES;
+use mail_parser::mailbox::maildir::MessageIterator as MaildirMessages;
+
 use crate::bounce::{mailbox, BounceParser, ParsedMessage};
 use crate::classify::{Classifier, RULES_VERSION};
 use crate::grpc::bounce_response;
@@ -18,11 +21,11 @@ use crate::grpc::proto as pb;
 /// Arguments of `parse-bounce`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 done; 1 a file cannot be read or is larger than --max-bytes."
+    after_help = "Exit codes: 0 done; 1 a file cannot be read, or a message is larger than --max-bytes."
 )]
 pub struct ParseBounceArgs {
-    /// Raw messages (RFC 5322 files, e.g. from a maildir, or mbox files of several messages);
-    /// `-` reads standard input.
+    /// Raw messages: RFC 5322 files, mbox files of several messages, or Maildir directories
+    /// (every message of their cur/ and new/); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// One JSON object per message instead of text.
@@ -31,63 +34,106 @@ pub struct ParseBounceArgs {
     /// Which ESP or MTA the mailbox receives bounces from (a classification hint).
     #[arg(long, default_value = "")]
     pub provider: String,
-    /// Largest message read, in bytes (the server's --max-bounce-message-bytes).
+    /// Largest message read, in bytes (the server's --max-bounce-message-bytes); in an mbox
+    /// file, each message's.
     #[arg(long, default_value_t = DEFAULT_MAX_BOUNCE_MESSAGE_BYTES as u64)]
     pub max_bytes: u64,
 }
 
 /// Runs `parse-bounce`.
 pub fn parse_bounce(args: ParseBounceArgs) -> ExitCode {
-    let parser = BounceParser::new();
-    let classifier = Classifier::new();
-    let mut failed = false;
+    let mut reader = Reader {
+        parser: BounceParser::new(),
+        classifier: Classifier::new(),
+        args: &args,
+        failed: false,
+    };
     for file in &args.files {
+        if file.is_dir() {
+            reader.maildir(file);
+            continue;
+        }
         let raw = if file.as_os_str() == "-" {
             let mut buf = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
         } else {
             std::fs::read(file)
         };
-        let raw = match raw {
-            Ok(raw) if raw.len() as u64 > args.max_bytes => {
-                eprintln!(
-                    "error: {}: {} bytes; the limit is {} bytes (--max-bytes)",
-                    file.display(),
-                    raw.len(),
-                    args.max_bytes
-                );
-                failed = true;
-                continue;
-            }
-            Ok(raw) => raw,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", file.display());
-                failed = true;
-                continue;
-            }
-        };
         let name = file.display().to_string();
-        let messages = match mailbox::messages(&raw) {
-            Some(messages) => messages
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| (format!("{name}#{}", i + 1), m))
-                .collect(),
-            None => vec![(name, raw)],
-        };
-        for (name, raw) in messages {
-            let parsed = parser.parse(&raw, args.provider.trim(), &classifier);
-            if args.json {
-                println!("{}", to_json(&name, &parsed));
-            } else {
-                print!("{}", to_text(&name, &parsed));
-            }
+        match raw {
+            Ok(raw) => match mailbox::messages(&raw) {
+                Some(messages) => {
+                    for (i, m) in messages.into_iter().enumerate() {
+                        reader.message(&format!("{name}#{}", i + 1), &m);
+                    }
+                }
+                None => reader.message(&name, &raw),
+            },
+            Err(e) => reader.fail(format!("cannot read {name}: {e}")),
         }
     }
-    if failed {
+    if reader.failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Reads messages one by one and prints what each says.
+struct Reader<'a> {
+    parser: BounceParser,
+    classifier: Classifier,
+    args: &'a ParseBounceArgs,
+    failed: bool,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, message: String) {
+        eprintln!("error: {message}");
+        self.failed = true;
+    }
+
+    /// Every message of a Maildir (its `cur` and `new` folders), read with mail-parser's
+    /// Maildir reader.
+    fn maildir(&mut self, dir: &std::path::Path) {
+        match MaildirMessages::new(dir) {
+            Ok(messages) => {
+                for m in messages {
+                    match m {
+                        Ok(m) => {
+                            let name = m.path().display().to_string();
+                            self.message(&name, m.contents());
+                        }
+                        Err(e) => {
+                            self.fail(format!("cannot read a message of {}: {e}", dir.display()))
+                        }
+                    }
+                }
+            }
+            Err(e) => self.fail(format!(
+                "{} is a directory but not a Maildir (with cur/ and new/): {e}",
+                dir.display()
+            )),
+        }
+    }
+
+    /// One message: refused above `--max-bytes`, otherwise read and printed.
+    fn message(&mut self, name: &str, raw: &[u8]) {
+        if raw.len() as u64 > self.args.max_bytes {
+            return self.fail(format!(
+                "{name}: {} bytes; the limit is {} bytes (--max-bytes)",
+                raw.len(),
+                self.args.max_bytes
+            ));
+        }
+        let parsed = self
+            .parser
+            .parse(raw, self.args.provider.trim(), &self.classifier);
+        if self.args.json {
+            println!("{}", to_json(name, &parsed));
+        } else {
+            print!("{}", to_text(name, &parsed));
+        }
     }
 }
 

@@ -693,3 +693,79 @@ fn parse_bounce_reads_an_mbox_file_message_by_message() {
     assert_eq!(lines[1]["file"], format!("{name}#2"));
     assert_eq!(lines[1]["bounces"][0]["recipient"], "carol@example.org");
 }
+
+#[test]
+fn parse_bounce_reads_every_message_of_a_maildir_and_refuses_a_plain_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(maildir.join("new/1700000000.1.host"), DSN).unwrap();
+    std::fs::write(maildir.join("cur/1700000001.2.host:2,S"), AUTO_REPLY).unwrap();
+    let lines = parse_bounce_json(&[&maildir]);
+    let mut kinds: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let file = l["file"].as_str().unwrap();
+            let name = std::path::Path::new(file).file_name().unwrap();
+            (name.to_string_lossy().into_owned(), l["kind"].to_string())
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                "1700000000.1.host".to_string(),
+                "\"BOUNCE_MESSAGE_KIND_DELIVERY_STATUS\"".to_string()
+            ),
+            (
+                "1700000001.2.host:2,S".to_string(),
+                "\"BOUNCE_MESSAGE_KIND_AUTO_REPLY\"".to_string()
+            ),
+        ]
+    );
+
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["parse-bounce"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a Maildir"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn parse_bounce_holds_each_message_of_an_mbox_file_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("bounces.mbox");
+    let file = mbox_of_two();
+    std::fs::write(&mbox, &file).unwrap();
+    // a limit above each message but below the file: both are read
+    let limit = (file.len() * 2 / 3).to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["parse-bounce", "--json", "--max-bytes", &limit])
+        .arg(&mbox)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    // below each message: both are refused, named
+    let out = Command::new(env!("CARGO_BIN_EXE_suppressd"))
+        .args(["parse-bounce", "--max-bytes", "100"])
+        .arg(&mbox)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bounces.mbox#1") && stderr.contains("bounces.mbox#2"),
+        "{stderr}"
+    );
+}
