@@ -66,6 +66,22 @@ pub(crate) fn rows() -> Vec<Row<'static>> {
     out
 }
 
+/// Prints a confusion matrix: Sisimai reason × our type (hard, soft, block, complaint,
+/// delivered).
+pub(super) fn print_matrix(title: &str, matrix: &BTreeMap<&str, [usize; 5]>) {
+    println!("\n{title}");
+    println!(
+        "{:<16} {:>5} {:>5} {:>5} {:>9} {:>9}",
+        "reason", "hard", "soft", "block", "complaint", "delivered"
+    );
+    for (reason, k) in matrix {
+        println!(
+            "{reason:<16} {:>5} {:>5} {:>5} {:>9} {:>9}",
+            k[0], k[1], k[2], k[3], k[4]
+        );
+    }
+}
+
 pub(super) fn type_name(t: T) -> &'static str {
     match t {
         T::Hard => "hard",
@@ -129,17 +145,10 @@ fn sisimai_corpus_meets_the_hard_and_not_hard_floors() {
         }
     }
 
-    println!("\nSisimai reason × our type ({} rows)", rows.len());
-    println!(
-        "{:<16} {:>5} {:>5} {:>5} {:>9} {:>9}",
-        "reason", "hard", "soft", "block", "complaint", "delivered"
+    print_matrix(
+        &format!("Sisimai reason × our type ({} rows)", rows.len()),
+        &matrix,
     );
-    for (reason, counts) in &matrix {
-        println!(
-            "{:<16} {:>5} {:>5} {:>5} {:>9} {:>9}",
-            reason, counts[0], counts[1], counts[2], counts[3], counts[4]
-        );
-    }
     let hard_pct = 100.0 * hard_ok as f64 / hard_total as f64;
     let soft_pct = 100.0 * soft_ok as f64 / soft_total as f64;
     println!("\nuserunknown/hostunknown/hasmoved classified hard: {hard_ok}/{hard_total} = {hard_pct:.2} %");

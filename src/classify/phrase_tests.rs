@@ -7,7 +7,7 @@
 //! verdict is then checked instead. Reasons that are neither (rejected, filtered, onhold, ...)
 //! are only printed.
 
-use super::corpus_tests::type_name;
+use super::corpus_tests::{print_matrix, type_name};
 use super::*;
 use crate::domain::{BounceType as T, ReportedOutcome as L};
 use std::collections::BTreeMap;
@@ -101,17 +101,10 @@ fn every_sisimai_phrase_is_decided_as_its_reason_says_or_as_listed() {
             ));
         }
     }
-    println!("\nSisimai reason × our type ({rows} phrases)");
-    println!(
-        "{:<16} {:>5} {:>5} {:>5} {:>9} {:>9}",
-        "reason", "hard", "soft", "block", "complaint", "delivered"
+    print_matrix(
+        &format!("Sisimai reason × our type ({rows} phrases)"),
+        &matrix,
     );
-    for (reason, k) in &matrix {
-        println!(
-            "{reason:<16} {:>5} {:>5} {:>5} {:>9} {:>9}",
-            k[0], k[1], k[2], k[3], k[4]
-        );
-    }
     println!(
         "\naddress-level reasons hard: {hard_ok}/{hard_total} = {:.2} %",
         100.0 * hard_ok as f64 / hard_total as f64
