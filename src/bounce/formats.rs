@@ -179,10 +179,10 @@ impl Formats {
                 || f.subject.iter().any(|s| subject.contains(s.as_str()))
                 || f.body.iter().any(|s| lower_text.contains(s.as_str()))
         });
-        // a From that names no address is the null sender (`From: <>`), as only reports use
+        // the null sender as From (`From: <>`), as only reports use
         let null_from = m
             .header("from")
-            .is_some_and(|f| !super::ADDRESS.is_match(f));
+            .is_some_and(|f| matches!(f.trim(), "" | "<>"));
         let is_bounce = format.is_some()
             || null_from
             || m.header("x-failed-recipients").is_some()
