@@ -470,6 +470,40 @@ pub(super) fn plan_pair(
     )
 }
 
+/// Stores the records a two-address write decided: `store(target, before, record, changes)`
+/// for each address with a new record, the first then the second (`targets` are what the
+/// engine needs to store each); then the outcome, which names each address's record as the
+/// write left it.
+pub(super) fn store_pair<T>(
+    targets: [T; 2],
+    before: [Option<AddressRecord>; 2],
+    new: PairRecords,
+    mut store: impl FnMut(
+        T,
+        Option<&AddressRecord>,
+        &AddressRecord,
+        &[StateChange],
+    ) -> Result<(), StoreError>,
+) -> Result<PairOutcome, StoreError> {
+    let mut after = before.clone();
+    for ((target, new), (before, after)) in targets
+        .into_iter()
+        .zip(new)
+        .zip(before.iter().zip(after.iter_mut()))
+    {
+        if let Some((record, changes)) = new {
+            store(target, before.as_ref(), &record, &changes)?;
+            *after = Some(record);
+        }
+    }
+    let [first, second] = after;
+    Ok(PairOutcome {
+        first,
+        second,
+        refused: None,
+    })
+}
+
 /// What a committed group changes outside the engine.
 struct Effects {
     /// Filter changes: (hash, now suppressed), in write order.
@@ -1153,44 +1187,27 @@ impl<'t, E: KvEngine> Group<'t, E> {
         let second_slot = RecordSlot::of(&self.shared.hasher, &write.tenant, &write.second);
         let first = self.record(&first_slot)?;
         let second = self.record(&second_slot)?;
-        let [new_first, new_second] = match plan_pair(&write, first.clone(), second.clone())? {
+        let records = match plan_pair(&write, first.clone(), second.clone())? {
             Ok(records) => records,
             Err(answer) => return Ok(answer),
         };
-        let mut out = PairOutcome {
-            first: first.clone(),
-            second: second.clone(),
-            refused: None,
-        };
-        for (is_first, address, slot, before, new) in [
-            (true, &write.first, first_slot, first.as_ref(), new_first),
-            (
-                false,
-                &write.second,
-                second_slot,
-                second.as_ref(),
-                new_second,
-            ),
-        ] {
-            let Some((record, changes)) = new else {
-                continue;
-            };
-            let ah = self.set_record(&write.tenant, address, slot, before, &record, &changes)?;
-            self.log_address_change(
-                write.tenant.as_str(),
-                ah,
-                address.as_str(),
-                before,
-                &record,
-                &changes,
-            )?;
-            if is_first {
-                out.first = Some(record);
-            } else {
-                out.second = Some(record);
-            }
-        }
-        Ok(out)
+        let targets = [(&write.first, first_slot), (&write.second, second_slot)];
+        store_pair(
+            targets,
+            [first, second],
+            records,
+            |(address, slot), before, record, changes| {
+                let ah = self.set_record(&write.tenant, address, slot, before, record, changes)?;
+                self.log_address_change(
+                    write.tenant.as_str(),
+                    ah,
+                    address.as_str(),
+                    before,
+                    record,
+                    changes,
+                )
+            },
+        )
     }
 
     /// Every history entry of address `ah`: (key, value), oldest last.

@@ -33,7 +33,7 @@ use crate::domain::{
 use crate::store::address_hash::AddressHash;
 use crate::store::kv_store::{DomainActivity, StoredChange, StoredEntry};
 use crate::store::records::{bounce_type_number, change_kind_number, encode, reason_number};
-use crate::store::writer::{address_list_changes, decided, plan_pair};
+use crate::store::writer::{address_list_changes, decided, plan_pair, store_pair};
 use crate::store::{
     AddressWrite, CounterTouch, Decision, DomainRules, ErrorChain, Granularity, PairOutcome,
     PairWrite, StoreError, WriteOutcome,
@@ -731,53 +731,31 @@ impl<'a> Group<'a> {
         let slots = hashes.map(|ah| (t.clone(), *ah.bytes()));
         let first = self.records.get(&slots[0]).cloned().flatten();
         let second = self.records.get(&slots[1]).cloned().flatten();
-        let [new_first, new_second] = match plan_pair(write, first.clone(), second.clone())? {
+        let records = match plan_pair(write, first.clone(), second.clone())? {
             Ok(records) => records,
             Err(answer) => return Ok(answer),
         };
-        let mut out = PairOutcome {
-            first: first.clone(),
-            second: second.clone(),
-            refused: None,
-        };
         let [first_slot, second_slot] = slots;
-        for (is_first, address, slot, ah, before, new) in [
-            (
-                true,
-                &write.first,
-                first_slot,
-                hashes[0],
-                first.as_ref(),
-                new_first,
-            ),
-            (
-                false,
-                &write.second,
-                second_slot,
-                hashes[1],
-                second.as_ref(),
-                new_second,
-            ),
-        ] {
-            let Some((record, changes)) = new else {
-                continue;
-            };
-            self.set_record(
-                slot,
-                &ah,
-                address.as_str(),
-                before,
-                &record,
-                &changes,
-                &changes,
-            )?;
-            if is_first {
-                out.first = Some(record);
-            } else {
-                out.second = Some(record);
-            }
-        }
-        Ok(out)
+        let targets = [
+            (&write.first, first_slot, hashes[0]),
+            (&write.second, second_slot, hashes[1]),
+        ];
+        store_pair(
+            targets,
+            [first, second],
+            records,
+            |(address, slot, ah), before, record, changes| {
+                self.set_record(
+                    slot,
+                    &ah,
+                    address.as_str(),
+                    before,
+                    record,
+                    changes,
+                    changes,
+                )
+            },
+        )
     }
 
     /// Whether a domain is marked accept-all, as this group left it.
