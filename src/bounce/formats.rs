@@ -205,7 +205,12 @@ impl Formats {
             .captures_iter(section)
             .map(|c| c[2].to_ascii_lowercase())
             .collect();
-        let section = &*UNDISCLOSED.replace_all(section, "$1$2");
+        let section = if hidden.is_empty() {
+            std::borrow::Cow::Borrowed(section)
+        } else {
+            UNDISCLOSED.replace_all(section, "$1$2")
+        };
+        let section = &*section;
         let mut found = Vec::new();
         if let Some(f) = format {
             found = self.recipients(&f.recipient, section);
